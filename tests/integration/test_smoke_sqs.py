@@ -1,0 +1,53 @@
+"""A processing job round-trips through a real FIFO queue on the moto server, over HTTP."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tests.conftest import load_vector
+from transflow import ProcessingJob, count_requests, queue_names
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+def test_job_round_trips_through_a_fifo_queue(sqs: SQSClient) -> None:
+    names = queue_names("myapp", "feature/Login-Page")
+    url = sqs.create_queue(QueueName=names.processing, Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    job = ProcessingJob.from_dict(load_vector("job-full.json"))
+
+    with count_requests(sqs) as counter:
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=job.to_json(),
+            MessageGroupId=job.upload_id,
+            MessageDeduplicationId="upload-def:1",
+        )
+        # The same deduplication id inside the 5-minute window is dropped by the queue.
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=job.to_json(),
+            MessageGroupId=job.upload_id,
+            MessageDeduplicationId="upload-def:1",
+        )
+        received = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+        )["Messages"]
+
+    assert len(received) == 1
+    message = received[0]
+    assert ProcessingJob.from_json(message["Body"]) == job
+    assert message["Attributes"]["MessageGroupId"] == "upload-def"
+    assert message["Attributes"]["MessageDeduplicationId"] == "upload-def:1"
+    assert counter.count("SendMessage", "sqs") == 2
+    assert counter.count("ReceiveMessage") == 1
+    assert counter.total("sqs") == 3
+    assert counter.total("s3") == 0
+
+
+def test_each_test_starts_from_an_empty_endpoint(sqs: SQSClient) -> None:
+    assert sqs.list_queues().get("QueueUrls", []) == []
