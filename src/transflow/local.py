@@ -7,6 +7,7 @@ real HTTP, exactly as it talks to AWS.
 
 from __future__ import annotations
 
+import logging
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
@@ -48,17 +49,22 @@ class LocalAws:
     host: str = "127.0.0.1"
     port: int = 0
     region: str = DUMMY_REGION
+    quiet: bool = True
     _server: Any = attrs.field(default=None, init=False, repr=False)
     _bound_port: int | None = attrs.field(default=None, init=False)
 
     def start(self) -> LocalAws:
         """Start the server (port 0 picks a free port) and return self."""
         try:
-            from moto.server import ThreadedMotoServer
+            # Imported here: moto is the optional 'local' extra, never needed in production.
+            from moto.server import ThreadedMotoServer  # noqa: PLC0415
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise TransflowError(
                 "the embedded endpoint needs moto's server: pip install 'transflow[local]'"
             ) from exc
+        if self.quiet:
+            # moto's server logs every request through werkzeug at INFO.
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         server.start()
         self._server = server

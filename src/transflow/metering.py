@@ -56,12 +56,11 @@ class RequestCounter:
         with self._lock:
             self.calls[key] += 1
 
-    def _on_send(self, request: Any, **_: Any) -> None:
-        context = getattr(request, "context", {}) or {}
-        operation = context.get("operation_name", "?")
-        service = context.get("signing", {}).get("signing_name", "?")
+    def _on_send(self, event_name: str, **_: Any) -> None:
+        # event_name is "before-send.{service}.{operation}"
+        parts = [*event_name.split(".", 2), "?", "?"]
         with self._lock:
-            self.attempts[(service, operation)] += 1
+            self.attempts[(parts[1], parts[2])] += 1
 
     def total(self, service: str | None = None) -> int:
         """API calls made, for one service (``"sqs"``, ``"s3"``) or for all."""

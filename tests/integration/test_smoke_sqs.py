@@ -13,9 +13,7 @@ if TYPE_CHECKING:
 
 def test_job_round_trips_through_a_fifo_queue(sqs: SQSClient) -> None:
     names = queue_names("myapp", "feature/Login-Page")
-    url = sqs.create_queue(QueueName=names.processing, Attributes={"FifoQueue": "true"})[
-        "QueueUrl"
-    ]
+    url = sqs.create_queue(QueueName=names.processing, Attributes={"FifoQueue": "true"})["QueueUrl"]
     job = ProcessingJob.from_dict(load_vector("job-full.json"))
 
     with count_requests(sqs) as counter:

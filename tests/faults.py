@@ -1,0 +1,116 @@
+"""Fault injection on real boto3 clients, with botocore event hooks.
+
+The calls still go to the moto server over HTTP; these hooks make some of them fail the way
+AWS fails: a batch entry reported in ``Failed`` (and not delivered), a throttled or 5xx
+response, a dropped connection. Nothing here imitates SQS itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import botocore.awsrequest
+import botocore.exceptions
+
+EntryFault = tuple[str, bool]  # (code, sender fault)
+
+
+@attrs.define
+class EntryFaults:
+    """Fails chosen entries of a batch operation: ``decide(call_index, entry)`` returns a
+    fault or None. A failed entry is removed before the request is built, so it really was
+    not sent, and reported in the response's ``Failed`` list."""
+
+    client: Any
+    operation: str
+    decide: Callable[[int, dict[str, Any]], EntryFault | None]
+    calls: int = 0
+    injected: int = 0
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        events = self.client.meta.events
+        service = self.client.meta.service_model.service_name
+        events.register(f"before-parameter-build.{service}.{self.operation}", self._before)
+        events.register(f"after-call.{service}.{self.operation}", self._after)
+
+    def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        with self._lock:
+            index = self.calls
+            self.calls += 1
+        kept, dropped = [], []
+        for entry in params["Entries"]:
+            fault = self.decide(index, entry)
+            if fault is None:
+                kept.append(entry)
+            else:
+                dropped.append(
+                    {
+                        "Id": entry["Id"],
+                        "Code": fault[0],
+                        "SenderFault": fault[1],
+                        "Message": "injected",
+                    }
+                )
+        if not kept:  # SQS refuses an empty batch: keep the call, fail nothing this time
+            return
+        params["Entries"] = kept
+        context["transflow_dropped"] = dropped
+        with self._lock:
+            self.injected += len(dropped)
+
+    def _after(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        dropped = context.pop("transflow_dropped", [])
+        if dropped:
+            parsed.setdefault("Failed", []).extend(dropped)
+
+
+@attrs.define
+class CallFaults:
+    """Fails whole calls before they reach the endpoint: ``decide(operation, index)`` returns
+    ``"throttle"``, ``"500"``, ``"drop"`` or None."""
+
+    client: Any
+    decide: Callable[[str, int], str | None]
+    calls: int = 0
+    injected: int = 0
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self.client.meta.events.register("before-send", self._before_send)
+
+    def _before_send(self, request: Any, event_name: str, **_: Any) -> Any:
+        operation = event_name.rsplit(".", 1)[-1]
+        with self._lock:
+            index = self.calls
+            self.calls += 1
+        fault = self.decide(operation, index)
+        if fault is None:
+            return None
+        with self._lock:
+            self.injected += 1
+        if fault == "drop":
+            raise botocore.exceptions.ConnectionClosedError(endpoint_url=request.url)
+        status, code = (
+            (400, "ThrottlingException") if fault == "throttle" else (500, "InternalError")
+        )
+        body = f'{{"__type":"{code}","message":"injected"}}'.encode()
+        headers = botocore.awsrequest.HTTPHeaders()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        headers["x-amzn-query-error"] = f"{code};Sender"
+        return botocore.awsrequest.AWSResponse(request.url, status, headers, _RawBody(body))
+
+
+class _RawBody:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
+
+    def read(self, *_: Any) -> bytes:
+        data, self._data = self._data, b""
+        return data

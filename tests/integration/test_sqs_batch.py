@@ -1,0 +1,158 @@
+"""Batch sends, deletes and visibility changes on the moto server, with injected faults."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.faults import CallFaults, EntryFaults
+from transflow.local import LocalAws, local_client_config
+from transflow.metering import count_requests
+from transflow.sqs_batch import (
+    OutgoingMessage,
+    RetryPolicy,
+    change_visibility_batch,
+    delete_batch,
+    send_batch,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+FAST = RetryPolicy(attempts=5, initial=0.001, maximum=0.01)
+
+
+@pytest.fixture
+def bare_sqs(aws: LocalAws) -> SQSClient:
+    """A client without botocore's own retries, so only ours are at work."""
+    return aws.sqs(local_client_config(retries={"mode": "standard", "total_max_attempts": 1}))
+
+
+def fifo(sqs: SQSClient, name: str = "q.fifo") -> str:
+    return sqs.create_queue(
+        QueueName=name, Attributes={"FifoQueue": "true", "VisibilityTimeout": "60"}
+    )["QueueUrl"]
+
+
+def drain(sqs: SQSClient, url: str) -> list[str]:
+    bodies: list[str] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def messages(n: int, size: int = 10, groups: int = 1) -> list[tuple[str, OutgoingMessage]]:
+    return [
+        (f"k{i}", OutgoingMessage(f"{i:0{size}d}", group_id=f"g{i % groups}", dedup_id=f"d{i}"))
+        for i in range(n)
+    ]
+
+
+def test_sends_in_order_in_calls_of_ten(bare_sqs: SQSClient) -> None:
+    url = fifo(bare_sqs)
+    with count_requests(bare_sqs) as counter:
+        result = send_batch(bare_sqs, url, messages(25), policy=FAST)
+    assert result.ok
+    assert result.succeeded == tuple(f"k{i}" for i in range(25))
+    assert counter.count("SendMessageBatch") == 3
+    assert drain(bare_sqs, url) == [f"{i:010d}" for i in range(25)]
+
+
+def test_byte_limit_splits_calls_and_a_too_large_message_fails_alone(
+    bare_sqs: SQSClient,
+) -> None:
+    url = fifo(bare_sqs)
+    items = messages(5, size=100_000)
+    items.insert(2, ("huge", OutgoingMessage("x" * 300_000, group_id="g", dedup_id="h")))
+    with count_requests(bare_sqs) as counter:
+        result = send_batch(bare_sqs, url, items, max_bytes=262_144, policy=FAST)
+    assert [f.key for f in result.failed] == ["huge"]
+    assert result.failed[0].code == "MessageTooLarge"
+    assert len(result.succeeded) == 5
+    assert counter.count("SendMessageBatch") == 3  # 2 + 2 + 1 bodies of 100 kB
+    assert len(drain(bare_sqs, url)) == 5
+
+
+def test_an_entry_failed_without_sender_fault_is_sent_again(bare_sqs: SQSClient) -> None:
+    url = fifo(bare_sqs)
+    faults = EntryFaults(
+        bare_sqs,
+        "SendMessageBatch",
+        lambda call, entry: ("InternalError", False) if call == 0 and entry["Id"] == "e3" else None,
+    )
+    result = send_batch(bare_sqs, url, messages(10), policy=FAST)
+    assert faults.injected == 1
+    assert result.ok
+    assert result.calls == 2
+    assert sorted(drain(bare_sqs, url)) == sorted(f"{i:010d}" for i in range(10))
+
+
+def test_a_sender_fault_is_reported_and_the_rest_goes_on(bare_sqs: SQSClient) -> None:
+    url = fifo(bare_sqs)
+    EntryFaults(
+        bare_sqs,
+        "SendMessageBatch",
+        lambda _call, entry: ("InvalidParameterValue", True) if entry["Id"] == "e1" else None,
+    )
+    result = send_batch(bare_sqs, url, messages(4), policy=FAST)
+    assert [(f.key, f.code, f.sender_fault) for f in result.failed] == [
+        ("k1", "InvalidParameterValue", True)
+    ]
+    assert set(result.succeeded) == {"k0", "k2", "k3"}
+    assert result.calls == 1
+    assert len(drain(bare_sqs, url)) == 3
+
+
+@pytest.mark.parametrize("fault", ["throttle", "500", "drop"])
+def test_failed_calls_are_retried(bare_sqs: SQSClient, fault: str) -> None:
+    url = fifo(bare_sqs)
+    faults = CallFaults(
+        bare_sqs, lambda op, i: fault if op == "SendMessageBatch" and i < 2 else None
+    )
+    result = send_batch(bare_sqs, url, messages(3), policy=FAST)
+    assert faults.injected == 2
+    assert result.ok
+    assert result.calls == 3
+    assert len(drain(bare_sqs, url)) == 3
+
+
+def test_retries_end_and_every_entry_is_reported(bare_sqs: SQSClient) -> None:
+    url = fifo(bare_sqs)
+    CallFaults(bare_sqs, lambda op, _i: "500" if op == "SendMessageBatch" else None)
+    result = send_batch(bare_sqs, url, messages(3), policy=FAST)
+    assert result.succeeded == ()
+    assert {f.key for f in result.failed} == {"k0", "k1", "k2"}
+    assert result.calls == FAST.attempts
+
+
+def test_delete_reports_a_stale_receipt_handle_and_deletes_the_rest(bare_sqs: SQSClient) -> None:
+    url = fifo(bare_sqs)
+    send_batch(bare_sqs, url, messages(12, groups=12), policy=FAST)
+    received: list[Any] = []
+    while len(received) < 12:
+        received += bare_sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    handles = [(f"m{i}", m["ReceiptHandle"]) for i, m in enumerate(received)]
+    handles.append(("stale", "not-a-receipt-handle"))
+    with count_requests(bare_sqs) as counter:
+        result = delete_batch(bare_sqs, url, handles, policy=FAST)
+    assert [f.key for f in result.failed] == ["stale"]
+    assert len(result.succeeded) == 12
+    assert counter.count("DeleteMessageBatch") == 2
+
+
+def test_change_visibility_releases_messages(bare_sqs: SQSClient) -> None:
+    url = fifo(bare_sqs)
+    send_batch(bare_sqs, url, messages(3), policy=FAST)
+    received = bare_sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert bare_sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+    result = change_visibility_batch(
+        bare_sqs, url, [(m["MessageId"], (m["ReceiptHandle"], 0)) for m in received], policy=FAST
+    )
+    assert result.ok
+    again = bare_sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert len(again) == 3
