@@ -12,6 +12,7 @@ from transflow.errors import (
     TransflowError,
     UnknownConfigKeyWarning,
 )
+from transflow.messages import ReceivedMessage
 from transflow.metering import RequestCounter, count_requests
 from transflow.model import (
     ProcessingJob,
@@ -33,6 +34,7 @@ __all__ = [
     "ProgressEvent",
     "ProgressType",
     "QueueNames",
+    "ReceivedMessage",
     "RequestCounter",
     "S3ObjectRef",
     "SqsConfig",
