@@ -419,7 +419,13 @@ def _loads(text: str | bytes, error: type[JobFormatError], what: str) -> object:
 
 
 def _dumps(data: JsonObject) -> str:
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        # fields/metadata/extra are free-form in Python; only JSON values can travel.
+        raise JobFormatError(
+            "message", [f"a value cannot be written as JSON ({exc}); use JSON types only"]
+        ) from exc
     # Raw non-ASCII is smaller on the wire, but SQS refuses lone surrogates and U+FFFE/FFFF.
     return _NOT_SQS_SAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 

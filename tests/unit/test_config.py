@@ -1,0 +1,178 @@
+"""load_config: the vectors, environment overrides, ranges, Redis and unknown keys."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import DATA
+from transflow import ConfigError, UnknownConfigKeyWarning, load_config
+from transflow.config import config_keys
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "transflow.config.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_the_sqs_only_vector_loads() -> None:
+    config = load_config(DATA / "config-sqs-only.json", env={})
+    assert config.project == "myapp"
+    assert config.region == "us-east-1"
+    assert config.branch == "main"
+    assert config.sqs.visibility_timeout_sec == 960
+    assert config.sqs.max_receive_count == 3
+    assert config.sqs.batch_size == 10
+    assert config.sqs.retention_sec == 14 * 24 * 3600
+    assert config.sqs.max_message_bytes == 262_144
+    assert config.queue_names.processing == "myapp-processing.fifo"
+    assert config.queue_names.progress == "myapp-progress.fifo"
+    assert config.queue_names.dlq == "myapp-main-dlq.fifo"
+
+
+def test_the_invalid_batch_vector_names_key_value_and_range() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(DATA / "config-invalid-batch.json", env={})
+    assert "sqs.batchSize: 11 is out of range; allowed 1 to 10" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "env"),
+    [
+        ("config-legacy-redis.json", {}),
+        ("config-sqs-only.json", {"REDIS_URL": "redis://localhost:6379"}),
+    ],
+)
+def test_redis_is_refused_with_migration_steps(source: str, env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(DATA / source, env=env)
+    message = str(caught.value)
+    assert "redis" in message
+    assert "'sqs' section is now required" in message
+    assert "1. replace the 'redis' section" in message
+    assert "REDIS_URL" in message
+
+
+def test_a_config_without_sqs_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'sqs' section is required"):
+        load_config(write(tmp_path, {"project": "myapp"}), env={})
+
+
+def test_defaults_fill_an_empty_sqs_section(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, {"project": "myapp", "sqs": {}}), env={})
+    assert config.sqs.visibility_timeout_sec == 960
+    assert config.queue_names.processing == "myapp-main-processing.fifo"
+    assert config.region is None
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, {"project": "myapp", "branch": "main", "region": "eu-west-1", "sqs": {}})
+    env = {
+        "SQS_QUEUE_URL": "http://q/processing.fifo",
+        "SQS_PROGRESS_QUEUE_URL": "http://q/progress.fifo",
+        "SQS_DLQ_URL": "http://q/dlq.fifo",
+        "MAX_BATCH_SIZE": "4",
+        "AWS_REGION": "us-west-2",
+        "AWS_DEFAULT_REGION": "ap-south-1",
+        "TRANSFLOW_PROJECT": "other",
+        "TRANSFLOW_BRANCH": "Feature/X",
+    }
+    config = load_config(path, env=env)
+    assert config.sqs.queue_url == "http://q/processing.fifo"
+    assert config.sqs.progress_queue_url == "http://q/progress.fifo"
+    assert config.sqs.dlq_url == "http://q/dlq.fifo"
+    assert config.sqs.batch_size == 4
+    assert config.region == "us-west-2"
+    assert config.project == "other"
+    assert config.branch == "feature-x"
+    env.pop("AWS_REGION")
+    assert load_config(path, env=env).region == "ap-south-1"
+
+
+@pytest.mark.parametrize("value", ["0", "11", "ten"])
+def test_a_bad_max_batch_size_names_the_variable(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, {"project": "myapp", "sqs": {}})
+    with pytest.raises(ConfigError, match="MAX_BATCH_SIZE"):
+        load_config(path, env={"MAX_BATCH_SIZE": value})
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {"sqs": {"visibilityTimeoutSec": 0, "maxReceiveCount": "3", "queueName": "plain"}},
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    message = str(caught.value)
+    assert "sqs.visibilityTimeoutSec: 0 is out of range; allowed 1 to 43200" in message
+    assert "sqs.maxReceiveCount: must be an integer from 1 to 1000, not '3'" in message
+    assert "sqs.queueName: 'plain' is not a FIFO queue name" in message
+    assert "project: required" in message
+
+
+def test_unknown_keys_warn_with_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, {"project": "myapp", "sqs": {"batchSise": 5}, "extra": 1})
+    with pytest.warns(UnknownConfigKeyWarning) as warned:
+        load_config(path, env={})
+    messages = [str(w.message) for w in warned]
+    assert any("'sqs.batchSise'" in m and "did you mean 'batchSize'" in m for m in messages)
+    assert any("'extra'" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("{", "not valid JSON"), ("[]", "must hold a JSON object"), ("\xff", "cannot be read")],
+)
+def test_a_broken_file_is_a_config_error(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "transflow.config.json"
+    path.write_text(text, encoding="latin-1")
+    with pytest.raises(ConfigError, match=problem):
+        load_config(path, env={})
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "nope.json", env={})
+
+
+def test_the_working_directory_file_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, {"project": "cwdapp", "sqs": {}})
+    monkeypatch.chdir(tmp_path)
+    assert load_config(env={}).project == "cwdapp"
+
+
+def test_without_a_file_the_environment_alone_configures_a_lambda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no transflow\.config\.json"):
+        load_config(env={})
+    config = load_config(env={"SQS_QUEUE_URL": "http://q", "TRANSFLOW_PROJECT": "lambdaapp"})
+    assert config.sqs.queue_url == "http://q"
+    assert config.project == "lambdaapp"
+
+
+@given(
+    key=st.sampled_from([k for k, *_ in config_keys()]),
+    value=st.integers(min_value=-(2**40), max_value=2**40) | st.text() | st.booleans(),
+)
+def test_any_numeric_value_is_accepted_in_range_or_refused_by_name(key: str, value: Any) -> None:
+    _, attribute, _, low, high = next(k for k in config_keys() if k[0] == key)
+    raw = {"project": "p", "sqs": {key.split(".")[1]: value}}
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(Path(folder), raw)
+        in_range = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        if in_range:
+            assert getattr(load_config(path, env={}).sqs, attribute) == value
+        else:
+            with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+                load_config(path, env={})

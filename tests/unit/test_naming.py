@@ -1,0 +1,77 @@
+"""Branch and queue names: the examples the issue gives, and properties for any input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from transflow import ConfigError, queue_names, sanitize_branch
+from transflow.naming import MAX_QUEUE_NAME
+
+SQS_FIFO_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo")
+projects = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789-_", min_size=1, max_size=60)
+
+
+def test_the_issue_example() -> None:
+    names = queue_names("myapp", "feature/Login-Page")
+    assert names.processing == "myapp-feature-login-page-processing.fifo"
+    assert names.progress == "myapp-feature-login-page-progress.fifo"
+    assert names.dlq == "myapp-feature-login-page-dlq.fifo"
+
+
+@pytest.mark.parametrize(
+    ("branch", "expected"),
+    [
+        ("main", "main"),
+        ("Feature/Login-Page", "feature-login-page"),
+        ("--a//b__c--", "a-b-c"),
+        ("", "main"),
+        ("///", "main"),
+        ("Ünïcode", "n-code"),
+        ("release/1.2.3", "release-1-2-3"),
+    ],
+)
+def test_sanitize_branch(branch: str, expected: str) -> None:
+    assert sanitize_branch(branch) == expected
+
+
+@given(st.text())
+def test_sanitized_branches_are_clean_and_stable(branch: str) -> None:
+    clean = sanitize_branch(branch)
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", clean)
+    assert sanitize_branch(clean) == clean
+
+
+@given(projects, st.text())
+def test_queue_names_are_valid_sqs_fifo_names(project: str, branch: str) -> None:
+    names = queue_names(project, branch)
+    for name in (names.processing, names.progress, names.dlq):
+        assert len(name) <= MAX_QUEUE_NAME
+        assert SQS_FIFO_NAME.fullmatch(name)
+    stem = names.processing.removesuffix("-processing.fifo")
+    assert names.progress == f"{stem}-progress.fifo"
+    assert names.dlq == f"{stem}-dlq.fifo"
+
+
+@given(projects, st.text(min_size=1), st.text(min_size=1))
+def test_two_branches_never_share_a_queue(project: str, one: str, other: str) -> None:
+    if sanitize_branch(one) != sanitize_branch(other):
+        assert queue_names(project, one).processing != queue_names(project, other).processing
+
+
+def test_long_names_are_shortened_with_a_stable_hash() -> None:
+    long_a = "feature/" + "a" * 100
+    long_b = "feature/" + "a" * 99 + "b"
+    a, b = queue_names("myapp", long_a), queue_names("myapp", long_b)
+    assert a.dlq != b.dlq
+    assert len(a.processing) == MAX_QUEUE_NAME
+    assert queue_names("myapp", long_a) == a  # stable across calls and processes
+
+
+@pytest.mark.parametrize("project", ["", "my app", "app.fifo", "ü"])
+def test_a_project_that_cannot_name_a_queue_is_refused(project: str) -> None:
+    with pytest.raises(ConfigError, match="project"):
+        queue_names(project, "main")

@@ -1,0 +1,85 @@
+"""Key layout, received messages, claim-check bodies and module boundaries."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_vector
+from transflow import JobFormatError, ProcessingJob, ReceivedMessage
+from transflow.claimcheck import ClaimCheck, decode_job_message
+from transflow.keys import job_output_prefix, output_prefix, status_key, upload_prefix
+
+SRC = Path(__file__).parents[2] / "src" / "transflow"
+PURE_MODULES = ["model", "config", "naming", "keys", "messages", "errors", "metering"]
+
+
+def test_key_layout() -> None:
+    assert upload_prefix("main", "u1") == "uploads/main/u1/"
+    assert upload_prefix("main", "u1", "user123") == "uploads/main/users/user123/u1/"
+    assert output_prefix("feature-x", "u1", "user-456") == "outputs/feature-x/users/user-456/u1/"
+    assert status_key("main", "u1") == "outputs/main/u1/status.json"
+    job = ProcessingJob.from_dict(load_vector("job-full.json"))
+    assert job_output_prefix(job) == "outputs/feature-x/users/user-456/upload-def/"
+
+
+def test_received_message_from_a_lambda_record() -> None:
+    record = load_vector("sqs-event-fifo-processing.json")["Records"][2]
+    message = ReceivedMessage.from_lambda_record(record)
+    assert message.message_id == "m-3"
+    assert message.group_id == "upload-ghi"
+    assert message.receive_count == 2
+    assert message.dedup_id == "dedup-m-3"
+    assert message.body == "{not json"
+    assert message.event_source_arn is not None
+
+
+def test_received_message_from_receive_message() -> None:
+    message = ReceivedMessage.from_sqs_message(
+        {"MessageId": "x", "ReceiptHandle": "r", "Body": "b", "Attributes": {}}
+    )
+    assert message.group_id is None
+    assert message.receive_count == 1
+
+
+def test_decode_job_message_reads_jobs_and_claim_checks() -> None:
+    job = ProcessingJob.from_dict(load_vector("job-seed.json"))
+    assert decode_job_message(job.to_json()) == job
+    claim = ClaimCheck("upload-abc", "uploads", "transflow/claims/main/upload-abc/x.json")
+    assert decode_job_message(claim.to_json()) == claim
+    with pytest.raises(JobFormatError, match="claimCheck"):
+        decode_job_message('{"uploadId": "u", "claimCheck": {"bucket": 1}}')
+    with pytest.raises(JobFormatError, match="not valid JSON"):
+        decode_job_message("{not json")
+
+
+def runtime_imports(tree: ast.AST) -> set[str]:
+    """Top-level package names a module imports at run time (``if TYPE_CHECKING`` skipped)."""
+    found: set[str] = set()
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+        else:
+            found |= runtime_imports(node)
+    return found
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_modules_never_import_boto3(module: str) -> None:
+    tree = ast.parse((SRC / f"{module}.py").read_text(encoding="utf-8"))
+    imported = runtime_imports(tree)
+    assert "attrs" in imported or module in {"errors", "keys"}  # the walk sees imports
+    assert not imported & {"boto3", "botocore"}
+
+
+def test_every_public_name_is_exported_from_the_package() -> None:
+    import transflow
+
+    for name in transflow.__all__:
+        assert hasattr(transflow, name), name
