@@ -97,6 +97,9 @@ class EnsureReport:
     created: tuple[str, ...] = ()
     changes: tuple[AttributeChange, ...] = ()
     warnings: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    """``{queue}: {attribute}`` set but not kept by the endpoint (moto keeps no
+    RedriveAllowPolicy, for example); not reported as a change on every run."""
 
     @property
     def changed(self) -> bool:
@@ -298,6 +301,7 @@ class _Reconciler:
     created: list[str] = attrs.field(factory=list)
     changes: list[AttributeChange] = attrs.field(factory=list)
     warnings: list[str] = attrs.field(factory=list)
+    ignored: list[str] = attrs.field(factory=list)
 
     def ensure(
         self, name: str, create_with: Mapping[str, str], desired: Mapping[str, str] | None
@@ -337,14 +341,12 @@ class _Reconciler:
             Attributes={c.attribute: c.after for c in changes},  # type: ignore[misc]
         )
         # Some endpoints (moto, older LocalStack) accept an attribute and ignore it; such an
-        # attribute is reported once as a warning, not as a change made on every run.
+        # attribute is reported as ignored, not as a change made on every run.
         after = _attributes(self.sqs, url)
         for change in changes:
             if change.attribute not in after and change.before is None:
-                self.warnings.append(
-                    f"queue {name}: the endpoint does not keep {change.attribute}; "
-                    "check it on a real SQS endpoint"
-                )
+                log.info("queue %s: the endpoint does not keep %s", name, change.attribute)
+                self.ignored.append(f"{name}: {change.attribute}")
             elif report:
                 log.warning(
                     "queue %s: %s was %r, set to %r",
@@ -407,6 +409,7 @@ def ensure_queues_report(
         created=tuple(work.created),
         changes=tuple(work.changes),
         warnings=tuple(work.warnings),
+        ignored=tuple(work.ignored),
     )
 
 
