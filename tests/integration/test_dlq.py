@@ -347,10 +347,15 @@ def test_redrive_with_move_task_support_asks_sqs(bare_sqs: SQSClient, urls: Queu
     def answer(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
         # Only this operation is answered here (moto has none); everything else is real.
         asked.append(json.loads(params["body"]))
-        response = botocore.awsrequest.AWSResponse(urls.dlq, 200, {}, None)
+        response = botocore.awsrequest.AWSResponse(
+            urls.dlq, 200, botocore.awsrequest.HTTPHeaders(), None
+        )
         return response, {"TaskHandle": "task-1", "ResponseMetadata": {"HTTPStatusCode": 200}}
 
-    bare_sqs.meta.events.register("before-call.sqs.StartMessageMoveTask", answer)
+    bare_sqs.meta.events.register(
+        "before-call.sqs.StartMessageMoveTask",
+        answer,  # type: ignore[arg-type]
+    )
     report = redrive(bare_sqs, urls.dlq, urls.processing)
 
     assert report.mode == "move-task"
@@ -377,7 +382,7 @@ def test_insisting_on_a_move_task_where_there_is_none_is_an_error(
 
 def test_purge_needs_the_queue_name(bare_sqs: SQSClient, urls: QueueUrls) -> None:
     send_to_dlq(bare_sqs, urls, [job("u1"), job("u2")])
-    with pytest.raises(ConfirmationRequiredError, match="shop-main-dlq.fifo"):
+    with pytest.raises(ConfirmationRequiredError, match=r"shop-main-dlq\.fifo"):
         purge(bare_sqs, urls.dlq, confirm="yes")
     assert visible(bare_sqs, urls.dlq) == 2
     assert purge(bare_sqs, urls.dlq, confirm="shop-main-dlq.fifo") == 2
