@@ -7,8 +7,12 @@ from transflow._version import __version__
 from transflow.config import SqsConfig, TransflowConfig, load_config
 from transflow.errors import (
     ConfigError,
+    ConfirmationRequiredError,
     EventFormatError,
     JobFormatError,
+    ProvisionError,
+    ProvisionWarning,
+    QueueNotFoundError,
     TransflowError,
     UnknownConfigKeyWarning,
 )
@@ -25,15 +29,29 @@ from transflow.model import (
     upload_channel,
 )
 from transflow.naming import QueueNames, queue_names, sanitize_branch
+from transflow.provision import (
+    AttributeChange,
+    EnsureReport,
+    QueueUrls,
+    ensure_queues,
+    ensure_queues_report,
+)
 
 __all__ = [
+    "AttributeChange",
     "ConfigError",
+    "ConfirmationRequiredError",
+    "EnsureReport",
     "EventFormatError",
     "JobFormatError",
     "ProcessingJob",
     "ProgressEvent",
     "ProgressType",
+    "ProvisionError",
+    "ProvisionWarning",
     "QueueNames",
+    "QueueNotFoundError",
+    "QueueUrls",
     "ReceivedMessage",
     "RequestCounter",
     "S3ObjectRef",
@@ -46,6 +64,8 @@ __all__ = [
     "branch_channel",
     "channel_matches",
     "count_requests",
+    "ensure_queues",
+    "ensure_queues_report",
     "load_config",
     "queue_names",
     "sanitize_branch",

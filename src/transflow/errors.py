@@ -10,8 +10,12 @@ from collections.abc import Iterable
 
 __all__ = [
     "ConfigError",
+    "ConfirmationRequiredError",
     "EventFormatError",
     "JobFormatError",
+    "ProvisionError",
+    "ProvisionWarning",
+    "QueueNotFoundError",
     "TransflowError",
     "UnknownConfigKeyWarning",
 ]
@@ -53,3 +57,22 @@ class EventFormatError(JobFormatError):
 
 class UnknownConfigKeyWarning(UserWarning):
     """A configuration key transflow does not know; usually a typo. It is ignored."""
+
+
+class ProvisionError(TransflowError):
+    """A queue cannot be brought to the state transflow needs (for example, an existing
+    queue of the same name is not FIFO, which SQS cannot change)."""
+
+
+class QueueNotFoundError(TransflowError):
+    """A queue transflow needs does not exist on the endpoint."""
+
+
+class ConfirmationRequiredError(TransflowError):
+    """A destructive operation (purge, delete) was asked for without the confirmation it
+    needs."""
+
+
+class ProvisionWarning(UserWarning):
+    """Provisioning went through, but something in the configuration deserves a look (a
+    visibility timeout too short for the function, an attribute the endpoint ignores)."""

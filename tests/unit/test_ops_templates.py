@@ -1,0 +1,203 @@
+"""IAM policy documents, the SAM template (checked by cfn-lint) and the YAML writer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+from cfnlint.api import lint
+from hypothesis import given
+from hypothesis import strategies as st
+
+from transflow import ConfigError, SqsConfig, TransflowConfig
+from transflow._yaml import dump
+from transflow.provision import iam_policies, sam_template
+
+CONFIG = TransflowConfig(project="shop", branch="feature/Checkout")
+ACCOUNT = "123456789012"
+
+
+def sqs_resources(document: Any) -> list[str]:
+    return [
+        resource
+        for statement in document["Statement"]
+        if any(action.startswith("sqs:") for action in statement["Action"])
+        for resource in statement["Resource"]
+    ]
+
+
+def test_policies_name_exact_queue_arns_and_prefixes() -> None:
+    policies = iam_policies(CONFIG, ACCOUNT, "eu-west-1", upload_bucket="shop-uploads")
+    processing = "arn:aws:sqs:eu-west-1:123456789012:shop-feature-checkout-processing.fifo"
+    progress = "arn:aws:sqs:eu-west-1:123456789012:shop-feature-checkout-progress.fifo"
+    for role, document in policies.by_role().items():
+        # Every document is valid JSON of the IAM shape, and SQS is never granted on "*".
+        parsed = json.loads(policies.to_json(role))
+        assert parsed["Version"] == "2012-10-17"
+        resources = sqs_resources(parsed)
+        assert resources, role
+        assert all(r.startswith("arn:aws:sqs:eu-west-1:123456789012:shop-") for r in resources)
+        assert all("*" not in r for r in resources)
+        assert parsed == document
+
+    bridge = policies.bridge["Statement"]
+    assert {"sqs:SendMessage"} == {a for s in bridge for a in s["Action"] if a.startswith("sqs")}
+    assert sqs_resources(policies.bridge) == [processing]
+    assert "arn:aws:s3:::shop-uploads/uploads/feature-checkout/*" in bridge[0]["Resource"]
+    assert sqs_resources(policies.stream) == [progress]
+    processor_sqs = {
+        (a, r)
+        for s in policies.processor["Statement"]
+        for a in s["Action"]
+        for r in s["Resource"]
+        if a.startswith("sqs:")
+    }
+    assert ("sqs:SendMessage", progress) in processor_sqs
+    assert ("sqs:DeleteMessage", processing) in processor_sqs
+    assert ("sqs:SendMessage", processing) not in processor_sqs  # failures go via visibility
+    s3 = [r for s in policies.processor["Statement"] for r in s["Resource"] if ":s3:" in r]
+    assert all(r.endswith("feature-checkout/*") or r == "arn:aws:s3:::shop-uploads" for r in s3)
+
+
+def test_claim_check_prefix_adds_exact_statements() -> None:
+    policies = iam_policies(
+        CONFIG,
+        ACCOUNT,
+        "us-east-1",
+        upload_bucket="in-bucket",
+        output_bucket="out-bucket",
+        claim_check_prefix="claims/feature-checkout/",
+    )
+    claims = "arn:aws:s3:::out-bucket/claims/feature-checkout/*"
+    assert any(
+        claims in s["Resource"] and s["Action"] == ["s3:PutObject"]
+        for s in policies.bridge["Statement"]
+    )
+    assert any(
+        claims in s["Resource"] and s["Action"] == ["s3:GetObject"]
+        for s in policies.processor["Statement"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("account", "region", "bucket", "expected"),
+    [
+        ("12345", "us-east-1", "b-1", "account id"),
+        (ACCOUNT, "Mars", "b-1", "region"),
+        (ACCOUNT, "us-east-1", "Bad_Bucket", "upload bucket"),
+        (ACCOUNT, "us-east-1", "a", "upload bucket"),
+    ],
+)
+def test_bad_identifiers_are_a_config_error(
+    account: str, region: str, bucket: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        iam_policies(CONFIG, account, region, upload_bucket=bucket)
+
+
+@given(st.text(max_size=20))
+def test_any_account_text_is_accepted_only_as_twelve_digits(account: str) -> None:
+    valid = len(account) == 12 and account.isascii() and account.isdigit()
+    if not valid:
+        with pytest.raises(ConfigError, match="account id"):
+            iam_policies(CONFIG, account, "us-east-1", upload_bucket="bucket")
+        return
+    policies = iam_policies(CONFIG, account, "us-east-1", upload_bucket="bucket")
+    assert all(account in r for r in sqs_resources(policies.processor))
+
+
+def lint_errors(text: str) -> list[str]:
+    return [str(match) for match in lint(text, regions=["us-east-1", "eu-west-1"])]
+
+
+def test_sam_template_passes_cfn_lint() -> None:
+    text = sam_template(CONFIG, upload_bucket="shop-uploads", maximum_concurrency=20)
+    assert lint_errors(text) == []
+    template = yaml.safe_load(text)
+    resources = template["Resources"]
+    processing = resources["ProcessingQueue"]["Properties"]
+    assert processing["QueueName"] == "shop-feature-checkout-processing.fifo"
+    assert processing["FifoQueue"] is True
+    assert processing["VisibilityTimeout"] == 960
+    assert processing["RedrivePolicy"]["maxReceiveCount"] == 3
+    event = resources["ProcessorFunction"]["Properties"]["Events"]["Jobs"]["Properties"]
+    assert event["BatchSize"] == 10
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["ScalingConfig"] == {"MaximumConcurrency": 20}
+    function = resources["ProcessorFunction"]["Properties"]
+    assert function["Timeout"] == 160  # one sixth of the visibility timeout
+    assert function["Environment"]["Variables"]["SQS_QUEUE_URL"] == {"Ref": "ProcessingQueue"}
+    bridge_event = resources["BridgeFunction"]["Properties"]["Events"]["Uploads"]["Properties"]
+    assert bridge_event["Filter"]["S3Key"]["Rules"] == [
+        {"Name": "prefix", "Value": "uploads/feature-checkout/"}
+    ]
+    # Roles are explicit so SAM adds no account-wide SQS managed policy.
+    assert "Policies" not in function
+    role = resources["ProcessorRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    for statement in role["Statement"]:
+        if any(a.startswith("sqs:") for a in statement["Action"]):
+            assert all(isinstance(r, dict) and "Fn::Sub" in r for r in statement["Resource"])
+            assert all("*" not in r["Fn::Sub"] for r in statement["Resource"])
+
+
+def test_sam_template_with_separate_buckets_and_large_messages_passes_cfn_lint() -> None:
+    config = TransflowConfig(
+        project="p" * 60,
+        branch="release/2024",
+        sqs=SqsConfig(visibility_timeout_sec=60, max_message_bytes=1_048_576, batch_size=3),
+    )
+    text = sam_template(
+        config,
+        upload_bucket="in-bucket",
+        output_bucket="out-bucket",
+        claim_check_prefix="claims/",
+    )
+    assert lint_errors(text) == []
+    resources = yaml.safe_load(text)["Resources"]
+    assert "OutputBucket" in resources
+    assert len(resources["BridgeFunction"]["Properties"]["FunctionName"]) <= 64
+    assert resources["ProcessorFunction"]["Properties"]["Timeout"] == 10
+
+
+def test_cfn_lint_really_checks_the_template() -> None:
+    # The check above is only worth something if cfn-lint fails a broken template.
+    text = sam_template(CONFIG, upload_bucket="shop-uploads")
+    broken = text.replace("VisibilityTimeout: 960", 'VisibilityTimeout: "soon"', 1)
+    assert broken != text
+    assert lint_errors(broken)
+
+
+def test_function_timeout_above_the_visibility_timeout_is_refused() -> None:
+    config = TransflowConfig(project="shop", sqs=SqsConfig(visibility_timeout_sec=60))
+    with pytest.raises(ConfigError, match=r"longer than sqs\.visibilityTimeoutSec"):
+        sam_template(config, upload_bucket="shop-uploads", function_timeout_sec=61)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"function_timeout_sec": 1000}, "from 1 to 900"),
+        ({"function_timeout_sec": 901}, "from 1 to 900"),
+        ({"maximum_concurrency": 1}, "maximum concurrency"),
+        ({"memory_mb": 64}, "memory"),
+    ],
+)
+def test_sam_template_refuses_what_lambda_refuses(kwargs: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        sam_template(CONFIG, upload_bucket="shop-uploads", **kwargs)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), json_values, max_size=5))
+def test_yaml_writer_round_trips_through_a_real_parser(value: dict[str, Any]) -> None:
+    assert yaml.safe_load(dump(value)) == (value or {})
