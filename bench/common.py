@@ -13,23 +13,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import transflow
+
 RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict[str, Any]:
     """The machine the numbers came from."""
-    try:
-        import transflow
-
-        version = transflow.__version__
-    except ImportError:  # pragma: no cover
-        version = "?"
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "processor": platform.machine(),
         "cpus": os.cpu_count(),
-        "transflow": version,
+        "transflow": transflow.__version__,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
