@@ -4,13 +4,18 @@ The public API is re-exported here and nowhere else; submodules are implementati
 """
 
 from transflow._version import __version__
+from transflow.bridge import BridgeResult, GroupingBridge, SentJob, WaitingRecord
 from transflow.config import SqsConfig, TransflowConfig, load_config
 from transflow.errors import (
+    BridgeError,
     ConfigError,
     EventFormatError,
     JobFormatError,
     TransflowError,
     UnknownConfigKeyWarning,
+    UploadError,
+    UploadMetadataError,
+    UploadRefusedError,
 )
 from transflow.messages import ReceivedMessage
 from transflow.metering import RequestCounter, count_requests
@@ -25,11 +30,25 @@ from transflow.model import (
     upload_channel,
 )
 from transflow.naming import QueueNames, queue_names, sanitize_branch
+from transflow.s3events import FailedRecord, SkippedRecord
+from transflow.uploads import (
+    PresignedFile,
+    UploadFile,
+    UploadMetadata,
+    UploadTicket,
+    create_upload,
+    read_upload_metadata,
+)
 
 __all__ = [
+    "BridgeError",
+    "BridgeResult",
     "ConfigError",
     "EventFormatError",
+    "FailedRecord",
+    "GroupingBridge",
     "JobFormatError",
+    "PresignedFile",
     "ProcessingJob",
     "ProgressEvent",
     "ProgressType",
@@ -37,17 +56,28 @@ __all__ = [
     "ReceivedMessage",
     "RequestCounter",
     "S3ObjectRef",
+    "SentJob",
+    "SkippedRecord",
     "SqsConfig",
     "TransflowConfig",
     "TransflowError",
     "UnknownConfigKeyWarning",
+    "UploadError",
+    "UploadFile",
+    "UploadMetadata",
+    "UploadMetadataError",
+    "UploadRefusedError",
+    "UploadTicket",
     "UserContext",
+    "WaitingRecord",
     "__version__",
     "branch_channel",
     "channel_matches",
     "count_requests",
+    "create_upload",
     "load_config",
     "queue_names",
+    "read_upload_metadata",
     "sanitize_branch",
     "upload_channel",
 ]
