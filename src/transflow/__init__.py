@@ -4,7 +4,7 @@ The public API is re-exported here and nowhere else; submodules are implementati
 """
 
 from transflow._version import __version__
-from transflow.bridge import BridgeResult, GroupingBridge, SentJob, WaitingRecord
+from transflow.bridge import BridgeResponse, BridgeResult, GroupingBridge, SentJob, WaitingRecord
 from transflow.config import SqsConfig, TransflowConfig, load_config
 from transflow.errors import (
     BridgeError,
@@ -42,6 +42,7 @@ from transflow.uploads import (
 
 __all__ = [
     "BridgeError",
+    "BridgeResponse",
     "BridgeResult",
     "ConfigError",
     "EventFormatError",
