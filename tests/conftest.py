@@ -50,6 +50,15 @@ def load_vector(name: str) -> Any:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """Whatever a test or an example does to os.environ is undone after it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def aws_server() -> Iterator[LocalAws]:
     """moto's server, started once per test session on a free loopback port."""

@@ -4,8 +4,10 @@ The public API is re-exported here and nowhere else; submodules are implementati
 """
 
 from transflow._version import __version__
+from transflow.bridge import BridgeResponse, BridgeResult, GroupingBridge, SentJob, WaitingRecord
 from transflow.config import SqsConfig, TransflowConfig, load_config
 from transflow.errors import (
+    BridgeError,
     ConfigError,
     ConfirmationRequiredError,
     EventFormatError,
@@ -15,6 +17,9 @@ from transflow.errors import (
     QueueNotFoundError,
     TransflowError,
     UnknownConfigKeyWarning,
+    UploadError,
+    UploadMetadataError,
+    UploadRefusedError,
 )
 from transflow.messages import ReceivedMessage
 from transflow.metering import RequestCounter, count_requests
@@ -36,14 +41,29 @@ from transflow.provision import (
     ensure_queues,
     ensure_queues_report,
 )
+from transflow.s3events import FailedRecord, SkippedRecord
+from transflow.uploads import (
+    PresignedFile,
+    UploadFile,
+    UploadMetadata,
+    UploadTicket,
+    create_upload,
+    read_upload_metadata,
+)
 
 __all__ = [
     "AttributeChange",
+    "BridgeError",
+    "BridgeResponse",
+    "BridgeResult",
     "ConfigError",
     "ConfirmationRequiredError",
     "EnsureReport",
     "EventFormatError",
+    "FailedRecord",
+    "GroupingBridge",
     "JobFormatError",
+    "PresignedFile",
     "ProcessingJob",
     "ProgressEvent",
     "ProgressType",
@@ -55,19 +75,30 @@ __all__ = [
     "ReceivedMessage",
     "RequestCounter",
     "S3ObjectRef",
+    "SentJob",
+    "SkippedRecord",
     "SqsConfig",
     "TransflowConfig",
     "TransflowError",
     "UnknownConfigKeyWarning",
+    "UploadError",
+    "UploadFile",
+    "UploadMetadata",
+    "UploadMetadataError",
+    "UploadRefusedError",
+    "UploadTicket",
     "UserContext",
+    "WaitingRecord",
     "__version__",
     "branch_channel",
     "channel_matches",
     "count_requests",
+    "create_upload",
     "ensure_queues",
     "ensure_queues_report",
     "load_config",
     "queue_names",
+    "read_upload_metadata",
     "sanitize_branch",
     "upload_channel",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "BridgeError",
     "ConfigError",
     "ConfirmationRequiredError",
     "EventFormatError",
@@ -18,6 +19,9 @@ __all__ = [
     "QueueNotFoundError",
     "TransflowError",
     "UnknownConfigKeyWarning",
+    "UploadError",
+    "UploadMetadataError",
+    "UploadRefusedError",
 ]
 
 
@@ -76,3 +80,53 @@ class ConfirmationRequiredError(TransflowError):
 class ProvisionWarning(UserWarning):
     """Provisioning went through, but something in the configuration deserves a look (a
     visibility timeout too short for the function, an attribute the endpoint ignores)."""
+
+
+class UploadError(TransflowError, ValueError):
+    """``create_upload`` was called with arguments it cannot use (no files, a malformed
+    content-type pattern, an upload id that cannot be a key segment, …)."""
+
+
+class UploadRefusedError(UploadError):
+    """One or more files of an upload were refused before anything was signed.
+
+    ``problems`` holds ``(file name, reason)`` pairs, every refused file at once, so the
+    browser can tell its user which files to drop or fix.
+    """
+
+    def __init__(self, problems: Iterable[tuple[str, str]]) -> None:
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems)
+        listed = "; ".join(f"{name!r}: {reason}" for name, reason in self.problems)
+        super().__init__(
+            f"upload refused: {listed or 'no details'}. Remove or fix these files and "
+            "ask for the upload again."
+        )
+
+
+class UploadMetadataError(TransflowError, ValueError):
+    """An uploaded object's S3 metadata is not what ``create_upload`` writes.
+
+    ``problems`` lists every problem found with the metadata key it concerns.
+    """
+
+    def __init__(self, key: str, problems: Iterable[str]) -> None:
+        self.key = key
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__(
+            f"object {key!r} has unusable transflow metadata: {'; '.join(self.problems)}. "
+            "Upload files through transflow.create_upload (or write the same x-amz-meta-* "
+            "keys: uploadid, templateid, fields, userid, permissions, filecount)."
+        )
+
+
+class BridgeError(TransflowError):
+    """Some S3 records could not be turned into queued jobs (raised by
+    ``GroupingBridge.lambda_handler`` for direct and EventBridge invocations, so that Lambda
+    retries the event and, in the end, sends it to the function's on-failure destination).
+
+    ``result`` is the :class:`transflow.BridgeResult` with every failure and its reason.
+    """
+
+    def __init__(self, message: str, result: object) -> None:
+        self.result = result
+        super().__init__(message)

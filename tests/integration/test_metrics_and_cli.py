@@ -124,8 +124,8 @@ def test_status_json_reports_a_non_empty_dlq_as_unhealthy(
     assert code == 0
     assert "created  shop-main-processing.fifo" in out
 
-    code, out, _ = run(aws, config_file, "status", "--json", capsys=capsys)
-    assert code == 0
+    code, out, err = run(aws, config_file, "status", "--json", capsys=capsys)
+    assert code == 0, err
     assert json.loads(out)["healthy"] is True
 
     dlq = sqs.get_queue_url(QueueName="shop-main-dlq.fifo")["QueueUrl"]
