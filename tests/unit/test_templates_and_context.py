@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import sys
 from collections.abc import Mapping
@@ -9,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import boto3
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transflow import (
@@ -18,6 +21,7 @@ from transflow import (
     CommandNotFoundError,
     CommandTimeoutError,
     DuplicateTemplateError,
+    JobProcessor,
     OutputFile,
     OutputPathError,
     ProcessingJob,
@@ -340,3 +344,49 @@ def test_status_record_round_trips_with_transloadit_keys() -> None:
     assert status.completed
     with pytest.raises(ValueError, match="not a transflow status record"):
         AssemblyStatus.from_json('{"ok": 1}')
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=60),
+            _JSON.map(json.dumps),
+            st.fixed_dictionaries({"uploadId": st.text(max_size=5)}).map(json.dumps),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_malformed_bodies_fail_alone_and_never_crash_the_batch(bodies: list[str]) -> None:
+    proc = _offline_processor()
+    records = [
+        {"messageId": f"m-{i}", "body": body, "attributes": {"MessageGroupId": f"g{i}"}}
+        for i, body in enumerate(bodies)
+    ]
+    response = proc.handle({"Records": records})
+    assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [
+        f"m-{i}" for i in range(len(bodies))
+    ]
+
+
+@functools.cache
+def _offline_processor() -> JobProcessor:
+    session = boto3.session.Session("k", "s", region_name="us-east-1")
+    # A closed port: nothing here may reach the network, a malformed body fails before I/O.
+    return JobProcessor(
+        TemplateRegistry(),
+        s3_client=session.client("s3", endpoint_url="http://127.0.0.1:9"),
+        sqs_client=session.client("sqs", endpoint_url="http://127.0.0.1:9"),
+        progress_queue_url="http://127.0.0.1:9/q.fifo",
+        output_bucket="out",
+    )
