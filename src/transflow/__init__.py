@@ -6,20 +6,34 @@ The public API is re-exported here and nowhere else; submodules are implementati
 from transflow._version import __version__
 from transflow.bridge import BridgeResponse, BridgeResult, GroupingBridge, SentJob, WaitingRecord
 from transflow.config import SqsConfig, TransflowConfig, load_config
+from transflow.context import InputFile, OutputFile, OutputLocation, StepContext
 from transflow.errors import (
+    BatchFailedError,
     BridgeError,
+    CommandError,
+    CommandFailedError,
+    CommandNotFoundError,
+    CommandTimeoutError,
     ConfigError,
     ConfirmationRequiredError,
+    DuplicateTemplateError,
+    EmptyTemplateError,
     EventFormatError,
+    JobFailedError,
     JobFormatError,
+    OutputPathError,
     ProvisionError,
     ProvisionWarning,
     QueueNotFoundError,
+    StepUsageError,
+    TemplateDefinitionError,
+    TemplateNotFoundError,
     TransflowError,
     UnknownConfigKeyWarning,
     UploadError,
     UploadMetadataError,
     UploadRefusedError,
+    WebhookSignatureError,
 )
 from transflow.messages import ReceivedMessage
 from transflow.metering import RequestCounter, count_requests
@@ -34,6 +48,8 @@ from transflow.model import (
     upload_channel,
 )
 from transflow.naming import QueueNames, queue_names, sanitize_branch
+from transflow.processor import JobProcessor
+from transflow.progress import ProgressPublisher, ProgressStream
 from transflow.provision import (
     AttributeChange,
     EnsureReport,
@@ -42,6 +58,8 @@ from transflow.provision import (
     ensure_queues_report,
 )
 from transflow.s3events import FailedRecord, SkippedRecord
+from transflow.status import AssemblyStatus
+from transflow.templates import Template, TemplateRegistry
 from transflow.uploads import (
     PresignedFile,
     UploadFile,
@@ -50,22 +68,39 @@ from transflow.uploads import (
     create_upload,
     read_upload_metadata,
 )
+from transflow.webhooks import WebhookSender
 
 __all__ = [
+    "AssemblyStatus",
     "AttributeChange",
+    "BatchFailedError",
     "BridgeError",
     "BridgeResponse",
     "BridgeResult",
+    "CommandError",
+    "CommandFailedError",
+    "CommandNotFoundError",
+    "CommandTimeoutError",
     "ConfigError",
     "ConfirmationRequiredError",
+    "DuplicateTemplateError",
+    "EmptyTemplateError",
     "EnsureReport",
     "EventFormatError",
     "FailedRecord",
     "GroupingBridge",
+    "InputFile",
+    "JobFailedError",
     "JobFormatError",
+    "JobProcessor",
+    "OutputFile",
+    "OutputLocation",
+    "OutputPathError",
     "PresignedFile",
     "ProcessingJob",
     "ProgressEvent",
+    "ProgressPublisher",
+    "ProgressStream",
     "ProgressType",
     "ProvisionError",
     "ProvisionWarning",
@@ -78,6 +113,12 @@ __all__ = [
     "SentJob",
     "SkippedRecord",
     "SqsConfig",
+    "StepContext",
+    "StepUsageError",
+    "Template",
+    "TemplateDefinitionError",
+    "TemplateNotFoundError",
+    "TemplateRegistry",
     "TransflowConfig",
     "TransflowError",
     "UnknownConfigKeyWarning",
@@ -89,6 +130,8 @@ __all__ = [
     "UploadTicket",
     "UserContext",
     "WaitingRecord",
+    "WebhookSender",
+    "WebhookSignatureError",
     "__version__",
     "branch_channel",
     "channel_matches",

@@ -9,19 +9,32 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "BatchFailedError",
     "BridgeError",
+    "CommandError",
+    "CommandFailedError",
+    "CommandNotFoundError",
+    "CommandTimeoutError",
     "ConfigError",
     "ConfirmationRequiredError",
+    "DuplicateTemplateError",
+    "EmptyTemplateError",
     "EventFormatError",
+    "JobFailedError",
     "JobFormatError",
+    "OutputPathError",
     "ProvisionError",
     "ProvisionWarning",
     "QueueNotFoundError",
+    "StepUsageError",
+    "TemplateDefinitionError",
+    "TemplateNotFoundError",
     "TransflowError",
     "UnknownConfigKeyWarning",
     "UploadError",
     "UploadMetadataError",
     "UploadRefusedError",
+    "WebhookSignatureError",
 ]
 
 
@@ -130,3 +143,137 @@ class BridgeError(TransflowError):
     def __init__(self, message: str, result: object) -> None:
         self.result = result
         super().__init__(message)
+
+
+# -- templates and processing ------------------------------------------------------------
+
+
+class DuplicateTemplateError(TransflowError, ValueError):
+    """A template id was registered twice in one registry."""
+
+    def __init__(self, template_id: str) -> None:
+        self.template_id = template_id
+        super().__init__(
+            f"template {template_id!r} is already registered: give each template its own id, "
+            "or use a separate TemplateRegistry"
+        )
+
+
+class TemplateDefinitionError(TransflowError, ValueError):
+    """A template or step is declared wrongly (bad id, duplicate step, bad webhook URL)."""
+
+
+class TemplateNotFoundError(TransflowError, LookupError):
+    """A job names a template the registry does not have."""
+
+    def __init__(self, template_id: str, known: Iterable[str]) -> None:
+        self.template_id = template_id
+        self.known: tuple[str, ...] = tuple(sorted(known))
+        listed = ", ".join(repr(k) for k in self.known) or "none"
+        super().__init__(
+            f"no template {template_id!r} is registered (known: {listed}); register it with "
+            "registry.template(...) in the processor, or fix the templateId the uploader sends"
+        )
+
+
+class EmptyTemplateError(TransflowError):
+    """A template without steps was asked to run a job."""
+
+    def __init__(self, template_id: str) -> None:
+        self.template_id = template_id
+        super().__init__(
+            f"template {template_id!r} has no steps, so it cannot process anything: add one "
+            "with @template.step('name')"
+        )
+
+
+class OutputPathError(TransflowError, ValueError):
+    """An output name would land outside the job's output prefix (or on its status record)."""
+
+
+class StepUsageError(TransflowError, ValueError):
+    """A step called the StepContext with arguments it cannot accept."""
+
+
+class CommandError(TransflowError):
+    """An external command run with ``ctx.run`` did not succeed."""
+
+    def __init__(self, message: str, args: Iterable[str], stderr_tail: str = "") -> None:
+        self.command: tuple[str, ...] = tuple(args)
+        self.stderr_tail = stderr_tail
+        super().__init__(message)
+
+
+class CommandNotFoundError(CommandError):
+    """The program of ``ctx.run`` is not installed (not on PATH)."""
+
+
+class CommandFailedError(CommandError):
+    """The command exited with a non-zero code; ``returncode`` and ``stderr_tail`` say why."""
+
+    def __init__(self, args: Iterable[str], returncode: int, stderr_tail: str) -> None:
+        self.returncode = returncode
+        command = tuple(args)
+        tail = stderr_tail.strip() or "(no output on stderr)"
+        super().__init__(
+            f"{command[0] if command else 'command'} exited with code {returncode}: {tail}",
+            command,
+            stderr_tail,
+        )
+
+
+class CommandTimeoutError(CommandError):
+    """The command ran longer than its timeout and was killed."""
+
+    def __init__(self, args: Iterable[str], timeout: float, stderr_tail: str) -> None:
+        self.timeout = timeout
+        command = tuple(args)
+        super().__init__(
+            f"{command[0] if command else 'command'} did not finish within {timeout:g} s and "
+            "was killed: raise the timeout (and the Lambda timeout) or split the work",
+            command,
+            stderr_tail,
+        )
+
+
+class JobFailedError(TransflowError):
+    """A processing job did not complete; ``__cause__`` is what went wrong.
+
+    The message goes back to the queue through its visibility timeout and is retried until
+    the queue's redrive policy moves it to the dead-letter queue."""
+
+    def __init__(
+        self,
+        upload_id: str | None,
+        reason: str,
+        *,
+        template_id: str | None = None,
+        step: str | None = None,
+        code: str = "JOB_FAILED",
+    ) -> None:
+        self.upload_id = upload_id
+        self.template_id = template_id
+        self.step = step
+        self.code = code
+        self.reason = reason
+        where = f" in step {step!r}" if step else ""
+        super().__init__(
+            f"job for upload {upload_id!r}{where} failed ({code}): {reason}. It will be "
+            "retried through the queue's visibility timeout and dead-lettered after "
+            "maxReceiveCount deliveries."
+        )
+
+
+class BatchFailedError(TransflowError):
+    """Every record of a Lambda batch failed (raised only when the processor is asked to)."""
+
+    def __init__(self, message_ids: Iterable[str]) -> None:
+        self.message_ids: tuple[str, ...] = tuple(message_ids)
+        super().__init__(
+            f"all {len(self.message_ids)} records of the batch failed; see the WARNING and "
+            "ERROR log lines above for each one"
+        )
+
+
+class WebhookSignatureError(TransflowError):
+    """A webhook request's signature is missing, wrong or too old: reject the request."""

@@ -1,0 +1,178 @@
+"""A processing Lambda: copy this file into your project and register your own templates.
+
+Deploy it with an SQS event source mapping on the processing queue (FIFO), with
+``FunctionResponseTypes=["ReportBatchItemFailures"]`` so a failed job returns alone, and set:
+
+- ``SQS_PROGRESS_QUEUE_URL``: the progress queue (FIFO);
+- ``TRANSFLOW_OUTPUT_BUCKET``: where outputs and status records go;
+- ``TRANSFLOW_MAX_RECEIVE_COUNT``: the processing queue's redrive ``maxReceiveCount`` (3).
+
+Give the queue a visibility timeout of at least six times the function timeout (AWS's advice
+for Lambda event sources), so a job still running is never handed to a second invocation.
+
+Run the demo against the embedded endpoint (needs the ``local`` extra):
+
+    python -m examples.lambda_processor
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+import shutil
+import struct
+import wave
+from typing import TYPE_CHECKING, Any
+
+from transflow import JobProcessor, StepContext, TemplateRegistry
+from transflow.model import ProcessingJob, S3ObjectRef, UserContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+    from transflow.processor import BatchResponse, LambdaContext
+
+registry = TemplateRegistry()
+wav_summary = registry.template("wav-summary", description="Measure and archive WAV uploads")
+
+
+@wav_summary.step("measure")
+def measure(ctx: StepContext) -> None:
+    """Duration and peak level of every WAV input, as one JSON report."""
+    report = []
+    for index, item in enumerate(ctx.inputs):
+        with wave.open(str(item.path), "rb") as audio:
+            frames, rate, width = audio.getnframes(), audio.getframerate(), audio.getsampwidth()
+            data = audio.readframes(frames)
+        samples = struct.unpack(f"<{len(data) // 2}h", data) if width == 2 else ()
+        report.append(
+            {
+                "file": item.name,
+                "seconds": round(frames / rate, 3),
+                "peak_dbfs": round(20 * math.log10(max(map(abs, samples), default=1) / 32768), 1),
+            }
+        )
+        ctx.progress(100 * (index + 1) / len(ctx.inputs), f"measured {item.name}")
+    path = ctx.path("report.json")
+    path.write_text(json.dumps(report, indent=2))
+    ctx.upload_result(path, "report.json")
+
+
+@wav_summary.step("archive")
+def archive(ctx: StepContext) -> None:
+    """A gzip copy of every input."""
+    for item in ctx.inputs:
+        packed = ctx.path(item.path.name + ".gz")
+        with item.path.open("rb") as source, gzip.open(packed, "wb") as target:
+            shutil.copyfileobj(source, target)
+        ctx.upload_result(packed, f"archive/{packed.name}", "application/gzip")
+
+
+def build_processor(
+    s3: S3Client, sqs: SQSClient, progress_queue_url: str, output_bucket: str
+) -> JobProcessor:
+    """The processor, from its clients and settings."""
+    return JobProcessor(
+        registry,
+        s3_client=s3,
+        sqs_client=sqs,
+        progress_queue_url=progress_queue_url,
+        output_bucket=output_bucket,
+        max_receive_count=int(os.environ.get("TRANSFLOW_MAX_RECEIVE_COUNT", "3")),
+        time_margin=30,  # seconds: no job starts with less Lambda time than this left
+    )
+
+
+_processor: JobProcessor | None = None
+
+
+def handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
+    """The Lambda entry point."""
+    global _processor  # noqa: PLW0603 - built once per container, reused while it is warm
+    if _processor is None:
+        import boto3  # noqa: PLC0415
+
+        _processor = build_processor(
+            boto3.client("s3"),
+            boto3.client("sqs"),
+            os.environ["SQS_PROGRESS_QUEUE_URL"],
+            os.environ["TRANSFLOW_OUTPUT_BUCKET"],
+        )
+    return _processor.handle(event, context)
+
+
+def _tone(seconds: float, freq: float, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(
+            b"".join(
+                struct.pack("<h", int(16000 * math.sin(2 * math.pi * freq * i / rate)))
+                for i in range(int(seconds * rate))
+            )
+        )
+    return buffer.getvalue()
+
+
+def main() -> dict[str, Any]:
+    """Queue a job on a local FIFO queue, deliver it as Lambda would, and show the result."""
+    from transflow.local import LocalAws  # noqa: PLC0415 - the demo's embedded endpoint
+
+    with LocalAws() as aws:
+        s3, sqs = aws.s3(), aws.sqs()
+        for bucket in ("uploads", "outputs"):
+            s3.create_bucket(Bucket=bucket)
+        jobs_url, progress_url = (
+            sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+            for name in ("demo-processing.fifo", "demo-progress.fifo")
+        )
+        key = "uploads/main/users/user123/upload-abc/tone.wav"
+        s3.put_object(Bucket="uploads", Key=key, Body=_tone(0.5, 440))
+        job = ProcessingJob(
+            upload_id="upload-abc",
+            template_id="wav-summary",
+            objects=[S3ObjectRef("uploads", key)],
+            branch="main",
+            user=UserContext("user123"),
+        )
+        sqs.send_message(
+            QueueUrl=jobs_url,
+            MessageBody=job.to_json(),
+            MessageGroupId=job.upload_id,
+            MessageDeduplicationId="upload-abc-demo",
+        )
+        message = sqs.receive_message(
+            QueueUrl=jobs_url, MessageSystemAttributeNames=["All"], WaitTimeSeconds=1
+        )["Messages"][0]
+        event = {
+            "Records": [
+                {
+                    "messageId": message["MessageId"],
+                    "receiptHandle": message["ReceiptHandle"],
+                    "body": message["Body"],
+                    "attributes": message["Attributes"],
+                    "eventSource": "aws:sqs",
+                }
+            ]
+        }
+        response = build_processor(s3, sqs, progress_url, "outputs").handle(event)
+        status_key = "outputs/main/users/user123/upload-abc/status.json"
+        status = json.loads(s3.get_object(Bucket="outputs", Key=status_key)["Body"].read())
+        report_key = "outputs/main/users/user123/upload-abc/report.json"
+        report = json.loads(s3.get_object(Bucket="outputs", Key=report_key)["Body"].read())
+        events = sqs.receive_message(QueueUrl=progress_url, MaxNumberOfMessages=10)["Messages"]
+    print(f"batchItemFailures: {response['batchItemFailures']}")
+    print(f"status: {status['ok']} in {status['execution_duration']} s")
+    print(f"report: {report}")
+    print(f"progress events: {[json.loads(m['Body'])['type'] for m in events]}")
+    return {"response": response, "status": status, "report": report}
+
+
+if __name__ == "__main__":
+    main()

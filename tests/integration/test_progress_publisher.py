@@ -1,0 +1,92 @@
+"""The progress publisher on a real FIFO queue: batching, ordering, deduplication."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from tests.faults import EntryFaults
+from tests.pipeline import drain_events
+from transflow import ProgressPublisher, count_requests
+from transflow.progress import SEQ_STRIDE
+from transflow.sqs_batch import RetryPolicy
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+FAST = RetryPolicy(attempts=4, initial=0.001, maximum=0.01)
+
+
+def progress_queue(sqs: SQSClient) -> str:
+    return sqs.create_queue(QueueName="p.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+
+
+def test_events_are_numbered_batched_and_ordered(sqs: SQSClient) -> None:
+    url = progress_queue(sqs)
+    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST)
+    with count_requests(sqs) as requests, publisher.stream("up-1", "main") as stream:
+        stream.emit("start", template_id="t")
+        stream.emit("step:start", step="a")  # flushes: 2 events, 1 call
+        for n in range(25):  # a full batch goes out as soon as ten are waiting
+            stream.emit("progress", step="a", percent=n)
+        stream.emit("step:done", step="a")
+        stream.emit("done")
+    events = drain_events(sqs, url)
+    assert [e.seq for e in events] == list(range(29))
+    assert [e.percent for e in events[2:27]] == list(range(25))
+    assert events[-1].type.value == "done"
+    assert requests.count("SendMessageBatch") == 4  # 2 | 10 | 10 | 7
+    assert stream.sent == 29
+
+
+def test_a_retried_send_is_deduplicated_but_a_new_attempt_is_not(sqs: SQSClient) -> None:
+    url = progress_queue(sqs)
+    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST)
+    first = publisher.stream("up-1", "main", attempt=1)
+    events = [first.emit("start"), first.emit("error", message="boom")]
+    # The same send again (as after a lost response) is dropped by the queue.
+    publisher.send(events, first.attempt_token)
+    rerun = publisher.stream("up-1", "main", attempt=2)
+    rerun.emit("start")
+    rerun.emit("done")
+    received = drain_events(sqs, url)
+    assert [(e.type.value, e.seq) for e in received] == [
+        ("start", 0),
+        ("error", 1),
+        ("start", SEQ_STRIDE),
+        ("done", SEQ_STRIDE + 1),
+    ]
+    assert [e.event_id for e in received][2] == f"up-1:{SEQ_STRIDE}"
+
+
+def test_failed_entries_are_retried_without_duplicates(sqs: SQSClient) -> None:
+    url = progress_queue(sqs)
+    # The first call fails every other entry (as SQS does under load); the retry sends them.
+    faults = EntryFaults(
+        sqs,
+        "SendMessageBatch",
+        lambda call, entry: (
+            ("InternalError", False) if call == 0 and int(entry["Id"][1:]) % 2 else None
+        ),
+    )
+    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST)
+    with publisher.stream("up-1", "main") as stream:
+        for n in range(6):
+            stream.emit("progress", percent=n * 10)
+    assert faults.injected == 3
+    assert sorted(e.seq for e in drain_events(sqs, url) if e.seq is not None) == list(range(6))
+
+
+def test_a_quiet_step_still_sends_after_the_delay(sqs: SQSClient) -> None:
+    url = progress_queue(sqs)
+    publisher = ProgressPublisher(sqs, url, flush_after=0.05, policy=FAST)
+    stream = publisher.stream("up-1", "main")
+    stream.emit("progress", step="encode", percent=42)
+    deadline = time.monotonic() + 10
+    received: list[MessageTypeDef] = []
+    while not received and time.monotonic() < deadline:
+        received = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+    assert len(received) == 1
+    assert '"percent":42' in received[0]["Body"]
+    stream.close()
