@@ -4,18 +4,34 @@ Markdown table and a JSON file under bench/results/."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote_plus
+
+import attrs
+import boto3
+from botocore.config import Config
 
 import transflow
+from transflow.local import DUMMY_KEY, DUMMY_REGION, local_client_config
+from transflow.metering import RequestCounter
 
-RESULTS = Path(__file__).parent / "results"
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(os.environ.get("TRANSFLOW_BENCH_RESULTS", Path(__file__).parent / "results"))
 
 
 def machine() -> dict[str, Any]:
@@ -50,18 +66,205 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
-def write_result(name: str, title: str, table: str, data: dict[str, Any]) -> Path:
-    """bench/results/{name}.md and {name}.json; returns the Markdown path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_result(
+    name: str,
+    title: str,
+    table: str,
+    data: dict[str, Any],
+    directory: Path | None = None,
+    *,
+    quiet: bool = False,
+) -> Path:
+    """bench/results/{name}.md and {name}.json (or in ``directory``); returns the Markdown
+    path."""
+    out = directory or RESULTS
+    out.mkdir(parents=True, exist_ok=True)
     info = machine()
-    md = RESULTS / f"{name}.md"
+    md = out / f"{name}.md"
     md.write_text(
         f"# {title}\n\n{table}\n\nMachine: {info['platform']}, {info['cpus']} CPUs, "
         f"Python {info['python']}, transflow {info['transflow']}, {info['when']}.\n",
         encoding="utf-8",
     )
-    (RESULTS / f"{name}.json").write_text(
+    (out / f"{name}.json").write_text(
         json.dumps({"machine": info, **data}, indent=2, sort_keys=True), encoding="utf-8"
     )
-    print(md.read_text(encoding="utf-8"))
+    if not quiet:
+        print(md.read_text(encoding="utf-8"))
     return md
+
+
+# -- counting -----------------------------------------------------------------------------
+
+
+@attrs.define
+class BenchCounter(RequestCounter):
+    """A :class:`RequestCounter` that also counts the ReceiveMessage calls that came back
+    empty: idle long polls, whose number depends on wall time rather than on the work."""
+
+    empty_receives: int = 0
+
+    def attach(self, client: Any) -> None:
+        super().attach(client)
+        if client.meta.service_model.service_name == "sqs":
+            client.meta.events.register(
+                "after-call.sqs.ReceiveMessage",
+                self._on_receive,
+                unique_id=f"bench-empty-{id(self)}",
+            )
+
+    def _on_receive(self, parsed: Mapping[str, Any], **_: Any) -> None:
+        if not parsed.get("Messages"):
+            with self._lock:
+                self.empty_receives += 1
+
+    def busy_total(self, service: str) -> int:
+        """Calls of ``service``, not counting empty receives."""
+        return self.total(service) - (self.empty_receives if service == "sqs" else 0)
+
+
+# -- the endpoint -------------------------------------------------------------------------
+
+
+@attrs.define
+class Endpoint:
+    """An SQS/S3 endpoint (moto) and the clients bound to it, each counted by ``counter``.
+
+    Clients are made with :meth:`sqs` and :meth:`s3`; every one is attached to the
+    :class:`RequestCounter` given (or to ``counter``), so no request goes uncounted."""
+
+    endpoint_url: str
+    server_pid: int | None = None
+    counter: RequestCounter = attrs.field(factory=BenchCounter)
+
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(
+            aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY, region_name=DUMMY_REGION
+        )
+
+    def _config(self, **overrides: Any) -> Config:
+        settings: dict[str, Any] = {"max_pool_connections": 64, "connect_timeout": 5}
+        settings.update(overrides)
+        return local_client_config(**settings)
+
+    def sqs(self, counter: RequestCounter | None = None, **config: Any) -> SQSClient:
+        client = self.session().client(
+            "sqs", endpoint_url=self.endpoint_url, config=self._config(**config)
+        )
+        (counter or self.counter).attach(client)
+        return client
+
+    def s3(self, counter: RequestCounter | None = None, **config: Any) -> S3Client:
+        client = self.session().client(
+            "s3", endpoint_url=self.endpoint_url, config=self._config(**config)
+        )
+        (counter or self.counter).attach(client)
+        return client
+
+    def reset(self) -> None:
+        request = urllib.request.Request(  # noqa: S310 - our own loopback endpoint
+            f"{self.endpoint_url}/moto-api/reset", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            response.read()
+
+    def server_cpu_seconds(self) -> float | None:
+        """CPU time the server process has used (Linux), or None when in-process."""
+        if self.server_pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def serve() -> Iterator[Endpoint]:
+    """moto's server (``LocalAws``) in a child process, for as long as the block runs."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError("the moto server did not start (is the dev extra installed?)")
+        yield Endpoint(url, child.pid)
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# -- small tools --------------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.02) -> None:
+    """Wait until ``condition()`` holds; raise ``TimeoutError`` naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:g} s waiting for {what}")
+        time.sleep(step)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def by_operation(counter: RequestCounter, service: str) -> dict[str, int]:
+    """API calls per operation of one service."""
+    return {op: n for (svc, op), n in sorted(counter.calls.items()) if svc == service}
+
+
+def s3_created_record(bucket: str, key: str, sequencer: str, size: int = 0) -> dict[str, Any]:
+    """One record of an S3 ``ObjectCreated:Put`` notification, as S3 sends it."""
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": bucket},
+            "object": {"key": quote_plus(key, safe="/"), "size": size, "sequencer": sequencer},
+        },
+    }
+
+
+def fifo_queue(sqs: SQSClient, name: str, **attributes: str) -> str:
+    """Create a FIFO queue; return its URL."""
+    settings: dict[str, str] = {"FifoQueue": "true", **attributes}
+    return sqs.create_queue(QueueName=name, Attributes=settings)["QueueUrl"]  # type: ignore[arg-type]
+
+
+def lambda_event(messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The Lambda SQS event for messages of a ReceiveMessage response (what the event source
+    mapping hands the function)."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": dict(m.get("Attributes", {})),
+                "eventSource": "aws:sqs",
+            }
+            for m in messages
+        ]
+    }

@@ -1,0 +1,241 @@
+"""Throughput: jobs per second through the grouping bridge and the job processor (a no-op
+template), next to a raw boto3 loop that makes only the unavoidable calls against the same
+endpoint in the same run: the ceiling.
+
+transflow: S3 notifications (``--records`` per event) → ``GroupingBridge.handle`` (HeadObject,
+ListObjectsV2, SendMessageBatch) → processing queue → the event source mapping's loop
+(ReceiveMessage → ``JobProcessor.handle`` → DeleteMessageBatch) → progress events
+(``ProgressPublisher``) → a drain of the progress queue.
+
+Ceiling: HeadObject per file, SendMessageBatch of ten jobs, ReceiveMessage of ten,
+SendMessageBatch of their ten ``done`` events, DeleteMessageBatch; the same drain. No status
+record, no input download, no listing: what no pipeline can do without.
+
+Run: ``python -m bench.throughput [--jobs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import Endpoint, by_operation, markdown_table, serve, wait_for, write_result
+from bench.pipeline import (
+    BRANCH,
+    UPLOADS,
+    Drain,
+    EventSourceLoop,
+    chunks,
+    created_event,
+    make_buckets,
+    make_queues,
+    put_ticket_file,
+    register_noop,
+    ticket,
+)
+from transflow import GroupingBridge, JobProcessor, TemplateRegistry, UploadTicket
+from transflow.metering import RequestCounter
+
+BODY = b"x" * 1024
+
+
+def _setup_uploads(ep: Endpoint, jobs: int) -> list[tuple[UploadTicket, str]]:
+    s3 = ep.s3(RequestCounter(), signature_version="s3v4")
+    make_buckets(s3)
+    uploads = [ticket(s3, "noop", ["clip.bin"]) for _ in range(jobs)]
+    with ThreadPoolExecutor(8) as pool:
+        sequencers = list(pool.map(lambda u: put_ticket_file(s3, u, 0, BODY), uploads))
+    return list(zip(uploads, sequencers, strict=True))
+
+
+def run_transflow(ep: Endpoint, jobs: int, threads: int, records: int) -> dict[str, Any]:
+    ep.reset()
+    setup = ep.sqs(RequestCounter())
+    queues = make_queues(setup, prefix="tput")
+    uploads = _setup_uploads(ep, jobs)
+    counter = RequestCounter()
+    sqs, s3 = ep.sqs(counter), ep.s3(counter)
+    registry = TemplateRegistry()
+    register_noop(registry)
+    processor = JobProcessor(
+        registry, s3_client=s3, sqs_client=sqs, progress_queue_url=queues.progress
+    )
+    bridge = GroupingBridge(sqs, s3, queue_url=queues.processing, head_concurrency=records)
+    drain = Drain(sqs, queues.progress).start()
+    esm = EventSourceLoop(sqs, queues.processing, processor, threads=threads)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    esm.start()
+    events = [
+        {"Records": [r for u, seq in group for r in created_event(u, [0], [seq])["Records"]]}
+        for group in chunks(uploads, records)
+    ]
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(bridge.handle, events))
+    wait_for(lambda: esm.handled >= jobs, 600, f"{jobs} jobs to be processed")
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    esm.stop()
+    drain.stop()
+    assert all(r.ok for r in results), [r.failed for r in results if not r.ok][:3]
+    return _figures("transflow", jobs, wall, cpu, counter)
+
+
+def run_ceiling(ep: Endpoint, jobs: int, threads: int) -> dict[str, Any]:
+    ep.reset()
+    setup = ep.sqs(RequestCounter())
+    queues = make_queues(setup, prefix="ceiling")
+    uploads = _setup_uploads(ep, jobs)
+    counter = RequestCounter()
+    sqs, s3 = ep.sqs(counter), ep.s3(counter)
+    drain = Drain(sqs, queues.progress).start()
+    done = 0
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def produce(group: list[tuple[UploadTicket, str]]) -> None:
+        entries = []
+        for n, (upload, _seq) in enumerate(group):
+            key = upload.files[0].key
+            meta = s3.head_object(Bucket=UPLOADS, Key=key)["Metadata"]
+            entries.append(
+                {
+                    "Id": str(n),
+                    "MessageBody": f'{{"uploadId":"{upload.upload_id}","templateId":"'
+                    f'{meta["templateid"]}","objects":[{{"bucket":"{UPLOADS}","key":"{key}"}}],'
+                    f'"branch":"{BRANCH}"}}',
+                    "MessageGroupId": upload.upload_id,
+                    "MessageDeduplicationId": upload.upload_id,
+                }
+            )
+        response = sqs.send_message_batch(QueueUrl=queues.processing, Entries=entries)  # type: ignore[arg-type]
+        assert not response.get("Failed")
+
+    def consume() -> None:
+        nonlocal done
+        while not stop.is_set():
+            messages = sqs.receive_message(
+                QueueUrl=queues.processing, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            if not messages:
+                continue
+            sqs.send_message_batch(
+                QueueUrl=queues.progress,
+                Entries=[
+                    {
+                        "Id": str(n),
+                        "MessageBody": '{"type":"done"}',
+                        "MessageGroupId": m["MessageId"],
+                        "MessageDeduplicationId": m["MessageId"],
+                    }
+                    for n, m in enumerate(messages)
+                ],
+            )
+            sqs.delete_message_batch(
+                QueueUrl=queues.processing,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                    for n, m in enumerate(messages)
+                ],
+            )
+            with lock:
+                done += len(messages)
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    consumers = [threading.Thread(target=consume, daemon=True) for _ in range(threads)]
+    for consumer in consumers:
+        consumer.start()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(produce, [list(g) for g in chunks(uploads, 10)]))
+    wait_for(lambda: done >= jobs, 600, f"{jobs} jobs through the raw loop")
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    stop.set()
+    for consumer in consumers:
+        consumer.join()
+    drain.stop()
+    return _figures("raw boto3 ceiling", jobs, wall, cpu, counter)
+
+
+def _figures(
+    name: str, jobs: int, wall: float, cpu: float, counter: RequestCounter
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "jobs": jobs,
+        "seconds": round(wall, 3),
+        "jobs_per_second": round(jobs / wall, 2),
+        "client_cpu_ms_per_job": round(1000 * cpu / jobs, 3),
+        "sqs_per_job": round(counter.total("sqs") / jobs, 3),
+        "s3_per_job": round(counter.total("s3") / jobs, 3),
+        "sqs": by_operation(counter, "sqs"),
+        "s3": by_operation(counter, "s3"),
+    }
+
+
+def run(
+    ep: Endpoint,
+    *,
+    jobs: int = 300,
+    threads: int = 4,
+    records: int = 10,
+    out: Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    ours = run_transflow(ep, jobs, threads, records)
+    ceiling = run_ceiling(ep, jobs, threads)
+    ratio = ours["jobs_per_second"] / ceiling["jobs_per_second"]
+    rows = [
+        [
+            r["name"],
+            r["jobs"],
+            r["seconds"],
+            r["jobs_per_second"],
+            r["sqs_per_job"],
+            r["s3_per_job"],
+            r["client_cpu_ms_per_job"],
+        ]
+        for r in (ours, ceiling)
+    ]
+    table = markdown_table(
+        ["pipeline", "jobs", "seconds", "jobs/s", "SQS req/job", "S3 req/job", "client CPU ms/job"],
+        rows,
+    )
+    table += (
+        f"\n\ntransflow runs at **{ratio:.0%}** of the ceiling ({threads} bridge invocations and "
+        f"{threads} event-source pollers at a time, {records} notification records per bridge "
+        "invocation, no-op template, moto in its own process)."
+    )
+    data = {
+        "sizes": {"jobs": jobs, "threads": threads, "records_per_event": records},
+        "transflow": ours,
+        "ceiling": ceiling,
+        "ratio_to_ceiling": round(ratio, 3),
+    }
+    write_result(
+        "throughput",
+        "Throughput: bridge + processor vs a raw boto3 loop",
+        table,
+        data,
+        out,
+        quiet=quiet,
+    )
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=300, help="jobs per pipeline (default 300)")
+    parser.add_argument("--threads", type=int, default=4, help="concurrent invocations (default 4)")
+    parser.add_argument(
+        "--records", type=int, default=10, help="records per bridge event (default 10)"
+    )
+    args = parser.parse_args(argv)
+    with serve() as ep:
+        run(ep, jobs=args.jobs, threads=args.threads, records=args.records)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
