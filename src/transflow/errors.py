@@ -9,9 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "ChannelError",
     "ConfigError",
     "EventFormatError",
     "JobFormatError",
+    "SseEncodingError",
+    "SubscriberLagged",
+    "SubscriptionClosed",
+    "SubscriptionDenied",
     "TransflowError",
     "UnknownConfigKeyWarning",
 ]
@@ -53,3 +58,25 @@ class EventFormatError(JobFormatError):
 
 class UnknownConfigKeyWarning(UserWarning):
     """A configuration key transflow does not know; usually a typo. It is ignored."""
+
+
+class ChannelError(TransflowError, ValueError):
+    """A progress channel is neither ``upload:{branch}:{uploadId}`` nor ``upload:{branch}:*``."""
+
+
+class SubscriptionDenied(TransflowError, PermissionError):
+    """The hub's ``authorize`` hook refused this principal the channel."""
+
+
+class SubscriptionClosed(TransflowError):
+    """The subscription ended: closed by its owner, or its hub stopped. Subscribe again."""
+
+
+class SubscriberLagged(SubscriptionClosed):
+    """The subscriber fell more events behind than its buffer holds and was cut off, so it
+    would not slow the others; reconnect with the last event id it saw to resume."""
+
+
+class SseEncodingError(TransflowError, ValueError):
+    """A Server-Sent Events field cannot be encoded: ``id`` and ``event`` must not contain
+    CR, LF or NUL, and ``retry`` must be a non-negative integer."""
