@@ -256,3 +256,30 @@ def queue_counts(sqs: SQSClient, url: str) -> tuple[int, int]:
 
 def run_async(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+@contextmanager
+def fast_moto_clock() -> Iterator[None]:
+    """Give moto's SQS model a fast clock while a test runs.
+
+    moto reads the time through ``datetime`` arithmetic (about 5 µs) once per queued message
+    on every send and receive, so a queue a few thousand messages deep costs seconds per
+    call. ``time.time()`` is the same clock read in 0.1 µs: SQS behaviour is unchanged (the
+    server runs in this process, so the patch reaches it)."""
+    import moto.sqs.models as sqs_models
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else original(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    original = sqs_models.unix_time
+    original_millis = sqs_models.unix_time_millis
+    sqs_models.unix_time = unix_time
+    sqs_models.unix_time_millis = unix_time_millis
+    try:
+        yield
+    finally:
+        sqs_models.unix_time = original
+        sqs_models.unix_time_millis = original_millis
