@@ -266,7 +266,9 @@ def fast_moto_clock() -> Iterator[None]:
     on every send and receive, so a queue a few thousand messages deep costs seconds per
     call. ``time.time()`` is the same clock read in 0.1 µs: SQS behaviour is unchanged (the
     server runs in this process, so the patch reaches it)."""
-    import moto.sqs.models as sqs_models
+    import moto.sqs.models
+
+    sqs_models: Any = moto.sqs.models
 
     def unix_time(dt: Any = None) -> float:
         return time.time() if dt is None else original(dt)
