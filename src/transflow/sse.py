@@ -14,7 +14,15 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
@@ -295,8 +303,9 @@ def wsgi_app(
     return app
 
 
-ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
-ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIScope = MutableMapping[str, Any]
 
 
 def asgi_app(
@@ -305,7 +314,7 @@ def asgi_app(
     authorize: Authorize | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
-) -> Callable[[dict[str, Any], ASGIReceive, ASGISend], Awaitable[None]]:
+) -> Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]:
     """An ASGI app for ``GET ?channel=…`` / ``?branch=…`` that honours ``Last-Event-ID``.
 
     ``authorize(scope, channel)`` may refuse a request (403); the hub's own hook is called too,
@@ -313,7 +322,7 @@ def asgi_app(
     messages are acknowledged; start and stop the hub in the host's own lifespan.
     """
 
-    async def app(scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+    async def app(scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
