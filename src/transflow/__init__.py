@@ -10,6 +10,7 @@ from transflow.context import InputFile, OutputFile, OutputLocation, StepContext
 from transflow.errors import (
     BatchFailedError,
     BridgeError,
+    ChannelError,
     CommandError,
     CommandFailedError,
     CommandNotFoundError,
@@ -25,7 +26,11 @@ from transflow.errors import (
     ProvisionError,
     ProvisionWarning,
     QueueNotFoundError,
+    SseEncodingError,
     StepUsageError,
+    SubscriberLagged,
+    SubscriptionClosed,
+    SubscriptionDenied,
     TemplateDefinitionError,
     TemplateNotFoundError,
     TransflowError,
@@ -35,6 +40,7 @@ from transflow.errors import (
     UploadRefusedError,
     WebhookSignatureError,
 )
+from transflow.hub import HubStats, ProgressHub, Subscription
 from transflow.messages import ReceivedMessage
 from transflow.metering import RequestCounter, count_requests
 from transflow.model import (
@@ -48,6 +54,15 @@ from transflow.model import (
     upload_channel,
 )
 from transflow.naming import QueueNames, queue_names, sanitize_branch
+from transflow.poller import (
+    Delivery,
+    PollerStats,
+    QueuePoller,
+    backoff_visibility,
+    current_delivery,
+    poller_client_config,
+    release_immediately,
+)
 from transflow.processor import JobProcessor
 from transflow.progress import ProgressPublisher, ProgressStream
 from transflow.provision import (
@@ -58,6 +73,7 @@ from transflow.provision import (
     ensure_queues_report,
 )
 from transflow.s3events import FailedRecord, SkippedRecord
+from transflow.snapshot import UploadState, UploadStatus
 from transflow.status import AssemblyStatus
 from transflow.templates import Template, TemplateRegistry
 from transflow.uploads import (
@@ -77,18 +93,21 @@ __all__ = [
     "BridgeError",
     "BridgeResponse",
     "BridgeResult",
+    "ChannelError",
     "CommandError",
     "CommandFailedError",
     "CommandNotFoundError",
     "CommandTimeoutError",
     "ConfigError",
     "ConfirmationRequiredError",
+    "Delivery",
     "DuplicateTemplateError",
     "EmptyTemplateError",
     "EnsureReport",
     "EventFormatError",
     "FailedRecord",
     "GroupingBridge",
+    "HubStats",
     "InputFile",
     "JobFailedError",
     "JobFormatError",
@@ -96,9 +115,11 @@ __all__ = [
     "OutputFile",
     "OutputLocation",
     "OutputPathError",
+    "PollerStats",
     "PresignedFile",
     "ProcessingJob",
     "ProgressEvent",
+    "ProgressHub",
     "ProgressPublisher",
     "ProgressStream",
     "ProgressType",
@@ -106,6 +127,7 @@ __all__ = [
     "ProvisionWarning",
     "QueueNames",
     "QueueNotFoundError",
+    "QueuePoller",
     "QueueUrls",
     "ReceivedMessage",
     "RequestCounter",
@@ -113,8 +135,13 @@ __all__ = [
     "SentJob",
     "SkippedRecord",
     "SqsConfig",
+    "SseEncodingError",
     "StepContext",
     "StepUsageError",
+    "SubscriberLagged",
+    "Subscription",
+    "SubscriptionClosed",
+    "SubscriptionDenied",
     "Template",
     "TemplateDefinitionError",
     "TemplateNotFoundError",
@@ -127,21 +154,27 @@ __all__ = [
     "UploadMetadata",
     "UploadMetadataError",
     "UploadRefusedError",
+    "UploadState",
+    "UploadStatus",
     "UploadTicket",
     "UserContext",
     "WaitingRecord",
     "WebhookSender",
     "WebhookSignatureError",
     "__version__",
+    "backoff_visibility",
     "branch_channel",
     "channel_matches",
     "count_requests",
     "create_upload",
+    "current_delivery",
     "ensure_queues",
     "ensure_queues_report",
     "load_config",
+    "poller_client_config",
     "queue_names",
     "read_upload_metadata",
+    "release_immediately",
     "sanitize_branch",
     "upload_channel",
 ]

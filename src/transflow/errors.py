@@ -11,6 +11,7 @@ from collections.abc import Iterable
 __all__ = [
     "BatchFailedError",
     "BridgeError",
+    "ChannelError",
     "CommandError",
     "CommandFailedError",
     "CommandNotFoundError",
@@ -26,7 +27,11 @@ __all__ = [
     "ProvisionError",
     "ProvisionWarning",
     "QueueNotFoundError",
+    "SseEncodingError",
     "StepUsageError",
+    "SubscriberLagged",
+    "SubscriptionClosed",
+    "SubscriptionDenied",
     "TemplateDefinitionError",
     "TemplateNotFoundError",
     "TransflowError",
@@ -277,3 +282,25 @@ class BatchFailedError(TransflowError):
 
 class WebhookSignatureError(TransflowError):
     """A webhook request's signature is missing, wrong or too old: reject the request."""
+
+
+class ChannelError(TransflowError, ValueError):
+    """A progress channel is neither ``upload:{branch}:{uploadId}`` nor ``upload:{branch}:*``."""
+
+
+class SubscriptionDenied(TransflowError, PermissionError):
+    """The hub's ``authorize`` hook refused this principal the channel."""
+
+
+class SubscriptionClosed(TransflowError):
+    """The subscription ended: closed by its owner, or its hub stopped. Subscribe again."""
+
+
+class SubscriberLagged(SubscriptionClosed):
+    """The subscriber fell more events behind than its buffer holds and was cut off, so it
+    would not slow the others; reconnect with the last event id it saw to resume."""
+
+
+class SseEncodingError(TransflowError, ValueError):
+    """A Server-Sent Events field cannot be encoded: ``id`` and ``event`` must not contain
+    CR, LF or NUL, and ``retry`` must be a non-negative integer."""
