@@ -48,9 +48,9 @@ from bench.common import (
     wait_for,
     write_result,
 )
-from bench.hubs import HUB_KIND, progress_hub
 from bench.pipeline import (
     BRANCH,
+    HUB_WAIT,
     OUTPUTS,
     UPLOADS,
     EventSourceLoop,
@@ -67,6 +67,7 @@ from transflow import (
     JobProcessor,
     ProcessingJob,
     ProgressEvent,
+    ProgressHub,
     ProgressType,
     TemplateRegistry,
     UploadTicket,
@@ -144,7 +145,9 @@ def run_transflow(
         progress_queue_url=queues.progress,
     )
     bridge = GroupingBridge(ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing)
-    hub = progress_hub(ep.sqs(c["progress readers"]), queues.progress).start()
+    hub = ProgressHub(
+        ep.sqs(c["progress readers"]), queues.progress, wait_time_seconds=HUB_WAIT
+    ).start()
     esm = EventSourceLoop(
         ep.sqs(c["event source"]), queues.processing, processor, threads=threads
     ).start()
@@ -199,7 +202,6 @@ def run_transflow(
         "event_types": seen[tickets[0].upload_id],
         "seconds": round(wall, 2),
         "per_upload": _per_upload(c, uploads),
-        "hub": HUB_KIND,
     }
 
 
@@ -418,7 +420,7 @@ def run(
         f"| transflow / spec-literal | {sqs_vs_spec:.2f} | {s3_vs_spec:.2f} |\n"
         f"\n{uploads:,} uploads of {files} file(s) through transflow ({ours['completed']:,} "
         f"completed, {ours['saw_done']:,} subscribers saw done, {events_per_upload:.1f} events "
-        f"per upload, {ours['seconds']} s; progress hub: {ours['hub']}); {base_n:,} through the "
+        f"per upload, {ours['seconds']} s); {base_n:,} through the "
         f"spec-literal baseline with {wave} clients connected at a time ({base['seconds']} s). "
         "SQS counts leave out empty receives (idle long polls, which follow wall time: "
         f"{_empties(ours)} for transflow, {_empties(base)} for the baseline, in all)."

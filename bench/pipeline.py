@@ -34,6 +34,9 @@ UPLOADS = "bench-uploads"
 OUTPUTS = "bench-outputs"
 BRANCH = "main"
 META_PREFIX = "x-amz-meta-"
+HUB_WAIT = 5
+"""The benches' hubs long-poll 5 s (20 in production) so that stopping one is quick; empty
+receives are reported apart from the work anyway."""
 
 
 @attrs.frozen
