@@ -85,6 +85,7 @@ from transflow.uploads import (
     read_upload_metadata,
 )
 from transflow.webhooks import WebhookSender
+from transflow.worker import make_worker, run_worker
 
 __all__ = [
     "AssemblyStatus",
@@ -171,10 +172,12 @@ __all__ = [
     "ensure_queues",
     "ensure_queues_report",
     "load_config",
+    "make_worker",
     "poller_client_config",
     "queue_names",
     "read_upload_metadata",
     "release_immediately",
+    "run_worker",
     "sanitize_branch",
     "upload_channel",
 ]

@@ -25,6 +25,7 @@ class UploadState(str, enum.Enum):
 
     QUEUED = "queued"  # nothing heard yet: the job waits on the processing queue
     PROCESSING = "processing"
+    RETRYING = "retrying"  # an attempt failed; SQS will deliver the job again
     COMPLETED = "completed"
     ERROR = "error"
 
@@ -134,6 +135,10 @@ def fold_event(status: UploadStatus, event: ProgressEvent) -> UploadStatus:  # n
     elif kind is ProgressType.DONE:
         changes["state"] = UploadState.COMPLETED
         changes["percent"] = 100
+    elif kind is ProgressType.ERROR and event.extra.get("retrying") is True and not finished:
+        # Not the end: the job goes back through visibility and runs again.
+        changes["state"] = UploadState.RETRYING
+        changes["error"] = event.message or "attempt failed"
     elif kind is ProgressType.ERROR:
         changes["state"] = UploadState.ERROR
         changes["error"] = event.message or "processing failed"

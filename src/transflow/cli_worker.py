@@ -1,0 +1,118 @@
+"""``transflow worker``: run the processing queue with your templates, outside Lambda."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from typing import TYPE_CHECKING
+
+from transflow.cli import Context, command
+from transflow.errors import ConfigError
+from transflow.poller import poller_client_config
+from transflow.processor import JobProcessor
+from transflow.provision import resolve_queue_urls
+from transflow.templates import TemplateRegistry
+from transflow.worker import DEFAULT_VISIBILITY_TIMEOUT, make_worker, run_worker
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+__all__ = ["load_registry"]
+
+
+def load_registry(spec: str) -> TemplateRegistry:
+    """``package.module:name``: a TemplateRegistry, or a function of no arguments that
+    returns one."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"--templates {spec!r}: expected 'package.module:registry'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--templates {spec!r}: cannot import {module_name} ({exc})") from exc
+    found = getattr(module, attribute, None)
+    if callable(found) and not isinstance(found, TemplateRegistry):
+        found = found()
+    if not isinstance(found, TemplateRegistry):
+        raise ConfigError(
+            f"--templates {spec!r}: {attribute} is not a TemplateRegistry (or a function "
+            "returning one)"
+        )
+    return found
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--templates",
+        required=True,
+        metavar="MODULE:NAME",
+        help="where your TemplateRegistry is, e.g. myapp.templates:registry",
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="jobs at once (default 4)")
+    parser.add_argument("--output-bucket", help="for templates that do not name one")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=DEFAULT_VISIBILITY_TIMEOUT,
+        metavar="SEC",
+        help=f"held between heartbeats (default {DEFAULT_VISIBILITY_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--job-timeout", type=float, metavar="SEC", help="give up on a job after this long"
+    )
+    parser.add_argument(
+        "--poll-wait",
+        type=int,
+        default=20,
+        choices=range(21),
+        metavar="SEC",
+        help="long-poll wait, 0-20 (default 20); a stop waits for the poll in flight",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SEC",
+        help="on SIGTERM, wait this long for running jobs (default 30)",
+    )
+
+
+@command("worker", help="run jobs from the processing queue until SIGTERM", configure=_configure)
+def worker_command(ctx: Context) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    registry = load_registry(ctx.args.templates)
+    config = ctx.config
+    urls = resolve_queue_urls(ctx.sqs(), config)
+    sqs: SQSClient = ctx.session().client(
+        "sqs",
+        endpoint_url=ctx.args.endpoint_url,
+        config=poller_client_config(ctx.args.concurrency),
+    )
+    processor = JobProcessor(
+        registry,
+        s3_client=ctx.s3(),
+        sqs_client=sqs,
+        progress_queue_url=urls.progress,
+        output_bucket=ctx.args.output_bucket,
+        max_receive_count=config.sqs.max_receive_count,
+        max_message_bytes=config.sqs.max_message_bytes,
+    )
+    worker = make_worker(
+        processor,
+        sqs,
+        urls.processing,
+        concurrency=ctx.args.concurrency,
+        visibility_timeout=ctx.args.visibility_timeout,
+        handler_timeout=ctx.args.job_timeout,
+        drain_timeout=ctx.args.drain_timeout,
+        wait_time_seconds=ctx.args.poll_wait,
+    )
+    ctx.note(
+        f"transflow worker: {urls.processing} with {ctx.args.concurrency} at once "
+        f"(templates: {', '.join(registry.ids)}); SIGTERM drains"
+    )
+    run_worker(worker)
+    stats = worker.stats()
+    ctx.note(f"transflow worker: stopped ({stats})")
+    return 0

@@ -1,0 +1,220 @@
+"""The worker: the processor behind a QueuePoller, in process and as ``transflow worker``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from examples.worker import build_worker
+from tests.streaming_support import wait_until
+from transflow import (
+    JobProcessor,
+    ProcessingJob,
+    ProgressEvent,
+    S3ObjectRef,
+    SqsConfig,
+    StepContext,
+    TemplateRegistry,
+    TransflowConfig,
+    ensure_queues,
+)
+from transflow.keys import status_key
+from transflow.local import LocalAws
+from transflow.poller import poller_client_config
+from transflow.sqs_batch import OutgoingMessage, send_batch
+from transflow.status import load_status
+from transflow.worker import make_worker
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+ROOT = Path(__file__).parents[2]
+
+
+def put_inputs(s3: S3Client, upload_id: str, contents: dict[str, bytes]) -> list[S3ObjectRef]:
+    refs = []
+    for name, data in contents.items():
+        key = f"uploads/main/{upload_id}/{name}"
+        s3.put_object(Bucket="uploads", Key=key, Body=data)
+        refs.append(S3ObjectRef("uploads", key))
+    return refs
+
+
+def queue_job(sqs: SQSClient, url: str, job: ProcessingJob) -> None:
+    result = send_batch(
+        sqs,
+        url,
+        [(job.upload_id, OutgoingMessage(job.to_json(), job.upload_id, f"{job.upload_id}-1"))],
+    )
+    assert result.ok
+
+
+def progress_types(sqs: SQSClient, url: str) -> list[str]:
+    types = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            types.append(ProgressEvent.from_json(message["Body"]).type.value)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return types
+
+
+@pytest.fixture
+def pipeline(aws: LocalAws, s3: S3Client) -> TransflowConfig:
+    s3.create_bucket(Bucket="uploads")
+    s3.create_bucket(Bucket="outputs")
+    return TransflowConfig(project="wk", sqs=SqsConfig(max_receive_count=2))
+
+
+def test_the_example_worker_runs_jobs_and_deletes_them(
+    aws: LocalAws, s3: S3Client, pipeline: TransflowConfig
+) -> None:
+    sqs = aws.sqs(poller_client_config(2))
+    urls = ensure_queues(sqs, pipeline)
+    contents = {"a.txt": b"alpha" * 1000, "b.txt": b"beta"}
+    job = ProcessingJob("up-1", "checksums", put_inputs(s3, "up-1", contents), "main")
+    queue_job(sqs, urls.processing, job)
+
+    worker = build_worker(
+        sqs,
+        s3,
+        processing_queue_url=urls.processing,
+        progress_queue_url=urls.progress,
+        output_bucket="outputs",
+        concurrency=2,
+        wait_time_seconds=1,
+    )
+    with worker:
+        wait_until(lambda: worker.stats().succeeded == 1, timeout=30, what="the job to succeed")
+    assert worker.state == "stopped"
+
+    status = load_status(s3, "outputs", status_key("main", "up-1"))
+    assert status is not None
+    assert status.completed
+    manifest = json.loads(
+        s3.get_object(Bucket="outputs", Key="outputs/main/up-1/checksums.json")["Body"].read()
+    )
+    assert manifest == {
+        name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        for name, data in contents.items()
+    }
+    attributes = sqs.get_queue_attributes(QueueUrl=urls.processing, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+    types = progress_types(sqs, urls.progress)
+    assert types[0] == "start"
+    assert types[-1] == "done"
+
+
+def test_a_job_that_keeps_failing_goes_to_the_dlq_through_visibility(
+    aws: LocalAws, s3: S3Client, pipeline: TransflowConfig
+) -> None:
+    sqs = aws.sqs(poller_client_config(1))
+    urls = ensure_queues(sqs, pipeline)
+    registry = TemplateRegistry()
+    broken = registry.template("broken", output_bucket="outputs")
+    runs: list[int] = []
+
+    @broken.step("explode")
+    def explode(ctx: StepContext) -> None:
+        runs.append(ctx.attempt)
+        raise RuntimeError("this input is poison")
+
+    job = ProcessingJob("up-2", "broken", put_inputs(s3, "up-2", {"x.bin": b"x"}), "main")
+    queue_job(sqs, urls.processing, job)
+    processor = JobProcessor(
+        registry,
+        s3_client=s3,
+        sqs_client=sqs,
+        progress_queue_url=urls.progress,
+        max_receive_count=2,
+    )
+    worker = make_worker(
+        processor,
+        sqs,
+        urls.processing,
+        concurrency=1,
+        wait_time_seconds=1,
+        retry_delay=lambda _message: 0,
+    )
+    with worker:
+        wait_until(
+            lambda: "Messages" in sqs.receive_message(QueueUrl=urls.dlq, VisibilityTimeout=0),
+            timeout=30,
+            what="the job to reach the DLQ",
+        )
+    assert runs == [1, 2]  # maxReceiveCount deliveries, never a re-send
+    status = load_status(s3, "outputs", status_key("main", "up-2"))
+    assert status is not None
+    assert status.error is not None
+    assert "poison" in (status.message or "")
+
+
+def test_the_worker_command_drains_on_sigterm(
+    aws: LocalAws, s3: S3Client, pipeline: TransflowConfig, tmp_path: Path
+) -> None:
+    sqs = aws.sqs()
+    urls = ensure_queues(sqs, pipeline)
+    config = tmp_path / "transflow.config.json"
+    config.write_text(json.dumps({"project": "wk", "sqs": {"maxReceiveCount": 2}}))
+    job = ProcessingJob("up-3", "checksums", put_inputs(s3, "up-3", {"c.txt": b"gamma"}), "main")
+    queue_job(sqs, urls.processing, job)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "transflow",
+            "worker",
+            "--templates",
+            "examples.worker:registry",
+            "--output-bucket",
+            "outputs",
+            "--concurrency",
+            "2",
+            "--poll-wait",
+            "1",
+            "--config",
+            str(config),
+            "--endpoint-url",
+            aws.endpoint_url,
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: (load_status(s3, "outputs", status_key("main", "up-3")) or _NONE).completed,
+            timeout=60,
+            what="the worker process to complete the job",
+        )
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "transflow worker: stopped" in err
+    attributes = sqs.get_queue_attributes(QueueUrl=urls.processing, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+class _NotYet:
+    completed = False
+
+
+_NONE = _NotYet()
