@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test lint typecheck unit venv clean
+.PHONY: test lint typecheck unit venv clean bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,14 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# Benchmarks and the soak: not part of `make test` (tests/integration/test_bench_smoke.py
+# runs each script at a tiny size). Results land in bench/results/.
+BENCH_ARGS ?=
+SOAK_ARGS ?=
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -72,6 +72,7 @@ def _process(
     message: list[Any],
     counter: BenchCounter,
     phases: dict[str, float],
+    hub_wait: int,
 ) -> dict[str, Any]:
     """Run the upload's one job while a hub subscriber follows it to ``done``."""
     registry = TemplateRegistry()
@@ -82,7 +83,7 @@ def _process(
         sqs_client=ep.sqs(counter),
         progress_queue_url=queues.progress,
     )
-    hub = ProgressHub(ep.sqs(counter), queues.progress, wait_time_seconds=HUB_WAIT).start()
+    hub = ProgressHub(ep.sqs(counter), queues.progress, wait_time_seconds=hub_wait).start()
     sub = hub.subscribe(upload_channel(BRANCH, upload.upload_id))
     t3 = time.perf_counter()
     response = processor.handle(lambda_event(message))
@@ -113,6 +114,7 @@ def run(
     batch: int = 100,
     threads: int = 8,
     process: bool = True,
+    hub_wait: int = HUB_WAIT,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
@@ -171,7 +173,15 @@ def run(
     }
     if process:
         data.update(
-            _process(ep, queues, upload, message=message, counter=proc_count, phases=phases)
+            _process(
+                ep,
+                queues,
+                upload,
+                message=message,
+                counter=proc_count,
+                phases=phases,
+                hub_wait=hub_wait,
+            )
         )
     data["phases_seconds"] = {k: round(v, 2) for k, v in phases.items()}
     data["process_peak_rss_mib"] = round(peak_rss_mib(), 1)

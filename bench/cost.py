@@ -129,7 +129,7 @@ def _completed(ep: Endpoint, tickets: list[UploadTicket]) -> int:
 
 
 def run_transflow(
-    ep: Endpoint, uploads: int, files: int, threads: int, window: int
+    ep: Endpoint, uploads: int, files: int, threads: int, window: int, *, hub_wait: int = HUB_WAIT
 ) -> dict[str, Any]:
     ep.reset()
     queues = make_queues(ep.sqs(RequestCounter()), prefix="cost")
@@ -146,7 +146,7 @@ def run_transflow(
     )
     bridge = GroupingBridge(ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing)
     hub = ProgressHub(
-        ep.sqs(c["progress readers"]), queues.progress, wait_time_seconds=HUB_WAIT
+        ep.sqs(c["progress readers"]), queues.progress, wait_time_seconds=hub_wait
     ).start()
     esm = EventSourceLoop(
         ep.sqs(c["event source"]), queues.processing, processor, threads=threads
@@ -373,10 +373,11 @@ def run(
     window: int = 40,
     wave: int = 20,
     baseline_uploads: int | None = None,
+    hub_wait: int = HUB_WAIT,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    ours = run_transflow(ep, uploads, files, threads, window)
+    ours = run_transflow(ep, uploads, files, threads, window, hub_wait=hub_wait)
     base_n = baseline_uploads or min(uploads, 100)
     base = run_baseline(ep, base_n, files, threads, wave)
     events_per_upload = ours["events"] / uploads

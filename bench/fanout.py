@@ -127,13 +127,14 @@ def run(
     channels: int = 200,
     events: int = 10,
     interval: float = 0.2,
+    hub_wait: int = HUB_WAIT,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     ep.reset()
     queues = make_queues(ep.sqs(RequestCounter()), prefix="fanout")
     counter = BenchCounter()
-    hub = ProgressHub(ep.sqs(counter), queues.progress, wait_time_seconds=HUB_WAIT).start()
+    hub = ProgressHub(ep.sqs(counter), queues.progress, wait_time_seconds=hub_wait).start()
     child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,

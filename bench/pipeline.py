@@ -184,9 +184,9 @@ class EventSourceLoop:
         return self
 
     def stop(self) -> None:
+        """Stop polling; the threads end after their long poll in flight (not waited for:
+        they are daemons, and what they may still count is an empty receive)."""
         self._stop.set()
-        for worker in self._workers:
-            worker.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -198,7 +198,8 @@ class EventSourceLoop:
                     MessageSystemAttributeNames=["All"],
                 ).get("Messages", [])
             except Exception:
-                log.exception("esm: receive failed")
+                if not self._stop.is_set():
+                    log.exception("esm: receive failed")
                 continue
             if not messages:
                 continue
@@ -236,15 +237,21 @@ class Drain:
         return self
 
     def stop(self) -> None:
+        """Stop draining (the thread ends after its long poll in flight)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds
-            ).get("Messages", [])
+            try:
+                messages = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.wait_seconds,
+                ).get("Messages", [])
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("drain: receive failed")
+                continue
             for message in messages:
                 self.on_body(message["Body"])
             if messages:

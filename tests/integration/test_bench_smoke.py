@@ -1,0 +1,65 @@
+"""Every benchmark script and the soak, run at a tiny size against the session's moto
+server, so that they cannot rot. Their figures are not checked here (speed goals are read
+from bench/results, never asserted); what they assert about correctness still holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench import big_upload, cost, fanout, soak, throughput
+from bench.common import Endpoint
+
+from transflow.local import LocalAws
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ep(aws: LocalAws) -> Endpoint:
+    return Endpoint(aws.endpoint_url)
+
+
+def _written(out: Path, name: str) -> dict[str, object]:
+    assert (out / f"{name}.md").read_text(encoding="utf-8").startswith("# ")
+    data: dict[str, object] = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+    assert "machine" in data
+    return data
+
+
+def test_throughput(ep: Endpoint, tmp_path: Path) -> None:
+    data = throughput.run(ep, jobs=10, threads=2, records=5, out=tmp_path, quiet=True)
+    assert _written(tmp_path, "throughput")["ratio_to_ceiling"] == data["ratio_to_ceiling"]
+
+
+def test_cost(ep: Endpoint, tmp_path: Path) -> None:
+    data = cost.run(
+        ep, uploads=2, baseline_uploads=1, wave=1, threads=2, hub_wait=1, out=tmp_path, quiet=True
+    )
+    assert data["transflow"]["completed"] == 2
+    assert data["transflow"]["saw_done"] == 2
+    _written(tmp_path, "cost")
+
+
+def test_big_upload(ep: Endpoint, tmp_path: Path) -> None:
+    data = big_upload.run(ep, files=12, batch=6, threads=2, hub_wait=1, out=tmp_path, quiet=True)
+    assert data["jobs_sent"] == 1
+    _written(tmp_path, "big_upload")
+
+
+def test_fanout(ep: Endpoint, tmp_path: Path) -> None:
+    data = fanout.run(
+        ep, subscribers=6, channels=2, events=4, interval=0.05, hub_wait=1, out=tmp_path, quiet=True
+    )
+    assert data["delivered"] == data["expected"] == 24
+    _written(tmp_path, "fanout")
+
+
+def test_soak(ep: Endpoint, tmp_path: Path) -> None:
+    data, failures = soak.run(
+        ep, seconds=1.5, rate=2, fault_rate=0.05, visibility=1, out=tmp_path, quiet=True
+    )
+    assert failures == []
+    assert data["worker_crashed"] == "worker-0"
+    _written(tmp_path, "soak")
