@@ -125,8 +125,8 @@ def run(
     *,
     subscribers: int = 1000,
     channels: int = 200,
-    events: int = 10,
-    interval: float = 0.2,
+    events: int = 6,
+    interval: float = 2.0,
     hub_wait: int = HUB_WAIT,
     out: Path | None = None,
     quiet: bool = False,
@@ -233,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=1000, help="default 1,000")
     parser.add_argument("--channels", type=int, default=200, help="default 200")
-    parser.add_argument("--events", type=int, default=10, help="events per channel (default 10)")
+    parser.add_argument("--events", type=int, default=6, help="events per channel (default 6)")
     parser.add_argument(
-        "--interval", type=float, default=0.2, help="seconds between progress rounds"
+        "--interval", type=float, default=2.0, help="seconds between progress rounds (default 2)"
     )
     parser.add_argument("--publish", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -43,7 +43,9 @@ def test_cost(ep: Endpoint, tmp_path: Path) -> None:
 
 
 def test_big_upload(ep: Endpoint, tmp_path: Path) -> None:
-    data = big_upload.run(ep, files=12, batch=6, threads=2, hub_wait=1, out=tmp_path, quiet=True)
+    data = big_upload.run(
+        ep, files=12, batch=6, threads=2, process=True, hub_wait=1, out=tmp_path, quiet=True
+    )
     assert data["jobs_sent"] == 1
     _written(tmp_path, "big_upload")
 
