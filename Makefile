@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test lint typecheck unit venv clean
+.PHONY: test lint typecheck unit venv clean demo dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests
 
 test: lint typecheck unit
+
+# The whole pipeline on an embedded endpoint: no AWS account, no Docker.
+demo: $(STAMP)
+	$(BIN)/transflow demo
+
+dev: $(STAMP)
+	$(BIN)/transflow dev
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -44,7 +44,7 @@ EXIT_OK = 0
 EXIT_UNHEALTHY = 1
 EXIT_ERROR = 2
 
-COMMAND_MODULES: list[str] = ["transflow.cli_worker"]
+COMMAND_MODULES: list[str] = ["transflow.cli_worker", "transflow.demo.command"]
 """Modules imported by :func:`main` so that the commands they register appear (for
 example ``"transflow.demo"``)."""
 
