@@ -49,8 +49,13 @@ function card(ticket, files) {
 
 function fold(status, event) {
   // The same folding as transflow.snapshot, for the events that move the bar.
-  const next = { ...status };
-  const finished = status.state === "completed" || status.state === "error";
+  let next = { ...status };
+  let finished = status.state === "completed" || status.state === "error";
+  if (event.type === "start" && finished && event.seq > (status.lastSeq ?? Infinity)) {
+    next = { state: "processing", percent: 0 };  // a new run (redriven): not a late copy
+    finished = false;
+  }
+  if (event.seq !== undefined) next.lastSeq = event.seq;
   if (event.type === "start" && !finished) next.state = "processing";
   if (event.type === "progress" && event.percent !== undefined && !finished) next.percent = event.percent;
   if (["step:start", "progress", "output"].includes(event.type) && status.state === "queued") next.state = "processing";
