@@ -22,7 +22,7 @@ def test_the_quickstart_walk_through_runs(capsys: pytest.CaptureFixture[str]) ->
     script = "\n".join(blocks)
     namespace: dict[str, Any] = {"__name__": "quickstart"}
     try:
-        exec(compile(script, str(QUICKSTART), "exec"), namespace)  # noqa: S102 - our own doc
+        exec(compile(script, str(QUICKSTART), "exec"), namespace)
     finally:
         # Whatever happened, leave no server or thread behind.
         for name in ("worker", "hub"):
