@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test lint typecheck unit venv clean demo dev
+.PHONY: test lint typecheck unit venv clean demo dev docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: $(STAMP)
 
 dev: $(STAMP)
 	$(BIN)/transflow dev
+
+# docs/api.md from the docstrings; a test fails while it is stale.
+docs: $(STAMP)
+	$(BIN)/python docs/gen_api.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -19,6 +19,7 @@ from transflow.iam import PolicyDocument, build_policies, iam_policies
 __all__ = ["MAX_FUNCTION_TIMEOUT_SEC", "default_function_timeout", "sam_template"]
 
 MAX_FUNCTION_TIMEOUT_SEC = 900
+"""Lambda's limit on a function's timeout, in seconds."""
 _MAX_FUNCTION_NAME = 64
 _RETENTION_MAX = 14 * 24 * 3600
 
