@@ -75,3 +75,31 @@ def test_the_demo_command_draws_progress_and_a_summary() -> None:
     assert "normalised/take-3.wav" in result.stdout
     assert "SQS requests:" in result.stdout
     assert result.stderr == ""
+
+
+def test_the_dev_command_serves_the_page_until_sigterm() -> None:
+    import re
+    import signal
+    import urllib.request
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "transflow", "dev", "--port", "0"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()  # printed once everything runs
+        found = re.search(r"open (http://127\.0\.0\.1:\d+)/", line)
+        assert found, line
+        with urllib.request.urlopen(found.group(1) + "/", timeout=10) as page:
+            html = page.read().decode()
+        assert "<title>transflow dev</title>" in html
+        assert 'src="app.js"' in html
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
