@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test lint typecheck unit venv clean bench soak
+.PHONY: test lint typecheck unit venv clean demo dev docs bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests
 
 test: lint typecheck unit
+
+# The whole pipeline on an embedded endpoint: no AWS account, no Docker.
+demo: $(STAMP)
+	$(BIN)/transflow demo
+
+dev: $(STAMP)
+	$(BIN)/transflow dev
+
+# docs/api.md from the docstrings; a test fails while it is stale.
+docs: $(STAMP)
+	$(BIN)/python docs/gen_api.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

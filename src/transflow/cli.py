@@ -44,7 +44,7 @@ EXIT_OK = 0
 EXIT_UNHEALTHY = 1
 EXIT_ERROR = 2
 
-COMMAND_MODULES: list[str] = ["transflow.cli_worker"]
+COMMAND_MODULES: list[str] = ["transflow.cli_worker", "transflow.demo.command"]
 """Modules imported by :func:`main` so that the commands they register appear (for
 example ``"transflow.demo"``)."""
 
@@ -189,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
         prog="transflow",
-        description="Provision, watch and recover a transflow pipeline's SQS queues.",
+        description=(
+            "Run, watch and operate a transflow pipeline: queues, dead letters, health, "
+            "workers and the demo."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"transflow {__version__}")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -32,6 +32,7 @@ from transflow.naming import (
 __all__ = ["CONFIG_FILENAME", "SqsConfig", "TransflowConfig", "load_config"]
 
 CONFIG_FILENAME = "transflow.config.json"
+"""The file `load_config` reads from the working directory when no path is given."""
 
 MIGRATION_STEPS = (
     "1. replace the 'redis' section of transflow.config.json with an 'sqs' section "

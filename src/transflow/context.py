@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 DEFAULT_COMMAND_TIMEOUT = 600.0
+"""Seconds `StepContext.run` lets a command run when the step gives no ``timeout``."""
+
 # Seconds kept back from a command's timeout in Lambda, so the job can still report failure.
 COMMAND_TIME_RESERVE = 5.0
 MAX_S3_KEY_BYTES = 1024

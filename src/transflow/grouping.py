@@ -82,6 +82,7 @@ class UploadCheck:
 
     @property
     def upload_id(self) -> str:
+        """The upload these records belong to (every record of the group has the same)."""
         upload_id = self.records[0].metadata.upload_id
         assert upload_id is not None
         return upload_id

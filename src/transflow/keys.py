@@ -18,6 +18,8 @@ __all__ = [
 ]
 
 STATUS_RECORD_NAME = "status.json"
+"""The status record's file name under an upload's output prefix (reserved: a step cannot
+write an output of that name)."""
 
 
 def _user_part(user_id: str | None) -> str:

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+"""Any value JSON can hold: what `fields`, `metadata` and an event's extra fields carry."""
 JsonObject: TypeAlias = "dict[str, JsonValue]"
 
 # SQS MessageGroupId rules: 1-128 characters, alphanumerics and ASCII punctuation. The

@@ -89,7 +89,9 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+=@,-]+")
 class LambdaContext(Protocol):
     """The part of the Lambda context object the processor uses."""
 
-    def get_remaining_time_in_millis(self) -> int: ...
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before Lambda stops the invocation."""
+        ...
 
 
 class BatchItemFailure(TypedDict):

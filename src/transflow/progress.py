@@ -9,9 +9,10 @@ never waits longer than the delay.
 
 Deduplication. Every event's MessageDeduplicationId is ``{uploadId}:{attempt}:{seq}``: a send
 retried after a timeout is dropped by the FIFO queue (same id), while a re-run of the job after
-a failed delivery (another attempt) is not. ``seq`` keeps increasing across attempts
-(``(attempt - 1) * SEQ_STRIDE + n``), so ``{uploadId}:{seq}`` identifies an event for the
-browser too.
+a failed delivery (another attempt) is not. ``seq`` keeps increasing across attempts, a
+redrive from the dead-letter queue included: an attempt numbers its events from the
+millisecond it started (:func:`first_seq`), so ``{uploadId}:{seq}`` identifies an event for
+the browser too.
 
 Progress is best effort by design: a send that still fails after the retries is logged at
 ERROR and the job goes on, because processing correctness comes before progress.
@@ -22,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
-    "SEQ_STRIDE",
+    "SEQS_PER_MS",
     "ProgressPublisher",
     "ProgressStream",
     "dedup_id",
@@ -50,9 +52,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SEQ_STRIDE = 1_000_000
-"""Room for events per delivery attempt: attempt n numbers its events from
-``(n - 1) * SEQ_STRIDE``."""
+SEQS_PER_MS = 1_000
+"""An attempt numbers its events from the millisecond it started times this: room for 1,000
+events per millisecond between the starts of two attempts (never close in practice: a retry
+waits for its message's visibility)."""
 
 _MAX_DEDUP = 128
 # Sending at these events (after buffering them) keeps the browser's view in step with the job.
@@ -62,9 +65,15 @@ _FLUSH_TYPES = frozenset({ProgressType.STEP_START, ProgressType.DONE, ProgressTy
 # -- decisions ----------------------------------------------------------------------------
 
 
-def first_seq(attempt: int) -> int:
-    """The seq of the first event of a delivery attempt (1 is the first delivery)."""
-    return max(attempt - 1, 0) * SEQ_STRIDE
+def first_seq(started_at: float) -> int:
+    """The seq of the first event of an attempt that started at ``started_at`` (epoch
+    seconds).
+
+    Time, not the receive count: a job redriven from the dead-letter queue starts again at
+    receive count 1, and its events must still sort after the failed attempts' (the hub
+    drops an event whose seq it has passed) and must not share their deduplication ids. A
+    millisecond clock stays below 2**53, so JavaScript reads it exactly."""
+    return int(started_at * 1000) * SEQS_PER_MS
 
 
 def dedup_id(upload_id: str, attempt: str, seq: int) -> str:
@@ -95,6 +104,7 @@ class ProgressPublisher:
     flush_after: float = 0.5
     max_bytes: int = 262_144
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    clock: Callable[[], float] = time.time
 
     def stream(
         self,
@@ -113,7 +123,7 @@ class ProgressPublisher:
             upload_id=upload_id,
             branch=branch,
             attempt_token=attempt_token or str(attempt),
-            next_seq=first_seq(attempt),
+            next_seq=first_seq(self.clock()),
         )
 
     def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:

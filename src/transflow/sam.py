@@ -19,6 +19,7 @@ from transflow.iam import PolicyDocument, build_policies, iam_policies
 __all__ = ["MAX_FUNCTION_TIMEOUT_SEC", "default_function_timeout", "sam_template"]
 
 MAX_FUNCTION_TIMEOUT_SEC = 900
+"""Lambda's limit on a function's timeout, in seconds."""
 _MAX_FUNCTION_NAME = 64
 _RETENTION_MAX = 14 * 24 * 3600
 
@@ -184,6 +185,9 @@ def sam_template(
         "SQS_PROGRESS_QUEUE_URL": {"Ref": "ProgressQueue"},
         "SQS_DLQ_URL": {"Ref": "DeadLetterQueue"},
         "MAX_BATCH_SIZE": str(sqs.batch_size),
+        # The processor must know which delivery is the last: it decides `retrying` and
+        # when the error webhook fires.
+        "TRANSFLOW_MAX_RECEIVE_COUNT": str(sqs.max_receive_count),
         "TRANSFLOW_UPLOAD_BUCKET": upload_bucket,
         "TRANSFLOW_OUTPUT_BUCKET": output_bucket,
     }

@@ -102,9 +102,14 @@ def _with_step(
     return tuple(out)
 
 
+def _later(event: ProgressEvent, status: UploadStatus) -> bool:
+    return event.seq is not None and status.last_seq is not None and event.seq > status.last_seq
+
+
 def fold_event(status: UploadStatus, event: ProgressEvent) -> UploadStatus:  # noqa: PLR0912
     """The status after ``event``. Terminal states stick: a late ``progress`` after ``done``
-    (a redelivered message) does not reopen a finished upload."""
+    (a redelivered message) does not reopen a finished upload; only the ``start`` of a new
+    run, with a higher ``seq``, does."""
     changes: dict[str, object] = {
         "upload_id": event.upload_id,
         "branch": event.branch,
@@ -117,6 +122,11 @@ def fold_event(status: UploadStatus, event: ProgressEvent) -> UploadStatus:  # n
         changes["template_id"] = event.template_id
     finished = status.state in (UploadState.COMPLETED, UploadState.ERROR)
     kind = event.type
+    if kind is ProgressType.START and finished and _later(event, status):
+        # A new run of a finished upload (redriven from the dead-letter queue, or a new job
+        # for it): its seq is past everything seen, so it is no late duplicate.
+        status = UploadStatus(status.channel)
+        finished = False
     if kind is ProgressType.START and not finished:
         changes["state"] = UploadState.PROCESSING
     elif kind is ProgressType.STEP_START and event.step:

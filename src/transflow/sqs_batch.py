@@ -47,6 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_BATCH_ENTRIES = 10
+"""SQS's limit on the entries of one batch call (send, delete, change visibility)."""
 MAX_VISIBILITY_TIMEOUT = 43_200
 
 # Error codes AWS documents as transient for SQS (and S3, which shares the helper).

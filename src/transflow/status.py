@@ -40,7 +40,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ASSEMBLY_EXECUTING = "ASSEMBLY_EXECUTING"
+"""The status record's ``ok`` while a job runs."""
 ASSEMBLY_COMPLETED = "ASSEMBLY_COMPLETED"
+"""The status record's ``ok`` once a job completed: the completion marker that makes a
+re-delivered job harmless."""
 
 
 @attrs.frozen

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["Step", "StepFunction", "Template", "TemplateRegistry"]
 
 StepFunction = Callable[["StepContext"], None]
+"""What ``@template.step(name)`` decorates: a function of the `StepContext` that returns
+nothing and raises to fail the job."""
 F = TypeVar("F", bound=StepFunction)
 
 # Step names appear in progress events, S3 results and logs: keep them plain.

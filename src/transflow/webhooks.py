@@ -48,8 +48,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Transflow-Signature"
+"""``sha256=<hex HMAC-SHA256 of the body>``."""
 TIMESTAMP_HEADER = "X-Transflow-Timestamp"
+"""The Unix time (seconds) the request was signed at."""
 TIMESTAMPED_SIGNATURE_HEADER = "X-Transflow-Timestamped-Signature"
+"""``t=<unix seconds>,v1=<hex HMAC-SHA256 of "{t}." + body>``: what `verify` checks, so an
+old request cannot be replayed."""
 
 
 def _hmac(secret: str | bytes, data: bytes) -> str:

@@ -42,7 +42,6 @@ from transflow import (
 )
 from transflow.claimcheck import store_claimed_job
 from transflow.local import LocalAws, local_client_config
-from transflow.progress import SEQ_STRIDE
 from transflow.sqs_batch import RetryPolicy
 
 if TYPE_CHECKING:
@@ -148,7 +147,8 @@ def test_a_job_runs_through_two_steps(
         ("step:done", "compress"),
         ("done", None),
     ]
-    assert [e.seq for e in events] == list(range(len(events)))
+    base = events[0].seq or 0
+    assert [e.seq for e in events] == list(range(base, base + len(events)))
     assert {e.channel for e in events} == {"upload:main:upload-1"}
     assert events[3].percent == 50
     assert events[-1].extra == {"results": 5}
@@ -286,7 +286,7 @@ def test_redelivery_of_a_completed_job_does_not_run_it_again(
         "batchItemFailures": []
     }
     first = {k: s3.head_object(Bucket=OUTPUTS, Key=k)["ETag"] for k in list_keys(s3, OUTPUTS)}
-    drain_events(sqs, queues.progress)
+    first_run = drain_events(sqs, queues.progress)
 
     with count_requests(proc.s3_client) as requests:
         again = proc.handle(event_of(lambda_record(job.to_json(), "m-1", "upload-1", count=2)))
@@ -301,7 +301,8 @@ def test_redelivery_of_a_completed_job_does_not_run_it_again(
     events = drain_events(sqs, queues.progress)
     assert [e.type.value for e in events] == ["done"]
     assert events[0].extra == {"replayed": True, "results": 3}
-    assert events[0].seq == SEQ_STRIDE  # the second attempt numbers from the stride
+    # The replayed done sorts after every event of the first run.
+    assert (events[0].seq or 0) > max(e.seq or 0 for e in first_run)
 
 
 def test_a_new_job_for_a_completed_upload_runs(aws: LocalAws, queues: Queues, s3: S3Client) -> None:
@@ -366,11 +367,13 @@ def test_a_job_that_keeps_failing_ends_in_the_dlq(
     ]
     assert statuses[2]["message"] == "unsupported sample format (attempt 3)"
     errors = [e for e in drain_events(sqs, queues.progress) if e.type.value == "error"]
-    assert [(e.seq, e.extra["attempt"], e.extra["retrying"]) for e in errors] == [
-        (2, 1, True),
-        (SEQ_STRIDE + 2, 2, True),
-        (2 * SEQ_STRIDE + 2, 3, False),
+    assert [(e.extra["attempt"], e.extra["retrying"]) for e in errors] == [
+        (1, True),
+        (2, True),
+        (3, False),
     ]
+    seqs = [e.seq or 0 for e in errors]
+    assert seqs == sorted(set(seqs))  # each attempt numbers after the one before
     assert {e.message for e in errors} == {
         f"unsupported sample format (attempt {n})" for n in (1, 2, 3)
     }

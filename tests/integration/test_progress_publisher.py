@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from tests.faults import EntryFaults
 from tests.pipeline import drain_events
 from transflow import ProgressPublisher, count_requests
-from transflow.progress import SEQ_STRIDE
 from transflow.sqs_batch import RetryPolicy
 
 if TYPE_CHECKING:
@@ -24,7 +23,7 @@ def progress_queue(sqs: SQSClient) -> str:
 
 def test_events_are_numbered_batched_and_ordered(sqs: SQSClient) -> None:
     url = progress_queue(sqs)
-    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST)
+    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST, clock=lambda: 100.0)
     with count_requests(sqs) as requests, publisher.stream("up-1", "main") as stream:
         stream.emit("start", template_id="t")
         stream.emit("step:start", step="a")  # flushes: 2 events, 1 call
@@ -33,7 +32,7 @@ def test_events_are_numbered_batched_and_ordered(sqs: SQSClient) -> None:
         stream.emit("step:done", step="a")
         stream.emit("done")
     events = drain_events(sqs, url)
-    assert [e.seq for e in events] == list(range(29))
+    assert [e.seq for e in events] == list(range(100_000_000, 100_000_029))
     assert [e.percent for e in events[2:27]] == list(range(25))
     assert events[-1].type.value == "done"
     assert requests.count("SendMessageBatch") == 4  # 2 | 10 | 10 | 7
@@ -42,7 +41,8 @@ def test_events_are_numbered_batched_and_ordered(sqs: SQSClient) -> None:
 
 def test_a_retried_send_is_deduplicated_but_a_new_attempt_is_not(sqs: SQSClient) -> None:
     url = progress_queue(sqs)
-    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST)
+    starts = iter([100.0, 160.0])
+    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST, clock=lambda: next(starts))
     first = publisher.stream("up-1", "main", attempt=1)
     events = [first.emit("start"), first.emit("error", message="boom")]
     # The same send again (as after a lost response) is dropped by the queue.
@@ -52,12 +52,12 @@ def test_a_retried_send_is_deduplicated_but_a_new_attempt_is_not(sqs: SQSClient)
     rerun.emit("done")
     received = drain_events(sqs, url)
     assert [(e.type.value, e.seq) for e in received] == [
-        ("start", 0),
-        ("error", 1),
-        ("start", SEQ_STRIDE),
-        ("done", SEQ_STRIDE + 1),
+        ("start", 100_000_000),
+        ("error", 100_000_001),
+        ("start", 160_000_000),
+        ("done", 160_000_001),
     ]
-    assert [e.event_id for e in received][2] == f"up-1:{SEQ_STRIDE}"
+    assert [e.event_id for e in received][2] == "up-1:160000000"
 
 
 def test_failed_entries_are_retried_without_duplicates(sqs: SQSClient) -> None:
@@ -75,7 +75,8 @@ def test_failed_entries_are_retried_without_duplicates(sqs: SQSClient) -> None:
         for n in range(6):
             stream.emit("progress", percent=n * 10)
     assert faults.injected == 3
-    assert sorted(e.seq for e in drain_events(sqs, url) if e.seq is not None) == list(range(6))
+    seqs = sorted(e.seq for e in drain_events(sqs, url) if e.seq is not None)
+    assert seqs == list(range(seqs[0], seqs[0] + 6))
 
 
 def test_a_quiet_step_still_sends_after_the_delay(sqs: SQSClient) -> None:

@@ -26,7 +26,14 @@ def test_a_failed_attempt_that_will_be_retried_is_not_the_end() -> None:
     assert status.state is UploadState.COMPLETED
 
 
-def test_the_last_failed_attempt_is_final() -> None:
-    status = fold(event("start", 0), event("error", 1, retrying=False, attempt=3))
+def test_the_last_failed_attempt_is_final_until_a_new_run_starts() -> None:
+    status = fold(event("start", 10), event("error", 11, retrying=False, attempt=3))
     assert status.state is UploadState.ERROR
-    assert fold_event(status, event("start", 5)).state is UploadState.ERROR
+    # A late copy of an old event does not reopen it...
+    assert fold_event(status, event("start", 10)).state is UploadState.ERROR
+    assert fold_event(status, event("progress", 12)).state is UploadState.ERROR
+    # ...the start of a new run (a redrive from the dead-letter queue) does.
+    rerun = fold_event(status, event("start", 20))
+    assert rerun.state is UploadState.PROCESSING
+    assert rerun.error is None
+    assert fold_event(rerun, event("done", 21)).state is UploadState.COMPLETED

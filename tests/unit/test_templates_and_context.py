@@ -37,7 +37,7 @@ from transflow import (
 from transflow.commands import run_command
 from transflow.context import OutputLocation, output_key
 from transflow.processor import BatchGate, error_code, local_input_name
-from transflow.progress import SEQ_STRIDE, dedup_id, first_seq, should_flush
+from transflow.progress import SEQS_PER_MS, dedup_id, first_seq, should_flush
 from transflow.status import AssemblyStatus, ResultRecord, UploadRecord
 
 PREFIX = "outputs/main/users/u1/up-1/"
@@ -297,8 +297,10 @@ def test_error_codes() -> None:
 
 
 def test_seq_and_dedup_ids() -> None:
-    assert first_seq(1) == 0
-    assert first_seq(3) == 2 * SEQ_STRIDE
+    started = 1_795_860_000.0  # 2026-11-28T10:00:00Z
+    assert first_seq(started) == 1_795_860_000_000_000
+    assert first_seq(started + 0.001) - first_seq(started) == SEQS_PER_MS
+    assert first_seq(started + 3600 * 24 * 365 * 100) < 2**53  # exact in JavaScript
     assert dedup_id("up-1", "2", 7) == "up-1:2:7"
     long = dedup_id("u" * 128, "1", 0)
     assert len(long) == 64

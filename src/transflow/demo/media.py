@@ -47,6 +47,7 @@ class AudioStats:
 
     @property
     def duration_sec(self) -> float:
+        """The length of the audio in seconds."""
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 

@@ -22,7 +22,9 @@ from transflow.templates import TemplateRegistry
 __all__ = ["AUDIO_TEMPLATE", "DOCUMENT_TEMPLATE", "SimulatedFailure", "demo_registry", "fails"]
 
 AUDIO_TEMPLATE = "audio-normalise"
+"""The demo template that down-mixes and normalises WAV files."""
 DOCUMENT_TEMPLATE = "document-archive"
+"""The demo template that checksums and compresses documents."""
 
 
 class SimulatedFailure(TransflowError):

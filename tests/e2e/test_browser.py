@@ -1,0 +1,98 @@
+"""Headless Chromium drives the dev page: files chosen, uploaded through presigned POSTs,
+progress followed over EventSource, every upload at 100 % with links to its outputs.
+
+Needs Debian's chromium and chromium-driver (``.ci/run`` installs them). Outside CI a
+machine without them skips this test; in CI (``CI`` set) their absence fails it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from transflow.demo.samples import write_document, write_tone
+from transflow.demo.stack import DemoSettings, DemoStack
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+if not (CHROMIUM and CHROMEDRIVER):
+    if os.environ.get("CI"):
+        pytest.fail("CI must install chromium and chromium-driver (see .ci/run)")
+    pytest.skip("chromium and chromedriver are not installed", allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+
+@pytest.fixture
+def stack() -> Iterator[DemoStack]:
+    # Its own embedded endpoint: the page talks to it from the browser, over HTTP.
+    with DemoStack(DemoSettings(project="browser", http_port=0)) as running:
+        yield running
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager never downloads a browser or a driver.
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def upload(browser: webdriver.Chrome, template: str, files: list[Path]) -> None:
+    Select(browser.find_element(By.ID, "template")).select_by_value(template)
+    chooser = browser.find_element(By.ID, "files")
+    chooser.clear()
+    chooser.send_keys("\n".join(str(f) for f in files))
+    browser.find_element(By.ID, "start").click()
+
+
+def test_the_page_uploads_files_and_follows_them_to_their_outputs(
+    stack: DemoStack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    tones = [write_tone(tmp_path / f"tone-{i}.wav", seconds=0.5) for i in range(2)]
+    notes = write_document(tmp_path / "notes.txt", words=3000)
+
+    browser.get(stack.http_url + "/")
+    upload(browser, "audio-normalise", tones)
+    WebDriverWait(browser, 10).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, ".upload")) == 1
+    )
+    upload(browser, "document-archive", [notes])
+
+    def all_done(b: webdriver.Chrome) -> bool:
+        cards = b.find_elements(By.CSS_SELECTOR, ".upload")
+        return len(cards) == 2 and all(
+            c.get_attribute("data-state") == "completed" and c.get_attribute("data-outputs")
+            for c in cards
+        )
+
+    WebDriverWait(browser, 60, poll_frequency=0.2).until(all_done)
+    cards = browser.find_elements(By.CSS_SELECTOR, ".upload")
+    assert [c.get_attribute("data-percent") for c in cards] == ["100", "100"]
+    outputs = [c.get_attribute("data-outputs") or "" for c in cards]
+    assert outputs == ["2", "2"]  # 2 WAVs; 1 gzip + 1 manifest
+
+    links = browser.find_elements(By.CSS_SELECTOR, "a.output")
+    assert len(links) == 4
+    wav = next(a.get_attribute("href") for a in links if ".wav" in a.text)
+    assert wav is not None
+    with urllib.request.urlopen(wav, timeout=10) as response:
+        assert response.read(4) == b"RIFF"
+    log: list[dict[str, object]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    console = [e for e in log if e.get("level") == "SEVERE"]
+    assert console == []

@@ -1,0 +1,105 @@
+"""``transflow demo``: the whole pipeline on its own embedded endpoint, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transflow.cli import main
+from transflow.demo.run import plan_uploads
+from transflow.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE, fails
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_plan_has_one_multi_file_upload_and_real_files(tmp_path: Path) -> None:
+    plans = plan_uploads(tmp_path, 6)
+    assert [len(p.files) for p in plans] == [3, 1, 1, 1]
+    assert plans[0].template_id == AUDIO_TEMPLATE
+    assert {p.template_id for p in plans} == {AUDIO_TEMPLATE, DOCUMENT_TEMPLATE}
+    assert all(f.stat().st_size > 1000 for p in plans for f in p.files)
+
+
+def test_fail_rate_is_a_stable_share() -> None:
+    ids = [f"upload-{i}" for i in range(2000)]
+    chosen = [i for i in ids if fails(i, 0.25)]
+    assert 0.2 < len(chosen) / len(ids) < 0.3
+    assert chosen == [i for i in ids if fails(i, 0.25)]
+    assert not any(fails(i, 0.0) for i in ids)
+    assert all(fails(i, 1.0) for i in ids)
+
+
+def test_demo_json_completes_every_upload(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--files", "5", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert summary["uploads"] == 3
+    assert summary["completed"] == 3
+    assert summary["deadLettered"] == 0
+    assert summary["outputs"] == 3 + 2 + 1  # 3 normalised WAVs; gzip + manifest; 1 WAV
+    assert summary["requests"]["sqs"] > 0
+    for upload in summary["details"]:
+        assert upload["state"] == "completed"
+        assert all(o["bytes"] > 0 for o in upload["outputs"])
+
+
+def test_failed_uploads_are_retried_then_dead_lettered(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--files", "4", "--fail-rate", "1", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 1  # not every upload completed
+    assert summary["completed"] == 0
+    assert summary["failed"] == summary["uploads"] == 2
+    assert summary["deadLettered"] == 2
+    assert all("--fail-rate" in (u["error"] or "") for u in summary["details"])
+
+
+def test_the_demo_command_draws_progress_and_a_summary() -> None:
+    # A fresh process, as `make demo` runs it.
+    result = subprocess.run(
+        [sys.executable, "-m", "transflow", "demo", "--files", "3"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 of 1 uploads completed, 0 failed, 0 dead-lettered" in result.stdout
+    assert "100.0%" in result.stdout
+    assert "normalised/take-3.wav" in result.stdout
+    assert "SQS requests:" in result.stdout
+    assert result.stderr == ""
+
+
+def test_the_dev_command_serves_the_page_until_sigterm() -> None:
+    import re
+    import signal
+    import urllib.request
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "transflow", "dev", "--port", "0"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()  # printed once everything runs
+        found = re.search(r"open (http://127\.0\.0\.1:\d+)/", line)
+        assert found, line
+        with urllib.request.urlopen(found.group(1) + "/", timeout=10) as page:
+            html = page.read().decode()
+        assert "<title>transflow dev</title>" in html
+        assert 'src="app.js"' in html
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
