@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateTemplateError",
     "EmptyTemplateError",
     "EventFormatError",
+    "JobCancelledError",
     "JobFailedError",
     "JobFormatError",
     "OutputPathError",
@@ -238,6 +239,21 @@ class CommandTimeoutError(CommandError):
             "was killed: raise the timeout (and the Lambda timeout) or split the work",
             command,
             stderr_tail,
+        )
+
+
+class JobCancelledError(TransflowError):
+    """A job's delivery was given up (its handler timed out, or the worker is stopping)
+    before the job completed; its message returns through visibility, and no error is
+    recorded, since another delivery may already be running it."""
+
+    def __init__(self, upload_id: str, step: str | None) -> None:
+        self.upload_id = upload_id
+        self.step = step
+        where = f" before step {step!r}" if step else ""
+        super().__init__(
+            f"job for upload {upload_id!r} was cancelled{where}: its delivery was given up "
+            "(handler timeout or shutdown); the queue delivers it again"
         )
 
 

@@ -37,6 +37,7 @@ from transflow.errors import (
     ConfigError,
     EmptyTemplateError,
     EventFormatError,
+    JobCancelledError,
     JobFailedError,
     JobFormatError,
     OutputPathError,
@@ -313,10 +314,18 @@ class JobProcessor:
     # -- one message ----------------------------------------------------------------------
 
     def process(
-        self, message: ReceivedMessage, *, remaining_time: Callable[[], float] | None = None
+        self,
+        message: ReceivedMessage,
+        *,
+        remaining_time: Callable[[], float] | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> None:
         """Run the job of one received message. Returns on success (delete the message);
-        raises a :class:`TransflowError` on failure (let the message become visible again)."""
+        raises a :class:`TransflowError` on failure (let the message become visible again).
+
+        ``cancelled`` is asked before each step and before the job is marked completed: a
+        worker that gave up on this delivery (its heartbeat stopped, so another worker may
+        hold the message now) must not complete the job a second time."""
         try:
             decoded = decode_job_message(message.body)
         except JobFormatError as exc:
@@ -335,6 +344,7 @@ class JobProcessor:
             attempt=message.receive_count,
             attempt_token=_attempt_token(message),
             remaining_time=remaining_time,
+            cancelled=cancelled,
         )
 
     def _resolve_claim(self, message: ReceivedMessage, claim: ClaimCheck) -> ProcessingJob:
@@ -372,9 +382,11 @@ class JobProcessor:
         attempt: int = 1,
         attempt_token: str | None = None,
         remaining_time: Callable[[], float] | None = None,
+        cancelled: Callable[[], bool] | None = None,
     ) -> AssemblyStatus:
         """Run ``job`` (delivery ``attempt``, 1 for the first). Returns its status record;
-        raises :class:`JobFailedError` when it fails."""
+        raises :class:`JobFailedError` when it fails, :class:`JobCancelledError` when
+        ``cancelled()`` turned true before it completed."""
         stream = self.publisher.stream(
             job.upload_id, job.branch, attempt=attempt, attempt_token=attempt_token
         )
@@ -385,6 +397,7 @@ class JobProcessor:
                 stream,
                 _JobRun(self.s3_client, stream, remaining_time),
                 _new_status(job, attempt),
+                cancelled=cancelled or _never,
             ).run()
 
     def resolve_bucket(self, template: Template) -> str:
@@ -443,6 +456,8 @@ class _Attempt:
     bucket: str | None = None
     step: str | None = None
     started: float = attrs.field(factory=time.monotonic)
+    cancelled: Callable[[], bool] = attrs.field(default=lambda: False, kw_only=True)
+    completing: bool = False
 
     @property
     def s3(self) -> S3Client:
@@ -520,6 +535,7 @@ class _Attempt:
             )
             location = OutputLocation(bucket, self.prefix)
             for step in template.steps:
+                self._check_cancelled()
                 self.step = step.name
                 self.stream.emit(ProgressType.STEP_START, step=step.name)
                 step.func(
@@ -536,8 +552,39 @@ class _Attempt:
                 )
                 self.stream.emit(ProgressType.STEP_DONE, step=step.name)
             self.step = None
+        self._check_cancelled()
         self.status = self._finish(ok=ASSEMBLY_COMPLETED)
-        save_status(self.s3, bucket, self.status_key, self.status)
+        self._save_completed(bucket)
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled():
+            raise JobCancelledError(self.job.upload_id, self.step)
+
+    def _save_completed(self, bucket: str) -> None:
+        """Write the completion marker. A PUT whose answer was lost may have been stored all
+        the same: then the job did complete, and failing it now would run it again."""
+        self.completing = True
+        try:
+            save_status(self.s3, bucket, self.status_key, self.status)
+        except Exception as exc:
+            try:
+                stored = load_status(self.s3, bucket, self.status_key)
+            except Exception:
+                stored = None
+            if (
+                stored is not None
+                and stored.completed
+                and stored.job_fingerprint == self.status.job_fingerprint
+                and stored.attempt == self.status.attempt
+            ):
+                log.warning(
+                    "upload %s: the completion record was stored although the call failed "
+                    "(%s); the job is complete",
+                    self.job.upload_id,
+                    exc,
+                )
+                return
+            raise
 
     def _finish(
         self, *, ok: str | None, error: str | None = None, message: str | None = None
@@ -570,6 +617,11 @@ class _Attempt:
         )
 
     def _fail(self, exc: Exception) -> NoReturn:
+        if isinstance(exc, JobCancelledError):
+            # Another delivery may be running this job now: leave its record and its
+            # progress alone, and let the message's visibility decide.
+            log.warning("%s", exc)
+            raise exc
         code = error_code(exc, self.step)
         text = str(exc) or type(exc).__name__
         job, attempt = self.job, self.status.attempt
@@ -585,7 +637,13 @@ class _Attempt:
         )
         self.status = self._finish(ok=None, error=code, message=text[:2000])
         bucket = self.bucket or self.processor.output_bucket
-        if bucket is not None:
+        if self.completing:
+            # Whether the completion marker was stored is unknown: writing an error record
+            # over it could make a finished job run again. The next delivery reads it.
+            log.error(
+                "upload %s: completion not confirmed; left for the next delivery", job.upload_id
+            )
+        elif bucket is not None:
             try:
                 save_status(self.s3, bucket, self.status_key, self.status)
             except Exception:
@@ -605,6 +663,10 @@ class _Attempt:
         raise JobFailedError(
             job.upload_id, text, template_id=job.template_id, step=self.step, code=code
         ) from exc
+
+
+def _never() -> bool:
+    return False
 
 
 def _download(s3: S3Client, job: ProcessingJob, directory: Path) -> tuple[InputFile, ...]:

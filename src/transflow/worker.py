@@ -33,7 +33,8 @@ runs, whatever the queue's own (longer, Lambda-oriented) visibility timeout."""
 
 def job_handler(processor: JobProcessor) -> Callable[[ReceivedMessage], None]:
     """The poller handler that runs one message through ``processor``, telling it how much
-    time its delivery has left (so ``ctx.run`` can bound external tools)."""
+    time its delivery has left (so ``ctx.run`` can bound external tools) and whether the
+    poller gave the delivery up (so an abandoned job never completes behind another)."""
 
     def handle(message: ReceivedMessage) -> None:
         delivery = current_delivery()
@@ -42,7 +43,11 @@ def job_handler(processor: JobProcessor) -> Callable[[ReceivedMessage], None]:
             left = delivery.remaining_time() if delivery is not None else None
             return math.inf if left is None else left
 
-        processor.process(message, remaining_time=remaining)
+        processor.process(
+            message,
+            remaining_time=remaining,
+            cancelled=delivery.cancelled.is_set if delivery is not None else None,
+        )
 
     return handle
 
