@@ -450,6 +450,37 @@ def _dlq_peek(context: Context) -> int:
     return EXIT_OK
 
 
+def _configure_announce(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--count", type=int, default=100, help="how many (default 100)")
+    parser.add_argument(
+        "--output-bucket", metavar="BUCKET", help="quote each job's recorded error from it"
+    )
+
+
+@command(
+    "dlq announce",
+    help="tell the browsers watching dead-lettered uploads that they failed for good",
+    configure=_configure_announce,
+)
+def _dlq_announce(context: Context) -> int:
+    urls = provision.resolve_queue_urls(context.sqs(), context.config)
+    bucket = context.args.output_bucket
+    report = dlq.announce(
+        context.sqs(),
+        urls.dlq,
+        urls.progress,
+        context.args.count,
+        s3=context.s3(),
+        output_bucket=bucket,
+    )
+    context.print(
+        f"announced {len(report.announced)} dead-lettered upload(s)"
+        + (f", {len(report.skipped)} message(s) name no upload" if report.skipped else "")
+        + (f", {len(report.failed)} not sent" if report.failed else "")
+    )
+    return EXIT_UNHEALTHY if report.failed else EXIT_OK
+
+
 def _configure_redrive(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="move at most this many")
     parser.add_argument("--dry-run", action="store_true", help="count, move nothing")

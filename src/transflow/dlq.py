@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,7 +25,8 @@ from transflow.claimcheck import ClaimCheck, decode_job_message, load_claimed_jo
 from transflow.errors import ConfirmationRequiredError, JobFormatError, TransflowError
 from transflow.keys import status_key
 from transflow.messages import ReceivedMessage
-from transflow.model import ProcessingJob
+from transflow.model import ProcessingJob, ProgressEvent, ProgressType
+from transflow.progress import first_seq
 from transflow.sqs_batch import (
     EntryFailure,
     OutgoingMessage,
@@ -39,9 +41,12 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
+    "AnnounceReport",
     "FailedJob",
     "RedriveProgress",
     "RedriveReport",
+    "announce",
+    "announcement",
     "peek",
     "plan_resend",
     "purge",
@@ -554,3 +559,80 @@ def purge(sqs: SQSClient, dlq_url: str, *, confirm: str) -> int:
     sqs.purge_queue(QueueUrl=dlq_url)
     log.warning("purged %s (about %d messages)", name, count)
     return count
+
+
+# -- announcing dead letters to the browsers watching them -----------------------------------
+
+
+@attrs.frozen
+class AnnounceReport:
+    """What :func:`announce` did: uploads told, DLQ messages it could not tie to an upload."""
+
+    announced: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    failed: tuple[EntryFailure, ...] = ()
+
+
+def announcement(job: FailedJob, *, now: float) -> tuple[str, OutgoingMessage] | None:
+    """The final ``error`` event for a dead-lettered job, keyed by its DLQ message id, or
+    None when the message names no upload and branch (nobody can be watching it).
+
+    Its seq is taken from ``now`` (:func:`transflow.progress.first_seq`), so it sorts after
+    every event of the job's runs; its deduplication id is the DLQ message's, so announcing
+    the same message twice within SQS's five-minute window sends it once."""
+    if not job.upload_id or not job.branch:
+        return None
+    reason = job.reason or job.body_error or "it failed on every delivery"
+    event = ProgressEvent.create(
+        ProgressType.ERROR,
+        upload_id=job.upload_id,
+        branch=job.branch,
+        seq=first_seq(now),
+        template_id=job.template_id,
+        message=f"dead-lettered after {job.receive_count} deliveries: {reason}"[:1000],
+        extra={"error": "DEAD_LETTERED", "retrying": False, "deadLettered": True},
+    )
+    dedup = "dlq-" + hashlib.sha256(job.message_id.encode()).hexdigest()[:64]
+    return job.message_id, OutgoingMessage(event.to_json(), job.upload_id, dedup)
+
+
+def announce(
+    sqs: SQSClient,
+    dlq_url: str,
+    progress_queue_url: str,
+    n: int = 100,
+    *,
+    s3: S3Client | None = None,
+    output_bucket: str | None = None,
+    clock: Callable[[], float] = time.time,
+    policy: RetryPolicy | None = None,
+) -> AnnounceReport:
+    """Publish a final ``error`` progress event for up to ``n`` jobs in the dead-letter
+    queue, without consuming them.
+
+    The processor says ``retrying: false`` on what it knows is the last delivery; but a
+    delivery it never saw (a ReceiveMessage whose answer was lost still counts) can be the
+    one that sends a job to the DLQ, and whoever watches that upload then waits on
+    "retrying" for ever. Run this on a schedule (``transflow dlq announce``) so every
+    dead-lettered upload ends, for its watchers, on an error. Pass ``s3`` to resolve claim
+    checks and ``output_bucket`` to quote each job's recorded error."""
+    jobs = peek(sqs, dlq_url, n, s3=s3, output_bucket=output_bucket)
+    now = clock()
+    messages: list[tuple[str, OutgoingMessage]] = []
+    skipped: list[str] = []
+    uploads: dict[str, str] = {}
+    for job in jobs:
+        planned = announcement(job, now=now)
+        if planned is None:
+            skipped.append(job.message_id)
+            continue
+        messages.append(planned)
+        uploads[job.message_id] = job.upload_id or ""
+    if not messages:
+        return AnnounceReport(skipped=tuple(skipped))
+    result = send_batch(sqs, progress_queue_url, messages, policy=policy)
+    return AnnounceReport(
+        announced=tuple(uploads[key] for key in result.succeeded),
+        skipped=tuple(skipped),
+        failed=result.failed,
+    )

@@ -1,0 +1,116 @@
+"""A dead-lettered upload ends, for whoever watches it, on a final error, even when the
+processor never saw the delivery that sent it to the dead-letter queue."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.streaming_support import wait_until
+from transflow import (
+    ProcessingJob,
+    ProgressEvent,
+    ProgressHub,
+    S3ObjectRef,
+    TransflowConfig,
+    ensure_queues,
+)
+from transflow.cli import main
+from transflow.dlq import announce
+from transflow.local import LocalAws
+from transflow.poller import poller_client_config
+from transflow.snapshot import UploadState, UploadStatus, fold_event
+from transflow.sqs_batch import OutgoingMessage, send_batch
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def job(upload_id: str) -> ProcessingJob:
+    key = f"uploads/main/{upload_id}/a.wav"
+    return ProcessingJob(upload_id, "audio", [S3ObjectRef("uploads", key)], "main")
+
+
+def test_announce_tells_the_watcher_once_and_leaves_the_dlq_alone(aws: LocalAws) -> None:
+    sqs = aws.sqs(poller_client_config(2))
+    urls = ensure_queues(sqs, TransflowConfig(project="an"))
+    dead = [job("up-a"), job("up-b")]
+    send_batch(
+        sqs,
+        urls.dlq,
+        [(j.upload_id, OutgoingMessage(j.to_json(), j.upload_id, j.upload_id)) for j in dead]
+        + [("junk", OutgoingMessage("{not a job", "junk", "junk"))],
+    )
+    # The browser last heard "retrying": the processor did not know it was the last try.
+    retrying = ProgressEvent.create(
+        "error", upload_id="up-a", branch="main", seq=1, extra={"retrying": True}
+    )
+    send_batch(sqs, urls.progress, [("r", OutgoingMessage(retrying.to_json(), "up-a", "r"))])
+
+    with (
+        ProgressHub(sqs, urls.progress, wait_time_seconds=1) as hub,
+        hub.subscribe("upload:main:up-a") as watching,
+    ):
+        status = [UploadStatus("upload:main:up-a")]
+        seen: list[ProgressEvent] = []
+
+        def fold_until(state: UploadState) -> bool:
+            while (event := watching.get(timeout=0.1)) is not None:
+                seen.append(event)
+                status[0] = fold_event(status[0], event)
+            return status[0].state is state
+
+        wait_until(lambda: fold_until(UploadState.RETRYING), timeout=20, what="retrying")
+        first = announce(sqs, urls.dlq, urls.progress)
+        wait_until(lambda: fold_until(UploadState.ERROR), timeout=20, what="the final error")
+
+    assert sorted(first.announced) == ["up-a", "up-b"]
+    assert len(first.skipped) == 1  # the junk body names no upload
+    finals = [e for e in seen if e.extra.get("deadLettered")]
+    assert len(finals) == 1
+    assert "dead-lettered after" in (finals[0].message or "")
+    assert status[0].error is not None
+    # Nothing was consumed: the three messages are still in the dead-letter queue.
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=urls.dlq, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "3"
+
+
+def test_the_announce_command(
+    aws: LocalAws, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = aws.sqs()
+    urls = ensure_queues(sqs, TransflowConfig(project="an"))
+    dead = job("up-c")
+    send_batch(sqs, urls.dlq, [("c", OutgoingMessage(dead.to_json(), "up-c", "c"))])
+    config = tmp_path / "transflow.config.json"
+    config.write_text('{"project": "an", "sqs": {}}')
+    code = main(["dlq", "announce", "--config", str(config), "--endpoint-url", aws.endpoint_url])
+    assert code == 0
+    assert "announced 1 dead-lettered upload(s)" in capsys.readouterr().out
+    messages = sqs.receive_message(QueueUrl=urls.progress, MaxNumberOfMessages=10)["Messages"]
+    event = ProgressEvent.from_json(messages[0]["Body"])
+    assert (event.type.value, event.upload_id, event.extra["retrying"]) == ("error", "up-c", False)
+
+
+def test_announcing_the_same_message_again_is_deduplicated_by_the_queue() -> None:
+    # The FIFO queue drops a second send with the same id within five minutes (moto forgets
+    # ids once their message is deleted, so this is checked on the messages themselves).
+    from datetime import datetime, timezone
+
+    from transflow.dlq import FailedJob, announcement
+
+    failed = FailedJob(
+        "m-1", "up-a", 3, datetime.now(timezone.utc), "{}", upload_id="up-a", branch="main"
+    )
+    once, twice = announcement(failed, now=100.0), announcement(failed, now=160.0)
+    assert once is not None
+    assert twice is not None
+    assert once[1].dedup_id == twice[1].dedup_id
+    assert once[1].group_id == "up-a"
+    later = ProgressEvent.from_json(twice[1].body)
+    assert (later.seq or 0) > (ProgressEvent.from_json(once[1].body).seq or 0)
+    nameless = FailedJob("m-2", None, 3, None, "{not a job", body_error="not JSON")
+    assert announcement(nameless, now=100.0) is None
