@@ -21,6 +21,7 @@ import inspect
 import pkgutil
 import re
 import sys
+import types
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,6 +62,15 @@ class _Raw(str):
         return str(self)
 
 
+def _is_class(value: Any) -> bool:
+    """A class, not a generic alias: Python 3.10 reports ``Callable[[X], None]`` as a class."""
+    return (
+        inspect.isclass(value)
+        and not isinstance(value, types.GenericAlias)
+        and typing.get_origin(value) is None
+    )
+
+
 def public_modules() -> list[ModuleType]:
     """The package and each of its public submodules, sorted by dotted name."""
     package = importlib.import_module(PACKAGE)
@@ -80,7 +90,7 @@ def public_names(module: ModuleType) -> list[str]:
         name
         for name, value in vars(module).items()
         if not name.startswith("_")
-        and (inspect.isclass(value) or inspect.isfunction(value))
+        and (_is_class(value) or inspect.isfunction(value))
         and value.__module__ == module.__name__
     )
 
@@ -109,7 +119,7 @@ def _default(value: Any) -> str:
     if isinstance(value, (set, frozenset)):
         items = ", ".join(sorted(repr(item) for item in value))
         return f"{type(value).__name__}({{{items}}})" if value else f"{type(value).__name__}()"
-    if inspect.isfunction(value) or inspect.isclass(value):
+    if inspect.isfunction(value) or _is_class(value):
         return str(value.__qualname__)
     return _ADDRESS.sub("", repr(value))
 
@@ -285,7 +295,7 @@ def render_module(module: ModuleType, defined: dict[str, str], missing: list[str
             out += [f"- `{public}`: see [{home}](#{anchor(home)}).", ""]
             continue
         qualified = f"{name}.{public}"
-        if inspect.isclass(value):
+        if _is_class(value):
             block = _class_block(value, source)
             out += [f"### {public}", "", "```python", block, "```", ""]
             bases = _bases(value)
@@ -321,7 +331,7 @@ def render_module(module: ModuleType, defined: dict[str, str], missing: list[str
 
 def _home(module: ModuleType, name: str, value: Any) -> str:
     """The module that documents a public name: where it is defined."""
-    if inspect.isclass(value) or inspect.isfunction(value):
+    if _is_class(value) or inspect.isfunction(value):
         return str(value.__module__)
     return module.__name__
 
@@ -349,7 +359,7 @@ def render(missing: list[str] | None = None) -> str:
     for public in public_names(package):
         value = getattr(package, public)
         home = defined[f"{PACKAGE}.{public}"]
-        doc = value.__doc__ if inspect.isclass(value) or inspect.isfunction(value) else ""
+        doc = value.__doc__ if _is_class(value) or inspect.isfunction(value) else ""
         summary = markdown(doc).split("\n\n")[0].replace("\n", " ").replace("|", "\\|")
         if home == PACKAGE:
             summary = summary or f"`{value!r}`"
