@@ -18,7 +18,6 @@ Run the demo against the embedded endpoint (needs the ``local`` extra):
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import wave
 from typing import TYPE_CHECKING, Any
 
 from transflow import JobProcessor, StepContext, TemplateRegistry
+from transflow.demo.samples import tone_wav
 from transflow.model import ProcessingJob, S3ObjectRef, UserContext
 
 if TYPE_CHECKING:
@@ -105,21 +105,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
     return _processor.handle(event, context)
 
 
-def _tone(seconds: float, freq: float, rate: int = 8000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(
-            b"".join(
-                struct.pack("<h", int(16000 * math.sin(2 * math.pi * freq * i / rate)))
-                for i in range(int(seconds * rate))
-            )
-        )
-    return buffer.getvalue()
-
-
 def main() -> dict[str, Any]:
     """Queue a job on a local FIFO queue, deliver it as Lambda would, and show the result."""
     from transflow.local import LocalAws  # noqa: PLC0415 - the demo's embedded endpoint
@@ -133,7 +118,11 @@ def main() -> dict[str, Any]:
             for name in ("demo-processing.fifo", "demo-progress.fifo")
         )
         key = "uploads/main/users/user123/upload-abc/tone.wav"
-        s3.put_object(Bucket="uploads", Key=key, Body=_tone(0.5, 440))
+        s3.put_object(
+            Bucket="uploads",
+            Key=key,
+            Body=tone_wav(seconds=0.5, frequency=440, rate=8000, level=0.49, channels=1),
+        )
         job = ProcessingJob(
             upload_id="upload-abc",
             template_id="wav-summary",

@@ -11,17 +11,14 @@ Run the demo (needs ffmpeg on PATH and the ``local`` extra):
 
 from __future__ import annotations
 
-import io
 import json
-import math
-import struct
 import tempfile
-import wave
 from pathlib import Path
 from typing import Any
 
 from transflow import JobProcessor, StepContext, TemplateRegistry
 from transflow.commands import run_command
+from transflow.demo.samples import tone_wav
 from transflow.model import ProcessingJob, S3ObjectRef, UserContext
 
 PREVIEW_SECONDS = 10
@@ -84,21 +81,6 @@ def register_audio_template(registry: TemplateRegistry, **options: Any) -> None:
         ctx.upload_result(target, "preview.m4a", "audio/mp4")
 
 
-def _tone(seconds: float, freq: float, rate: int = 22050) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(
-            b"".join(
-                struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / rate)))
-                for i in range(int(seconds * rate))
-            )
-        )
-    return buffer.getvalue()
-
-
 def main() -> dict[str, Any]:
     """Run one upload through the template on the embedded endpoint."""
     from transflow.local import LocalAws  # noqa: PLC0415 - the demo's embedded endpoint
@@ -113,7 +95,11 @@ def main() -> dict[str, Any]:
             QueueName="demo-progress.fifo", Attributes={"FifoQueue": "true"}
         )["QueueUrl"]
         key = "uploads/main/users/user123/upload-abc/song.wav"
-        s3.put_object(Bucket="uploads", Key=key, Body=_tone(3.0, 330))
+        s3.put_object(
+            Bucket="uploads",
+            Key=key,
+            Body=tone_wav(seconds=3.0, frequency=330, rate=22050, level=0.37, channels=1),
+        )
         job = ProcessingJob(
             upload_id="upload-abc",
             template_id="audio-processing",
