@@ -51,8 +51,8 @@ from transflow import (
     UploadTicket,
     upload_channel,
 )
-from transflow.claimcheck import ClaimCheck, decode_job_message
-from transflow.metering import RequestCounter
+from transflow._aws.claimcheck import ClaimCheck, decode_job_message
+from transflow._aws.metering import RequestCounter
 
 
 def _calls(counter: BenchCounter) -> dict[str, Any]:

@@ -23,8 +23,8 @@ import boto3
 from botocore.config import Config
 
 import transflow
-from transflow.local import DUMMY_KEY, DUMMY_REGION, local_client_config
-from transflow.metering import RequestCounter
+from transflow._aws.metering import RequestCounter
+from transflow.cli.local import DUMMY_KEY, DUMMY_REGION, local_client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

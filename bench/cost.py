@@ -73,9 +73,9 @@ from transflow import (
     UploadTicket,
     upload_channel,
 )
-from transflow.keys import job_output_prefix
-from transflow.metering import RequestCounter
-from transflow.status import load_status
+from transflow._aws.metering import RequestCounter
+from transflow._wire.keys import job_output_prefix
+from transflow.processing.status import load_status
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -44,8 +44,8 @@ from transflow import (
     Subscription,
     upload_channel,
 )
-from transflow.metering import RequestCounter
-from transflow.sqs_batch import BatchResult
+from transflow._aws.metering import RequestCounter
+from transflow._aws.sqs_batch import BatchResult
 
 TERMINAL = (ProgressType.DONE, ProgressType.ERROR)
 

@@ -22,7 +22,7 @@ from transflow import (
     UploadTicket,
     create_upload,
 )
-from transflow.sqs_batch import delete_batch
+from transflow._aws.sqs_batch import delete_batch
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -1,4 +1,4 @@
-"""The embedded moto endpoint (:class:`transflow.local.LocalAws`) in a process of its own.
+"""The embedded moto endpoint (:class:`transflow.cli.local.LocalAws`) in a process of its own.
 
 Benchmarks run the server here so that its CPU time and memory are not the client's: the
 numbers of the bench process are transflow's alone. Prints the endpoint URL on the first
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from transflow.local import LocalAws
+from transflow.cli.local import LocalAws
 
 
 def main() -> None:

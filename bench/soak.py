@@ -4,7 +4,7 @@ Uploads arrive at ``--rate`` per second (one to three files each; every ``--pois
 runs a template that always fails). A share (``--fault-rate``) of every SQS and S3 call of
 the bridge, the workers and the hub fails with throttling, a 5xx or a dropped connection,
 and half that share of sends, deletes, writes and receives loses its response after the
-endpoint acted (:mod:`bench.chaos`). Two workers (``transflow.worker.make_worker``,
+endpoint acted (:mod:`bench.chaos`). Two workers (``transflow.processing.worker.make_worker``,
 heartbeats on) run the jobs. A third of the way in, one worker crashes: its jobs freeze
 before writing their outputs and it stops receiving and heartbeating, so its in-flight
 messages come back only when their visibility runs out; a new worker takes its place. One
@@ -60,12 +60,12 @@ from transflow import (
     UploadTicket,
     upload_channel,
 )
-from transflow.claimcheck import decode_job_message
-from transflow.metering import RequestCounter
-from transflow.poller import QueuePoller, backoff_visibility
-from transflow.sqs_batch import RetryPolicy
-from transflow.status import ASSEMBLY_COMPLETED, AssemblyStatus
-from transflow.worker import make_worker
+from transflow._aws.claimcheck import decode_job_message
+from transflow._aws.metering import RequestCounter
+from transflow._aws.poller import QueuePoller, backoff_visibility
+from transflow._aws.sqs_batch import RetryPolicy
+from transflow.processing.status import ASSEMBLY_COMPLETED, AssemblyStatus
+from transflow.processing.worker import make_worker
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -88,7 +88,7 @@ class PoisonError(RuntimeError):
 
 @attrs.define(eq=False)
 class Worker:
-    """A ``transflow.worker`` (the job processor behind a QueuePoller), with a way to die."""
+    """A worker (the job processor behind a QueuePoller), with a way to die."""
 
     name: str
     poller: QueuePoller | None = None

@@ -38,7 +38,7 @@ from bench.pipeline import (
     ticket,
 )
 from transflow import GroupingBridge, JobProcessor, TemplateRegistry, UploadTicket
-from transflow.metering import RequestCounter
+from transflow._aws.metering import RequestCounter
 
 BODY = b"x" * 1024
 

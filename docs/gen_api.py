@@ -30,7 +30,11 @@ from typing import Any
 
 import attrs
 
+from transflow._moved import MOVED
+
 PACKAGE = "transflow"
+# Private rooms documented all the same: their names reach users through ``transflow``.
+ROOMS = frozenset({"_wire", "_aws"})
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "api.md"
 COMMAND = "make docs"
@@ -76,7 +80,9 @@ def public_modules() -> list[ModuleType]:
     package = importlib.import_module(PACKAGE)
     names = [PACKAGE]
     for info in pkgutil.walk_packages(package.__path__, prefix=f"{PACKAGE}."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
+        parts = info.name.split(".")[1:]
+        private = any(part.startswith("_") and part not in ROOMS for part in parts)
+        if not private and info.name not in MOVED:
             names.append(info.name)
     return [importlib.import_module(name) for name in sorted(names)]
 

@@ -8,7 +8,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from transflow import ProgressEvent
-from transflow.sqs_batch import OutgoingMessage, send_batch
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

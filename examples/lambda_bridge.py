@@ -26,8 +26,8 @@ import boto3
 from botocore.config import Config
 
 from transflow import BridgeResponse, GroupingBridge, UploadFile, create_upload
-from transflow.claimcheck import decode_job_message
-from transflow.local import LocalAws, local_client_config
+from transflow._aws.claimcheck import decode_job_message
+from transflow.cli.local import LocalAws, local_client_config
 
 
 @functools.cache

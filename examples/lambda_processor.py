@@ -27,14 +27,14 @@ import wave
 from typing import TYPE_CHECKING, Any
 
 from transflow import JobProcessor, StepContext, TemplateRegistry
-from transflow.demo.samples import tone_wav
-from transflow.model import ProcessingJob, S3ObjectRef, UserContext
+from transflow._wire.model import ProcessingJob, S3ObjectRef, UserContext
+from transflow.cli.demo.samples import tone_wav
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-    from transflow.processor import BatchResponse, LambdaContext
+    from transflow.processing.processor import BatchResponse, LambdaContext
 
 registry = TemplateRegistry()
 wav_summary = registry.template("wav-summary", description="Measure and archive WAV uploads")
@@ -107,7 +107,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
 
 def main() -> dict[str, Any]:
     """Queue a job on a local FIFO queue, deliver it as Lambda would, and show the result."""
-    from transflow.local import LocalAws  # noqa: PLC0415 - the demo's embedded endpoint
+    from transflow.cli.local import LocalAws  # noqa: PLC0415 - the demo's embedded endpoint
 
     with LocalAws() as aws:
         s3, sqs = aws.s3(), aws.sqs()

@@ -8,7 +8,7 @@ Run it against the embedded endpoint (needs the ``local`` extra):
 from __future__ import annotations
 
 from transflow import ProcessingJob, S3ObjectRef, UserContext, count_requests, queue_names
-from transflow.local import LocalAws
+from transflow.cli.local import LocalAws
 
 
 def main() -> ProcessingJob:

@@ -16,10 +16,10 @@ from transflow import (
     count_requests,
     ensure_queues,
 )
-from transflow.dlq import peek, redrive
-from transflow.keys import status_key
-from transflow.local import LocalAws
-from transflow.metrics import health, queue_stats
+from transflow._wire.keys import status_key
+from transflow.cli.local import LocalAws
+from transflow.ops.dlq import peek, redrive
+from transflow.ops.metrics import health, queue_stats
 
 
 def main() -> tuple[bool, bool]:

@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from transflow import SqsConfig, TransflowConfig, load_config
-from transflow.provision import sam_template
+from transflow.ops.provision import sam_template
 
 BRIDGE_HANDLER = "lambda_bridge.handler"
 PROCESSOR_HANDLER = "lambda_processor.handler"

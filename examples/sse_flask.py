@@ -1,7 +1,7 @@
 """Live upload progress in a Flask app, over Server-Sent Events.
 
 One ProgressHub per process consumes the progress queue; each browser subscribes to its
-upload's channel. Two ways to serve it are shown: a Flask view around ``transflow.sse.stream``
+upload's channel. Two ways to serve it are shown: a Flask view around ``sse.stream``
 (your routing, your auth), and the ready WSGI app mounted under ``/events``.
 
     python -m examples.sse_flask      # needs the dev extra (flask) and the local extra
@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from examples._sse_demo import demo_events, progress_queue, publish, read_until_done
 from transflow import ProgressHub, SubscriptionDenied, poller_client_config, sse, upload_channel
-from transflow.local import LocalAws
+from transflow.cli.local import LocalAws
 
 
 def create_app(hub: ProgressHub) -> Flask:

@@ -1,6 +1,6 @@
 """Live upload progress in a Starlette (or FastAPI) app, over Server-Sent Events.
 
-The hub starts and stops with the app's lifespan. A route wraps ``transflow.sse.astream``
+The hub starts and stops with the app's lifespan. A route wraps ``transflow.streaming.sse.astream``
 (which waits on the event loop, not in a thread), and the ready ASGI app is mounted under
 ``/events``.
 
@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 
 from examples._sse_demo import demo_events, progress_queue, publish, read_until_done
 from transflow import ProgressHub, SubscriptionDenied, poller_client_config, sse, upload_channel
-from transflow.local import LocalAws
+from transflow.cli.local import LocalAws
 
 
 def create_app(hub: ProgressHub) -> Starlette:

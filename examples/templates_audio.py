@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from transflow import JobProcessor, StepContext, TemplateRegistry
-from transflow.commands import run_command
-from transflow.demo.samples import tone_wav
-from transflow.model import ProcessingJob, S3ObjectRef, UserContext
+from transflow._wire.model import ProcessingJob, S3ObjectRef, UserContext
+from transflow.cli.demo.samples import tone_wav
+from transflow.processing.external import run_command
 
 PREVIEW_SECONDS = 10
 # No prompts, overwrite, errors only: ctx.run keeps the tail of stderr for the error message.
@@ -83,7 +83,7 @@ def register_audio_template(registry: TemplateRegistry, **options: Any) -> None:
 
 def main() -> dict[str, Any]:
     """Run one upload through the template on the embedded endpoint."""
-    from transflow.local import LocalAws  # noqa: PLC0415 - the demo's embedded endpoint
+    from transflow.cli.local import LocalAws  # noqa: PLC0415 - the demo's embedded endpoint
 
     registry = TemplateRegistry()
     register_audio_template(registry)

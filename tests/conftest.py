@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from transflow.local import LocalAws
+from transflow.cli.local import LocalAws
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

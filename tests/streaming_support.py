@@ -1,5 +1,5 @@
 """Test support for streaming: a WHATWG-conformant SSE parser written independently of
-transflow.sse, real HTTP servers in threads (werkzeug for WSGI, uvicorn for ASGI), an SSE
+transflow.streaming.sse, real HTTP servers in threads (werkzeug for WSGI, uvicorn for ASGI), an SSE
 client on a thread, and waiting on conditions with deadlines."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import httpx
 
-from transflow.model import ProgressEvent
-from transflow.sqs_batch import OutgoingMessage, RetryPolicy, send_batch
+from transflow._aws.sqs_batch import OutgoingMessage, RetryPolicy, send_batch
+from transflow._wire.model import ProgressEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

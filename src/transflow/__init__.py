@@ -1,12 +1,16 @@
 """transflow: serverless media-processing pipelines on AWS, with SQS as the only messaging.
 
-The public API is re-exported here and nowhere else; submodules are implementation homes.
+The public API is re-exported here and nowhere else; the rooms (``ingest``, ``processing``,
+``streaming``, ``ops``) are implementation homes. Names are imported on first use, so a Lambda
+that does ``from transflow import GroupingBridge`` loads the ingest room and nothing else.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from transflow._version import __version__
-from transflow.bridge import BridgeResponse, BridgeResult, GroupingBridge, SentJob, WaitingRecord
-from transflow.config import SqsConfig, TransflowConfig, load_config
-from transflow.context import InputFile, OutputFile, OutputLocation, StepContext
 from transflow.errors import (
     BatchFailedError,
     BridgeError,
@@ -41,52 +45,193 @@ from transflow.errors import (
     UploadRefusedError,
     WebhookSignatureError,
 )
-from transflow.hub import HubStats, ProgressHub, Subscription
-from transflow.messages import ReceivedMessage
-from transflow.metering import RequestCounter, count_requests
-from transflow.model import (
-    ProcessingJob,
-    ProgressEvent,
-    ProgressType,
-    S3ObjectRef,
-    UserContext,
-    branch_channel,
-    channel_matches,
-    upload_channel,
-)
-from transflow.naming import QueueNames, queue_names, sanitize_branch
-from transflow.poller import (
-    Delivery,
-    PollerStats,
-    QueuePoller,
-    backoff_visibility,
-    current_delivery,
-    poller_client_config,
-    release_immediately,
-)
-from transflow.processor import JobProcessor
-from transflow.progress import ProgressPublisher, ProgressStream
-from transflow.provision import (
-    AttributeChange,
-    EnsureReport,
-    QueueUrls,
-    ensure_queues,
-    ensure_queues_report,
-)
-from transflow.s3events import FailedRecord, SkippedRecord
-from transflow.snapshot import UploadState, UploadStatus
-from transflow.status import AssemblyStatus
-from transflow.templates import Template, TemplateRegistry
-from transflow.uploads import (
-    PresignedFile,
-    UploadFile,
-    UploadMetadata,
-    UploadTicket,
-    create_upload,
-    read_upload_metadata,
-)
-from transflow.webhooks import WebhookSender
-from transflow.worker import make_worker, run_worker
+
+if TYPE_CHECKING:
+    from transflow._aws.metering import (
+        RequestCounter,
+        count_requests,
+    )
+    from transflow._aws.poller import (
+        Delivery,
+        PollerStats,
+        QueuePoller,
+        backoff_visibility,
+        current_delivery,
+        poller_client_config,
+        release_immediately,
+    )
+    from transflow._wire.messages import (
+        ReceivedMessage,
+    )
+    from transflow._wire.model import (
+        ProcessingJob,
+        ProgressEvent,
+        ProgressType,
+        S3ObjectRef,
+        UserContext,
+        branch_channel,
+        channel_matches,
+        upload_channel,
+    )
+    from transflow._wire.naming import (
+        QueueNames,
+        queue_names,
+        sanitize_branch,
+    )
+    from transflow.config import (
+        SqsConfig,
+        TransflowConfig,
+        load_config,
+    )
+    from transflow.ingest.bridge import (
+        BridgeResponse,
+        BridgeResult,
+        GroupingBridge,
+        SentJob,
+        WaitingRecord,
+    )
+    from transflow.ingest.s3events import (
+        FailedRecord,
+        SkippedRecord,
+    )
+    from transflow.ingest.uploads import (
+        PresignedFile,
+        UploadFile,
+        UploadMetadata,
+        UploadTicket,
+        create_upload,
+        read_upload_metadata,
+    )
+    from transflow.ops.provision import (
+        AttributeChange,
+        EnsureReport,
+        QueueUrls,
+        ensure_queues,
+        ensure_queues_report,
+    )
+    from transflow.processing.context import (
+        InputFile,
+        OutputFile,
+        OutputLocation,
+        StepContext,
+    )
+    from transflow.processing.processor import (
+        JobProcessor,
+    )
+    from transflow.processing.progress import (
+        ProgressPublisher,
+        ProgressStream,
+    )
+    from transflow.processing.status import (
+        AssemblyStatus,
+    )
+    from transflow.processing.templates import (
+        Template,
+        TemplateRegistry,
+    )
+    from transflow.processing.webhooks import (
+        WebhookSender,
+    )
+    from transflow.processing.worker import (
+        make_worker,
+        run_worker,
+    )
+    from transflow.streaming import sse as sse
+    from transflow.streaming.hub import (
+        HubStats,
+        ProgressHub,
+        Subscription,
+    )
+    from transflow.streaming.snapshot import (
+        UploadState,
+        UploadStatus,
+    )
+
+# Where each lazily imported public name lives.
+_HOMES: dict[str, str] = {
+    "RequestCounter": "transflow._aws.metering",
+    "count_requests": "transflow._aws.metering",
+    "Delivery": "transflow._aws.poller",
+    "PollerStats": "transflow._aws.poller",
+    "QueuePoller": "transflow._aws.poller",
+    "backoff_visibility": "transflow._aws.poller",
+    "current_delivery": "transflow._aws.poller",
+    "poller_client_config": "transflow._aws.poller",
+    "release_immediately": "transflow._aws.poller",
+    "ReceivedMessage": "transflow._wire.messages",
+    "ProcessingJob": "transflow._wire.model",
+    "ProgressEvent": "transflow._wire.model",
+    "ProgressType": "transflow._wire.model",
+    "S3ObjectRef": "transflow._wire.model",
+    "UserContext": "transflow._wire.model",
+    "branch_channel": "transflow._wire.model",
+    "channel_matches": "transflow._wire.model",
+    "upload_channel": "transflow._wire.model",
+    "QueueNames": "transflow._wire.naming",
+    "queue_names": "transflow._wire.naming",
+    "sanitize_branch": "transflow._wire.naming",
+    "SqsConfig": "transflow.config",
+    "TransflowConfig": "transflow.config",
+    "load_config": "transflow.config",
+    "BridgeResponse": "transflow.ingest.bridge",
+    "BridgeResult": "transflow.ingest.bridge",
+    "GroupingBridge": "transflow.ingest.bridge",
+    "SentJob": "transflow.ingest.bridge",
+    "WaitingRecord": "transflow.ingest.bridge",
+    "FailedRecord": "transflow.ingest.s3events",
+    "SkippedRecord": "transflow.ingest.s3events",
+    "PresignedFile": "transflow.ingest.uploads",
+    "UploadFile": "transflow.ingest.uploads",
+    "UploadMetadata": "transflow.ingest.uploads",
+    "UploadTicket": "transflow.ingest.uploads",
+    "create_upload": "transflow.ingest.uploads",
+    "read_upload_metadata": "transflow.ingest.uploads",
+    "AttributeChange": "transflow.ops.provision",
+    "EnsureReport": "transflow.ops.provision",
+    "QueueUrls": "transflow.ops.provision",
+    "ensure_queues": "transflow.ops.provision",
+    "ensure_queues_report": "transflow.ops.provision",
+    "InputFile": "transflow.processing.context",
+    "OutputFile": "transflow.processing.context",
+    "OutputLocation": "transflow.processing.context",
+    "StepContext": "transflow.processing.context",
+    "JobProcessor": "transflow.processing.processor",
+    "ProgressPublisher": "transflow.processing.progress",
+    "ProgressStream": "transflow.processing.progress",
+    "AssemblyStatus": "transflow.processing.status",
+    "Template": "transflow.processing.templates",
+    "TemplateRegistry": "transflow.processing.templates",
+    "WebhookSender": "transflow.processing.webhooks",
+    "make_worker": "transflow.processing.worker",
+    "run_worker": "transflow.processing.worker",
+    "HubStats": "transflow.streaming.hub",
+    "ProgressHub": "transflow.streaming.hub",
+    "Subscription": "transflow.streaming.hub",
+    "UploadState": "transflow.streaming.snapshot",
+    "UploadStatus": "transflow.streaming.snapshot",
+}
+
+
+# Modules used as namespaces by host code (``sse.stream``, ``sse.wsgi_app``).
+_MODULES: dict[str, str] = {"sse": "transflow.streaming.sse"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        module = importlib.import_module(_MODULES[name])
+        globals()[name] = module
+        return module
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'transflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES) | set(_MODULES))
+
 
 __all__ = [
     "AssemblyStatus",

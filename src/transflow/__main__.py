@@ -1,5 +1,5 @@
 """``python -m transflow``: the ``transflow`` command."""
 
-from transflow.cli import main
+from transflow.cli.app import main
 
 raise SystemExit(main())

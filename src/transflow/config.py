@@ -20,14 +20,14 @@ from typing import Any
 
 import attrs
 
-from transflow.errors import ConfigError, UnknownConfigKeyWarning
-from transflow.naming import (
+from transflow._wire.naming import (
     MAX_QUEUE_NAME,
     QueueNames,
     is_valid_project,
     queue_names,
     sanitize_branch,
 )
+from transflow.errors import ConfigError, UnknownConfigKeyWarning
 
 __all__ = ["CONFIG_FILENAME", "SqsConfig", "TransflowConfig", "load_config"]
 

@@ -1,46 +1,5 @@
-"""Where things live in S3: the key layout of uploads, outputs and status records.
+"""Moved to :mod:`transflow._wire.keys`; this path works until the next release."""
 
-``uploads/{branch}/[users/{userId}/]{uploadId}/{filename}`` for inputs and
-``outputs/{branch}/[users/{userId}/]{uploadId}/`` for outputs, with the upload's status record
-at ``{output prefix}status.json``. Pure: no AWS.
-"""
+from transflow._moved import alias
 
-from __future__ import annotations
-
-from transflow.model import ProcessingJob
-
-__all__ = [
-    "STATUS_RECORD_NAME",
-    "job_output_prefix",
-    "output_prefix",
-    "status_key",
-    "upload_prefix",
-]
-
-STATUS_RECORD_NAME = "status.json"
-"""The status record's file name under an upload's output prefix (reserved: a step cannot
-write an output of that name)."""
-
-
-def _user_part(user_id: str | None) -> str:
-    return f"users/{user_id}/" if user_id else ""
-
-
-def upload_prefix(branch: str, upload_id: str, user_id: str | None = None) -> str:
-    """``uploads/{branch}/[users/{userId}/]{uploadId}/``: where an upload's files go."""
-    return f"uploads/{branch}/{_user_part(user_id)}{upload_id}/"
-
-
-def output_prefix(branch: str, upload_id: str, user_id: str | None = None) -> str:
-    """``outputs/{branch}/[users/{userId}/]{uploadId}/``: where an upload's results go."""
-    return f"outputs/{branch}/{_user_part(user_id)}{upload_id}/"
-
-
-def job_output_prefix(job: ProcessingJob) -> str:
-    """The output prefix of a job, by its branch, user and upload."""
-    return output_prefix(job.branch, job.upload_id, job.user.user_id if job.user else None)
-
-
-def status_key(branch: str, upload_id: str, user_id: str | None = None) -> str:
-    """The key of an upload's status record, in the output bucket."""
-    return output_prefix(branch, upload_id, user_id) + STATUS_RECORD_NAME
+alias(__name__)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from transflow.demo.samples import write_document, write_tone
-from transflow.demo.stack import DemoSettings, DemoStack
+from transflow.cli.demo.samples import write_document, write_tone
+from transflow.cli.demo.stack import DemoSettings, DemoStack
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -11,7 +11,7 @@ import pytest
 from bench import big_upload, cost, fanout, soak, throughput
 from bench.common import Endpoint
 
-from transflow.local import LocalAws
+from transflow.cli.local import LocalAws
 
 pytestmark = pytest.mark.integration
 

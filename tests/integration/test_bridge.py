@@ -26,9 +26,9 @@ from transflow import (
     count_requests,
     create_upload,
 )
-from transflow.claimcheck import ClaimCheck, decode_job_message, load_claimed_job
-from transflow.local import LocalAws, local_client_config
-from transflow.sqs_batch import RetryPolicy
+from transflow._aws.claimcheck import ClaimCheck, decode_job_message, load_claimed_job
+from transflow._aws.sqs_batch import RetryPolicy
+from transflow.cli.local import LocalAws, local_client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from tests.conftest import load_vector
 from transflow import ProcessingJob, S3ObjectRef
-from transflow.claimcheck import decode_job_message, load_claimed_job, store_claimed_job
+from transflow._aws.claimcheck import decode_job_message, load_claimed_job, store_claimed_job
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

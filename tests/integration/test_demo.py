@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from transflow.cli import main
-from transflow.demo.run import plan_uploads
-from transflow.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE, fails
+from transflow.cli.app import main
+from transflow.cli.demo.run import plan_uploads
+from transflow.cli.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE, fails
 
 ROOT = Path(__file__).parents[2]
 

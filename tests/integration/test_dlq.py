@@ -21,11 +21,11 @@ from transflow import (
     count_requests,
     ensure_queues,
 )
-from transflow.claimcheck import store_claimed_job
-from transflow.dlq import RedriveProgress, peek, purge, redrive
-from transflow.keys import status_key
-from transflow.local import LocalAws, local_client_config
-from transflow.sqs_batch import RetryPolicy
+from transflow._aws.claimcheck import store_claimed_job
+from transflow._aws.sqs_batch import RetryPolicy
+from transflow._wire.keys import status_key
+from transflow.cli.local import LocalAws, local_client_config
+from transflow.ops.dlq import RedriveProgress, peek, purge, redrive
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

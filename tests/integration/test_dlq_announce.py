@@ -16,12 +16,12 @@ from transflow import (
     TransflowConfig,
     ensure_queues,
 )
-from transflow.cli import main
-from transflow.dlq import announce
-from transflow.local import LocalAws
-from transflow.poller import poller_client_config
-from transflow.snapshot import UploadState, UploadStatus, fold_event
-from transflow.sqs_batch import OutgoingMessage, send_batch
+from transflow._aws.poller import poller_client_config
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow.cli.app import main
+from transflow.cli.local import LocalAws
+from transflow.ops.dlq import announce
+from transflow.streaming.snapshot import UploadState, UploadStatus, fold_event
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -100,7 +100,7 @@ def test_announcing_the_same_message_again_is_deduplicated_by_the_queue() -> Non
     # ids once their message is deleted, so this is checked on the messages themselves).
     from datetime import datetime, timezone
 
-    from transflow.dlq import FailedJob, announcement
+    from transflow.ops.dlq import FailedJob, announcement
 
     failed = FailedJob(
         "m-1", "up-a", 3, datetime.now(timezone.utc), "{}", upload_id="up-a", branch="main"

@@ -21,7 +21,7 @@ from transflow import (
     branch_channel,
     upload_channel,
 )
-from transflow.metering import count_requests
+from transflow._aws.metering import count_requests
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

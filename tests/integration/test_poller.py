@@ -18,9 +18,9 @@ from transflow import (
     poller_client_config,
     release_immediately,
 )
-from transflow.local import LocalAws, local_client_config
-from transflow.metering import count_requests
-from transflow.sqs_batch import OutgoingMessage, send_batch
+from transflow._aws.metering import count_requests
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow.cli.local import LocalAws, local_client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

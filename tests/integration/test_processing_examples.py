@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from examples import lambda_processor, templates_audio
-from transflow.local import LocalAws
+from transflow.cli.local import LocalAws
 
 # moto keeps its state per process, shared by every LocalAws in it: the aws fixture starts each
 # example from an empty endpoint.

@@ -18,8 +18,8 @@ from transflow import (
     StepContext,
     TemplateRegistry,
 )
-from transflow.local import LocalAws, local_client_config
-from transflow.status import load_status
+from transflow.cli.local import LocalAws, local_client_config
+from transflow.processing.status import load_status
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

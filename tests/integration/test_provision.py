@@ -19,7 +19,7 @@ from transflow import (
     ensure_queues,
     ensure_queues_report,
 )
-from transflow.provision import delete_queues, describe_queues, resolve_queue_urls
+from transflow.ops.provision import delete_queues, describe_queues, resolve_queue_urls
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

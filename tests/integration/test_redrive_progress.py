@@ -21,11 +21,11 @@ from transflow import (
     ensure_queues,
     make_worker,
 )
-from transflow.dlq import redrive
-from transflow.local import LocalAws
-from transflow.poller import poller_client_config
-from transflow.snapshot import UploadState, fold_event
-from transflow.sqs_batch import OutgoingMessage, send_batch
+from transflow._aws.poller import poller_client_config
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow.cli.local import LocalAws
+from transflow.ops.dlq import redrive
+from transflow.streaming.snapshot import UploadState, fold_event
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

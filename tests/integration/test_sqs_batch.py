@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.faults import CallFaults, EntryFaults
-from transflow.local import LocalAws, local_client_config
-from transflow.metering import count_requests
-from transflow.sqs_batch import (
+from transflow._aws.metering import count_requests
+from transflow._aws.sqs_batch import (
     OutgoingMessage,
     RetryPolicy,
     change_visibility_batch,
     delete_batch,
     send_batch,
 )
+from transflow.cli.local import LocalAws, local_client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -22,7 +22,7 @@ from tests.streaming_support import (
     wsgi_server,
 )
 from transflow import ProgressEvent, ProgressHub
-from transflow.sse import asgi_app, astream, encode, stream, wsgi_app
+from transflow.streaming.sse import asgi_app, astream, encode, stream, wsgi_app
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

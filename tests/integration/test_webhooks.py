@@ -19,13 +19,13 @@ from transflow import (
     TemplateRegistry,
     WebhookSender,
 )
-from transflow.webhooks import verify
+from transflow.processing.webhooks import verify
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-    from transflow.local import LocalAws
+    from transflow.cli.local import LocalAws
 
 SECRET = "hook-secret"
 

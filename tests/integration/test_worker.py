@@ -26,12 +26,12 @@ from transflow import (
     TransflowConfig,
     ensure_queues,
 )
-from transflow.keys import status_key
-from transflow.local import LocalAws
-from transflow.poller import poller_client_config
-from transflow.sqs_batch import OutgoingMessage, send_batch
-from transflow.status import load_status
-from transflow.worker import make_worker
+from transflow._aws.poller import poller_client_config
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow._wire.keys import status_key
+from transflow.cli.local import LocalAws
+from transflow.processing.status import load_status
+from transflow.processing.worker import make_worker
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -45,7 +45,7 @@ def test_every_public_name_of_the_package_is_documented() -> None:
 def test_the_generator_turns_rest_markup_into_markdown() -> None:
     generator = load_generator()
     text = generator.markdown(
-        """Summary with :class:`~transflow.hub.ProgressHub` and ``code``.
+        """Summary with :class:`~transflow.streaming.hub.ProgressHub` and ``code``.
 
         Indented second paragraph::
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from transflow.demo.media import MediaError, compress_document, normalise_wav
-from transflow.demo.samples import write_document, write_tone
+from transflow.cli.demo.media import MediaError, compress_document, normalise_wav
+from transflow.cli.demo.samples import write_document, write_tone
 
 
 def read_samples(path: Path) -> tuple[int, array.array[int]]:

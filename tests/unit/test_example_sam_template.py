@@ -80,7 +80,7 @@ def test_the_example_reads_a_config_file(tmp_path: Path) -> None:
 
 def test_the_processor_knows_the_queues_max_receive_count() -> None:
     from transflow.config import SqsConfig, TransflowConfig
-    from transflow.sam import sam_template
+    from transflow.ops.sam import sam_template
 
     config = TransflowConfig(project="myapp", sqs=SqsConfig(max_receive_count=7))
     text = sam_template(config, upload_bucket="myapp-uploads")

@@ -19,7 +19,7 @@ from transflow import (
     S3ObjectRef,
     UserContext,
 )
-from transflow.model import JsonValue
+from transflow._wire.model import JsonValue
 
 text = st.text(min_size=1, max_size=40)
 group_ids = st.text(

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transflow import ConfigError, queue_names, sanitize_branch
-from transflow.naming import MAX_QUEUE_NAME
+from transflow._wire.naming import MAX_QUEUE_NAME
 
 SQS_FIFO_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo")
 projects = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789-_", min_size=1, max_size=60)

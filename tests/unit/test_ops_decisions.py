@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transflow import ProvisionError, TransflowConfig
-from transflow.dlq import plan_resend, reason_from_status, redrive_dedup_id
-from transflow.messages import ReceivedMessage
-from transflow.metrics import HealthThresholds, QueueDepth, QueueStats, health
-from transflow.provision import (
+from transflow._wire.messages import ReceivedMessage
+from transflow.ops.dlq import plan_resend, reason_from_status, redrive_dedup_id
+from transflow.ops.metrics import HealthThresholds, QueueDepth, QueueStats, health
+from transflow.ops.provision import (
     check_fifo,
     desired_attributes,
     diff_attributes,

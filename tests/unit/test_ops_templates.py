@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transflow import ConfigError, SqsConfig, TransflowConfig
-from transflow._yaml import dump
-from transflow.provision import iam_policies, sam_template
+from transflow.ops._yaml import dump
+from transflow.ops.provision import iam_policies, sam_template
 
 CONFIG = TransflowConfig(project="shop", branch="feature/Checkout")
 ACCOUNT = "123456789012"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import load_vector
-from transflow.grouping import (
+from transflow.ingest.grouping import (
     HeadedRecord,
     ListedObject,
     PlannedJob,
@@ -20,8 +20,8 @@ from transflow.grouping import (
     plan_jobs,
     standalone_upload_id,
 )
-from transflow.s3events import EventSource, S3Record, decode_key, parse_event
-from transflow.uploads import UploadMetadata
+from transflow.ingest.s3events import EventSource, S3Record, decode_key, parse_event
+from transflow.ingest.uploads import UploadMetadata
 
 
 def test_direct_vector_keys_are_decoded() -> None:

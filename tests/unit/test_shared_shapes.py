@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import load_vector
 from transflow import JobFormatError, ProcessingJob, ReceivedMessage
-from transflow.claimcheck import ClaimCheck, decode_job_message
-from transflow.keys import job_output_prefix, output_prefix, status_key, upload_prefix
-
-SRC = Path(__file__).parents[2] / "src" / "transflow"
-PURE_MODULES = ["model", "config", "naming", "keys", "messages", "errors", "metering"]
+from transflow._aws.claimcheck import ClaimCheck, decode_job_message
+from transflow._wire.keys import job_output_prefix, output_prefix, status_key, upload_prefix
 
 
 def test_key_layout() -> None:
@@ -53,29 +47,6 @@ def test_decode_job_message_reads_jobs_and_claim_checks() -> None:
         decode_job_message('{"uploadId": "u", "claimCheck": {"bucket": 1}}')
     with pytest.raises(JobFormatError, match="not valid JSON"):
         decode_job_message("{not json")
-
-
-def runtime_imports(tree: ast.AST) -> set[str]:
-    """Top-level package names a module imports at run time (``if TYPE_CHECKING`` skipped)."""
-    found: set[str] = set()
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
-        if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-        else:
-            found |= runtime_imports(node)
-    return found
-
-
-@pytest.mark.parametrize("module", PURE_MODULES)
-def test_pure_modules_never_import_boto3(module: str) -> None:
-    tree = ast.parse((SRC / f"{module}.py").read_text(encoding="utf-8"))
-    imported = runtime_imports(tree)
-    assert "attrs" in imported or module in {"errors", "keys"}  # the walk sees imports
-    assert not imported & {"boto3", "botocore"}
 
 
 def test_every_public_name_is_exported_from_the_package() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from transflow import ProgressEvent
-from transflow.snapshot import UploadState, UploadStatus, fold_event
+from transflow.streaming.snapshot import UploadState, UploadStatus, fold_event
 
 
 def event(kind: str, seq: int, **extra: object) -> ProgressEvent:

@@ -1,4 +1,4 @@
-"""The pure decisions of transflow.sqs_batch."""
+"""The pure decisions of transflow._aws.sqs_batch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import botocore.exceptions
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transflow.sqs_batch import (
+from transflow._aws.sqs_batch import (
     OutgoingMessage,
     is_retryable_entry,
     is_retryable_error,

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tests.streaming_support import SseEvent, SseParser, parse_all
 from transflow import ChannelError, SseEncodingError
-from transflow.sse import HEADERS, channel_from_query, comment, encode
+from transflow.streaming.sse import HEADERS, channel_from_query, comment, encode
 
 
 def normalised(data: str) -> str:

@@ -34,11 +34,11 @@ from transflow import (
     TemplateNotFoundError,
     TemplateRegistry,
 )
-from transflow.commands import run_command
-from transflow.context import OutputLocation, output_key
-from transflow.processor import BatchGate, error_code, local_input_name
-from transflow.progress import SEQS_PER_MS, dedup_id, first_seq, should_flush
-from transflow.status import AssemblyStatus, ResultRecord, UploadRecord
+from transflow.processing.context import OutputLocation, output_key
+from transflow.processing.external import run_command
+from transflow.processing.processor import BatchGate, error_code, local_input_name
+from transflow.processing.progress import SEQS_PER_MS, dedup_id, first_seq, should_flush
+from transflow.processing.status import AssemblyStatus, ResultRecord, UploadRecord
 
 PREFIX = "outputs/main/users/u1/up-1/"
 

@@ -24,8 +24,8 @@ from transflow import (
     create_upload,
     read_upload_metadata,
 )
-from transflow.safenames import MAX_FILENAME_BYTES, safe_filename, safe_user_id
-from transflow.uploads import MAX_POST_OBJECT_BYTES, content_type_allowed, encode_fields
+from transflow._wire.safenames import MAX_FILENAME_BYTES, safe_filename, safe_user_id
+from transflow.ingest.uploads import MAX_POST_OBJECT_BYTES, content_type_allowed, encode_fields
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

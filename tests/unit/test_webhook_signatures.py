@@ -10,7 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transflow import WebhookSignatureError
-from transflow.webhooks import SIGNATURE_HEADER, TIMESTAMPED_SIGNATURE_HEADER, sign, verify
+from transflow.processing.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMPED_SIGNATURE_HEADER,
+    sign,
+    verify,
+)
 
 SECRET = "s3cr3t"
 BODY = b'{"ok":"ASSEMBLY_COMPLETED"}'

@@ -26,11 +26,11 @@ import attrs
 import boto3
 import botocore.exceptions
 
-from transflow import dlq, metrics, provision
 from transflow._version import __version__
+from transflow._wire.model import converter
 from transflow.config import CONFIG_FILENAME, TransflowConfig, load_config
 from transflow.errors import ConfigError, ConfirmationRequiredError, TransflowError
-from transflow.model import converter
+from transflow.ops import dlq, metrics, provision
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -44,9 +44,9 @@ EXIT_OK = 0
 EXIT_UNHEALTHY = 1
 EXIT_ERROR = 2
 
-COMMAND_MODULES: list[str] = ["transflow.cli_worker", "transflow.demo.command"]
+COMMAND_MODULES: list[str] = ["transflow.cli.worker", "transflow.cli.demo.command"]
 """Modules imported by :func:`main` so that the commands they register appear (for
-example ``"transflow.demo"``)."""
+example ``"transflow.cli.demo"``)."""
 
 Runner = Callable[["Context"], int]
 Configurer = Callable[[argparse.ArgumentParser], None]

@@ -16,9 +16,9 @@ from typing import Any
 
 import attrs
 
+from transflow._wire.model import ProgressEvent, converter
 from transflow.errors import TransflowError
-from transflow.model import ProgressEvent, converter
-from transflow.snapshot import UploadState, UploadStatus, fold_event
+from transflow.streaming.snapshot import UploadState, UploadStatus, fold_event
 
 __all__ = ["SseMessage", "UploadFollower", "post_file", "post_json", "read_sse"]
 

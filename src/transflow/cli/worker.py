@@ -7,13 +7,13 @@ import importlib
 import logging
 from typing import TYPE_CHECKING
 
-from transflow.cli import Context, command
+from transflow._aws.poller import poller_client_config
+from transflow.cli.app import Context, command
 from transflow.errors import ConfigError
-from transflow.poller import poller_client_config
-from transflow.processor import JobProcessor
-from transflow.provision import resolve_queue_urls
-from transflow.templates import TemplateRegistry
-from transflow.worker import DEFAULT_VISIBILITY_TIMEOUT, make_worker, run_worker
+from transflow.ops.provision import resolve_queue_urls
+from transflow.processing.processor import JobProcessor
+from transflow.processing.templates import TemplateRegistry
+from transflow.processing.worker import DEFAULT_VISIBILITY_TIMEOUT, make_worker, run_worker
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

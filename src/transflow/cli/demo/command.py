@@ -8,9 +8,9 @@ import logging
 import signal
 import threading
 
-from transflow.cli import EXIT_OK, EXIT_UNHEALTHY, Context, command
-from transflow.demo.run import print_summary, run_demo
-from transflow.demo.stack import DemoSettings, DemoStack
+from transflow.cli.app import EXIT_OK, EXIT_UNHEALTHY, Context, command
+from transflow.cli.demo.run import print_summary, run_demo
+from transflow.cli.demo.stack import DemoSettings, DemoStack
 
 __all__: list[str] = []
 

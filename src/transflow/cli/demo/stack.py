@@ -11,7 +11,7 @@ HTTP routes (all JSON unless said):
 - ``GET /`` the dev page (HTML); ``GET /app.js`` its script
 - ``POST /api/uploads`` ``{"templateId", "files": [{"name", "type", "size"}]}`` → upload ticket
 - ``GET /api/uploads/{uploadId}`` the status record and presigned links to the outputs
-- ``GET /events?channel=…`` / ``?branch=…`` Server-Sent Events (``transflow.sse.wsgi_app``)
+- ``GET /events?channel=…`` / ``?branch=…`` Server-Sent Events (``sse.wsgi_app``)
 """
 
 from __future__ import annotations
@@ -29,22 +29,22 @@ import attrs
 import boto3
 from botocore.config import Config
 
-from transflow import sse
-from transflow.bridge import GroupingBridge
+from transflow._aws.metering import RequestCounter
+from transflow._aws.poller import QueuePoller, poller_client_config
+from transflow._wire.keys import status_key
+from transflow._wire.messages import ReceivedMessage
+from transflow.cli.demo.templates import demo_registry
+from transflow.cli.local import LocalAws
 from transflow.config import SqsConfig, TransflowConfig
-from transflow.demo.templates import demo_registry
 from transflow.errors import BridgeError, TransflowError
-from transflow.hub import ProgressHub
-from transflow.keys import status_key
-from transflow.local import LocalAws
-from transflow.messages import ReceivedMessage
-from transflow.metering import RequestCounter
-from transflow.poller import QueuePoller, poller_client_config
-from transflow.processor import JobProcessor
-from transflow.provision import QueueUrls, ensure_queues
-from transflow.status import load_status
-from transflow.uploads import UploadFile, create_upload
-from transflow.worker import make_worker
+from transflow.ingest.bridge import GroupingBridge
+from transflow.ingest.uploads import UploadFile, create_upload
+from transflow.ops.provision import QueueUrls, ensure_queues
+from transflow.processing.processor import JobProcessor
+from transflow.processing.status import load_status
+from transflow.processing.worker import make_worker
+from transflow.streaming import sse
+from transflow.streaming.hub import ProgressHub
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -380,7 +380,7 @@ def _json_response(start_response: Callable[..., Any], status: str, data: object
 
 
 def _static(name: str, content_type: str) -> tuple[bytes, str]:
-    data = resources.files("transflow.demo").joinpath("static").joinpath(name).read_bytes()
+    data = resources.files("transflow.cli.demo").joinpath("static").joinpath(name).read_bytes()
     return data, content_type
 
 

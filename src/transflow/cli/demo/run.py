@@ -18,12 +18,12 @@ from typing import Any, TextIO
 
 import attrs
 
-from transflow.demo.client import UploadFollower, post_file, post_json
-from transflow.demo.samples import write_document, write_tone
-from transflow.demo.stack import DemoSettings, DemoStack
-from transflow.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE
-from transflow.model import upload_channel
-from transflow.snapshot import UploadState, UploadStatus
+from transflow._wire.model import upload_channel
+from transflow.cli.demo.client import UploadFollower, post_file, post_json
+from transflow.cli.demo.samples import write_document, write_tone
+from transflow.cli.demo.stack import DemoSettings, DemoStack
+from transflow.cli.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE
+from transflow.streaming.snapshot import UploadState, UploadStatus
 
 __all__ = ["DemoReport", "UploadPlan", "plan_uploads", "run_demo"]
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from transflow.context import StepContext
-from transflow.demo.media import compress_document, normalise_wav
+from transflow.cli.demo.media import compress_document, normalise_wav
 from transflow.errors import TransflowError
-from transflow.templates import TemplateRegistry
+from transflow.processing.context import StepContext
+from transflow.processing.templates import TemplateRegistry
 
 __all__ = ["AUDIO_TEMPLATE", "DOCUMENT_TEMPLATE", "SimulatedFailure", "demo_registry", "fails"]
 

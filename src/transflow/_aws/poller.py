@@ -1,0 +1,722 @@
+"""QueuePoller: a long-polling SQS consumer for servers and workers outside Lambda.
+
+One receiver thread long-polls for as many messages as there is free capacity; a thread
+pool runs the handler, one message group after another on FIFO queues; a keeper thread
+extends the visibility of every message held (the heartbeat), deletes after success and
+returns failures through visibility so the queue's redrive policy still counts them. No
+message is ever re-sent.
+
+Threads: ``receiver`` (ReceiveMessage only), ``keeper`` (ChangeMessageVisibilityBatch and
+DeleteMessageBatch only) and the handler pool. Each needs its own HTTP connection, so the
+client's pool must hold at least 2 of them plus whatever the handlers use of the same
+client: see :func:`poller_client_config`.
+
+Python threads cannot be killed. A handler that outlives ``handler_timeout`` is *cancelled*:
+its heartbeat stops, its message goes back to the queue through visibility, its
+:class:`Delivery` is marked cancelled (handlers that run long check
+``current_delivery().cancelled`` or ``remaining_time()``), and its result is discarded. Its
+thread stays counted against the capacity until it returns.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import logging
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from botocore.config import Config
+
+from transflow._aws.sqs_batch import (
+    MAX_VISIBILITY_TIMEOUT,
+    RetryPolicy,
+    change_visibility_batch,
+    delete_batch,
+    is_retryable_error,
+)
+from transflow._wire.messages import ReceivedMessage
+from transflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+__all__ = [
+    "Delivery",
+    "Handler",
+    "PollerStats",
+    "QueuePoller",
+    "backoff_visibility",
+    "current_delivery",
+    "extension_seconds",
+    "poller_client_config",
+    "release_immediately",
+]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[ReceivedMessage], None]
+"""Handles one message: returns on success (the message is deleted), raises on failure (it
+goes back to the queue through visibility)."""
+
+RetryDelay = Callable[[ReceivedMessage], int]
+
+# A receipt handle that no longer holds the message: it was deleted, or its visibility ran
+# out and another consumer may have it. Retrying cannot help.
+_LEASE_LOST = frozenset(
+    {
+        "ReceiptHandleIsInvalid",
+        "InvalidParameterValue",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+        "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+    }
+)
+_SAFETY = 5  # seconds kept clear of SQS's 12-hour limit
+
+_POLLER_CONNECTIONS = 2  # the receiver's long poll and the keeper's batch calls
+
+
+def poller_client_config(concurrency: int = 10, **overrides: Any) -> Config:
+    """A botocore config for the SQS client of a :class:`QueuePoller`.
+
+    ``max_pool_connections`` is ``concurrency`` plus the poller's own two connections, so a
+    heartbeat never waits for a connection behind a 20-second long poll or the handlers'
+    calls; the read timeout outlasts the longest long poll; retries are botocore's
+    ``standard`` mode (the poller adds its own backoff on top)."""
+    settings: dict[str, Any] = {
+        "max_pool_connections": concurrency + _POLLER_CONNECTIONS + 1,
+        "read_timeout": 30,
+        "connect_timeout": 5,
+        "retries": {"mode": "standard", "max_attempts": 3},
+    }
+    settings.update(overrides)
+    return Config(**settings)
+
+
+def backoff_visibility(initial: int = 1, maximum: int = 900) -> RetryDelay:
+    """Failed messages come back after ``initial * 2 ** (receives - 1)`` seconds, at most
+    ``maximum``: the receive count SQS keeps makes the backoff survive restarts."""
+
+    def delay(message: ReceivedMessage) -> int:
+        exponent = min(max(message.receive_count - 1, 0), 30)
+        return int(min(maximum, initial * 2**exponent))
+
+    return delay
+
+
+def release_immediately(_message: ReceivedMessage) -> int:
+    """Failed messages are visible again at once (visibility 0)."""
+    return 0
+
+
+def extension_seconds(held_for: float, visibility_timeout: int) -> int:
+    """How far a heartbeat may extend a message held for ``held_for`` seconds: the
+    visibility timeout, but never past SQS's 12 hours since it was received (0: no more)."""
+    left = MAX_VISIBILITY_TIMEOUT - _SAFETY - held_for
+    return max(0, int(min(visibility_timeout, left)))
+
+
+# -- what a handler sees --------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Delivery:
+    """The message a handler is running, how long it has and whether it was cancelled.
+
+    ``current_delivery()`` returns it inside a handler."""
+
+    message: ReceivedMessage
+    deadline: float | None = None  # time.monotonic() at which the handler times out
+    cancelled: threading.Event = attrs.field(factory=threading.Event)
+
+    def remaining_time(self) -> float | None:
+        """Seconds left before the handler timeout, or None without a timeout."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether the poller gave up on this delivery (timeout, lost lease, stop)."""
+        return self.cancelled.is_set()
+
+
+_current: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
+    "transflow_delivery", default=None
+)
+
+
+def current_delivery() -> Delivery | None:
+    """The :class:`Delivery` of the handler running in this thread, if any."""
+    return _current.get()
+
+
+# -- observable state -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class PollerStats:
+    """Counters since start, and the current load."""
+
+    state: str
+    receive_calls: int
+    receive_errors: int
+    received: int
+    succeeded: int
+    failed: int
+    timed_out: int
+    released: int
+    deleted: int
+    delete_failures: int
+    extended: int
+    extend_failures: int
+    leases_lost: int
+    held: int
+    running: int
+    last_poll_at: float | None  # time.time() of the last successful ReceiveMessage
+
+
+@attrs.define(eq=False)
+class _Held:
+    token: str
+    delivery: Delivery
+    received_at: float
+    state: str = "queued"  # queued | running | abandoned | settling
+    heartbeat: bool = True
+
+    @property
+    def message(self) -> ReceivedMessage:
+        return self.delivery.message
+
+
+@attrs.define(eq=False)
+class _Lane:
+    pending: deque[_Held] = attrs.field(factory=deque)
+    current: _Held | None = None
+
+
+@attrs.define(eq=False)
+class _Counters:
+    receive_calls: int = 0
+    receive_errors: int = 0
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    released: int = 0
+    deleted: int = 0
+    delete_failures: int = 0
+    extended: int = 0
+    extend_failures: int = 0
+    leases_lost: int = 0
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"QueuePoller {attribute.name} must be positive, not {value!r}")
+
+
+@attrs.define(eq=False)
+class QueuePoller:
+    """Long-polls ``queue_url`` and runs ``handler`` on every message.
+
+    Start with :meth:`start` (background threads) and end with :meth:`stop`, or use it as a
+    context manager, or call :meth:`run` to block until a signal asks it to stop (see
+    :meth:`install_signal_handlers`).
+    """
+
+    sqs: SQSClient
+    queue_url: str
+    handler: Handler
+    concurrency: int = attrs.field(default=10, validator=_positive)
+    max_in_flight: int | None = attrs.field(default=None, validator=_positive)
+    wait_time_seconds: int = attrs.field(default=20, validator=attrs.validators.in_(range(21)))
+    visibility_timeout: int = attrs.field(default=30, validator=_positive)
+    heartbeat_interval: float | None = attrs.field(default=None, validator=_positive)
+    handler_timeout: float | None = attrs.field(default=None, validator=_positive)
+    retry_delay: RetryDelay = attrs.field(factory=backoff_visibility)
+    drain_timeout: float = attrs.field(default=30.0, validator=_positive)
+    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    error_backoff_max: float = attrs.field(default=20.0, validator=_positive)
+    name: str = "transflow-poller"
+
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _wake: threading.Condition = attrs.field(init=False)
+    _stop_requested: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _stopped: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _keeper_done: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _io_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _state: str = attrs.field(init=False, default="new")
+    _held: dict[str, _Held] = attrs.field(init=False, factory=dict)
+    _lanes: dict[str, _Lane] = attrs.field(init=False, factory=dict)
+    _to_delete: list[_Held] = attrs.field(init=False, factory=list)
+    _to_release: list[tuple[_Held, int]] = attrs.field(init=False, factory=list)
+    _counters: _Counters = attrs.field(init=False, factory=_Counters)
+    _last_poll_at: float | None = attrs.field(init=False, default=None)
+    _tokens: Iterator[int] = attrs.field(init=False, factory=itertools.count)
+    _pool: ThreadPoolExecutor | None = attrs.field(init=False, default=None)
+    _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self._wake = threading.Condition(self._lock)
+        if self.visibility_timeout > MAX_VISIBILITY_TIMEOUT:
+            raise ConfigError("QueuePoller visibility_timeout must be at most 43200 (12 hours)")
+        pool = getattr(getattr(self.sqs, "meta", None), "config", None)
+        size = getattr(pool, "max_pool_connections", None)
+        if isinstance(size, int) and size < _POLLER_CONNECTIONS:
+            raise ConfigError(
+                f"the SQS client's max_pool_connections is {size}; a QueuePoller needs at least "
+                f"{_POLLER_CONNECTIONS} so heartbeats never wait behind a long poll: build the "
+                "client with config=poller_client_config(concurrency)"
+            )
+
+    # -- configuration in effect ---------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """How many messages the poller holds at most (received, not yet settled)."""
+        return self.max_in_flight or self.concurrency
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between visibility extensions: a third of the visibility timeout."""
+        return self.heartbeat_interval or max(self.visibility_timeout / 3, 0.2)
+
+    @property
+    def is_fifo(self) -> bool:
+        """Whether the queue is FIFO (its URL ends with ``.fifo``)."""
+        return self.queue_url.endswith(".fifo")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> QueuePoller:
+        """Start receiving in background threads; returns self."""
+        with self._lock:
+            if self._state != "new":
+                raise ConfigError(f"QueuePoller already {self._state}; make a new one to restart")
+            self._state = "running"
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.name}-job")
+        for target, suffix in ((self._receive_loop, "receiver"), (self._keeper_loop, "keeper")):
+            thread = threading.Thread(target=target, name=f"{self.name}-{suffix}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        """Ask the poller to stop and return at once: safe in a signal handler."""
+        self._stop_requested.set()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop gracefully and wait: stop receiving, let the long poll in flight end and
+        release what it brings, release messages not started (visibility 0), wait up to
+        ``drain_timeout`` for running handlers, flush deletes. Returns whether it stopped
+        within ``timeout`` (default: the drain timeout plus one long poll plus a margin)."""
+        self.request_stop()
+        if self._state == "new":
+            self._state = "stopped"
+            self._stopped.set()
+            return True
+        limit = timeout if timeout is not None else self.drain_timeout + self.wait_time_seconds + 30
+        return self._stopped.wait(limit)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the poller has stopped; returns whether it has."""
+        return self._stopped.wait(timeout)
+
+    def run(self) -> None:
+        """Start, then block until :meth:`request_stop` (or a signal) and the graceful stop."""
+        if self._state == "new":
+            self.start()
+        while not self._stopped.wait(1.0):
+            pass
+
+    def install_signal_handlers(
+        self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
+    ) -> None:
+        """Make SIGTERM and SIGINT request a graceful stop (call from the main thread)."""
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("%s: signal %d, stopping", self.name, signum)
+            self.request_stop()
+
+        for signum in signals:
+            signal.signal(signum, handle)
+
+    def __enter__(self) -> QueuePoller:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def state(self) -> str:
+        """new, running, stopping or stopped."""
+        return self._state
+
+    def stats(self) -> PollerStats:
+        """A snapshot of the counters and the current load."""
+        with self._lock:
+            c = self._counters
+            return PollerStats(
+                state=self._state,
+                receive_calls=c.receive_calls,
+                receive_errors=c.receive_errors,
+                received=c.received,
+                succeeded=c.succeeded,
+                failed=c.failed,
+                timed_out=c.timed_out,
+                released=c.released,
+                deleted=c.deleted,
+                delete_failures=c.delete_failures,
+                extended=c.extended,
+                extend_failures=c.extend_failures,
+                leases_lost=c.leases_lost,
+                held=len(self._held),
+                running=sum(1 for h in self._held.values() if h.state in ("running", "abandoned")),
+                last_poll_at=self._last_poll_at,
+            )
+
+    # -- the receiver ---------------------------------------------------------------------
+
+    def _free(self) -> int:
+        return self.capacity - len(self._held)
+
+    def _receive_loop(self) -> None:
+        errors = 0
+        attempt_id: str | None = None
+        while not self._stop_requested.is_set():
+            with self._wake:
+                while self._free() <= 0 and not self._stop_requested.is_set():
+                    self._wake.wait(0.5)
+                free = self._free()
+            if self._stop_requested.is_set():
+                break
+            # The same attempt id after a failed receive makes SQS return the messages that
+            # call may have made invisible, instead of leaving them hidden (FIFO only).
+            attempt_id = attempt_id or uuid.uuid4().hex
+            try:
+                messages = self._receive(min(10, free), attempt_id)
+            except Exception as exc:
+                errors += 1
+                with self._lock:
+                    self._counters.receive_errors += 1
+                # Full jitter: many workers throttled at once must not come back in step.
+                window = min(self.error_backoff_max, 0.1 * 2 ** min(errors, 10))
+                delay = random.uniform(0, window)  # noqa: S311 - jitter, not cryptography
+                transient = is_retryable_error(exc)
+                log.log(
+                    logging.WARNING if transient else logging.ERROR,
+                    "%s: ReceiveMessage failed (%s); retrying in %.2fs",
+                    self.name,
+                    exc,
+                    delay,
+                    exc_info=not transient,
+                )
+                self._stop_requested.wait(delay)
+                continue
+            errors, attempt_id = 0, None
+            self._accept(messages)
+        self._shutdown()
+
+    def _receive(self, count: int, attempt_id: str) -> list[ReceivedMessage]:
+        params: dict[str, Any] = {
+            "QueueUrl": self.queue_url,
+            "MaxNumberOfMessages": count,
+            "WaitTimeSeconds": self.wait_time_seconds,
+            "VisibilityTimeout": self.visibility_timeout,
+            "MessageSystemAttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+        }
+        if self.is_fifo:
+            params["ReceiveRequestAttemptId"] = attempt_id
+        with self._lock:
+            self._counters.receive_calls += 1
+        response = self.sqs.receive_message(**params)
+        with self._lock:
+            self._last_poll_at = time.time()
+        return [ReceivedMessage.from_sqs_message(m) for m in response.get("Messages", [])]
+
+    def _accept(self, messages: list[ReceivedMessage]) -> None:
+        now = time.monotonic()
+        to_submit: list[str] = []
+        with self._lock:
+            for message in messages:
+                token = str(next(self._tokens))
+                held = _Held(token, Delivery(message), now)
+                self._held[token] = held
+                self._counters.received += 1
+                if self._stop_requested.is_set():
+                    # The long poll in flight when stop came: never started, so released.
+                    self._to_release.append((held, 0))
+                    continue
+                # A standard queue's lane is the message itself, so a copy redelivered while
+                # an abandoned handler still runs on it waits for that handler to return.
+                group = message.group_id if self.is_fifo and message.group_id else None
+                group = group or f"\0{message.message_id}"
+                lane = self._lanes.get(group)
+                if lane is None:
+                    lane = self._lanes[group] = _Lane()
+                    to_submit.append(group)
+                lane.pending.append(held)
+            self._wake.notify_all()
+        assert self._pool is not None
+        for group in to_submit:
+            self._pool.submit(self._run_lane, group)
+
+    # -- running handlers -----------------------------------------------------------------
+
+    def _run_lane(self, group: str) -> None:
+        """Run one message group's messages one after another."""
+        while True:
+            with self._lock:
+                lane = self._lanes[group]
+                if not lane.pending:
+                    del self._lanes[group]
+                    return
+                held = lane.pending.popleft()
+                lane.current = held
+                held.state = "running"
+                if self.handler_timeout is not None:
+                    held.delivery.deadline = time.monotonic() + self.handler_timeout
+            ok = self._call(held)
+            with self._wake:
+                lane.current = None
+                if held.state == "abandoned":  # timed out or lease lost: already settled
+                    self._held.pop(held.token, None)
+                elif ok:
+                    held.state, held.heartbeat = "settling", False
+                    self._counters.succeeded += 1
+                    self._to_delete.append(held)
+                else:
+                    held.state, held.heartbeat = "settling", False
+                    self._counters.failed += 1
+                    self._to_release.append((held, self._delay(held.message)))
+                    # FIFO: later messages of the group must not overtake the failed one.
+                    self._skip_rest(lane)
+                self._wake.notify_all()
+
+    def _call(self, held: _Held) -> bool:
+        token = _current.set(held.delivery)
+        try:
+            self.handler(held.message)
+        except Exception:
+            log.exception(
+                "%s: handler failed on message %s (receive %d)",
+                self.name,
+                held.message.message_id,
+                held.message.receive_count,
+            )
+            return False
+        finally:
+            _current.reset(token)
+        return True
+
+    def _delay(self, message: ReceivedMessage) -> int:
+        try:
+            return max(0, int(self.retry_delay(message)))
+        except Exception:
+            log.exception("%s: retry_delay failed; releasing at once", self.name)
+            return 0
+
+    def _skip_rest(self, lane: _Lane) -> None:
+        while lane.pending:
+            skipped = lane.pending.popleft()
+            skipped.state, skipped.heartbeat = "settling", False
+            self._to_release.append((skipped, 0))
+
+    # -- the keeper: heartbeats, deletes, releases, timeouts ---------------------------------
+
+    def _keeper_loop(self) -> None:
+        next_beat = time.monotonic() + self.heartbeat_every
+        while not self._keeper_done.is_set():
+            try:
+                with self._wake:
+                    if not (self._to_delete or self._to_release):
+                        self._wake.wait(max(0.0, min(next_beat - time.monotonic(), 0.5)))
+                self._check_timeouts()
+                self._flush()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.heartbeat_every
+                    self._heartbeat()
+            except Exception:  # the keeper must never die: log, pause, go on
+                log.exception("%s: keeper error", self.name)
+                self._keeper_done.wait(0.5)
+
+    def _check_timeouts(self) -> None:
+        if self.handler_timeout is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            for lane in self._lanes.values():
+                held = lane.current
+                deadline = held.delivery.deadline if held else None
+                if held and held.state == "running" and deadline is not None and now >= deadline:
+                    log.error(
+                        "%s: handler of message %s ran past %.1fs; cancelled, message returned",
+                        self.name,
+                        held.message.message_id,
+                        self.handler_timeout,
+                    )
+                    self._counters.timed_out += 1
+                    self._abandon(held, lane, self._delay(held.message))
+
+    def _abandon(self, held: _Held, lane: _Lane | None, delay: int | None) -> None:
+        """Give up on a running delivery (lock held): cancel it, stop its heartbeat, return
+        its message (unless ``delay`` is None: the lease is gone) and the rest of its group."""
+        held.state, held.heartbeat = "abandoned", False
+        held.delivery.cancelled.set()
+        if delay is not None:
+            # A copy: the running thread keeps its own entry in _held until it returns.
+            self._to_release.append(
+                (_Held(f"{held.token}r", held.delivery, held.received_at), delay)
+            )
+        if lane is not None:
+            self._skip_rest(lane)
+
+    def _flush(self) -> None:
+        with self._io_lock:
+            with self._lock:
+                deletes, self._to_delete = self._to_delete, []
+                releases, self._to_release = self._to_release, []
+            if deletes:
+                self._delete(deletes)
+            if releases:
+                self._release(releases)
+
+    def _delete(self, items: list[_Held]) -> None:
+        result = delete_batch(
+            self.sqs,
+            self.queue_url,
+            [(h.token, h.message.receipt_handle) for h in items],
+            policy=self.policy,
+        )
+        with self._wake:
+            for held in items:
+                self._held.pop(held.token, None)
+            self._counters.deleted += len(result.succeeded)
+            self._counters.delete_failures += len(result.failed)
+            self._wake.notify_all()
+        for failure in result.failed:
+            # The message will be delivered again: handlers must be idempotent (ours are).
+            log.error(
+                "%s: could not delete %s: %s %s",
+                self.name,
+                failure.key,
+                failure.code,
+                failure.message,
+            )
+
+    def _release(self, items: list[tuple[_Held, int]]) -> None:
+        result = change_visibility_batch(
+            self.sqs,
+            self.queue_url,
+            [(h.token, (h.message.receipt_handle, delay)) for h, delay in items],
+            policy=self.policy,
+        )
+        with self._wake:
+            for held, _delay in items:
+                if held.state != "abandoned":
+                    self._held.pop(held.token, None)
+            self._counters.released += len(result.succeeded)
+            self._wake.notify_all()
+        for failure in result.failed:
+            # Not fatal: the message becomes visible when its current visibility runs out.
+            log.warning("%s: could not release %s: %s", self.name, failure.key, failure.code)
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            beating = [h for h in self._held.values() if h.heartbeat]
+            expiring = [h for h in beating if extension_seconds(now - h.received_at, 1) == 0]
+            for held in expiring:
+                # 12 hours is all SQS allows: the message will be visible again soon.
+                self._lose(held, "the 12-hour visibility limit")
+            beating = [h for h in beating if h.heartbeat]
+        if not beating:
+            return
+        items = [
+            (
+                h.token,
+                (
+                    h.message.receipt_handle,
+                    extension_seconds(now - h.received_at, self.visibility_timeout),
+                ),
+            )
+            for h in beating
+        ]
+        with self._io_lock:
+            result = change_visibility_batch(self.sqs, self.queue_url, items, policy=self.policy)
+        by_token = {h.token: h for h in beating}
+        with self._wake:
+            self._counters.extended += len(result.succeeded)
+            self._counters.extend_failures += len(result.failed)
+            for failure in result.failed:
+                held = by_token[failure.key]
+                if failure.code in _LEASE_LOST and held.heartbeat:
+                    self._lose(held, f"{failure.code}: {failure.message}")
+            self._wake.notify_all()
+
+    def _lose(self, held: _Held, why: str) -> None:
+        """The poller no longer owns ``held``'s message (lock held)."""
+        log.warning("%s: lost message %s (%s)", self.name, held.message.message_id, why)
+        self._counters.leases_lost += 1
+        if held.state == "running":
+            lane = next((ln for ln in self._lanes.values() if ln.current is held), None)
+            self._abandon(held, lane, None)
+        elif held.state == "queued":
+            held.heartbeat = False
+            for lane in self._lanes.values():
+                if held in lane.pending:
+                    lane.pending.remove(held)
+            self._held.pop(held.token, None)
+
+    # -- graceful stop --------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        with self._wake:
+            self._state = "stopping"
+            for lane in self._lanes.values():
+                self._skip_rest(lane)  # release every message not started
+            self._wake.notify_all()
+        self._flush()
+        deadline = time.monotonic() + self.drain_timeout
+        with self._wake:
+            while any(h.state == "running" for h in self._held.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake.wait(min(left, 0.5))
+            late = [h for h in self._held.values() if h.state == "running"]
+            for held in late:
+                log.error(
+                    "%s: handler of %s still running at stop; cancelled, its message returns "
+                    "when its visibility runs out",
+                    self.name,
+                    held.message.message_id,
+                )
+                held.state, held.heartbeat = "abandoned", False
+                held.delivery.cancelled.set()
+        self._flush()
+        self._keeper_done.set()
+        with self._wake:
+            self._wake.notify_all()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
+        self._flush()  # anything the keeper picked up last
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        with self._lock:
+            self._state = "stopped"
+        self._stopped.set()
+        log.info("%s: stopped (%s)", self.name, self.stats())

@@ -1,0 +1,1 @@
+"""The wire: value classes, names, channels and limits shared by every room. No AWS I/O."""

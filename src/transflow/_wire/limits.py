@@ -1,0 +1,34 @@
+"""What SQS enforces, defined once. Every room checks against these names."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "MAX_BATCH_ENTRIES",
+    "MAX_MESSAGE_BYTES",
+    "MAX_VISIBILITY_TIMEOUT",
+    "SQS_ID",
+    "is_sqs_id",
+]
+
+MAX_MESSAGE_BYTES = 262_144
+"""The default byte limit of one message and of one batch call (SQS's classic 256 KiB).
+
+Queues may be configured up to 1 MiB; ``sqs.maxMessageBytes`` says what yours allow."""
+
+MAX_BATCH_ENTRIES = 10
+"""SQS's limit on the entries of one batch call (send, delete, change visibility)."""
+
+MAX_VISIBILITY_TIMEOUT = 43_200
+"""Twelve hours: the longest visibility timeout SQS accepts."""
+
+SQS_ID = re.compile(r"[\x21-\x7e]{1,128}")
+"""MessageGroupId and MessageDeduplicationId: 1-128 printable ASCII characters, no space.
+
+The upload id becomes the group id of every message of its upload, so it obeys this too."""
+
+
+def is_sqs_id(value: object) -> bool:
+    """Whether ``value`` may be a FIFO MessageGroupId or MessageDeduplicationId."""
+    return isinstance(value, str) and SQS_ID.fullmatch(value) is not None

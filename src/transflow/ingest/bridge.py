@@ -1,0 +1,440 @@
+"""The grouping bridge: S3 "object created" notifications → processing jobs on the FIFO queue.
+
+S3 cannot notify a FIFO queue, so notifications reach the bridge directly (Lambda), through
+a standard queue, or through EventBridge; the bridge reads each object's upload metadata
+(HeadObject, concurrently, with a bound), groups the objects into jobs
+(:mod:`transflow.ingest.grouping`), and sends them with SendMessageBatch
+(:func:`transflow._aws.sqs_batch.send_batch`): MessageGroupId = uploadId, a deterministic
+MessageDeduplicationId, every entry checked. A job too large for one message travels as a
+claim check (:mod:`transflow._aws.claimcheck`).
+
+Every record ends in exactly one place of the :class:`BridgeResult`: a sent job, a skip, a
+failure, or (for a whole upload whose other files are still arriving) the waiting list.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+
+import attrs
+import botocore.exceptions
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from transflow._aws.claimcheck import ClaimCheck, store_claimed_job
+from transflow._aws.sqs_batch import OutgoingMessage, RetryPolicy, is_retryable_error, send_batch
+from transflow._wire.naming import sanitize_branch
+from transflow.errors import BridgeError, UploadMetadataError
+from transflow.ingest.grouping import (
+    HeadedRecord,
+    ListedObject,
+    PlannedJob,
+    UploadCheck,
+    complete_upload,
+    plan_jobs,
+)
+from transflow.ingest.s3events import (
+    EventSource,
+    FailedRecord,
+    ParsedEvent,
+    S3Record,
+    SkippedRecord,
+    parse_event,
+)
+from transflow.ingest.uploads import read_upload_metadata
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+__all__ = [
+    "BatchItemFailure",
+    "BridgeResponse",
+    "BridgeResult",
+    "GroupingBridge",
+    "SentJob",
+    "WaitingRecord",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLAIM_PREFIX = "transflow/claims/"
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+_DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
+
+T = TypeVar("T")
+
+
+class BatchItemFailure(TypedDict):
+    """One entry of a Lambda partial batch response."""
+
+    itemIdentifier: str
+
+
+class BridgeResponse(TypedDict):
+    """What ``lambda_handler`` returns: ``{"batchItemFailures": [...]}``."""
+
+    batchItemFailures: list[BatchItemFailure]
+
+
+@attrs.frozen
+class SentJob:
+    """A job the queue accepted (or dropped as a duplicate of one it holds)."""
+
+    upload_id: str
+    dedup_id: str
+    object_count: int
+    records: tuple[str, ...]
+    claim_check: ClaimCheck | None = None
+
+
+@attrs.frozen
+class WaitingRecord:
+    """A file of a whole upload whose other files have not all arrived yet: the last file's
+    notification emits the upload's one job."""
+
+    ref: str
+    upload_id: str
+    arrived: int
+    expected: int
+    message_id: str | None = None
+
+
+@attrs.frozen
+class BridgeResult:
+    """What the bridge did with every record of an event."""
+
+    source: EventSource
+    sent: tuple[SentJob, ...] = ()
+    skipped: tuple[SkippedRecord, ...] = ()
+    failed: tuple[FailedRecord, ...] = ()
+    waiting: tuple[WaitingRecord, ...] = ()
+    message_ids: tuple[str, ...] = ()
+
+    @property
+    def jobs_sent(self) -> int:
+        """How many jobs went to the processing queue."""
+        return len(self.sent)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no record failed."""
+        return not self.failed
+
+    def failed_message_ids(self) -> list[str]:
+        """The SQS messages that carried a failed record, in event order, each once."""
+        bad = {f.message_id for f in self.failed if f.message_id}
+        return [m for m in self.message_ids if m in bad]
+
+    def batch_response(self) -> BridgeResponse:
+        """The Lambda partial batch response for an SQS-delivered event."""
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids()]}
+
+
+def _message_ids(event: object) -> tuple[str, ...]:
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return ()
+    return tuple(
+        str(r["messageId"])
+        for r in event["Records"]
+        if isinstance(r, dict) and isinstance(r.get("messageId"), str) and r["messageId"]
+    )
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return type(exc).__name__
+
+
+@attrs.define
+class GroupingBridge:
+    """Turns S3 notifications into processing jobs on the FIFO processing queue.
+
+    ``claim_bucket`` holds jobs too large for one message (default: the bucket of the
+    upload); ``whole_uploads`` emits one job per upload once all its files have arrived,
+    when their metadata carries the file count. Clients are used from worker threads
+    (boto3 clients are thread-safe; give the S3 client ``max_pool_connections`` at least
+    ``head_concurrency``).
+    """
+
+    sqs_client: SQSClient
+    s3_client: S3Client
+    queue_url: str = attrs.field(kw_only=True)
+    claim_bucket: str | None = attrs.field(default=None, kw_only=True)
+    claim_prefix: str = attrs.field(default=DEFAULT_CLAIM_PREFIX, kw_only=True)
+    max_message_bytes: int = attrs.field(default=262_144, kw_only=True)
+    head_concurrency: int = attrs.field(
+        default=16, kw_only=True, validator=attrs.validators.in_(range(1, 257))
+    )
+    default_branch: str = attrs.field(default="main", kw_only=True, converter=sanitize_branch)
+    whole_uploads: bool = attrs.field(default=True, kw_only=True)
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy, kw_only=True)
+
+    # -- entry points ------------------------------------------------------------------
+
+    def lambda_handler(self, event: Mapping[str, Any], context: object = None) -> BridgeResponse:
+        """The Lambda entry point.
+
+        For an SQS event, returns ``batchItemFailures`` naming every message with a record
+        that was not enqueued (enable ``ReportBatchItemFailures`` on the event source
+        mapping); when every message failed, raises :class:`BridgeError` instead, so the
+        batch is retried even without it. For a direct S3 or EventBridge invocation, raises
+        :class:`BridgeError` when any record failed, so Lambda retries the event (jobs
+        already sent are dropped as duplicates by the queue) and, in the end, hands it to
+        the function's on-failure destination.
+        """
+        result = self.handle(event)
+        if not result.failed:
+            return {"batchItemFailures": []}
+        summary = "; ".join(f"{f.ref}: {f.reason}" for f in result.failed[:5])
+        message = (
+            f"{len(result.failed)} S3 record(s) were not enqueued ({summary}); "
+            "Lambda will retry them"
+        )
+        if result.source is EventSource.SQS:
+            response = result.batch_response()
+            if len(response["batchItemFailures"]) < len(result.message_ids):
+                return response
+        raise BridgeError(message, result)
+
+    def handle(self, event: Mapping[str, Any]) -> BridgeResult:
+        """Turn one event (any of the three shapes) into queued jobs."""
+        parsed = parse_event(event)
+        records, skipped = self._own_objects_skipped(parsed)
+        failed: list[FailedRecord] = list(parsed.failed)
+        headed: list[HeadedRecord] = []
+        for outcome in self._map(self._head, records):
+            if isinstance(outcome, HeadedRecord):
+                headed.append(outcome)
+            else:
+                failed.append(outcome)
+        plan = plan_jobs(
+            headed, default_branch=self.default_branch, whole_uploads=self.whole_uploads
+        )
+        failed.extend(plan.failed)
+        jobs = list(plan.jobs)
+        waiting: list[WaitingRecord] = []
+        for check, checked in zip(plan.checks, self._map(self._check, plan.checks), strict=True):
+            if isinstance(checked, PlannedJob):
+                jobs.append(checked)
+            elif isinstance(checked, int):
+                waiting.extend(
+                    WaitingRecord(
+                        h.record.ref, check.upload_id, checked, check.expected, h.record.message_id
+                    )
+                    for h in check.records
+                )
+            else:
+                failed.extend(checked)
+        sent, send_failures = self._send(jobs)
+        failed.extend(send_failures)
+        result = BridgeResult(
+            source=parsed.source,
+            sent=tuple(sent),
+            skipped=tuple(skipped),
+            failed=tuple(failed),
+            waiting=tuple(waiting),
+            message_ids=_message_ids(event),
+        )
+        log.info(
+            "bridge: %d job(s) sent, %d record(s) waiting for the rest of their upload, "
+            "%d skipped, %d failed",
+            result.jobs_sent,
+            len(result.waiting),
+            len(result.skipped),
+            len(result.failed),
+        )
+        for failure in result.failed:
+            log.error("not enqueued: %s (%s): %s", failure.ref, failure.key, failure.reason)
+        return result
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _own_objects_skipped(
+        self, parsed: ParsedEvent
+    ) -> tuple[list[S3Record], list[SkippedRecord]]:
+        """Claim checks the bridge wrote itself are not uploads: skip them."""
+        records: list[S3Record] = []
+        skipped = list(parsed.skipped)
+        for record in parsed.records:
+            if record.key.startswith(self.claim_prefix):
+                reason = "a claim check written by the bridge, not an upload"
+                log.info("skipped %s: %s", record.ref, reason)
+                skipped.append(SkippedRecord(record.ref, reason, record.message_id))
+            else:
+                records.append(record)
+        return records, skipped
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_random_exponential(multiplier=self.retry.initial, max=self.retry.maximum),
+            retry=retry_if_exception(is_retryable_error),
+            reraise=True,
+        )
+
+    def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> Iterator[T]:
+        if len(items) <= 1:
+            return iter([fn(item) for item in items])
+        workers = min(self.head_concurrency, len(items))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transflow-bridge") as pool:
+            return iter(list(pool.map(fn, items)))
+
+    def _head(self, record: S3Record) -> HeadedRecord | FailedRecord:
+        def fail(reason: str, *, retryable: bool) -> FailedRecord:
+            return FailedRecord(
+                record.ref, reason, record.message_id, record.bucket, record.key, retryable
+            )
+
+        try:
+            response = self._retrying()(
+                self.s3_client.head_object, Bucket=record.bucket, Key=record.key
+            )
+        except botocore.exceptions.ClientError as exc:
+            code = _error_code(exc)
+            if code in _NOT_FOUND:
+                return fail(
+                    "the object is gone (404): it was deleted or overwritten before the "
+                    "bridge read it; nothing to process",
+                    retryable=False,
+                )
+            if code in _DENIED:
+                return fail(
+                    "HeadObject was denied (403): give the bridge's role s3:GetObject on "
+                    "the upload bucket",
+                    retryable=False,
+                )
+            return fail(f"HeadObject failed: {code} {exc}", retryable=is_retryable_error(exc))
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            return fail(f"HeadObject failed: {exc}", retryable=True)
+        try:
+            metadata = read_upload_metadata(record.key, response.get("Metadata", {}))
+        except UploadMetadataError as exc:
+            return fail("; ".join(exc.problems), retryable=False)
+        etag = response.get("ETag")
+        return HeadedRecord(record, metadata, etag.strip('"') if etag else None)
+
+    def _check(self, check: UploadCheck) -> PlannedJob | int | list[FailedRecord]:
+        """List the upload's prefix: its job when complete, else how many files arrived."""
+        try:
+            listed = list(self._list(check.bucket, check.prefix))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            reason = f"listing {check.prefix} failed: {_error_code(exc)} {exc}"
+            return [
+                FailedRecord(
+                    h.record.ref,
+                    reason,
+                    h.record.message_id,
+                    h.record.bucket,
+                    h.record.key,
+                    is_retryable_error(exc),
+                )
+                for h in check.records
+            ]
+        outcome = complete_upload(check, listed, default_branch=self.default_branch)
+        if outcome is None:
+            log.info(
+                "upload %s: %d of %d files arrived; the last one emits the job",
+                check.upload_id,
+                len(listed),
+                check.expected,
+            )
+            return len(listed)
+        return outcome
+
+    def _list(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        """Every object under ``prefix``, a page (up to 1,000) at a time."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._retrying()(self.s3_client.list_objects_v2, **kwargs)
+            for obj in page.get("Contents", []):
+                yield ListedObject(obj["Key"], str(obj.get("ETag", "")).strip('"'))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def _claim_key(self, planned: PlannedJob) -> str:
+        job = planned.job
+        return f"{self.claim_prefix}{job.branch}/{job.upload_id}/{planned.dedup_id}.json"
+
+    def _message(self, planned: PlannedJob) -> tuple[OutgoingMessage, ClaimCheck | None]:
+        body = planned.job.to_json()
+        claim: ClaimCheck | None = None
+        if len(body.encode("utf-8", "surrogatepass")) > self.max_message_bytes:
+            bucket = self.claim_bucket or planned.job.objects[0].bucket
+            claim = self._retrying()(
+                store_claimed_job,
+                self.s3_client,
+                planned.job,
+                bucket=bucket,
+                key=self._claim_key(planned),
+            )
+            body = claim.to_json()
+        message = OutgoingMessage(body, group_id=planned.job.upload_id, dedup_id=planned.dedup_id)
+        return message, claim
+
+    def _send(self, jobs: Sequence[PlannedJob]) -> tuple[list[SentJob], list[FailedRecord]]:
+        # One message per deduplication id: the same job planned twice goes once.
+        by_id: dict[str, PlannedJob] = {}
+        for planned in jobs:
+            first = by_id.get(planned.dedup_id)
+            by_id[planned.dedup_id] = (
+                planned
+                if first is None
+                else attrs.evolve(first, records=first.records + planned.records)
+            )
+        failed: list[FailedRecord] = []
+        outgoing: list[tuple[str, OutgoingMessage]] = []
+        claims: dict[str, ClaimCheck | None] = {}
+        for key, planned in by_id.items():
+            try:
+                message, claims[key] = self._message(planned)
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                failed.extend(
+                    _record_failures(
+                        planned,
+                        f"storing the claim check failed: {_error_code(exc)} {exc}",
+                        retryable=is_retryable_error(exc),
+                    )
+                )
+                continue
+            outgoing.append((key, message))
+        result = send_batch(
+            self.sqs_client,
+            self.queue_url,
+            outgoing,
+            max_bytes=self.max_message_bytes,
+            policy=self.retry,
+        )
+        sent = [
+            SentJob(
+                upload_id=by_id[key].job.upload_id,
+                dedup_id=key,
+                object_count=len(by_id[key].job.objects),
+                records=tuple(r.ref for r in by_id[key].records),
+                claim_check=claims.get(key),
+            )
+            for key in result.succeeded
+        ]
+        for failure in result.failed:
+            failed.extend(
+                _record_failures(
+                    by_id[failure.key],
+                    f"SendMessageBatch failed: {failure.code} {failure.message}",
+                    retryable=not failure.sender_fault,
+                )
+            )
+        return sent, failed
+
+
+def _record_failures(planned: PlannedJob, reason: str, *, retryable: bool) -> list[FailedRecord]:
+    return [
+        FailedRecord(r.ref, reason, r.message_id, r.bucket, r.key, retryable)
+        for r in planned.records
+    ]

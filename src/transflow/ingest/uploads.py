@@ -1,0 +1,489 @@
+"""Presigned uploads: what a host's "create upload" endpoint calls.
+
+:func:`create_upload` checks every file up front (name, content type, declared size), picks
+the keys (``uploads/{branch}/[users/{userId}/]{uploadId}/{filename}``) and signs one
+presigned **POST** per file whose policy pins the exact key, the content type, a
+``content-length-range`` and every ``x-amz-meta-*`` field the bridge reads, so S3 itself
+refuses an upload that strays from what was signed. Framework-agnostic: return
+``ticket.to_dict()`` as the endpoint's JSON.
+
+The metadata written here (:data:`METADATA_KEYS`) is read back on the bridge's side by
+:func:`read_upload_metadata`, which lives here so that one module owns the format.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from transflow._wire.keys import upload_prefix
+from transflow._wire.model import JsonValue, UserContext, converter
+from transflow._wire.naming import sanitize_branch
+from transflow._wire.safenames import safe_filename, safe_user_id
+from transflow.errors import UploadError, UploadMetadataError, UploadRefusedError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "MAX_POST_OBJECT_BYTES",
+    "METADATA_KEYS",
+    "PresignedFile",
+    "UploadFile",
+    "UploadMetadata",
+    "UploadTicket",
+    "content_type_allowed",
+    "create_upload",
+    "encode_fields",
+    "new_upload_id",
+    "read_upload_metadata",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_POST_OBJECT_BYTES = 5 * 1024**3
+"""The largest object one POST may upload (5 GiB), the default size limit."""
+MAX_METADATA_BYTES = 2048
+"""S3's limit on user metadata: the UTF-8 bytes of every key and value together."""
+MAX_EXPIRES_IN = 7 * 24 * 3600
+"""SigV4 presigned requests live at most 7 days."""
+
+META_UPLOAD_ID = "uploadid"
+META_TEMPLATE_ID = "templateid"
+META_FIELDS = "fields"
+META_USER_ID = "userid"
+META_PERMISSIONS = "permissions"
+META_FILE_COUNT = "filecount"
+METADATA_KEYS = (
+    META_UPLOAD_ID,
+    META_TEMPLATE_ID,
+    META_FIELDS,
+    META_USER_ID,
+    META_PERMISSIONS,
+    META_FILE_COUNT,
+)
+"""The ``x-amz-meta-*`` keys an upload carries (without the prefix, as HeadObject returns)."""
+
+_META_PREFIX = "x-amz-meta-"
+# An upload id is a key segment and the SQS MessageGroupId: URL-safe characters only.
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+_MEDIA_NAME = r"[A-Za-z0-9!#$&^_.+-]+"
+_MEDIA_TYPE = re.compile(rf"({_MEDIA_NAME})/({_MEDIA_NAME})(\s*;.*)?", re.ASCII)
+_PATTERN = re.compile(rf"(\*|{_MEDIA_NAME})/(\*|{_MEDIA_NAME})", re.ASCII)
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
+
+
+@attrs.frozen
+class UploadFile:
+    """A file the browser wants to upload: its name, and what it says about it."""
+
+    name: str = attrs.field(validator=attrs.validators.instance_of(str))
+    content_type: str | None = None
+    size: int | None = None
+
+
+@attrs.frozen
+class PresignedFile:
+    """Where and how to upload one file: POST ``fields`` (in order, then the file as the
+    form's last part, named ``file``) to ``url``."""
+
+    name: str
+    key: str
+    url: str
+    fields: Mapping[str, str]
+    content_type: str | None
+    max_size: int
+
+
+@attrs.frozen
+class UploadTicket:
+    """An upload, ready to go: its id, where its files go and how to send each one."""
+
+    upload_id: str
+    bucket: str
+    branch: str
+    prefix: str
+    template_id: str
+    expires_at: dt.datetime
+    files: tuple[PresignedFile, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON a create-upload endpoint returns to the browser (camelCase)."""
+        out: dict[str, Any] = converter.unstructure(self)
+        return out
+
+
+def new_upload_id() -> str:
+    """A random, URL-safe upload id: 128 bits from :mod:`secrets`, 22 characters."""
+    return secrets.token_urlsafe(16)
+
+
+def encode_fields(fields: Mapping[str, JsonValue]) -> str:
+    """``fields`` as the upload metadata carries them: base64 of compact JSON."""
+    text = json.dumps(dict(fields), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def content_type_allowed(content_type: str, patterns: Sequence[str]) -> bool:
+    """Whether a media type matches one of ``patterns`` (``image/png``, ``image/*``, ``*/*``).
+
+    Matching is anchored and case-insensitive, and parameters (``; charset=…``) are ignored:
+    ``image/*`` allows ``image/png`` but never ``evil/image/png`` or ``image/png/evil``.
+    """
+    match = _MEDIA_TYPE.fullmatch(content_type.strip())
+    if match is None:
+        return False
+    kind, sub = match.group(1).lower(), match.group(2).lower()
+    for pattern in patterns:
+        parsed = _PATTERN.fullmatch(pattern.strip().lower())
+        if parsed is None:
+            continue
+        want_kind, want_sub = parsed.groups()
+        if want_kind in ("*", kind) and want_sub in ("*", sub):
+            return True
+    return False
+
+
+def _check_patterns(patterns: Sequence[str]) -> None:
+    if isinstance(patterns, str):
+        raise UploadError(
+            "allowed_content_types must be a list of media types, not one string "
+            f"(write [{patterns!r}])"
+        )
+    bad = [p for p in patterns if not _PATTERN.fullmatch(p.strip().lower())]
+    if bad:
+        raise UploadError(
+            f"allowed_content_types holds {bad!r}, which are not media type patterns; "
+            "write them as 'type/subtype', 'type/*' or '*/*'"
+        )
+
+
+def _metadata(
+    upload_id: str,
+    template_id: str,
+    fields: Mapping[str, JsonValue] | None,
+    user: UserContext | None,
+    file_count: int,
+) -> dict[str, str]:
+    meta = {META_UPLOAD_ID: upload_id, META_TEMPLATE_ID: template_id}
+    if fields:
+        try:
+            meta[META_FIELDS] = encode_fields(fields)
+        except (TypeError, ValueError) as exc:
+            raise UploadError(
+                f"fields cannot be written as JSON ({exc}); pass strings, numbers, "
+                "booleans, null, lists and objects only"
+            ) from exc
+    if user is not None:
+        meta[META_USER_ID] = user.user_id
+        if user.permissions:
+            meta[META_PERMISSIONS] = json.dumps(list(user.permissions), separators=(",", ":"))
+    meta[META_FILE_COUNT] = str(file_count)
+    # Counted with the x-amz-meta- prefix: the stricter reading of S3's rule, so a signed
+    # upload is never refused by S3 after the browser has sent the file.
+    size = sum(len(_META_PREFIX + k) + len(v.encode()) for k, v in meta.items())
+    if size > MAX_METADATA_BYTES:
+        raise UploadError(
+            f"the upload's metadata would be {size} bytes, over S3's {MAX_METADATA_BYTES}-byte "
+            "limit on user metadata; keep fields small (ids and options, not content) and "
+            "store anything larger in your own database under the upload id"
+        )
+    return meta
+
+
+def _check_ids(upload_id: str, template_id: str, user: UserContext | None) -> None:
+    if not _UPLOAD_ID.fullmatch(upload_id):
+        raise UploadError(
+            f"upload id {upload_id!r} cannot be used: it must be 1-128 letters, digits, "
+            "'-', '_' or '.', not starting with '.' (omit it to get a random one)"
+        )
+    if not template_id or not _PRINTABLE_ASCII.fullmatch(template_id):
+        raise UploadError(
+            f"template id {template_id!r} must be non-empty printable ASCII "
+            "(it travels in S3 metadata)"
+        )
+    if user is not None:
+        if not _PRINTABLE_ASCII.fullmatch(user.user_id):
+            raise UploadError(
+                f"user id {user.user_id!r} must be printable ASCII (it travels in S3 "
+                "metadata); pass the id your identity provider issues (a UUID or 'sub')"
+            )
+        for permission in user.permissions:
+            if not _PRINTABLE_ASCII.fullmatch(permission):
+                raise UploadError(f"permission {permission!r} must be printable ASCII")
+
+
+def _as_file(item: str | UploadFile) -> UploadFile:
+    if isinstance(item, UploadFile):
+        return item
+    if isinstance(item, str):
+        return UploadFile(item)
+    raise UploadError(f"files must hold file names or UploadFile values, not {type(item).__name__}")
+
+
+def _refusal(  # noqa: PLR0911 - one return per reason reads best
+    file: UploadFile, max_size: int, allowed: Sequence[str] | None
+) -> str | None:
+    """Why one file is refused, or None."""
+    if not file.name.strip():
+        return "the file name is empty"
+    if file.size is not None:
+        if isinstance(file.size, bool) or not isinstance(file.size, int) or file.size < 0:
+            return f"size {file.size!r} is not a byte count"
+        if file.size > max_size:
+            return f"{file.size} bytes is over the {max_size}-byte limit"
+    if file.content_type is not None and not _MEDIA_TYPE.fullmatch(file.content_type.strip()):
+        return f"content type {file.content_type!r} is not a media type (type/subtype)"
+    if allowed is not None:
+        if file.content_type is None:
+            return (
+                "no content type given, and this upload only accepts "
+                f"{', '.join(allowed)}; send the file's type"
+            )
+        if not content_type_allowed(file.content_type, allowed):
+            return f"content type {file.content_type!r} is not one of {', '.join(allowed)}"
+    return None
+
+
+def _unique_names(files: Sequence[UploadFile]) -> list[str]:
+    """Safe names, distinct within the upload: a repeated name gets ``-2``, ``-3``, …"""
+    seen: set[str] = set()
+    names: list[str] = []
+    for file in files:
+        base = safe_filename(file.name)
+        name, n = base, 1
+        while name.lower() in seen:  # case-folded: S3 is not, but downloads to disks are
+            n += 1
+            stem, dot, ext = base.rpartition(".")
+            name = f"{stem}-{n}.{ext}" if dot and stem else f"{base}-{n}"
+        seen.add(name.lower())
+        names.append(name)
+    return names
+
+
+def create_upload(
+    s3_client: S3Client,
+    *,
+    bucket: str,
+    branch: str,
+    template_id: str,
+    files: Sequence[str | UploadFile],
+    user: UserContext | None = None,
+    fields: Mapping[str, JsonValue] | None = None,
+    upload_id: str | None = None,
+    expires_in: int = 3600,
+    max_file_size: int | None = None,
+    allowed_content_types: Sequence[str] | None = None,
+) -> UploadTicket:
+    """Sign one presigned POST per file of a new upload and return the ticket.
+
+    Create ``s3_client`` with ``Config(signature_version="s3v4")``: botocore otherwise signs
+    POST policies with SigV2, which newer regions refuse.
+
+    ``user`` is a :class:`transflow.UserContext` (or None for anonymous uploads);
+    ``fields`` are the template's options, carried to the job. Every refused file is
+    reported at once in an :class:`~transflow.UploadRefusedError`; arguments that cannot
+    work raise :class:`~transflow.UploadError`. Nothing is sent to AWS: signing is local.
+    """
+    if not files:
+        raise UploadError("an upload needs at least one file")
+    if isinstance(files, str):
+        raise UploadError(f"files must be a list of file names (write [{files!r}])")
+    if isinstance(expires_in, bool) or not 1 <= expires_in <= MAX_EXPIRES_IN:
+        raise UploadError(f"expires_in must be 1 to {MAX_EXPIRES_IN} seconds, not {expires_in!r}")
+    limit = MAX_POST_OBJECT_BYTES if max_file_size is None else max_file_size
+    if isinstance(limit, bool) or not 0 <= limit <= MAX_POST_OBJECT_BYTES:
+        raise UploadError(
+            f"max_file_size must be 0 to {MAX_POST_OBJECT_BYTES} bytes (S3's POST limit), "
+            f"not {max_file_size!r}"
+        )
+    if allowed_content_types is not None:
+        _check_patterns(allowed_content_types)
+    upload_id = new_upload_id() if upload_id is None else upload_id
+    _check_ids(upload_id, template_id, user)
+
+    if getattr(s3_client.meta.config, "signature_version", None) != "s3v4":
+        # botocore signs presigned POSTs with the deprecated SigV2 unless told otherwise;
+        # regions opened since 2014 refuse those.
+        log.warning(
+            "create_upload: the S3 client does not sign with SigV4; create it with "
+            "botocore.config.Config(signature_version='s3v4')"
+        )
+    wanted = [_as_file(item) for item in files]
+    problems = [
+        (file.name, reason)
+        for file in wanted
+        if (reason := _refusal(file, limit, allowed_content_types)) is not None
+    ]
+    if problems:
+        raise UploadRefusedError(problems)
+
+    branch = sanitize_branch(branch)
+    prefix = upload_prefix(branch, upload_id, safe_user_id(user.user_id) if user else None)
+    meta = _metadata(upload_id, template_id, fields, user, len(wanted))
+    signed: list[PresignedFile] = []
+    for file, name in zip(wanted, _unique_names(wanted), strict=True):
+        key = prefix + name
+        form = {f"{_META_PREFIX}{k}": v for k, v in meta.items()}
+        # Every form field is pinned by an exact-match condition: S3 refuses a POST whose
+        # field differs from the signed one, or that adds an x-amz-meta-* field of its own.
+        conditions: list[Any] = [{name_: value} for name_, value in form.items()]
+        if file.content_type is not None:
+            form["Content-Type"] = file.content_type.strip()
+            conditions.append({"Content-Type": form["Content-Type"]})
+        conditions.append(["content-length-range", 0, limit])
+        post = s3_client.generate_presigned_post(
+            Bucket=bucket, Key=key, Fields=form, Conditions=conditions, ExpiresIn=expires_in
+        )
+        signed.append(
+            PresignedFile(
+                name=file.name,
+                key=key,
+                url=post["url"],
+                fields=dict(post["fields"]),
+                content_type=form.get("Content-Type"),
+                max_size=limit,
+            )
+        )
+    return UploadTicket(
+        upload_id=upload_id,
+        bucket=bucket,
+        branch=branch,
+        prefix=prefix,
+        template_id=template_id,
+        expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=expires_in),
+        files=tuple(signed),
+    )
+
+
+# -- the bridge's side: reading it back ----------------------------------------------------
+
+# Spellings accepted on read, first wins: what create_upload writes, then the dashed forms
+# other uploaders use. HeadObject returns metadata keys in lower case.
+_SPELLINGS = {
+    META_UPLOAD_ID: ("uploadid", "upload-id", "upload_id"),
+    META_TEMPLATE_ID: ("templateid", "template-id", "template_id"),
+    META_USER_ID: ("userid", "user-id", "user_id"),
+    META_FIELDS: ("fields",),
+    META_PERMISSIONS: ("permissions",),
+    META_FILE_COUNT: ("filecount", "file-count", "file_count"),
+}
+_GROUP_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+@attrs.frozen
+class UploadMetadata:
+    """What an uploaded object's metadata says about its upload."""
+
+    template_id: str
+    upload_id: str | None = None
+    fields: Mapping[str, JsonValue] = attrs.field(factory=dict)
+    user_id: str | None = None
+    permissions: tuple[str, ...] = ()
+    file_count: int | None = None
+
+    @property
+    def user(self) -> UserContext | None:
+        """The uploader, when the metadata names one."""
+        if not self.user_id:
+            return None
+        return UserContext(self.user_id, permissions=self.permissions)
+
+
+def _lookup(meta: Mapping[str, str], name: str) -> str | None:
+    for spelling in _SPELLINGS[name]:
+        if spelling in meta:
+            return meta[spelling]
+    return None
+
+
+def _decode_fields(text: str, problems: list[str]) -> dict[str, JsonValue]:
+    raw = text.strip()
+    if raw.startswith("{"):
+        data_text = raw  # plain JSON: never valid base64, so it cannot be misread
+    else:
+        try:
+            padded = raw + "=" * (-len(raw) % 4)
+            decoded = (
+                base64.urlsafe_b64decode(padded)
+                if "-" in raw or "_" in raw
+                else base64.b64decode(padded, validate=True)
+            )
+            data_text = decoded.decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            problems.append("fields: not valid base64 of UTF-8 JSON")
+            return {}
+    try:
+        data = json.loads(data_text)
+    except (json.JSONDecodeError, RecursionError):
+        problems.append("fields: the base64 decodes, but not to JSON")
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"fields: must be a JSON object, not {type(data).__name__}")
+        return {}
+    return data
+
+
+def read_upload_metadata(key: str, metadata: Mapping[str, str]) -> UploadMetadata:
+    """Parse an object's user metadata (HeadObject's ``Metadata``) into
+    :class:`UploadMetadata`.
+
+    Raises :class:`~transflow.UploadMetadataError` listing every problem: a missing template
+    id, ``fields`` that are not base64 of a JSON object, ``permissions`` that are not a JSON
+    array of strings, a file count that is not a positive integer, an upload id that cannot
+    be an SQS MessageGroupId.
+    """
+    meta = {str(k).lower(): str(v) for k, v in metadata.items()}
+    problems: list[str] = []
+    template_id = (_lookup(meta, META_TEMPLATE_ID) or "").strip()
+    if not template_id:
+        problems.append(
+            "templateid: missing, so no template can process this object "
+            "(it was not uploaded through create_upload)"
+        )
+    upload_id = (_lookup(meta, META_UPLOAD_ID) or "").strip() or None
+    if upload_id is not None and not _GROUP_ID.fullmatch(upload_id):
+        problems.append(
+            f"uploadid: {upload_id!r} cannot be an SQS MessageGroupId "
+            "(1-128 ASCII letters, digits or punctuation)"
+        )
+    fields_text = _lookup(meta, META_FIELDS)
+    fields = _decode_fields(fields_text, problems) if fields_text else {}
+    permissions: tuple[str, ...] = ()
+    permissions_text = _lookup(meta, META_PERMISSIONS)
+    if permissions_text:
+        try:
+            parsed = json.loads(permissions_text)
+        except (json.JSONDecodeError, RecursionError):
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
+            permissions = tuple(parsed)
+        else:
+            problems.append("permissions: must be a JSON array of strings")
+    file_count: int | None = None
+    count_text = _lookup(meta, META_FILE_COUNT)
+    if count_text is not None and count_text.strip():
+        text = count_text.strip()
+        if text.isdigit() and text.isascii() and int(text) > 0:
+            file_count = int(text)
+        else:
+            problems.append(f"filecount: {count_text!r} is not a positive integer")
+    if problems:
+        raise UploadMetadataError(key, problems)
+    return UploadMetadata(
+        template_id=template_id,
+        upload_id=upload_id,
+        fields=fields,
+        user_id=(_lookup(meta, META_USER_ID) or "").strip() or None,
+        permissions=permissions,
+        file_count=file_count,
+    )

@@ -1,0 +1,1 @@
+"""Operations: queue provisioning, IAM policies, the SAM template, dead letters, metrics."""

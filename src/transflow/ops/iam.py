@@ -1,0 +1,243 @@
+"""Least-privilege IAM policy documents for each part of the pipeline.
+
+Each document names the exact queue ARNs and bucket prefixes of one project and branch and
+only the actions that part really calls. Pure: no AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import attrs
+from typing_extensions import NotRequired, TypedDict
+
+from transflow._wire.naming import QueueNames
+from transflow.config import TransflowConfig
+from transflow.errors import ConfigError
+
+__all__ = ["IamPolicies", "PolicyDocument", "PolicyStatement", "iam_policies"]
+
+_ACCOUNT = re.compile(r"\d{12}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PARTITIONS = ("aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b")
+
+# What each part calls, and why it needs it:
+# - ReceiveMessage, DeleteMessage, GetQueueAttributes: what a Lambda event source mapping
+#   (or a poller) needs to consume a queue; ChangeMessageVisibility puts a failed message
+#   back with a backoff instead of a re-send.
+CONSUME = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+]
+# SendMessageBatch is authorised as sqs:SendMessage.
+SEND = ["sqs:SendMessage"]
+
+
+class Condition(TypedDict, total=False):
+    """The condition operators the documents use."""
+
+    StringLike: dict[str, list[str]]
+
+
+class PolicyStatement(TypedDict):
+    """One statement of an IAM policy document."""
+
+    Sid: str
+    Effect: str
+    Action: list[str]
+    Resource: list[str]
+    Condition: NotRequired[Condition]
+
+
+class PolicyDocument(TypedDict):
+    """An IAM policy document (the ``Version``/``Statement`` JSON)."""
+
+    Version: str
+    Statement: list[PolicyStatement]
+
+
+@attrs.frozen
+class IamPolicies:
+    """The policy documents of one project and branch, one per part of the pipeline.
+
+    ``bridge``: the S3-triggered function that queues jobs. ``processor``: the function (or
+    worker) that runs them. ``stream``: the server that reads progress for SSE clients.
+    ``operator``: the ``transflow`` command (queues, DLQ redrive, status)."""
+
+    bridge: PolicyDocument
+    processor: PolicyDocument
+    stream: PolicyDocument
+    operator: PolicyDocument
+
+    def by_role(self) -> dict[str, PolicyDocument]:
+        """The documents by role name."""
+        return {
+            "bridge": self.bridge,
+            "processor": self.processor,
+            "stream": self.stream,
+            "operator": self.operator,
+        }
+
+    def to_json(self, role: str, *, indent: int | None = 2) -> str:
+        """One document as JSON, ready for ``aws iam put-role-policy``."""
+        return json.dumps(self.by_role()[role], indent=indent)
+
+
+def _statement(
+    sid: str, actions: list[str], resources: list[str], condition: Condition | None = None
+) -> PolicyStatement:
+    statement = PolicyStatement(Sid=sid, Effect="Allow", Action=actions, Resource=resources)
+    if condition is not None:
+        statement["Condition"] = condition
+    return statement
+
+
+def _document(*statements: PolicyStatement) -> PolicyDocument:
+    return PolicyDocument(Version="2012-10-17", Statement=list(statements))
+
+
+def build_policies(
+    names: QueueNames,
+    *,
+    branch: str,
+    partition: str,
+    region: str,
+    account_id: str,
+    upload_bucket: str,
+    output_bucket: str,
+    claim_check_prefix: str | None = None,
+) -> IamPolicies:
+    """The documents, without checking the identifiers (the SAM template passes
+    ``${AWS::AccountId}``-style placeholders)."""
+
+    def queue(name: str) -> str:
+        return f"arn:{partition}:sqs:{region}:{account_id}:{name}"
+
+    def objects(bucket: str, prefix: str) -> str:
+        return f"arn:{partition}:s3:::{bucket}/{prefix}*"
+
+    uploads = f"uploads/{branch}/"
+    outputs = f"outputs/{branch}/"
+    processing, progress, dlq = queue(names.processing), queue(names.progress), queue(names.dlq)
+    claims = [objects(output_bucket, claim_check_prefix)] if claim_check_prefix is not None else []
+    # Without s3:ListBucket a HeadObject of a missing key answers 403 instead of 404, and a
+    # processor checking whether an output already exists cannot tell "absent" from "denied".
+    list_outputs = _statement(
+        "ListOwnOutputs",
+        ["s3:ListBucket"],
+        [f"arn:{partition}:s3:::{output_bucket}"],
+        Condition(StringLike={"s3:prefix": [f"{outputs}*"]}),
+    )
+
+    bridge = [
+        _statement("ReadUploads", ["s3:GetObject"], [objects(upload_bucket, uploads)]),
+        _statement("QueueJobs", SEND, [processing]),
+    ]
+    if claims:
+        bridge.append(_statement("StoreClaimChecks", ["s3:PutObject"], claims))
+
+    processor = [
+        _statement("ConsumeJobs", CONSUME, [processing]),
+        _statement("PublishProgress", SEND, [progress]),
+        _statement("ReadUploads", ["s3:GetObject"], [objects(upload_bucket, uploads)]),
+        _statement(
+            "WriteOutputs", ["s3:GetObject", "s3:PutObject"], [objects(output_bucket, outputs)]
+        ),
+        list_outputs,
+    ]
+    if claims:
+        processor.append(_statement("ReadClaimChecks", ["s3:GetObject"], claims))
+
+    stream = [_statement("ConsumeProgress", CONSUME, [progress])]
+
+    operator = [
+        _statement(
+            "ManageQueues",
+            [
+                "sqs:CreateQueue",
+                "sqs:GetQueueUrl",
+                "sqs:GetQueueAttributes",
+                "sqs:SetQueueAttributes",
+                "sqs:ListQueueTags",
+                "sqs:TagQueue",
+                "sqs:DeleteQueue",
+            ],
+            [processing, progress, dlq],
+        ),
+        _statement(
+            "RecoverFailedJobs",
+            [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:PurgeQueue",
+                "sqs:StartMessageMoveTask",
+                "sqs:ListMessageMoveTasks",
+                "sqs:CancelMessageMoveTask",
+            ],
+            [dlq],
+        ),
+        _statement("RequeueJobs", SEND, [processing]),
+        _statement("ReadStatusRecords", ["s3:GetObject"], [objects(output_bucket, outputs)]),
+        # CloudWatch has no resource-level permissions for reading metrics.
+        _statement("ReadQueueMetrics", ["cloudwatch:GetMetricStatistics"], ["*"]),
+    ]
+    return IamPolicies(
+        bridge=_document(*bridge),
+        processor=_document(*processor),
+        stream=_document(*stream),
+        operator=_document(*operator),
+    )
+
+
+def iam_policies(
+    config: TransflowConfig,
+    account_id: str,
+    region: str,
+    *,
+    upload_bucket: str,
+    output_bucket: str | None = None,
+    partition: str = "aws",
+    claim_check_prefix: str | None = None,
+) -> IamPolicies:
+    """Least-privilege policy documents for the bridge, the processor, the stream handler and
+    the operator of ``config``'s project and branch.
+
+    ``output_bucket`` defaults to ``upload_bucket``. ``claim_check_prefix`` is the key prefix
+    (in the output bucket) where the bridge stores jobs too large for a message, when it
+    does. Raises :class:`ConfigError` for a malformed account id, region, partition or
+    bucket name."""
+    output_bucket = output_bucket or upload_bucket
+    problems = []
+    if not _ACCOUNT.fullmatch(account_id):
+        problems.append(f"account id {account_id!r} must be 12 digits")
+    if not _REGION.fullmatch(region):
+        problems.append(f"region {region!r} is not an AWS region name such as 'us-east-1'")
+    if partition not in _PARTITIONS:
+        problems.append(f"partition {partition!r} must be one of {', '.join(_PARTITIONS)}")
+    for what, bucket in (("upload bucket", upload_bucket), ("output bucket", output_bucket)):
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+            problems.append(
+                f"{what} {bucket!r} is not an S3 bucket name (3 to 63 lowercase letters, "
+                "digits, '.' and '-')"
+            )
+    if claim_check_prefix is not None and (
+        not claim_check_prefix or "*" in claim_check_prefix or "?" in claim_check_prefix
+    ):
+        problems.append(f"claim check prefix {claim_check_prefix!r} must be a plain key prefix")
+    if problems:
+        raise ConfigError("cannot write IAM policies: " + "; ".join(problems))
+    return build_policies(
+        config.queue_names,
+        branch=config.branch,
+        partition=partition,
+        region=region,
+        account_id=account_id,
+        upload_bucket=upload_bucket,
+        output_bucket=output_bucket,
+        claim_check_prefix=claim_check_prefix,
+    )

@@ -1,0 +1,484 @@
+"""The three FIFO queues of a project and branch: create them, correct drift, delete them.
+
+:func:`ensure_queues` makes the dead-letter queue, the processing queue and the progress
+queue exist with the attributes the spec asks for, and is idempotent: a second run makes no
+change. An existing queue whose attributes drifted is corrected and the change reported; one
+whose attributes SQS cannot change (a standard queue where a FIFO queue is needed) is a
+:class:`~transflow.errors.ProvisionError`.
+
+The decisions (which attributes, what differs, what to warn about) are plain functions; the
+I/O is :func:`ensure_queues_report`, :func:`delete_queues`, :func:`describe_queues` and
+:func:`resolve_queue_urls`. IAM policy documents and the SAM template are pure and live in
+:mod:`transflow.ops.iam` and :mod:`transflow.ops.sam`; they are re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import botocore.exceptions
+
+from transflow._wire.naming import QueueNames
+from transflow.config import TransflowConfig
+from transflow.errors import ProvisionError, ProvisionWarning, QueueNotFoundError
+from transflow.ops.iam import IamPolicies, iam_policies
+from transflow.ops.sam import sam_template
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+__all__ = [
+    "MAX_RETENTION_SEC",
+    "AttributeChange",
+    "EnsureReport",
+    "IamPolicies",
+    "QueueDescription",
+    "QueueUrls",
+    "delete_queues",
+    "describe_queues",
+    "desired_attributes",
+    "desired_tags",
+    "diff_attributes",
+    "ensure_queues",
+    "ensure_queues_report",
+    "iam_policies",
+    "resolve_queue_urls",
+    "sam_template",
+    "visibility_warning",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_RETENTION_SEC = 14 * 24 * 3600
+"""SQS's longest retention, which the dead-letter queue always gets: a FIFO message's age
+restarts when it moves there, and a failed job should wait as long as SQS allows."""
+
+MANAGED_BY = "transflow"
+VISIBILITY_FACTOR = 6
+"""AWS's guidance: a queue's visibility timeout at least six times its function's timeout."""
+
+_JSON_ATTRIBUTES = frozenset({"RedrivePolicy", "RedriveAllowPolicy", "Policy"})
+_NOT_FOUND_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+)
+ROLES = ("processing", "progress", "dlq")
+
+
+@attrs.frozen
+class QueueUrls:
+    """The URLs of the three queues of one project and branch."""
+
+    processing: str
+    progress: str
+    dlq: str
+
+
+@attrs.frozen
+class AttributeChange:
+    """One attribute (or ``tag:{key}``) of one queue that :func:`ensure_queues` set.
+    ``before`` is None when the queue did not report it."""
+
+    queue: str
+    attribute: str
+    before: str | None
+    after: str
+
+
+@attrs.frozen
+class EnsureReport:
+    """What :func:`ensure_queues_report` found and did."""
+
+    urls: QueueUrls
+    created: tuple[str, ...] = ()
+    changes: tuple[AttributeChange, ...] = ()
+    warnings: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    """``{queue}: {attribute}`` set but not kept by the endpoint (moto keeps no
+    RedriveAllowPolicy, for example); not reported as a change on every run."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was created or corrected."""
+        return bool(self.created or self.changes)
+
+
+@attrs.frozen
+class QueueDescription:
+    """One queue as the endpoint reports it; ``url`` is None when it does not exist."""
+
+    role: str
+    name: str
+    url: str | None
+    attributes: Mapping[str, str] = attrs.field(factory=dict)
+    tags: Mapping[str, str] = attrs.field(factory=dict)
+
+
+# -- decisions ----------------------------------------------------------------------------
+
+
+def sibling_arn(arn: str, name: str) -> str:
+    """The ARN of queue ``name`` in the same partition, region and account as ``arn``."""
+    return f"{arn.rsplit(':', 1)[0]}:{name}"
+
+
+def desired_attributes(
+    config: TransflowConfig, *, dlq_arn: str, processing_arn: str
+) -> dict[str, dict[str, str]]:
+    """The attributes each queue (by role) must have, as SQS spells them.
+
+    Attributes not listed are left as the operator set them (the DLQ's and the progress
+    queue's visibility timeout, for example)."""
+    sqs = config.sqs
+    fifo = {"FifoQueue": "true", "ContentBasedDeduplication": "false"}
+    size = {"MaximumMessageSize": str(sqs.max_message_bytes)}
+    return {
+        "dlq": {
+            **fifo,
+            **size,
+            "MessageRetentionPeriod": str(MAX_RETENTION_SEC),
+            "RedriveAllowPolicy": _dumps(
+                {"redrivePermission": "byQueue", "sourceQueueArns": [processing_arn]}
+            ),
+        },
+        "processing": {
+            **fifo,
+            **size,
+            "MessageRetentionPeriod": str(sqs.retention_sec),
+            "VisibilityTimeout": str(sqs.visibility_timeout_sec),
+            "RedrivePolicy": _dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": sqs.max_receive_count}
+            ),
+        },
+        "progress": {
+            **fifo,
+            **size,
+            "MessageRetentionPeriod": str(sqs.retention_sec),
+        },
+    }
+
+
+def desired_tags(config: TransflowConfig) -> dict[str, str]:
+    """The tags every queue of the project and branch carries."""
+    return {"project": config.project, "branch": config.branch, "managed-by": MANAGED_BY}
+
+
+def diff_attributes(
+    queue: str, desired: Mapping[str, str], actual: Mapping[str, str]
+) -> tuple[AttributeChange, ...]:
+    """The attributes of ``desired`` that ``actual`` does not match. JSON policies compare by
+    meaning (key order, spacing and ``3`` versus ``"3"`` do not count); ``FifoQueue`` is left
+    out because SQS cannot change it (see :func:`check_fifo`)."""
+    changes = []
+    for name, want in desired.items():
+        if name == "FifoQueue":
+            continue
+        have = actual.get(name)
+        if have is not None and _same(name, want, have):
+            continue
+        changes.append(AttributeChange(queue, name, have, want))
+    return tuple(changes)
+
+
+def check_fifo(queue: str, actual: Mapping[str, str]) -> None:
+    """Raise :class:`ProvisionError` when an existing queue is not FIFO."""
+    if actual.get("FifoQueue", "false").lower() != "true":
+        raise ProvisionError(
+            f"queue {queue} exists but is not a FIFO queue, and SQS cannot make an existing "
+            "queue FIFO: delete it (transflow queues delete, then wait 60 seconds) or name "
+            "other queues in transflow.config.json (sqs.queueName, sqs.progressQueueName, "
+            "sqs.dlqName), then run ensure again"
+        )
+
+
+def visibility_warning(visibility_timeout_sec: int, function_timeout_sec: int | None) -> str | None:
+    """A warning when the processing queue's visibility timeout is too short for a function
+    that may run ``function_timeout_sec`` seconds, or None."""
+    if function_timeout_sec is None:
+        return None
+    advised = VISIBILITY_FACTOR * function_timeout_sec
+    if visibility_timeout_sec >= advised:
+        return None
+    consequence = (
+        "Lambda refuses an event source mapping whose queue visibility timeout is shorter "
+        "than the function timeout"
+        if visibility_timeout_sec < function_timeout_sec
+        else "a retried batch may become visible again while an earlier attempt still runs"
+    )
+    return (
+        f"sqs.visibilityTimeoutSec is {visibility_timeout_sec}s, below {VISIBILITY_FACTOR} x "
+        f"the function timeout of {function_timeout_sec}s ({advised}s) that AWS advises: "
+        f"{consequence}; raise sqs.visibilityTimeoutSec or shorten the function timeout"
+    )
+
+
+def tag_changes(
+    queue: str, desired: Mapping[str, str], actual: Mapping[str, str]
+) -> tuple[AttributeChange, ...]:
+    """The tags of ``desired`` missing from or different in ``actual``."""
+    return tuple(
+        AttributeChange(queue, f"tag:{key}", actual.get(key), value)
+        for key, value in desired.items()
+        if actual.get(key) != value
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((_normalise(v) for v in value), key=repr)
+    return str(value)
+
+
+def _same(name: str, want: str, have: str) -> bool:
+    if name in _JSON_ATTRIBUTES:
+        try:
+            return bool(_normalise(json.loads(want)) == _normalise(json.loads(have)))
+        except json.JSONDecodeError:
+            return want == have
+    return want.lower() == have.lower() if want in ("true", "false") else want == have
+
+
+# -- I/O ----------------------------------------------------------------------------------
+
+
+def _error_code(exc: botocore.exceptions.ClientError) -> str:
+    error = exc.response.get("Error", {})
+    return str(error.get("QueryErrorCode") or error.get("Code", ""))
+
+
+def _is_not_found(exc: botocore.exceptions.ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return bool({error.get("Code"), error.get("QueryErrorCode")} & _NOT_FOUND_CODES)
+
+
+def _lookup(sqs: SQSClient, name: str) -> str | None:
+    try:
+        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except botocore.exceptions.ClientError as exc:
+        if _is_not_found(exc):
+            return None
+        raise
+
+
+def _attributes(sqs: SQSClient, url: str) -> dict[str, str]:
+    found = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return {str(k): v for k, v in found.items()}
+
+
+def _create(
+    sqs: SQSClient, name: str, attributes: Mapping[str, str], tags: Mapping[str, str]
+) -> tuple[str, bool]:
+    """Create the queue; (url, created). Someone else creating it first is not an error."""
+    try:
+        url = sqs.create_queue(QueueName=name, Attributes=dict(attributes), tags=dict(tags))[  # type: ignore[arg-type]
+            "QueueUrl"
+        ]
+    except botocore.exceptions.ClientError as exc:
+        if "QueueAlreadyExists" not in (_error_code(exc), exc.response["Error"].get("Code")):
+            raise
+        existing = _lookup(sqs, name)
+        if existing is None:
+            raise
+        return existing, False
+    log.info("created queue %s", name)
+    return url, True
+
+
+@attrs.define
+class _Reconciler:
+    sqs: SQSClient
+    tags: Mapping[str, str]
+    created: list[str] = attrs.field(factory=list)
+    changes: list[AttributeChange] = attrs.field(factory=list)
+    warnings: list[str] = attrs.field(factory=list)
+    ignored: list[str] = attrs.field(factory=list)
+
+    def ensure(
+        self, name: str, create_with: Mapping[str, str], desired: Mapping[str, str] | None
+    ) -> tuple[str, dict[str, str] | None]:
+        """Make queue ``name`` exist; correct it to ``desired`` when given. Returns its URL
+        and its attributes when they were read."""
+        url = _lookup(self.sqs, name)
+        fresh = False
+        if url is None:
+            url, fresh = _create(self.sqs, name, create_with, self.tags)
+        if fresh:
+            self.created.append(name)
+            if desired is None or dict(desired) == dict(create_with):
+                return url, None
+        actual = _attributes(self.sqs, url)
+        check_fifo(name, actual)
+        if desired is not None:
+            self._correct(name, url, desired, actual, report=not fresh)
+        if not fresh:
+            self._tag(name, url)
+        return url, actual
+
+    def _correct(
+        self,
+        name: str,
+        url: str,
+        desired: Mapping[str, str],
+        actual: Mapping[str, str],
+        *,
+        report: bool,
+    ) -> None:
+        changes = diff_attributes(name, desired, actual)
+        if not changes:
+            return
+        self.sqs.set_queue_attributes(
+            QueueUrl=url,
+            Attributes={c.attribute: c.after for c in changes},  # type: ignore[misc]
+        )
+        # Some endpoints (moto, older LocalStack) accept an attribute and ignore it; such an
+        # attribute is reported as ignored, not as a change made on every run.
+        after = _attributes(self.sqs, url)
+        for change in changes:
+            if change.attribute not in after and change.before is None:
+                log.info("queue %s: the endpoint does not keep %s", name, change.attribute)
+                self.ignored.append(f"{name}: {change.attribute}")
+            elif report:
+                log.warning(
+                    "queue %s: %s was %r, set to %r",
+                    name,
+                    change.attribute,
+                    change.before,
+                    change.after,
+                )
+                self.changes.append(change)
+
+    def _tag(self, name: str, url: str) -> None:
+        actual = self.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        changes = tag_changes(name, self.tags, actual)
+        if changes:
+            self.sqs.tag_queue(
+                QueueUrl=url, Tags={c.attribute[len("tag:") :]: c.after for c in changes}
+            )
+            self.changes.extend(changes)
+
+
+def ensure_queues_report(
+    sqs: SQSClient,
+    config: TransflowConfig,
+    *,
+    function_timeout_sec: int | None = None,
+) -> EnsureReport:
+    """Create or correct the DLQ, the processing queue and the progress queue of
+    ``config``'s project and branch, and say what changed.
+
+    ``function_timeout_sec`` is the processing function's timeout, when known: a visibility
+    timeout below six times it gives a :class:`ProvisionWarning` (and a line in
+    ``warnings``). Raises :class:`ProvisionError` when an existing queue is not FIFO."""
+    names = config.queue_names
+    work = _Reconciler(sqs, desired_tags(config))
+    advice = visibility_warning(config.sqs.visibility_timeout_sec, function_timeout_sec)
+    if advice:
+        work.warnings.append(advice)
+
+    # The DLQ goes first: the processing queue's redrive policy names its ARN, and the DLQ's
+    # redrive-allow policy names the processing queue's, which follows from the DLQ's.
+    bare = desired_attributes(config, dlq_arn="", processing_arn="")["dlq"]
+    bare.pop("RedriveAllowPolicy")
+    dlq_url, dlq_actual = work.ensure(names.dlq, bare, None)
+    if dlq_actual is None:
+        dlq_actual = _attributes(sqs, dlq_url)
+    dlq_arn = dlq_actual["QueueArn"]
+    desired = desired_attributes(
+        config, dlq_arn=dlq_arn, processing_arn=sibling_arn(dlq_arn, names.processing)
+    )
+    work._correct(
+        names.dlq, dlq_url, desired["dlq"], dlq_actual, report=names.dlq not in work.created
+    )
+    processing_url, _ = work.ensure(names.processing, desired["processing"], desired["processing"])
+    progress_url, _ = work.ensure(names.progress, desired["progress"], desired["progress"])
+
+    for line in work.warnings:
+        warnings.warn(line, ProvisionWarning, stacklevel=2)
+    return EnsureReport(
+        urls=QueueUrls(processing=processing_url, progress=progress_url, dlq=dlq_url),
+        created=tuple(work.created),
+        changes=tuple(work.changes),
+        warnings=tuple(work.warnings),
+        ignored=tuple(work.ignored),
+    )
+
+
+def ensure_queues(
+    sqs: SQSClient, config: TransflowConfig, *, function_timeout_sec: int | None = None
+) -> QueueUrls:
+    """Create or correct the three queues of ``config``'s project and branch and return
+    their URLs. Idempotent. :func:`ensure_queues_report` also says what changed."""
+    return ensure_queues_report(sqs, config, function_timeout_sec=function_timeout_sec).urls
+
+
+def resolve_queue_urls(sqs: SQSClient, config: TransflowConfig) -> QueueUrls:
+    """The queue URLs from the configuration where it has them, else looked up by name.
+
+    Raises :class:`QueueNotFoundError` naming the missing queue."""
+    names = config.queue_names
+    given = {
+        "processing": config.sqs.queue_url,
+        "progress": config.sqs.progress_queue_url,
+        "dlq": config.sqs.dlq_url,
+    }
+    urls: dict[str, str] = {}
+    for role in ROLES:
+        url = given[role] or _lookup(sqs, getattr(names, role))
+        if url is None:
+            raise QueueNotFoundError(
+                f"the {role} queue {getattr(names, role)} does not exist on this endpoint: "
+                "run 'transflow queues ensure' (or ensure_queues) first, or check --region, "
+                "--endpoint-url and the project and branch in the configuration"
+            )
+        urls[role] = url
+    return QueueUrls(**urls)
+
+
+def describe_queues(sqs: SQSClient, config: TransflowConfig) -> tuple[QueueDescription, ...]:
+    """Every queue of the project and branch with its attributes and tags; a missing one
+    has ``url`` None."""
+    names = config.queue_names
+    described = []
+    for role in ROLES:
+        name = getattr(names, role)
+        url = _lookup(sqs, name)
+        if url is None:
+            described.append(QueueDescription(role, name, None))
+            continue
+        tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        described.append(QueueDescription(role, name, url, _attributes(sqs, url), dict(tags)))
+    return tuple(described)
+
+
+def delete_queues(sqs: SQSClient, names: QueueNames | TransflowConfig) -> tuple[str, ...]:
+    """Delete a branch's queues (processing and progress, then the DLQ) and return the names
+    deleted; queues already gone are skipped.
+
+    Messages in them are lost, the DLQ's failed jobs included. SQS refuses to create a queue
+    of the same name for 60 seconds after its deletion."""
+    if isinstance(names, TransflowConfig):
+        names = names.queue_names
+    deleted = []
+    for name in (names.processing, names.progress, names.dlq):
+        url = _lookup(sqs, name)
+        if url is None:
+            continue
+        try:
+            sqs.delete_queue(QueueUrl=url)
+        except botocore.exceptions.ClientError as exc:
+            if not _is_not_found(exc):
+                raise
+            continue
+        log.info("deleted queue %s", name)
+        deleted.append(name)
+    return tuple(deleted)

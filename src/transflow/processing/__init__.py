@@ -1,0 +1,1 @@
+"""Processing: templates, the job processor, progress publishing, status records, webhooks."""

@@ -1,0 +1,286 @@
+"""What a step sees and may do: :class:`StepContext`.
+
+A step gets its job, its inputs as local files, where its outputs go, and four verbs:
+``upload_result``, ``progress``, ``publish`` and ``run``. The context does no AWS I/O itself:
+the processor hands it a :class:`JobRuntime` that stores outputs and sends events, so the
+rules here (which output names are allowed, what an event may carry) are plain code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mimetypes
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from transflow._wire.keys import STATUS_RECORD_NAME
+from transflow._wire.model import JsonValue, ProcessingJob, ProgressType, UserContext
+from transflow.errors import OutputPathError, StepUsageError
+from transflow.processing.external import CommandResult, run_command
+
+__all__ = [
+    "DEFAULT_COMMAND_TIMEOUT",
+    "InputFile",
+    "JobRuntime",
+    "OutputFile",
+    "OutputLocation",
+    "StepContext",
+    "output_key",
+]
+
+DEFAULT_COMMAND_TIMEOUT = 600.0
+"""Seconds `StepContext.run` lets a command run when the step gives no ``timeout``."""
+
+# Seconds kept back from a command's timeout in Lambda, so the job can still report failure.
+COMMAND_TIME_RESERVE = 5.0
+MAX_S3_KEY_BYTES = 1024
+_EVENT_FIELDS = frozenset({"step", "key", "message", "name", "bucket", "template_id", "percent"})
+# start, done and error belong to the processor: a step announcing them would lie.
+_STEP_EVENT_TYPES = (ProgressType.PROGRESS, ProgressType.OUTPUT)
+
+
+@attrs.frozen
+class InputFile:
+    """One input of the job, downloaded to ``path`` in the job's temporary directory."""
+
+    path: Path
+    name: str
+    bucket: str
+    key: str
+    size: int
+    etag: str = ""
+    content_type: str | None = None
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class OutputFile:
+    """One output written to S3 by ``ctx.upload_result``."""
+
+    step: str
+    name: str
+    bucket: str
+    key: str
+    size: int
+    content_type: str
+    etag: str = ""
+
+
+def output_key(prefix: str, name: str) -> str:
+    """The S3 key of output ``name`` under ``prefix``; raises :class:`OutputPathError` for a
+    name that could land anywhere else, or on the status record."""
+    if not isinstance(name, str) or not name:
+        raise OutputPathError(f"output name must be a non-empty string, not {name!r}")
+    problem = None
+    if name.startswith("/"):
+        problem = "it is absolute"
+    elif "\\" in name:
+        problem = "it contains a backslash"
+    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        problem = "it contains control characters"
+    elif any(part in ("", ".", "..") for part in name.split("/")):
+        problem = "it has an empty, '.' or '..' path segment"
+    elif name == STATUS_RECORD_NAME:
+        problem = f"{STATUS_RECORD_NAME} is the job's status record"
+    if problem:
+        raise OutputPathError(
+            f"output name {name!r} is refused because {problem}: outputs are written under "
+            f"{prefix!r}; use a relative name such as 'audio/preview.mp3'"
+        )
+    key = prefix + name
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_S3_KEY_BYTES:
+        raise OutputPathError(
+            f"output key {key[:80]!r}… is over S3's {MAX_S3_KEY_BYTES}-byte limit: use a "
+            "shorter name"
+        )
+    return key
+
+
+@attrs.frozen
+class OutputLocation:
+    """Where a job's outputs go: ``s3://{bucket}/{prefix}``."""
+
+    bucket: str
+    prefix: str
+
+    def key(self, name: str) -> str:
+        """The key of output ``name`` (checked, see :func:`output_key`)."""
+        return output_key(self.prefix, name)
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/prefix``."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+class JobRuntime(Protocol):
+    """What the processor provides to the contexts of one job."""
+
+    def emit(self, type: ProgressType, fields: Mapping[str, Any]) -> None:
+        """Queue a progress event of the job."""
+
+    def store_output(self, local_path: Path, bucket: str, key: str, content_type: str) -> str:
+        """Stream a file to S3; return its ETag."""
+
+    def record_output(self, output: OutputFile) -> None:
+        """Remember an output for the status record."""
+
+    def remaining_time(self) -> float:
+        """Seconds left before the Lambda deadline (``math.inf`` outside Lambda)."""
+
+
+def _json_value(name: str, value: object) -> JsonValue:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StepUsageError(
+            f"event field {name!r} must be JSON (str, number, bool, None, list, dict), not "
+            f"{type(value).__name__}: {exc}"
+        ) from None
+    return value  # type: ignore[return-value]  # checked just above
+
+
+@attrs.define(eq=False)
+class StepContext:
+    """The job as one step sees it, and what the step may do.
+
+    ``inputs`` are local files in ``work_dir`` (removed after the job, success or not);
+    outputs go to ``output`` through :meth:`upload_result`.
+    """
+
+    job: ProcessingJob
+    template_id: str
+    step: str
+    inputs: tuple[InputFile, ...]
+    work_dir: Path
+    output: OutputLocation
+    attempt: int
+    _runtime: JobRuntime = attrs.field(alias="_runtime", repr=False)
+
+    @property
+    def upload_id(self) -> str:
+        """The upload this job belongs to."""
+        return self.job.upload_id
+
+    @property
+    def branch(self) -> str:
+        """The branch (environment) of the upload."""
+        return self.job.branch
+
+    @property
+    def fields(self) -> Mapping[str, JsonValue]:
+        """Form fields the client sent with the upload."""
+        return self.job.fields
+
+    @property
+    def user(self) -> UserContext | None:
+        """Who uploaded, when the upload was made by a signed-in user."""
+        return self.job.user
+
+    def upload_result(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str,
+        content_type: str | None = None,
+    ) -> OutputFile:
+        """Stream a local file to ``{output prefix}{name}``, record it under this step in
+        the status record, and emit an ``output`` event.
+
+        ``name`` is relative (``"preview/clip.mp3"``); a name that escapes the prefix raises
+        :class:`OutputPathError`. The content type is guessed from ``name`` when omitted."""
+        key = self.output.key(name)
+        path = Path(local_path)
+        if not path.is_file():
+            raise StepUsageError(f"upload_result({name!r}): {path} is not a file")
+        kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        size = path.stat().st_size
+        etag = self._runtime.store_output(path, self.output.bucket, key, kind)
+        result = OutputFile(self.step, name, self.output.bucket, key, size, kind, etag)
+        self._runtime.record_output(result)
+        self._runtime.emit(
+            ProgressType.OUTPUT,
+            {"step": self.step, "name": name, "bucket": self.output.bucket, "key": key},
+        )
+        return result
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        """Report how far this step is (0-100). Sent within the publisher's flush delay."""
+        if (
+            isinstance(percent, bool)
+            or not isinstance(percent, int | float)
+            or not math.isfinite(percent)
+            or not 0 <= percent <= 100
+        ):
+            raise StepUsageError(
+                f"progress percent must be a number from 0 to 100, not {percent!r}"
+            )
+        fields: dict[str, Any] = {"step": self.step, "percent": percent}
+        if message is not None:
+            fields["message"] = str(message)
+        self._runtime.emit(ProgressType.PROGRESS, fields)
+
+    def publish(self, type: ProgressType | str, **data: Any) -> None:
+        """Emit a ``progress`` or ``output`` event with any JSON fields; ``step`` defaults
+        to this step. ``start``, ``step:*``, ``done`` and ``error`` are the processor's."""
+        try:
+            kind = ProgressType(type)
+        except ValueError:
+            kind = None
+        if kind not in _STEP_EVENT_TYPES:
+            allowed = ", ".join(repr(t.value) for t in _STEP_EVENT_TYPES)
+            raise StepUsageError(
+                f"a step may publish {allowed} events, not {type!r}: the processor sends "
+                "start, step:start, step:done, done and error itself"
+            )
+        fields: dict[str, Any] = {"step": self.step}
+        extra: dict[str, JsonValue] = {}
+        for name, value in data.items():
+            if name in _EVENT_FIELDS:
+                fields[name] = value
+            else:
+                extra[name] = _json_value(name, value)
+        if extra:
+            fields["extra"] = extra
+        assert kind is not None
+        self._runtime.emit(kind, fields)
+
+    def run(
+        self,
+        args: Sequence[str | os.PathLike[str]],
+        *,
+        timeout: float | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        max_stdout: int = 10 * 1024 * 1024,
+    ) -> CommandResult:
+        """Run an external tool in the job's directory; see :func:`~.external.run_command`.
+
+        The timeout defaults to 600 s and is cut to the Lambda time left (minus a small
+        reserve), so a hung tool fails the job cleanly instead of the Lambda timing out."""
+        limit = DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout
+        left = self.remaining_time()
+        if math.isfinite(left):
+            limit = min(limit, left - COMMAND_TIME_RESERVE)
+        return run_command(
+            args,
+            timeout=limit,
+            cwd=cwd if cwd is not None else self.work_dir,
+            env=env,
+            max_stdout=max_stdout,
+        )
+
+    def remaining_time(self) -> float:
+        """Seconds left before the Lambda deadline; ``math.inf`` outside Lambda."""
+        return self._runtime.remaining_time()
+
+    def path(self, name: str) -> Path:
+        """A path for a new file in the job's directory (``ctx.path("out.m4a")``)."""
+        output_key("", name)  # the same rules keep it inside the directory
+        target = self.work_dir / "work" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target

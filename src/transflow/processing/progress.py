@@ -1,0 +1,233 @@
+"""Progress events to the progress queue: ordered, deduplicated, batched.
+
+:class:`ProgressPublisher` is made once per process; each job opens a
+:class:`ProgressStream` with :meth:`ProgressPublisher.stream`. A stream numbers the job's
+events (``seq``), buffers them, and sends them with SendMessageBatch when a step starts, when
+the job ends (``done``/``error``), when ten are waiting, or after ``flush_after`` seconds,
+whichever comes first. So a job costs a fraction of one request per event, and a progress bar
+never waits longer than the delay.
+
+Deduplication. Every event's MessageDeduplicationId is ``{uploadId}:{attempt}:{seq}``: a send
+retried after a timeout is dropped by the FIFO queue (same id), while a re-run of the job after
+a failed delivery (another attempt) is not. ``seq`` keeps increasing across attempts, a
+redrive from the dead-letter queue included: an attempt numbers its events from the
+millisecond it started (:func:`first_seq`), so ``{uploadId}:{seq}`` identifies an event for
+the browser too.
+
+Progress is best effort by design: a send that still fails after the retries is logged at
+ERROR and the job goes on, because processing correctness comes before progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from transflow._aws.sqs_batch import (
+    MAX_BATCH_ENTRIES,
+    BatchResult,
+    OutgoingMessage,
+    RetryPolicy,
+    send_batch,
+)
+from transflow._wire.model import ProgressEvent, ProgressType
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+__all__ = [
+    "SEQS_PER_MS",
+    "ProgressPublisher",
+    "ProgressStream",
+    "dedup_id",
+    "first_seq",
+    "should_flush",
+]
+
+log = logging.getLogger(__name__)
+
+SEQS_PER_MS = 1_000
+"""An attempt numbers its events from the millisecond it started times this: room for 1,000
+events per millisecond between the starts of two attempts (never close in practice: a retry
+waits for its message's visibility)."""
+
+_MAX_DEDUP = 128
+# Sending at these events (after buffering them) keeps the browser's view in step with the job.
+_FLUSH_TYPES = frozenset({ProgressType.STEP_START, ProgressType.DONE, ProgressType.ERROR})
+
+
+# -- decisions ----------------------------------------------------------------------------
+
+
+def first_seq(started_at: float) -> int:
+    """The seq of the first event of an attempt that started at ``started_at`` (epoch
+    seconds).
+
+    Time, not the receive count: a job redriven from the dead-letter queue starts again at
+    receive count 1, and its events must still sort after the failed attempts' (the hub
+    drops an event whose seq it has passed) and must not share their deduplication ids. A
+    millisecond clock stays below 2**53, so JavaScript reads it exactly."""
+    return int(started_at * 1000) * SEQS_PER_MS
+
+
+def dedup_id(upload_id: str, attempt: str, seq: int) -> str:
+    """``{uploadId}:{attempt}:{seq}``, hashed when it would pass SQS's 128 characters."""
+    plain = f"{upload_id}:{attempt}:{seq}"
+    if len(plain) <= _MAX_DEDUP:
+        return plain
+    return hashlib.sha256(plain.encode()).hexdigest()
+
+
+def should_flush(event_type: ProgressType, buffered: int) -> bool:
+    """Whether to send now: a step starts, the job ends, or a full batch is waiting."""
+    return event_type in _FLUSH_TYPES or buffered >= MAX_BATCH_ENTRIES
+
+
+# -- I/O ----------------------------------------------------------------------------------
+
+
+@attrs.define
+class ProgressPublisher:
+    """Sends the progress events of jobs to one FIFO progress queue.
+
+    Thread-safe and cheap to share: one per process, one :class:`ProgressStream` per job.
+    """
+
+    sqs: SQSClient
+    queue_url: str
+    flush_after: float = 0.5
+    max_bytes: int = 262_144
+    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    clock: Callable[[], float] = time.time
+
+    def stream(
+        self,
+        upload_id: str,
+        branch: str,
+        *,
+        attempt: int = 1,
+        attempt_token: str | None = None,
+    ) -> ProgressStream:
+        """A stream for one delivery attempt of one upload's job.
+
+        ``attempt`` is the message's ApproximateReceiveCount; ``attempt_token`` (defaults to
+        ``str(attempt)``) goes into the deduplication ids and must differ between attempts."""
+        return ProgressStream(
+            publisher=self,
+            upload_id=upload_id,
+            branch=branch,
+            attempt_token=attempt_token or str(attempt),
+            next_seq=first_seq(self.clock()),
+        )
+
+    def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:
+        """Send events now (in order, batched); failures are logged, never raised."""
+        messages = [
+            (
+                event.event_id or str(index),
+                OutgoingMessage(
+                    event.to_json(),
+                    group_id=event.upload_id,
+                    dedup_id=dedup_id(event.upload_id, attempt_token, event.seq or 0),
+                ),
+            )
+            for index, event in enumerate(events)
+        ]
+        try:
+            result = send_batch(
+                self.sqs, self.queue_url, messages, max_bytes=self.max_bytes, policy=self.policy
+            )
+        except Exception:
+            log.exception(
+                "progress: could not send %d events to %s; the job goes on without them",
+                len(events),
+                self.queue_url,
+            )
+            return BatchResult(calls=0)
+        if result.failed:
+            log.error(
+                "progress: %d of %d events were not sent (%s); the job goes on without them",
+                len(result.failed),
+                len(events),
+                ", ".join(f"{f.key}: {f.code}" for f in result.failed[:5]),
+            )
+        return result
+
+
+@attrs.define(eq=False)
+class ProgressStream:
+    """The events of one attempt at one upload's job, in order, with their ``seq``.
+
+    Use as a context manager (or call :meth:`close`): closing sends what is buffered.
+    """
+
+    publisher: ProgressPublisher
+    upload_id: str
+    branch: str
+    attempt_token: str
+    next_seq: int
+    sent: int = 0
+    calls: int = 0
+    _buffer: list[ProgressEvent] = attrs.field(factory=list, alias="_buffer")
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, alias="_lock")
+    _send_lock: threading.Lock = attrs.field(factory=threading.Lock, alias="_send_lock")
+    _timer: threading.Timer | None = attrs.field(default=None, alias="_timer")
+    _closed: bool = attrs.field(default=False, alias="_closed")
+
+    def emit(self, type: ProgressType | str, **fields: Any) -> ProgressEvent:
+        """Number and buffer an event; sends at once when :func:`should_flush` says so."""
+        kind = ProgressType(type)
+        extra: Mapping[str, Any] = fields.pop("extra", None) or {}
+        with self._lock:
+            event = ProgressEvent.create(
+                kind,
+                upload_id=self.upload_id,
+                branch=self.branch,
+                seq=self.next_seq,
+                extra=dict(extra),
+                **fields,
+            )
+            self.next_seq += 1
+            self._buffer.append(event)
+            flush_now = should_flush(kind, len(self._buffer))
+            if not flush_now and self._timer is None and not self._closed:
+                # The first event of a quiet stretch starts the clock; the timer sends it.
+                self._timer = threading.Timer(self.publisher.flush_after, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+        if flush_now:
+            self.flush()
+        return event
+
+    def flush(self) -> None:
+        """Send every buffered event now, in order."""
+        # One sender at a time, and the buffer taken inside, so events never overtake.
+        with self._send_lock:
+            with self._lock:
+                events, self._buffer = self._buffer, []
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+            if not events:
+                return
+            result = self.publisher.send(events, self.attempt_token)
+            self.sent += len(result.succeeded)
+            self.calls += result.calls
+
+    def close(self) -> None:
+        """Send what is left; later events are still accepted and sent by the next flush."""
+        self.flush()
+        with self._lock:
+            self._closed = True
+
+    def __enter__(self) -> ProgressStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

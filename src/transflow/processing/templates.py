@@ -1,0 +1,162 @@
+"""Templates: named, ordered lists of steps, registered with decorators.
+
+    registry = TemplateRegistry()
+    audio = registry.template("audio-processing", output_bucket="my-outputs")
+
+    @audio.step("transcode")
+    def transcode(ctx: StepContext) -> None:
+        ...
+
+The processor looks a job's ``templateId`` up in the registry and runs the steps in the order
+they were registered. Pure: no AWS, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
+
+import attrs
+
+from transflow.errors import DuplicateTemplateError, TemplateDefinitionError, TemplateNotFoundError
+
+if TYPE_CHECKING:
+    from transflow.processing.context import StepContext
+
+__all__ = ["Step", "StepFunction", "Template", "TemplateRegistry"]
+
+StepFunction = Callable[["StepContext"], None]
+"""What ``@template.step(name)`` decorates: a function of the `StepContext` that returns
+nothing and raises to fail the job."""
+F = TypeVar("F", bound=StepFunction)
+
+# Step names appear in progress events, S3 results and logs: keep them plain.
+_STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+@attrs.frozen
+class Step:
+    """One step of a template: a name and the function that does the work."""
+
+    name: str
+    func: StepFunction
+
+
+@attrs.define(eq=False)
+class Template:
+    """A template: an id, where its outputs go, an optional webhook, and its steps.
+
+    Created by :meth:`TemplateRegistry.template`; add steps with :meth:`step`.
+    """
+
+    template_id: str
+    output_bucket: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = attrs.field(default=None, repr=False)
+    description: str | None = None
+    _steps: list[Step] = attrs.field(factory=list, alias="_steps", repr=False)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The steps, in the order they run."""
+        return tuple(self._steps)
+
+    def step(self, name: str) -> Callable[[F], F]:
+        """Decorator: register ``func(ctx) -> None`` as the next step, called ``name``."""
+        if not isinstance(name, str) or not _STEP_NAME.fullmatch(name):
+            raise TemplateDefinitionError(
+                f"step name {name!r} of template {self.template_id!r} is not valid: use 1-64 "
+                "letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+            )
+        if any(existing.name == name for existing in self._steps):
+            raise TemplateDefinitionError(
+                f"template {self.template_id!r} already has a step {name!r}: step names are "
+                "the keys of the results, so each must be unique"
+            )
+
+        def register(func: F) -> F:
+            if not callable(func):
+                raise TemplateDefinitionError(
+                    f"@step({name!r}) must decorate a function taking the StepContext"
+                )
+            self._steps.append(Step(name, func))
+            return func
+
+        return register
+
+    def add_step(self, name: str, func: StepFunction) -> None:
+        """Register a step without the decorator syntax."""
+        self.step(name)(func)
+
+
+def _check_webhook(template_id: str, url: str | None, secret: str | None) -> None:
+    if url is None:
+        if secret is not None:
+            raise TemplateDefinitionError(
+                f"template {template_id!r} has a webhook_secret but no webhook_url"
+            )
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise TemplateDefinitionError(
+            f"webhook_url {url!r} of template {template_id!r} must be an absolute http(s) URL"
+        )
+
+
+@attrs.define
+class TemplateRegistry:
+    """The templates a processor knows, by id."""
+
+    _templates: dict[str, Template] = attrs.field(factory=dict, alias="_templates")
+
+    def template(
+        self,
+        template_id: str,
+        *,
+        output_bucket: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        description: str | None = None,
+    ) -> Template:
+        """Create and register a template; raises :class:`DuplicateTemplateError` when the
+        id is taken."""
+        if not isinstance(template_id, str) or not template_id.strip():
+            raise TemplateDefinitionError(
+                f"template id must be a non-empty string, not {template_id!r}"
+            )
+        if template_id in self._templates:
+            raise DuplicateTemplateError(template_id)
+        _check_webhook(template_id, webhook_url, webhook_secret)
+        template = Template(
+            template_id,
+            output_bucket=output_bucket,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            description=description,
+        )
+        self._templates[template_id] = template
+        return template
+
+    def get(self, template_id: str) -> Template:
+        """The template with this id; raises :class:`TemplateNotFoundError` naming the
+        known ids."""
+        try:
+            return self._templates[template_id]
+        except (KeyError, TypeError):
+            raise TemplateNotFoundError(str(template_id), self._templates) from None
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The registered template ids, in registration order."""
+        return tuple(self._templates)
+
+    def __contains__(self, template_id: object) -> bool:
+        return template_id in self._templates
+
+    def __iter__(self) -> Iterator[Template]:
+        return iter(tuple(self._templates.values()))
+
+    def __len__(self) -> int:
+        return len(self._templates)

@@ -1,0 +1,1 @@
+"""Streaming: the progress hub, upload snapshots and Server-Sent Events."""
