@@ -63,7 +63,7 @@ from transflow import (
 from transflow._aws.claimcheck import decode_job_message
 from transflow._aws.metering import RequestCounter
 from transflow._aws.poller import QueuePoller, backoff_visibility
-from transflow._aws.sqs_batch import RetryPolicy
+from transflow._aws.retry import RetryPolicy
 from transflow.processing.status import ASSEMBLY_COMPLETED, AssemblyStatus
 from transflow.processing.worker import make_worker
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import httpx
 
-from transflow._aws.sqs_batch import OutgoingMessage, RetryPolicy, send_batch
+from transflow._aws.retry import RetryPolicy
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire.model import ProgressEvent
 
 if TYPE_CHECKING:

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         poller_client_config,
         release_immediately,
     )
+    from transflow._wire.channels import branch_channel, channel_matches, upload_channel
     from transflow._wire.messages import (
         ReceivedMessage,
     )
@@ -69,9 +70,6 @@ if TYPE_CHECKING:
         ProgressType,
         S3ObjectRef,
         UserContext,
-        branch_channel,
-        channel_matches,
-        upload_channel,
     )
     from transflow._wire.naming import (
         QueueNames,
@@ -164,9 +162,9 @@ _HOMES: dict[str, str] = {
     "ProgressType": "transflow._wire.model",
     "S3ObjectRef": "transflow._wire.model",
     "UserContext": "transflow._wire.model",
-    "branch_channel": "transflow._wire.model",
-    "channel_matches": "transflow._wire.model",
-    "upload_channel": "transflow._wire.model",
+    "branch_channel": "transflow._wire.channels",
+    "channel_matches": "transflow._wire.channels",
+    "upload_channel": "transflow._wire.channels",
     "QueueNames": "transflow._wire.naming",
     "queue_names": "transflow._wire.naming",
     "sanitize_branch": "transflow._wire.naming",

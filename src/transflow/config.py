@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.naming import (
     MAX_QUEUE_NAME,
     QueueNames,
@@ -60,7 +61,7 @@ _SQS_INTS: dict[str, tuple[str, int, _Range]] = {
     "maxReceiveCount": ("max_receive_count", 3, _Range(1, 1_000)),
     "batchSize": ("batch_size", 10, _Range(1, 10)),
     "retentionSec": ("retention_sec", 14 * 24 * 3600, _Range(60, 14 * 24 * 3600)),
-    "maxMessageBytes": ("max_message_bytes", 262_144, _Range(1_024, 1_048_576)),
+    "maxMessageBytes": ("max_message_bytes", MAX_MESSAGE_BYTES, _Range(1_024, 1_048_576)),
 }
 _SQS_NAMES = {
     "queueName": "queue_name",
@@ -97,7 +98,7 @@ class SqsConfig:
     max_receive_count: int = 3
     batch_size: int = 10
     retention_sec: int = 14 * 24 * 3600
-    max_message_bytes: int = 262_144
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
 
 @attrs.frozen

@@ -27,7 +27,7 @@ from transflow import (
     create_upload,
 )
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message, load_claimed_job
-from transflow._aws.sqs_batch import RetryPolicy
+from transflow._aws.retry import RetryPolicy
 from transflow.cli.local import LocalAws, local_client_config
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from transflow import (
     ensure_queues,
 )
 from transflow._aws.claimcheck import store_claimed_job
-from transflow._aws.sqs_batch import RetryPolicy
+from transflow._aws.retry import RetryPolicy
 from transflow._wire.keys import status_key
 from transflow.cli.local import LocalAws, local_client_config
 from transflow.ops.dlq import RedriveProgress, peek, purge, redrive

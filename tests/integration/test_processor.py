@@ -41,7 +41,7 @@ from transflow import (
     count_requests,
 )
 from transflow._aws.claimcheck import store_claimed_job
-from transflow._aws.sqs_batch import RetryPolicy
+from transflow._aws.retry import RetryPolicy
 from transflow.cli.local import LocalAws, local_client_config
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from tests.faults import EntryFaults
 from tests.pipeline import drain_events
 from transflow import ProgressPublisher, count_requests
-from transflow._aws.sqs_batch import RetryPolicy
+from transflow._aws.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -8,9 +8,9 @@ import pytest
 
 from tests.faults import CallFaults, EntryFaults
 from transflow._aws.metering import count_requests
+from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import (
     OutgoingMessage,
-    RetryPolicy,
     change_visibility_batch,
     delete_batch,
     send_batch,

@@ -8,10 +8,10 @@ import botocore.exceptions
 from hypothesis import given
 from hypothesis import strategies as st
 
+from transflow._aws.retry import is_retryable_error
 from transflow._aws.sqs_batch import (
     OutgoingMessage,
     is_retryable_entry,
-    is_retryable_error,
     message_size,
     plan_batches,
 )

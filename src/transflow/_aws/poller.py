@@ -37,13 +37,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from botocore.config import Config
 
-from transflow._aws.sqs_batch import (
-    MAX_VISIBILITY_TIMEOUT,
-    RetryPolicy,
-    change_visibility_batch,
-    delete_batch,
-    is_retryable_error,
-)
+from transflow._aws.retry import RetryPolicy, is_retryable_error
+from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
+from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow.errors import ConfigError
 

@@ -18,84 +18,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
-import botocore.exceptions
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import RetryError, retry_if_exception_type
+
+from transflow._aws.retry import RETRYABLE_CODES, RetryPolicy, is_retryable_error
+from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
-    "MAX_BATCH_ENTRIES",
     "BatchResult",
     "EntryFailure",
     "OutgoingMessage",
-    "RetryPolicy",
     "change_visibility_batch",
     "delete_batch",
-    "is_retryable_error",
     "message_size",
     "plan_batches",
     "send_batch",
 ]
 
 log = logging.getLogger(__name__)
-
-MAX_BATCH_ENTRIES = 10
-"""SQS's limit on the entries of one batch call (send, delete, change visibility)."""
-MAX_VISIBILITY_TIMEOUT = 43_200
-
-# Error codes AWS documents as transient for SQS (and S3, which shares the helper).
-RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "KmsThrottled",
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "AWS.SimpleQueueService.InternalError",
-        "AWS.SimpleQueueService.ServiceUnavailable",
-    }
-)
-_CONNECTION_ERRORS = (
-    botocore.exceptions.ConnectionError,
-    botocore.exceptions.HTTPClientError,
-    botocore.exceptions.ReadTimeoutError,
-)
-
-
-@attrs.frozen
-class RetryPolicy:
-    """How hard to try: ``attempts`` calls at most, waits drawn from an exponential window
-    with full jitter between ``initial`` and ``maximum`` seconds."""
-
-    attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
-    maximum: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
-
-    def retrying(self) -> Retrying:
-        """A tenacity controller for one batch operation."""
-        return Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_random_exponential(multiplier=self.initial, max=self.maximum),
-            retry=retry_if_exception_type(_TryAgain),
-            reraise=False,
-        )
 
 
 @attrs.frozen
@@ -187,17 +129,6 @@ def plan_batches(
     return batches, too_large
 
 
-def is_retryable_error(exc: BaseException) -> bool:
-    """Whether a failed call may succeed if made again (throttling, 5xx, network)."""
-    if isinstance(exc, _CONNECTION_ERRORS):
-        return True
-    if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code", "") in RETRYABLE_CODES or status == 429 or status >= 500
-    return False
-
-
 def is_retryable_entry(code: str, sender_fault: bool) -> bool:
     """Whether a failed batch entry may succeed if sent again."""
     return code in RETRYABLE_CODES or not sender_fault
@@ -267,7 +198,7 @@ def _run(
             raise _TryAgain
 
     try:
-        for retry in policy.retrying():
+        for retry in policy.retrying(retry_if_exception_type(_TryAgain), reraise=False):
             with retry:
                 attempt()
     except RetryError:
@@ -325,7 +256,7 @@ def send_batch(
     queue_url: str,
     messages: Iterable[tuple[str, OutgoingMessage]],
     *,
-    max_bytes: int = 262_144,
+    max_bytes: int = MAX_MESSAGE_BYTES,
     policy: RetryPolicy | None = None,
 ) -> BatchResult:
     """Send ``(key, message)`` pairs with SendMessageBatch, in order, in as few calls as the

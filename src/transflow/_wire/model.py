@@ -21,6 +21,8 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from transflow._wire.channels import upload_channel
+from transflow._wire.limits import is_sqs_id
 from transflow.errors import EventFormatError, JobFormatError
 
 __all__ = [
@@ -30,46 +32,20 @@ __all__ = [
     "ProgressType",
     "S3ObjectRef",
     "UserContext",
-    "branch_channel",
-    "channel_matches",
     "converter",
     "format_timestamp",
     "parse_timestamp",
-    "upload_channel",
 ]
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 """Any value JSON can hold: what `fields`, `metadata` and an event's extra fields carry."""
 JsonObject: TypeAlias = "dict[str, JsonValue]"
 
-# SQS MessageGroupId rules: 1-128 characters, alphanumerics and ASCII punctuation. The
-# upload id becomes the group id of every message of the upload, so it must satisfy them.
-_GROUP_ID = re.compile(r"[\x21-\x7e]{1,128}")
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:?\d{2})"
 )
 # Characters SQS refuses in a message body even when JSON could carry them raw.
 _NOT_SQS_SAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
-
-
-# -- channels ---------------------------------------------------------------------------
-
-
-def upload_channel(branch: str, upload_id: str) -> str:
-    """The progress channel of one upload: ``upload:{branch}:{uploadId}``."""
-    return f"upload:{branch}:{upload_id}"
-
-
-def branch_channel(branch: str) -> str:
-    """The pattern that matches every upload of a branch: ``upload:{branch}:*``."""
-    return f"upload:{branch}:*"
-
-
-def channel_matches(pattern: str, channel: str) -> bool:
-    """Whether ``channel`` is ``pattern`` or falls under a branch pattern ending in ``:*``."""
-    if pattern.endswith(":*"):
-        return channel.startswith(pattern[:-1]) and len(channel) > len(pattern) - 1
-    return pattern == channel
 
 
 # -- timestamps -------------------------------------------------------------------------
@@ -131,7 +107,7 @@ def _not_empty(_instance: object, attribute: attrs.Attribute[Any], value: Sized)
 
 
 def _group_id(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not _GROUP_ID.fullmatch(value):
+    if not is_sqs_id(value):
         raise ValueError(
             f"{attribute.name} {value!r} cannot be an SQS MessageGroupId: use 1-128 "
             "ASCII letters, digits or punctuation, without spaces"
@@ -466,7 +442,7 @@ def _check_job(data: object) -> Iterator[str]:
         return
     yield from _check_str(data, "uploadId", "", required=True)
     upload_id = data.get("uploadId")
-    if isinstance(upload_id, str) and upload_id and not _GROUP_ID.fullmatch(upload_id):
+    if isinstance(upload_id, str) and upload_id and not is_sqs_id(upload_id):
         yield (
             "uploadId: must be 1-128 ASCII letters, digits or punctuation without spaces "
             "(it is the SQS MessageGroupId)"

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import attrs
 import botocore.exceptions
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from transflow._aws.claimcheck import ClaimCheck, store_claimed_job
-from transflow._aws.sqs_batch import OutgoingMessage, RetryPolicy, is_retryable_error, send_batch
+from transflow._aws.retry import RetryPolicy, is_retryable_error
+from transflow._aws.s3 import error_code, is_not_found
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import BridgeError, UploadMetadataError
 from transflow.ingest.grouping import (
@@ -61,7 +63,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_CLAIM_PREFIX = "transflow/claims/"
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
 
 T = TypeVar("T")
@@ -143,12 +144,6 @@ def _message_ids(event: object) -> tuple[str, ...]:
     )
 
 
-def _error_code(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return type(exc).__name__
-
-
 @attrs.define
 class GroupingBridge:
     """Turns S3 notifications into processing jobs on the FIFO processing queue.
@@ -165,7 +160,7 @@ class GroupingBridge:
     queue_url: str = attrs.field(kw_only=True)
     claim_bucket: str | None = attrs.field(default=None, kw_only=True)
     claim_prefix: str = attrs.field(default=DEFAULT_CLAIM_PREFIX, kw_only=True)
-    max_message_bytes: int = attrs.field(default=262_144, kw_only=True)
+    max_message_bytes: int = attrs.field(default=MAX_MESSAGE_BYTES, kw_only=True)
     head_concurrency: int = attrs.field(
         default=16, kw_only=True, validator=attrs.validators.in_(range(1, 257))
     )
@@ -268,14 +263,6 @@ class GroupingBridge:
                 records.append(record)
         return records, skipped
 
-    def _retrying(self) -> Retrying:
-        return Retrying(
-            stop=stop_after_attempt(self.retry.attempts),
-            wait=wait_random_exponential(multiplier=self.retry.initial, max=self.retry.maximum),
-            retry=retry_if_exception(is_retryable_error),
-            reraise=True,
-        )
-
     def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> Iterator[T]:
         if len(items) <= 1:
             return iter([fn(item) for item in items])
@@ -290,12 +277,12 @@ class GroupingBridge:
             )
 
         try:
-            response = self._retrying()(
+            response = self.retry.retrying()(
                 self.s3_client.head_object, Bucket=record.bucket, Key=record.key
             )
         except botocore.exceptions.ClientError as exc:
-            code = _error_code(exc)
-            if code in _NOT_FOUND:
+            code = error_code(exc)
+            if is_not_found(exc):
                 return fail(
                     "the object is gone (404): it was deleted or overwritten before the "
                     "bridge read it; nothing to process",
@@ -322,7 +309,7 @@ class GroupingBridge:
         try:
             listed = list(self._list(check.bucket, check.prefix))
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            reason = f"listing {check.prefix} failed: {_error_code(exc)} {exc}"
+            reason = f"listing {check.prefix} failed: {error_code(exc)} {exc}"
             return [
                 FailedRecord(
                     h.record.ref,
@@ -352,7 +339,7 @@ class GroupingBridge:
             kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = self._retrying()(self.s3_client.list_objects_v2, **kwargs)
+            page = self.retry.retrying()(self.s3_client.list_objects_v2, **kwargs)
             for obj in page.get("Contents", []):
                 yield ListedObject(obj["Key"], str(obj.get("ETag", "")).strip('"'))
             token = page.get("NextContinuationToken")
@@ -368,7 +355,7 @@ class GroupingBridge:
         claim: ClaimCheck | None = None
         if len(body.encode("utf-8", "surrogatepass")) > self.max_message_bytes:
             bucket = self.claim_bucket or planned.job.objects[0].bucket
-            claim = self._retrying()(
+            claim = self.retry.retrying()(
                 store_claimed_job,
                 self.s3_client,
                 planned.job,
@@ -399,7 +386,7 @@ class GroupingBridge:
                 failed.extend(
                     _record_failures(
                         planned,
-                        f"storing the claim check failed: {_error_code(exc)} {exc}",
+                        f"storing the claim check failed: {error_code(exc)} {exc}",
                         retryable=is_retryable_error(exc),
                     )
                 )

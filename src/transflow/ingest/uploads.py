@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from transflow._wire.keys import upload_prefix
+from transflow._wire.limits import is_sqs_id
 from transflow._wire.model import JsonValue, UserContext, converter
 from transflow._wire.naming import sanitize_branch
 from transflow._wire.safenames import safe_filename, safe_user_id
@@ -377,7 +378,6 @@ _SPELLINGS = {
     META_PERMISSIONS: ("permissions",),
     META_FILE_COUNT: ("filecount", "file-count", "file_count"),
 }
-_GROUP_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 @attrs.frozen
@@ -451,7 +451,7 @@ def read_upload_metadata(key: str, metadata: Mapping[str, str]) -> UploadMetadat
             "(it was not uploaded through create_upload)"
         )
     upload_id = (_lookup(meta, META_UPLOAD_ID) or "").strip() or None
-    if upload_id is not None and not _GROUP_ID.fullmatch(upload_id):
+    if upload_id is not None and not is_sqs_id(upload_id):
         problems.append(
             f"uploadid: {upload_id!r} cannot be an SQS MessageGroupId "
             "(1-128 ASCII letters, digits or punctuation)"

@@ -22,15 +22,17 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message, load_claimed_job
+from transflow._aws.retry import RetryPolicy
+from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import (
     EntryFailure,
     OutgoingMessage,
-    RetryPolicy,
     change_visibility_batch,
     delete_batch,
     send_batch,
 )
 from transflow._wire.keys import status_key
+from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressEvent, ProgressType
 from transflow.errors import ConfirmationRequiredError, JobFormatError, TransflowError
@@ -288,10 +290,9 @@ def _status_reason(s3: S3Client, bucket: str, job: FailedJob) -> str | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except botocore.exceptions.ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "404", "NotFound"):
+        if is_not_found(exc):
             return None
-        return f"(status record s3://{bucket}/{key} unreadable: {code})"
+        return f"(status record s3://{bucket}/{key} unreadable: {error_code(exc)})"
     try:
         return reason_from_status(json.loads(body))
     except (ValueError, RecursionError):
@@ -386,7 +387,7 @@ def redrive(
     limit: int | None = None,
     dry_run: bool = False,
     use_move_task: bool | None = None,
-    max_bytes: int = 262_144,
+    max_bytes: int = MAX_MESSAGE_BYTES,
     on_progress: Callable[[RedriveProgress], None] | None = None,
     policy: RetryPolicy | None = None,
     wait_sec: int = 1,

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypedDict
 import attrs
 
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message, load_claimed_job
-from transflow._aws.sqs_batch import RetryPolicy
+from transflow._aws.retry import RetryPolicy
 from transflow._wire.keys import STATUS_RECORD_NAME, job_output_prefix
+from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
 from transflow.errors import (
@@ -242,7 +243,7 @@ class JobProcessor:
     max_receive_count: int | None = attrs.field(default=None, kw_only=True)
     raise_on_total_failure: bool = attrs.field(default=False, kw_only=True)
     flush_after: float = attrs.field(default=0.5, kw_only=True)
-    max_message_bytes: int = attrs.field(default=262_144, kw_only=True)
+    max_message_bytes: int = attrs.field(default=MAX_MESSAGE_BYTES, kw_only=True)
     work_dir: str | None = attrs.field(default=None, kw_only=True)
     retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy, kw_only=True)
     webhooks: WebhookSender = attrs.field(factory=WebhookSender, kw_only=True)

@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import (
-    MAX_BATCH_ENTRIES,
     BatchResult,
     OutgoingMessage,
-    RetryPolicy,
     send_batch,
 )
+from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
 from transflow._wire.model import ProgressEvent, ProgressType
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class ProgressPublisher:
     sqs: SQSClient
     queue_url: str
     flush_after: float = 0.5
-    max_bytes: int = 262_144
+    max_bytes: int = MAX_MESSAGE_BYTES
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
     clock: Callable[[], float] = time.time
 

@@ -20,6 +20,7 @@ import attrs
 import botocore.exceptions
 import cattrs
 
+from transflow._aws.s3 import is_not_found
 from transflow._version import __version__
 from transflow._wire.model import ProcessingJob, format_timestamp
 
@@ -136,7 +137,7 @@ def load_status(s3: S3Client, bucket: str, key: str) -> AssemblyStatus | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except botocore.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if is_not_found(exc):
             return None
         raise
     try:

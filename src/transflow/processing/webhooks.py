@@ -24,14 +24,9 @@ import urllib.request
 from collections.abc import Callable, Mapping
 
 import attrs
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import RetryError, retry_if_exception_type
 
+from transflow._aws.retry import RetryPolicy
 from transflow._version import __version__
 from transflow.errors import WebhookSignatureError
 
@@ -186,12 +181,8 @@ class WebhookSender:
                 last = WebhookResult(False, tries, None, f"{type(exc).__name__}: {exc}")
                 raise _Retry from exc
 
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
-            retry=retry_if_exception_type(_Retry),
-            reraise=False,
-        )
+        policy = RetryPolicy(self.attempts, self.initial_wait, self.max_wait)
+        retrying = policy.retrying(retry_if_exception_type(_Retry), reraise=False)
         try:
             result = retrying(attempt)
         except RetryError:

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from transflow._aws.poller import PollerStats, QueuePoller
+from transflow._wire.channels import branch_channel, channel_matches, parse_channel
 from transflow._wire.messages import ReceivedMessage
-from transflow._wire.model import ProgressEvent, channel_matches
+from transflow._wire.model import ProgressEvent
 from transflow.errors import (
     ChannelError,
     EventFormatError,
@@ -40,23 +41,11 @@ from transflow.streaming.snapshot import UploadStatus, fold_event
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["HubStats", "ProgressHub", "Subscription", "parse_channel"]
+__all__ = ["HubStats", "ProgressHub", "Subscription"]
 
 log = logging.getLogger(__name__)
 
 Authorize = Callable[[Any, str], bool]
-
-
-def parse_channel(channel: str) -> tuple[str, str | None]:
-    """``(branch, uploadId)`` of ``upload:{branch}:{uploadId}``, or ``(branch, None)`` of the
-    branch pattern ``upload:{branch}:*``; raises :class:`ChannelError` otherwise."""
-    parts = channel.split(":", 2) if isinstance(channel, str) else []
-    if len(parts) != 3 or parts[0] != "upload" or not parts[1] or not parts[2]:
-        raise ChannelError(
-            f"{channel!r} is not a progress channel: subscribe to upload:{{branch}}:{{uploadId}} "
-            "or upload:{branch}:* (see transflow.upload_channel and branch_channel)"
-        )
-    return parts[1], None if parts[2] == "*" else parts[2]
 
 
 def _split_event_id(event_id: str | None) -> tuple[str, int] | None:
@@ -438,7 +427,7 @@ class ProgressHub:
         if upload_id is None:
             self._malformed(message, f"an event cannot be sent to the pattern {event.channel}")
             return
-        self.dispatch(event, _pattern=f"upload:{branch}:*")
+        self.dispatch(event, _pattern=branch_channel(branch))
 
     def _malformed(self, message: ReceivedMessage, why: str) -> None:
         # It will never parse: returning normally deletes it and keeps its group moving.
@@ -450,7 +439,7 @@ class ProgressHub:
         """Fold ``event`` into its channel and hand it to every matching subscriber; returns
         how many got it. The hub calls this for each message; tests and hosts that receive
         events another way may call it too."""
-        pattern = _pattern or f"upload:{parse_channel(event.channel)[0]}:*"
+        pattern = _pattern or branch_channel(parse_channel(event.channel)[0])
         with self._lock:
             known = self._channel(event.channel)
             last = known.status.last_seq

@@ -26,7 +26,7 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
-from transflow._wire.model import branch_channel
+from transflow._wire.channels import branch_channel, upload_channel
 from transflow.errors import (
     ChannelError,
     SseEncodingError,
@@ -222,7 +222,7 @@ def channel_from_query(query: Mapping[str, list[str]]) -> str:
     if branch:
         if ":" in branch:
             raise ChannelError(f"branch {branch!r} must not contain ':'")
-        return f"upload:{branch}:{upload_id}" if upload_id else branch_channel(branch)
+        return upload_channel(branch, upload_id) if upload_id else branch_channel(branch)
     raise ChannelError(
         "say which channel to stream: ?channel=upload:{branch}:{uploadId} or ?branch="
     )

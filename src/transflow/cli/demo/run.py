@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import attrs
 
-from transflow._wire.model import upload_channel
+from transflow._wire.channels import upload_channel
 from transflow.cli.demo.client import UploadFollower, post_file, post_json
 from transflow.cli.demo.samples import write_document, write_tone
 from transflow.cli.demo.stack import DemoSettings, DemoStack

@@ -1,0 +1,75 @@
+"""The one retry policy: which AWS failures are transient, and how long to wait between tries.
+
+Exponential backoff with full jitter (AWS's advice for throttling and 5xx), built on tenacity.
+Every room that retries builds its controller here, so attempts and waits are tuned once."""
+
+from __future__ import annotations
+
+import attrs
+import botocore.exceptions
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity.retry import retry_base
+
+__all__ = ["RETRYABLE_CODES", "RetryPolicy", "is_retryable_error"]
+
+# Error codes AWS documents as transient for SQS (and S3, which shares the helper).
+RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "KmsThrottled",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "AWS.SimpleQueueService.InternalError",
+        "AWS.SimpleQueueService.ServiceUnavailable",
+    }
+)
+_CONNECTION_ERRORS = (
+    botocore.exceptions.ConnectionError,
+    botocore.exceptions.HTTPClientError,
+    botocore.exceptions.ReadTimeoutError,
+)
+
+
+def is_retryable_error(exc: BaseException) -> bool:
+    """Whether a failed call may succeed if made again (throttling, 5xx, network)."""
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code", "") in RETRYABLE_CODES or status == 429 or status >= 500
+    return False
+
+
+_RETRY_TRANSIENT = retry_if_exception(is_retryable_error)
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How hard to try: ``attempts`` calls at most, waits drawn from an exponential window
+    with full jitter between ``initial`` and ``maximum`` seconds."""
+
+    attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
+    maximum: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+
+    def retrying(self, retry: retry_base = _RETRY_TRANSIENT, *, reraise: bool = True) -> Retrying:
+        """A tenacity controller for one operation: by default it retries what
+        :func:`is_retryable_error` calls transient and re-raises the last error."""
+        return Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_random_exponential(multiplier=self.initial, max=self.maximum),
+            retry=retry,
+            reraise=reraise,
+        )
