@@ -443,7 +443,14 @@ def _structure_array(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
 def _unstructure_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
     def factory(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
         names = {a.name for a in attrs.fields(cls)}
-        overrides = {n: override(rename=_camel(n), omit=n == _EXTRA) for n in names}
+        # Free-form JSON is copied, not walked: a value nested 900 deep would otherwise
+        # exhaust the stack here instead of failing cleanly in json.dumps.
+        overrides = {
+            n: override(
+                rename=_camel(n), omit=n == _EXTRA, unstruct_hook=dict if n in _FREE_FORM else None
+            )
+            for n in names
+        }
         # mypy cannot tell the per-attribute overrides from cattrs' own keyword flags.
         base = make_dict_unstructure_fn(
             cls,
