@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from transflow._wire.jsontext import JsonTextError, parse_json, type_name
 from transflow._wire.keys import upload_prefix
 from transflow._wire.limits import is_sqs_id
 from transflow._wire.model import JsonValue, UserContext, converter
 from transflow._wire.naming import sanitize_branch
-from transflow._wire.safenames import safe_filename, safe_user_id
-from transflow.errors import UploadError, UploadMetadataError, UploadRefusedError
+from transflow._wire.safenames import safe_filename
+from transflow.errors import ConfigError, UploadError, UploadMetadataError, UploadRefusedError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -328,8 +329,11 @@ def create_upload(
     if problems:
         raise UploadRefusedError(problems)
 
-    branch = sanitize_branch(branch)
-    prefix = upload_prefix(branch, upload_id, safe_user_id(user.user_id) if user else None)
+    try:
+        branch = sanitize_branch(branch)
+    except ConfigError as exc:
+        raise UploadError(str(exc)) from None
+    prefix = upload_prefix(branch, upload_id, user.user_id if user else None)
     meta = _metadata(upload_id, template_id, fields, user, len(wanted))
     signed: list[PresignedFile] = []
     for file, name in zip(wanted, _unique_names(wanted), strict=True):
@@ -423,12 +427,12 @@ def _decode_fields(text: str, problems: list[str]) -> dict[str, JsonValue]:
             problems.append("fields: not valid base64 of UTF-8 JSON")
             return {}
     try:
-        data = json.loads(data_text)
-    except (json.JSONDecodeError, RecursionError):
-        problems.append("fields: the base64 decodes, but not to JSON")
+        data = parse_json(data_text)
+    except JsonTextError as exc:
+        problems.append(f"fields: the base64 decodes, but not to readable JSON ({exc})")
         return {}
     if not isinstance(data, dict):
-        problems.append(f"fields: must be a JSON object, not {type(data).__name__}")
+        problems.append(f"fields: must be a JSON object, not {type_name(data)}")
         return {}
     return data
 
@@ -462,8 +466,8 @@ def read_upload_metadata(key: str, metadata: Mapping[str, str]) -> UploadMetadat
     permissions_text = _lookup(meta, META_PERMISSIONS)
     if permissions_text:
         try:
-            parsed = json.loads(permissions_text)
-        except (json.JSONDecodeError, RecursionError):
+            parsed = parse_json(permissions_text)
+        except JsonTextError:
             parsed = None
         if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
             permissions = tuple(parsed)
