@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
+import attrs
 import pytest
 
 from tests.conftest import load_vector
@@ -18,6 +20,7 @@ from transflow import (
     TransflowError,
     UserContext,
 )
+from transflow._wire.model import converter
 
 
 def without_empty_containers(value: Any) -> Any:
@@ -239,3 +242,17 @@ def test_nested_problems_carry_their_full_path() -> None:
 def test_building_in_python_applies_the_same_rules(build: Any, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         build()
+
+
+class Colour(str, enum.Enum):
+    RED = "red"
+
+
+@attrs.frozen
+class Paint:
+    colour: Colour
+    name: str = "x"
+
+
+def test_the_converter_still_structures_other_enums_of_str() -> None:
+    assert converter.structure({"colour": "red", "name": None}, Paint) == Paint(Colour.RED)

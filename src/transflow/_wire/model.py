@@ -14,6 +14,8 @@ import datetime as dt
 import enum
 import json
 import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any, TypeAlias, TypeVar
 
@@ -410,6 +412,21 @@ _FREE_FORM = {"fields", "metadata", "extra"}
 _EXTRA = "extra"
 
 
+_SCALARS = (str, int, float, bool, ProgressType, type(None))
+
+
+def _is_scalar(type_: Any) -> bool:
+    """Whether a field holds a scalar (or an optional one), which structures as itself: its
+    type is a rule of the field's validator. Decided per field rather than by registering
+    hooks for ``str``, which cattrs would also apply to other ``str`` enums."""
+    if type_ in _SCALARS:
+        return True
+    origin = typing.get_origin(type_)
+    return origin in (typing.Union, types.UnionType) and all(
+        a in _SCALARS for a in typing.get_args(type_)
+    )
+
+
 def _is_array_type(type_: Any) -> bool:
     args: tuple[Any, ...] = getattr(type_, "__args__", ())
     return getattr(type_, "__origin__", None) is tuple and len(args) == 2 and args[1] is ...
@@ -422,7 +439,7 @@ def _structure_array(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
         if not _is_array(value):
             return value  # the field's validator says what it is instead
         item_type = type_.__args__[0]
-        hook = conv.get_structure_hook(item_type)
+        hook = _passthrough if _is_scalar(item_type) else conv.get_structure_hook(item_type)
         out: list[Any] = []
         errors: list[Exception] = []
         for index, item in enumerate(value):
@@ -475,7 +492,8 @@ def _unstructure_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
 def _field_hook(conv: cattrs.Converter, field: attrs.Attribute[Any]) -> Callable[[Any, Any], Any]:
     """Structure one field, then apply its attrs converter and validator: the field's rules
     run here, where cattrs records which field broke them."""
-    inner = _passthrough if field.name in _FREE_FORM else conv.get_structure_hook(field.type)
+    free = field.name in _FREE_FORM or _is_scalar(field.type)
+    inner = _passthrough if free else conv.get_structure_hook(field.type)
     convert = field.converter
     validate = field.validator
 
@@ -522,8 +540,6 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(omit_if_default=True, detailed_validation=True)
     conv.register_unstructure_hook(dt.datetime, format_timestamp)
     conv.register_unstructure_hook(ProgressType, lambda value: value.value)
-    for scalar in (str, int, float, bool, ProgressType):
-        conv.register_structure_hook(scalar, _passthrough)
     conv.register_structure_hook(dt.datetime, _wire_timestamp)
     conv.register_structure_hook_func(_is_array_type, _structure_array(conv))
     conv.register_unstructure_hook_factory(attrs.has, _unstructure_factory(conv))
