@@ -312,7 +312,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(document=json_values | st.dictionaries(st.just("sqs"), json_values), env_branch=st.text())
 def test_any_json_file_loads_or_is_a_config_error(document: Any, env_branch: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
@@ -331,7 +331,7 @@ def test_any_json_file_loads_or_is_a_config_error(document: Any, env_branch: str
         assert config.queue_names.processing.endswith(".fifo")
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes_load_or_are_a_config_error(body: bytes) -> None:
     with tempfile.TemporaryDirectory() as folder:

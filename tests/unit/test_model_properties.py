@@ -186,7 +186,7 @@ def parses_or_says_why(cls: type[ProcessingJob | ProgressEvent], body: object) -
     assert cls is ProcessingJob or isinstance(error, EventFormatError)
 
 
-@settings(max_examples=200)
+@settings(max_examples=150)
 @given(st.sampled_from(PARSERS), any_json)
 def test_any_json_document_is_parsed_or_refused_with_a_typed_error(
     cls: type[ProcessingJob | ProgressEvent], document: JsonValue
@@ -195,7 +195,7 @@ def test_any_json_document_is_parsed_or_refused_with_a_typed_error(
     parses_or_says_why(cls, document)
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.sampled_from(PARSERS), st.binary(max_size=300) | st.text(max_size=300))
 def test_any_bytes_or_text_are_parsed_or_refused_with_a_typed_error(
     cls: type[ProcessingJob | ProgressEvent], body: bytes | str
