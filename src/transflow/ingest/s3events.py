@@ -125,6 +125,17 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _located(container: object) -> tuple[str | None, str | None, dict[str, Any]]:
+    """``bucket.name``, ``object.key`` and the ``object`` of an S3 record's ``s3`` (or an
+    EventBridge event's ``detail``); None where a field is missing or not a string."""
+    bucket = container.get("bucket") if isinstance(container, dict) else None
+    obj = container.get("object") if isinstance(container, dict) else None
+    obj = obj if isinstance(obj, dict) else {}
+    key = obj.get("key")
+    name = _text(bucket.get("name")) if isinstance(bucket, dict) else None
+    return name, key if isinstance(key, str) else None, obj
+
+
 def _source_of(record: Mapping[str, Any]) -> object:
     # S3, SQS, Kinesis and DynamoDB write ``eventSource``; SNS writes ``EventSource``.
     return record.get("eventSource", record.get("EventSource"))
@@ -168,12 +179,8 @@ def _notification_record(
     if name is None or not name.startswith(_CREATED_PREFIX):
         yield SkippedRecord(ref, f"{name or 'unnamed event'} is not an object creation", message_id)
         return
-    s3 = record.get("s3")
-    bucket = s3.get("bucket") if isinstance(s3, dict) else None
-    obj = s3.get("object") if isinstance(s3, dict) else None
-    bucket_name = _text(bucket.get("name")) if isinstance(bucket, dict) else None
-    raw_key = obj.get("key") if isinstance(obj, dict) else None
-    if bucket_name is None or not isinstance(raw_key, str) or not isinstance(obj, dict):
+    bucket_name, raw_key, obj = _located(record.get("s3"))
+    if bucket_name is None or raw_key is None:
         yield FailedRecord(ref, "record lacks s3.bucket.name or s3.object.key", message_id)
         return
     yield S3Record(
@@ -208,11 +215,8 @@ def _records_of_eventbridge(
         )
         return
     detail = event.get("detail")
-    bucket = detail.get("bucket") if isinstance(detail, dict) else None
-    obj = detail.get("object") if isinstance(detail, dict) else None
-    bucket_name = _text(bucket.get("name")) if isinstance(bucket, dict) else None
-    raw_key = obj.get("key") if isinstance(obj, dict) else None
-    if bucket_name is None or not isinstance(raw_key, str) or not isinstance(obj, dict):
+    bucket_name, raw_key, obj = _located(detail)
+    if bucket_name is None or raw_key is None:
         yield FailedRecord(
             prefix, "EventBridge event lacks detail.bucket.name or detail.object.key", message_id
         )
