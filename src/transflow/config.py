@@ -119,6 +119,8 @@ class TransflowConfig:
             processing=self.sqs.queue_name or derived.processing,
             progress=self.sqs.progress_queue_name or derived.progress,
             dlq=self.sqs.dlq_name or derived.dlq,
+            uploads=derived.uploads,
+            uploads_dlq=derived.uploads_dlq,
         )
 
 
