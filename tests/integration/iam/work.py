@@ -17,7 +17,7 @@ import attrs
 
 from tests.integration.iam.conftest import OUTPUTS, UPLOADS, IamWorld, Principal
 from tests.integration.test_bridge import lambda_event, post_files, receive_notifications
-from tests.pipeline import register_audio_demo, wav_bytes
+from tests.pipeline import drain_events, register_audio_demo, wav_bytes
 from tests.streaming_support import SseClient, wait_until, wsgi_server
 from transflow import (
     GroupingBridge,
@@ -149,13 +149,16 @@ def run_bridge(stack: Stack, files: int, *, max_message_bytes: int = 262_144) ->
 
 
 def bridge_work(stack: Stack) -> None:
-    """Two files of one upload become one job, stored as a claim check (a tiny message
-    limit forces one)."""
-    ticket = upload(stack, ["a.wav", "b.wav"])
-    assert run_bridge(stack, 2, max_message_bytes=300) == {"batchItemFailures": []}
+    """Three files of one upload become one job, stored as a claim check (a message limit
+    above the claim check's size but below the job's forces one)."""
+    ticket = upload(stack, ["a.wav", "b.wav", "c.wav"])
+    assert run_bridge(stack, 3, max_message_bytes=250) == {"batchItemFailures": []}
     (message,) = stack.harness.sqs().receive_message(QueueUrl=stack.urls.processing)["Messages"]
     claim = json.loads(message["Body"])
     assert claim["uploadId"] == ticket.upload_id, claim
+    bucket, prefix = stack.claims()
+    assert claim["claimCheck"]["bucket"] == bucket
+    assert claim["claimCheck"]["key"].startswith(f"{prefix}{BRANCH}/{ticket.upload_id}/")
 
 
 # -- processor ------------------------------------------------------------------------------
@@ -240,6 +243,10 @@ def processor_work(stack: Stack) -> None:
     status = load_status(stack.harness.s3(), OUTPUTS, status_key(BRANCH, "up-p"))
     assert status is not None
     assert status.completed, status
+    # Progress is best effort for the job (a refused publish does not fail it), but a
+    # browser waits for it.
+    published = [e.type.value for e in drain_events(stack.harness.sqs(), stack.urls.progress)]
+    assert published[:1] + published[-1:] == ["start", "done"], published
 
 
 # -- stream ---------------------------------------------------------------------------------
