@@ -234,8 +234,8 @@ def iam_policies(
     ``output_bucket`` defaults to ``upload_bucket``. ``claim_check_prefix`` is the key prefix
     (in the output bucket) where the bridge stores jobs too large for a message, when its
     ``claim_bucket``/``claim_prefix`` are set so; by default they go to
-    ``transflow/claims/{branch}/`` in the upload bucket. Raises :class:`ConfigError` for a malformed account id, region, partition or
-    bucket name."""
+    ``transflow/claims/{branch}/`` in the upload bucket. Raises :class:`ConfigError` for a
+    malformed account id, region, partition or bucket name."""
     output_bucket = output_bucket or upload_bucket
     problems = []
     if not _ACCOUNT.fullmatch(account_id):

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import boto3
-import botocore.exceptions
 import pytest
 
 from transflow import TransflowConfig
@@ -71,23 +70,6 @@ def moto_compat(policy: PolicyDocument) -> PolicyDocument:
         for action in list(actions):
             actions.extend(a for a in MOTO_ONLY_ACTIONS.get(action, ()) if a not in actions)
     return compat
-
-
-def without(policies: IamPolicies, role: str, sid: str) -> IamPolicies:
-    """``policies`` with the statement ``sid`` of ``role`` removed."""
-    document = policies.by_role()[role]
-    kept = [s for s in document["Statement"] if s["Sid"] != sid]
-    assert len(kept) == len(document["Statement"]) - 1, f"{role} has no statement {sid}"
-    return attrs.evolve(policies, **{role: {"Version": document["Version"], "Statement": kept}})
-
-
-def is_denied(exc: BaseException) -> bool:
-    """An authorization refusal (SQS answers moto's XML error as code "403")."""
-    if not isinstance(exc, botocore.exceptions.ClientError):
-        return False
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return status == 403 and code in {"AccessDenied", "AccessDeniedException", "403"}
 
 
 @attrs.define
@@ -200,23 +182,29 @@ def _moto_api(endpoint: str, path: str, body: bytes = b"") -> None:
         method="POST",
         headers={"Content-Type": "application/octet-stream"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
 
 
 def _queue_name_as_resource() -> Callable[[], None]:
-    """moto checks GetQueueUrl and CreateQueue against the resource "*", so a policy scoped
-    to queue ARNs (as on AWS) would be refused them: check them against the named queue's
-    ARN, as AWS does. Returns the undo."""
+    """moto checks GetQueueUrl and CreateQueue (named by QueueName) and the message move
+    task calls (named by SourceArn) against the resource "*", so a policy scoped to queue
+    ARNs, as on AWS, would be refused them: check them against the named queue's ARN, as
+    AWS does. Returns the undo."""
     from moto.sqs.responses import SQSResponse
 
     original = SQSResponse._determine_resource
 
     def determine_resource(self: Any) -> str:
-        if self._get_action() in ("GetQueueUrl", "CreateQueue"):
+        action = self._get_action()
+        if action in ("GetQueueUrl", "CreateQueue"):
             name = self._get_param("QueueName")
             if name:
                 return f"arn:aws:sqs:{self.region}:{self.current_account}:{name}"
+        if action in ("StartMessageMoveTask", "ListMessageMoveTasks"):
+            source = self._get_param("SourceArn")
+            if source:
+                return str(source)
         return str(original(self))
 
     SQSResponse._determine_resource = determine_resource  # type: ignore[method-assign]

@@ -36,7 +36,7 @@ from transflow._aws.claimcheck import store_claimed_job
 from transflow._aws.sqs_batch import OutgoingMessage, RetryPolicy, delete_batch, send_batch
 from transflow._wire.keys import status_key
 from transflow.ops import dlq
-from transflow.ops.iam import DEFAULT_CLAIM_PREFIX
+from transflow.ops.iam import DEFAULT_CLAIM_PREFIX, PolicyDocument
 from transflow.ops.metrics import queue_stats
 from transflow.ops.provision import QueueUrls, resolve_queue_urls
 from transflow.processing.status import load_status
@@ -84,7 +84,8 @@ def deploy(world: IamWorld, *, claim_check_prefix: str | None = None, **drop: st
         document = policies.by_role()[role]
         kept = [s for s in document["Statement"] if s["Sid"] != sid]
         assert len(kept) == len(document["Statement"]) - 1, f"{role} has no statement {sid}"
-        policies = attrs.evolve(policies, **{role: {**document, "Statement": kept}})
+        smaller = PolicyDocument(Version=document["Version"], Statement=kept)
+        policies = attrs.evolve(policies, **{role: smaller})
     s3, sqs = world.harness.s3(), world.harness.sqs()
     s3.create_bucket(Bucket=UPLOADS)
     s3.create_bucket(Bucket=OUTPUTS)
