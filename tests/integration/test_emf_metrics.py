@@ -21,7 +21,7 @@ from tests.pipeline import (
 )
 from transflow import JobProcessor, ProgressHub, StepContext, TemplateRegistry
 from transflow._aws.emf import emf_record, emit, enabled
-from transflow._aws.sqs_batch import RetryPolicy
+from transflow._aws.retry import RetryPolicy
 from transflow._wire.model import ProgressEvent, ProgressType
 
 if TYPE_CHECKING:

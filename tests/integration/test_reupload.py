@@ -21,7 +21,7 @@ from transflow import (
     create_upload,
 )
 from transflow._aws.claimcheck import decode_job_message
-from transflow._aws.sqs_batch import RetryPolicy
+from transflow._aws.retry import RetryPolicy
 from transflow.cli.local import LocalAws, local_client_config
 
 if TYPE_CHECKING:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 from cfnlint.api import lint
@@ -79,6 +80,52 @@ def test_claim_check_prefix_adds_exact_statements() -> None:
         claims in s["Resource"] and s["Action"] == ["s3:GetObject"]
         for s in policies.processor["Statement"]
     )
+
+
+def test_claim_checks_are_granted_where_the_bridge_puts_them_by_default() -> None:
+    from transflow.ingest.bridge import GroupingBridge
+    from transflow.ops.iam import DEFAULT_CLAIM_PREFIX
+
+    assert attrs.fields(GroupingBridge).claim_prefix.default == DEFAULT_CLAIM_PREFIX
+    policies = iam_policies(
+        CONFIG, ACCOUNT, "us-east-1", upload_bucket="in-bucket", output_bucket="out-bucket"
+    )
+    claims = "arn:aws:s3:::in-bucket/transflow/claims/feature-checkout/*"
+    granted = {
+        (role, statement["Sid"], action)
+        for role, document in policies.by_role().items()
+        for statement in document["Statement"]
+        if claims in statement["Resource"]
+        for action in statement["Action"]
+    }
+    assert granted == {
+        ("bridge", "StoreClaimChecks", "s3:PutObject"),
+        ("processor", "ReadClaimChecks", "s3:GetObject"),
+        ("operator", "ReadClaimChecks", "s3:GetObject"),
+    }
+
+
+def test_policies_use_aws_action_names_only() -> None:
+    # The IAM-enforced tests add moto's own names for batch calls (sqs:SendMessageBatch...)
+    # beside the documents; AWS has no such actions, so the documents must not carry them.
+    policies = iam_policies(CONFIG, ACCOUNT, "us-east-1", upload_bucket="in-bucket")
+    actions = {
+        action
+        for document in policies.by_role().values()
+        for statement in document["Statement"]
+        for action in statement["Action"]
+    }
+    assert not {a for a in actions if a.endswith("Batch") or a.startswith("monitoring:")}
+    assert "s3:HeadBucket" not in actions
+    bridge = {s["Sid"]: s for s in policies.bridge["Statement"]}
+    assert bridge["ListUploads"]["Resource"] == ["arn:aws:s3:::in-bucket"]
+    assert bridge["ListUploads"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["uploads/feature-checkout/*"]}
+    }
+    operator = {s["Sid"]: s for s in policies.operator["Statement"]}
+    assert operator["AnnounceFailedJobs"]["Resource"] == [
+        "arn:aws:sqs:us-east-1:123456789012:shop-feature-checkout-progress.fifo"
+    ]
 
 
 @pytest.mark.parametrize(

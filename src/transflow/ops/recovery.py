@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 import attrs
 import botocore.exceptions
 
-from transflow._aws.sqs_batch import OutgoingMessage, RetryPolicy, send_batch
+from transflow._aws.retry import RetryPolicy
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire.keys import status_key
 from transflow._wire.model import ProgressEvent, ProgressType, format_timestamp
 from transflow._wire.naming import sanitize_branch
