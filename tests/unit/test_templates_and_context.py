@@ -93,7 +93,7 @@ def test_webhook_settings_are_checked() -> None:
 def test_a_webhook_without_a_secret_needs_unsigned_on_purpose() -> None:
     registry = TemplateRegistry()
     url = "https://example.test/hook"
-    with pytest.raises(TemplateDefinitionError, match="has no webhook_secret.*unsigned=True"):
+    with pytest.raises(TemplateDefinitionError, match=r"has no webhook_secret.*unsigned=True"):
         registry.template("a", webhook_url=url)
     with pytest.raises(TemplateDefinitionError, match="non-empty string"):
         registry.template("b", webhook_url=url, webhook_secret="")
