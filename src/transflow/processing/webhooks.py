@@ -284,6 +284,8 @@ class WebhookSender:
         try:
             connection.request("POST", target.path, body=body, headers=headers)
             response = connection.getresponse()
+            if fired.is_set():  # headers cut short by the watchdog: no real answer
+                raise TimeoutError("deadline")
             # The status is the answer; a body cut short or too slow does not change it.
             with contextlib.suppress(OSError, http.client.HTTPException):
                 response.read(_MAX_RESPONSE_BYTES)
