@@ -72,7 +72,8 @@ def test_changed_or_foreign_tokens_are_forged() -> None:
     token = issue_stream_token(SECRET, CHANNEL, ttl=60, now=NOW)
     with pytest.raises(StreamTokenForged, match="another secret"):
         verify_stream_token(OTHER, token, now=NOW)
-    for change in ({"c": "upload:main:*"}, {"e": NOW + 10**6}, {"u": "root"}):
+    changes: list[dict[str, object]] = [{"c": "upload:main:*"}, {"e": NOW + 10**6}, {"u": "r"}]
+    for change in changes:
         with pytest.raises(StreamTokenForged):
             verify_stream_token(SECRET, _reseal(token, change), now=NOW)
     # A forged token is refused as forged even when its claimed expiry is past.
@@ -171,6 +172,7 @@ def test_create_upload_puts_a_token_for_its_channel_on_the_ticket() -> None:
     assert ticket.channel == f"upload:main:{ticket.upload_id}"
     data = ticket.to_dict()
     assert data["streamToken"] == ticket.stream_token
+    assert ticket.stream_token is not None
     assert ticket.stream_token not in repr(ticket)
     grant = verify_stream_token(SECRET, data["streamToken"])
     assert (grant.channel, grant.user_id) == (ticket.channel, "alice")
