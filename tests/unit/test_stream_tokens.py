@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -19,6 +19,7 @@ from transflow import (
     StreamTokenExpired,
     StreamTokenForged,
     StreamTokenMalformed,
+    UploadTicket,
     UserContext,
     create_upload,
     issue_stream_token,
@@ -157,18 +158,14 @@ def test_create_upload_puts_a_token_for_its_channel_on_the_ticket() -> None:
     signer = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
     ).client("s3", config=Config(signature_version="s3v4"))
-    plain = create_upload(signer, bucket="b", branch="main", template_id="t", files=["a.wav"])
-    assert plain.stream_token is None
-    ticket = create_upload(
-        signer,
-        bucket="b",
-        branch="main",
-        template_id="t",
-        files=["a.wav"],
-        user=UserContext("alice"),
-        expires_in=600,
-        stream_secret=SECRET,
-    )
+
+    def upload(**options: Any) -> UploadTicket:
+        return create_upload(
+            signer, bucket="b", branch="main", template_id="t", files=["a.wav"], **options
+        )
+
+    assert upload().stream_token is None
+    ticket = upload(user=UserContext("alice"), expires_in=600, stream_secret=SECRET)
     assert ticket.channel == f"upload:main:{ticket.upload_id}"
     data = ticket.to_dict()
     assert data["streamToken"] == ticket.stream_token
@@ -179,14 +176,6 @@ def test_create_upload_puts_a_token_for_its_channel_on_the_ticket() -> None:
     assert ticket.stream_token_expires_at is not None
     # The form's life plus an hour, so the browser can reconnect while the job runs.
     assert (ticket.stream_token_expires_at - ticket.expires_at).total_seconds() == 3600
-    short = create_upload(
-        signer,
-        bucket="b",
-        branch="main",
-        template_id="t",
-        files=["a"],
-        stream_secret=SECRET,
-        stream_token_ttl=5,
-    )
+    short = upload(stream_secret=SECRET, stream_token_ttl=5)
     assert short.stream_token_expires_at is not None
     assert (short.stream_token_expires_at - short.expires_at).total_seconds() == 5 - 3600
