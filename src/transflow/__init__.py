@@ -33,6 +33,10 @@ from transflow.errors import (
     QueueNotFoundError,
     SseEncodingError,
     StepUsageError,
+    StreamTokenError,
+    StreamTokenExpired,
+    StreamTokenForged,
+    StreamTokenMalformed,
     SubscriberLagged,
     SubscriptionClosed,
     SubscriptionDenied,
@@ -75,6 +79,11 @@ if TYPE_CHECKING:
         QueueNames,
         queue_names,
         sanitize_branch,
+    )
+    from transflow._wire.tokens import (
+        StreamGrant,
+        issue_stream_token,
+        verify_stream_token,
     )
     from transflow.config import (
         SqsConfig,
@@ -165,6 +174,9 @@ _HOMES: dict[str, str] = {
     "branch_channel": "transflow._wire.channels",
     "channel_matches": "transflow._wire.channels",
     "upload_channel": "transflow._wire.channels",
+    "StreamGrant": "transflow._wire.tokens",
+    "issue_stream_token": "transflow._wire.tokens",
+    "verify_stream_token": "transflow._wire.tokens",
     "QueueNames": "transflow._wire.naming",
     "queue_names": "transflow._wire.naming",
     "sanitize_branch": "transflow._wire.naming",
@@ -284,6 +296,11 @@ __all__ = [
     "SseEncodingError",
     "StepContext",
     "StepUsageError",
+    "StreamGrant",
+    "StreamTokenError",
+    "StreamTokenExpired",
+    "StreamTokenForged",
+    "StreamTokenMalformed",
     "SubscriberLagged",
     "Subscription",
     "SubscriptionClosed",
@@ -316,6 +333,7 @@ __all__ = [
     "current_delivery",
     "ensure_queues",
     "ensure_queues_report",
+    "issue_stream_token",
     "load_config",
     "make_worker",
     "poller_client_config",
@@ -325,4 +343,5 @@ __all__ = [
     "run_worker",
     "sanitize_branch",
     "upload_channel",
+    "verify_stream_token",
 ]

@@ -30,6 +30,7 @@ from transflow._wire.naming import (
     queue_names,
     sanitize_branch,
 )
+from transflow._wire.tokens import ENV_STREAM_SECRET, check_stream_secret
 from transflow.errors import ConfigError, UnknownConfigKeyWarning
 
 __all__ = ["CONFIG_FILENAME", "SqsConfig", "TransflowConfig", "load_config"]
@@ -108,6 +109,18 @@ def _branch(where: str, value: object) -> str | None:
     return None
 
 
+def _stream_secret_rule(where: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | bytes):
+        return f"{where}: must be a string, not {type_name(value)}"
+    try:
+        check_stream_secret(value)
+    except ConfigError as exc:
+        return f"{where}: {exc}"
+    return None
+
+
 def _validator(
     check: Callable[[str, object], str | None], where: str
 ) -> Callable[[object, attrs.Attribute[Any], object], None]:
@@ -151,7 +164,7 @@ _SQS_OPTIONS: tuple[_Option, ...] = (
 )
 _SQS_BY_KEY = {o.key: o for o in _SQS_OPTIONS}
 _SQS_INTS = {o.key: o for o in _SQS_OPTIONS if o.high}
-_TOP_LEVEL = {"project", "region", "branch", "sqs", "$schema"}
+_TOP_LEVEL = {"project", "region", "branch", "sqs", "streamSecret", "$schema"}
 _SQS_KEYS = set(_SQS_BY_KEY)
 
 ENV_QUEUE_URL = "SQS_QUEUE_URL"
@@ -212,6 +225,11 @@ class TransflowConfig:
     )
     branch: str = attrs.field(default="main", converter=_branch_name)
     region: str | None = attrs.field(default=None, validator=_validator(_region, "region"))
+    stream_secret: str | None = attrs.field(
+        default=None, repr=False, validator=_validator(_stream_secret_rule, ENV_STREAM_SECRET)
+    )
+    """The key stream tokens are signed with: from ``TRANSFLOW_STREAM_SECRET`` only, never
+    the file (a committed file would publish it)."""
 
     @property
     def queue_names(self) -> QueueNames:
@@ -222,6 +240,8 @@ class TransflowConfig:
             processing=self.sqs.queue_name or derived.processing,
             progress=self.sqs.progress_queue_name or derived.progress,
             dlq=self.sqs.dlq_name or derived.dlq,
+            uploads=derived.uploads,
+            uploads_dlq=derived.uploads_dlq,
         )
 
 
@@ -256,11 +276,32 @@ def load_config(
 
     sqs_values = _sqs_values(sqs_raw, env, problems)
     project, branch, region = _identity(raw, env, problems)
+    stream_secret = _stream_secret(raw, env, problems)
     if problems:
         raise ConfigError(f"invalid configuration ({source}): " + "; ".join(problems))
     return TransflowConfig(
-        project=project, sqs=SqsConfig(**sqs_values), branch=branch, region=region
+        project=project,
+        sqs=SqsConfig(**sqs_values),
+        branch=branch,
+        region=region,
+        stream_secret=stream_secret,
     )
+
+
+def _stream_secret(
+    raw: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
+) -> str | None:
+    if "streamSecret" in raw:
+        problems.append(
+            f"streamSecret: a secret does not belong in a file that is committed; remove it "
+            f"and set {ENV_STREAM_SECRET} in the environment of each server"
+        )
+    secret = env.get(ENV_STREAM_SECRET) or None
+    problem = _stream_secret_rule(ENV_STREAM_SECRET, secret)
+    if problem:
+        problems.append(problem)
+        return None
+    return secret
 
 
 def _sqs_values(

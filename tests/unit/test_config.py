@@ -284,6 +284,7 @@ def test_max_batch_size_takes_plain_ascii_digits_only(tmp_path: Path, value: str
         (lambda: TransflowConfig(project="my app"), "project: 'my app' may only hold"),
         (lambda: TransflowConfig(project="p", region="us east"), "region: 'us east' is not"),
         (lambda: TransflowConfig(project="p", branch="!!!"), "branch: branch '!!!' has no"),
+        (lambda: TransflowConfig(project="p", stream_secret="short"), "TRANSFLOW_STREAM_SECRET: "),
     ],
 )
 def test_the_classes_check_every_option_when_built(build: Any, problem: str) -> None:

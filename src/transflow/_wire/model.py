@@ -143,6 +143,9 @@ def _string(value: object) -> None:
         raise FieldProblem.one(f"must be a string, not {type_name(value)}")
 
 
+_TEXT = _optional(_string)
+
+
 def _not_empty(value: Sized) -> None:
     if len(value) == 0:
         raise FieldProblem.one("must not be empty")
@@ -218,10 +221,14 @@ def _utc(value: dt.datetime) -> dt.datetime:
 
 @attrs.frozen
 class S3ObjectRef:
-    """One object in S3."""
+    """One object in S3. ``etag`` and ``version_id`` (wire: ``etag``, ``versionId``), when
+    the bridge knows them, say which content of the key the job is for: they are part of
+    the job's fingerprint, so a file re-posted with new content is processed again."""
 
     bucket: str = attrs.field(validator=_rule(_string, _not_empty))
     key: str = attrs.field(validator=_rule(_string, _not_empty))
+    etag: str | None = attrs.field(default=None, validator=_TEXT)
+    version_id: str | None = attrs.field(default=None, validator=_TEXT)
 
 
 @attrs.frozen
@@ -311,9 +318,6 @@ def _as_progress_type(value: Any) -> Any:
 def _progress_type(value: object) -> None:
     if not isinstance(value, ProgressType):
         raise FieldProblem.one(f"{show(value)} is not one of {_ALLOWED_TYPES}")
-
-
-_TEXT = _optional(_string)
 
 
 @attrs.frozen

@@ -679,6 +679,22 @@ def _configure_sam(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--function-timeout", type=int, metavar="SEC")
     parser.add_argument("--memory", type=int, default=1024, metavar="MB")
     parser.add_argument("--maximum-concurrency", type=int, metavar="N")
+    parser.add_argument(
+        "--bridge-trigger",
+        choices=["queue", "s3"],
+        default="queue",
+        help="queue: S3 notifies a standard queue with a DLQ (default); s3: S3 invokes the "
+        "bridge directly (lossy: an event failing Lambda's retries is dropped)",
+    )
+    parser.add_argument(
+        "--recovery-handler",
+        default="app.recovery_handler",
+        help="the scheduled recovery function's handler; 'none' for no such function",
+    )
+    parser.add_argument(
+        "--stale-upload-age", type=int, default=3600, metavar="SEC", help="default: 3600"
+    )
+    parser.add_argument("--alarm-topic-arn", metavar="ARN", help="SNS topic the alarms notify")
     parser.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
 
 
@@ -697,6 +713,10 @@ def _sam(context: Context) -> int:
         memory_mb=args.memory,
         maximum_concurrency=args.maximum_concurrency,
         claim_check_prefix=args.claim_check_prefix,
+        bridge_trigger=args.bridge_trigger,
+        recovery_handler=None if args.recovery_handler == "none" else args.recovery_handler,
+        stale_upload_age_sec=args.stale_upload_age,
+        alarm_topic_arn=args.alarm_topic_arn,
     )
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypedDict
 import attrs
 
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message, load_claimed_job
+from transflow._aws.emf import emit
 from transflow._aws.retry import RetryPolicy
 from transflow._wire.keys import STATUS_RECORD_NAME, job_output_prefix
 from transflow._wire.limits import MAX_MESSAGE_BYTES
@@ -392,14 +393,21 @@ class JobProcessor:
             job.upload_id, job.branch, attempt=attempt, attempt_token=attempt_token
         )
         with stream:
-            return _Attempt(
+            run = _Attempt(
                 self,
                 job,
                 stream,
                 _JobRun(self.s3_client, stream, remaining_time),
                 _new_status(job, attempt),
                 cancelled=cancelled or _never,
-            ).run()
+            )
+            try:
+                status = run.run()
+            except JobFailedError:
+                _job_metrics(job, ok=False, started=run.started)
+                raise
+            _job_metrics(job, ok=True, started=run.started)
+            return status
 
     def resolve_bucket(self, template: Template) -> str:
         """The output bucket of a template's jobs; raises :class:`ConfigError` if none."""
@@ -668,6 +676,18 @@ class _Attempt:
 
 def _never() -> bool:
     return False
+
+
+def _job_metrics(job: ProcessingJob, *, ok: bool, started: float) -> None:
+    """JobsCompleted or JobsFailed, and JobDuration, per template (CloudWatch EMF)."""
+    emit(
+        {
+            "JobsCompleted" if ok else "JobsFailed": (1, "Count"),
+            "JobDuration": (round((time.monotonic() - started) * 1000, 1), "Milliseconds"),
+        },
+        {"Template": job.template_id},
+        properties={"branch": job.branch, "uploadId": job.upload_id},
+    )
 
 
 def _download(s3: S3Client, job: ProcessingJob, directory: Path) -> tuple[InputFile, ...]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from transflow._aws.emf import emit
 from transflow._aws.poller import PollerStats, QueuePoller
 from transflow._wire.channels import branch_channel, channel_matches, parse_channel
 from transflow._wire.messages import ReceivedMessage
@@ -271,6 +272,7 @@ class ProgressHub:
     _poller: QueuePoller = attrs.field(init=False)
     _counts: dict[str, int] = attrs.field(init=False, factory=dict)
     _stopped: bool = attrs.field(init=False, default=False)
+    _emitted: dict[str, int] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._poller = QueuePoller(
@@ -329,6 +331,24 @@ class ProgressHub:
                 poller=self._poller.stats(),
                 **self._counts,
             )
+
+    def emit_metrics(self) -> HubStats:
+        """Write the hub's metrics in CloudWatch EMF (:mod:`transflow._aws.emf`): connected
+        subscribers now, events delivered and subscribers cut off for lagging since the last
+        call. Call it on a timer (every minute, say); returns the stats it read."""
+        stats = self.stats()
+        last = self._emitted or {"delivered": 0, "lagged": 0}
+        self._emitted = {"delivered": stats.delivered, "lagged": stats.lagged}
+        emit(
+            {
+                "ConnectedSubscribers": (stats.subscribers, "Count"),
+                "EventsDelivered": (stats.delivered - last["delivered"], "Count"),
+                "LaggedSubscribers": (stats.lagged - last["lagged"], "Count"),
+            },
+            {"Component": "hub"},
+            properties={"channels": stats.channels},
+        )
+        return stats
 
     # -- subscribing ----------------------------------------------------------------------
 

@@ -216,6 +216,7 @@ def run_demo(
                 f"{stack.http_url}/events",
                 upload_channel(settings.branch, upload_id),
                 on_change=_updater(board, upload_id, label),
+                token=ticket.get("streamToken"),
             ).start()
             board.update(upload_id, label, follower.status)
             for presigned, path in zip(ticket["files"], plan.files, strict=True):

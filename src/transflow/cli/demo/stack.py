@@ -11,13 +11,16 @@ HTTP routes (all JSON unless said):
 - ``GET /`` the dev page (HTML); ``GET /app.js`` its script
 - ``POST /api/uploads`` ``{"templateId", "files": [{"name", "type", "size"}]}`` → upload ticket
 - ``GET /api/uploads/{uploadId}`` the status record and presigned links to the outputs
-- ``GET /events?channel=…`` / ``?branch=…`` Server-Sent Events (``sse.wsgi_app``)
+- ``GET /events?channel=…&token=…`` Server-Sent Events (``sse.wsgi_app``); the token is
+  the ticket's ``streamToken`` (signed with a secret made at start, or ``TRANSFLOW_STREAM_SECRET``)
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
@@ -33,6 +36,7 @@ from transflow._aws.metering import RequestCounter
 from transflow._aws.poller import QueuePoller, poller_client_config
 from transflow._wire.keys import status_key
 from transflow._wire.messages import ReceivedMessage
+from transflow._wire.tokens import ENV_STREAM_SECRET
 from transflow.cli.demo.templates import demo_registry
 from transflow.cli.local import LocalAws
 from transflow.config import SqsConfig, TransflowConfig
@@ -101,6 +105,13 @@ class DemoStack:
     _hub: ProgressHub | None = attrs.field(default=None, init=False)
     _http: WSGIServer | None = attrs.field(default=None, init=False)
     _http_thread: threading.Thread | None = attrs.field(default=None, init=False)
+    # Signs the stream tokens of the demo's uploads; random per run unless the environment
+    # gives one (so a host running several stacks can share it).
+    stream_secret: str = attrs.field(
+        factory=lambda: os.environ.get(ENV_STREAM_SECRET) or secrets.token_urlsafe(32),
+        init=False,
+        repr=False,
+    )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -317,7 +328,7 @@ class DemoStack:
 
     def _serve_http(self, hub: ProgressHub) -> None:
         s = self.settings
-        app = _router(self, sse.wsgi_app(hub, retry=1000))
+        app = _router(self, sse.wsgi_app(hub, secret=self.stream_secret, retry=1000))
         server = make_server(
             s.http_host,
             s.http_port,
@@ -440,5 +451,6 @@ def _create_upload(
         template_id=template_id,
         files=files,
         max_file_size=s.max_file_size,
+        stream_secret=stack.stream_secret,
     )
     return _json_response(start_response, "200 OK", ticket.to_dict())

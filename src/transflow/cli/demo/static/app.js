@@ -69,7 +69,9 @@ function fold(status, event) {
 
 function follow(ticket, view) {
   const channel = `upload:${ticket.branch}:${ticket.uploadId}`;
-  const source = new EventSource(`events?channel=${encodeURIComponent(channel)}`);
+  // EventSource cannot send headers: the ticket's stream token goes in the query.
+  const query = `channel=${encodeURIComponent(channel)}&token=${encodeURIComponent(ticket.streamToken)}`;
+  const source = new EventSource(`events?${query}`);
   let status = { state: "queued", percent: 0 };
   return new Promise((resolve) => {
     const settle = () => {
