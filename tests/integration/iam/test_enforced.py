@@ -31,7 +31,7 @@ def test_an_upload_reaches_the_browser_with_every_role_on_its_own_policy(
     ticket = upload(stack, ["one.wav", "two.wav"])
     channel = f"upload:{BRANCH}:{ticket.upload_id}"
     with sse_server(stack) as base:
-        client = SseClient(f"{base}/?channel={channel}").start()
+        client = SseClient(f"{base}/?channel={channel}&token={ticket.stream_token}").start()
         try:
             client.wait_for(lambda events: any(e.type == "snapshot" for e in events))
             assert run_bridge(stack, 2) == {"batchItemFailures": []}

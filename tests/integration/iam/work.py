@@ -36,6 +36,7 @@ from transflow._aws.claimcheck import store_claimed_job
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import OutgoingMessage, delete_batch, send_batch
 from transflow._wire.keys import status_key
+from transflow._wire.tokens import issue_stream_token
 from transflow.ops import dlq
 from transflow.ops.iam import DEFAULT_CLAIM_PREFIX, PolicyDocument
 from transflow.ops.metrics import queue_stats
@@ -112,6 +113,10 @@ def deploy(world: IamWorld, *, claim_check_prefix: str | None = None, **drop: st
     return Stack(world, world.roles(policies), urls, events_url, claim_check_prefix)
 
 
+# The stream handler and the app backend share it (TRANSFLOW_STREAM_SECRET in a deployment).
+STREAM_SECRET = "iam-tests-stream-secret-of-32-bytes-or-more"
+
+
 # -- the upload: the app backend signs, the browser posts ----------------------------------
 
 
@@ -123,6 +128,7 @@ def upload(stack: Stack, names: list[str]) -> UploadTicket:
         template_id="audio-demo",
         files=[UploadFile(name, "audio/wav") for name in names],
         fields={"slug": "intro"},
+        stream_secret=STREAM_SECRET,
     )
     with stack.world.unenforced():
         post_files(ticket.files, [wav_bytes(0.05, 300.0 + 50 * i) for i in range(len(names))])
@@ -264,7 +270,7 @@ def sse_server(stack: Stack) -> Iterator[str]:
     """The stream handler as the stream role: the hub and the WSGI app; yields its URL."""
     with (
         ProgressHub(stack.roles["stream"].sqs(), stack.urls.progress, wait_time_seconds=1) as hub,
-        wsgi_server(wsgi_app(hub, heartbeat=0.5)) as base,
+        wsgi_server(wsgi_app(hub, heartbeat=0.5, secret=STREAM_SECRET)) as base,
     ):
         yield base
 
@@ -273,7 +279,8 @@ def stream_work(stack: Stack) -> None:
     """A published event reaches a browser watching its upload."""
     event = ProgressEvent.create("done", upload_id="up-s", branch=BRANCH, seq=1)
     with sse_server(stack) as base:
-        client = SseClient(f"{base}/?channel=upload:{BRANCH}:up-s").start()
+        token = issue_stream_token(STREAM_SECRET, f"upload:{BRANCH}:up-s")
+        client = SseClient(f"{base}/?channel=upload:{BRANCH}:up-s&token={token}").start()
         try:
             client.wait_for(lambda events: any(e.type == "snapshot" for e in events))
             send_batch(
