@@ -108,6 +108,7 @@ if TYPE_CHECKING:
         QueueUrls,
         ensure_queues,
         ensure_queues_report,
+        resolve_queue_urls,
     )
     from transflow.processing.context import (
         InputFile,
@@ -191,6 +192,7 @@ _HOMES: dict[str, str] = {
     "QueueUrls": "transflow.ops.provision",
     "ensure_queues": "transflow.ops.provision",
     "ensure_queues_report": "transflow.ops.provision",
+    "resolve_queue_urls": "transflow.ops.provision",
     "InputFile": "transflow.processing.context",
     "OutputFile": "transflow.processing.context",
     "OutputLocation": "transflow.processing.context",
@@ -324,6 +326,7 @@ __all__ = [
     "queue_names",
     "read_upload_metadata",
     "release_immediately",
+    "resolve_queue_urls",
     "run_worker",
     "sanitize_branch",
     "upload_channel",

@@ -44,7 +44,11 @@ EXIT_OK = 0
 EXIT_UNHEALTHY = 1
 EXIT_ERROR = 2
 
-COMMAND_MODULES: list[str] = ["transflow.cli.worker", "transflow.cli.demo.command"]
+COMMAND_MODULES: list[str] = [
+    "transflow.cli.worker",
+    "transflow.cli.local_command",
+    "transflow.cli.demo.command",
+]
 """Modules imported by :func:`main` so that the commands they register appear (for
 example ``"transflow.cli.demo"``)."""
 

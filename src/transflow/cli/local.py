@@ -21,10 +21,21 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["LocalAws", "local_client_config"]
+__all__ = ["LocalAws", "local_client_config", "local_environment"]
 
 DUMMY_REGION = "us-east-1"
 DUMMY_KEY = "testing"
+
+
+def local_environment(endpoint_url: str, region: str = DUMMY_REGION) -> dict[str, str]:
+    """The environment that points boto3 (and so the ``transflow`` command and your code)
+    at an embedded endpoint: ``AWS_ENDPOINT_URL``, dummy credentials and a region."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": DUMMY_KEY,
+        "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
+        "AWS_DEFAULT_REGION": region,
+    }
 
 
 def local_client_config(**overrides: Any) -> Config:
