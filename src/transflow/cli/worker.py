@@ -112,7 +112,6 @@ def worker_command(ctx: Context) -> int:
         f"transflow worker: {urls.processing} with {ctx.args.concurrency} at once "
         f"(templates: {', '.join(registry.ids)}); SIGTERM drains"
     )
+    # The poller logs its stop line with the stats once, at INFO.
     run_worker(worker)
-    stats = worker.stats()
-    ctx.note(f"transflow worker: stopped ({stats})")
     return 0
