@@ -12,7 +12,7 @@ import pytest
 
 from transflow.cli.app import main
 from transflow.cli.demo.run import plan_uploads
-from transflow.cli.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE, fails
+from transflow.cli.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE, FailurePlan
 
 ROOT = Path(__file__).parents[2]
 
@@ -25,13 +25,24 @@ def test_plan_has_one_multi_file_upload_and_real_files(tmp_path: Path) -> None:
     assert all(f.stat().st_size > 1000 for p in plans for f in p.files)
 
 
-def test_fail_rate_is_a_stable_share() -> None:
-    ids = [f"upload-{i}" for i in range(2000)]
-    chosen = [i for i in ids if fails(i, 0.25)]
-    assert 0.2 < len(chosen) / len(ids) < 0.3
-    assert chosen == [i for i in ids if fails(i, 0.25)]
-    assert not any(fails(i, 0.0) for i in ids)
-    assert all(fails(i, 1.0) for i in ids)
+@pytest.mark.parametrize(
+    ("rate", "uploads", "failing"),
+    [(0.5, 4, 2), (0.5, 3, 1), (0.25, 8, 2), (0.29, 100, 29), (0.0, 10, 0), (1.0, 5, 5)],
+)
+def test_fail_rate_is_an_exact_share(rate: float, uploads: int, failing: int) -> None:
+    plan = FailurePlan(rate)
+    ids = [f"upload-{i}" for i in range(uploads)]
+    chosen = [i for i in ids if plan.choose(i)]
+    assert len(chosen) == failing
+    assert [i for i in ids if plan.fails(i)] == chosen  # a redelivery fails again
+
+
+def test_half_the_uploads_fail_with_fail_rate_half(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--files", "4", "--fail-rate", "0.5", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert (summary["uploads"], summary["completed"], summary["failed"]) == (2, 1, 1)
+    assert summary["deadLettered"] == 1
 
 
 def test_demo_json_completes_every_upload(capsys: pytest.CaptureFixture[str]) -> None:
