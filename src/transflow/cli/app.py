@@ -18,6 +18,7 @@ import importlib
 import json
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -29,7 +30,12 @@ import botocore.exceptions
 from transflow._version import __version__
 from transflow._wire.model import converter
 from transflow.config import CONFIG_FILENAME, TransflowConfig, load_config
-from transflow.errors import ConfigError, ConfirmationRequiredError, TransflowError
+from transflow.errors import (
+    ConfigError,
+    ConfirmationRequiredError,
+    ProvisionWarning,
+    TransflowError,
+)
 from transflow.ops import dlq, metrics, provision
 
 if TYPE_CHECKING:
@@ -330,9 +336,12 @@ def _configure_ensure(parser: argparse.ArgumentParser) -> None:
 
 @command("queues ensure", help="create or correct the queues", configure=_configure_ensure)
 def _queues_ensure(context: Context) -> int:
-    report = provision.ensure_queues_report(
-        context.sqs(), context.config, function_timeout_sec=context.args.function_timeout
-    )
+    with warnings.catch_warnings():
+        # Printed below as one 'warning:' line each; the Python warning would repeat them.
+        warnings.simplefilter("ignore", ProvisionWarning)
+        report = provision.ensure_queues_report(
+            context.sqs(), context.config, function_timeout_sec=context.args.function_timeout
+        )
     if context.args.json:
         context.print_json(converter.unstructure(report))
         return EXIT_OK
@@ -440,6 +449,10 @@ def _dlq_peek(context: Context) -> int:
         context.print("the dead-letter queue is empty")
         return EXIT_OK
     rows = [["upload", "template", "receives", "sent", "reason"]]
+    context.note(
+        "(SQS cannot look without receiving: this peek added one to each receive count; "
+        "the counts shown are from before it)"
+    )
     for job in jobs:
         rows.append(
             [
