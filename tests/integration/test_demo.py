@@ -13,6 +13,7 @@ import pytest
 from transflow.cli.app import main
 from transflow.cli.demo.run import plan_uploads
 from transflow.cli.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE, FailurePlan
+from transflow.cli.local import LocalAws
 
 ROOT = Path(__file__).parents[2]
 
@@ -114,3 +115,25 @@ def test_the_dev_command_serves_the_page_until_sigterm() -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_the_demo_runs_on_the_endpoint_and_region_it_is_given(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_embedded_endpoint(self: LocalAws) -> LocalAws:
+        raise AssertionError("--endpoint-url was given: no embedded endpoint may start")
+
+    monkeypatch.setattr(LocalAws, "start", no_embedded_endpoint)
+    endpoint = ["--endpoint-url", aws.endpoint_url, "--region", "eu-west-1"]
+    code = main(["demo", "--files", "1", "--json", *endpoint])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    sqs = aws.session().client("sqs", endpoint_url=aws.endpoint_url, region_name="eu-west-1")
+    assert sqs.get_queue_url(QueueName="transflow-demo-main-processing.fifo")["QueueUrl"]
+
+
+def test_connection_options_a_command_ignores_are_not_offered() -> None:
+    for argv in (["demo", "--config", "x.json"], ["local", "--endpoint-url", "http://x"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2

@@ -5,8 +5,8 @@ Commands live in a registry: :func:`command` registers a function under a name s
 ``"status"`` or ``"dlq peek"`` (a group and an action), and :func:`main` builds the argparse
 parser from it. A module that adds commands (``demo``, ``dev``, ``worker``) registers them
 with :func:`command` and is named in :data:`COMMAND_MODULES`, which :func:`main` imports.
-Every command takes ``--config``, ``--endpoint-url`` and ``--region``; an error is one line on
-stderr, without a traceback.
+A command takes ``--config``, ``--endpoint-url`` and ``--region`` unless it names fewer
+(``connection``); an error is one line on stderr, without a traceback.
 
 Exit status: 0 done (healthy), 1 done but unhealthy or with messages left behind, 2 error.
 """
@@ -70,8 +70,10 @@ class Command:
     help: str
     run: Runner
     configure: Configurer | None = None
+    connection: tuple[str, ...] = ("config", "endpoint-url", "region")
 
 
+CONNECTION_OPTIONS = ("config", "endpoint-url", "region")
 _COMMANDS: dict[str, Command] = {}
 _GROUP_HELP = {
     "queues": "create, inspect or delete the branch's queues",
@@ -80,16 +82,24 @@ _GROUP_HELP = {
 
 
 def command(
-    name: str, *, help: str, configure: Configurer | None = None
+    name: str,
+    *,
+    help: str,
+    configure: Configurer | None = None,
+    connection: tuple[str, ...] = CONNECTION_OPTIONS,
 ) -> Callable[[Runner], Runner]:
     """Register the decorated function as the command ``name``; ``configure`` adds its
-    arguments to its parser. The function gets a :class:`Context` and returns the exit
-    status."""
+    arguments to its parser, ``connection`` names which of ``--config``,
+    ``--endpoint-url`` and ``--region`` it takes (so none is shown and then ignored). The
+    function gets a :class:`Context` and returns the exit status."""
     if not 1 <= len(name.split()) <= 2:
         raise ValueError(f"command name {name!r} must be one word or 'group action'")
+    unknown = set(connection) - set(CONNECTION_OPTIONS)
+    if unknown:
+        raise ValueError(f"command {name!r}: unknown connection options {sorted(unknown)}")
 
     def register(run: Runner) -> Runner:
-        _COMMANDS[name] = Command(name, help, run, configure)
+        _COMMANDS[name] = Command(name, help, run, configure, tuple(connection))
         return run
 
     return register
@@ -175,20 +185,28 @@ class Context:
 # -- parser -------------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(connection: tuple[str, ...]) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
+    # Options a command does not take still exist, as None, for Context.
+    common.set_defaults(config=None, endpoint_url=None, region=None)
+    if not connection:
+        return common
     group = common.add_argument_group("connection")
-    group.add_argument(
-        "--config",
-        metavar="PATH",
-        help=f"the configuration file (default: ./{CONFIG_FILENAME}, else the environment)",
-    )
-    group.add_argument(
-        "--endpoint-url",
-        metavar="URL",
-        help="an SQS/S3-compatible endpoint instead of AWS (moto, LocalStack)",
-    )
-    group.add_argument("--region", help="the AWS region (default: configuration, AWS_REGION)")
+    if "config" in connection:
+        group.add_argument(
+            "--config",
+            metavar="PATH",
+            help=f"the configuration file (default: ./{CONFIG_FILENAME}, else the environment)",
+        )
+    if "endpoint-url" in connection:
+        group.add_argument(
+            "--endpoint-url",
+            metavar="URL",
+            help="an SQS/S3-compatible endpoint instead of AWS (moto, LocalStack; default: "
+            "AWS_ENDPOINT_URL, as 'transflow local' prints it)",
+        )
+    if "region" in connection:
+        group.add_argument("--region", help="the AWS region (default: configuration, AWS_REGION)")
     return common
 
 
@@ -196,7 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every registered command."""
     for module in COMMAND_MODULES:
         importlib.import_module(module)
-    common = _common()
     parser = argparse.ArgumentParser(
         prog="transflow",
         description=(
@@ -209,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups: dict[str, Any] = {}
     for name in sorted(_COMMANDS):
         spec = _COMMANDS[name]
+        common = _common(spec.connection)
         words = name.split()
         if len(words) == 1:
             sub = top.add_parser(name, help=spec.help, description=spec.help, parents=[common])

@@ -30,6 +30,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="also write the environment to this file, as 'export' lines to source",
     )
+    parser.add_argument(
+        "--region", default=DUMMY_REGION, help=f"the region to print (default {DUMMY_REGION})"
+    )
 
 
 @command(
@@ -37,9 +40,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     help="run an embedded SQS/S3 endpoint (moto's server) until Ctrl-C and print the "
     "environment that points boto3 and the transflow command at it (needs transflow[local])",
     configure=_configure,
+    connection=(),
 )
 def local_command(ctx: Context) -> int:
-    region = ctx.args.region or DUMMY_REGION
+    region = str(ctx.args.region)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -29,7 +29,7 @@ def load_registry(spec: str) -> TemplateRegistry:
         raise ConfigError(f"--templates {spec!r}: expected 'package.module:registry'")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's module's: one line
+    except Exception as exc:  # any import failure is the module's: one line
         raise ConfigError(
             f"--templates {spec!r}: cannot import {module_name} ({type(exc).__name__}: {exc})"
         ) from exc
@@ -39,7 +39,7 @@ def load_registry(spec: str) -> TemplateRegistry:
     if callable(found) and not isinstance(found, TemplateRegistry):
         try:
             found = found()
-        except Exception as exc:  # noqa: BLE001 - the user's factory: reported in one line
+        except Exception as exc:  # the user's factory's: one line
             raise ConfigError(
                 f"--templates {spec!r}: calling {attribute}() failed ({type(exc).__name__}: "
                 f"{exc}); name a TemplateRegistry or a function of no arguments returning one"

@@ -347,9 +347,7 @@ def peek(
     for message in seen[:n]:
         decoded, problem = _decode(message, s3)
         job = describe_failed(message, decoded)
-        job = attrs.evolve(
-            job, body_error=problem, receive_count=max(0, job.receive_count - 1)
-        )
+        job = attrs.evolve(job, body_error=problem, receive_count=max(0, job.receive_count - 1))
         if s3 is not None and output_bucket:
             job = attrs.evolve(job, reason=_status_reason(s3, output_bucket, job))
         jobs.append(job)
