@@ -127,13 +127,11 @@ class Context:
 
     @property
     def region(self) -> str | None:
-        """``--region``, else the configuration's, else boto3's default."""
+        """``--region``, else the configuration's, else boto3's default (None). A missing
+        or broken configuration is the error to report first, before any region."""
         if self.args.region:
             return str(self.args.region)
-        try:
-            return self.config.region
-        except ConfigError:
-            return None
+        return self.config.region
 
     def session(self) -> boto3.session.Session:
         """The boto3 session, with the region resolved."""
@@ -535,9 +533,15 @@ def _dlq_redrive(context: Context) -> int:
     sqs = context.sqs()
     urls = provision.resolve_queue_urls(sqs, context.config)
 
+    # Progress only on a terminal, redrawn in place: the report below is the one line a log
+    # or a pipe gets.
+    live = context.err.isatty()
+
     def progress(step: dlq.RedriveProgress) -> None:
-        of = f"/{step.limit}" if step.limit else ""
-        context.note(f"redrive: {step.moved}{of} moved, {step.failed} left behind")
+        if live:
+            of = f"/{step.limit}" if step.limit else ""
+            context.err.write(f"\rredrive: {step.moved}{of} moved, {step.failed} left behind")
+            context.err.flush()
 
     report = dlq.redrive(
         sqs,
@@ -549,6 +553,8 @@ def _dlq_redrive(context: Context) -> int:
         max_bytes=context.config.sqs.max_message_bytes,
         on_progress=progress,
     )
+    if live:
+        context.err.write("\r\x1b[2K")
     if report.mode == "dry-run":
         context.print(f"dry run: {report.moved} job(s) would move back to {urls.processing}")
     elif report.mode == "move-task":
@@ -715,11 +721,14 @@ def _configure_sam(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", type=int, default=1024, metavar="MB")
     parser.add_argument("--maximum-concurrency", type=int, metavar="N")
     parser.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
 
 
 @command("sam", help="an AWS SAM template for the pipeline", configure=_configure_sam)
 def _sam(context: Context) -> int:
     args = context.args
+    if args.output and Path(args.output).exists() and not args.force:
+        raise ConfigError(f"{args.output} exists already: pass --force to overwrite it")
     text = provision.sam_template(
         context.config,
         upload_bucket=args.upload_bucket,
