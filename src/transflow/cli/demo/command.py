@@ -47,9 +47,7 @@ def _endpoint_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--region", default="us-east-1", help="its region (default us-east-1)")
 
 
-def _configure_demo(parser: argparse.ArgumentParser) -> None:
-    _endpoint_options(parser)
-    parser.add_argument("--files", type=_files, default=6, help="sample files (default 6)")
+def _fail_rate_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fail-rate",
         type=_rate,
@@ -57,6 +55,12 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="share of uploads that fail, to show retries and the DLQ (0-1, default 0)",
     )
+
+
+def _configure_demo(parser: argparse.ArgumentParser) -> None:
+    _endpoint_options(parser)
+    parser.add_argument("--files", type=_files, default=6, help="sample files (default 6)")
+    _fail_rate_option(parser)
     parser.add_argument("--json", action="store_true", help="print only a JSON summary")
     parser.add_argument(
         "--timeout", type=float, default=120.0, metavar="SEC", help="give up after (120)"
@@ -114,13 +118,7 @@ def _configure_dev(parser: argparse.ArgumentParser) -> None:
         metavar="BUCKET",
         help="where the templates write (default transflow-dev-outputs; created if missing)",
     )
-    parser.add_argument(
-        "--fail-rate",
-        type=_rate,
-        default=0.0,
-        metavar="P",
-        help="share of uploads that fail, to show retries and the DLQ (0-1, default 0)",
-    )
+    _fail_rate_option(parser)
     parser.add_argument("--verbose", action="store_true", help="show the pipeline's log")
 
 
