@@ -56,10 +56,9 @@ def test_demo_json_completes_every_upload(capsys: pytest.CaptureFixture[str]) ->
     assert summary["outputs"] == 3 + 2 + 1  # 3 normalised WAVs; gzip + manifest; 1 WAV
     requests = summary["requests"]
     assert requests["sqs"] > requests["sqsIdlePolls"] >= 0
-    # Without the idle polls, the cost of the work: a few requests per upload, as in
-    # docs/benchmarks.md (a multi-file upload and heartbeats add a little here).
+    # Per upload without the idle polls, whose number follows wall time (no bound here: the
+    # heartbeats follow wall time too; bench/cost.py measures the figure).
     assert requests["sqsPerUpload"] == round((requests["sqs"] - requests["sqsIdlePolls"]) / 3, 2)
-    assert requests["sqsPerUpload"] < 15
     for upload in summary["details"]:
         assert upload["state"] == "completed"
         assert all(o["bytes"] > 0 for o in upload["outputs"])
