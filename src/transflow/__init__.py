@@ -115,6 +115,7 @@ if TYPE_CHECKING:
         QueueUrls,
         ensure_queues,
         ensure_queues_report,
+        resolve_queue_urls,
     )
     from transflow.processing.context import (
         InputFile,
@@ -201,6 +202,7 @@ _HOMES: dict[str, str] = {
     "QueueUrls": "transflow.ops.provision",
     "ensure_queues": "transflow.ops.provision",
     "ensure_queues_report": "transflow.ops.provision",
+    "resolve_queue_urls": "transflow.ops.provision",
     "InputFile": "transflow.processing.context",
     "OutputFile": "transflow.processing.context",
     "OutputLocation": "transflow.processing.context",
@@ -340,6 +342,7 @@ __all__ = [
     "queue_names",
     "read_upload_metadata",
     "release_immediately",
+    "resolve_queue_urls",
     "run_worker",
     "sanitize_branch",
     "upload_channel",

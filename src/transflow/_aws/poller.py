@@ -41,7 +41,7 @@ from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
-from transflow.errors import ConfigError
+from transflow.errors import ConfigError, JobFailedError, TransflowError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -180,6 +180,24 @@ class PollerStats:
     held: int
     running: int
     last_poll_at: float | None  # time.time() of the last successful ReceiveMessage
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.received} received: {self.succeeded} succeeded, {self.failed} failed "
+            f"({self.released} released for a retry), {self.timed_out} timed out; "
+            f"{self.receive_calls} receive calls"
+        )
+        problems = [
+            f"{count} {what}"
+            for count, what in (
+                (self.receive_errors, "receive errors"),
+                (self.delete_failures, "delete failures"),
+                (self.extend_failures, "extend failures"),
+                (self.leases_lost, "leases lost"),
+            )
+            if count
+        ]
+        return text + (f"; {', '.join(problems)}" if problems else "")
 
 
 @attrs.define(eq=False)
@@ -505,6 +523,20 @@ class QueuePoller:
         token = _current.set(held.delivery)
         try:
             self.handler(held.message)
+        except JobFailedError as exc:
+            # The job processor has logged this failure already, with its traceback once.
+            log.debug("%s: message %s failed: %s", self.name, held.message.message_id, exc)
+            return False
+        except TransflowError as exc:
+            log.warning(
+                "%s: handler failed on message %s (receive %d): %s",
+                self.name,
+                held.message.message_id,
+                held.message.receive_count,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            return False
         except Exception:
             log.exception(
                 "%s: handler failed on message %s (receive %d)",
