@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transflow._aws.lanes import Held, Lanes, extension_seconds, lane_key
+from transflow._aws.poller import Delivery
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 
@@ -15,6 +16,10 @@ from transflow._wire.messages import ReceivedMessage
 def msg(body: str, group: str | None = None, mid: str | None = None) -> ReceivedMessage:
     attributes = {"MessageGroupId": group} if group is not None else {}
     return ReceivedMessage(mid or f"id-{body}", f"rh-{body}", body, attributes)
+
+
+def deliveries(*messages: ReceivedMessage) -> list[Delivery]:
+    return [Delivery(m) for m in messages]
 
 
 def bodies(items: list[Held] | list[tuple[Held, int]]) -> list[str]:
@@ -58,7 +63,7 @@ def test_groups_run_one_at_a_time_in_order_and_every_message_is_settled_once(
         if queue and lanes.free() > 0 and (not runners or pick % 3 == 0):
             batch, queue = queue[: min(lanes.free(), 10)], queue[min(lanes.free(), 10) :]
             accepted_at.update((m.body, step) for m in batch)
-            for key in lanes.accept(batch, now=0.0):
+            for key in lanes.accept(deliveries(*batch), now=0.0):
                 assert key not in runners, "a lane got a second runner"
                 runners.append(key)
             assert lanes.free() >= 0
@@ -106,7 +111,7 @@ def test_groups_run_one_at_a_time_in_order_and_every_message_is_settled_once(
 
 def test_a_stopping_poller_releases_what_the_last_poll_brings() -> None:
     lanes = Lanes(10, fifo=True)
-    assert lanes.accept([msg("a1", "a"), msg("b1", "b")], now=0.0, stopping=True) == []
+    assert lanes.accept(deliveries(msg("a1", "a"), msg("b1", "b")), now=0.0, stopping=True) == []
     deletes, releases = lanes.take_settlements()
     assert deletes == []
     assert [(h.message.body, d) for h, d in releases] == [("a1", 0), ("b1", 0)]
@@ -116,7 +121,8 @@ def test_a_stopping_poller_releases_what_the_last_poll_brings() -> None:
 
 def test_a_timed_out_handler_is_abandoned_and_its_group_released() -> None:
     lanes = Lanes(10, fifo=True)
-    assert lanes.accept([msg("a1", "a"), msg("a2", "a"), msg("a3", "a")], now=0.0) == ["a"]
+    group = deliveries(msg("a1", "a"), msg("a2", "a"), msg("a3", "a"))
+    assert lanes.accept(group, now=0.0) == ["a"]
     held = lanes.next("a", now=100.0, timeout=2.0)
     assert held is not None
     assert held.delivery.deadline == 102.0
@@ -142,11 +148,11 @@ def test_a_timed_out_handler_is_abandoned_and_its_group_released() -> None:
 def test_a_redelivered_copy_waits_for_the_abandoned_handler_of_its_message() -> None:
     lanes = Lanes(10, fifo=False)
     key = lane_key(msg("m"), fifo=False)
-    assert lanes.accept([msg("m")], now=0.0) == [key]
+    assert lanes.accept(deliveries(msg("m")), now=0.0) == [key]
     first = lanes.next(key, now=0.0, timeout=1.0)
     assert first is not None
     lanes.abandon(first, 0)
-    assert lanes.accept([msg("m")], now=5.0) == []  # no second runner on the same message
+    assert lanes.accept(deliveries(msg("m")), now=5.0) == []  # no second runner on the same message
     assert lanes.finish(key, first, False, lambda: 0) == "abandoned"
     again = lanes.next(key, now=5.0, timeout=None)
     assert again is not None
@@ -156,7 +162,7 @@ def test_a_redelivered_copy_waits_for_the_abandoned_handler_of_its_message() -> 
 
 def test_losing_a_lease() -> None:
     lanes = Lanes(10, fifo=True)
-    lanes.accept([msg("a1", "a"), msg("a2", "a"), msg("a3", "a")], now=0.0)
+    lanes.accept(deliveries(msg("a1", "a"), msg("a2", "a"), msg("a3", "a")), now=0.0)
     running = lanes.next("a", now=0.0, timeout=None)
     assert running is not None
     queued = lanes.held["1"]  # a2
@@ -171,7 +177,7 @@ def test_losing_a_lease() -> None:
 
 def test_heartbeats_extend_only_what_is_held_and_stop_at_twelve_hours() -> None:
     lanes = Lanes(10, fifo=True)
-    lanes.accept([msg("a1", "a"), msg("b1", "b"), msg("c1", "c")], now=0.0)
+    lanes.accept(deliveries(msg("a1", "a"), msg("b1", "b"), msg("c1", "c")), now=0.0)
     a1 = lanes.next("a", now=0.0, timeout=None)
     assert a1 is not None
     lanes.finish("a", a1, True, lambda: 0)  # settling: its delete is on the way
@@ -186,7 +192,7 @@ def test_heartbeats_extend_only_what_is_held_and_stop_at_twelve_hours() -> None:
 
 def test_stop_releases_what_never_started_and_cancels_what_outlives_the_drain() -> None:
     lanes = Lanes(10, fifo=True)
-    lanes.accept([msg("a1", "a"), msg("a2", "a"), msg("b1", "b")], now=0.0)
+    lanes.accept(deliveries(msg("a1", "a"), msg("a2", "a"), msg("b1", "b")), now=0.0)
     a1 = lanes.next("a", now=0.0, timeout=None)
     lanes.release_pending()
     _, releases = lanes.take_settlements()

@@ -14,22 +14,24 @@ and its result is discarded).
 from __future__ import annotations
 
 import itertools
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
-from transflow._wire.messages import ReceivedMessage
 
-__all__ = ["Delivery", "Held", "Lanes", "Outcome", "extension_seconds", "lane_key"]
+if TYPE_CHECKING:
+    from transflow._aws.poller import Delivery
+    from transflow._wire.messages import ReceivedMessage
+
+__all__ = ["Held", "Lanes", "Outcome", "extension_seconds", "lane_key"]
 
 _SAFETY = 5  # seconds kept clear of SQS's 12-hour limit
 
 Outcome = Literal["succeeded", "failed", "abandoned"]
+"""What became of a message whose handler returned (see :meth:`Lanes.finish`)."""
 
 
 def extension_seconds(held_for: float, visibility_timeout: int) -> int:
@@ -49,28 +51,6 @@ def lane_key(message: ReceivedMessage, fifo: bool) -> str:
 
 
 @attrs.define(eq=False)
-class Delivery:
-    """The message a handler is running, how long it has and whether it was cancelled.
-
-    ``current_delivery()`` returns it inside a handler."""
-
-    message: ReceivedMessage
-    deadline: float | None = None  # time.monotonic() at which the handler times out
-    cancelled: threading.Event = attrs.field(factory=threading.Event)
-
-    def remaining_time(self) -> float | None:
-        """Seconds left before the handler timeout, or None without a timeout."""
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - time.monotonic())
-
-    @property
-    def is_cancelled(self) -> bool:
-        """Whether the poller gave up on this delivery (timeout, lost lease, stop)."""
-        return self.cancelled.is_set()
-
-
-@attrs.define(eq=False)
 class Held:
     """One received message the poller is responsible for until it is deleted or released."""
 
@@ -82,6 +62,7 @@ class Held:
 
     @property
     def message(self) -> ReceivedMessage:
+        """The message as received."""
         return self.delivery.message
 
 
@@ -112,13 +93,15 @@ class Lanes:
         return self.capacity - len(self.held)
 
     def accept(
-        self, messages: Sequence[ReceivedMessage], now: float, *, stopping: bool = False
+        self, deliveries: Sequence[Delivery], now: float, *, stopping: bool = False
     ) -> list[str]:
-        """Hold ``messages`` received at ``now``; returns the lanes that were idle and now
-        need a runner. While ``stopping``, they are released at once (visibility 0)."""
+        """Hold the messages of ``deliveries``, received at ``now``; returns the lanes that
+        were idle and now need a runner. While ``stopping``, they are released at once
+        (visibility 0)."""
         idle: list[str] = []
-        for message in messages:
-            held = Held(str(next(self._tokens)), Delivery(message), now)
+        for delivery in deliveries:
+            message = delivery.message
+            held = Held(str(next(self._tokens)), delivery, now)
             self.held[held.token] = held
             if stopping:
                 # The long poll in flight when stop came: never started, so released.

@@ -36,11 +36,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from botocore.config import Config
 
-from transflow._aws.lanes import Delivery, Held, Lanes, extension_seconds
+from transflow._aws.lanes import Held, Lanes, extension_seconds
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
+from transflow._wire.options import between, positive
 from transflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "PollerStats",
     "QueuePoller",
     "backoff_visibility",
+    "check_client_pool",
     "current_delivery",
     "extension_seconds",
     "poller_client_config",
@@ -116,6 +118,28 @@ def release_immediately(_message: ReceivedMessage) -> int:
 # -- what a handler sees --------------------------------------------------------------------
 
 
+@attrs.define(eq=False)
+class Delivery:
+    """The message a handler is running, how long it has and whether it was cancelled.
+
+    ``current_delivery()`` returns it inside a handler."""
+
+    message: ReceivedMessage
+    deadline: float | None = None  # time.monotonic() at which the handler times out
+    cancelled: threading.Event = attrs.field(factory=threading.Event)
+
+    def remaining_time(self) -> float | None:
+        """Seconds left before the handler timeout, or None without a timeout."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether the poller gave up on this delivery (timeout, lost lease, stop)."""
+        return self.cancelled.is_set()
+
+
 _current: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
     "transflow_delivery", default=None
 )
@@ -167,9 +191,17 @@ class _Counters:
     leases_lost: int = 0
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ConfigError(f"QueuePoller {attribute.name} must be positive, not {value!r}")
+def check_client_pool(sqs: object) -> None:
+    """Raise :class:`ConfigError` when the SQS client's connection pool is too small for a
+    poller (it checks the client's config; no call is made)."""
+    config = getattr(getattr(sqs, "meta", None), "config", None)
+    size = getattr(config, "max_pool_connections", None)
+    if isinstance(size, int) and size < _POLLER_CONNECTIONS:
+        raise ConfigError(
+            f"the SQS client's max_pool_connections is {size}; a QueuePoller needs at least "
+            f"{_POLLER_CONNECTIONS} so heartbeats never wait behind a long poll: build the "
+            "client with config=poller_client_config(concurrency)"
+        )
 
 
 @attrs.define(eq=False)
@@ -184,16 +216,18 @@ class QueuePoller:
     sqs: SQSClient
     queue_url: str
     handler: Handler
-    concurrency: int = attrs.field(default=10, validator=_positive)
-    max_in_flight: int | None = attrs.field(default=None, validator=_positive)
-    wait_time_seconds: int = attrs.field(default=20, validator=attrs.validators.in_(range(21)))
-    visibility_timeout: int = attrs.field(default=30, validator=_positive)
-    heartbeat_interval: float | None = attrs.field(default=None, validator=_positive)
-    handler_timeout: float | None = attrs.field(default=None, validator=_positive)
+    concurrency: int = attrs.field(default=10, validator=positive)
+    max_in_flight: int | None = attrs.field(default=None, validator=positive)
+    wait_time_seconds: int = attrs.field(default=20, validator=between(0, 20))
+    visibility_timeout: int = attrs.field(
+        default=30, validator=between(1, MAX_VISIBILITY_TIMEOUT, " (12 hours)")
+    )
+    heartbeat_interval: float | None = attrs.field(default=None, validator=positive)
+    handler_timeout: float | None = attrs.field(default=None, validator=positive)
     retry_delay: RetryDelay = attrs.field(factory=backoff_visibility)
-    drain_timeout: float = attrs.field(default=30.0, validator=_positive)
+    drain_timeout: float = attrs.field(default=30.0, validator=positive)
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
-    error_backoff_max: float = attrs.field(default=20.0, validator=_positive)
+    error_backoff_max: float = attrs.field(default=20.0, validator=positive)
     name: str = "transflow-poller"
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
@@ -212,16 +246,7 @@ class QueuePoller:
     def __attrs_post_init__(self) -> None:
         self._wake = threading.Condition(self._lock)
         self._lanes = Lanes(self.capacity, self.is_fifo)
-        if self.visibility_timeout > MAX_VISIBILITY_TIMEOUT:
-            raise ConfigError("QueuePoller visibility_timeout must be at most 43200 (12 hours)")
-        pool = getattr(getattr(self.sqs, "meta", None), "config", None)
-        size = getattr(pool, "max_pool_connections", None)
-        if isinstance(size, int) and size < _POLLER_CONNECTIONS:
-            raise ConfigError(
-                f"the SQS client's max_pool_connections is {size}; a QueuePoller needs at least "
-                f"{_POLLER_CONNECTIONS} so heartbeats never wait behind a long poll: build the "
-                "client with config=poller_client_config(concurrency)"
-            )
+        check_client_pool(self.sqs)
 
     # -- configuration in effect ---------------------------------------------------------
 
@@ -390,7 +415,9 @@ class QueuePoller:
         with self._lock:
             self._counters.received += len(messages)
             idle = self._lanes.accept(
-                messages, time.monotonic(), stopping=self._stop_requested.is_set()
+                [Delivery(m) for m in messages],
+                time.monotonic(),
+                stopping=self._stop_requested.is_set(),
             )
             self._wake.notify_all()
         assert self._pool is not None
