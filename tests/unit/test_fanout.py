@@ -220,7 +220,7 @@ def test_close_ends_every_subscription_after_what_it_buffered() -> None:
 
 
 def drain_until_closed(sub: Subscription) -> list[ProgressEvent]:
-    out = []
+    out: list[ProgressEvent] = []
     while True:
         try:
             got = sub.get(timeout=0)
