@@ -25,6 +25,7 @@ from transflow import (
     SubscriptionDenied,
     UploadState,
     branch_channel,
+    poller_client_config,
     upload_channel,
 )
 from transflow.streaming.fanout import FanOut, split_event_id
@@ -357,6 +358,9 @@ def test_poller_options_out_of_range_are_config_errors(option: str, value: int, 
 
 
 def test_a_client_pool_too_small_for_a_poller_is_a_config_error() -> None:
+    config = poller_client_config(8)
+    assert config.max_pool_connections == 11  # type: ignore[attr-defined]
+
     class Small:
         class meta:
             class config:
