@@ -29,7 +29,7 @@ from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProgressEvent
 from transflow._wire.options import at_least, between, positive
 from transflow.errors import ChannelError, EventFormatError, SubscriptionDenied
-from transflow.streaming.fanout import FanOut, Subscription
+from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -42,16 +42,9 @@ Authorize = Callable[[Any, str], bool]
 
 
 @attrs.frozen
-class HubStats:
-    """Counters since start."""
+class HubStats(FanOutStats):
+    """Counters since start: the fan-out's, and the poller's."""
 
-    subscribers: int
-    channels: int
-    dispatched: int
-    delivered: int
-    duplicates: int
-    malformed: int
-    lagged: int
     poller: PollerStats
 
 
