@@ -145,10 +145,12 @@ if TYPE_CHECKING:
         run_worker,
     )
     from transflow.streaming import sse as sse
+    from transflow.streaming.fanout import (
+        Subscription,
+    )
     from transflow.streaming.hub import (
         HubStats,
         ProgressHub,
-        Subscription,
     )
     from transflow.streaming.snapshot import (
         UploadState,
@@ -218,7 +220,7 @@ _HOMES: dict[str, str] = {
     "run_worker": "transflow.processing.worker",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
-    "Subscription": "transflow.streaming.hub",
+    "Subscription": "transflow.streaming.fanout",
     "UploadState": "transflow.streaming.snapshot",
     "UploadStatus": "transflow.streaming.snapshot",
 }
