@@ -115,6 +115,7 @@ if TYPE_CHECKING:
         QueueUrls,
         ensure_queues,
         ensure_queues_report,
+        resolve_queue_urls,
     )
     from transflow.processing.context import (
         InputFile,
@@ -144,10 +145,12 @@ if TYPE_CHECKING:
         run_worker,
     )
     from transflow.streaming import sse as sse
+    from transflow.streaming.fanout import (
+        Subscription,
+    )
     from transflow.streaming.hub import (
         HubStats,
         ProgressHub,
-        Subscription,
     )
     from transflow.streaming.snapshot import (
         UploadState,
@@ -201,6 +204,7 @@ _HOMES: dict[str, str] = {
     "QueueUrls": "transflow.ops.provision",
     "ensure_queues": "transflow.ops.provision",
     "ensure_queues_report": "transflow.ops.provision",
+    "resolve_queue_urls": "transflow.ops.provision",
     "InputFile": "transflow.processing.context",
     "OutputFile": "transflow.processing.context",
     "OutputLocation": "transflow.processing.context",
@@ -216,7 +220,7 @@ _HOMES: dict[str, str] = {
     "run_worker": "transflow.processing.worker",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
-    "Subscription": "transflow.streaming.hub",
+    "Subscription": "transflow.streaming.fanout",
     "UploadState": "transflow.streaming.snapshot",
     "UploadStatus": "transflow.streaming.snapshot",
 }
@@ -340,6 +344,7 @@ __all__ = [
     "queue_names",
     "read_upload_metadata",
     "release_immediately",
+    "resolve_queue_urls",
     "run_worker",
     "sanitize_branch",
     "upload_channel",

@@ -264,7 +264,7 @@ def load_config(
     problems: list[str] = []
     if raw is not None and "sqs" not in raw:
         problems.append(
-            f"{source}: the 'sqs' section is required; add for example "
+            "the 'sqs' section is required; add for example "
             '"sqs": {"visibilityTimeoutSec": 960, "maxReceiveCount": 3, "batchSize": 10}'
         )
     raw = raw or {}

@@ -236,6 +236,11 @@ def iam_policies(
     ``claim_bucket``/``claim_prefix`` are set so; by default they go to
     ``transflow/claims/{branch}/`` in the upload bucket. Raises :class:`ConfigError` for a
     malformed account id, region, partition or bucket name."""
+    # The output bucket is named in a problem only when it was given: a user who passed one
+    # bucket must not read about a second.
+    buckets = {"upload bucket": upload_bucket}
+    if output_bucket and output_bucket != upload_bucket:
+        buckets["output bucket"] = output_bucket
     output_bucket = output_bucket or upload_bucket
     problems = []
     if not _ACCOUNT.fullmatch(account_id):
@@ -244,7 +249,7 @@ def iam_policies(
         problems.append(f"region {region!r} is not an AWS region name such as 'us-east-1'")
     if partition not in _PARTITIONS:
         problems.append(f"partition {partition!r} must be one of {', '.join(_PARTITIONS)}")
-    for what, bucket in (("upload bucket", upload_bucket), ("output bucket", output_bucket)):
+    for what, bucket in buckets.items():
         if not _BUCKET.fullmatch(bucket) or ".." in bucket:
             problems.append(
                 f"{what} {bucket!r} is not an S3 bucket name (3 to 63 lowercase letters, "

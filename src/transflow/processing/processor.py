@@ -634,15 +634,22 @@ class _Attempt:
         code = error_code(exc, self.step)
         text = str(exc) or type(exc).__name__
         job, attempt = self.job, self.status.attempt
-        log.error(
-            "upload %s (template %s, attempt %d) failed%s: %s: %s",
+        limit = self.processor.max_receive_count
+        final = limit is not None and attempt >= limit
+        # One line per attempt; the traceback once: on the last attempt, or at DEBUG.
+        unexpected = not isinstance(exc, TransflowError)
+        log.log(
+            logging.ERROR if final else logging.WARNING,
+            "upload %s (template %s, attempt %d%s) failed%s: %s: %s%s",
             job.upload_id,
             job.template_id,
             attempt,
+            f" of {limit}" if limit is not None else "",
             f" in step {self.step!r}" if self.step else "",
             code,
             text,
-            exc_info=not isinstance(exc, TransflowError),
+            "" if final or limit is None else "; retried through the queue",
+            exc_info=unexpected and (final or log.isEnabledFor(logging.DEBUG)),
         )
         self.status = self._finish(ok=None, error=code, message=text[:2000])
         bucket = self.bucket or self.processor.output_bucket
@@ -657,8 +664,6 @@ class _Attempt:
                 save_status(self.s3, bucket, self.status_key, self.status)
             except Exception:
                 log.exception("upload %s: the error status record was not written", job.upload_id)
-        limit = self.processor.max_receive_count
-        final = limit is not None and attempt >= limit
         self.stream.emit(
             ProgressType.ERROR,
             step=self.step,

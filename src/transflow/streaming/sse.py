@@ -135,8 +135,9 @@ def comment(text: str = "") -> bytes:
 # -- streams ------------------------------------------------------------------------------
 
 
-class Subscription(Protocol):
-    """What the streams need of a :class:`~transflow.streaming.hub.Subscription`."""
+class _Feed(Protocol):
+    """What a stream reads: a :class:`~transflow.streaming.fanout.Subscription`, or anything
+    with its channel, snapshot, get/aget and close."""
 
     @property
     def channel(self) -> str: ...
@@ -176,7 +177,7 @@ def _event_bytes(event: ProgressEvent) -> bytes | None:
         return None
 
 
-def _opening(subscription: Subscription, retry: int | None) -> bytes:
+def _opening(subscription: _Feed, retry: int | None) -> bytes:
     head = f"retry: {retry}\n\n".encode() if retry is not None else b""
     try:
         snapshot = subscription.snapshot_json()
@@ -193,7 +194,7 @@ def _lagged(error: SubscriberLagged) -> bytes:
 
 
 def stream(
-    subscription: Subscription,
+    subscription: _Feed,
     *,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
@@ -221,7 +222,7 @@ def stream(
 
 
 async def astream(
-    subscription: Subscription,
+    subscription: _Feed,
     *,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
@@ -250,7 +251,7 @@ async def astream(
 class _Hub(Protocol):
     def subscribe(
         self, channel: str, last_event_id: str | None = None, *, principal: Any = None
-    ) -> Subscription: ...
+    ) -> _Feed: ...
 
 
 def channel_from_query(query: Mapping[str, list[str]]) -> str:
@@ -384,7 +385,7 @@ def _open(
     *,
     last_event_id: str | None,
     authorization: str | None,
-) -> tuple[int, str, Subscription | None]:
+) -> tuple[int, str, _Feed | None]:
     try:
         query = parse_qs(query_string, keep_blank_values=False, max_num_fields=_MAX_QUERY_FIELDS)
         channel = channel_from_query(query)
@@ -530,7 +531,7 @@ async def _plain(
 
 
 async def _serve(
-    sub: Subscription,
+    sub: _Feed,
     receive: ASGIReceive,
     send: ASGISend,
     *,

@@ -37,7 +37,7 @@ from transflow._aws.poller import QueuePoller, poller_client_config
 from transflow._wire.keys import status_key
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.tokens import ENV_STREAM_SECRET
-from transflow.cli.demo.templates import demo_registry
+from transflow.cli.demo.templates import FailurePlan, demo_registry
 from transflow.cli.local import LocalAws
 from transflow.config import SqsConfig, TransflowConfig
 from transflow.errors import BridgeError, TransflowError
@@ -95,6 +95,10 @@ class DemoStack:
 
     settings: DemoSettings = attrs.field(factory=DemoSettings)
     requests: RequestCounter = attrs.field(factory=RequestCounter)
+    failures: FailurePlan = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: FailurePlan(self.settings.fail_rate), takes_self=True),
+    )
     urls: QueueUrls | None = attrs.field(default=None, init=False)
     events_queue_url: str | None = attrs.field(default=None, init=False)
     _local: LocalAws | None = attrs.field(default=None, init=False)
@@ -120,6 +124,8 @@ class DemoStack:
         s = self.settings
         if s.endpoint_url is None:
             self._local = LocalAws(region=s.region).start()
+            # moto keeps its state per process, not per server: start from nothing.
+            self._local.reset()
             self._endpoint = self._local.endpoint_url
         else:
             self._endpoint = s.endpoint_url
@@ -148,7 +154,7 @@ class DemoStack:
 
         bridge = GroupingBridge(sqs, s3, queue_url=self.urls.processing, default_branch=s.branch)
         processor = JobProcessor(
-            demo_registry(output_bucket=s.output_bucket, fail_rate=s.fail_rate),
+            demo_registry(output_bucket=s.output_bucket, failures=self.failures),
             s3_client=s3,
             sqs_client=sqs,
             progress_queue_url=self.urls.progress,
@@ -453,4 +459,5 @@ def _create_upload(
         max_file_size=s.max_file_size,
         stream_secret=stack.stream_secret,
     )
+    stack.failures.choose(ticket.upload_id)
     return _json_response(start_response, "200 OK", ticket.to_dict())
