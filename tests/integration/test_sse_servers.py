@@ -19,6 +19,7 @@ from tests.streaming_support import (
     asgi_server,
     fifo_queue,
     publish,
+    queue_counts,
     wait_until,
     wsgi_server,
 )
@@ -347,27 +348,48 @@ def test_hostile_input_is_a_400_or_ignored_never_a_500(
             assert answer.status_code == 400, query
 
 
+def poison_bodies() -> list[str]:
+    """Progress message bodies no stream can ever carry, each as a forger could send it."""
+    good = ev("abc", 1).to_dict()
+    return [
+        json.dumps({**good, "uploadId": "evil\r\nevent: done\r\nid"}),  # CR/LF in the id
+        json.dumps({**good, "channel": "upload:main:evil\r\nevent: done"}),
+        json.dumps(good)[:-1] + ', "seq": ' + "9" * 5000 + "}",  # a 5,000-digit integer
+        json.dumps({**good, "seq": 10**30}),  # a forged seq that would silence the upload
+        json.dumps({**good, "seq": 2**53}),
+        json.dumps({**good, "seq": "7"}),
+        json.dumps({**good, "channel": "upload:other:abc"}),  # not its own channel
+        json.dumps(good)[:-1] + ', "size": 1e400}',  # read as infinity: JSON cannot write it
+        "\ufeff" + json.dumps(good),
+        json.dumps([good]),
+    ]
+
+
 @pytest.mark.parametrize(("kind", "server", "make_app"), KINDS, ids=[k[0] for k in KINDS])
-def test_an_event_that_cannot_be_encoded_is_dropped_and_the_stream_goes_on(
+def test_poison_progress_messages_are_dropped_counted_and_the_stream_goes_on(
     sqs: SQSClient, kind: str, server: Server, make_app: Callable[..., Any]
 ) -> None:
-    url = fifo_queue(sqs, f"progress-poison-{kind}.fifo")
+    url = fifo_queue(sqs, f"progress-poison-{kind}.fifo", visibility=1)
     operator = issue_stream_token(SECRET, "upload:main:*")
+    poison = poison_bodies()
     with (
-        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        ProgressHub(sqs, url, wait_time_seconds=1, visibility_timeout=1) as hub,
         server(make_app(hub, secret=SECRET, heartbeat=0.2)) as base,
     ):
         follower = SseClient(f"{base}/?branch=main&token={operator}").start()
         follower.wait_for(lambda events: any(e.type == "snapshot" for e in events))
-        before = dropped_events()
-        # An id with CR/LF would end the event early and inject fields: never sent.
-        hub.dispatch(ev("evil\r\nevent: done\r\nid", 1))
-        hub.dispatch(ev("abc", 1))
-        follower.wait_for(lambda events: len(progress(events)) == 1)
-        assert dropped_events() == before + 1
-        # The same stream (and a reconnect) keep working.
-        hub.dispatch(ev("abc", 2))
+        # Each in the upload's own FIFO group, before its good events: a poison message that
+        # was released instead of dropped would hold them back.
+        for i, body in enumerate(poison):
+            sqs.send_message(
+                QueueUrl=url, MessageBody=body, MessageGroupId="abc", MessageDeduplicationId=f"p{i}"
+            )
+        publish(sqs, url, [ev("abc", 1), ev("abc", 2, type="done")])
         follower.wait_for(lambda events: len(progress(events)) == 2)
+        wait_until(lambda: queue_counts(sqs, url) == (0, 0), what="the queue to be empty")
         follower.close()
-        assert [e.upload_id for e in progress(follower.snapshot())] == ["abc", "abc"]
+        assert [e.seq for e in progress(follower.snapshot())] == [1, 2]
         assert b"event: done" not in bytes(follower.raw)
+        stats = hub.stats()
+        assert (stats.malformed, stats.dispatched) == (len(poison), 2)
+        assert stats.poller.released == 0

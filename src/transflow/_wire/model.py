@@ -30,6 +30,7 @@ from transflow._wire.limits import is_sqs_id
 from transflow.errors import EventFormatError, JobFormatError
 
 __all__ = [
+    "MAX_SEQ",
     "JsonValue",
     "ProcessingJob",
     "ProgressEvent",
@@ -44,6 +45,11 @@ __all__ = [
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 """Any value JSON can hold: what `fields`, `metadata` and an event's extra fields carry."""
 JsonObject: TypeAlias = "dict[str, JsonValue]"
+
+MAX_SEQ = 2**53 - 1
+"""The largest ``seq`` an event may carry: what JavaScript reads exactly, and far above what a
+publisher makes (milliseconds since 1970 times 1,000). A larger one can only be forged, and
+would make the hub drop every later event of its upload as already seen."""
 T = TypeVar("T")
 
 _TIMESTAMP = re.compile(
@@ -185,8 +191,8 @@ def _percent(value: object) -> None:
 
 
 def _seq(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise FieldProblem.one(f"must be a non-negative integer, not {show(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise FieldProblem.one(f"must be a non-negative integer below 2**53, not {show(value)}")
 
 
 def _aware(value: dt.datetime) -> None:
@@ -330,7 +336,7 @@ class ProgressEvent:
 
     channel: str = attrs.field(validator=_rule(_string, _not_empty))
     type: ProgressType = attrs.field(converter=_as_progress_type, validator=_rule(_progress_type))
-    upload_id: str = attrs.field(validator=_rule(_string, _not_empty))
+    upload_id: str = attrs.field(validator=_rule(_string, _group_id))
     branch: str = attrs.field(validator=_rule(_string, _not_empty))
     timestamp: dt.datetime = attrs.field(converter=_utc, validator=_rule(_aware))
     seq: int | None = attrs.field(default=None, validator=_optional(_seq))

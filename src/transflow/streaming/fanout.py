@@ -8,15 +8,23 @@ subscribe replays what came after a ``Last-Event-ID``. It starts no thread: whoe
 events (the :class:`~transflow.streaming.hub.ProgressHub`, a test, a host) calls
 :meth:`FanOut.dispatch`; a lock makes that safe from several threads.
 
-Memory is bounded everywhere: each subscriber's buffer, each channel's replay buffer, and the
-number of channels remembered (least recently used are forgotten).
+Memory is bounded everywhere: each subscriber's buffer, each channel's replay buffer (in events
+and in bytes), all replay buffers together (in bytes: the least recently active uploads lose
+their oldest events first), and the number of channels remembered (least recently used are
+forgotten).
+
+Fairness: the lock is held for O(1) per dispatch and per subscriber delivered to; a resume
+(``Last-Event-ID``) holds it for O(channels of the branch + events replayed), never for a scan
+or sort of every buffered event; merging a branch's replay happens outside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
+import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -24,22 +32,60 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
-from transflow._wire.channels import branch_channel, channel_matches, parse_channel
-from transflow._wire.model import ProgressEvent
+from transflow._wire.channels import branch_channel, parse_channel, upload_channel
+from transflow._wire.model import MAX_SEQ, ProgressEvent
 from transflow._wire.options import at_least
-from transflow.errors import SubscriberLagged, SubscriptionClosed
+from transflow.errors import (
+    ChannelError,
+    EventFormatError,
+    SubscriberLagged,
+    SubscriptionClosed,
+    TransflowError,
+)
 from transflow.streaming.snapshot import UploadStatus, fold_event
 
-__all__ = ["FanOut", "FanOutStats", "Subscription", "split_event_id"]
+__all__ = ["FanOut", "FanOutStats", "Subscription", "event_size", "split_event_id"]
+
+_SEQ = re.compile(r"[0-9]{1,16}", re.ASCII)  # 2**53 has 16 digits
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def split_event_id(event_id: str | None) -> tuple[str, int] | None:
+def split_event_id(event_id: object) -> tuple[str, int] | None:
     """``"{uploadId}:{seq}"`` (an SSE ``Last-Event-ID``) as (upload id, seq); None when it
-    is not one."""
-    if not event_id or ":" not in event_id:
+    is not one (including a seq past :data:`~transflow._wire.model.MAX_SEQ`, non-ASCII
+    digits, or anything that is not a string)."""
+    if not isinstance(event_id, str) or ":" not in event_id:
         return None
     upload_id, _, seq = event_id.rpartition(":")
-    return (upload_id, int(seq)) if seq.isdigit() else None
+    if not upload_id or _SEQ.fullmatch(seq) is None or int(seq) > MAX_SEQ:
+        return None
+    return upload_id, int(seq)
+
+
+def event_size(event: ProgressEvent) -> int:
+    """The bytes of ``event``'s wire JSON, once it is known to be deliverable: its channel
+    is the one of its branch and upload id, neither holds a control character (its SSE id
+    could not be written), and its JSON can be written. Raises :class:`EventFormatError`
+    for an event no stream could ever carry: the caller drops it rather than retry it."""
+    problems = []
+    if event.channel != upload_channel(event.branch, event.upload_id):
+        problems.append(
+            f"channel: {event.channel[:80]!r} is not upload:{{branch}}:{{uploadId}} of the "
+            "event's own branch and uploadId"
+        )
+    else:
+        try:
+            parse_channel(event.channel)
+        except ChannelError as exc:
+            problems.append(f"channel: {exc}")
+    if _CONTROL.search(event.channel):
+        problems.append("channel: holds a control character (CR, LF, NUL, ...)")
+    if problems:
+        raise EventFormatError("progress event", problems)
+    try:
+        return len(event.to_json().encode("utf-8", "surrogatepass"))
+    except TransflowError as exc:  # a number JSON cannot write (1e400 read as infinity)
+        raise EventFormatError("progress event", [f"cannot be written as JSON: {exc}"]) from exc
 
 
 @attrs.define(eq=False)
@@ -60,11 +106,18 @@ class Subscription:
     _cond: threading.Condition = attrs.field(factory=threading.Condition, repr=False)
     _closed: SubscriptionClosed | None = attrs.field(default=None, repr=False)
     _wakers: set[Callable[[], None]] = attrs.field(factory=set, repr=False)
+    # Decided once, by the fan-out that registered it: unsubscribing must look in the same
+    # registry (upload:main:x:* is an upload id "x:*", not a branch pattern).
+    _pattern: bool = attrs.field(
+        kw_only=True,
+        repr=False,
+        default=attrs.Factory(lambda self: self.channel.endswith(":*"), takes_self=True),
+    )
 
     @property
     def is_pattern(self) -> bool:
         """Whether this subscription is for a whole branch (``upload:{branch}:*``)."""
-        return self.channel.endswith(":*")
+        return self._pattern
 
     @property
     def snapshot(self) -> UploadStatus:
@@ -210,15 +263,26 @@ class Subscription:
         self.close()
 
 
+# (arrival number, event, bytes of its wire JSON)
+_Replayed = tuple[int, ProgressEvent, int]
+
+
 @attrs.define(eq=False)
 class _Channel:
     status: UploadStatus
-    replay: deque[tuple[int, ProgressEvent]]
+    pattern: str  # its branch pattern, upload:{branch}:*
+    replay: deque[_Replayed] = attrs.field(factory=deque)
+    replay_bytes: int = 0
 
 
 @attrs.frozen
 class FanOutStats:
-    """Counters of a :class:`FanOut` since it was made."""
+    """Counters of a :class:`FanOut` since it was made.
+
+    ``malformed``: messages dropped because no stream could ever carry them (they do not
+    parse, or parse into an event that cannot be delivered). ``replay_bytes``: the bytes the
+    replay buffers hold now; ``replay_evicted``: events dropped from them (or never kept)
+    to stay within the byte budgets."""
 
     subscribers: int
     channels: int
@@ -227,29 +291,41 @@ class FanOutStats:
     duplicates: int
     malformed: int
     lagged: int
+    replay_bytes: int
+    replay_evicted: int
 
 
 @attrs.define(eq=False)
 class FanOut:
     """Subscribers by channel and branch pattern, and each channel's status and replay.
 
-    ``buffer_size`` events at most wait for a subscriber before it is cut off,
-    ``replay_size`` events per channel are kept for resuming, ``max_channels`` channels are
-    remembered."""
+    ``buffer_size`` events at most wait for a subscriber before it is cut off;
+    ``replay_size`` events and ``replay_bytes`` bytes (of wire JSON) per channel are kept
+    for resuming, ``replay_total_bytes`` in all channels together; ``max_channels`` channels
+    are remembered. An event larger than a byte budget is delivered live but not kept."""
 
     buffer_size: int = attrs.field(default=1000, validator=at_least(1))
     replay_size: int = attrs.field(default=1000, validator=at_least(0))
     max_channels: int = attrs.field(default=10_000, validator=at_least(1))
+    replay_bytes: int = attrs.field(default=1 << 20, validator=at_least(0), kw_only=True)
+    replay_total_bytes: int = attrs.field(default=256 << 20, validator=at_least(0), kw_only=True)
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _channels: OrderedDict[str, _Channel] = attrs.field(init=False, factory=OrderedDict)
+    # Each branch pattern's channels, so a branch subscribe never scans other branches'.
+    _branches: dict[str, dict[str, None]] = attrs.field(init=False, factory=dict)
+    # Channels whose replay holds events, least recently dispatched to first: the total
+    # byte budget evicts from the front.
+    _replaying: OrderedDict[str, None] = attrs.field(init=False, factory=OrderedDict)
+    _replay_total: int = attrs.field(init=False, default=0)
     _exact: dict[str, set[Subscription]] = attrs.field(init=False, factory=dict)
     _patterns: dict[str, set[Subscription]] = attrs.field(init=False, factory=dict)
     _arrivals: Iterator[int] = attrs.field(init=False, factory=itertools.count)
     _counts: dict[str, int] = attrs.field(
         init=False,
         factory=lambda: dict.fromkeys(
-            ("dispatched", "delivered", "duplicates", "malformed", "lagged"), 0
+            ("dispatched", "delivered", "duplicates", "malformed", "lagged", "replay_evicted"),
+            0,
         ),
     )
     _closed: bool = attrs.field(init=False, default=False)
@@ -260,6 +336,7 @@ class FanOut:
             return FanOutStats(
                 subscribers=sum(len(s) for s in (*self._exact.values(), *self._patterns.values())),
                 channels=len(self._channels),
+                replay_bytes=self._replay_total,
                 **self._counts,
             )
 
@@ -273,46 +350,76 @@ class FanOut:
         :class:`~transflow.errors.ChannelError` for a malformed channel and
         :class:`SubscriptionClosed` once :meth:`close` was called."""
         _branch, upload_id = parse_channel(channel)
+        resume = split_event_id(last_event_id)
         size = buffer_size or self.buffer_size
+        pattern = upload_id is None
         with self._lock:
             if self._closed:
                 raise SubscriptionClosed("the progress hub has stopped; subscribe to a running hub")
-            if upload_id is None:
-                matching = [c for c in self._channels if channel_matches(channel, c)]
-                snapshots = tuple(self._channels[c].status for c in matching)
-                replay = self._replay_pattern(matching, last_event_id)
+            if pattern:
+                names = list(self._branches.get(channel, ()))
+                snapshots = tuple(self._channels[name].status for name in names)
+                tails = self._pattern_tails(channel, names, resume)
             else:
                 known = self._channels.get(channel)
                 snapshots = (known.status if known else UploadStatus(channel),)
-                replay = self._replay_exact(known, upload_id, last_event_id)
-            sub = Subscription(channel, snapshots, size, self, deque(replay[-size:]))
-            registry = self._patterns if upload_id is None else self._exact
+                tails = [self._exact_tail(known, upload_id, resume)]
+            sub = Subscription(channel, snapshots, size, self, pattern=pattern)
+            registry = self._patterns if pattern else self._exact
             registry.setdefault(channel, set()).add(sub)
+        if tails:
+            # Merged by arrival outside the lock. Events dispatched since registering are
+            # newer than every replayed one, so the replay goes in front of them.
+            merged = [e for _, e, _ in heapq.merge(*tails, key=lambda entry: entry[0])]
+            with sub._cond:
+                sub._items.extendleft(reversed(merged[-size:]))
         return sub
 
-    def _replay_exact(
-        self, known: _Channel | None, upload_id: str, last_event_id: str | None
-    ) -> list[ProgressEvent]:
-        resume = split_event_id(last_event_id)
+    @staticmethod
+    def _exact_tail(
+        known: _Channel | None, upload_id: str | None, resume: tuple[str, int] | None
+    ) -> list[_Replayed]:
+        # From the newest back to the resume point: O(events replayed).
         if known is None or resume is None or resume[0] != upload_id:
             return []
-        return [e for _, e in known.replay if e.seq is not None and e.seq > resume[1]]
+        tail: list[_Replayed] = []
+        for entry in reversed(known.replay):
+            seq = entry[1].seq
+            if seq is not None and seq <= resume[1]:
+                break
+            if seq is not None:
+                tail.append(entry)
+        tail.reverse()
+        return tail
 
-    def _replay_pattern(
-        self, matching: list[str], last_event_id: str | None
-    ) -> list[ProgressEvent]:
-        resume = split_event_id(last_event_id)
+    def _pattern_tails(
+        self, pattern: str, names: list[str], resume: tuple[str, int] | None
+    ) -> list[list[_Replayed]]:
         if resume is None:
             return []
+        branch, _ = parse_channel(pattern)
+        last = self._channels.get(upload_channel(branch, resume[0]))
         after: int | None = None
-        for name in matching:
-            for n, event in self._channels[name].replay:
-                if event.event_id == last_event_id:
+        if last is not None and last.pattern == pattern:
+            for n, event, _ in reversed(last.replay):
+                if event.seq == resume[1]:
                     after = n
+                    break
+                if event.seq is not None and event.seq < resume[1]:
+                    break
         if after is None:
             return []  # too old for the buffers: the snapshots carry the state
-        merged = [(n, e) for name in matching for n, e in self._channels[name].replay if n > after]
-        return [e for _, e in sorted(merged, key=lambda pair: pair[0])]
+        tails = []
+        for name in names:
+            replay = self._channels[name].replay
+            count = 0
+            for entry in reversed(replay):
+                if entry[0] <= after:
+                    break
+                count += 1
+            if count:
+                tails.append(list(itertools.islice(replay, len(replay) - count, None)))
+        return tails
 
     def _unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
@@ -339,17 +446,53 @@ class FanOut:
 
     # -- dispatching ----------------------------------------------------------------------
 
-    def _channel(self, name: str) -> _Channel:
+    def _channel(self, name: str, pattern: str) -> _Channel:
         known = self._channels.get(name)
         if known is None:
-            known = self._channels[name] = _Channel(
-                UploadStatus(name), deque(maxlen=self.replay_size)
-            )
+            known = self._channels[name] = _Channel(UploadStatus(name), pattern)
+            self._branches.setdefault(pattern, {})[name] = None
             while len(self._channels) > self.max_channels:
-                self._channels.popitem(last=False)
+                self._drop_channel(*self._channels.popitem(last=False))
         else:
             self._channels.move_to_end(name)
         return known
+
+    def _drop_channel(self, name: str, known: _Channel) -> None:
+        self._replay_total -= known.replay_bytes
+        self._replaying.pop(name, None)
+        names = self._branches.get(known.pattern)
+        if names is not None:
+            names.pop(name, None)
+            if not names:
+                del self._branches[known.pattern]
+
+    def _keep(self, name: str, known: _Channel, entry: _Replayed) -> None:
+        size = entry[2]
+        if self.replay_size == 0 or size > min(self.replay_bytes, self.replay_total_bytes):
+            if self.replay_size:
+                self._counts["replay_evicted"] += 1
+            return
+        known.replay.append(entry)
+        known.replay_bytes += size
+        self._replay_total += size
+        self._replaying[name] = None
+        self._replaying.move_to_end(name)
+        while len(known.replay) > self.replay_size:
+            self._evict(name, known)
+        while known.replay_bytes > self.replay_bytes:
+            self._evict(name, known)
+            self._counts["replay_evicted"] += 1
+        while self._replay_total > self.replay_total_bytes:
+            oldest = next(iter(self._replaying))
+            self._evict(oldest, self._channels[oldest])
+            self._counts["replay_evicted"] += 1
+
+    def _evict(self, name: str, known: _Channel) -> None:
+        size = known.replay.popleft()[2]
+        known.replay_bytes -= size
+        self._replay_total -= size
+        if not known.replay:
+            del self._replaying[name]
 
     def malformed(self) -> None:
         """Count a message that was not an event (the caller logs and drops it)."""
@@ -360,16 +503,18 @@ class FanOut:
         """Fold ``event`` into its channel and hand it to every matching subscriber; returns
         how many got it (0 for a redelivery: an event whose ``seq`` is not after the last one
         folded). ``pattern`` is the event's branch pattern, when the caller parsed it
-        already."""
-        pattern = pattern or branch_channel(parse_channel(event.channel)[0])
+        already. Raises :class:`EventFormatError` for an event no stream could carry
+        (see :func:`event_size`); nothing is changed then."""
+        size = event_size(event)
+        pattern = pattern or branch_channel(event.branch)
         with self._lock:
-            known = self._channel(event.channel)
+            known = self._channel(event.channel, pattern)
             last = known.status.last_seq
             if event.seq is not None and last is not None and event.seq <= last:
                 self._counts["duplicates"] += 1  # a redelivery: subscribers already have it
                 return 0
             known.status = fold_event(known.status, event)
-            known.replay.append((next(self._arrivals), event))
+            self._keep(event.channel, known, (next(self._arrivals), event, size))
             targets = [*self._exact.get(event.channel, ()), *self._patterns.get(pattern, ())]
             delivered = 0
             for sub in targets:

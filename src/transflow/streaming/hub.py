@@ -23,7 +23,7 @@ import attrs
 
 from transflow._aws.emf import emit
 from transflow._aws.poller import PollerStats, QueuePoller, check_client_pool
-from transflow._wire.channels import branch_channel, parse_channel
+from transflow._wire.channels import parse_channel
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProgressEvent
@@ -63,6 +63,8 @@ class ProgressHub:
     buffer_size: int = attrs.field(default=1000, validator=at_least(1))
     replay_size: int = attrs.field(default=1000, validator=at_least(0))
     max_channels: int = attrs.field(default=10_000, validator=at_least(1))
+    replay_bytes: int = attrs.field(default=1 << 20, validator=at_least(0))
+    replay_total_bytes: int = attrs.field(default=256 << 20, validator=at_least(0))
     concurrency: int = attrs.field(default=4, validator=at_least(1))
     max_in_flight: int = attrs.field(default=40, validator=at_least(1))
     wait_time_seconds: int = attrs.field(default=20, validator=between(0, 20))
@@ -77,7 +79,13 @@ class ProgressHub:
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
-        self._fanout = FanOut(self.buffer_size, self.replay_size, self.max_channels)
+        self._fanout = FanOut(
+            self.buffer_size,
+            self.replay_size,
+            self.max_channels,
+            replay_bytes=self.replay_bytes,
+            replay_total_bytes=self.replay_total_bytes,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -167,24 +175,26 @@ class ProgressHub:
     # -- dispatching ----------------------------------------------------------------------
 
     def _on_message(self, message: ReceivedMessage) -> None:
+        # Whatever happens here happens again on every redelivery (parsing and fan-out are
+        # pure, in memory), so a message that fails is dropped and counted, never released:
+        # a released poison message would block its upload's FIFO group until it expires.
         try:
-            event = ProgressEvent.from_json(message.body)
-            branch, upload_id = parse_channel(event.channel)
+            self.dispatch(ProgressEvent.from_json(message.body))
         except (EventFormatError, ChannelError) as exc:
             self._malformed(message, str(exc))
-            return
-        if upload_id is None:
-            self._malformed(message, f"an event cannot be sent to the pattern {event.channel}")
-            return
-        self.dispatch(event, _pattern=branch_channel(branch))
+        except Exception as exc:  # a bug must not block the upload either
+            log.exception("dropping progress message %s: dispatch failed", message.message_id)
+            self._malformed(message, f"{type(exc).__name__} while dispatching")
 
     def _malformed(self, message: ReceivedMessage, why: str) -> None:
-        # It will never parse: returning normally deletes it and keeps its group moving.
-        log.error("dropping malformed progress message %s: %s", message.message_id, why)
+        # Returning normally deletes it and keeps its group moving.
+        log.error("dropping malformed progress message %s: %s", message.message_id, why[:500])
         self._fanout.malformed()
 
-    def dispatch(self, event: ProgressEvent, *, _pattern: str | None = None) -> int:
+    def dispatch(self, event: ProgressEvent) -> int:
         """Fold ``event`` into its channel and hand it to every matching subscriber; returns
         how many got it. The hub calls this for each message; tests and hosts that receive
-        events another way may call it too."""
-        return self._fanout.dispatch(event, pattern=_pattern)
+        events another way may call it too. Raises :class:`EventFormatError` for an event no
+        stream could carry (a channel that is not its own branch's and upload's, control
+        characters, a value JSON cannot write)."""
+        return self._fanout.dispatch(event)
