@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,6 @@ from transflow import ConfigError, ProgressEvent, ProgressHub, issue_stream_toke
 from transflow.streaming.sse import (
     asgi_app,
     astream,
-    dropped_events,
     encode,
     stream,
     wsgi_app,
@@ -393,3 +393,29 @@ def test_poison_progress_messages_are_dropped_counted_and_the_stream_goes_on(
         stats = hub.stats()
         assert (stats.malformed, stats.dispatched) == (len(poison), 2)
         assert stats.poller.released == 0
+
+
+@pytest.mark.parametrize(("kind", "server", "make_app"), KINDS, ids=[k[0] for k in KINDS])
+def test_every_closed_stream_releases_its_subscription(
+    sqs: SQSClient, kind: str, server: Server, make_app: Callable[..., Any]
+) -> None:
+    """500 clients of ``upload:main:x:*`` (an upload id, not a pattern) and of the channels
+    next to it go away, some before reading a byte: no subscription is left behind."""
+    url = fifo_queue(sqs, f"progress-leak-{kind}.fifo")
+    hub = ProgressHub(sqs, url)  # never started: subscribing needs no queue
+    queries = ["channel=upload:main:x:*", "channel=upload:main:x", "branch=main"]
+
+    def visit(i: int) -> int:
+        with http.stream("GET", f"{base}/?{queries[i % 3]}") as answer:
+            if i % 2:
+                next(answer.iter_raw())  # the snapshot; the others leave before it
+            return answer.status_code
+
+    with (
+        server(make_app(hub, authorize=lambda _request, _channel: True, heartbeat=0.1)) as base,
+        httpx.Client(timeout=10, limits=httpx.Limits(max_connections=16)) as http,
+        ThreadPoolExecutor(16) as pool,
+    ):
+        assert set(pool.map(visit, range(500))) == {200}
+        wait_until(lambda: hub.stats().subscribers == 0, what="every subscription released")
+    hub.stop()

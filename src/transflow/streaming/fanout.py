@@ -411,14 +411,15 @@ class FanOut:
             return []  # too old for the buffers: the snapshots carry the state
         tails = []
         for name in names:
-            replay = self._channels[name].replay
-            count = 0
-            for entry in reversed(replay):
-                if entry[0] <= after:
-                    break
-                count += 1
-            if count:
-                tails.append(list(itertools.islice(replay, len(replay) - count, None)))
+            # From the newest back: islice from the front would walk the whole buffer.
+            tail = list(
+                itertools.takewhile(
+                    lambda entry: entry[0] > after, reversed(self._channels[name].replay)
+                )
+            )
+            if tail:
+                tail.reverse()
+                tails.append(tail)
         return tails
 
     def _unsubscribe(self, sub: Subscription) -> None:

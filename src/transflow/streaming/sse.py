@@ -19,6 +19,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -198,7 +199,7 @@ def stream(
     *,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The event stream of a subscription, for a WSGI server: the ``snapshot`` event first,
     then each progress event (its id and JSON), a comment after ``heartbeat`` seconds of
     silence. A lagging subscriber gets a ``lagged`` event and the stream ends; the browser
@@ -456,9 +457,28 @@ def wsgi_app(
             start_response(_STATUS[status], headers + ([_CHALLENGE] if status == 401 else []))
             return [message.encode() + b"\n"]
         start_response(_STATUS[200], list(HEADERS))
-        return stream(sub, heartbeat=heartbeat, retry=retry)
+        return _WsgiBody(stream(sub, heartbeat=heartbeat, retry=retry), sub)
 
     return app
+
+
+@attrs.define(eq=False)
+class _WsgiBody:
+    """The response iterable: the server calls ``close()`` when the client goes away or the
+    response ends, also when it never started iterating (closing a generator that has not
+    started skips its ``finally``, which would leave the subscription behind)."""
+
+    chunks: Generator[bytes, None, None]
+    subscription: _Feed
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+    def close(self) -> None:
+        try:
+            self.chunks.close()
+        finally:
+            self.subscription.close()
 
 
 ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
