@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from transflow._wire.jsontext import JsonTextError, parse_json
 from transflow._wire.model import ProcessingJob
 from transflow.errors import JobFormatError
 
@@ -45,8 +46,8 @@ def decode_job_message(body: str | bytes) -> ProcessingJob | ClaimCheck:
 
     Raises :class:`JobFormatError` for anything else."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        data = parse_json(body)
+    except JsonTextError:
         data = None  # ProcessingJob.from_json below reports it properly
     if isinstance(data, dict) and CLAIM_CHECK_KEY in data:
         ref = data[CLAIM_CHECK_KEY]

@@ -47,14 +47,18 @@ class ReceivedMessage:
         return self.attributes.get("MessageDeduplicationId")
 
     @classmethod
-    def from_lambda_record(cls, record: Mapping[str, Any]) -> ReceivedMessage:
-        """From one record of a Lambda SQS event (``messageId``, ``receiptHandle``, …)."""
+    def from_lambda_record(cls, record: object) -> ReceivedMessage:
+        """From one record of a Lambda SQS event (``messageId``, ``receiptHandle``, …).
+
+        Never raises: a field of the wrong type reads as empty (a record without a
+        ``messageId`` cannot be named in ``batchItemFailures``; callers fail the batch)."""
+        fields: Mapping[Any, Any] = record if isinstance(record, Mapping) else {}
         return cls(
-            message_id=str(record.get("messageId", "")),
-            receipt_handle=str(record.get("receiptHandle", "")),
-            body=str(record.get("body", "")),
-            attributes={str(k): str(v) for k, v in (record.get("attributes") or {}).items()},
-            event_source_arn=record.get("eventSourceARN"),
+            message_id=_text(fields.get("messageId")),
+            receipt_handle=_text(fields.get("receiptHandle")),
+            body=_text(fields.get("body")),
+            attributes=_attributes(fields.get("attributes")),
+            event_source_arn=_text(fields.get("eventSourceARN")) or None,
         )
 
     @classmethod
@@ -62,9 +66,21 @@ class ReceivedMessage:
         """From one message of a ReceiveMessage response (``MessageId``, ``ReceiptHandle``, …).
 
         Ask ReceiveMessage for ``MessageSystemAttributeNames=["All"]`` to fill attributes."""
+        fields: Mapping[Any, Any] = message if isinstance(message, Mapping) else {}
         return cls(
-            message_id=str(message.get("MessageId", "")),
-            receipt_handle=str(message.get("ReceiptHandle", "")),
-            body=str(message.get("Body", "")),
-            attributes={str(k): str(v) for k, v in (message.get("Attributes") or {}).items()},
+            message_id=_text(fields.get("MessageId")),
+            receipt_handle=_text(fields.get("ReceiptHandle")),
+            body=_text(fields.get("Body")),
+            attributes=_attributes(fields.get("Attributes")),
         )
+
+
+def _text(value: object) -> str:
+    # SQS sends strings; anything else came from elsewhere (str() of a 5,000-digit int raises).
+    return value if isinstance(value, str) else ""
+
+
+def _attributes(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}

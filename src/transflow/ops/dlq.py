@@ -11,7 +11,6 @@ and deleting only what was sent (at-least-once; never a delete before a successf
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from transflow._aws.sqs_batch import (
     delete_batch,
     send_batch,
 )
+from transflow._wire.jsontext import JsonTextError, parse_json
 from transflow._wire.keys import status_key
 from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.messages import ReceivedMessage
@@ -177,8 +177,8 @@ def plan_resend(
 
 def _upload_id(body: str) -> str | None:
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+        data = parse_json(body)
+    except JsonTextError:
         return None
     upload = data.get("uploadId") if isinstance(data, dict) else None
     return upload if isinstance(upload, str) and upload else None
@@ -294,9 +294,11 @@ def _status_reason(s3: S3Client, bucket: str, job: FailedJob) -> str | None:
         if is_not_found(exc):
             return None
         return f"(status record s3://{bucket}/{key} unreadable: {error_code(exc)})"
+    except botocore.exceptions.BotoCoreError as exc:  # e.g. a bucket name S3 cannot have
+        return f"(status record s3://{bucket}/{key} unreadable: {exc})"
     try:
-        return reason_from_status(json.loads(body))
-    except (ValueError, RecursionError):
+        return reason_from_status(parse_json(body))
+    except JsonTextError:
         return f"(status record s3://{bucket}/{key} is not JSON)"
 
 
@@ -310,7 +312,11 @@ def _decode(
     if isinstance(job, ClaimCheck) and s3 is not None:
         try:
             return load_claimed_job(s3, job), None
-        except (botocore.exceptions.ClientError, JobFormatError) as exc:
+        except (
+            botocore.exceptions.ClientError,
+            botocore.exceptions.BotoCoreError,  # a bucket or key botocore refuses to send
+            JobFormatError,
+        ) as exc:
             return job, f"claim check s3://{job.bucket}/{job.key} unreadable: {exc}"
     return job, None
 
@@ -590,15 +596,18 @@ def announcement(job: FailedJob, *, now: float) -> tuple[str, OutgoingMessage] |
     if not job.upload_id or not job.branch:
         return None
     reason = job.reason or job.body_error or "it failed on every delivery"
-    event = ProgressEvent.create(
-        ProgressType.ERROR,
-        upload_id=job.upload_id,
-        branch=job.branch,
-        seq=first_seq(now),
-        template_id=job.template_id,
-        message=f"dead-lettered after {job.receive_count} deliveries: {reason}"[:1000],
-        extra={"error": "DEAD_LETTERED", "retrying": False, "deadLettered": True},
-    )
+    try:
+        event = ProgressEvent.create(
+            ProgressType.ERROR,
+            upload_id=job.upload_id,
+            branch=job.branch,
+            seq=first_seq(now),
+            template_id=job.template_id,
+            message=f"dead-lettered after {job.receive_count} deliveries: {reason}"[:1000],
+            extra={"error": "DEAD_LETTERED", "retrying": False, "deadLettered": True},
+        )
+    except ValueError:  # an upload id no channel can carry (a forged body): nobody watches it
+        return None
     dedup = "dlq-" + hashlib.sha256(job.message_id.encode()).hexdigest()[:64]
     return job.message_id, OutgoingMessage(event.to_json(), job.upload_id, dedup)
 
