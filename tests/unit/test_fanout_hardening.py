@@ -4,7 +4,6 @@ left behind by any channel a client can name."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections import deque
 from typing import Any
@@ -13,6 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_fanout import NoClient, event, seqs
+from tests.unit.test_fanout import drain as drain_events
 from transflow import (
     ChannelError,
     ConfigError,
@@ -27,27 +28,9 @@ from transflow._wire.model import MAX_SEQ
 from transflow.streaming.fanout import FanOut, event_size, split_event_id
 from transflow.streaming.sse import dropped_events, stream, wsgi_app
 
-T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.timezone.utc)
-
-
-def event(upload: str, seq: int | None, branch: str = "main", **fields: Any) -> ProgressEvent:
-    return ProgressEvent.create(
-        "progress", upload_id=upload, branch=branch, timestamp=T0, seq=seq, **fields
-    )
-
 
 def drain(sub: Any) -> list[int | None]:
-    out = []
-    while (got := sub.get(timeout=0)) is not None:
-        out.append(got.seq)
-    return out
-
-
-class NoClient:
-    meta = None
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the hub used its SQS client ({name}) without being started")
+    return seqs(drain_events(sub))
 
 
 def hub(**options: Any) -> ProgressHub:

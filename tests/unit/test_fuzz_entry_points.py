@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.test_fanout import NoClient
 from transflow import (
     ConfigError,
     ProcessingJob,
@@ -120,13 +121,6 @@ def test_any_lambda_record_or_sqs_message_reads_as_a_message(record: Any) -> Non
 
 
 # -- the hub's message path ---------------------------------------------------------------
-
-
-class NoClient:
-    meta = None
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the hub used its SQS client ({name}) without being started")
 
 
 @FUZZ
