@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from transflow._wire.limits import MAX_MESSAGE_BYTES
+from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.naming import (
     MAX_QUEUE_NAME,
     QueueNames,
@@ -61,7 +61,7 @@ _SQS_INTS: dict[str, tuple[str, int, _Range]] = {
     "maxReceiveCount": ("max_receive_count", 3, _Range(1, 1_000)),
     "batchSize": ("batch_size", 10, _Range(1, 10)),
     "retentionSec": ("retention_sec", 14 * 24 * 3600, _Range(60, 14 * 24 * 3600)),
-    "maxMessageBytes": ("max_message_bytes", MAX_MESSAGE_BYTES, _Range(1_024, 1_048_576)),
+    "maxMessageBytes": ("max_message_bytes", MAX_MESSAGE_BYTES, _Range(*MESSAGE_BYTES_RANGE)),
 }
 _SQS_NAMES = {
     "queueName": "queue_name",

@@ -30,7 +30,7 @@ from transflow._aws.poller import poller_client_config
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire.keys import status_key
 from transflow.cli.local import LocalAws
-from transflow.processing.status import load_status
+from transflow.processing.storage import read_status_record as load_status
 from transflow.processing.worker import make_worker
 
 if TYPE_CHECKING:

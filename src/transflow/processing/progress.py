@@ -24,6 +24,7 @@ import hashlib
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,8 @@ from transflow._aws.sqs_batch import (
     OutgoingMessage,
     send_batch,
 )
-from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
+from transflow._wire import options
+from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.model import ProgressEvent, ProgressType
 
 if TYPE_CHECKING:
@@ -45,8 +47,8 @@ __all__ = [
     "SEQS_PER_MS",
     "ProgressPublisher",
     "ProgressStream",
-    "dedup_id",
     "first_seq",
+    "progress_dedup_id",
     "should_flush",
 ]
 
@@ -76,8 +78,9 @@ def first_seq(started_at: float) -> int:
     return int(started_at * 1000) * SEQS_PER_MS
 
 
-def dedup_id(upload_id: str, attempt: str, seq: int) -> str:
-    """``{uploadId}:{attempt}:{seq}``, hashed when it would pass SQS's 128 characters."""
+def progress_dedup_id(upload_id: str, attempt: str, seq: int) -> str:
+    """The MessageDeduplicationId of a progress event: ``{uploadId}:{attempt}:{seq}``,
+    hashed when it would pass SQS's 128 characters."""
     plain = f"{upload_id}:{attempt}:{seq}"
     if len(plain) <= _MAX_DEDUP:
         return plain
@@ -100,11 +103,15 @@ class ProgressPublisher:
     """
 
     sqs: SQSClient
-    queue_url: str
-    flush_after: float = 0.5
-    max_bytes: int = MAX_MESSAGE_BYTES
-    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
-    clock: Callable[[], float] = time.time
+    queue_url: str = attrs.field(validator=options.non_empty_text)
+    flush_after: float = attrs.field(default=0.5, validator=options.seconds())
+    max_bytes: int = attrs.field(
+        default=MAX_MESSAGE_BYTES, validator=options.bounded_int(*MESSAGE_BYTES_RANGE)
+    )
+    policy: RetryPolicy = attrs.field(
+        factory=RetryPolicy, validator=options.instance_of(RetryPolicy)
+    )
+    clock: Callable[[], float] = attrs.field(default=time.time, validator=options.callable_)
 
     def stream(
         self,
@@ -134,7 +141,7 @@ class ProgressPublisher:
                 OutgoingMessage(
                     event.to_json(),
                     group_id=event.upload_id,
-                    dedup_id=dedup_id(event.upload_id, attempt_token, event.seq or 0),
+                    dedup_id=progress_dedup_id(event.upload_id, attempt_token, event.seq or 0),
                 ),
             )
             for index, event in enumerate(events)
@@ -231,3 +238,14 @@ class ProgressStream:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "dedup_id":
+        warnings.warn(
+            f"{__name__}.dedup_id is now progress_dedup_id; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return progress_dedup_id
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,8 @@ from tenacity import RetryError, retry_if_exception_type
 
 from transflow._aws.retry import RetryPolicy
 from transflow._version import __version__
-from transflow.errors import WebhookSignatureError
+from transflow._wire import options
+from transflow.errors import ConfigError, WebhookSignatureError
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -148,11 +149,20 @@ def _retryable_status(status: int) -> bool:
 class WebhookSender:
     """POSTs JSON bodies to webhook URLs with retries; never raises."""
 
-    timeout: float = 10.0
-    attempts: int = 4
-    initial_wait: float = 0.2
-    max_wait: float = 5.0
-    opener: Callable[..., object] = attrs.field(default=urllib.request.urlopen, repr=False)
+    timeout: float = attrs.field(default=10.0, validator=options.seconds(strict=True))
+    attempts: int = attrs.field(default=4, validator=options.bounded_int(1, 100))
+    initial_wait: float = attrs.field(default=0.2, validator=options.seconds())
+    max_wait: float = attrs.field(default=5.0, validator=options.seconds())
+    opener: Callable[..., object] = attrs.field(
+        default=urllib.request.urlopen, repr=False, validator=options.callable_
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_wait < self.initial_wait:
+            raise ConfigError(
+                f"WebhookSender(initial_wait={self.initial_wait!r}, max_wait={self.max_wait!r}) "
+                "is refused: max_wait must be at least initial_wait"
+            )
 
     def deliver(self, url: str, body: bytes, secret: str | None = None) -> WebhookResult:
         """POST ``body`` to ``url``, signed with ``secret`` when there is one."""
