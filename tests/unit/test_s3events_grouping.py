@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import load_vector
-from transflow.ingest.grouping import job_dedup_id as dedup_id
 from transflow.ingest.grouping import (
     HeadedRecord,
     ListedObject,
@@ -20,6 +19,7 @@ from transflow.ingest.grouping import (
     plan_jobs,
     standalone_upload_id,
 )
+from transflow.ingest.grouping import job_dedup_id as dedup_id
 from transflow.ingest.s3events import EventSource, S3Record, decode_key, parse_event
 from transflow.ingest.uploads import UploadMetadata
 

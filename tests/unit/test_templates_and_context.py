@@ -34,14 +34,14 @@ from transflow import (
     TemplateNotFoundError,
     TemplateRegistry,
 )
-from transflow.processing.context import OutputLocation, output_key
-from transflow.processing.external import run_command
 from transflow._aws.lambda_batch import BatchGate
 from transflow.processing.attempt import error_code
-from transflow.processing.storage import local_input_name
+from transflow.processing.context import OutputLocation, output_key
+from transflow.processing.external import run_command
 from transflow.processing.progress import SEQS_PER_MS, first_seq, should_flush
 from transflow.processing.progress import progress_dedup_id as dedup_id
 from transflow.processing.status import AssemblyStatus, ResultRecord, UploadRecord
+from transflow.processing.storage import local_input_name
 
 PREFIX = "outputs/main/users/u1/up-1/"
 
