@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Iterable, Sequence
 
 import attrs
 
 from transflow._wire.model import ProcessingJob, S3ObjectRef
+from transflow._wire.renamed import renamed_names
 from transflow.ingest.s3events import FailedRecord, S3Record
 from transflow.ingest.uploads import UploadMetadata
 
@@ -228,12 +228,4 @@ def complete_upload(
     )
 
 
-def __getattr__(name: str) -> object:
-    if name == "dedup_id":
-        warnings.warn(
-            f"{__name__}.dedup_id is now job_dedup_id; the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return job_dedup_id
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed_names(__name__, {"dedup_id": (__name__, "job_dedup_id")})

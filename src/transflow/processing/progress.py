@@ -24,7 +24,6 @@ import hashlib
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from transflow._aws.sqs_batch import (
 from transflow._wire import options
 from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.model import ProgressEvent, ProgressType
+from transflow._wire.renamed import renamed_names
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -240,12 +240,4 @@ class ProgressStream:
         self.close()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "dedup_id":
-        warnings.warn(
-            f"{__name__}.dedup_id is now progress_dedup_id; the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return progress_dedup_id
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed_names(__name__, {"dedup_id": (__name__, "progress_dedup_id")})

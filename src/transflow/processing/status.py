@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 import json
 import warnings
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from transflow._version import __version__
 from transflow._wire.model import ProcessingJob, format_timestamp
+from transflow._wire.renamed import renamed_names
 
 __all__ = [
     "ASSEMBLY_COMPLETED",
@@ -163,21 +163,11 @@ def status_record_dict(record: AssemblyStatus) -> dict[str, Any]:
     return data
 
 
-# Old names of functions that moved or were renamed (one release, then removed).
-_RENAMED = {
-    "load_status": ("transflow.processing.storage", "read_status_record"),
-    "save_status": ("transflow.processing.storage", "write_status_record"),
-    "status_dict": ("transflow.processing.status", "status_record_dict"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _RENAMED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    home, new = _RENAMED[name]
-    warnings.warn(
-        f"{__name__}.{name} is now {home}.{new}; the old name goes in the next release",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(home), new)
+__getattr__ = renamed_names(
+    __name__,
+    {
+        "load_status": ("transflow.processing.storage", "read_status_record"),
+        "save_status": ("transflow.processing.storage", "write_status_record"),
+        "status_dict": (__name__, "status_record_dict"),
+    },
+)
