@@ -293,17 +293,18 @@ class JobProcessor:
             )
         return bucket
 
-    def deliver_webhook(self, template: Template | None, record: AssemblyStatus) -> None:
-        """POST the status record to the template's webhook, if it has one; never raises."""
+    def deliver_webhook(self, template: Template | None, status: AssemblyStatus) -> None:
+        """POST the status record ``status`` to the template's webhook, if it has one; never
+        raises."""
         if template is None or not template.webhook_url:
             return
-        body = json.dumps(status_record_dict(record), separators=(",", ":"), ensure_ascii=False)
+        body = json.dumps(status_record_dict(status), separators=(",", ":"), ensure_ascii=False)
         try:
             self.webhooks.deliver(
                 template.webhook_url, body.encode("utf-8"), template.webhook_secret
             )
         except Exception:  # a webhook never fails the job
-            log.exception("webhook of upload %s raised", record.upload_id)
+            log.exception("webhook of upload %s raised", status.upload_id)
 
 
 @attrs.define(eq=False)
