@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test lint typecheck unit venv clean demo dev docs bench soak
+.PHONY: test lint typecheck unit integration venv clean demo dev docs bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Pure logic, no endpoint: seconds.
 unit: $(STAMP)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck unit
+# Everything against the embedded endpoint (and the browser test when Chromium is there).
+integration: $(STAMP)
+	$(BIN)/pytest -q tests --ignore=tests/unit
+
+test: lint typecheck unit integration
 
 # The whole pipeline on an embedded endpoint: no AWS account, no Docker.
 demo: $(STAMP)

@@ -97,30 +97,8 @@ def write_result(
 # -- counting -----------------------------------------------------------------------------
 
 
-@attrs.define
-class BenchCounter(RequestCounter):
-    """A :class:`RequestCounter` that also counts the ReceiveMessage calls that came back
-    empty: idle long polls, whose number depends on wall time rather than on the work."""
-
-    empty_receives: int = 0
-
-    def attach(self, client: Any) -> None:
-        super().attach(client)
-        if client.meta.service_model.service_name == "sqs":
-            client.meta.events.register(
-                "after-call.sqs.ReceiveMessage",
-                self._on_receive,
-                unique_id=f"bench-empty-{id(self)}",
-            )
-
-    def _on_receive(self, parsed: Mapping[str, Any], **_: Any) -> None:
-        if not parsed.get("Messages"):
-            with self._lock:
-                self.empty_receives += 1
-
-    def busy_total(self, service: str) -> int:
-        """Calls of ``service``, not counting empty receives."""
-        return self.total(service) - (self.empty_receives if service == "sqs" else 0)
+BenchCounter = RequestCounter
+"""A :class:`RequestCounter`: it also counts the ReceiveMessage calls that came back empty."""
 
 
 # -- the endpoint -------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """Write the AWS SAM template that deploys one project and branch: copy and adapt.
 
 The template holds the three FIFO queues (exactly as ``transflow queues ensure`` makes them),
-the upload bucket, the bridge function (triggered by ``s3:ObjectCreated:*`` under
-``uploads/{branch}/``), the processor function (an SQS event source with
-``ReportBatchItemFailures``) and least-privilege roles. It expects the two example handlers
-copied into ``src/``::
+the upload bucket, whose ``s3:ObjectCreated:*`` notifications under ``uploads/{branch}/``
+go to the standard queue ``{project}-{branch}-uploads`` (with its own dead-letter queue) that
+the bridge function reads in batches, the processor function (an SQS event source with
+``ReportBatchItemFailures``), a scheduled recovery function, CloudWatch alarms and
+least-privilege roles. It expects the three example handlers copied into ``src/``::
 
     src/lambda_bridge.py       (examples/lambda_bridge.py)     handler: lambda_bridge.handler
     src/lambda_processor.py    (examples/lambda_processor.py)  handler: lambda_processor.handler
+    src/lambda_recovery.py     (examples/lambda_recovery.py)   handler: lambda_recovery.handler
 
 Write it, then deploy with the SAM CLI::
 
@@ -28,6 +30,7 @@ from transflow.ops.provision import sam_template
 
 BRIDGE_HANDLER = "lambda_bridge.handler"
 PROCESSOR_HANDLER = "lambda_processor.handler"
+RECOVERY_HANDLER = "lambda_recovery.handler"
 
 
 def build_template(
@@ -41,6 +44,7 @@ def build_template(
         code_uri=code_uri,
         bridge_handler=BRIDGE_HANDLER,
         processor_handler=PROCESSOR_HANDLER,
+        recovery_handler=RECOVERY_HANDLER,
         # The processor's timeout defaults to a sixth of sqs.visibilityTimeoutSec (AWS's
         # guidance for SQS triggers); a larger one is refused rather than deployed.
         memory_mb=1024,

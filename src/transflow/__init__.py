@@ -33,6 +33,10 @@ from transflow.errors import (
     QueueNotFoundError,
     SseEncodingError,
     StepUsageError,
+    StreamTokenError,
+    StreamTokenExpired,
+    StreamTokenForged,
+    StreamTokenMalformed,
     SubscriberLagged,
     SubscriptionClosed,
     SubscriptionDenied,
@@ -76,6 +80,11 @@ if TYPE_CHECKING:
         queue_names,
         sanitize_branch,
     )
+    from transflow._wire.tokens import (
+        StreamGrant,
+        issue_stream_token,
+        verify_stream_token,
+    )
     from transflow.config import (
         SqsConfig,
         TransflowConfig,
@@ -106,6 +115,7 @@ if TYPE_CHECKING:
         QueueUrls,
         ensure_queues,
         ensure_queues_report,
+        resolve_queue_urls,
     )
     from transflow.processing.context import (
         InputFile,
@@ -135,10 +145,12 @@ if TYPE_CHECKING:
         run_worker,
     )
     from transflow.streaming import sse as sse
+    from transflow.streaming.fanout import (
+        Subscription,
+    )
     from transflow.streaming.hub import (
         HubStats,
         ProgressHub,
-        Subscription,
     )
     from transflow.streaming.snapshot import (
         UploadState,
@@ -165,6 +177,9 @@ _HOMES: dict[str, str] = {
     "branch_channel": "transflow._wire.channels",
     "channel_matches": "transflow._wire.channels",
     "upload_channel": "transflow._wire.channels",
+    "StreamGrant": "transflow._wire.tokens",
+    "issue_stream_token": "transflow._wire.tokens",
+    "verify_stream_token": "transflow._wire.tokens",
     "QueueNames": "transflow._wire.naming",
     "queue_names": "transflow._wire.naming",
     "sanitize_branch": "transflow._wire.naming",
@@ -189,6 +204,7 @@ _HOMES: dict[str, str] = {
     "QueueUrls": "transflow.ops.provision",
     "ensure_queues": "transflow.ops.provision",
     "ensure_queues_report": "transflow.ops.provision",
+    "resolve_queue_urls": "transflow.ops.provision",
     "InputFile": "transflow.processing.context",
     "OutputFile": "transflow.processing.context",
     "OutputLocation": "transflow.processing.context",
@@ -204,7 +220,7 @@ _HOMES: dict[str, str] = {
     "run_worker": "transflow.processing.worker",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
-    "Subscription": "transflow.streaming.hub",
+    "Subscription": "transflow.streaming.fanout",
     "UploadState": "transflow.streaming.snapshot",
     "UploadStatus": "transflow.streaming.snapshot",
 }
@@ -284,6 +300,11 @@ __all__ = [
     "SseEncodingError",
     "StepContext",
     "StepUsageError",
+    "StreamGrant",
+    "StreamTokenError",
+    "StreamTokenExpired",
+    "StreamTokenForged",
+    "StreamTokenMalformed",
     "SubscriberLagged",
     "Subscription",
     "SubscriptionClosed",
@@ -316,13 +337,16 @@ __all__ = [
     "current_delivery",
     "ensure_queues",
     "ensure_queues_report",
+    "issue_stream_token",
     "load_config",
     "make_worker",
     "poller_client_config",
     "queue_names",
     "read_upload_metadata",
     "release_immediately",
+    "resolve_queue_urls",
     "run_worker",
     "sanitize_branch",
     "upload_channel",
+    "verify_stream_token",
 ]

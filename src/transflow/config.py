@@ -28,6 +28,7 @@ from transflow._wire.naming import (
     queue_names,
     sanitize_branch,
 )
+from transflow._wire.tokens import ENV_STREAM_SECRET, check_stream_secret
 from transflow.errors import ConfigError, UnknownConfigKeyWarning
 
 __all__ = ["CONFIG_FILENAME", "SqsConfig", "TransflowConfig", "load_config"]
@@ -73,7 +74,7 @@ _SQS_URLS = {
     "progressQueueUrl": "progress_queue_url",
     "dlqUrl": "dlq_url",
 }
-_TOP_LEVEL = {"project", "region", "branch", "sqs", "$schema"}
+_TOP_LEVEL = {"project", "region", "branch", "sqs", "streamSecret", "$schema"}
 _SQS_KEYS = set(_SQS_INTS) | set(_SQS_NAMES) | set(_SQS_URLS)
 
 ENV_QUEUE_URL = "SQS_QUEUE_URL"
@@ -109,6 +110,9 @@ class TransflowConfig:
     sqs: SqsConfig = attrs.field(factory=SqsConfig)
     branch: str = attrs.field(default="main", converter=sanitize_branch)
     region: str | None = None
+    stream_secret: str | None = attrs.field(default=None, repr=False)
+    """The key stream tokens are signed with: from ``TRANSFLOW_STREAM_SECRET`` only, never
+    the file (a committed file would publish it)."""
 
     @property
     def queue_names(self) -> QueueNames:
@@ -119,6 +123,8 @@ class TransflowConfig:
             processing=self.sqs.queue_name or derived.processing,
             progress=self.sqs.progress_queue_name or derived.progress,
             dlq=self.sqs.dlq_name or derived.dlq,
+            uploads=derived.uploads,
+            uploads_dlq=derived.uploads_dlq,
         )
 
 
@@ -141,7 +147,7 @@ def load_config(
     problems: list[str] = []
     if raw is not None and "sqs" not in raw:
         problems.append(
-            f"{source}: the 'sqs' section is required; add for example "
+            "the 'sqs' section is required; add for example "
             '"sqs": {"visibilityTimeoutSec": 960, "maxReceiveCount": 3, "batchSize": 10}'
         )
     raw = raw or {}
@@ -154,12 +160,35 @@ def load_config(
     sqs_values = _sqs_from_file(sqs_raw, problems)
     _sqs_from_env(env, sqs_values, problems)
     project, branch, region = _identity(raw, env, problems)
+    stream_secret = _stream_secret(raw, env, problems)
     if problems:
         raise ConfigError(f"invalid configuration ({source}): " + "; ".join(problems))
     assert project is not None
     return TransflowConfig(
-        project=project, sqs=SqsConfig(**sqs_values), branch=branch, region=region
+        project=project,
+        sqs=SqsConfig(**sqs_values),
+        branch=branch,
+        region=region,
+        stream_secret=stream_secret,
     )
+
+
+def _stream_secret(
+    raw: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
+) -> str | None:
+    if "streamSecret" in raw:
+        problems.append(
+            f"streamSecret: a secret does not belong in a file that is committed; remove it "
+            f"and set {ENV_STREAM_SECRET} in the environment of each server"
+        )
+    secret = env.get(ENV_STREAM_SECRET) or None
+    if secret is not None:
+        try:
+            check_stream_secret(secret)
+        except ConfigError as exc:
+            problems.append(f"{ENV_STREAM_SECRET}: {exc}")
+            return None
+    return secret
 
 
 def _sqs_from_file(sqs_raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:

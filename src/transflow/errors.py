@@ -30,6 +30,10 @@ __all__ = [
     "QueueNotFoundError",
     "SseEncodingError",
     "StepUsageError",
+    "StreamTokenError",
+    "StreamTokenExpired",
+    "StreamTokenForged",
+    "StreamTokenMalformed",
     "SubscriberLagged",
     "SubscriptionClosed",
     "SubscriptionDenied",
@@ -320,3 +324,21 @@ class SubscriberLagged(SubscriptionClosed):
 class SseEncodingError(TransflowError, ValueError):
     """A Server-Sent Events field cannot be encoded: ``id`` and ``event`` must not contain
     CR, LF or NUL, and ``retry`` must be a non-negative integer."""
+
+
+class StreamTokenError(TransflowError, PermissionError):
+    """A stream token cannot be used: malformed, forged (signed with another secret or
+    changed) or expired. Answer 401; the browser asks its host for a fresh token."""
+
+
+class StreamTokenMalformed(StreamTokenError):
+    """The text is not a transflow stream token (wrong version, shape, encoding or length)."""
+
+
+class StreamTokenForged(StreamTokenError):
+    """The token's signature does not match: it was changed, made up, or signed with another
+    secret (check that every server shares ``TRANSFLOW_STREAM_SECRET``)."""
+
+
+class StreamTokenExpired(StreamTokenError):
+    """The token was genuine but its time is up; ask the host for a fresh one."""

@@ -189,6 +189,14 @@ def test_peek_takes_at_most_n(bare_sqs: SQSClient, urls: QueueUrls) -> None:
         peek(bare_sqs, urls.dlq, 0)
 
 
+def test_peek_shows_the_receive_count_from_before_it(bare_sqs: SQSClient, urls: QueueUrls) -> None:
+    fail_into_dlq(bare_sqs, urls, [job("u-counted")])
+    counts = [peek(bare_sqs, urls.dlq, 1)[0].receive_count for _ in range(3)]
+    # Each peek is a receive (SQS has no other look), so each shows one more than the last.
+    assert counts == [counts[0], counts[0] + 1, counts[0] + 2]
+    assert counts[0] == CONFIG.sqs.max_receive_count
+
+
 # -- redrive ------------------------------------------------------------------------------
 
 

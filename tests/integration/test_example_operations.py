@@ -11,5 +11,6 @@ def test_recover_failed_jobs_example(capsys: pytest.CaptureFixture[str]) -> None
     assert recover_failed_jobs.main() == (False, True)
     out = capsys.readouterr().out
     assert "unhealthy [dlq-not-empty]" in out
-    assert "failed: upload-abc after 3 receives: STEP_FAILED: truncated" in out
+    # maxReceiveCount is 2: the peek shows the count from before its own receive.
+    assert "failed: upload-abc after 2 receives: STEP_FAILED: truncated" in out
     assert "redrive: 1 job(s) back" in out

@@ -5,9 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
-
-import pytest
+from typing import TYPE_CHECKING
 
 from tests.faults import CallFaults, EntryFaults
 from tests.streaming_support import FAST, fifo_queue, queue_counts, wait_until
@@ -15,7 +13,6 @@ from transflow import (
     QueuePoller,
     ReceivedMessage,
     current_delivery,
-    poller_client_config,
     release_immediately,
 )
 from transflow._aws.metering import count_requests
@@ -294,15 +291,3 @@ def test_the_loop_survives_a_missing_queue(aws: LocalAws) -> None:
         wait_until(lambda: handler.done == ["finally"], what="the message after recovery")
     finally:
         assert poller.stop()
-
-
-def test_pool_config_and_bad_settings(sqs: SQSClient) -> None:
-    config = poller_client_config(8)
-    assert config.max_pool_connections == 11  # type: ignore[attr-defined]
-    with pytest.raises(Exception, match="concurrency must be positive"):
-        QueuePoller(sqs, "url", Recorder(), concurrency=0)
-    small: Any = type(
-        "C", (), {"meta": type("M", (), {"config": type("K", (), {"max_pool_connections": 1})()})()}
-    )()
-    with pytest.raises(Exception, match="max_pool_connections"):
-        QueuePoller(small, "url", Recorder())

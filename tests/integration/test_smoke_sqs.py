@@ -49,3 +49,16 @@ def test_job_round_trips_through_a_fifo_queue(sqs: SQSClient) -> None:
 
 def test_each_test_starts_from_an_empty_endpoint(sqs: SQSClient) -> None:
     assert sqs.list_queues().get("QueueUrls", []) == []
+
+
+def test_empty_receives_are_counted_apart(sqs: SQSClient) -> None:
+    url = sqs.create_queue(QueueName="counted")["QueueUrl"]
+    with count_requests(sqs) as counter:
+        sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+        sqs.send_message(QueueUrl=url, MessageBody="x")
+        sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+    assert counter.count("ReceiveMessage") == 2
+    assert counter.empty_receives == 1
+    assert counter.busy_total("sqs") == 2
+    sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)  # detached: not counted
+    assert counter.empty_receives == 1

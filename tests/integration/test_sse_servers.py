@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,15 @@ from tests.streaming_support import (
     wait_until,
     wsgi_server,
 )
-from transflow import ProgressEvent, ProgressHub
-from transflow.streaming.sse import asgi_app, astream, encode, stream, wsgi_app
+from transflow import ConfigError, ProgressEvent, ProgressHub, issue_stream_token
+from transflow.streaming.sse import (
+    asgi_app,
+    astream,
+    dropped_events,
+    encode,
+    stream,
+    wsgi_app,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -187,3 +195,179 @@ def test_stream_and_astream_frame_the_same_bytes() -> None:
     parsed = parse_all(sync)
     assert [e.type for e in parsed] == ["snapshot", "message", "message"]
     assert b"\n:\n" in sync  # the heartbeat for the None (a timeout)
+
+
+# -- access: deny by default, stream tokens -------------------------------------------------
+
+SECRET = "stream-secret-" + "s" * 32
+OTHER_SECRET = "other-secret-" + "o" * 32
+
+
+def _snapshot_then_close(client: SseClient) -> list[SseEvent]:
+    client.start().wait_for(lambda events: any(e.type == "snapshot" for e in events))
+    client.close()
+    assert client.status == 200
+    return client.snapshot()
+
+
+@pytest.mark.parametrize("make_app", [wsgi_app, asgi_app], ids=["wsgi", "asgi"])
+def test_an_app_without_a_secret_or_hook_refuses_to_be_built(
+    sqs: SQSClient, make_app: Callable[..., Any]
+) -> None:
+    hub = ProgressHub(sqs, "https://sqs.invalid/q.fifo")
+    with pytest.raises(ConfigError, match=r"secret=.*authorize=.*allow_anonymous=True"):
+        make_app(hub)
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        make_app(hub, secret="short")
+    make_app(hub, allow_anonymous=True)  # on purpose: allowed
+
+
+@pytest.mark.parametrize(("kind", "server", "make_app"), KINDS, ids=[k[0] for k in KINDS])
+def test_streams_open_with_a_token_for_the_channel_only(
+    sqs: SQSClient, kind: str, server: Server, make_app: Callable[..., Any]
+) -> None:
+    url = fifo_queue(sqs, f"progress-tokens-{kind}.fifo")
+    token = issue_stream_token(SECRET, "upload:main:abc", user_id="alice")
+    foreign = issue_stream_token(OTHER_SECRET, "upload:main:abc")
+    with (
+        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        server(make_app(hub, secret=SECRET, heartbeat=0.2)) as base,
+        httpx.Client(timeout=10) as http,
+    ):
+        anonymous = http.get(f"{base}/?channel=upload:main:abc")
+        assert anonymous.status_code == 401
+        assert "streamToken" in anonymous.text
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+        refusals = {
+            f"channel=upload:main:other&token={token}": (403, "is for upload:main:abc"),
+            f"branch=main&token={token}": (403, "operator token"),
+            "branch=main": (401, "operator token"),
+            f"channel=upload:main:abc&token={foreign}": (401, "another secret"),
+            "channel=upload:main:abc&token="
+            + issue_stream_token(SECRET, "upload:main:abc", ttl=1, now=time.time() - 60): (
+                401,
+                "expired",
+            ),
+            "channel=upload:main:abc&token=tf1.not.atoken": (401, "stream token"),
+            "channel=upload:main:abc&token=%C2%B2": (401, "ASCII"),
+        }
+        for query, (status, says) in refusals.items():
+            answer = http.get(f"{base}/?{query}")
+            assert (answer.status_code, says in answer.text) == (status, True), query
+        bearer = http.get(
+            f"{base}/?channel=upload:main:other", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert bearer.status_code == 403
+
+        # The token in the query (EventSource) or as a bearer header opens its channel.
+        for client in (
+            SseClient(f"{base}/?channel=upload:main:abc&token={token}"),
+            SseClient(f"{base}/?branch=main&uploadId=abc", {"Authorization": f"Bearer {token}"}),
+        ):
+            assert _snapshot_then_close(client)[0].type == "snapshot"
+
+        # An operator token for upload:main:* follows the whole branch.
+        operator = issue_stream_token(SECRET, "upload:main:*", user_id="ops")
+        follower = SseClient(f"{base}/?branch=main&token={operator}").start()
+        follower.wait_for(lambda events: any(e.type == "snapshot" for e in events))
+        hub.dispatch(ev("abc", 1))
+        hub.dispatch(ev("xyz", 1))
+        follower.wait_for(lambda events: len(progress(events)) == 2)
+        follower.close()
+        assert [e.upload_id for e in progress(follower.snapshot())] == ["abc", "xyz"]
+
+
+@pytest.mark.parametrize(("kind", "server", "make_app"), KINDS, ids=[k[0] for k in KINDS])
+def test_the_hook_and_anonymous_access_are_explicit(
+    sqs: SQSClient, kind: str, server: Server, make_app: Callable[..., Any]
+) -> None:
+    url = fifo_queue(sqs, f"progress-anon-{kind}.fifo")
+    seen: list[str] = []
+
+    def authorize(_request: Any, channel: str) -> bool:
+        seen.append(channel)
+        return channel == "upload:main:*"
+
+    with (
+        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        server(make_app(hub, allow_anonymous=True, heartbeat=0.2)) as anonymous,
+        server(make_app(hub, secret=SECRET, authorize=authorize, heartbeat=0.2)) as hooked,
+        httpx.Client(timeout=10) as http,
+    ):
+        _snapshot_then_close(SseClient(f"{anonymous}/?channel=upload:main:abc"))
+        assert http.get(f"{anonymous}/?branch=main").status_code == 401  # never a branch
+
+        # The hook decides for requests without a token of ours (a host's own bearer).
+        _snapshot_then_close(SseClient(f"{hooked}/?branch=main"))
+        own = http.get(f"{hooked}/?channel=upload:main:x", headers={"Authorization": "Bearer jwt"})
+        assert own.status_code == 403
+        assert seen == ["upload:main:*", "upload:main:x"]
+        token = issue_stream_token(SECRET, "upload:main:x")
+        _snapshot_then_close(SseClient(f"{hooked}/?channel=upload:main:x&token={token}"))
+        assert http.get(f"{hooked}/?channel=upload:main:x&token=tf1.a.b").status_code == 401
+
+
+# -- hostile input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "server", "make_app"), KINDS, ids=[k[0] for k in KINDS])
+def test_hostile_input_is_a_400_or_ignored_never_a_500(
+    sqs: SQSClient, kind: str, server: Server, make_app: Callable[..., Any]
+) -> None:
+    url = fifo_queue(sqs, f"progress-hostile-{kind}.fifo")
+    with (
+        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        server(make_app(hub, allow_anonymous=True, heartbeat=0.2)) as base,
+        httpx.Client(timeout=10) as http,
+    ):
+        hub.dispatch(ev("abc", 1))
+        hub.dispatch(ev("abc", 2))
+        channel = f"{base}/?channel=upload:main:abc"
+        # Last-Event-ID that is no id of ours: ignored, the stream starts from the snapshot.
+        for value in ("²", "abc:²", "abc:" + "9" * 5000, "9" * 5000, "abc:-1", ":", "garbage"):
+            client = SseClient(channel, {"Last-Event-ID": value.encode()})  # type: ignore[dict-item]
+            assert _snapshot_then_close(client)[0].type == "snapshot", value
+        for value in ("abc%3A1%00", "abc%3A%C2%B2", "abc%3A" + "9" * 5000):
+            assert _snapshot_then_close(SseClient(f"{channel}&lastEventId={value}"))
+        # A real id still resumes.
+        resumed = SseClient(channel, {"Last-Event-ID": "abc:1"}).start()
+        resumed.wait_for(lambda events: len(progress(events)) == 1)
+        resumed.close()
+        assert [e.seq for e in progress(resumed.snapshot())] == [2]
+
+        for query in (
+            "channel=upload:main:a%0D%0Ab",
+            "channel=upload:main:a%0Aid:%20x",
+            "branch=ma%0Din",
+            "branch=main&uploadId=a%00b",
+            "channel=upload:main:" + "x" * 600,
+            "&".join(f"p{n}=1" for n in range(40)),
+        ):
+            answer = http.get(f"{base}/?{query}")
+            assert answer.status_code == 400, query
+
+
+@pytest.mark.parametrize(("kind", "server", "make_app"), KINDS, ids=[k[0] for k in KINDS])
+def test_an_event_that_cannot_be_encoded_is_dropped_and_the_stream_goes_on(
+    sqs: SQSClient, kind: str, server: Server, make_app: Callable[..., Any]
+) -> None:
+    url = fifo_queue(sqs, f"progress-poison-{kind}.fifo")
+    operator = issue_stream_token(SECRET, "upload:main:*")
+    with (
+        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        server(make_app(hub, secret=SECRET, heartbeat=0.2)) as base,
+    ):
+        follower = SseClient(f"{base}/?branch=main&token={operator}").start()
+        follower.wait_for(lambda events: any(e.type == "snapshot" for e in events))
+        before = dropped_events()
+        # An id with CR/LF would end the event early and inject fields: never sent.
+        hub.dispatch(ev("evil\r\nevent: done\r\nid", 1))
+        hub.dispatch(ev("abc", 1))
+        follower.wait_for(lambda events: len(progress(events)) == 1)
+        assert dropped_events() == before + 1
+        # The same stream (and a reconnect) keep working.
+        hub.dispatch(ev("abc", 2))
+        follower.wait_for(lambda events: len(progress(events)) == 2)
+        follower.close()
+        assert [e.upload_id for e in progress(follower.snapshot())] == ["abc", "abc"]
+        assert b"event: done" not in bytes(follower.raw)

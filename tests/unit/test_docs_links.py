@@ -56,3 +56,13 @@ def test_a_broken_link_is_found(tmp_path: Path) -> None:
         "a.md: #nope (no such heading)",
         "a.md: b.md (no such file)",
     ]
+
+
+def test_the_package_description_stands_on_its_own() -> None:
+    # PACKAGE.md is the wheel's long description: read on an index, outside the repository.
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'readme = "PACKAGE.md"' in pyproject
+    text = (ROOT / "PACKAGE.md").read_text(encoding="utf-8")
+    relative = [t for t in LINK.findall(text) if not re.match(r"[a-z]+:", t)]
+    assert relative == []
+    assert "make " not in text

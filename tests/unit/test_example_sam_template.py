@@ -50,6 +50,7 @@ def test_the_example_writes_a_template_cfn_lint_accepts(
     for name, module in (
         ("BridgeFunction", "lambda_bridge"),
         ("ProcessorFunction", "lambda_processor"),
+        ("RecoveryFunction", "lambda_recovery"),
     ):
         function = resources[name]["Properties"]
         handler_module, _, attribute = function["Handler"].partition(".")

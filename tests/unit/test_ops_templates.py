@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 from cfnlint.api import lint
@@ -81,6 +82,52 @@ def test_claim_check_prefix_adds_exact_statements() -> None:
     )
 
 
+def test_claim_checks_are_granted_where_the_bridge_puts_them_by_default() -> None:
+    from transflow.ingest.bridge import GroupingBridge
+    from transflow.ops.iam import DEFAULT_CLAIM_PREFIX
+
+    assert attrs.fields(GroupingBridge).claim_prefix.default == DEFAULT_CLAIM_PREFIX
+    policies = iam_policies(
+        CONFIG, ACCOUNT, "us-east-1", upload_bucket="in-bucket", output_bucket="out-bucket"
+    )
+    claims = "arn:aws:s3:::in-bucket/transflow/claims/feature-checkout/*"
+    granted = {
+        (role, statement["Sid"], action)
+        for role, document in policies.by_role().items()
+        for statement in document["Statement"]
+        if claims in statement["Resource"]
+        for action in statement["Action"]
+    }
+    assert granted == {
+        ("bridge", "StoreClaimChecks", "s3:PutObject"),
+        ("processor", "ReadClaimChecks", "s3:GetObject"),
+        ("operator", "ReadClaimChecks", "s3:GetObject"),
+    }
+
+
+def test_policies_use_aws_action_names_only() -> None:
+    # The IAM-enforced tests add moto's own names for batch calls (sqs:SendMessageBatch...)
+    # beside the documents; AWS has no such actions, so the documents must not carry them.
+    policies = iam_policies(CONFIG, ACCOUNT, "us-east-1", upload_bucket="in-bucket")
+    actions = {
+        action
+        for document in policies.by_role().values()
+        for statement in document["Statement"]
+        for action in statement["Action"]
+    }
+    assert not {a for a in actions if a.endswith("Batch") or a.startswith("monitoring:")}
+    assert "s3:HeadBucket" not in actions
+    bridge = {s["Sid"]: s for s in policies.bridge["Statement"]}
+    assert bridge["ListUploads"]["Resource"] == ["arn:aws:s3:::in-bucket"]
+    assert bridge["ListUploads"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["uploads/feature-checkout/*"]}
+    }
+    operator = {s["Sid"]: s for s in policies.operator["Statement"]}
+    assert operator["AnnounceFailedJobs"]["Resource"] == [
+        "arn:aws:sqs:us-east-1:123456789012:shop-feature-checkout-progress.fifo"
+    ]
+
+
 @pytest.mark.parametrize(
     ("account", "region", "bucket", "expected"),
     [
@@ -129,10 +176,53 @@ def test_sam_template_passes_cfn_lint() -> None:
     function = resources["ProcessorFunction"]["Properties"]
     assert function["Timeout"] == 160  # one sixth of the visibility timeout
     assert function["Environment"]["Variables"]["SQS_QUEUE_URL"] == {"Ref": "ProcessingQueue"}
-    bridge_event = resources["BridgeFunction"]["Properties"]["Events"]["Uploads"]["Properties"]
-    assert bridge_event["Filter"]["S3Key"]["Rules"] == [
+    # S3 notifies a standard queue with its own DLQ; the bridge consumes it in batches.
+    notification = resources["UploadBucket"]["Properties"]["NotificationConfiguration"]
+    (to_queue,) = notification["QueueConfigurations"]
+    assert to_queue["Queue"] == {"Fn::GetAtt": ["UploadsQueue", "Arn"]}
+    assert to_queue["Filter"]["S3Key"]["Rules"] == [
         {"Name": "prefix", "Value": "uploads/feature-checkout/"}
     ]
+    uploads = resources["UploadsQueue"]["Properties"]
+    assert uploads["QueueName"] == "shop-feature-checkout-uploads"
+    assert "FifoQueue" not in uploads
+    assert uploads["VisibilityTimeout"] == 360  # six times the bridge's 60 s
+    assert uploads["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["UploadsDeadLetterQueue", "Arn"]
+    }
+    bridge_event = resources["BridgeFunction"]["Properties"]["Events"]["Uploads"]
+    assert bridge_event["Type"] == "SQS"
+    assert bridge_event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert bridge_event["Properties"]["BatchSize"] == 100
+    assert bridge_event["Properties"]["MaximumBatchingWindowInSeconds"] == 2
+    bridge_role = resources["BridgeRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    consume = [s for s in bridge_role["Statement"] if "sqs:ReceiveMessage" in s["Action"]]
+    assert [r["Fn::Sub"].rsplit(":", 1)[1] for s in consume for r in s["Resource"]] == [
+        "shop-feature-checkout-uploads"
+    ]
+    # Only this bucket may send to the queue.
+    (grant,) = resources["UploadsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert grant["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert grant["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"].endswith(":::shop-uploads")
+    # Alarms: both dead-letter queues and the age of the oldest job.
+    alarms = {
+        name: r["Properties"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    assert {a["MetricName"] for a in alarms.values()} == {
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
+    }
+    watched = {a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: a for a in alarms.values()}
+    assert set(watched) == {"DeadLetterQueue", "UploadsDeadLetterQueue", "ProcessingQueue"}
+    assert watched["DeadLetterQueue"]["Threshold"] == 0
+    assert watched["DeadLetterQueue"]["ComparisonOperator"] == "GreaterThanThreshold"
+    assert watched["ProcessingQueue"]["Threshold"] == 960
+    # The scheduled recovery: dlq announce and the stale-upload sweep.
+    recovery = resources["RecoveryFunction"]["Properties"]
+    assert recovery["Events"]["Sweep"]["Type"] == "Schedule"
+    assert recovery["Environment"]["Variables"]["TRANSFLOW_STALE_UPLOAD_AGE_SEC"] == "3600"
     # Roles are explicit so SAM adds no account-wide SQS managed policy.
     assert "Policies" not in function
     role = resources["ProcessorRole"]["Properties"]["Policies"][0]["PolicyDocument"]
@@ -161,6 +251,25 @@ def test_sam_template_with_separate_buckets_and_large_messages_passes_cfn_lint()
     assert resources["ProcessorFunction"]["Properties"]["Timeout"] == 10
 
 
+def test_direct_s3_trigger_and_alarm_actions_pass_cfn_lint() -> None:
+    text = sam_template(
+        CONFIG,
+        upload_bucket="shop-uploads",
+        bridge_trigger="s3",
+        recovery_handler=None,
+        alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:ops",
+        queue_age_alarm_sec=300,
+    )
+    assert lint_errors(text) == []
+    assert "a notification that fails is lost" in text
+    resources = yaml.safe_load(text)["Resources"]
+    assert resources["BridgeFunction"]["Properties"]["Events"]["Uploads"]["Type"] == "S3"
+    assert not {"UploadsQueue", "UploadsDeadLetterQueue", "RecoveryFunction"} & set(resources)
+    alarm = resources["ProcessingQueueAgeAlarm"]["Properties"]
+    assert alarm["Threshold"] == 300
+    assert alarm["AlarmActions"] == ["arn:aws:sns:us-east-1:123456789012:ops"]
+
+
 def test_cfn_lint_really_checks_the_template() -> None:
     # The check above is only worth something if cfn-lint fails a broken template.
     text = sam_template(CONFIG, upload_bucket="shop-uploads")
@@ -182,6 +291,10 @@ def test_function_timeout_above_the_visibility_timeout_is_refused() -> None:
         ({"function_timeout_sec": 901}, "from 1 to 900"),
         ({"maximum_concurrency": 1}, "maximum concurrency"),
         ({"memory_mb": 64}, "memory"),
+        ({"bridge_batch_size": 50, "bridge_batching_window_sec": 0}, "batching window"),
+        ({"bridge_batch_size": 0}, "bridge batch size"),
+        ({"bridge_trigger": "sns"}, "bridge trigger"),
+        ({"stale_upload_age_sec": 5}, "stale upload age"),
     ],
 )
 def test_sam_template_refuses_what_lambda_refuses(kwargs: dict[str, Any], expected: str) -> None:

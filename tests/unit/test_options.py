@@ -52,7 +52,7 @@ def _processor(**options: Any) -> JobProcessor:
     ],
 )
 def test_processor_options_are_refused(name: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=rf"JobProcessor\({name}=.*is refused"):
+    with pytest.raises(ConfigError, match=rf"JobProcessor {name} must be"):
         _processor(**{name: value})
 
 
@@ -92,7 +92,7 @@ def _bridge(**options: Any) -> GroupingBridge:
     ],
 )
 def test_bridge_options_are_refused(name: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=rf"GroupingBridge\({name}=.*is refused"):
+    with pytest.raises(ConfigError, match=rf"GroupingBridge {name} must be"):
         _bridge(**{name: value})
 
 
@@ -108,12 +108,12 @@ def test_bridge_accepts_the_edges() -> None:
         ("attempts", 0),
         ("initial_wait", -1),
         ("max_wait", math.nan),
-        ("opener", "urlopen"),
+        ("deadline", 0),
     ],
 )
 def test_webhook_sender_options_are_refused(name: str, value: object) -> None:
     options: dict[str, Any] = {name: value}
-    with pytest.raises(ConfigError, match=rf"WebhookSender\({name}=.*is refused"):
+    with pytest.raises(ConfigError, match=rf"WebhookSender {name} must be"):
         WebhookSender(**options)
 
 
@@ -135,5 +135,5 @@ def test_webhook_waits_must_be_ordered() -> None:
 )
 def test_publisher_options_are_refused(name: str, value: object) -> None:
     options: dict[str, Any] = {"queue_url": "https://q", name: value}
-    with pytest.raises(ConfigError, match=rf"ProgressPublisher\({name}=.*is refused"):
+    with pytest.raises(ConfigError, match=rf"ProgressPublisher {name} must be"):
         ProgressPublisher(CLIENT, **options)

@@ -89,7 +89,24 @@ def test_webhook_settings_are_checked() -> None:
         registry.template("b", webhook_secret="s")
     with pytest.raises(TemplateDefinitionError, match="non-empty"):
         registry.template(" ")
-    assert registry.template("c", webhook_url="https://example.test/hook").webhook_url
+    url = "https://example.test/hook"
+    assert registry.template("c", webhook_url=url, webhook_secret="s").webhook_url == url
+
+
+def test_a_webhook_without_a_secret_needs_unsigned_on_purpose() -> None:
+    registry = TemplateRegistry()
+    url = "https://example.test/hook"
+    with pytest.raises(TemplateDefinitionError, match=r"has no webhook_secret.*unsigned=True"):
+        registry.template("a", webhook_url=url)
+    with pytest.raises(TemplateDefinitionError, match="non-empty string"):
+        registry.template("b", webhook_url=url, webhook_secret="")
+    with pytest.raises(TemplateDefinitionError, match="choose one"):
+        registry.template("c", webhook_url=url, webhook_secret="s", unsigned=True)
+    with pytest.raises(TemplateDefinitionError, match="no webhook_url"):
+        registry.template("d", unsigned=True)
+    assert "a" not in registry
+    template = registry.template("e", webhook_url=url, unsigned=True)
+    assert (template.webhook_url, template.webhook_secret) == (url, None)
 
 
 # -- output names -------------------------------------------------------------------------

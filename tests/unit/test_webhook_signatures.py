@@ -76,3 +76,43 @@ def test_any_changed_body_is_refused(body: bytes, change: bytes) -> None:
     verify(SECRET, body, headers, now=NOW)
     with pytest.raises(WebhookSignatureError):
         verify(SECRET, body + change, headers, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"t={NOW},v1=ü" + "a" * 63,  # non-ASCII: compare_digest would raise TypeError
+        f"t={NOW},v1=" + "é" * 64,
+        "t=²,v1=" + "a" * 64,  # "²".isdigit() is true, int("²") raises ValueError
+        "t=" + "9" * 5000 + ",v1=" + "a" * 64,  # past int()'s digit limit
+        f"t={NOW},v1=" + "A" * 64,
+        f"t={NOW},v1=" + "a" * 65,
+        "t=-1,v1=" + "a" * 64,
+    ],
+)
+def test_hostile_signature_headers_are_typed_refusals(header: str) -> None:
+    with pytest.raises(WebhookSignatureError):
+        verify(SECRET, BODY, {TIMESTAMPED_SIGNATURE_HEADER: header}, now=NOW)
+
+
+def test_a_non_ascii_plain_signature_is_a_typed_refusal() -> None:
+    headers = sign(SECRET, BODY, NOW)
+    headers[SIGNATURE_HEADER] = "sha256=ü"
+    with pytest.raises(WebhookSignatureError, match="does not match"):
+        verify(SECRET, BODY, headers, now=NOW)
+    with pytest.raises(WebhookSignatureError, match="surrogates"):
+        verify(SECRET, "\udc80", sign(SECRET, BODY, NOW), now=NOW)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([TIMESTAMPED_SIGNATURE_HEADER, SIGNATURE_HEADER, "x"]) | st.text(),
+        st.text(),
+    ),
+    st.binary(max_size=100),
+)
+def test_any_headers_give_a_typed_refusal_never_another_error(
+    headers: dict[str, str], body: bytes
+) -> None:
+    with pytest.raises(WebhookSignatureError):
+        verify(SECRET, body, headers, now=NOW)

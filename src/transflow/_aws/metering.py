@@ -28,11 +28,15 @@ class RequestCounter:
     """Counts API calls per ``(service, operation)`` on the clients it is attached to.
 
     ``calls`` counts what the code asked for; ``attempts`` counts what went over the wire,
-    retries included. Thread-safe: the processor and poller call from worker threads.
+    retries included. ``empty_receives`` counts the SQS ReceiveMessage calls that came back
+    empty: idle long polls, whose number follows wall time rather than the work
+    (:meth:`busy_total` leaves them out). Thread-safe: the processor and poller call from
+    worker threads.
     """
 
     calls: Counter[tuple[str, str]] = attrs.field(factory=Counter)
     attempts: Counter[tuple[str, str]] = attrs.field(factory=Counter)
+    empty_receives: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
     _attached: list[tuple[Any, str, str]] = attrs.field(factory=list, repr=False)
 
@@ -44,6 +48,10 @@ class RequestCounter:
         events.register("before-send", self._on_send, unique_id=f"{uid}-send")
         self._attached.append((events, "before-call", f"{uid}-call"))
         self._attached.append((events, "before-send", f"{uid}-send"))
+        if client.meta.service_model.service_name == "sqs":
+            name = "after-call.sqs.ReceiveMessage"
+            events.register(name, self._on_receive, unique_id=f"{uid}-receive")
+            self._attached.append((events, name, f"{uid}-receive"))
 
     def detach(self) -> None:
         """Stop counting on every client."""
@@ -61,6 +69,15 @@ class RequestCounter:
         parts = [*event_name.split(".", 2), "?", "?"]
         with self._lock:
             self.attempts[(parts[1], parts[2])] += 1
+
+    def _on_receive(self, parsed: Any, **_: Any) -> None:
+        if not parsed.get("Messages"):
+            with self._lock:
+                self.empty_receives += 1
+
+    def busy_total(self, service: str) -> int:
+        """API calls of ``service``, not counting empty receives."""
+        return self.total(service) - (self.empty_receives if service == "sqs" else 0)
 
     def total(self, service: str | None = None) -> int:
         """API calls made, for one service (``"sqs"``, ``"s3"``) or for all."""
@@ -81,6 +98,7 @@ class RequestCounter:
         with self._lock:
             self.calls.clear()
             self.attempts.clear()
+            self.empty_receives = 0
 
 
 @contextmanager

@@ -21,27 +21,28 @@ thread stays counted against the capacity until it returns.
 from __future__ import annotations
 
 import contextvars
-import itertools
 import logging
 import random
 import signal
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from botocore.config import Config
 
+from transflow._aws.lanes import Held, Lanes, extension_seconds
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
-from transflow.errors import ConfigError
+from transflow._wire.options import between, positive
+from transflow.errors import ConfigError, JobFailedError, TransflowError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -52,6 +53,7 @@ __all__ = [
     "PollerStats",
     "QueuePoller",
     "backoff_visibility",
+    "check_client_pool",
     "current_delivery",
     "extension_seconds",
     "poller_client_config",
@@ -77,8 +79,6 @@ _LEASE_LOST = frozenset(
         "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
     }
 )
-_SAFETY = 5  # seconds kept clear of SQS's 12-hour limit
-
 _POLLER_CONNECTIONS = 2  # the receiver's long poll and the keeper's batch calls
 
 
@@ -113,13 +113,6 @@ def backoff_visibility(initial: int = 1, maximum: int = 900) -> RetryDelay:
 def release_immediately(_message: ReceivedMessage) -> int:
     """Failed messages are visible again at once (visibility 0)."""
     return 0
-
-
-def extension_seconds(held_for: float, visibility_timeout: int) -> int:
-    """How far a heartbeat may extend a message held for ``held_for`` seconds: the
-    visibility timeout, but never past SQS's 12 hours since it was received (0: no more)."""
-    left = MAX_VISIBILITY_TIMEOUT - _SAFETY - held_for
-    return max(0, int(min(visibility_timeout, left)))
 
 
 # -- what a handler sees --------------------------------------------------------------------
@@ -181,24 +174,23 @@ class PollerStats:
     running: int
     last_poll_at: float | None  # time.time() of the last successful ReceiveMessage
 
-
-@attrs.define(eq=False)
-class _Held:
-    token: str
-    delivery: Delivery
-    received_at: float
-    state: str = "queued"  # queued | running | abandoned | settling
-    heartbeat: bool = True
-
-    @property
-    def message(self) -> ReceivedMessage:
-        return self.delivery.message
-
-
-@attrs.define(eq=False)
-class _Lane:
-    pending: deque[_Held] = attrs.field(factory=deque)
-    current: _Held | None = None
+    def __str__(self) -> str:
+        text = (
+            f"{self.received} received: {self.succeeded} succeeded, {self.failed} failed "
+            f"({self.released} released for a retry), {self.timed_out} timed out; "
+            f"{self.receive_calls} receive calls"
+        )
+        problems = [
+            f"{count} {what}"
+            for count, what in (
+                (self.receive_errors, "receive errors"),
+                (self.delete_failures, "delete failures"),
+                (self.extend_failures, "extend failures"),
+                (self.leases_lost, "leases lost"),
+            )
+            if count
+        ]
+        return text + (f"; {', '.join(problems)}" if problems else "")
 
 
 @attrs.define(eq=False)
@@ -217,9 +209,17 @@ class _Counters:
     leases_lost: int = 0
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ConfigError(f"QueuePoller {attribute.name} must be positive, not {value!r}")
+def check_client_pool(sqs: object) -> None:
+    """Raise :class:`ConfigError` when the SQS client's connection pool is too small for a
+    poller (it checks the client's config; no call is made)."""
+    config = getattr(getattr(sqs, "meta", None), "config", None)
+    size = getattr(config, "max_pool_connections", None)
+    if isinstance(size, int) and size < _POLLER_CONNECTIONS:
+        raise ConfigError(
+            f"the SQS client's max_pool_connections is {size}; a QueuePoller needs at least "
+            f"{_POLLER_CONNECTIONS} so heartbeats never wait behind a long poll: build the "
+            "client with config=poller_client_config(concurrency)"
+        )
 
 
 @attrs.define(eq=False)
@@ -234,16 +234,18 @@ class QueuePoller:
     sqs: SQSClient
     queue_url: str
     handler: Handler
-    concurrency: int = attrs.field(default=10, validator=_positive)
-    max_in_flight: int | None = attrs.field(default=None, validator=_positive)
-    wait_time_seconds: int = attrs.field(default=20, validator=attrs.validators.in_(range(21)))
-    visibility_timeout: int = attrs.field(default=30, validator=_positive)
-    heartbeat_interval: float | None = attrs.field(default=None, validator=_positive)
-    handler_timeout: float | None = attrs.field(default=None, validator=_positive)
+    concurrency: int = attrs.field(default=10, validator=positive)
+    max_in_flight: int | None = attrs.field(default=None, validator=positive)
+    wait_time_seconds: int = attrs.field(default=20, validator=between(0, 20))
+    visibility_timeout: int = attrs.field(
+        default=30, validator=between(1, MAX_VISIBILITY_TIMEOUT, " (12 hours)")
+    )
+    heartbeat_interval: float | None = attrs.field(default=None, validator=positive)
+    handler_timeout: float | None = attrs.field(default=None, validator=positive)
     retry_delay: RetryDelay = attrs.field(factory=backoff_visibility)
-    drain_timeout: float = attrs.field(default=30.0, validator=_positive)
+    drain_timeout: float = attrs.field(default=30.0, validator=positive)
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
-    error_backoff_max: float = attrs.field(default=20.0, validator=_positive)
+    error_backoff_max: float = attrs.field(default=20.0, validator=positive)
     name: str = "transflow-poller"
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
@@ -253,28 +255,16 @@ class QueuePoller:
     _keeper_done: threading.Event = attrs.field(init=False, factory=threading.Event)
     _io_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _state: str = attrs.field(init=False, default="new")
-    _held: dict[str, _Held] = attrs.field(init=False, factory=dict)
-    _lanes: dict[str, _Lane] = attrs.field(init=False, factory=dict)
-    _to_delete: list[_Held] = attrs.field(init=False, factory=list)
-    _to_release: list[tuple[_Held, int]] = attrs.field(init=False, factory=list)
+    _lanes: Lanes = attrs.field(init=False)
     _counters: _Counters = attrs.field(init=False, factory=_Counters)
     _last_poll_at: float | None = attrs.field(init=False, default=None)
-    _tokens: Iterator[int] = attrs.field(init=False, factory=itertools.count)
     _pool: ThreadPoolExecutor | None = attrs.field(init=False, default=None)
     _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
 
     def __attrs_post_init__(self) -> None:
         self._wake = threading.Condition(self._lock)
-        if self.visibility_timeout > MAX_VISIBILITY_TIMEOUT:
-            raise ConfigError("QueuePoller visibility_timeout must be at most 43200 (12 hours)")
-        pool = getattr(getattr(self.sqs, "meta", None), "config", None)
-        size = getattr(pool, "max_pool_connections", None)
-        if isinstance(size, int) and size < _POLLER_CONNECTIONS:
-            raise ConfigError(
-                f"the SQS client's max_pool_connections is {size}; a QueuePoller needs at least "
-                f"{_POLLER_CONNECTIONS} so heartbeats never wait behind a long poll: build the "
-                "client with config=poller_client_config(concurrency)"
-            )
+        self._lanes = Lanes(self.capacity, self.is_fifo)
+        check_client_pool(self.sqs)
 
     # -- configuration in effect ---------------------------------------------------------
 
@@ -377,24 +367,21 @@ class QueuePoller:
                 extended=c.extended,
                 extend_failures=c.extend_failures,
                 leases_lost=c.leases_lost,
-                held=len(self._held),
-                running=sum(1 for h in self._held.values() if h.state in ("running", "abandoned")),
+                held=len(self._lanes.held),
+                running=len(self._lanes.running()),
                 last_poll_at=self._last_poll_at,
             )
 
     # -- the receiver ---------------------------------------------------------------------
-
-    def _free(self) -> int:
-        return self.capacity - len(self._held)
 
     def _receive_loop(self) -> None:
         errors = 0
         attempt_id: str | None = None
         while not self._stop_requested.is_set():
             with self._wake:
-                while self._free() <= 0 and not self._stop_requested.is_set():
+                while self._lanes.free() <= 0 and not self._stop_requested.is_set():
                     self._wake.wait(0.5)
-                free = self._free()
+                free = self._lanes.free()
             if self._stop_requested.is_set():
                 break
             # The same attempt id after a failed receive makes SQS return the messages that
@@ -443,68 +430,54 @@ class QueuePoller:
         return [ReceivedMessage.from_sqs_message(m) for m in response.get("Messages", [])]
 
     def _accept(self, messages: list[ReceivedMessage]) -> None:
-        now = time.monotonic()
-        to_submit: list[str] = []
         with self._lock:
-            for message in messages:
-                token = str(next(self._tokens))
-                held = _Held(token, Delivery(message), now)
-                self._held[token] = held
-                self._counters.received += 1
-                if self._stop_requested.is_set():
-                    # The long poll in flight when stop came: never started, so released.
-                    self._to_release.append((held, 0))
-                    continue
-                # A standard queue's lane is the message itself, so a copy redelivered while
-                # an abandoned handler still runs on it waits for that handler to return.
-                group = message.group_id if self.is_fifo and message.group_id else None
-                group = group or f"\0{message.message_id}"
-                lane = self._lanes.get(group)
-                if lane is None:
-                    lane = self._lanes[group] = _Lane()
-                    to_submit.append(group)
-                lane.pending.append(held)
+            self._counters.received += len(messages)
+            idle = self._lanes.accept(
+                [Delivery(m) for m in messages],
+                time.monotonic(),
+                stopping=self._stop_requested.is_set(),
+            )
             self._wake.notify_all()
         assert self._pool is not None
-        for group in to_submit:
-            self._pool.submit(self._run_lane, group)
+        for key in idle:
+            self._pool.submit(self._run_lane, key)
 
     # -- running handlers -----------------------------------------------------------------
 
-    def _run_lane(self, group: str) -> None:
-        """Run one message group's messages one after another."""
+    def _run_lane(self, key: str) -> None:
+        """Run one lane's messages one after another."""
         while True:
             with self._lock:
-                lane = self._lanes[group]
-                if not lane.pending:
-                    del self._lanes[group]
-                    return
-                held = lane.pending.popleft()
-                lane.current = held
-                held.state = "running"
-                if self.handler_timeout is not None:
-                    held.delivery.deadline = time.monotonic() + self.handler_timeout
+                held = self._lanes.next(key, time.monotonic(), self.handler_timeout)
+            if held is None:
+                return
             ok = self._call(held)
             with self._wake:
-                lane.current = None
-                if held.state == "abandoned":  # timed out or lease lost: already settled
-                    self._held.pop(held.token, None)
-                elif ok:
-                    held.state, held.heartbeat = "settling", False
+                outcome = self._lanes.finish(key, held, ok, partial(self._delay, held.message))
+                if outcome == "succeeded":
                     self._counters.succeeded += 1
-                    self._to_delete.append(held)
-                else:
-                    held.state, held.heartbeat = "settling", False
+                elif outcome == "failed":
                     self._counters.failed += 1
-                    self._to_release.append((held, self._delay(held.message)))
-                    # FIFO: later messages of the group must not overtake the failed one.
-                    self._skip_rest(lane)
                 self._wake.notify_all()
 
-    def _call(self, held: _Held) -> bool:
+    def _call(self, held: Held) -> bool:
         token = _current.set(held.delivery)
         try:
             self.handler(held.message)
+        except JobFailedError as exc:
+            # The job processor has logged this failure already, with its traceback once.
+            log.debug("%s: message %s failed: %s", self.name, held.message.message_id, exc)
+            return False
+        except TransflowError as exc:
+            log.warning(
+                "%s: handler failed on message %s (receive %d): %s",
+                self.name,
+                held.message.message_id,
+                held.message.receive_count,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            return False
         except Exception:
             log.exception(
                 "%s: handler failed on message %s (receive %d)",
@@ -524,12 +497,6 @@ class QueuePoller:
             log.exception("%s: retry_delay failed; releasing at once", self.name)
             return 0
 
-    def _skip_rest(self, lane: _Lane) -> None:
-        while lane.pending:
-            skipped = lane.pending.popleft()
-            skipped.state, skipped.heartbeat = "settling", False
-            self._to_release.append((skipped, 0))
-
     # -- the keeper: heartbeats, deletes, releases, timeouts ---------------------------------
 
     def _keeper_loop(self) -> None:
@@ -537,7 +504,7 @@ class QueuePoller:
         while not self._keeper_done.is_set():
             try:
                 with self._wake:
-                    if not (self._to_delete or self._to_release):
+                    if not (self._lanes.to_delete or self._lanes.to_release):
                         self._wake.wait(max(0.0, min(next_beat - time.monotonic(), 0.5)))
                 self._check_timeouts()
                 self._flush()
@@ -551,45 +518,27 @@ class QueuePoller:
     def _check_timeouts(self) -> None:
         if self.handler_timeout is None:
             return
-        now = time.monotonic()
         with self._lock:
-            for lane in self._lanes.values():
-                held = lane.current
-                deadline = held.delivery.deadline if held else None
-                if held and held.state == "running" and deadline is not None and now >= deadline:
-                    log.error(
-                        "%s: handler of message %s ran past %.1fs; cancelled, message returned",
-                        self.name,
-                        held.message.message_id,
-                        self.handler_timeout,
-                    )
-                    self._counters.timed_out += 1
-                    self._abandon(held, lane, self._delay(held.message))
-
-    def _abandon(self, held: _Held, lane: _Lane | None, delay: int | None) -> None:
-        """Give up on a running delivery (lock held): cancel it, stop its heartbeat, return
-        its message (unless ``delay`` is None: the lease is gone) and the rest of its group."""
-        held.state, held.heartbeat = "abandoned", False
-        held.delivery.cancelled.set()
-        if delay is not None:
-            # A copy: the running thread keeps its own entry in _held until it returns.
-            self._to_release.append(
-                (_Held(f"{held.token}r", held.delivery, held.received_at), delay)
-            )
-        if lane is not None:
-            self._skip_rest(lane)
+            for held in self._lanes.overdue(time.monotonic()):
+                log.error(
+                    "%s: handler of message %s ran past %.1fs; cancelled, message returned",
+                    self.name,
+                    held.message.message_id,
+                    self.handler_timeout,
+                )
+                self._counters.timed_out += 1
+                self._lanes.abandon(held, self._delay(held.message))
 
     def _flush(self) -> None:
         with self._io_lock:
             with self._lock:
-                deletes, self._to_delete = self._to_delete, []
-                releases, self._to_release = self._to_release, []
+                deletes, releases = self._lanes.take_settlements()
             if deletes:
                 self._delete(deletes)
             if releases:
                 self._release(releases)
 
-    def _delete(self, items: list[_Held]) -> None:
+    def _delete(self, items: list[Held]) -> None:
         result = delete_batch(
             self.sqs,
             self.queue_url,
@@ -597,8 +546,7 @@ class QueuePoller:
             policy=self.policy,
         )
         with self._wake:
-            for held in items:
-                self._held.pop(held.token, None)
+            self._lanes.deleted(items)
             self._counters.deleted += len(result.succeeded)
             self._counters.delete_failures += len(result.failed)
             self._wake.notify_all()
@@ -612,7 +560,7 @@ class QueuePoller:
                 failure.message,
             )
 
-    def _release(self, items: list[tuple[_Held, int]]) -> None:
+    def _release(self, items: list[tuple[Held, int]]) -> None:
         result = change_visibility_batch(
             self.sqs,
             self.queue_url,
@@ -620,9 +568,7 @@ class QueuePoller:
             policy=self.policy,
         )
         with self._wake:
-            for held, _delay in items:
-                if held.state != "abandoned":
-                    self._held.pop(held.token, None)
+            self._lanes.released(items)
             self._counters.released += len(result.succeeded)
             self._wake.notify_all()
         for failure in result.failed:
@@ -632,27 +578,16 @@ class QueuePoller:
     def _heartbeat(self) -> None:
         now = time.monotonic()
         with self._lock:
-            beating = [h for h in self._held.values() if h.heartbeat]
-            expiring = [h for h in beating if extension_seconds(now - h.received_at, 1) == 0]
-            for held in expiring:
+            for held in self._lanes.expiring(now):
                 # 12 hours is all SQS allows: the message will be visible again soon.
                 self._lose(held, "the 12-hour visibility limit")
-            beating = [h for h in beating if h.heartbeat]
+            beating = self._lanes.extensions(now, self.visibility_timeout)
         if not beating:
             return
-        items = [
-            (
-                h.token,
-                (
-                    h.message.receipt_handle,
-                    extension_seconds(now - h.received_at, self.visibility_timeout),
-                ),
-            )
-            for h in beating
-        ]
+        items = [(h.token, (h.message.receipt_handle, seconds)) for h, seconds in beating]
         with self._io_lock:
             result = change_visibility_batch(self.sqs, self.queue_url, items, policy=self.policy)
-        by_token = {h.token: h for h in beating}
+        by_token = {h.token: h for h, _seconds in beating}
         with self._wake:
             self._counters.extended += len(result.succeeded)
             self._counters.extend_failures += len(result.failed)
@@ -662,46 +597,34 @@ class QueuePoller:
                     self._lose(held, f"{failure.code}: {failure.message}")
             self._wake.notify_all()
 
-    def _lose(self, held: _Held, why: str) -> None:
+    def _lose(self, held: Held, why: str) -> None:
         """The poller no longer owns ``held``'s message (lock held)."""
         log.warning("%s: lost message %s (%s)", self.name, held.message.message_id, why)
         self._counters.leases_lost += 1
-        if held.state == "running":
-            lane = next((ln for ln in self._lanes.values() if ln.current is held), None)
-            self._abandon(held, lane, None)
-        elif held.state == "queued":
-            held.heartbeat = False
-            for lane in self._lanes.values():
-                if held in lane.pending:
-                    lane.pending.remove(held)
-            self._held.pop(held.token, None)
+        self._lanes.lose(held)
 
     # -- graceful stop --------------------------------------------------------------------
 
     def _shutdown(self) -> None:
         with self._wake:
             self._state = "stopping"
-            for lane in self._lanes.values():
-                self._skip_rest(lane)  # release every message not started
+            self._lanes.release_pending()
             self._wake.notify_all()
         self._flush()
         deadline = time.monotonic() + self.drain_timeout
         with self._wake:
-            while any(h.state == "running" for h in self._held.values()):
+            while any(h.state == "running" for h in self._lanes.held.values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._wake.wait(min(left, 0.5))
-            late = [h for h in self._held.values() if h.state == "running"]
-            for held in late:
+            for held in self._lanes.cancel_running():
                 log.error(
                     "%s: handler of %s still running at stop; cancelled, its message returns "
                     "when its visibility runs out",
                     self.name,
                     held.message.message_id,
                 )
-                held.state, held.heartbeat = "abandoned", False
-                held.delivery.cancelled.set()
         self._flush()
         self._keeper_done.set()
         with self._wake:

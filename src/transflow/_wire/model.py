@@ -119,10 +119,18 @@ def _group_id(_instance: object, attribute: attrs.Attribute[str], value: str) ->
 
 @attrs.frozen
 class S3ObjectRef:
-    """One object in S3."""
+    """One object in S3. ``etag`` and ``version_id`` (wire: ``etag``, ``versionId``), when
+    the bridge knows them, say which content of the key the job is for: they are part of
+    the job's fingerprint, so a file re-posted with new content is processed again."""
 
     bucket: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
     key: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
+    etag: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
+    version_id: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
 
 
 def _str_tuple(value: Sequence[str]) -> tuple[str, ...]:

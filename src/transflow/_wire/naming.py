@@ -43,15 +43,20 @@ def sanitize_branch(name: str) -> str:
 
 @attrs.frozen
 class QueueNames:
-    """The three FIFO queue names of one project and branch."""
+    """The three FIFO queue names of one project and branch, and the standard queue (with
+    its own dead-letter queue) that carries S3 notifications to the bridge in a deployment
+    (S3 cannot notify a FIFO queue)."""
 
     processing: str
     progress: str
     dlq: str
+    uploads: str = ""
+    uploads_dlq: str = ""
 
 
 def queue_names(project: str, branch: str) -> QueueNames:
-    """``{project}-{branch}-processing.fifo``, ``…-progress.fifo`` and ``…-dlq.fifo``.
+    """``{project}-{branch}-processing.fifo``, ``…-progress.fifo`` and ``…-dlq.fifo``, and
+    the standard queues ``…-uploads`` and ``…-uploads-dlq``.
 
     The branch goes through :func:`sanitize_branch`. When a name would pass SQS's 80
     characters, the shared ``{project}-{branch}`` part is cut and ends in a short hash of the
@@ -69,4 +74,7 @@ def queue_names(project: str, branch: str) -> QueueNames:
     if len(base) > room:
         digest = hashlib.sha256(f"{project}\0{branch}".encode()).hexdigest()[:_HASH_CHARS]
         base = f"{base[: room - _HASH_CHARS - 1].rstrip('-')}-{digest}"
-    return QueueNames(*(f"{base}-{suffix}.fifo" for suffix in _SUFFIXES))
+    processing, progress, dlq = (f"{base}-{suffix}.fifo" for suffix in _SUFFIXES)
+    return QueueNames(
+        processing, progress, dlq, uploads=f"{base}-uploads", uploads_dlq=f"{base}-uploads-dlq"
+    )

@@ -5,8 +5,8 @@ Commands live in a registry: :func:`command` registers a function under a name s
 ``"status"`` or ``"dlq peek"`` (a group and an action), and :func:`main` builds the argparse
 parser from it. A module that adds commands (``demo``, ``dev``, ``worker``) registers them
 with :func:`command` and is named in :data:`COMMAND_MODULES`, which :func:`main` imports.
-Every command takes ``--config``, ``--endpoint-url`` and ``--region``; an error is one line on
-stderr, without a traceback.
+A command takes ``--config``, ``--endpoint-url`` and ``--region`` unless it names fewer
+(``connection``); an error is one line on stderr, without a traceback.
 
 Exit status: 0 done (healthy), 1 done but unhealthy or with messages left behind, 2 error.
 """
@@ -18,6 +18,7 @@ import importlib
 import json
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -29,7 +30,12 @@ import botocore.exceptions
 from transflow._version import __version__
 from transflow._wire.model import converter
 from transflow.config import CONFIG_FILENAME, TransflowConfig, load_config
-from transflow.errors import ConfigError, ConfirmationRequiredError, TransflowError
+from transflow.errors import (
+    ConfigError,
+    ConfirmationRequiredError,
+    ProvisionWarning,
+    TransflowError,
+)
 from transflow.ops import dlq, metrics, provision
 
 if TYPE_CHECKING:
@@ -44,7 +50,11 @@ EXIT_OK = 0
 EXIT_UNHEALTHY = 1
 EXIT_ERROR = 2
 
-COMMAND_MODULES: list[str] = ["transflow.cli.worker", "transflow.cli.demo.command"]
+COMMAND_MODULES: list[str] = [
+    "transflow.cli.worker",
+    "transflow.cli.local_command",
+    "transflow.cli.demo.command",
+]
 """Modules imported by :func:`main` so that the commands they register appear (for
 example ``"transflow.cli.demo"``)."""
 
@@ -60,8 +70,10 @@ class Command:
     help: str
     run: Runner
     configure: Configurer | None = None
+    connection: tuple[str, ...] = ("config", "endpoint-url", "region")
 
 
+CONNECTION_OPTIONS = ("config", "endpoint-url", "region")
 _COMMANDS: dict[str, Command] = {}
 _GROUP_HELP = {
     "queues": "create, inspect or delete the branch's queues",
@@ -70,16 +82,24 @@ _GROUP_HELP = {
 
 
 def command(
-    name: str, *, help: str, configure: Configurer | None = None
+    name: str,
+    *,
+    help: str,
+    configure: Configurer | None = None,
+    connection: tuple[str, ...] = CONNECTION_OPTIONS,
 ) -> Callable[[Runner], Runner]:
     """Register the decorated function as the command ``name``; ``configure`` adds its
-    arguments to its parser. The function gets a :class:`Context` and returns the exit
-    status."""
+    arguments to its parser, ``connection`` names which of ``--config``,
+    ``--endpoint-url`` and ``--region`` it takes (so none is shown and then ignored). The
+    function gets a :class:`Context` and returns the exit status."""
     if not 1 <= len(name.split()) <= 2:
         raise ValueError(f"command name {name!r} must be one word or 'group action'")
+    unknown = set(connection) - set(CONNECTION_OPTIONS)
+    if unknown:
+        raise ValueError(f"command {name!r}: unknown connection options {sorted(unknown)}")
 
     def register(run: Runner) -> Runner:
-        _COMMANDS[name] = Command(name, help, run, configure)
+        _COMMANDS[name] = Command(name, help, run, configure, tuple(connection))
         return run
 
     return register
@@ -107,13 +127,11 @@ class Context:
 
     @property
     def region(self) -> str | None:
-        """``--region``, else the configuration's, else boto3's default."""
+        """``--region``, else the configuration's, else boto3's default (None). A missing
+        or broken configuration is the error to report first, before any region."""
         if self.args.region:
             return str(self.args.region)
-        try:
-            return self.config.region
-        except ConfigError:
-            return None
+        return self.config.region
 
     def session(self) -> boto3.session.Session:
         """The boto3 session, with the region resolved."""
@@ -165,20 +183,28 @@ class Context:
 # -- parser -------------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(connection: tuple[str, ...]) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
+    # Options a command does not take still exist, as None, for Context.
+    common.set_defaults(config=None, endpoint_url=None, region=None)
+    if not connection:
+        return common
     group = common.add_argument_group("connection")
-    group.add_argument(
-        "--config",
-        metavar="PATH",
-        help=f"the configuration file (default: ./{CONFIG_FILENAME}, else the environment)",
-    )
-    group.add_argument(
-        "--endpoint-url",
-        metavar="URL",
-        help="an SQS/S3-compatible endpoint instead of AWS (moto, LocalStack)",
-    )
-    group.add_argument("--region", help="the AWS region (default: configuration, AWS_REGION)")
+    if "config" in connection:
+        group.add_argument(
+            "--config",
+            metavar="PATH",
+            help=f"the configuration file (default: ./{CONFIG_FILENAME}, else the environment)",
+        )
+    if "endpoint-url" in connection:
+        group.add_argument(
+            "--endpoint-url",
+            metavar="URL",
+            help="an SQS/S3-compatible endpoint instead of AWS (moto, LocalStack; default: "
+            "AWS_ENDPOINT_URL, as 'transflow local' prints it)",
+        )
+    if "region" in connection:
+        group.add_argument("--region", help="the AWS region (default: configuration, AWS_REGION)")
     return common
 
 
@@ -186,7 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of every registered command."""
     for module in COMMAND_MODULES:
         importlib.import_module(module)
-    common = _common()
     parser = argparse.ArgumentParser(
         prog="transflow",
         description=(
@@ -199,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups: dict[str, Any] = {}
     for name in sorted(_COMMANDS):
         spec = _COMMANDS[name]
+        common = _common(spec.connection)
         words = name.split()
         if len(words) == 1:
             sub = top.add_parser(name, help=spec.help, description=spec.help, parents=[common])
@@ -326,9 +352,12 @@ def _configure_ensure(parser: argparse.ArgumentParser) -> None:
 
 @command("queues ensure", help="create or correct the queues", configure=_configure_ensure)
 def _queues_ensure(context: Context) -> int:
-    report = provision.ensure_queues_report(
-        context.sqs(), context.config, function_timeout_sec=context.args.function_timeout
-    )
+    with warnings.catch_warnings():
+        # Printed below as one 'warning:' line each; the Python warning would repeat them.
+        warnings.simplefilter("ignore", ProvisionWarning)
+        report = provision.ensure_queues_report(
+            context.sqs(), context.config, function_timeout_sec=context.args.function_timeout
+        )
     if context.args.json:
         context.print_json(converter.unstructure(report))
         return EXIT_OK
@@ -436,6 +465,10 @@ def _dlq_peek(context: Context) -> int:
         context.print("the dead-letter queue is empty")
         return EXIT_OK
     rows = [["upload", "template", "receives", "sent", "reason"]]
+    context.note(
+        "(SQS cannot look without receiving: this peek added one to each receive count; "
+        "the counts shown are from before it)"
+    )
     for job in jobs:
         rows.append(
             [
@@ -500,9 +533,15 @@ def _dlq_redrive(context: Context) -> int:
     sqs = context.sqs()
     urls = provision.resolve_queue_urls(sqs, context.config)
 
+    # Progress only on a terminal, redrawn in place: the report below is the one line a log
+    # or a pipe gets.
+    live = context.err.isatty()
+
     def progress(step: dlq.RedriveProgress) -> None:
-        of = f"/{step.limit}" if step.limit else ""
-        context.note(f"redrive: {step.moved}{of} moved, {step.failed} left behind")
+        if live:
+            of = f"/{step.limit}" if step.limit else ""
+            context.err.write(f"\rredrive: {step.moved}{of} moved, {step.failed} left behind")
+            context.err.flush()
 
     report = dlq.redrive(
         sqs,
@@ -514,6 +553,8 @@ def _dlq_redrive(context: Context) -> int:
         max_bytes=context.config.sqs.max_message_bytes,
         on_progress=progress,
     )
+    if live:
+        context.err.write("\r\x1b[2K")
     if report.mode == "dry-run":
         context.print(f"dry run: {report.moved} job(s) would move back to {urls.processing}")
     elif report.mode == "move-task":
@@ -679,12 +720,31 @@ def _configure_sam(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--function-timeout", type=int, metavar="SEC")
     parser.add_argument("--memory", type=int, default=1024, metavar="MB")
     parser.add_argument("--maximum-concurrency", type=int, metavar="N")
+    parser.add_argument(
+        "--bridge-trigger",
+        choices=["queue", "s3"],
+        default="queue",
+        help="queue: S3 notifies a standard queue with a DLQ (default); s3: S3 invokes the "
+        "bridge directly (lossy: an event failing Lambda's retries is dropped)",
+    )
+    parser.add_argument(
+        "--recovery-handler",
+        default="app.recovery_handler",
+        help="the scheduled recovery function's handler; 'none' for no such function",
+    )
+    parser.add_argument(
+        "--stale-upload-age", type=int, default=3600, metavar="SEC", help="default: 3600"
+    )
+    parser.add_argument("--alarm-topic-arn", metavar="ARN", help="SNS topic the alarms notify")
     parser.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
 
 
 @command("sam", help="an AWS SAM template for the pipeline", configure=_configure_sam)
 def _sam(context: Context) -> int:
     args = context.args
+    if args.output and Path(args.output).exists() and not args.force:
+        raise ConfigError(f"{args.output} exists already: pass --force to overwrite it")
     text = provision.sam_template(
         context.config,
         upload_bucket=args.upload_bucket,
@@ -697,6 +757,10 @@ def _sam(context: Context) -> int:
         memory_mb=args.memory,
         maximum_concurrency=args.maximum_concurrency,
         claim_check_prefix=args.claim_check_prefix,
+        bridge_trigger=args.bridge_trigger,
+        recovery_handler=None if args.recovery_handler == "none" else args.recovery_handler,
+        stale_upload_age_sec=args.stale_upload_age,
+        alarm_topic_arn=args.alarm_topic_arn,
     )
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

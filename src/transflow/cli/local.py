@@ -8,6 +8,7 @@ real HTTP, exactly as it talks to AWS.
 from __future__ import annotations
 
 import logging
+import secrets
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
@@ -15,16 +16,33 @@ import attrs
 import boto3
 from botocore.config import Config
 
+from transflow._wire.tokens import ENV_STREAM_SECRET
 from transflow.errors import TransflowError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["LocalAws", "local_client_config"]
+__all__ = ["LocalAws", "local_client_config", "local_environment"]
 
 DUMMY_REGION = "us-east-1"
 DUMMY_KEY = "testing"
+
+
+def local_environment(
+    endpoint_url: str, region: str = DUMMY_REGION, *, stream_secret: str | None = None
+) -> dict[str, str]:
+    """The environment that points boto3 (and so the ``transflow`` command and your code)
+    at an embedded endpoint: ``AWS_ENDPOINT_URL``, dummy credentials and a region, plus a
+    ``TRANSFLOW_STREAM_SECRET`` (fresh and random unless given) so that stream endpoints,
+    which refuse to start unprotected, run locally as they do deployed."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": DUMMY_KEY,
+        "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
+        "AWS_DEFAULT_REGION": region,
+        ENV_STREAM_SECRET: stream_secret or secrets.token_urlsafe(32),
+    }
 
 
 def local_client_config(**overrides: Any) -> Config:

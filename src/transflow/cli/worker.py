@@ -29,15 +29,25 @@ def load_registry(spec: str) -> TemplateRegistry:
         raise ConfigError(f"--templates {spec!r}: expected 'package.module:registry'")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"--templates {spec!r}: cannot import {module_name} ({exc})") from exc
-    found = getattr(module, attribute, None)
+    except Exception as exc:  # any import failure is the module's: one line
+        raise ConfigError(
+            f"--templates {spec!r}: cannot import {module_name} ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not hasattr(module, attribute):
+        raise ConfigError(f"--templates {spec!r}: {module_name} has no attribute {attribute!r}")
+    found = getattr(module, attribute)
     if callable(found) and not isinstance(found, TemplateRegistry):
-        found = found()
+        try:
+            found = found()
+        except Exception as exc:  # the user's factory's: one line
+            raise ConfigError(
+                f"--templates {spec!r}: calling {attribute}() failed ({type(exc).__name__}: "
+                f"{exc}); name a TemplateRegistry or a function of no arguments returning one"
+            ) from exc
     if not isinstance(found, TemplateRegistry):
         raise ConfigError(
-            f"--templates {spec!r}: {attribute} is not a TemplateRegistry (or a function "
-            "returning one)"
+            f"--templates {spec!r}: {attribute} is a {type(found).__name__}, not a "
+            "TemplateRegistry (or a function of no arguments returning one)"
         )
     return found
 
@@ -112,7 +122,6 @@ def worker_command(ctx: Context) -> int:
         f"transflow worker: {urls.processing} with {ctx.args.concurrency} at once "
         f"(templates: {', '.join(registry.ids)}); SIGTERM drains"
     )
+    # The poller logs its stop line with the stats once, at INFO.
     run_worker(worker)
-    stats = worker.stats()
-    ctx.note(f"transflow worker: stopped ({stats})")
     return 0

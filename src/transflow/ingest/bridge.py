@@ -185,11 +185,13 @@ class GroupingBridge:
 
         For an SQS event, returns ``batchItemFailures`` naming every message with a record
         that was not enqueued (enable ``ReportBatchItemFailures`` on the event source
-        mapping); when every message failed, raises :class:`BridgeError` instead, so the
-        batch is retried even without it. For a direct S3 or EventBridge invocation, raises
-        :class:`BridgeError` when any record failed, so Lambda retries the event (jobs
-        already sent are dropped as duplicates by the queue) and, in the end, hands it to
-        the function's on-failure destination.
+        mapping); when every message failed, or a failed record names no message, raises
+        :class:`BridgeError` instead, so the batch is retried even without it. A record
+        that is not an S3 notification (Kinesis, DynamoDB, an SNS message from elsewhere)
+        is such a failure, never an empty list. For a direct S3, SNS or EventBridge
+        invocation, raises :class:`BridgeError` when any record failed, so Lambda retries
+        the event (jobs already sent are dropped as duplicates by the queue) and, in the
+        end, hands it to the function's on-failure destination.
         """
         result = self.handle(event)
         if not result.failed:
@@ -201,7 +203,10 @@ class GroupingBridge:
         )
         if result.source is EventSource.SQS:
             response = result.batch_response()
-            if len(response["batchItemFailures"]) < len(result.message_ids):
+            # A failure no message id names (a record without one) cannot be reported per
+            # item: an empty list would delete it with the batch, so the batch fails whole.
+            named = all(f.message_id in result.message_ids for f in result.failed)
+            if named and len(response["batchItemFailures"]) < len(result.message_ids):
                 return response
         raise BridgeError(message, result)
 

@@ -158,11 +158,25 @@ def _failures(headed: Iterable[HeadedRecord], reason: str) -> list[FailedRecord]
 def _per_event_job(
     upload_id: str, members: Sequence[HeadedRecord], default_branch: str
 ) -> PlannedJob | list[FailedRecord]:
-    # One object per key, in key order; every version seen goes into the dedup id.
-    keys = sorted({h.record.key for h in members})
+    # One object per key, in key order, naming its newest version seen (by S3's sequencer);
+    # every version seen goes into the dedup id.
+    newest: dict[str, HeadedRecord] = {}
+    for h in sorted(
+        members, key=lambda h: (len(h.record.sequencer or ""), h.record.sequencer or "")
+    ):
+        newest[h.record.key] = h
     bucket = members[0].record.bucket
+    refs = [
+        S3ObjectRef(
+            bucket,
+            k,
+            etag=newest[k].etag or newest[k].record.etag,
+            version_id=newest[k].record.version_id,
+        )
+        for k in sorted(newest)
+    ]
     try:
-        job = _job(upload_id, members, [S3ObjectRef(bucket, k) for k in keys], default_branch)
+        job = _job(upload_id, members, refs, default_branch)
     except (TypeError, ValueError) as exc:
         return _failures(members, f"cannot build a processing job: {exc}")
     versions = [(h.record.bucket, h.record.key, h.version) for h in members]
@@ -212,12 +226,12 @@ def complete_upload(
     if len(listed) < check.expected:
         return None
     upload_id = check.upload_id
-    keys = sorted({obj.key for obj in listed})
+    etags = {obj.key: obj.etag for obj in listed}
     try:
         job = _job(
             upload_id,
             check.records,
-            [S3ObjectRef(check.bucket, k) for k in keys],
+            [S3ObjectRef(check.bucket, k, etag=etags[k] or None) for k in sorted(etags)],
             default_branch,
         )
     except (TypeError, ValueError) as exc:

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from transflow._wire.channels import upload_channel
 from transflow._wire.keys import upload_prefix
 from transflow._wire.limits import is_sqs_id
 from transflow._wire.model import JsonValue, UserContext, converter
 from transflow._wire.naming import sanitize_branch
 from transflow._wire.safenames import safe_filename, safe_user_id
+from transflow._wire.tokens import DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, issue_stream_token
 from transflow.errors import UploadError, UploadMetadataError, UploadRefusedError
 
 if TYPE_CHECKING:
@@ -107,7 +109,9 @@ class PresignedFile:
 
 @attrs.frozen
 class UploadTicket:
-    """An upload, ready to go: its id, where its files go and how to send each one."""
+    """An upload, ready to go: its id, where its files go and how to send each one, and
+    (when ``create_upload`` was given a stream secret) the token that lets the browser
+    follow its progress: ``stream_token``, valid until ``stream_token_expires_at``."""
 
     upload_id: str
     bucket: str
@@ -116,6 +120,13 @@ class UploadTicket:
     template_id: str
     expires_at: dt.datetime
     files: tuple[PresignedFile, ...]
+    stream_token: str | None = attrs.field(default=None, repr=False)
+    stream_token_expires_at: dt.datetime | None = None
+
+    @property
+    def channel(self) -> str:
+        """The upload's progress channel, ``upload:{branch}:{uploadId}``."""
+        return upload_channel(self.branch, self.upload_id)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON a create-upload endpoint returns to the browser (camelCase)."""
@@ -284,6 +295,8 @@ def create_upload(
     expires_in: int = 3600,
     max_file_size: int | None = None,
     allowed_content_types: Sequence[str] | None = None,
+    stream_secret: str | bytes | None = None,
+    stream_token_ttl: int | None = None,
 ) -> UploadTicket:
     """Sign one presigned POST per file of a new upload and return the ticket.
 
@@ -294,6 +307,12 @@ def create_upload(
     ``fields`` are the template's options, carried to the job. Every refused file is
     reported at once in an :class:`~transflow.UploadRefusedError`; arguments that cannot
     work raise :class:`~transflow.UploadError`. Nothing is sent to AWS: signing is local.
+
+    With ``stream_secret`` (``TransflowConfig.stream_secret``, from
+    ``TRANSFLOW_STREAM_SECRET``), the ticket carries ``stream_token``: the SSE endpoints let
+    its bearer follow this upload's channel, and nothing else, for ``stream_token_ttl``
+    seconds (by default the life of the upload form plus an hour, so the browser can
+    reconnect until the job is done).
     """
     if not files:
         raise UploadError("an upload needs at least one file")
@@ -355,14 +374,32 @@ def create_upload(
                 max_size=limit,
             )
         )
+    now = dt.datetime.now(dt.timezone.utc)
+    token, token_expires = None, None
+    if stream_secret is not None:
+        ttl = (
+            min(expires_in + DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL)
+            if stream_token_ttl is None
+            else stream_token_ttl
+        )
+        token = issue_stream_token(
+            stream_secret,
+            upload_channel(branch, upload_id),
+            user_id=user.user_id if user else None,
+            ttl=ttl,
+            now=now.timestamp(),
+        )
+        token_expires = now + dt.timedelta(seconds=ttl)
     return UploadTicket(
         upload_id=upload_id,
         bucket=bucket,
         branch=branch,
         prefix=prefix,
         template_id=template_id,
-        expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=expires_in),
+        expires_at=now + dt.timedelta(seconds=expires_in),
         files=tuple(signed),
+        stream_token=token,
+        stream_token_expires_at=token_expires,
     )
 
 

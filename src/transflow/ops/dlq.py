@@ -84,7 +84,8 @@ _UNSUPPORTED = frozenset(
 class FailedJob:
     """A message in the dead-letter queue, decoded as far as it can be.
 
-    ``receive_count`` is SQS's ApproximateReceiveCount (it includes peeks). ``reason`` is
+    ``receive_count`` is SQS's ApproximateReceiveCount (it counts earlier peeks too; from
+    :func:`peek`, it is the count from before that peek). ``reason`` is
     the ``error``/``message`` of the upload's status record when one was found;
     ``body_error`` says why the body is not a job, when it is not."""
 
@@ -327,7 +328,11 @@ def peek(
 
     With ``s3`` and ``output_bucket``, each job's status record is read and its
     ``error``/``message`` shown as the reason; with ``s3``, a claim check is resolved to
-    its job. Every message seen is made visible again before this returns."""
+    its job. Every message seen is made visible again before this returns.
+
+    SQS has no read-only look: a peek is a receive, and raises each message's receive
+    count by one (which does not move it again: a DLQ has no redrive policy of its own).
+    The counts returned are from before this peek."""
     if n < 1:
         raise TransflowError(f"peek needs n of at least 1, not {n}")
     seen: list[ReceivedMessage] = []
@@ -342,7 +347,8 @@ def peek(
     jobs = []
     for message in seen[:n]:
         decoded, problem = _decode(message, s3)
-        job = attrs.evolve(describe_failed(message, decoded), body_error=problem)
+        job = describe_failed(message, decoded)
+        job = attrs.evolve(job, body_error=problem, receive_count=max(0, job.receive_count - 1))
         if s3 is not None and output_bucket:
             job = attrs.evolve(job, reason=_status_reason(s3, output_bucket, job))
         jobs.append(job)

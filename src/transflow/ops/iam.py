@@ -36,6 +36,10 @@ CONSUME = [
 # SendMessageBatch is authorised as sqs:SendMessage.
 SEND = ["sqs:SendMessage"]
 
+DEFAULT_CLAIM_PREFIX = "transflow/claims/"
+"""Where :class:`~transflow.GroupingBridge` stores claim checks by default, in the upload
+bucket (its ``claim_prefix``; a test keeps the two equal)."""
+
 
 class Condition(TypedDict, total=False):
     """The condition operators the documents use."""
@@ -123,7 +127,16 @@ def build_policies(
     uploads = f"uploads/{branch}/"
     outputs = f"outputs/{branch}/"
     processing, progress, dlq = queue(names.processing), queue(names.progress), queue(names.dlq)
-    claims = [objects(output_bucket, claim_check_prefix)] if claim_check_prefix is not None else []
+    # Where the bridge puts a job too large for one message: by default beside the upload
+    # (the GroupingBridge's claim_prefix, then the branch), else the prefix given, in the
+    # output bucket. Whoever receives the job's message (processor, operator) reads it.
+    claims = (
+        objects(upload_bucket, f"{DEFAULT_CLAIM_PREFIX}{branch}/")
+        if claim_check_prefix is None
+        else objects(output_bucket, claim_check_prefix)
+    )
+    read_uploads = _statement("ReadUploads", ["s3:GetObject"], [objects(upload_bucket, uploads)])
+    read_claims = _statement("ReadClaimChecks", ["s3:GetObject"], [claims])
     # Without s3:ListBucket a HeadObject of a missing key answers 403 instead of 404, and a
     # processor checking whether an output already exists cannot tell "absent" from "denied".
     list_outputs = _statement(
@@ -134,23 +147,30 @@ def build_policies(
     )
 
     bridge = [
-        _statement("ReadUploads", ["s3:GetObject"], [objects(upload_bucket, uploads)]),
+        # HeadObject (the upload's metadata) is authorized as s3:GetObject.
+        read_uploads,
+        # A whole upload is complete when the last file's notification finds every file
+        # under the upload's prefix (ListObjectsV2).
+        _statement(
+            "ListUploads",
+            ["s3:ListBucket"],
+            [f"arn:{partition}:s3:::{upload_bucket}"],
+            Condition(StringLike={"s3:prefix": [f"{uploads}*"]}),
+        ),
         _statement("QueueJobs", SEND, [processing]),
+        _statement("StoreClaimChecks", ["s3:PutObject"], [claims]),
     ]
-    if claims:
-        bridge.append(_statement("StoreClaimChecks", ["s3:PutObject"], claims))
 
     processor = [
         _statement("ConsumeJobs", CONSUME, [processing]),
         _statement("PublishProgress", SEND, [progress]),
-        _statement("ReadUploads", ["s3:GetObject"], [objects(upload_bucket, uploads)]),
+        read_uploads,
         _statement(
             "WriteOutputs", ["s3:GetObject", "s3:PutObject"], [objects(output_bucket, outputs)]
         ),
         list_outputs,
+        read_claims,
     ]
-    if claims:
-        processor.append(_statement("ReadClaimChecks", ["s3:GetObject"], claims))
 
     stream = [_statement("ConsumeProgress", CONSUME, [progress])]
 
@@ -182,7 +202,11 @@ def build_policies(
             [dlq],
         ),
         _statement("RequeueJobs", SEND, [processing]),
+        # `transflow dlq announce`: the final error event of a dead-lettered upload.
+        _statement("AnnounceFailedJobs", SEND, [progress]),
         _statement("ReadStatusRecords", ["s3:GetObject"], [objects(output_bucket, outputs)]),
+        # `dlq peek` and `dlq announce` show the job a claim check in the DLQ stands for.
+        read_claims,
         # CloudWatch has no resource-level permissions for reading metrics.
         _statement("ReadQueueMetrics", ["cloudwatch:GetMetricStatistics"], ["*"]),
     ]
@@ -208,9 +232,15 @@ def iam_policies(
     the operator of ``config``'s project and branch.
 
     ``output_bucket`` defaults to ``upload_bucket``. ``claim_check_prefix`` is the key prefix
-    (in the output bucket) where the bridge stores jobs too large for a message, when it
-    does. Raises :class:`ConfigError` for a malformed account id, region, partition or
-    bucket name."""
+    (in the output bucket) where the bridge stores jobs too large for a message, when its
+    ``claim_bucket``/``claim_prefix`` are set so; by default they go to
+    ``transflow/claims/{branch}/`` in the upload bucket. Raises :class:`ConfigError` for a
+    malformed account id, region, partition or bucket name."""
+    # The output bucket is named in a problem only when it was given: a user who passed one
+    # bucket must not read about a second.
+    buckets = {"upload bucket": upload_bucket}
+    if output_bucket and output_bucket != upload_bucket:
+        buckets["output bucket"] = output_bucket
     output_bucket = output_bucket or upload_bucket
     problems = []
     if not _ACCOUNT.fullmatch(account_id):
@@ -219,7 +249,7 @@ def iam_policies(
         problems.append(f"region {region!r} is not an AWS region name such as 'us-east-1'")
     if partition not in _PARTITIONS:
         problems.append(f"partition {partition!r} must be one of {', '.join(_PARTITIONS)}")
-    for what, bucket in (("upload bucket", upload_bucket), ("output bucket", output_bucket)):
+    for what, bucket in buckets.items():
         if not _BUCKET.fullmatch(bucket) or ".." in bucket:
             problems.append(
                 f"{what} {bucket!r} is not an S3 bucket name (3 to 63 lowercase letters, "

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import attrs
 
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message
+from transflow._aws.emf import emit
 from transflow._aws.lambda_batch import (
     BatchItemFailure,
     LambdaContext,
@@ -275,13 +276,20 @@ class JobProcessor:
             job.upload_id, job.branch, attempt=attempt, attempt_token=attempt_token
         )
         with stream:
-            return _AttemptRunner(
+            run = _AttemptRunner(
                 self,
                 stream,
                 _JobRun(self.storage, stream, remaining_time),
                 attempts.begin(job, attempt, now=now_text()),
                 cancelled=cancelled or _never,
-            ).run()
+            )
+            try:
+                status = run.run()
+            except JobFailedError:
+                _job_metrics(job, ok=False, started=run.started)
+                raise
+            _job_metrics(job, ok=True, started=run.started)
+            return status
 
     def resolve_bucket(self, template: Template) -> str:
         """The output bucket of a template's jobs; raises :class:`ConfigError` if none."""
@@ -460,15 +468,22 @@ class _AttemptRunner:
     def _report(self, decision: FailureDecision, exc: Exception) -> None:
         """The effects of a failure: log, status record, ``error`` event, webhook."""
         job = self.job
-        log.error(
-            "upload %s (template %s, attempt %d) failed%s: %s: %s",
+        limit = self.processor.max_receive_count
+        # One line per attempt; the traceback once: on the last attempt, or at DEBUG.
+        log.log(
+            logging.ERROR if decision.final else logging.WARNING,
+            "upload %s (template %s, attempt %d%s) failed%s: %s: %s%s",
             job.upload_id,
             job.template_id,
             decision.attempt,
+            f" of {limit}" if limit is not None else "",
             f" in step {decision.step!r}" if decision.step else "",
             decision.code,
             decision.text,
-            exc_info=exc if decision.unexpected else None,
+            "" if decision.final or limit is None else "; retried through the queue",
+            exc_info=exc
+            if decision.unexpected and (decision.final or log.isEnabledFor(logging.DEBUG))
+            else None,
         )
         self.state = self.state.failed_with(
             self.state.finish(
@@ -504,3 +519,15 @@ class _AttemptRunner:
         self.stream.flush()
         if decision.send_webhook:
             self.processor.deliver_webhook(self.template, self.state.record)
+
+
+def _job_metrics(job: ProcessingJob, *, ok: bool, started: float) -> None:
+    """JobsCompleted or JobsFailed, and JobDuration, per template (CloudWatch EMF)."""
+    emit(
+        {
+            "JobsCompleted" if ok else "JobsFailed": (1, "Count"),
+            "JobDuration": (round((time.monotonic() - started) * 1000, 1), "Milliseconds"),
+        },
+        {"Template": job.template_id},
+        properties={"branch": job.branch, "uploadId": job.upload_id},
+    )

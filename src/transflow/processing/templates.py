@@ -91,17 +91,38 @@ class Template:
         self.step(name)(func)
 
 
-def _check_webhook(template_id: str, url: str | None, secret: str | None) -> None:
+def _check_webhook(
+    template_id: str, url: str | None, secret: str | None, *, unsigned: bool
+) -> None:
     if url is None:
         if secret is not None:
             raise TemplateDefinitionError(
                 f"template {template_id!r} has a webhook_secret but no webhook_url"
             )
+        if unsigned:
+            raise TemplateDefinitionError(
+                f"template {template_id!r} says unsigned=True but has no webhook_url"
+            )
         return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise TemplateDefinitionError(
             f"webhook_url {url!r} of template {template_id!r} must be an absolute http(s) URL"
+        )
+    if secret is not None and (not isinstance(secret, str) or not secret):
+        raise TemplateDefinitionError(
+            f"webhook_secret of template {template_id!r} must be a non-empty string"
+        )
+    if secret is None and not unsigned:
+        raise TemplateDefinitionError(
+            f"webhook_url of template {template_id!r} has no webhook_secret: its receiver "
+            "could not tell transflow's requests from anyone's. Pass webhook_secret= (and "
+            "check requests with transflow.processing.webhooks.verify), or unsigned=True if "
+            "the receiver authenticates requests another way"
+        )
+    if secret is not None and unsigned:
+        raise TemplateDefinitionError(
+            f"template {template_id!r} has a webhook_secret and unsigned=True: choose one"
         )
 
 
@@ -118,17 +139,22 @@ class TemplateRegistry:
         output_bucket: str | None = None,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
+        unsigned: bool = False,
         description: str | None = None,
     ) -> Template:
         """Create and register a template; raises :class:`DuplicateTemplateError` when the
-        id is taken."""
+        id is taken.
+
+        A ``webhook_url`` needs a ``webhook_secret`` to sign its requests with; pass
+        ``unsigned=True`` instead only when the receiver authenticates requests another
+        way (it is refused otherwise, with :class:`TemplateDefinitionError`)."""
         if not isinstance(template_id, str) or not template_id.strip():
             raise TemplateDefinitionError(
                 f"template id must be a non-empty string, not {template_id!r}"
             )
         if template_id in self._templates:
             raise DuplicateTemplateError(template_id)
-        _check_webhook(template_id, webhook_url, webhook_secret)
+        _check_webhook(template_id, webhook_url, webhook_secret, unsigned=unsigned)
         template = Template(
             template_id,
             output_bucket=output_bucket,

@@ -9,22 +9,33 @@ Every request carries two signatures made with the template's ``webhook_secret``
   ``"{t}." + body``, so a receiver can refuse a replayed request (:func:`verify`).
 
 Delivery retries network errors, 429 and 5xx with exponential backoff and jitter, never other
-4xx (the receiver said no), and never raises: a webhook that cannot be delivered is logged and
-the job still counts as done.
+4xx (the receiver said no) nor 3xx (redirects are never followed), stops at a total deadline,
+and never raises: a webhook that cannot be delivered is logged and the job still counts as
+done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import logging
+import re
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import attrs
-from tenacity import RetryError, retry_if_exception_type
+from tenacity import (
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+)
 
 from transflow._aws.retry import RetryPolicy
 from transflow._version import __version__
@@ -73,10 +84,14 @@ def sign(secret: str | bytes, body: str | bytes, timestamp: int | None = None) -
     }
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+_STAMP = re.compile(r"[0-9]{1,15}", re.ASCII)
+_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
+
+
+def _header(headers: Mapping[str, str], name: str) -> object:
     wanted = name.lower()
     for key, value in headers.items():
-        if key.lower() == wanted:
+        if isinstance(key, str) and key.lower() == wanted:
             return value
     return None
 
@@ -95,16 +110,23 @@ def verify(
     The timestamped signature is required and must be at most ``tolerance`` seconds from
     ``now``; the plain body signature, when present, must match too. Comparisons take
     constant time."""
-    data = _bytes(body)
+    try:
+        data = _bytes(body)
+    except UnicodeEncodeError as exc:
+        raise WebhookSignatureError(
+            "the body is text that cannot be UTF-8 (lone surrogates); pass the raw bytes"
+        ) from exc
     stamped = _header(headers, TIMESTAMPED_SIGNATURE_HEADER)
-    if not stamped:
+    if not isinstance(stamped, str) or not stamped:
         raise WebhookSignatureError(
             f"the request has no {TIMESTAMPED_SIGNATURE_HEADER} header: it was not sent by "
             "transflow (or a proxy removed it); refuse it"
         )
     parts = dict(item.split("=", 1) for item in stamped.split(",") if "=" in item)
     stamp_text, given = parts.get("t", ""), parts.get("v1", "")
-    if not stamp_text.isdigit() or not given:
+    # ASCII only, bounded: "²".isdigit() is true but int() refuses it, and compare_digest
+    # raises TypeError for non-ASCII text.
+    if not _STAMP.fullmatch(stamp_text) or not _HEX.fullmatch(given):
         raise WebhookSignatureError(
             f"{TIMESTAMPED_SIGNATURE_HEADER} must read 't=<unix seconds>,v1=<hex>'; refuse it"
         )
@@ -115,7 +137,11 @@ def verify(
             "wrong; refuse the request"
         )
     plain = _header(headers, SIGNATURE_HEADER)
-    if plain is not None and not hmac.compare_digest(f"sha256={_hmac(secret, data)}", plain):
+    if plain is not None and (
+        not isinstance(plain, str)
+        or not plain.isascii()
+        or not hmac.compare_digest(f"sha256={_hmac(secret, data)}", plain)
+    ):
         raise WebhookSignatureError(
             f"the {SIGNATURE_HEADER} header does not match the body; refuse the request"
         )
@@ -145,23 +171,65 @@ def _retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 
 
+_MAX_RESPONSE_BYTES = 64 * 1024  # the answer is not used: read a little, then hang up
+
+
+@attrs.frozen
+class _Target:
+    https: bool
+    host: str
+    port: int | None
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> _Target:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an absolute http(s) URL")
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls(parts.scheme == "https", parts.hostname, parts.port, path)
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.https:
+            context = ssl.create_default_context()
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=timeout, context=context
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+
+def _hang_up(connection: http.client.HTTPConnection, fired: threading.Event) -> None:
+    # Called by the watchdog at the deadline: shutting the socket down wakes the thread
+    # blocked in recv, whatever http.client is in the middle of.
+    fired.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 @attrs.define
 class WebhookSender:
-    """POSTs JSON bodies to webhook URLs with retries; never raises."""
+    """POSTs JSON bodies to webhook URLs with retries; never raises.
+
+    ``timeout`` bounds each connect and each read; ``deadline`` bounds the whole delivery
+    (every attempt and the waits between them), so a receiver that trickles its answer a
+    byte at a time cannot hold the worker. Redirects are never followed: a 3xx is a failed
+    delivery (a redirect would re-send the signed body somewhere the template did not name).
+    Requests go straight to the receiver, without an HTTP proxy.
+    """
 
     timeout: float = attrs.field(default=10.0, validator=options.seconds(strict=True))
     attempts: int = attrs.field(default=4, validator=options.bounded_int(1, 100))
     initial_wait: float = attrs.field(default=0.2, validator=options.seconds())
     max_wait: float = attrs.field(default=5.0, validator=options.seconds())
-    opener: Callable[..., object] = attrs.field(
-        default=urllib.request.urlopen, repr=False, validator=options.callable_
-    )
+    deadline: float = attrs.field(default=30.0, validator=options.seconds(strict=True))
 
     def __attrs_post_init__(self) -> None:
         if self.max_wait < self.initial_wait:
             raise ConfigError(
-                f"WebhookSender(initial_wait={self.initial_wait!r}, max_wait={self.max_wait!r}) "
-                "is refused: max_wait must be at least initial_wait"
+                f"WebhookSender max_wait must be at least initial_wait, not {self.max_wait!r} "
+                f"(initial_wait is {self.initial_wait!r})"
             )
 
     def deliver(self, url: str, body: bytes, secret: str | None = None) -> WebhookResult:
@@ -173,26 +241,26 @@ class WebhookSender:
         }
         tries = 0
         last: WebhookResult = WebhookResult(False, 0)
+        end = time.monotonic() + self.deadline
 
         def attempt() -> WebhookResult:
             nonlocal tries, last
             tries += 1
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - http(s) checked when the template was declared
             try:
-                with self.opener(request, timeout=self.timeout) as response:  # type: ignore[attr-defined]
-                    response.read()
-                    return WebhookResult(True, tries, int(response.status))
-            except urllib.error.HTTPError as exc:
-                last = WebhookResult(False, tries, exc.code, f"HTTP {exc.code} {exc.reason}")
-                if _retryable_status(exc.code):
-                    raise _Retry from exc
-                return last
-            except (urllib.error.URLError, OSError) as exc:
+                last = self._post(url, body, headers, tries, end)
+            except _Retry as retry:
+                last = retry.args[0]
+                raise
+            except Exception as exc:
                 last = WebhookResult(False, tries, None, f"{type(exc).__name__}: {exc}")
-                raise _Retry from exc
+            return last
 
         policy = RetryPolicy(self.attempts, self.initial_wait, self.max_wait)
         retrying = policy.retrying(retry_if_exception_type(_Retry), reraise=False)
+        # No wait may start that would end past the deadline.
+        retrying = retrying.copy(
+            stop=stop_after_attempt(self.attempts) | stop_before_delay(self.deadline)
+        )
         try:
             result = retrying(attempt)
         except RetryError:
@@ -207,3 +275,56 @@ class WebhookSender:
                 result.error,
             )
         return result
+
+    def _post(
+        self, url: str, body: bytes, headers: dict[str, str], tries: int, end: float
+    ) -> WebhookResult:
+        """One attempt; raises _Retry when another may succeed."""
+        target = _Target.parse(url)
+        left = end - time.monotonic()
+        if left <= 0:
+            return WebhookResult(False, tries, None, f"no answer within {self.deadline:g} s")
+        connection = target.connection(min(self.timeout, left))
+        fired = threading.Event()
+        watchdog = threading.Timer(left, _hang_up, (connection, fired))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            connection.request("POST", target.path, body=body, headers=headers)
+            response = connection.getresponse()
+            if fired.is_set():  # headers cut short by the watchdog: no real answer
+                raise TimeoutError("deadline")
+            # The status is the answer; a body cut short or too slow does not change it.
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                response.read(_MAX_RESPONSE_BYTES)
+        except (OSError, http.client.HTTPException) as exc:
+            if fired.is_set():
+                return WebhookResult(
+                    False,
+                    tries,
+                    None,
+                    f"the receiver did not answer within the {self.deadline:g} s deadline",
+                )
+            failed = WebhookResult(False, tries, None, f"{type(exc).__name__}: {exc}")
+            raise _Retry(failed) from exc
+        finally:
+            watchdog.cancel()
+            connection.close()
+        return _judge(int(response.status), response.reason, response.getheader("Location"), tries)
+
+
+def _judge(status: int, reason: str, location: str | None, tries: int) -> WebhookResult:
+    if 200 <= status < 300:
+        return WebhookResult(True, tries, status)
+    if 300 <= status < 400:
+        return WebhookResult(
+            False,
+            tries,
+            status,
+            f"HTTP {status} {reason}: webhooks do not follow redirects (to {location!r}); "
+            "set webhook_url to the final address",
+        )
+    result = WebhookResult(False, tries, status, f"HTTP {status} {reason}")
+    if _retryable_status(status):
+        raise _Retry(result)
+    return result

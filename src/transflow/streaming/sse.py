@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import re
+import threading
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -26,10 +27,15 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
+import attrs
+
 from transflow._wire.channels import branch_channel, upload_channel
+from transflow._wire.tokens import TOKEN_VERSION, check_stream_secret, verify_stream_token
 from transflow.errors import (
     ChannelError,
+    ConfigError,
     SseEncodingError,
+    StreamTokenError,
     SubscriberLagged,
     SubscriptionClosed,
     SubscriptionDenied,
@@ -44,7 +50,10 @@ __all__ = [
     "Authorize",
     "asgi_app",
     "astream",
+    "bearer_token",
+    "channel_from_query",
     "comment",
+    "dropped_events",
     "encode",
     "stream",
     "wsgi_app",
@@ -67,6 +76,13 @@ HTTP/1.1 keeps the connection open anyway."""
 
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 _FORBIDDEN_IN_FIELD = re.compile(r"[\r\n\x00]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_CHANNEL_CHARS = 512
+"""Longer ``?channel=`` values are refused (400): no real channel comes close."""
+# What the hub's ids look like, "{uploadId}:{seq}": printable ASCII, a bounded number of
+# ASCII digits (so no 5,000-digit or superscript "number" reaches int()).
+_LAST_EVENT_ID = re.compile(r"[\x21-\x7e]{1,256}:[0-9]{1,18}", re.ASCII)
+_MAX_QUERY_FIELDS = 16
 
 Authorize = Callable[[Any, str], bool]
 """``authorize(request, channel) -> bool``: the request is the WSGI environ or the ASGI scope."""
@@ -119,8 +135,9 @@ def comment(text: str = "") -> bytes:
 # -- streams ------------------------------------------------------------------------------
 
 
-class Subscription(Protocol):
-    """What the streams need of a :class:`~transflow.streaming.hub.Subscription`."""
+class _Feed(Protocol):
+    """What a stream reads: a :class:`~transflow.streaming.fanout.Subscription`, or anything
+    with its channel, snapshot, get/aget and close."""
 
     @property
     def channel(self) -> str: ...
@@ -134,13 +151,42 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
-def _event_bytes(event: ProgressEvent) -> bytes:
-    return encode(event.to_json(), id=event.event_id)
+_drops_lock = threading.Lock()
+_drops = 0
 
 
-def _opening(subscription: Subscription, retry: int | None) -> bytes:
+def dropped_events() -> int:
+    """Events the streams of this process skipped because they cannot be encoded (an id
+    with CR or LF, a number too long for JSON): each is logged, and the stream goes on."""
+    with _drops_lock:
+        return _drops
+
+
+def _event_bytes(event: ProgressEvent) -> bytes | None:
+    global _drops  # noqa: PLW0603 - one process-wide counter, read by dropped_events()
+    try:
+        return encode(event.to_json(), id=event.event_id)
+    except (SseEncodingError, ValueError) as exc:
+        # One hostile event must not end every stream that carries it (and again on each
+        # reconnect): skip it, count it, keep streaming.
+        with _drops_lock:
+            _drops += 1
+        log.error(  # noqa: TRY400 - bad data, not a bug: the reason is enough
+            "SSE: dropping an event of %r that cannot be encoded: %s", event.channel, exc
+        )
+        return None
+
+
+def _opening(subscription: _Feed, retry: int | None) -> bytes:
     head = f"retry: {retry}\n\n".encode() if retry is not None else b""
-    return head + encode(subscription.snapshot_json(), event="snapshot")
+    try:
+        snapshot = subscription.snapshot_json()
+    except ValueError as exc:  # a status holding a number json cannot write
+        log.error(  # noqa: TRY400 - bad data, not a bug: the reason is enough
+            "SSE: snapshot of %r cannot be encoded: %s", subscription.channel, exc
+        )
+        snapshot = json.dumps({"channel": subscription.channel, "error": "SNAPSHOT_UNAVAILABLE"})
+    return head + encode(snapshot, event="snapshot")
 
 
 def _lagged(error: SubscriberLagged) -> bytes:
@@ -148,7 +194,7 @@ def _lagged(error: SubscriberLagged) -> bytes:
 
 
 def stream(
-    subscription: Subscription,
+    subscription: _Feed,
     *,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
@@ -168,13 +214,15 @@ def stream(
                 return
             except SubscriptionClosed:
                 return
-            yield comment() if event is None else _event_bytes(event)
+            chunk = comment() if event is None else _event_bytes(event)
+            if chunk is not None:
+                yield chunk
     finally:
         subscription.close()
 
 
 async def astream(
-    subscription: Subscription,
+    subscription: _Feed,
     *,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
@@ -190,7 +238,9 @@ async def astream(
                 return
             except SubscriptionClosed:
                 return
-            yield comment() if event is None else _event_bytes(event)
+            chunk = comment() if event is None else _event_bytes(event)
+            if chunk is not None:
+                yield chunk
     finally:
         subscription.close()
 
@@ -201,16 +251,23 @@ async def astream(
 class _Hub(Protocol):
     def subscribe(
         self, channel: str, last_event_id: str | None = None, *, principal: Any = None
-    ) -> Subscription: ...
+    ) -> _Feed: ...
 
 
 def channel_from_query(query: Mapping[str, list[str]]) -> str:
     """The channel a request asks for: ``?channel=upload:{branch}:{uploadId}`` (or ``…:*``),
     or ``?branch={branch}`` for a whole branch (with ``&uploadId=`` for one upload).
-    Raises :class:`ChannelError` otherwise."""
+    Raises :class:`ChannelError` otherwise, and for control characters (CR, LF, …) or more
+    than :data:`MAX_CHANNEL_CHARS` characters."""
     channel = (query.get("channel") or [""])[0]
     branch = (query.get("branch") or [""])[0]
     upload_id = (query.get("uploadId") or [""])[0]
+    for name, value in (("channel", channel), ("branch", branch), ("uploadId", upload_id)):
+        if _CONTROL.search(value) or len(value) > MAX_CHANNEL_CHARS:
+            raise ChannelError(
+                f"{name} must be at most {MAX_CHANNEL_CHARS} characters without control "
+                "characters (CR, LF, NUL, …); no channel holds them"
+            )
     if channel:
         parts = channel.split(":", 2)
         if len(parts) != 3 or parts[0] != "upload" or not parts[1] or not parts[2]:
@@ -231,57 +288,156 @@ def channel_from_query(query: Mapping[str, list[str]]) -> str:
 def _last_event_id(header: str | None, query: Mapping[str, list[str]]) -> str | None:
     # EventSource sends the header on reconnect; polyfills often pass it in the query.
     value = header or (query.get("lastEventId") or [""])[0]
-    return value or None
+    if not value:
+        return None
+    if not _LAST_EVENT_ID.fullmatch(value):
+        # Not an id this server sent: resume from the snapshot, as for a first connection,
+        # rather than refuse a browser that would then give up for good.
+        log.debug("SSE: ignoring a Last-Event-ID that is not '{uploadId}:{seq}'")
+        return None
+    return value
+
+
+def bearer_token(authorization: str | None, query: Mapping[str, list[str]]) -> str | None:
+    """The stream token of a request: ``Authorization: Bearer <token>``, else ``?token=``
+    (EventSource cannot set headers). For hosts that serve :func:`stream` from their own
+    route and check the token with :func:`transflow.verify_stream_token`."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return (query.get("token") or [""])[0] or None
+
+
+@attrs.frozen
+class _Access:
+    """Who may stream what: a token secret, the host's hook, or (on purpose) anyone."""
+
+    secret: str | bytes | None = attrs.field(repr=False)
+    authorize: Authorize | None
+    allow_anonymous: bool
+
+    @classmethod
+    def build(
+        cls,
+        what: str,
+        secret: str | bytes | None,
+        authorize: Authorize | None,
+        allow_anonymous: bool,
+    ) -> _Access:
+        if secret is not None:
+            check_stream_secret(secret)
+        elif authorize is None and not allow_anonymous:
+            raise ConfigError(
+                f"{what} refuses to serve streams it cannot protect: pass secret= (the "
+                "TransflowConfig.stream_secret from TRANSFLOW_STREAM_SECRET) to accept the "
+                "stream tokens create_upload issues, or authorize= for your own auth; pass "
+                "allow_anonymous=True only if anyone who reaches it may follow any upload"
+            )
+        return cls(secret, authorize, allow_anonymous)
+
+    def refusal(self, request: Any, channel: str, token: str | None) -> tuple[int, str] | None:
+        """None when the request may stream ``channel``, else (status, reason)."""
+        # With a hook too, only tokens of our format are ours: the host's own bearer
+        # tokens go to its hook.
+        if (
+            token is not None
+            and self.secret is not None
+            and (self.authorize is None or token.startswith(TOKEN_VERSION + "."))
+        ):
+            return _token_refusal(self.secret, token, channel)
+        if self.authorize is not None:
+            allowed = self.authorize(request, channel)
+            return None if allowed else (403, f"not allowed to stream {channel}")
+        whole_branch = channel.endswith(":*")
+        if self.allow_anonymous and not whole_branch:
+            return None
+        if whole_branch:
+            return 401, (
+                f"streaming the whole branch ({channel}) needs an operator token "
+                "(transflow.issue_stream_token(secret, 'upload:{branch}:*')) or the host's "
+                "authorize hook"
+            )
+        return 401, (
+            "this stream needs a token: pass the upload ticket's streamToken as ?token= or "
+            "in an Authorization: Bearer header"
+        )
+
+
+def _token_refusal(secret: str | bytes, token: str, channel: str) -> tuple[int, str] | None:
+    try:
+        grant = verify_stream_token(secret, token)
+    except StreamTokenError as exc:
+        return 401, str(exc)
+    if grant.allows(channel):
+        return None
+    need = " (a whole branch needs an operator token for upload:{branch}:*)"
+    return 403, f"this stream token is for {grant.channel}, not {channel}" + (
+        need if channel.endswith(":*") else ""
+    )
 
 
 def _open(
     hub: _Hub,
+    access: _Access,
     request: Any,
     query_string: str,
-    last_event_header: str | None,
-    authorize: Authorize | None,
-) -> tuple[int, str, Subscription | None]:
-    query = parse_qs(query_string, keep_blank_values=False)
+    *,
+    last_event_id: str | None,
+    authorization: str | None,
+) -> tuple[int, str, _Feed | None]:
     try:
+        query = parse_qs(query_string, keep_blank_values=False, max_num_fields=_MAX_QUERY_FIELDS)
         channel = channel_from_query(query)
-    except ChannelError as exc:
+    except ValueError as exc:  # ChannelError, or too many fields for parse_qs
         return 400, str(exc), None
-    if authorize is not None and not authorize(request, channel):
-        return 403, f"not allowed to stream {channel}", None
+    refused = access.refusal(request, channel, bearer_token(authorization, query))
+    if refused is not None:
+        return refused[0], refused[1], None
     try:
-        sub = hub.subscribe(channel, _last_event_id(last_event_header, query), principal=request)
-    except SubscriptionDenied as exc:
-        return 403, str(exc), None
-    except ChannelError as exc:
-        return 400, str(exc), None
-    except SubscriptionClosed as exc:
-        return 503, str(exc), None
+        sub = hub.subscribe(channel, _last_event_id(last_event_id, query), principal=request)
+    except (SubscriptionDenied, ChannelError, SubscriptionClosed) as exc:
+        status = 403 if isinstance(exc, SubscriptionDenied) else 400
+        return (503 if isinstance(exc, SubscriptionClosed) else status), str(exc), None
     return 200, "", sub
 
 
 _STATUS = {
     200: "200 OK",
     400: "400 Bad Request",
+    401: "401 Unauthorized",
     403: "403 Forbidden",
     405: "405 Method Not Allowed",
     503: "503 Service Unavailable",
 }
+_CHALLENGE = ("WWW-Authenticate", 'Bearer realm="transflow"')
 
 
 def wsgi_app(
     hub: _Hub,
     *,
+    secret: str | bytes | None = None,
     authorize: Authorize | None = None,
+    allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
 ) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
     """A WSGI app for ``GET ?channel=…`` / ``?branch=…`` that honours ``Last-Event-ID``.
 
-    ``authorize(environ, channel)`` may refuse a request (403); the hub's own ``authorize``
-    hook is called too, with the environ as principal. Each open stream holds one server
-    thread, so run it on a threaded server sized for the connections you expect (or use the
-    ASGI app).
+    Deny by default. With ``secret``, a request streams when its token (``?token=`` or
+    ``Authorization: Bearer``, from :func:`transflow.create_upload` or
+    :func:`transflow.issue_stream_token`) covers the channel; a whole branch needs an
+    operator token for ``upload:{branch}:*``. ``authorize(environ, channel)`` lets a host
+    with its own auth decide instead (it is asked when no token of ours is given). Without
+    either, the app refuses to be built (:class:`ConfigError`) unless
+    ``allow_anonymous=True``, which lets anyone follow any single upload (never a whole
+    branch). A missing or bad token is a 401, a refusal a 403.
+
+    The hub's own ``authorize`` hook is called too, with the environ as principal. Each open
+    stream holds one server thread, so run it on a threaded server sized for the
+    connections you expect (or use the ASGI app).
     """
+    access = _Access.build("sse.wsgi_app", secret, authorize, allow_anonymous)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET") != "GET":
@@ -289,13 +445,15 @@ def wsgi_app(
             return [b"only GET streams events\n"]
         status, message, sub = _open(
             hub,
+            access,
             environ,
             environ.get("QUERY_STRING", ""),
-            environ.get("HTTP_LAST_EVENT_ID"),
-            authorize,
+            last_event_id=environ.get("HTTP_LAST_EVENT_ID"),
+            authorization=environ.get("HTTP_AUTHORIZATION"),
         )
         if sub is None:
-            start_response(_STATUS[status], [("Content-Type", "text/plain; charset=utf-8")])
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
+            start_response(_STATUS[status], headers + ([_CHALLENGE] if status == 401 else []))
             return [message.encode() + b"\n"]
         start_response(_STATUS[200], list(HEADERS))
         return stream(sub, heartbeat=heartbeat, retry=retry)
@@ -311,16 +469,21 @@ ASGIScope = MutableMapping[str, Any]
 def asgi_app(
     hub: _Hub,
     *,
+    secret: str | bytes | None = None,
     authorize: Authorize | None = None,
+    allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
 ) -> Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]:
     """An ASGI app for ``GET ?channel=…`` / ``?branch=…`` that honours ``Last-Event-ID``.
 
-    ``authorize(scope, channel)`` may refuse a request (403); the hub's own hook is called too,
-    with the scope as principal. The stream ends when the client disconnects. Lifespan
-    messages are acknowledged; start and stop the hub in the host's own lifespan.
+    Access works as for :func:`wsgi_app` (``secret``, ``authorize(scope, channel)``,
+    ``allow_anonymous``; deny by default, :class:`ConfigError` when built without any).
+    The hub's own hook is called too, with the scope as principal. The stream ends when the
+    client disconnects. Lifespan messages are acknowledged; start and stop the hub in the
+    host's own lifespan.
     """
+    access = _Access.build("sse.asgi_app", secret, authorize, allow_anonymous)
 
     async def app(scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "lifespan":
@@ -334,13 +497,15 @@ def asgi_app(
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         status, message, sub = _open(
             hub,
+            access,
             scope,
             scope.get("query_string", b"").decode("latin-1"),
-            headers.get("last-event-id"),
-            authorize,
+            last_event_id=headers.get("last-event-id"),
+            authorization=headers.get("authorization"),
         )
         if sub is None:
-            await _plain(send, status, message + "\n")
+            challenge = [(b"www-authenticate", _CHALLENGE[1].encode())] if status == 401 else []
+            await _plain(send, status, message + "\n", challenge)
             return
         await _serve(sub, receive, send, heartbeat=heartbeat, retry=retry)
 
@@ -366,7 +531,7 @@ async def _plain(
 
 
 async def _serve(
-    sub: Subscription,
+    sub: _Feed,
     receive: ASGIReceive,
     send: ASGISend,
     *,

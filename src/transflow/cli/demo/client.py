@@ -114,11 +114,13 @@ def read_sse(lines: Iterator[bytes]) -> Iterator[SseMessage]:
 @attrs.define
 class UploadFollower:
     """Follows one upload's channel over SSE on a thread, folding its status; reconnects
-    with ``Last-Event-ID`` when the stream ends before the upload does."""
+    with ``Last-Event-ID`` when the stream ends before the upload does. ``token`` is the
+    upload ticket's stream token, sent as ``Authorization: Bearer``."""
 
     events_url: str
     channel: str
     on_change: Callable[[UploadStatus], None] = lambda _status: None
+    token: str | None = attrs.field(default=None, repr=False)
     status: UploadStatus = attrs.field(init=False)
     events: int = attrs.field(default=0, init=False)
     reconnects: int = attrs.field(default=0, init=False)
@@ -154,6 +156,8 @@ class UploadFollower:
         query = urllib.parse.urlencode({"channel": self.channel})
         while not self._stop.is_set() and not self.finished:
             headers = {"Accept": "text/event-stream"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
             if self._last_id:
                 headers["Last-Event-ID"] = self._last_id
             request = urllib.request.Request(f"{self.events_url}?{query}", headers=headers)  # noqa: S310

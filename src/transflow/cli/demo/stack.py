@@ -11,13 +11,16 @@ HTTP routes (all JSON unless said):
 - ``GET /`` the dev page (HTML); ``GET /app.js`` its script
 - ``POST /api/uploads`` ``{"templateId", "files": [{"name", "type", "size"}]}`` → upload ticket
 - ``GET /api/uploads/{uploadId}`` the status record and presigned links to the outputs
-- ``GET /events?channel=…`` / ``?branch=…`` Server-Sent Events (``sse.wsgi_app``)
+- ``GET /events?channel=…&token=…`` Server-Sent Events (``sse.wsgi_app``); the token is
+  the ticket's ``streamToken`` (signed with a secret made at start, or ``TRANSFLOW_STREAM_SECRET``)
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
@@ -33,7 +36,8 @@ from transflow._aws.metering import RequestCounter
 from transflow._aws.poller import QueuePoller, poller_client_config
 from transflow._wire.keys import status_key
 from transflow._wire.messages import ReceivedMessage
-from transflow.cli.demo.templates import demo_registry
+from transflow._wire.tokens import ENV_STREAM_SECRET
+from transflow.cli.demo.templates import FailurePlan, demo_registry
 from transflow.cli.local import LocalAws
 from transflow.config import SqsConfig, TransflowConfig
 from transflow.errors import BridgeError, TransflowError
@@ -91,6 +95,10 @@ class DemoStack:
 
     settings: DemoSettings = attrs.field(factory=DemoSettings)
     requests: RequestCounter = attrs.field(factory=RequestCounter)
+    failures: FailurePlan = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: FailurePlan(self.settings.fail_rate), takes_self=True),
+    )
     urls: QueueUrls | None = attrs.field(default=None, init=False)
     events_queue_url: str | None = attrs.field(default=None, init=False)
     _local: LocalAws | None = attrs.field(default=None, init=False)
@@ -101,6 +109,13 @@ class DemoStack:
     _hub: ProgressHub | None = attrs.field(default=None, init=False)
     _http: WSGIServer | None = attrs.field(default=None, init=False)
     _http_thread: threading.Thread | None = attrs.field(default=None, init=False)
+    # Signs the stream tokens of the demo's uploads; random per run unless the environment
+    # gives one (so a host running several stacks can share it).
+    stream_secret: str = attrs.field(
+        factory=lambda: os.environ.get(ENV_STREAM_SECRET) or secrets.token_urlsafe(32),
+        init=False,
+        repr=False,
+    )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -109,6 +124,8 @@ class DemoStack:
         s = self.settings
         if s.endpoint_url is None:
             self._local = LocalAws(region=s.region).start()
+            # moto keeps its state per process, not per server: start from nothing.
+            self._local.reset()
             self._endpoint = self._local.endpoint_url
         else:
             self._endpoint = s.endpoint_url
@@ -137,7 +154,7 @@ class DemoStack:
 
         bridge = GroupingBridge(sqs, s3, queue_url=self.urls.processing, default_branch=s.branch)
         processor = JobProcessor(
-            demo_registry(output_bucket=s.output_bucket, fail_rate=s.fail_rate),
+            demo_registry(output_bucket=s.output_bucket, failures=self.failures),
             s3_client=s3,
             sqs_client=sqs,
             progress_queue_url=self.urls.progress,
@@ -317,7 +334,7 @@ class DemoStack:
 
     def _serve_http(self, hub: ProgressHub) -> None:
         s = self.settings
-        app = _router(self, sse.wsgi_app(hub, retry=1000))
+        app = _router(self, sse.wsgi_app(hub, secret=self.stream_secret, retry=1000))
         server = make_server(
             s.http_host,
             s.http_port,
@@ -440,5 +457,7 @@ def _create_upload(
         template_id=template_id,
         files=files,
         max_file_size=s.max_file_size,
+        stream_secret=stack.stream_secret,
     )
+    stack.failures.choose(ticket.upload_id)
     return _json_response(start_response, "200 OK", ticket.to_dict())

@@ -4,22 +4,32 @@
 - ``document-archive``: each document is checksummed and gzip-compressed, and a manifest of
   the checksums is written.
 
-``fail_rate`` makes a deterministic share of uploads fail in their first step, to show
-retries and the dead-letter queue; which ones is decided by a hash of the upload id, so a
-redelivered job fails again, as a real poison message would.
+A :class:`FailurePlan` makes a deterministic share of uploads fail in their first step, to
+show retries and the dead-letter queue: of the first ``n`` uploads created, exactly
+``floor(n * rate)`` are chosen (with rate 0.5: the 2nd, the 4th, ...). A chosen upload fails
+on every delivery, as a real poison message would.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
+import threading
+
+import attrs
 
 from transflow.cli.demo.media import compress_document, normalise_wav
 from transflow.errors import TransflowError
 from transflow.processing.context import StepContext
 from transflow.processing.templates import TemplateRegistry
 
-__all__ = ["AUDIO_TEMPLATE", "DOCUMENT_TEMPLATE", "SimulatedFailure", "demo_registry", "fails"]
+__all__ = [
+    "AUDIO_TEMPLATE",
+    "DOCUMENT_TEMPLATE",
+    "FailurePlan",
+    "SimulatedFailure",
+    "demo_registry",
+]
 
 AUDIO_TEMPLATE = "audio-normalise"
 """The demo template that down-mixes and normalises WAV files."""
@@ -31,24 +41,44 @@ class SimulatedFailure(TransflowError):
     """The demo's ``--fail-rate`` chose this upload to fail."""
 
 
-def fails(upload_id: str, fail_rate: float) -> bool:
-    """Whether the demo fails this upload: a stable share ``fail_rate`` of upload ids."""
-    if fail_rate <= 0:
-        return False
-    digest = hashlib.sha256(upload_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fail_rate
+@attrs.define
+class FailurePlan:
+    """Which uploads the demo fails: :meth:`choose` is called once per upload as it is
+    created, and picks exactly ``floor(n * rate)`` of the first ``n``."""
+
+    rate: float = 0.0
+    _created: int = 0
+    _chosen: set[str] = attrs.field(factory=set)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def choose(self, upload_id: str) -> bool:
+        """Count a new upload; whether it is to fail."""
+        with self._lock:
+            self._created += 1
+            # The epsilon keeps 0.29 * 100 from flooring to 28.
+            due = math.floor(self._created * self.rate + 1e-9)
+            if due > len(self._chosen):
+                self._chosen.add(upload_id)
+                return True
+            return False
+
+    def fails(self, upload_id: str) -> bool:
+        """Whether this upload was chosen to fail."""
+        with self._lock:
+            return upload_id in self._chosen
 
 
-def demo_registry(*, output_bucket: str, fail_rate: float = 0.0) -> TemplateRegistry:
-    """A registry with the two demo templates, writing to ``output_bucket``."""
+def demo_registry(*, output_bucket: str, failures: FailurePlan | None = None) -> TemplateRegistry:
+    """A registry with the two demo templates, writing to ``output_bucket``; the uploads
+    ``failures`` chose fail in their first step."""
     registry = TemplateRegistry()
     audio = registry.template(AUDIO_TEMPLATE, output_bucket=output_bucket)
     documents = registry.template(DOCUMENT_TEMPLATE, output_bucket=output_bucket)
 
     def check_failure(ctx: StepContext) -> None:
-        if fails(ctx.upload_id, fail_rate):
+        if failures is not None and failures.fails(ctx.upload_id):
             raise SimulatedFailure(
-                f"upload {ctx.upload_id} was chosen to fail by --fail-rate {fail_rate}"
+                f"upload {ctx.upload_id} was chosen to fail by --fail-rate {failures.rate}"
             )
 
     @audio.step("normalise")

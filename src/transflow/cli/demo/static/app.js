@@ -28,11 +28,14 @@ function card(ticket, files) {
     box,
     show(status) {
       const percent = status.state === "completed" ? 100 : Math.round(status.percent || 0);
-      fill.style.width = `${percent}%`;
+      // A failed upload gets a full red bar: a red sliver at 0% would read as grey.
+      fill.style.width = status.state === "error" ? "100%" : `${percent}%`;
       box.className = `upload ${status.state}`;
       box.dataset.state = status.state;
       box.dataset.percent = String(percent);
-      state.textContent = `${status.state} ${percent}%` + (status.error ? ` — ${status.error}` : "");
+      const failing = status.state === "error" || status.state === "retrying";
+      state.textContent = status.state === "error" ? "failed" : `${status.state} ${percent}%`;
+      if (failing && status.error) state.textContent += ` — ${status.error}`;
     },
     note(text) { log.textContent = text; },
     async links() {
@@ -56,7 +59,12 @@ function fold(status, event) {
     finished = false;
   }
   if (event.seq !== undefined) next.lastSeq = event.seq;
-  if (event.type === "start" && !finished) next.state = "processing";
+  if (event.type === "start" && !finished) {
+    // A new attempt: the last one's error and progress are history.
+    next.state = "processing";
+    next.percent = 0;
+    delete next.error;
+  }
   if (event.type === "progress" && event.percent !== undefined && !finished) next.percent = event.percent;
   if (["step:start", "progress", "output"].includes(event.type) && status.state === "queued") next.state = "processing";
   if (event.type === "done") { next.state = "completed"; next.percent = 100; }
@@ -69,7 +77,9 @@ function fold(status, event) {
 
 function follow(ticket, view) {
   const channel = `upload:${ticket.branch}:${ticket.uploadId}`;
-  const source = new EventSource(`events?channel=${encodeURIComponent(channel)}`);
+  // EventSource cannot send headers: the ticket's stream token goes in the query.
+  const query = `channel=${encodeURIComponent(channel)}&token=${encodeURIComponent(ticket.streamToken)}`;
+  const source = new EventSource(`events?${query}`);
   let status = { state: "queued", percent: 0 };
   return new Promise((resolve) => {
     const settle = () => {
@@ -87,7 +97,8 @@ function follow(ticket, view) {
     source.onmessage = (e) => {
       const event = JSON.parse(e.data);
       status = fold(status, event);
-      if (event.message) view.note(event.message);
+      // An error's message is on the state line already.
+      if (event.message && event.type !== "error") view.note(event.message);
       view.show(status);
       settle();
     };
@@ -105,8 +116,10 @@ async function postFile(target, file) {
 
 document.getElementById("upload-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const files = Array.from(document.getElementById("files").files);
+  const chooser = document.getElementById("files");
+  const files = Array.from(chooser.files);
   if (!files.length) return;
+  chooser.value = "";  // ready for the next upload; the card lists these files
   const templateId = document.getElementById("template").value;
   const response = await fetch("api/uploads", {
     method: "POST",
