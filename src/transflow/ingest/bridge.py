@@ -167,7 +167,7 @@ class GroupingBridge:
     max_message_bytes: int = attrs.field(
         default=MAX_MESSAGE_BYTES,
         kw_only=True,
-        validator=options.bounded_int(*MESSAGE_BYTES_RANGE),
+        validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1]),
     )
     head_concurrency: int = attrs.field(
         default=16, kw_only=True, validator=options.bounded_int(1, 256)

@@ -142,7 +142,7 @@ class JobProcessor:
     max_message_bytes: int = attrs.field(
         default=MAX_MESSAGE_BYTES,
         kw_only=True,
-        validator=options.bounded_int(*MESSAGE_BYTES_RANGE),
+        validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1]),
     )
     work_dir: str | None = attrs.field(
         default=None, kw_only=True, validator=options.optional(options.non_empty_text)

@@ -106,7 +106,7 @@ class ProgressPublisher:
     queue_url: str = attrs.field(validator=options.non_empty_text)
     flush_after: float = attrs.field(default=0.5, validator=options.seconds())
     max_bytes: int = attrs.field(
-        default=MAX_MESSAGE_BYTES, validator=options.bounded_int(*MESSAGE_BYTES_RANGE)
+        default=MAX_MESSAGE_BYTES, validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1])
     )
     policy: RetryPolicy = attrs.field(
         factory=RetryPolicy, validator=options.instance_of(RetryPolicy)

@@ -220,7 +220,7 @@ class WebhookSender:
     """
 
     timeout: float = attrs.field(default=10.0, validator=options.seconds(strict=True))
-    attempts: int = attrs.field(default=4, validator=options.bounded_int(1, 100))
+    attempts: int = attrs.field(default=4, validator=options.bounded_int(1))
     initial_wait: float = attrs.field(default=0.2, validator=options.seconds())
     max_wait: float = attrs.field(default=5.0, validator=options.seconds())
     deadline: float = attrs.field(default=30.0, validator=options.seconds(strict=True))
