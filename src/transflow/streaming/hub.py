@@ -13,7 +13,6 @@ replay buffer, and the number of channels remembered (least recently used are fo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -166,6 +165,10 @@ class Subscription:
 
     async def aget(self, timeout: float | None = None) -> ProgressEvent | None:
         """:meth:`get` for asyncio: waits on the event loop, not in a thread."""
+        # Imported here: a loop is running, so asyncio is loaded already, and WSGI hosts
+        # never pay for it.
+        import asyncio  # noqa: PLC0415
+
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 
