@@ -11,27 +11,8 @@ from pathlib import Path
 import pytest
 
 from transflow.cli.app import main
-from transflow.cli.demo.run import plan_uploads
-from transflow.cli.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE, fails
 
 ROOT = Path(__file__).parents[2]
-
-
-def test_plan_has_one_multi_file_upload_and_real_files(tmp_path: Path) -> None:
-    plans = plan_uploads(tmp_path, 6)
-    assert [len(p.files) for p in plans] == [3, 1, 1, 1]
-    assert plans[0].template_id == AUDIO_TEMPLATE
-    assert {p.template_id for p in plans} == {AUDIO_TEMPLATE, DOCUMENT_TEMPLATE}
-    assert all(f.stat().st_size > 1000 for p in plans for f in p.files)
-
-
-def test_fail_rate_is_a_stable_share() -> None:
-    ids = [f"upload-{i}" for i in range(2000)]
-    chosen = [i for i in ids if fails(i, 0.25)]
-    assert 0.2 < len(chosen) / len(ids) < 0.3
-    assert chosen == [i for i in ids if fails(i, 0.25)]
-    assert not any(fails(i, 0.0) for i in ids)
-    assert all(fails(i, 1.0) for i in ids)
 
 
 def test_demo_json_completes_every_upload(capsys: pytest.CaptureFixture[str]) -> None:
