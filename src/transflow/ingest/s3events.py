@@ -111,6 +111,32 @@ def _size(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _created(
+    container: object, ref: str, event_name: str, message_id: str | None
+) -> S3Record | None:
+    """The record of ``{"bucket": {"name"}, "object": {"key", ...}}``, the part both shapes
+    share (``s3`` of a notification record, ``detail`` of an EventBridge event); None when
+    the bucket name or the key is missing."""
+    if not isinstance(container, dict):
+        return None
+    bucket, obj = container.get("bucket"), container.get("object")
+    bucket_name = bucket.get("name") if isinstance(bucket, dict) else None
+    raw_key = obj.get("key") if isinstance(obj, dict) else None
+    if not isinstance(bucket_name, str) or not bucket_name or not isinstance(raw_key, str):
+        return None
+    assert isinstance(obj, dict)
+    return S3Record(
+        ref=ref,
+        bucket=bucket_name,
+        key=decode_key(raw_key),
+        event_name=event_name,
+        size=_size(obj.get("size")),
+        etag=_etag(obj.get("eTag") or obj.get("etag")),
+        sequencer=obj.get("sequencer") or None,
+        message_id=message_id,
+    )
+
+
 def _records_of_notification(
     body: Mapping[str, Any], prefix: str, message_id: str | None
 ) -> Iterator[S3Record | SkippedRecord | FailedRecord]:
@@ -130,24 +156,9 @@ def _records_of_notification(
                 ref, f"{name or 'unnamed event'} is not an object creation", message_id
             )
             continue
-        s3 = record.get("s3")
-        bucket = s3.get("bucket") if isinstance(s3, dict) else None
-        obj = s3.get("object") if isinstance(s3, dict) else None
-        bucket_name = bucket.get("name") if isinstance(bucket, dict) else None
-        raw_key = obj.get("key") if isinstance(obj, dict) else None
-        if not isinstance(bucket_name, str) or not bucket_name or not isinstance(raw_key, str):
-            yield FailedRecord(ref, "record lacks s3.bucket.name or s3.object.key", message_id)
-            continue
-        assert isinstance(obj, dict)
-        yield S3Record(
-            ref=ref,
-            bucket=bucket_name,
-            key=decode_key(raw_key),
-            event_name=name,
-            size=_size(obj.get("size")),
-            etag=_etag(obj.get("eTag") or obj.get("etag")),
-            sequencer=obj.get("sequencer") or None,
-            message_id=message_id,
+        created = _created(record.get("s3"), ref, name, message_id)
+        yield created or FailedRecord(
+            ref, "record lacks s3.bucket.name or s3.object.key", message_id
         )
 
 
@@ -159,26 +170,10 @@ def _records_of_eventbridge(
         yield SkippedRecord(prefix, f"EventBridge {kind!r} is not an object creation", message_id)
         return
     detail = event.get("detail")
-    bucket = detail.get("bucket") if isinstance(detail, dict) else None
-    obj = detail.get("object") if isinstance(detail, dict) else None
-    bucket_name = bucket.get("name") if isinstance(bucket, dict) else None
-    raw_key = obj.get("key") if isinstance(obj, dict) else None
-    if not isinstance(bucket_name, str) or not bucket_name or not isinstance(raw_key, str):
-        yield FailedRecord(
-            prefix, "EventBridge event lacks detail.bucket.name or detail.object.key", message_id
-        )
-        return
-    assert isinstance(obj, dict)
     reason = detail.get("reason") if isinstance(detail, dict) else None
-    yield S3Record(
-        ref=prefix,
-        bucket=bucket_name,
-        key=decode_key(raw_key),
-        event_name=f"{_CREATED_PREFIX}{reason or 'Unknown'}",
-        size=_size(obj.get("size")),
-        etag=_etag(obj.get("etag")),
-        sequencer=obj.get("sequencer") or None,
-        message_id=message_id,
+    name = f"{_CREATED_PREFIX}{reason or 'Unknown'}"
+    yield _created(detail, prefix, name, message_id) or FailedRecord(
+        prefix, "EventBridge event lacks detail.bucket.name or detail.object.key", message_id
     )
 
 
