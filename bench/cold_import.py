@@ -13,8 +13,9 @@ processor handlers.
 Bytecode is compiled once before measuring (an unmeasured warm-up round), as in a deployed
 package whose ``.pyc`` files exist or were written on the first cold start.
 
-Run: ``python -m bench.cold_import [--rounds N]``. ``python -X importtime -c "import boto3;
-import examples.lambda_processor"`` shows where the time goes.
+Run: ``python -m bench.cold_import [--rounds N] [--against ../main]``.
+``python -X importtime -c "import boto3; import examples.lambda_processor"`` shows where the
+time goes.
 """
 
 from __future__ import annotations
@@ -53,12 +54,17 @@ print(t1 - t0, t2 - t1, c1 - c0, c2 - c1)
 """
 
 
-def _environment() -> dict[str, str]:
-    # The child must find this checkout's transflow and examples, whatever installed them.
-    import transflow  # noqa: PLC0415
+def _environment(checkout: Path | None = None) -> dict[str, str]:
+    """The child's environment: ``checkout``'s src/ and examples first (default: the
+    transflow this process runs and this repository), whatever installed transflow."""
+    if checkout is None:
+        import transflow  # noqa: PLC0415
 
-    src = str(Path(transflow.__file__).resolve().parents[1])
-    paths = [str(ROOT), src, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        root, src = ROOT, Path(transflow.__file__).resolve().parents[1]
+    else:
+        root, src = checkout, checkout / "src"
+    paths = [str(root), str(src)]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
@@ -67,9 +73,10 @@ def _environment() -> dict[str, str]:
 def sample(statement: str, env: dict[str, str]) -> tuple[float, float, float, float]:
     """One fresh interpreter: wall seconds for ``import boto3``, then for ``statement``;
     then the same two as CPU seconds."""
+    # The first PYTHONPATH entry is the checkout: its examples package is found from there.
     out = subprocess.run(  # noqa: S603 - our own interpreter and probe
         [sys.executable, "-c", _PROBE.format(statement=statement)],
-        cwd=ROOT,
+        cwd=env["PYTHONPATH"].split(os.pathsep)[0],
         env=env,
         check=True,
         capture_output=True,
@@ -79,65 +86,81 @@ def sample(statement: str, env: dict[str, str]) -> tuple[float, float, float, fl
     return base, extra, base_cpu, extra_cpu
 
 
+def _figures(wall: list[float], cpu: list[float], boto3_ms: float) -> dict[str, float]:
+    median_ms = statistics.median(wall) * 1000
+    return {
+        "median_ms_over_boto3": round(median_ms, 2),
+        "p90_ms_over_boto3": round(percentile(wall, 90) * 1000, 2),
+        "ratio_to_boto3": round((boto3_ms + median_ms) / boto3_ms, 3),
+        "median_cpu_ms_over_boto3": round(statistics.median(cpu) * 1000, 2),
+    }
+
+
 def run(
     *,
     rounds: int = 40,
     handlers: dict[str, str] | None = None,
+    against: Path | None = None,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Measure ``rounds`` cold starts of every handler; write cold_import.{md,json}."""
+    """Measure ``rounds`` cold starts of every handler; write cold_import.{md,json}.
+
+    ``against``: another checkout (say, main's) measured in the same rounds, interleaved, so
+    that a change is compared with what it changes under the same machine load."""
     handlers = handlers or HANDLERS
-    env = _environment()
-    for statement in handlers.values():  # compile bytecode; not measured
-        sample(statement, env)
+    trees = {"this": _environment()}
+    if against is not None:
+        trees["against"] = _environment(against.resolve())
+    for env in trees.values():  # compile bytecode; not measured
+        for statement in handlers.values():
+            sample(statement, env)
     boto3_s: list[float] = []
     boto3_cpu: list[float] = []
-    over: dict[str, list[float]] = {name: [] for name in handlers}
-    over_cpu: dict[str, list[float]] = {name: [] for name in handlers}
-    order = list(handlers)
+    wall: dict[tuple[str, str], list[float]] = {(n, t): [] for n in handlers for t in trees}
+    cpu: dict[tuple[str, str], list[float]] = {(n, t): [] for n in handlers for t in trees}
+    order = list(wall)
     rng = random.Random(11)  # noqa: S311 - an order, not a secret
     for _ in range(rounds):
         rng.shuffle(order)
-        for name in order:
-            base, extra, base_cpu, extra_cpu = sample(handlers[name], env)
+        for name, tree in order:
+            base, extra, base_cpu, extra_cpu = sample(handlers[name], trees[tree])
             boto3_s.append(base)
-            over[name].append(extra)
             boto3_cpu.append(base_cpu)
-            over_cpu[name].append(extra_cpu)
+            wall[name, tree].append(extra)
+            cpu[name, tree].append(extra_cpu)
     boto3_ms = statistics.median(boto3_s) * 1000
     results: dict[str, dict[str, Any]] = {}
     rows = []
     for name in handlers:
-        median_ms = statistics.median(over[name]) * 1000
-        p90_ms = percentile(over[name], 90) * 1000
-        cpu_ms = statistics.median(over_cpu[name]) * 1000
-        ratio = (boto3_ms + median_ms) / boto3_ms
+        figures = _figures(wall[name, "this"], cpu[name, "this"], boto3_ms)
         target = TARGET_MS if name in TARGETED else None
+        median_ms = figures["median_ms_over_boto3"]
         results[name] = {
             "statement": handlers[name],
-            "median_ms_over_boto3": round(median_ms, 2),
-            "p90_ms_over_boto3": round(p90_ms, 2),
-            "ratio_to_boto3": round(ratio, 3),
-            "median_cpu_ms_over_boto3": round(cpu_ms, 2),
+            **figures,
             "target_ms": target,
             "meets_target": None if target is None else median_ms <= target,
         }
+        row: list[Any] = [name, f"`{handlers[name]}`"]
+        if against is not None:
+            before = _figures(wall[name, "against"], cpu[name, "against"], boto3_ms)
+            results[name]["against"] = before
+            row.append(before["median_ms_over_boto3"])
         verdict = "met" if target is not None and median_ms <= target else "missed"
-        goal = "-" if target is None else f"<= {target:.0f} ({verdict})"
-        rows.append([name, f"`{handlers[name]}`", median_ms, p90_ms, f"{ratio:.2f}x", cpu_ms, goal])
-    table = markdown_table(
-        [
-            "handler",
-            "imports after boto3",
-            "median ms",
-            "p90 ms",
-            "whole / boto3",
-            "median CPU ms",
-            "target ms",
-        ],
-        rows,
-    )
+        row += [
+            median_ms,
+            figures["p90_ms_over_boto3"],
+            f"{figures['ratio_to_boto3']:.2f}x",
+            figures["median_cpu_ms_over_boto3"],
+            "-" if target is None else f"<= {target:.0f} ({verdict})",
+        ]
+        rows.append(row)
+    headers = ["handler", "imports after boto3"]
+    if against is not None:
+        headers.append(f"median ms, {against.name}")
+    headers += ["median ms", "p90 ms", "whole / boto3", "median CPU ms", "target ms"]
+    table = markdown_table(headers, rows)
     table += (
         f"\n\n`import boto3` alone: median {boto3_ms:.1f} ms, p90 "
         f"{percentile(boto3_s, 90) * 1000:.1f} ms, CPU median "
@@ -147,6 +170,7 @@ def run(
     )
     data = {
         "rounds": rounds,
+        "against": None if against is None else str(against),
         "boto3_median_ms": round(boto3_ms, 2),
         "boto3_p90_ms": round(percentile(boto3_s, 90) * 1000, 2),
         "boto3_median_cpu_ms": round(statistics.median(boto3_cpu) * 1000, 2),
@@ -159,8 +183,14 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40, help="fresh interpreters per handler")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout (with src/ and examples/) to measure in the same rounds",
+    )
     args = parser.parse_args(argv)
-    run(rounds=args.rounds)
+    run(rounds=args.rounds, against=args.against)
     return 0
 
 
