@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from transflow._wire.model import ProcessingJob, S3ObjectRef
+from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import FailedRecord, S3Record
-from transflow.ingest.uploads import UploadMetadata
 
 __all__ = [
     "HeadedRecord",
