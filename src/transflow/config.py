@@ -10,20 +10,27 @@ Pure: reads one file and a mapping; no AWS.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
+from transflow._wire.jsontext import JsonTextError, parse_json, show, type_name
+from transflow._wire.limits import (
+    MAX_BATCH_ENTRIES,
+    MAX_MESSAGE_BYTES,
+    MAX_VISIBILITY_TIMEOUT,
+    MESSAGE_BYTES_RANGE,
+)
 from transflow._wire.naming import (
     MAX_QUEUE_NAME,
     QueueNames,
+    is_fifo_queue_name,
+    is_queue_url,
     is_valid_project,
     queue_names,
     sanitize_branch,
@@ -46,36 +53,124 @@ MIGRATION_STEPS = (
     "4. deploy, then check that progress reaches the browser over SSE.",
 )
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo")
+_REGION = re.compile(r"[a-z]{2,}(?:-[a-z]+)+-[0-9]{1,2}")
+_BATCH_TEXT = re.compile(r"[0-9]{1,9}")
+
+
+# -- the rules: one function per kind of option; the classes' validators and load_config
+# both apply them, so an option is checked the same way however it arrives.
+
+
+def _int_in(low: int, high: int) -> Callable[[str, object], str | None]:
+    def check(where: str, value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{where}: must be an integer from {low} to {high}, not {show(value)}"
+        if not low <= value <= high:
+            return f"{where}: {show(value)} is out of range; allowed {low} to {high}"
+        return None
+
+    return check
+
+
+def _queue_name(where: str, value: object) -> str | None:
+    if value is None or is_fifo_queue_name(value):
+        return None
+    return (
+        f"{where}: {show(value)} is not a FIFO queue name (letters, digits, '-' and "
+        f"'_', ending in '.fifo', at most {MAX_QUEUE_NAME} characters)"
+    )
+
+
+def _queue_url(where: str, value: object) -> str | None:
+    if value is None or is_queue_url(value, fifo=True):
+        return None
+    return (
+        f"{where}: {show(value)} is not a FIFO queue URL; expected "
+        "https://sqs.{region}.amazonaws.com/{account}/{name}.fifo (every transflow queue "
+        "is FIFO; copy the URL from 'transflow provision' or the SQS console)"
+    )
+
+
+def _project(where: str, value: object) -> str | None:
+    if isinstance(value, str) and is_valid_project(value):
+        return None
+    return (
+        f"{where}: {show(value)} may only hold letters, digits, '-' and '_' "
+        "(it becomes part of queue names)"
+    )
+
+
+def _region(where: str, value: object) -> str | None:
+    if value is None or (isinstance(value, str) and _REGION.fullmatch(value)):
+        return None
+    return f"{where}: {show(value)} is not an AWS region (for example us-east-1)"
+
+
+def _branch(where: str, value: object) -> str | None:
+    try:
+        sanitize_branch(value)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        return f"{where}: {exc}"
+    return None
+
+
+def _stream_secret_rule(where: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | bytes):
+        return f"{where}: must be a string, not {type_name(value)}"
+    try:
+        check_stream_secret(value)
+    except ConfigError as exc:
+        return f"{where}: {exc}"
+    return None
+
+
+def _validator(
+    check: Callable[[str, object], str | None], where: str
+) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    def validate(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+        problem = check(where, value)
+        if problem:
+            raise ConfigError(f"invalid configuration: {problem}")
+
+    return validate
 
 
 @attrs.frozen
-class _Range:
-    low: int
-    high: int
+class _Option:
+    """One ``sqs`` option: its wire key, attribute, default and rule."""
+
+    key: str
+    attribute: str
+    default: Any
+    check: Callable[[str, object], str | None]
+    low: int = 0
+    high: int = 0
 
 
-# Wire key -> (attribute, default, allowed range). The one table the loader, the docs and the
-# tests read.
-_SQS_INTS: dict[str, tuple[str, int, _Range]] = {
-    "visibilityTimeoutSec": ("visibility_timeout_sec", 960, _Range(1, 43_200)),
-    "maxReceiveCount": ("max_receive_count", 3, _Range(1, 1_000)),
-    "batchSize": ("batch_size", 10, _Range(1, 10)),
-    "retentionSec": ("retention_sec", 14 * 24 * 3600, _Range(60, 14 * 24 * 3600)),
-    "maxMessageBytes": ("max_message_bytes", MAX_MESSAGE_BYTES, _Range(*MESSAGE_BYTES_RANGE)),
-}
-_SQS_NAMES = {
-    "queueName": "queue_name",
-    "progressQueueName": "progress_queue_name",
-    "dlqName": "dlq_name",
-}
-_SQS_URLS = {
-    "queueUrl": "queue_url",
-    "progressQueueUrl": "progress_queue_url",
-    "dlqUrl": "dlq_url",
-}
+def _int_option(key: str, attribute: str, default: int, low: int, high: int) -> _Option:
+    return _Option(key, attribute, default, _int_in(low, high), low, high)
+
+
+# The one table of ``sqs`` options that the loader, the classes, the docs and the tests read.
+_SQS_OPTIONS: tuple[_Option, ...] = (
+    _Option("queueName", "queue_name", None, _queue_name),
+    _Option("progressQueueName", "progress_queue_name", None, _queue_name),
+    _Option("dlqName", "dlq_name", None, _queue_name),
+    _Option("queueUrl", "queue_url", None, _queue_url),
+    _Option("progressQueueUrl", "progress_queue_url", None, _queue_url),
+    _Option("dlqUrl", "dlq_url", None, _queue_url),
+    _int_option("visibilityTimeoutSec", "visibility_timeout_sec", 960, 1, MAX_VISIBILITY_TIMEOUT),
+    _int_option("maxReceiveCount", "max_receive_count", 3, 1, 1_000),
+    _int_option("batchSize", "batch_size", 10, 1, MAX_BATCH_ENTRIES),
+    _int_option("retentionSec", "retention_sec", 14 * 24 * 3600, 60, 14 * 24 * 3600),
+    _int_option("maxMessageBytes", "max_message_bytes", MAX_MESSAGE_BYTES, *MESSAGE_BYTES_RANGE),
+)
+_SQS_BY_KEY = {o.key: o for o in _SQS_OPTIONS}
+_SQS_INTS = {o.key: o for o in _SQS_OPTIONS if o.high}
 _TOP_LEVEL = {"project", "region", "branch", "sqs", "streamSecret", "$schema"}
-_SQS_KEYS = set(_SQS_INTS) | set(_SQS_NAMES) | set(_SQS_URLS)
+_SQS_KEYS = set(_SQS_BY_KEY)
 
 ENV_QUEUE_URL = "SQS_QUEUE_URL"
 ENV_PROGRESS_QUEUE_URL = "SQS_PROGRESS_QUEUE_URL"
@@ -83,34 +178,61 @@ ENV_DLQ_URL = "SQS_DLQ_URL"
 ENV_BATCH_SIZE = "MAX_BATCH_SIZE"
 ENV_PROJECT = "TRANSFLOW_PROJECT"
 ENV_BRANCH = "TRANSFLOW_BRANCH"
+_ENV_URLS = {
+    ENV_QUEUE_URL: "queueUrl",
+    ENV_PROGRESS_QUEUE_URL: "progressQueueUrl",
+    ENV_DLQ_URL: "dlqUrl",
+}
+
+
+def _sqs_field(key: str) -> Any:
+    option = _SQS_BY_KEY[key]
+    return attrs.field(default=option.default, validator=_validator(option.check, f"sqs.{key}"))
 
 
 @attrs.frozen
 class SqsConfig:
-    """The ``sqs`` section: queue names or URLs, and the limits of the pipeline."""
+    """The ``sqs`` section: queue names or URLs, and the limits of the pipeline.
 
-    queue_name: str | None = None
-    progress_queue_name: str | None = None
-    dlq_name: str | None = None
-    queue_url: str | None = None
-    progress_queue_url: str | None = None
-    dlq_url: str | None = None
-    visibility_timeout_sec: int = 960
-    max_receive_count: int = 3
-    batch_size: int = 10
-    retention_sec: int = 14 * 24 * 3600
-    max_message_bytes: int = MAX_MESSAGE_BYTES
+    Every value is checked when the class is built; a bad one raises :class:`ConfigError`.
+    """
+
+    queue_name: str | None = _sqs_field("queueName")
+    progress_queue_name: str | None = _sqs_field("progressQueueName")
+    dlq_name: str | None = _sqs_field("dlqName")
+    queue_url: str | None = _sqs_field("queueUrl")
+    progress_queue_url: str | None = _sqs_field("progressQueueUrl")
+    dlq_url: str | None = _sqs_field("dlqUrl")
+    visibility_timeout_sec: int = _sqs_field("visibilityTimeoutSec")
+    max_receive_count: int = _sqs_field("maxReceiveCount")
+    batch_size: int = _sqs_field("batchSize")
+    retention_sec: int = _sqs_field("retentionSec")
+    max_message_bytes: int = _sqs_field("maxMessageBytes")
+
+
+def _branch_name(value: str) -> str:
+    try:
+        return sanitize_branch(value)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid configuration: branch: {exc}") from None
 
 
 @attrs.frozen
 class TransflowConfig:
-    """A project's configuration, resolved from the file and the environment."""
+    """A project's configuration, resolved from the file and the environment.
 
-    project: str
-    sqs: SqsConfig = attrs.field(factory=SqsConfig)
-    branch: str = attrs.field(default="main", converter=sanitize_branch)
-    region: str | None = None
-    stream_secret: str | None = attrs.field(default=None, repr=False)
+    Every value is checked when the class is built; a bad one raises :class:`ConfigError`.
+    """
+
+    project: str = attrs.field(validator=_validator(_project, "project"))
+    sqs: SqsConfig = attrs.field(
+        factory=SqsConfig, validator=attrs.validators.instance_of(SqsConfig)
+    )
+    branch: str = attrs.field(default="main", converter=_branch_name)
+    region: str | None = attrs.field(default=None, validator=_validator(_region, "region"))
+    stream_secret: str | None = attrs.field(
+        default=None, repr=False, validator=_validator(_stream_secret_rule, ENV_STREAM_SECRET)
+    )
     """The key stream tokens are signed with: from ``TRANSFLOW_STREAM_SECRET`` only, never
     the file (a committed file would publish it)."""
 
@@ -154,16 +276,14 @@ def load_config(
     _warn_unknown(source, raw)
     sqs_raw = raw.get("sqs", {})
     if not isinstance(sqs_raw, dict):
-        problems.append(f"sqs: must be an object, not {type(sqs_raw).__name__}")
+        problems.append(f"sqs: must be an object, not {type_name(sqs_raw)}")
         sqs_raw = {}
 
-    sqs_values = _sqs_from_file(sqs_raw, problems)
-    _sqs_from_env(env, sqs_values, problems)
+    sqs_values = _sqs_values(sqs_raw, env, problems)
     project, branch, region = _identity(raw, env, problems)
     stream_secret = _stream_secret(raw, env, problems)
     if problems:
         raise ConfigError(f"invalid configuration ({source}): " + "; ".join(problems))
-    assert project is not None
     return TransflowConfig(
         project=project,
         sqs=SqsConfig(**sqs_values),
@@ -182,90 +302,63 @@ def _stream_secret(
             f"and set {ENV_STREAM_SECRET} in the environment of each server"
         )
     secret = env.get(ENV_STREAM_SECRET) or None
-    if secret is not None:
-        try:
-            check_stream_secret(secret)
-        except ConfigError as exc:
-            problems.append(f"{ENV_STREAM_SECRET}: {exc}")
-            return None
+    problem = _stream_secret_rule(ENV_STREAM_SECRET, secret)
+    if problem:
+        problems.append(problem)
+        return None
     return secret
 
 
-def _sqs_from_file(sqs_raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+def _sqs_values(
+    sqs_raw: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key, (attribute, default, allowed) in _SQS_INTS.items():
-        value = sqs_raw.get(key, default)
-        problem = _check_int(f"sqs.{key}", value, allowed)
+
+    def take(option: _Option, where: str, value: object) -> None:
+        problem = option.check(where, value)
         if problem:
             problems.append(problem)
         else:
-            values[attribute] = value
-    for key, attribute in {**_SQS_NAMES, **_SQS_URLS}.items():
-        value = sqs_raw.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value:
-            problems.append(f"sqs.{key}: must be a non-empty string, not {value!r}")
-        elif key in _SQS_NAMES and not _QUEUE_NAME.fullmatch(value):
-            problems.append(
-                f"sqs.{key}: {value!r} is not a FIFO queue name (letters, digits, '-' and "
-                f"'_', ending in '.fifo', at most {MAX_QUEUE_NAME} characters)"
-            )
-        else:
-            values[attribute] = value
-    return values
+            values[option.attribute] = value
 
-
-def _sqs_from_env(env: Mapping[str, str], values: dict[str, Any], problems: list[str]) -> None:
-    for var, attribute in (
-        (ENV_QUEUE_URL, "queue_url"),
-        (ENV_PROGRESS_QUEUE_URL, "progress_queue_url"),
-        (ENV_DLQ_URL, "dlq_url"),
-    ):
+    for option in _SQS_OPTIONS:
+        take(option, f"sqs.{option.key}", sqs_raw.get(option.key, option.default))
+    for var, key in _ENV_URLS.items():
         if env.get(var):
-            values[attribute] = env[var]
+            take(_SQS_BY_KEY[key], var, env[var])
     text = env.get(ENV_BATCH_SIZE)
-    if not text:
-        return
-    allowed = _SQS_INTS["batchSize"][2]
-    try:
-        batch = int(text)
-    except ValueError:
-        problems.append(
-            f"{ENV_BATCH_SIZE}={text!r}: must be an integer from {allowed.low} to {allowed.high}"
-        )
-        return
-    problem = _check_int(ENV_BATCH_SIZE, batch, allowed)
-    if problem:
-        problems.append(problem)
-    else:
-        values["batch_size"] = batch
+    if text:
+        batch = _SQS_BY_KEY["batchSize"]
+        # int() alone would take "1_0", " 4 " and non-ASCII digits.
+        number: object = int(text) if _BATCH_TEXT.fullmatch(text) else text
+        take(batch, ENV_BATCH_SIZE, number)
+    return values
 
 
 def _identity(
     raw: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
-) -> tuple[str | None, str, str | None]:
-    project = env.get(ENV_PROJECT) or raw.get("project")
-    if project is None:
-        problems.append(
-            f"project: required; set it in {CONFIG_FILENAME} or in the {ENV_PROJECT} "
-            "environment variable"
-        )
-    elif not isinstance(project, str) or not is_valid_project(project):
-        problems.append(
-            f"project: {project!r} may only hold letters, digits, '-' and '_' "
-            "(it becomes part of queue names)"
-        )
-        project = None
-    branch = env.get(ENV_BRANCH) or raw.get("branch", "main")
-    if not isinstance(branch, str):
-        problems.append(f"branch: must be a string, not {branch!r}")
-        branch = "main"
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or raw.get("region")
-    if region is not None and not isinstance(region, str):
-        problems.append(f"region: must be a string, not {region!r}")
-        region = None
-    return project, branch, region
+) -> tuple[Any, Any, Any]:
+    """project, branch and region, each from the environment first, then the file."""
+    found = []
+    region_var = "AWS_REGION" if env.get("AWS_REGION") else "AWS_DEFAULT_REGION"
+    for var, key, default, check in (
+        (ENV_PROJECT, "project", None, _project),
+        (ENV_BRANCH, "branch", "main", _branch),
+        (region_var, "region", None, _region),
+    ):
+        from_env = env.get(var)
+        value = from_env or raw.get(key, default)
+        if key == "project" and value is None:
+            problems.append(
+                f"project: required; set it in {CONFIG_FILENAME} or in the {ENV_PROJECT} "
+                "environment variable"
+            )
+        else:
+            problem = check(var if from_env else key, value)
+            if problem:
+                problems.append(problem)
+        found.append(value)
+    return found[0], found[1], found[2]
 
 
 def _read(
@@ -285,17 +378,18 @@ def _read(
     else:
         file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        # utf-8-sig: editors on Windows save a byte-order mark that json refuses.
+        text = file.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise ConfigError(f"{file}: no such configuration file") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot be read ({exc})") from exc
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{file}: not valid JSON ({exc})") from exc
+        data = parse_json(text)
+    except JsonTextError as exc:
+        raise ConfigError(f"{file}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{file}: must hold a JSON object, not {type(data).__name__}")
+        raise ConfigError(f"{file}: must hold a JSON object, not {type_name(data)}")
     return str(file), data
 
 
@@ -312,14 +406,6 @@ def _refuse_redis(source: str, raw: Mapping[str, Any] | None, env: Mapping[str, 
             + " ".join(MIGRATION_STEPS)
             + " See docs/migration-from-redis.md."
         )
-
-
-def _check_int(where: str, value: object, allowed: _Range) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"{where}: must be an integer from {allowed.low} to {allowed.high}, not {value!r}"
-    if not allowed.low <= value <= allowed.high:
-        return f"{where}: {value} is out of range; allowed {allowed.low} to {allowed.high}"
-    return None
 
 
 def _warn_unknown(source: str, raw: Mapping[str, Any]) -> None:
@@ -342,5 +428,5 @@ def _warn_unknown(source: str, raw: Mapping[str, Any]) -> None:
 def config_keys() -> Iterator[tuple[str, str, int, int, int]]:
     """(key path, attribute, default, low, high) of every numeric ``sqs`` key, for docs and
     tests."""
-    for key, (attribute, default, allowed) in _SQS_INTS.items():
-        yield f"sqs.{key}", attribute, default, allowed.low, allowed.high
+    for option in _SQS_INTS.values():
+        yield f"sqs.{option.key}", option.attribute, option.default, option.low, option.high

@@ -25,10 +25,8 @@ from tests.streaming_support import (
 from transflow import ConfigError, ProgressEvent, ProgressHub, issue_stream_token
 from transflow.streaming.sse import (
     asgi_app,
-    astream,
     dropped_events,
     encode,
-    stream,
     wsgi_app,
 )
 
@@ -149,55 +147,6 @@ def test_raw_multiline_data_through_real_servers(server: Server, app: Any) -> No
         SseEvent("message", "\n\nx\n", "t:2"),
     ]
 
-
-class FakeClosedSubscription:
-    """A pure unit of the stream functions: no hub needed to check their framing."""
-
-    channel = "upload:main:u"
-
-    def __init__(self, events: list[ProgressEvent | None]) -> None:
-        self.events = list(events)
-        self.closed = False
-
-    def snapshot_json(self) -> str:
-        return '{"state":"queued"}'
-
-    def get(self, timeout: float | None = None) -> ProgressEvent | None:
-        from transflow import SubscriptionClosed
-
-        if not self.events:
-            raise SubscriptionClosed("done")
-        return self.events.pop(0)
-
-    async def aget(self, timeout: float | None = None) -> ProgressEvent | None:
-        return self.get(timeout)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def test_stream_and_astream_frame_the_same_bytes() -> None:
-    import asyncio
-
-    events = [ev("u", 1), None, ev("u", 2)]
-    sync_sub = FakeClosedSubscription(events)
-    sync = b"".join(stream(sync_sub, retry=100))
-    async_sub = FakeClosedSubscription(events)
-
-    async def collect() -> bytes:
-        return b"".join([chunk async for chunk in astream(async_sub, retry=100)])
-
-    assert asyncio.run(collect()) == sync
-    assert sync_sub.closed
-    assert async_sub.closed
-    from tests.streaming_support import parse_all
-
-    parsed = parse_all(sync)
-    assert [e.type for e in parsed] == ["snapshot", "message", "message"]
-    assert b"\n:\n" in sync  # the heartbeat for the None (a timeout)
-
-
-# -- access: deny by default, stream tokens -------------------------------------------------
 
 SECRET = "stream-secret-" + "s" * 32
 OTHER_SECRET = "other-secret-" + "o" * 32

@@ -169,7 +169,8 @@ def test_the_worker_command_drains_on_sigterm(
     config.write_text(json.dumps({"project": "wk", "sqs": {"maxReceiveCount": 2}}))
     job = ProcessingJob("up-3", "checksums", put_inputs(s3, "up-3", {"c.txt": b"gamma"}), "main")
     queue_job(sqs, urls.processing, job)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # This checkout's src first: the editable install may point at another tree.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     process = subprocess.Popen(
         [
             sys.executable,

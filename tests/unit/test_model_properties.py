@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transflow import (
+    EventFormatError,
     JobFormatError,
     ProcessingJob,
     ProgressEvent,
@@ -136,3 +137,148 @@ def test_values_json_cannot_carry_are_a_typed_error_not_a_crash() -> None:
     )
     with pytest.raises(JobFormatError, match="cannot be written as JSON"):
         job.to_json()
+
+
+# -- any JSON at all: a typed error, never ValueError or RecursionError ------------------
+
+WIRE_KEYS = [
+    "uploadId",
+    "templateId",
+    "objects",
+    "branch",
+    "fields",
+    "user",
+    "userId",
+    "permissions",
+    "metadata",
+    "bucket",
+    "key",
+    "channel",
+    "type",
+    "timestamp",
+    "seq",
+    "percent",
+    "step",
+]
+any_json: st.SearchStrategy[JsonValue] = st.recursive(
+    json_scalars | st.sampled_from(["start", "done", "2026-11-28T10:00:00Z", "u-1"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(WIRE_KEYS) | st.text(max_size=5), inner, max_size=6)
+    ),
+    max_leaves=20,
+)
+PARSERS = [ProcessingJob, ProgressEvent]
+
+
+def parses_or_says_why(cls: type[ProcessingJob | ProgressEvent], body: object) -> None:
+    error: JobFormatError | None = None
+    try:
+        parsed = cls.from_json(body) if isinstance(body, str | bytes) else cls.from_dict(body)
+    except JobFormatError as exc:
+        error = exc
+    if error is None:
+        assert isinstance(parsed, cls)
+        assert cls.from_json(parsed.to_json()) == parsed
+        return
+    assert error.problems
+    assert all(isinstance(p, str) and p for p in error.problems)
+    assert cls is ProcessingJob or isinstance(error, EventFormatError)
+
+
+@settings(max_examples=150)
+@given(st.sampled_from(PARSERS), any_json)
+def test_any_json_document_is_parsed_or_refused_with_a_typed_error(
+    cls: type[ProcessingJob | ProgressEvent], document: JsonValue
+) -> None:
+    parses_or_says_why(cls, json.dumps(document))
+    parses_or_says_why(cls, document)
+
+
+@settings(max_examples=150)
+@given(st.sampled_from(PARSERS), st.binary(max_size=300) | st.text(max_size=300))
+def test_any_bytes_or_text_are_parsed_or_refused_with_a_typed_error(
+    cls: type[ProcessingJob | ProgressEvent], body: bytes | str
+) -> None:
+    parses_or_says_why(cls, body)
+
+
+@settings(max_examples=100)
+@given(
+    st.sampled_from(PARSERS),
+    st.dictionaries(st.sampled_from(WIRE_KEYS), any_json, min_size=3),
+    st.sampled_from(["objects", "user", "fields", "seq", "percent", "timestamp"]),
+    st.sampled_from([{"a": [1]}, [{"bucket": 3}], 2**64, -1, "", "not a time", 1.5]),
+)
+def test_a_wrong_value_is_reported_under_its_wire_key(
+    cls: type[ProcessingJob | ProgressEvent], data: dict[str, Any], key: str, value: Any
+) -> None:
+    parses_or_says_why(cls, {**data, key: value})
+
+
+HUGE = "1" * 5_000
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (HUGE, "a number has more than"),
+        ('{"uploadId": ' + HUGE + "}", "a number has more than"),
+        ('{"fields": {"n": -' + HUGE + "}}", "a number has more than"),
+        ("[" * DEEP + "]" * DEEP, "JSON nested too deeply"),
+        ('{"a":' * DEEP + "1" + "}" * DEEP, "JSON nested too deeply"),
+        ('{"percent": NaN}', "NaN is not JSON"),
+        ('{"fields": {"x": Infinity}}', "Infinity is not JSON"),
+        ('{"seq": -Infinity}', "-Infinity is not JSON"),
+        ("1", "(root): must be a JSON object, not a number"),
+        ('"\\ud800"', "(root): must be a JSON object, not a string"),
+        ("true", "(root): must be a JSON object, not a boolean"),
+        ("", "not valid JSON"),
+        ("\ufeff{}", "not valid JSON"),
+        (b'{"a": "\xff"}', "not valid JSON"),
+    ],
+)
+@pytest.mark.parametrize("cls", PARSERS)
+def test_unreasonable_json_is_a_typed_error(
+    cls: type[ProcessingJob | ProgressEvent], body: str | bytes, problem: str
+) -> None:
+    with pytest.raises(JobFormatError) as caught:
+        cls.from_json(body)
+    assert caught.value.problems[0].startswith(problem), caught.value.problems
+
+
+def test_a_lone_surrogate_in_a_value_parses_and_is_escaped_for_sqs() -> None:
+    body = json.dumps(
+        {
+            "uploadId": "u",
+            "templateId": "t\ud800",
+            "branch": "main",
+            "objects": [{"bucket": "b", "key": "k\udfff"}],
+        }
+    )
+    job = ProcessingJob.from_json(body)
+    assert job.template_id == "t\ud800"
+    assert "\ud800" not in job.to_json()
+    assert ProcessingJob.from_json(job.to_json()) == job
+    with pytest.raises(JobFormatError, match="uploadId: must be 1-128 ASCII"):
+        ProcessingJob.from_json(body.replace('"u"', '"\\ud800"'))
+    # json.loads decodes bytes with surrogatepass: an encoded lone surrogate reads as one.
+    raw = body.replace('"u"', '"\ud800"').encode("utf-8", "surrogatepass")
+    with pytest.raises(JobFormatError, match="uploadId: must be 1-128 ASCII"):
+        ProcessingJob.from_json(raw)
+
+
+def test_nesting_that_json_reads_but_cannot_write_back_is_a_typed_error() -> None:
+    depth = 900
+    fields = "[" * depth + "]" * depth
+    body = (
+        '{"uploadId":"u","templateId":"t","branch":"m","objects":[{"bucket":"b","key":"k"}],'
+        f'"fields":{{"deep":{fields}}}}}'
+    )
+    job = ProcessingJob.from_json(body)
+    try:
+        again = ProcessingJob.from_json(job.to_json())
+    except JobFormatError:
+        return
+    assert again == job

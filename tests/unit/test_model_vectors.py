@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
+import attrs
 import pytest
 
 from tests.conftest import load_vector
@@ -14,8 +16,11 @@ from transflow import (
     ProcessingJob,
     ProgressEvent,
     ProgressType,
+    S3ObjectRef,
     TransflowError,
+    UserContext,
 )
+from transflow._wire.model import converter
 
 
 def without_empty_containers(value: Any) -> Any:
@@ -188,3 +193,66 @@ def test_json_is_compact_and_safe_for_sqs() -> None:
     assert "é" in text  # raw UTF-8 is smaller than \\u escapes
     assert "\ufffe" not in text  # SQS refuses U+FFFE in a body
     assert ProcessingJob.from_json(text) == job
+
+
+def test_nested_problems_carry_their_full_path() -> None:
+    body = {
+        "uploadId": "u",
+        "templateId": "t",
+        "branch": "main",
+        "objects": [{"bucket": "b", "key": "k"}, {"bucket": "b", "key": 5}, []],
+        "user": {"userId": "", "permissions": ["read", None, 3]},
+        "extraKey": {"kept": True},
+    }
+    with pytest.raises(JobFormatError) as caught:
+        ProcessingJob.from_dict(body)
+    assert caught.value.problems == (
+        "objects[1].key: must be a string, not a number",
+        "objects[2]: must be an object, not an array",
+        "user.userId: must not be empty",
+        "user.permissions[1]: must be a string, not null",
+        "user.permissions[2]: must be a string, not a number",
+    )
+
+
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        (lambda: S3ObjectRef("b", ""), "key: must not be empty"),
+        (lambda: UserContext("u", permissions="read"), "permissions: must be an array"),
+        (
+            lambda: UserContext("u", metadata=[]),  # type: ignore[arg-type]
+            "metadata: must be an object, not an array",
+        ),
+        (
+            lambda: ProcessingJob("a b", "t", [S3ObjectRef("b", "k")], "main"),
+            "upload_id: must be 1-128 ASCII",
+        ),
+        (lambda: ProcessingJob("u", "t", [], "main"), "objects: must not be empty"),
+        (
+            lambda: ProgressEvent.create("finished", upload_id="u", branch="main"),
+            "type: 'finished' is not one of start",
+        ),
+        (
+            lambda: ProgressEvent.create("progress", upload_id="u", branch="main", percent=200),
+            "percent: must be a number from 0 to 100, not 200",
+        ),
+    ],
+)
+def test_building_in_python_applies_the_same_rules(build: Any, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        build()
+
+
+class Colour(str, enum.Enum):
+    RED = "red"
+
+
+@attrs.frozen
+class Paint:
+    colour: Colour
+    name: str = "x"
+
+
+def test_the_converter_still_structures_other_enums_of_str() -> None:
+    assert converter.structure({"colour": "red", "name": None}, Paint) == Paint(Colour.RED)

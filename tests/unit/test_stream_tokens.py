@@ -141,7 +141,10 @@ def test_issuing_checks_its_inputs() -> None:
 
 
 def test_the_secret_comes_from_the_environment_never_the_file(tmp_path: Path) -> None:
-    env = {"SQS_QUEUE_URL": "https://sqs.example/q.fifo", "TRANSFLOW_PROJECT": "p"}
+    env = {
+        "SQS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo",
+        "TRANSFLOW_PROJECT": "p",
+    }
     assert load_config(env=env).stream_secret is None
     config = load_config(env={**env, "TRANSFLOW_STREAM_SECRET": SECRET})
     assert config.stream_secret == SECRET

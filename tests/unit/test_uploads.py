@@ -15,6 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transflow import (
+    ProcessingJob,
+    S3ObjectRef,
     TransflowError,
     UploadError,
     UploadFile,
@@ -24,6 +26,7 @@ from transflow import (
     create_upload,
     read_upload_metadata,
 )
+from transflow._wire.keys import job_output_prefix
 from transflow._wire.safenames import MAX_FILENAME_BYTES, safe_filename, safe_user_id
 from transflow.ingest.uploads import MAX_POST_OBJECT_BYTES, content_type_allowed, encode_fields
 
@@ -181,6 +184,8 @@ def test_content_type_patterns_are_anchored(
         ({"user": UserContext("jos\u00e9")}, "printable ASCII"),
         ({"fields": {"blob": "x" * 3000}}, "2048-byte limit"),
         ({"fields": {"bad": float("nan")}}, "cannot be written as JSON"),
+        ({"branch": "功能"}, "has no letters a-z or digits"),
+        ({"branch": "!!!"}, "has no letters a-z or digits"),
     ],
 )
 def test_unusable_arguments_raise_upload_error(
@@ -317,6 +322,9 @@ def test_bad_metadata_lists_every_problem() -> None:
         base64.b64encode(b"not json").decode(),
         base64.b64encode(b"[1,2]").decode(),
         "@@@@",
+        base64.b64encode(b'{"n": ' + b"9" * 5_000 + b"}").decode(),
+        base64.b64encode(b"[" * 100_000).decode(),
+        '{"n": NaN}',
     ],
 )
 def test_fields_that_are_not_a_json_object_are_refused(fields: str) -> None:
@@ -333,3 +341,21 @@ def test_any_metadata_parses_or_raises_a_typed_error(metadata: dict[str, str]) -
         assert problems, "an error must say what was wrong"
     else:
         assert meta.template_id  # only metadata naming a template parses
+
+
+def test_inputs_and_outputs_of_one_user_share_one_safe_folder(signer: S3Client) -> None:
+    user = UserContext("auth0|abc/../x")
+    ticket = create_upload(
+        signer, bucket="b", branch="main", template_id="t", files=["a.wav"], user=user
+    )
+    folder = safe_user_id(user.user_id)
+    assert ticket.prefix == f"uploads/main/users/{folder}/{ticket.upload_id}/"
+    job = ProcessingJob(
+        upload_id=ticket.upload_id,
+        template_id="t",
+        objects=[S3ObjectRef("b", ticket.files[0].key)],
+        branch="main",
+        user=user,
+    )
+    assert job_output_prefix(job) == f"outputs/main/users/{folder}/{ticket.upload_id}/"
+    assert "/../" not in job_output_prefix(job)

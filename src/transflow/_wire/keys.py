@@ -2,12 +2,15 @@
 
 ``uploads/{branch}/[users/{userId}/]{uploadId}/{filename}`` for inputs and
 ``outputs/{branch}/[users/{userId}/]{uploadId}/`` for outputs, with the upload's status record
-at ``{output prefix}status.json``. Pure: no AWS.
+at ``{output prefix}status.json``. The user id is always made one safe key segment here
+(:func:`transflow._wire.safenames.safe_user_id`), so inputs and outputs of one user share a
+folder name and no user id can add path segments. Pure: no AWS.
 """
 
 from __future__ import annotations
 
 from transflow._wire.model import ProcessingJob
+from transflow._wire.safenames import safe_user_id
 
 __all__ = [
     "STATUS_RECORD_NAME",
@@ -23,11 +26,13 @@ write an output of that name)."""
 
 
 def _user_part(user_id: str | None) -> str:
-    return f"users/{user_id}/" if user_id else ""
+    return f"users/{safe_user_id(user_id)}/" if user_id else ""
 
 
 def upload_prefix(branch: str, upload_id: str, user_id: str | None = None) -> str:
-    """``uploads/{branch}/[users/{userId}/]{uploadId}/``: where an upload's files go."""
+    """``uploads/{branch}/[users/{userId}/]{uploadId}/``: where an upload's files go.
+
+    ``user_id`` is the id as the host knows it; its folder name is derived here."""
     return f"uploads/{branch}/{_user_part(user_id)}{upload_id}/"
 
 

@@ -14,14 +14,18 @@ import datetime as dt
 import enum
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
 import cattrs
+from cattrs.errors import AttributeValidationNote, IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from transflow._wire.channels import upload_channel
+from transflow._wire.jsontext import JsonTextError, parse_json, show, type_name
 from transflow._wire.limits import is_sqs_id
 from transflow.errors import EventFormatError, JobFormatError
 
@@ -40,6 +44,7 @@ __all__ = [
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
 """Any value JSON can hold: what `fields`, `metadata` and an event's extra fields carry."""
 JsonObject: TypeAlias = "dict[str, JsonValue]"
+T = TypeVar("T")
 
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:?\d{2})"
@@ -88,30 +93,127 @@ def parse_timestamp(text: str) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
-def _aware(_instance: object, attribute: attrs.Attribute[dt.datetime], value: dt.datetime) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"{attribute.name} must be timezone-aware (use datetime.now(timezone.utc))"
+class FieldProblem(ValueError):
+    """A value broke a rule of its field: the one exception every rule below raises.
+
+    ``problems`` are ``(sub-path, text)`` pairs (the sub-path is empty, or ``[2]`` for one
+    item of an array). Building a class in Python shows them with the attribute's name;
+    parsing JSON shows them with the wire path (``objects[2].key: must not be empty``).
+    """
+
+    def __init__(self, problems: Sequence[tuple[str, str]], name: str = "") -> None:
+        self.problems = tuple(problems)
+        super().__init__(
+            "; ".join(f"{name}{sub}: {text}" if name or sub else text for sub, text in problems)
         )
+
+    @classmethod
+    def one(cls, text: str) -> FieldProblem:
+        return cls([("", text)])
+
+
+_Check: TypeAlias = Callable[[Any], None]
+
+
+def _rule(*checks: _Check) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """An attrs validator from checks, applied in order: the first problem is reported."""
+
+    def validate(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        try:
+            for check in checks:
+                check(value)
+        except FieldProblem as exc:
+            raise FieldProblem(exc.problems, attribute.name) from None
+
+    return validate
+
+
+def _optional(*checks: _Check) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    inner = _rule(*checks)
+
+    def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            inner(instance, attribute, value)
+
+    return validate
+
+
+def _string(value: object) -> None:
+    if not isinstance(value, str):
+        raise FieldProblem.one(f"must be a string, not {type_name(value)}")
+
+
+_TEXT = _optional(_string)
+
+
+def _not_empty(value: Sized) -> None:
+    if len(value) == 0:
+        raise FieldProblem.one("must not be empty")
+
+
+def _some_objects(value: Sized) -> None:
+    if len(value) == 0:
+        raise FieldProblem.one("must not be empty (a job needs at least one S3 object)")
+
+
+def _group_id(value: str) -> None:
+    if not is_sqs_id(value):
+        raise FieldProblem.one(
+            "must be 1-128 ASCII letters, digits or punctuation without spaces "
+            "(it is the SQS MessageGroupId)"
+        )
+
+
+def _json_object(value: object) -> None:
+    if not isinstance(value, Mapping):
+        raise FieldProblem.one(f"must be an object, not {type_name(value)}")
+
+
+def _strings(value: Sequence[object]) -> None:
+    bad = [
+        (f"[{index}]", f"must be a string, not {type_name(item)}")
+        for index, item in enumerate(value)
+        if not isinstance(item, str)
+    ]
+    if bad:
+        raise FieldProblem(bad)
+
+
+def _percent(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise FieldProblem.one(f"must be a number from 0 to 100, not {show(value)}")
+
+
+def _seq(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FieldProblem.one(f"must be a non-negative integer, not {show(value)}")
+
+
+def _aware(value: dt.datetime) -> None:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise FieldProblem.one("must be timezone-aware (use datetime.now(timezone.utc))")
+
+
+def _is_array(value: object) -> bool:
+    # A string or an object is not an array: iterating one would silently make an array of
+    # its characters or keys.
+    return isinstance(value, Iterable) and not isinstance(value, str | bytes | bytearray | Mapping)
+
+
+def _as_tuple(value: Any) -> Any:
+    """Converter of array fields: any array becomes a tuple; the validator refuses the rest."""
+    return tuple(value) if _is_array(value) else value
+
+
+def _array(value: object) -> None:
+    if not isinstance(value, tuple):
+        raise FieldProblem.one(f"must be an array, not {type_name(value)}")
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
         return value  # left for the validator to refuse, with its clearer message
     return value.astimezone(dt.timezone.utc)
-
-
-def _not_empty(_instance: object, attribute: attrs.Attribute[Any], value: Sized) -> None:
-    if len(value) == 0:
-        raise ValueError(f"{attribute.name} must not be empty")
-
-
-def _group_id(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not is_sqs_id(value):
-        raise ValueError(
-            f"{attribute.name} {value!r} cannot be an SQS MessageGroupId: use 1-128 "
-            "ASCII letters, digits or punctuation, without spaces"
-        )
 
 
 # -- value classes ----------------------------------------------------------------------
@@ -123,31 +225,21 @@ class S3ObjectRef:
     the bridge knows them, say which content of the key the job is for: they are part of
     the job's fingerprint, so a file re-posted with new content is processed again."""
 
-    bucket: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
-    key: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
-    etag: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
-    )
-    version_id: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
-    )
-
-
-def _str_tuple(value: Sequence[str]) -> tuple[str, ...]:
-    return tuple(value)
+    bucket: str = attrs.field(validator=_rule(_string, _not_empty))
+    key: str = attrs.field(validator=_rule(_string, _not_empty))
+    etag: str | None = attrs.field(default=None, validator=_TEXT)
+    version_id: str | None = attrs.field(default=None, validator=_TEXT)
 
 
 @attrs.frozen
 class UserContext:
     """Who uploaded: the id, what they may do, and free-form metadata from the host."""
 
-    user_id: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
-    permissions: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    metadata: Mapping[str, JsonValue] = attrs.field(factory=dict)
-
-
-def _object_tuple(value: Sequence[S3ObjectRef]) -> tuple[S3ObjectRef, ...]:
-    return tuple(value)
+    user_id: str = attrs.field(validator=_rule(_string, _not_empty))
+    permissions: tuple[str, ...] = attrs.field(
+        default=(), converter=_as_tuple, validator=_rule(_array, _strings)
+    )
+    metadata: Mapping[str, JsonValue] = attrs.field(factory=dict, validator=_rule(_json_object))
 
 
 @attrs.frozen
@@ -158,13 +250,15 @@ class ProcessingJob:
     passes through an older processor unchanged.
     """
 
-    upload_id: str = attrs.field(validator=[attrs.validators.instance_of(str), _group_id])
-    template_id: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
-    objects: tuple[S3ObjectRef, ...] = attrs.field(converter=_object_tuple, validator=_not_empty)
-    branch: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
-    fields: Mapping[str, JsonValue] = attrs.field(factory=dict)
+    upload_id: str = attrs.field(validator=_rule(_string, _group_id))
+    template_id: str = attrs.field(validator=_rule(_string, _not_empty))
+    objects: tuple[S3ObjectRef, ...] = attrs.field(
+        converter=_as_tuple, validator=_rule(_array, _some_objects)
+    )
+    branch: str = attrs.field(validator=_rule(_string, _not_empty))
+    fields: Mapping[str, JsonValue] = attrs.field(factory=dict, validator=_rule(_json_object))
     user: UserContext | None = None
-    extra: Mapping[str, JsonValue] = attrs.field(factory=dict)
+    extra: Mapping[str, JsonValue] = attrs.field(factory=dict, validator=_rule(_json_object))
 
     @property
     def channel(self) -> str:
@@ -174,10 +268,6 @@ class ProcessingJob:
     @classmethod
     def from_dict(cls, data: object) -> ProcessingJob:
         """Build a job from a decoded wire dictionary; raises :class:`JobFormatError`."""
-        problems = list(_check_job(data))
-        if problems:
-            raise JobFormatError("processing job", problems)
-        assert isinstance(data, dict)
         return _structure(data, cls, JobFormatError, "processing job")
 
     @classmethod
@@ -214,21 +304,20 @@ class ProgressType(str, enum.Enum):
         return self in (ProgressType.DONE, ProgressType.ERROR)
 
 
-def _percent(_instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
-        raise ValueError(f"{attribute.name} must be a number from 0 to 100, not {value!r}")
+_ALLOWED_TYPES = ", ".join(t.value for t in ProgressType)
 
 
-def _seq(_instance: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be a non-negative integer, not {value!r}")
+def _as_progress_type(value: Any) -> Any:
+    """Converter of ``type``: the wire string becomes the enum; the validator refuses the rest."""
+    try:
+        return ProgressType(value)
+    except ValueError:
+        return value
 
 
-_OPTIONAL_STR = attrs.validators.optional(attrs.validators.instance_of(str))
+def _progress_type(value: object) -> None:
+    if not isinstance(value, ProgressType):
+        raise FieldProblem.one(f"{show(value)} is not one of {_ALLOWED_TYPES}")
 
 
 @attrs.frozen
@@ -239,20 +328,20 @@ class ProgressEvent:
     keys a template published that have no field of their own (``ctx.publish(type, **data)``).
     """
 
-    channel: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
-    type: ProgressType = attrs.field(converter=ProgressType)
-    upload_id: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
-    branch: str = attrs.field(validator=[attrs.validators.instance_of(str), _not_empty])
-    timestamp: dt.datetime = attrs.field(converter=_utc, validator=_aware)
-    seq: int | None = attrs.field(default=None, validator=_seq)
-    step: str | None = attrs.field(default=None, validator=_OPTIONAL_STR)
-    key: str | None = attrs.field(default=None, validator=_OPTIONAL_STR)
-    message: str | None = attrs.field(default=None, validator=_OPTIONAL_STR)
-    name: str | None = attrs.field(default=None, validator=_OPTIONAL_STR)
-    bucket: str | None = attrs.field(default=None, validator=_OPTIONAL_STR)
-    template_id: str | None = attrs.field(default=None, validator=_OPTIONAL_STR)
-    percent: float | None = attrs.field(default=None, validator=_percent)
-    extra: Mapping[str, JsonValue] = attrs.field(factory=dict)
+    channel: str = attrs.field(validator=_rule(_string, _not_empty))
+    type: ProgressType = attrs.field(converter=_as_progress_type, validator=_rule(_progress_type))
+    upload_id: str = attrs.field(validator=_rule(_string, _not_empty))
+    branch: str = attrs.field(validator=_rule(_string, _not_empty))
+    timestamp: dt.datetime = attrs.field(converter=_utc, validator=_rule(_aware))
+    seq: int | None = attrs.field(default=None, validator=_optional(_seq))
+    step: str | None = attrs.field(default=None, validator=_TEXT)
+    key: str | None = attrs.field(default=None, validator=_TEXT)
+    message: str | None = attrs.field(default=None, validator=_TEXT)
+    name: str | None = attrs.field(default=None, validator=_TEXT)
+    bucket: str | None = attrs.field(default=None, validator=_TEXT)
+    template_id: str | None = attrs.field(default=None, validator=_TEXT)
+    percent: float | None = attrs.field(default=None, validator=_optional(_percent))
+    extra: Mapping[str, JsonValue] = attrs.field(factory=dict, validator=_rule(_json_object))
 
     @classmethod
     def create(
@@ -267,7 +356,7 @@ class ProgressEvent:
         """An event for an upload, with its channel filled in and the time now (UTC)."""
         return cls(
             channel=upload_channel(branch, upload_id),
-            type=ProgressType(type),
+            type=type,
             upload_id=upload_id,
             branch=branch,
             timestamp=timestamp or dt.datetime.now(dt.timezone.utc),
@@ -282,10 +371,6 @@ class ProgressEvent:
     @classmethod
     def from_dict(cls, data: object) -> ProgressEvent:
         """Build an event from a decoded wire dictionary; raises :class:`EventFormatError`."""
-        problems = list(_check_event(data))
-        if problems:
-            raise EventFormatError("progress event", problems)
-        assert isinstance(data, dict)
         return _structure(data, cls, EventFormatError, "progress event")
 
     @classmethod
@@ -303,6 +388,10 @@ class ProgressEvent:
 
 
 # -- the converter: configured here, once -----------------------------------------------
+#
+# Structuring runs each field's attrs converter and validator as it goes, so cattrs collects
+# every broken rule with its place (detailed validation), and the rules above are the only
+# ones. Scalars pass through untouched: their type is a rule too, checked by the validator.
 
 
 def _camel(name: str) -> str:
@@ -311,26 +400,78 @@ def _camel(name: str) -> str:
 
 
 def _passthrough(value: Any, _type: Any) -> Any:
-    # Free-form JSON (fields, metadata, extra, percent) was checked before structuring.
     return value
 
 
-_FREE_FORM = {"fields", "metadata", "extra", "percent"}
+def _wire_timestamp(value: object, _type: Any) -> dt.datetime:
+    _string(value)
+    try:
+        return parse_timestamp(value)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise FieldProblem.one(str(exc)) from None
+
+
+# Free-form JSON: any object, checked as one by its validator; never structured.
+_FREE_FORM = {"fields", "metadata", "extra"}
 _EXTRA = "extra"
 
-T = TypeVar("T")
+
+_SCALARS = (str, int, float, bool, ProgressType, type(None))
 
 
-def _make_converter() -> cattrs.Converter:
-    # omit_if_default: absent optionals are left out of the JSON, never written as null.
-    conv = cattrs.Converter(omit_if_default=True)
-    conv.register_unstructure_hook(dt.datetime, format_timestamp)
-    conv.register_unstructure_hook(ProgressType, lambda value: value.value)
-    conv.register_structure_hook(dt.datetime, lambda value, _: parse_timestamp(value))
+def _is_scalar(type_: Any) -> bool:
+    """Whether a field holds a scalar (or an optional one), which structures as itself: its
+    type is a rule of the field's validator. Decided per field rather than by registering
+    hooks for ``str``, which cattrs would also apply to other ``str`` enums."""
+    if type_ in _SCALARS:
+        return True
+    origin = typing.get_origin(type_)
+    return origin in (typing.Union, types.UnionType) and all(
+        a in _SCALARS for a in typing.get_args(type_)
+    )
 
-    def unstructure_factory(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+
+def _is_array_type(type_: Any) -> bool:
+    args: tuple[Any, ...] = getattr(type_, "__args__", ())
+    return getattr(type_, "__origin__", None) is tuple and len(args) == 2 and args[1] is ...
+
+
+def _structure_array(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """``tuple[X, ...]`` from a JSON array, every item's problems collected by index."""
+
+    def structure(value: Any, type_: Any) -> Any:
+        if not _is_array(value):
+            return value  # the field's validator says what it is instead
+        item_type = type_.__args__[0]
+        hook = _passthrough if _is_scalar(item_type) else conv.get_structure_hook(item_type)
+        out: list[Any] = []
+        errors: list[Exception] = []
+        for index, item in enumerate(value):
+            try:
+                out.append(hook(item, item_type))
+            except Exception as exc:
+                note = IterableValidationNote(f"Structuring item @ index {index}", index, item_type)
+                # cattrs reads the index from this note (add_note is Python 3.11+).
+                exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {type_!r}", errors, type_)
+        return tuple(out)
+
+    return structure
+
+
+def _unstructure_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
+    def factory(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
         names = {a.name for a in attrs.fields(cls)}
-        overrides = {n: override(rename=_camel(n), omit=n == _EXTRA) for n in names}
+        # Free-form JSON is copied, not walked: a value nested 900 deep would otherwise
+        # exhaust the stack here instead of failing cleanly in json.dumps.
+        overrides = {
+            n: override(
+                rename=_camel(n), omit=n == _EXTRA, unstruct_hook=dict if n in _FREE_FORM else None
+            )
+            for n in names
+        }
         # mypy cannot tell the per-attribute overrides from cattrs' own keyword flags.
         base = make_dict_unstructure_fn(
             cls,
@@ -349,19 +490,44 @@ def _make_converter() -> cattrs.Converter:
 
         return unstructure
 
-    def structure_factory(cls: type[Any]) -> Callable[[Mapping[str, Any], Any], Any]:
-        names = {a.name for a in attrs.fields(cls)}
+    return factory
+
+
+def _field_hook(conv: cattrs.Converter, field: attrs.Attribute[Any]) -> Callable[[Any, Any], Any]:
+    """Structure one field, then apply its attrs converter and validator: the field's rules
+    run here, where cattrs records which field broke them."""
+    free = field.name in _FREE_FORM or _is_scalar(field.type)
+    inner = _passthrough if free else conv.get_structure_hook(field.type)
+    convert = field.converter
+    validate = field.validator
+
+    def structure(value: Any, _type: Any) -> Any:
+        value = inner(value, field.type)
+        if convert is not None:
+            value = convert(value)  # type: ignore[operator] # plain functions, never attrs.Converter
+        if validate is not None:
+            validate(None, field, value)
+        return value
+
+    return structure
+
+
+def _structure_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
+    def factory(cls: type[Any]) -> Callable[[Mapping[str, Any], Any], Any]:
+        fields = attrs.fields(attrs.resolve_types(cls))
+        names = {a.name for a in fields}
         overrides = {
-            n: override(
-                rename=n if n == _EXTRA else _camel(n),
-                struct_hook=_passthrough if n in _FREE_FORM else None,
+            a.name: override(
+                rename=a.name if a.name == _EXTRA else _camel(a.name),
+                struct_hook=_field_hook(conv, a),
             )
-            for n in names
+            for a in fields
         }
         base = make_dict_structure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
         wire_names = {_camel(n) for n in names if n != _EXTRA}
 
         def structure(data: Mapping[str, Any], _type: Any) -> Any:
+            _json_object(data)
             # null means absent for optional keys: JavaScript senders write both.
             known = {k: v for k, v in data.items() if k in wire_names and v is not None}
             if _EXTRA in names:
@@ -370,8 +536,18 @@ def _make_converter() -> cattrs.Converter:
 
         return structure
 
-    conv.register_unstructure_hook_factory(attrs.has, unstructure_factory)
-    conv.register_structure_hook_factory(attrs.has, structure_factory)
+    return factory
+
+
+def _make_converter() -> cattrs.Converter:
+    # omit_if_default: absent optionals are left out of the JSON, never written as null.
+    conv = cattrs.Converter(omit_if_default=True, detailed_validation=True)
+    conv.register_unstructure_hook(dt.datetime, format_timestamp)
+    conv.register_unstructure_hook(ProgressType, lambda value: value.value)
+    conv.register_structure_hook(dt.datetime, _wire_timestamp)
+    conv.register_structure_hook_func(_is_array_type, _structure_array(conv))
+    conv.register_unstructure_hook_factory(attrs.has, _unstructure_factory(conv))
+    conv.register_structure_hook_factory(attrs.has, _structure_factory(conv))
     return conv
 
 
@@ -384,147 +560,68 @@ def _unstructure(obj: object) -> JsonObject:
     return result
 
 
-def _structure(data: Mapping[str, Any], cls: type[T], error: type[JobFormatError], what: str) -> T:
+# -- cattrs' structured errors as one message: every problem, with its path ---------------
+
+
+def _note(exc: BaseException, kind: type[Any]) -> Any:
+    return next((n for n in getattr(exc, "__notes__", ()) if isinstance(n, kind)), None)
+
+
+def _required(type_: Any) -> str:
+    if isinstance(type_, type) and issubclass(type_, enum.Enum):
+        return f"required (one of {', '.join(str(m.value) for m in type_)})"
+    return "required"
+
+
+def _problems(exc: BaseException, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(exc, cattrs.ClassValidationError):
+        for sub in exc.exceptions:
+            note = _note(sub, AttributeValidationNote)
+            if note is None:
+                yield from _problems(sub, path)
+                continue
+            name = note.name if note.name == _EXTRA else _camel(note.name)
+            where = f"{path}.{name}" if path else name
+            if isinstance(sub, KeyError):
+                yield where, _required(note.type)
+            else:
+                yield from _problems(sub, where)
+    elif isinstance(exc, IterableValidationError):
+        for sub in exc.exceptions:
+            note = _note(sub, IterableValidationNote)
+            yield from _problems(sub, path if note is None else f"{path}[{note.index}]")
+    elif isinstance(exc, FieldProblem):
+        for sub, text in exc.problems:
+            yield path + sub, text
+    else:
+        yield path, str(exc) or type(exc).__name__
+
+
+def _structure(data: object, cls: type[T], error: type[JobFormatError], what: str) -> T:
+    if not isinstance(data, dict):
+        # The document itself, as opposed to a nested value: say JSON, it is what was sent.
+        raise error(what, [f"(root): must be a JSON object, not {type_name(data)}"])
     try:
         return converter.structure(data, cls)
-    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-        # The checks above should have caught it; never let a cattrs error escape.
-        raise error(what, [str(exc)]) from exc
+    except (cattrs.BaseValidationError, FieldProblem) as exc:
+        problems = [f"{where or '(root)'}: {text}" for where, text in _problems(exc, "")]
+        raise error(what, problems) from exc
 
 
 def _loads(text: str | bytes, error: type[JobFormatError], what: str) -> object:
-    if not isinstance(text, str | bytes | bytearray):
-        raise error(what, [f"expected a JSON string or bytes, got {type(text).__name__}"])
     try:
-        return json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(what, [f"not valid JSON ({exc})"]) from exc
-    except RecursionError as exc:
-        raise error(what, ["JSON nested too deeply"]) from exc
+        return parse_json(text)
+    except JsonTextError as exc:
+        raise error(what, [str(exc)]) from exc
 
 
 def _dumps(data: JsonObject) -> str:
     try:
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         # fields/metadata/extra are free-form in Python; only JSON values can travel.
         raise JobFormatError(
             "message", [f"a value cannot be written as JSON ({exc}); use JSON types only"]
         ) from exc
     # Raw non-ASCII is smaller on the wire, but SQS refuses lone surrogates and U+FFFE/FFFF.
     return _NOT_SQS_SAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-# -- checking raw input: every problem, with its path -------------------------------------
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
-    )
-
-
-def _check_str(data: Mapping[str, Any], key: str, path: str, *, required: bool) -> Iterator[str]:
-    value = data.get(key)
-    where = f"{path}{key}"
-    if value is None:
-        if required:
-            yield f"{where}: required"
-    elif not isinstance(value, str):
-        yield f"{where}: must be a string, not {_type_name(value)}"
-    elif required and not value:
-        yield f"{where}: must not be empty"
-
-
-def _check_object(data: Mapping[str, Any], key: str, path: str) -> Iterator[str]:
-    value = data.get(key)
-    if value is not None and not isinstance(value, dict):
-        yield f"{path}{key}: must be an object, not {_type_name(value)}"
-
-
-def _check_job(data: object) -> Iterator[str]:
-    if not isinstance(data, dict):
-        yield f"(root): must be a JSON object, not {_type_name(data)}"
-        return
-    yield from _check_str(data, "uploadId", "", required=True)
-    upload_id = data.get("uploadId")
-    if isinstance(upload_id, str) and upload_id and not is_sqs_id(upload_id):
-        yield (
-            "uploadId: must be 1-128 ASCII letters, digits or punctuation without spaces "
-            "(it is the SQS MessageGroupId)"
-        )
-    yield from _check_str(data, "templateId", "", required=True)
-    yield from _check_str(data, "branch", "", required=True)
-    objects = data.get("objects")
-    if objects is None:
-        yield "objects: required"
-    elif not isinstance(objects, list):
-        yield f"objects: must be an array, not {_type_name(objects)}"
-    elif not objects:
-        yield "objects: must not be empty (a job needs at least one S3 object)"
-    else:
-        for index, item in enumerate(objects):
-            path = f"objects[{index}]"
-            if not isinstance(item, dict):
-                yield f"{path}: must be an object, not {_type_name(item)}"
-                continue
-            yield from _check_str(item, "bucket", f"{path}.", required=True)
-            yield from _check_str(item, "key", f"{path}.", required=True)
-    yield from _check_object(data, "fields", "")
-    yield from _check_user(data.get("user"))
-
-
-def _check_user(user: object) -> Iterator[str]:
-    if user is None:
-        return
-    if not isinstance(user, dict):
-        yield f"user: must be an object, not {_type_name(user)}"
-        return
-    yield from _check_str(user, "userId", "user.", required=True)
-    permissions = user.get("permissions")
-    if permissions is not None and not isinstance(permissions, list):
-        yield f"user.permissions: must be an array, not {_type_name(permissions)}"
-    elif permissions is not None:
-        for index, item in enumerate(permissions):
-            if not isinstance(item, str):
-                yield f"user.permissions[{index}]: must be a string, not {_type_name(item)}"
-    yield from _check_object(user, "metadata", "user.")
-
-
-_EVENT_STRINGS = ("step", "key", "message", "name", "bucket", "templateId")
-
-
-def _check_event(data: object) -> Iterator[str]:
-    if not isinstance(data, dict):
-        yield f"(root): must be a JSON object, not {_type_name(data)}"
-        return
-    for key in ("channel", "uploadId", "branch"):
-        yield from _check_str(data, key, "", required=True)
-    kind = data.get("type")
-    allowed = ", ".join(t.value for t in ProgressType)
-    if kind is None:
-        yield f"type: required (one of {allowed})"
-    elif kind not in {t.value for t in ProgressType}:
-        yield f"type: {kind!r} is not one of {allowed}"
-    stamp = data.get("timestamp")
-    if stamp is None:
-        yield "timestamp: required"
-    elif not isinstance(stamp, str):
-        yield f"timestamp: must be a string, not {_type_name(stamp)}"
-    else:
-        try:
-            parse_timestamp(stamp)
-        except ValueError as exc:
-            yield f"timestamp: {exc}"
-    seq = data.get("seq")
-    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
-        yield f"seq: must be a non-negative integer, not {seq!r}"
-    percent = data.get("percent")
-    if percent is not None and (
-        isinstance(percent, bool) or not isinstance(percent, int | float) or not 0 <= percent <= 100
-    ):
-        yield f"percent: must be a number from 0 to 100, not {percent!r}"
-    for key in _EVENT_STRINGS:
-        yield from _check_str(data, key, "", required=False)

@@ -12,7 +12,15 @@ import attrs
 
 from transflow.errors import ConfigError
 
-__all__ = ["MAX_QUEUE_NAME", "QueueNames", "is_valid_project", "queue_names", "sanitize_branch"]
+__all__ = [
+    "MAX_QUEUE_NAME",
+    "QueueNames",
+    "is_fifo_queue_name",
+    "is_queue_url",
+    "is_valid_project",
+    "queue_names",
+    "sanitize_branch",
+]
 
 MAX_QUEUE_NAME = 80
 """SQS's limit on a queue name, ``.fifo`` included."""
@@ -23,6 +31,12 @@ _PROJECT = re.compile(r"[A-Za-z0-9_-]+")
 _SUFFIXES = ("processing", "progress", "dlq")
 _LONGEST_SUFFIX = max(len(f"-{s}.fifo") for s in _SUFFIXES)
 _HASH_CHARS = 8
+_FIFO_QUEUE_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_QUEUE_NAME - len('.fifo')}}}\.fifo")
+# https://sqs.{region}.amazonaws.com/{account}/{name}, and the same shape on local
+# endpoints (moto, LocalStack, ElasticMQ: http://host:port/{account}/{name}).
+_QUEUE_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9_-]+/([A-Za-z0-9_-]+(?:\.fifo)?)"
+)
 
 
 def is_valid_project(name: str) -> bool:
@@ -30,15 +44,40 @@ def is_valid_project(name: str) -> bool:
     return _PROJECT.fullmatch(name) is not None
 
 
+def is_fifo_queue_name(name: object) -> bool:
+    """Whether ``name`` can name an SQS FIFO queue: letters, digits, ``-`` and ``_``, ending
+    in ``.fifo``, at most :data:`MAX_QUEUE_NAME` characters."""
+    return isinstance(name, str) and _FIFO_QUEUE_NAME.fullmatch(name) is not None
+
+
+def is_queue_url(url: object, *, fifo: bool = True) -> bool:
+    """Whether ``url`` has the shape of an SQS queue URL (``https://host/account/name``,
+    or ``http://`` on a local endpoint); with ``fifo``, the name must be a FIFO queue's."""
+    match = _QUEUE_URL.fullmatch(url) if isinstance(url, str) else None
+    if match is None:
+        return False
+    name = match.group(1)
+    return is_fifo_queue_name(name) if fifo else len(name) <= MAX_QUEUE_NAME
+
+
 def sanitize_branch(name: str) -> str:
     """A git branch name as it may appear in queue names, keys and channels.
 
-    Lowercase, only ``[a-z0-9-]``, runs of dashes collapsed, no leading or trailing dash;
-    an empty result becomes ``main``. ``feature/Login-Page`` becomes ``feature-login-page``.
+    Lowercase, only ``[a-z0-9-]``, runs of dashes collapsed, no leading or trailing dash.
+    ``feature/Login-Page`` becomes ``feature-login-page``. A name with nothing left
+    (``""``, ``!!!``, ``功能``) raises :class:`ConfigError`: it must not silently become
+    ``main`` and share main's queues.
     """
+    if not isinstance(name, str):
+        raise ConfigError(f"branch must be a string, not {type(name).__name__}")
     cleaned = _NOT_ALLOWED.sub("-", name.lower())
     cleaned = _DASHES.sub("-", cleaned).strip("-")
-    return cleaned or "main"
+    if not cleaned:
+        raise ConfigError(
+            f"branch {name[:80]!r} has no letters a-z or digits, so it cannot name queues, keys "
+            "or channels; use an ASCII branch name (for example 'feature-login')"
+        )
+    return cleaned
 
 
 @attrs.frozen

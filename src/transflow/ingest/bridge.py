@@ -43,6 +43,7 @@ from transflow.ingest.grouping import (
     complete_upload,
     plan_jobs,
 )
+from transflow.ingest.metadata import read_upload_metadata
 from transflow.ingest.s3events import (
     EventSource,
     FailedRecord,
@@ -51,7 +52,6 @@ from transflow.ingest.s3events import (
     SkippedRecord,
     parse_event,
 )
-from transflow.ingest.uploads import read_upload_metadata
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -21,8 +21,8 @@ import attrs
 
 from transflow._wire.model import ProcessingJob, S3ObjectRef
 from transflow._wire.renamed import renamed_names
+from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import FailedRecord, S3Record
-from transflow.ingest.uploads import UploadMetadata
 
 __all__ = [
     "HeadedRecord",

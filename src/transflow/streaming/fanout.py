@@ -14,7 +14,6 @@ number of channels remembered (least recently used are forgotten).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import threading
@@ -153,6 +152,9 @@ class Subscription:
 
     async def aget(self, timeout: float | None = None) -> ProgressEvent | None:
         """:meth:`get` for asyncio: waits on the event loop, not in a thread."""
+        # Imported here: only asyncio hosts call this, and their loop has loaded asyncio.
+        import asyncio  # noqa: PLC0415
+
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 

@@ -9,7 +9,6 @@ mounts under a path of its choosing. No AWS either: the hub is passed in.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -538,6 +537,9 @@ async def _serve(
     heartbeat: float,
     retry: int | None,
 ) -> None:
+    # Imported here: only ASGI hosts get this far, and their loop has loaded asyncio.
+    import asyncio  # noqa: PLC0415
+
     async def watch_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
