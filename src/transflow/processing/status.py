@@ -133,16 +133,17 @@ class AssemblyStatus:
 # Not transflow._wire.model.converter: that one writes the camelCase wire format, while the status
 # record follows Transloadit's snake_case keys that existing dashboards read.
 _converter = cattrs.Converter()
-# Transloadit's key for the content type is "mime"; the attribute says what it holds.
-for _record in (UploadRecord, ResultRecord):
-    _converter.register_unstructure_hook(
-        _record,
-        make_dict_unstructure_fn(_record, _converter, content_type=override(rename="mime")),
-    )
-    _converter.register_structure_hook(
-        _record,
-        make_dict_structure_fn(_record, _converter, content_type=override(rename="mime")),
-    )
+# Transloadit's key for the content type is "mime"; the attribute says what it holds. The
+# hooks are made on first use, so a cold start does not pay for generating them.
+_MIME_RECORDS = (UploadRecord, ResultRecord)
+_converter.register_unstructure_hook_factory(
+    lambda cls: cls in _MIME_RECORDS,
+    lambda cls: make_dict_unstructure_fn(cls, _converter, content_type=override(rename="mime")),
+)
+_converter.register_structure_hook_factory(
+    lambda cls: cls in _MIME_RECORDS,
+    lambda cls: make_dict_structure_fn(cls, _converter, content_type=override(rename="mime")),
+)
 
 
 def now_text() -> str:
