@@ -24,9 +24,11 @@ from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.naming import (
     MAX_QUEUE_NAME,
     QueueNames,
+    instance_queue_prefix,
     is_valid_project,
     queue_names,
     sanitize_branch,
+    topic_name,
 )
 from transflow._wire.tokens import ENV_STREAM_SECRET, check_stream_secret
 from transflow.errors import ConfigError, UnknownConfigKeyWarning
@@ -47,6 +49,7 @@ MIGRATION_STEPS = (
 )
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo")
+_FIFO_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,251}\.fifo")
 
 
 @attrs.frozen
@@ -63,6 +66,15 @@ _SQS_INTS: dict[str, tuple[str, int, _Range]] = {
     "batchSize": ("batch_size", 10, _Range(1, 10)),
     "retentionSec": ("retention_sec", 14 * 24 * 3600, _Range(60, 14 * 24 * 3600)),
     "maxMessageBytes": ("max_message_bytes", MAX_MESSAGE_BYTES, _Range(1_024, 1_048_576)),
+    # Fan-out mode: a hub instance queue not seen for this long is swept (by any hub and by
+    # `transflow queues sweep`); the hub refreshes its tag every third of it.
+    "instanceStaleSec": ("instance_stale_sec", 300, _Range(60, 86_400)),
+}
+# Wire key -> (attribute, default, allowed values).
+_SQS_CHOICES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # "sqs": one progress queue, one hub (one process). "sns": the processor publishes to an
+    # SNS FIFO topic and every hub instance gets its own queue (any number of processes).
+    "progressFanout": ("progress_fanout", "sqs", ("sqs", "sns")),
 }
 _SQS_NAMES = {
     "queueName": "queue_name",
@@ -74,12 +86,14 @@ _SQS_URLS = {
     "progressQueueUrl": "progress_queue_url",
     "dlqUrl": "dlq_url",
 }
+_SQS_TOPIC_ARN = "progressTopicArn"
 _TOP_LEVEL = {"project", "region", "branch", "sqs", "streamSecret", "$schema"}
-_SQS_KEYS = set(_SQS_INTS) | set(_SQS_NAMES) | set(_SQS_URLS)
+_SQS_KEYS = set(_SQS_INTS) | set(_SQS_CHOICES) | set(_SQS_NAMES) | set(_SQS_URLS) | {_SQS_TOPIC_ARN}
 
 ENV_QUEUE_URL = "SQS_QUEUE_URL"
 ENV_PROGRESS_QUEUE_URL = "SQS_PROGRESS_QUEUE_URL"
 ENV_DLQ_URL = "SQS_DLQ_URL"
+ENV_PROGRESS_TOPIC_ARN = "SNS_PROGRESS_TOPIC_ARN"
 ENV_BATCH_SIZE = "MAX_BATCH_SIZE"
 ENV_PROJECT = "TRANSFLOW_PROJECT"
 ENV_BRANCH = "TRANSFLOW_BRANCH"
@@ -100,6 +114,16 @@ class SqsConfig:
     batch_size: int = 10
     retention_sec: int = 14 * 24 * 3600
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    progress_fanout: str = "sqs"
+    """``"sqs"`` (one progress queue, one hub) or ``"sns"`` (an SNS FIFO topic, one queue per
+    hub instance); ``progress_topic_arn`` implies ``"sns"``."""
+    progress_topic_arn: str | None = None
+    instance_stale_sec: int = 300
+
+    @property
+    def fanout(self) -> bool:
+        """Whether progress goes through the SNS FIFO topic to every hub instance."""
+        return self.progress_fanout == "sns" or self.progress_topic_arn is not None
 
 
 @attrs.frozen
@@ -126,6 +150,19 @@ class TransflowConfig:
             uploads=derived.uploads,
             uploads_dlq=derived.uploads_dlq,
         )
+
+    @property
+    def topic_name(self) -> str:
+        """The SNS FIFO progress topic's name in fan-out mode (the ARN's last part when
+        ``sqs.progressTopicArn`` is set, else ``{project}-{branch}-progress.fifo``)."""
+        if self.sqs.progress_topic_arn:
+            return self.sqs.progress_topic_arn.rsplit(":", 1)[1]
+        return topic_name(self.project, self.branch)
+
+    @property
+    def instance_queue_prefix(self) -> str:
+        """What every hub instance queue of this branch starts with (fan-out mode)."""
+        return instance_queue_prefix(self.project, self.branch)
 
 
 def load_config(
@@ -200,6 +237,24 @@ def _sqs_from_file(sqs_raw: Mapping[str, Any], problems: list[str]) -> dict[str,
             problems.append(problem)
         else:
             values[attribute] = value
+    for key, (name, fallback, choices) in _SQS_CHOICES.items():
+        choice = sqs_raw.get(key, fallback)
+        if choice in choices:
+            values[name] = choice
+        else:
+            problems.append(
+                f"sqs.{key}: must be one of {', '.join(map(repr, choices))}, not {choice!r}"
+            )
+    _topic_arn(sqs_raw.get(_SQS_TOPIC_ARN), f"sqs.{_SQS_TOPIC_ARN}", values, problems)
+    if (
+        values.get("progress_fanout") == "sqs"
+        and "progressFanout" in sqs_raw
+        and (values.get("progress_topic_arn"))
+    ):
+        problems.append(
+            f"sqs.{_SQS_TOPIC_ARN} is set but sqs.progressFanout is 'sqs': set progressFanout "
+            "to 'sns' (or remove it) to publish progress to the topic"
+        )
     for key, attribute in {**_SQS_NAMES, **_SQS_URLS}.items():
         value = sqs_raw.get(key)
         if value is None:
@@ -216,7 +271,20 @@ def _sqs_from_file(sqs_raw: Mapping[str, Any], problems: list[str]) -> dict[str,
     return values
 
 
+def _topic_arn(value: object, where: str, values: dict[str, Any], problems: list[str]) -> None:
+    if value is None or value == "":
+        return
+    if isinstance(value, str) and _FIFO_TOPIC_ARN.fullmatch(value):
+        values["progress_topic_arn"] = value
+        return
+    problems.append(
+        f"{where}: {value!r} is not the ARN of an SNS FIFO topic "
+        "(arn:aws:sns:{region}:{account}:{name}.fifo)"
+    )
+
+
 def _sqs_from_env(env: Mapping[str, str], values: dict[str, Any], problems: list[str]) -> None:
+    _topic_arn(env.get(ENV_PROGRESS_TOPIC_ARN), ENV_PROGRESS_TOPIC_ARN, values, problems)
     for var, attribute in (
         (ENV_QUEUE_URL, "queue_url"),
         (ENV_PROGRESS_QUEUE_URL, "progress_queue_url"),

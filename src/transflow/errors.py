@@ -321,6 +321,13 @@ class SubscriberLagged(SubscriptionClosed):
     would not slow the others; reconnect with the last event id it saw to resume."""
 
 
+class HubForked(SubscriptionClosed):
+    """A :class:`~transflow.ProgressHub` on the shared progress queue was started in another
+    process (before a fork: gunicorn ``--preload``, multiprocessing) and cannot serve this
+    one; start the hub in each worker, or use fan-out mode (``sqs.progressFanout: "sns"``),
+    where a forked hub restarts with a queue of its own."""
+
+
 class SseEncodingError(TransflowError, ValueError):
     """A Server-Sent Events field cannot be encoded: ``id`` and ``event`` must not contain
     CR, LF or NUL, and ``retry`` must be a non-negative integer."""
