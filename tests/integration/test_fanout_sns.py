@@ -82,7 +82,7 @@ def test_every_hub_instance_gets_every_event_in_order_and_cleans_up(
             got = [sub.get(timeout=10) for _ in range(50)]
             by_upload = {u: [e.seq for e in got if e and e.upload_id == u] for u in ("a", "b")}
             assert all(len(seqs) == 25 for seqs in by_upload.values())
-            assert all(seqs == sorted(seqs) for seqs in by_upload.values())
+            assert all(seqs == sorted(s or 0 for s in seqs) for seqs in by_upload.values())
             assert sub.get(timeout=0.2) is None  # no duplicates behind them
     finally:
         for hub in hubs:
@@ -137,7 +137,7 @@ def test_a_sweep_removes_dead_instances_and_leaves_live_ones(
     ]
     assert endpoints == [live.arn]
     urls = sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls") or []
-    assert sorted(urls) == sorted([live.url, other])
+    assert sorted(urls) == sorted([str(live.url), other])
     # Delivery works again for the survivors.
     publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, policy=FAST)
     assert publisher.send([ProgressEvent.create("start", upload_id="x", branch="main")], "1").ok
@@ -215,3 +215,26 @@ def test_fanout_mode_needs_its_topic_and_clients(tmp_path: Any, aws: LocalAws) -
         ProgressHub(aws.sqs(), topic_arn="arn:aws:sns:us-east-1:123456789012:t.fifo")
     with pytest.raises(ConfigError, match="topic_arn"):
         ProgressPublisher(None, topic_arn="arn:aws:sns:us-east-1:123456789012:t.fifo")
+
+
+def test_the_cli_ensures_the_topic_and_sweeps_crashed_instances(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient, capsys: Any
+) -> None:
+    from transflow.cli.app import main
+
+    config = fanout_config(tmp_path)
+    path = str(tmp_path / "transflow.config.json")
+    common = ["--config", path, "--endpoint-url", aws.endpoint_url]
+    assert main(["queues", "ensure", *common]) == 0
+    assert ":fan-main-progress.fifo" in capsys.readouterr().out
+    topic = ensure_topic(sns, config)
+    crashed = InstanceQueue(sqs, sns, topic, config.instance_queue_prefix, clock=lambda: 1000.0)
+    crashed.open()
+    live = InstanceQueue(sqs, sns, topic, config.instance_queue_prefix)
+    live.open()
+    assert main(["queues", "sweep", *common]) == 0
+    out = capsys.readouterr().out
+    assert f"deleted  {crashed.name}" in out
+    assert "1 stale instance queues deleted, 1 subscriptions removed, 1 live" in out
+    assert main(["queues", "sweep", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == []
