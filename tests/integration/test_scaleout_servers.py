@@ -132,4 +132,4 @@ def test_gunicorn_preload_restarts_the_hub_in_each_worker(
         # served a subscriber, each under its own process id.
         assert str(server.process.pid) in owners
         assert len(owners) >= 2
-        assert os.getpid() not in owners
+        assert str(os.getpid()) not in owners
