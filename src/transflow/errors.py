@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateTemplateError",
     "EmptyTemplateError",
     "EventFormatError",
+    "HubForked",
     "JobCancelledError",
     "JobFailedError",
     "JobFormatError",
