@@ -21,6 +21,7 @@ from transflow._aws.sqs_batch import (
     _run,
     message_size,
     plan_batches,
+    string_attributes,
 )
 from transflow._wire.limits import MAX_MESSAGE_BYTES
 
@@ -39,10 +40,7 @@ def _publish_entry(message: OutgoingMessage) -> dict[str, Any]:
         # (two equal events of one job are two events) and moto does not implement it.
         entry["MessageDeduplicationId"] = message.dedup_id
     if message.string_attributes:
-        entry["MessageAttributes"] = {
-            name: {"DataType": "String", "StringValue": value}
-            for name, value in message.string_attributes.items()
-        }
+        entry["MessageAttributes"] = string_attributes(message)
     return entry
 
 
