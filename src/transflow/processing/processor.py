@@ -61,6 +61,7 @@ from transflow.processing.webhooks import WebhookSender
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
@@ -157,6 +158,11 @@ class JobProcessor:
         default=attrs.Factory(lambda self: S3JobStorage(self.s3_client), takes_self=True),
         kw_only=True,
     )
+    # Fan-out mode (sqs.progressFanout "sns"): progress goes to the SNS FIFO topic instead.
+    progress_topic_arn: str | None = attrs.field(
+        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
+    )
+    sns_client: SNSClient | None = attrs.field(default=None, kw_only=True)
     publisher: ProgressPublisher = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -166,6 +172,8 @@ class JobProcessor:
             flush_after=self.flush_after,
             max_bytes=self.max_message_bytes,
             policy=self.retry_policy,
+            topic_arn=self.progress_topic_arn,
+            sns=self.sns_client,
         )
         homeless = [t.template_id for t in self.registry if not self._bucket_of(t)]
         if homeless:
