@@ -75,7 +75,7 @@ from transflow import (
 )
 from transflow._aws.metering import RequestCounter
 from transflow._wire.keys import job_output_prefix
-from transflow.processing.status import load_status
+from transflow.processing.storage import read_status_record as load_status
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

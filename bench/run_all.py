@@ -1,6 +1,7 @@
 """``make bench``: every benchmark in one run against one embedded moto server, at sizes
 that finish in a few minutes on 2 cores (``--full`` for the issue's sizes: 1,000 uploads,
-1,000 subscribers over 200 channels, a 10,000-file upload). Results: bench/results/."""
+1,000 subscribers over 200 channels, a 10,000-file upload, 100 cold imports per handler).
+Results: bench/results/."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import argparse
 import logging
 import time
 
-from bench import big_upload, cost, fanout, throughput
+from bench import big_upload, cold_import, cost, fanout, throughput
 from bench.common import serve
 
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         cost.run(ep, uploads=1000 if args.full else 300, baseline_uploads=100 if args.full else 60)
         fanout.run(ep, subscribers=1000, channels=200, events=6, interval=2.0)
         big_upload.run(ep, files=10_000 if args.full else 2_000)
+    # No endpoint: fresh interpreters importing each Lambda handler, after the rest is done.
+    cold_import.run(rounds=100 if args.full else 40)
     print(f"all benchmarks: {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -25,9 +25,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from transflow import BridgeResponse, GroupingBridge, UploadFile, create_upload
-from transflow._aws.claimcheck import decode_job_message
-from transflow.cli.local import LocalAws, local_client_config
+from transflow import BridgeResponse, GroupingBridge
 
 
 @functools.cache
@@ -52,7 +50,12 @@ def handler(event: dict[str, Any], context: Any) -> BridgeResponse:
 
 def main() -> list[str]:
     """Upload two files through presigned POSTs and run the handler on the notifications."""
+    # The demo's imports stay here, out of the handler's cold start.
     import requests  # noqa: PLC0415 - the browser's part of the demo; a dev dependency
+
+    from transflow import UploadFile, create_upload  # noqa: PLC0415
+    from transflow._aws.claimcheck import decode_job_message  # noqa: PLC0415
+    from transflow.cli.local import LocalAws, local_client_config  # noqa: PLC0415
 
     with LocalAws() as aws:
         s3 = aws.s3(local_client_config(signature_version="s3v4"))

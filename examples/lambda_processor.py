@@ -27,8 +27,6 @@ import wave
 from typing import TYPE_CHECKING, Any
 
 from transflow import JobProcessor, StepContext, TemplateRegistry
-from transflow._wire.model import ProcessingJob, S3ObjectRef, UserContext
-from transflow.cli.demo.samples import tone_wav
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -107,6 +105,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
 
 def main() -> dict[str, Any]:
     """Queue a job on a local FIFO queue, deliver it as Lambda would, and show the result."""
+    # The demo's imports stay here, out of the handler's cold start.
+    from transflow import ProcessingJob, S3ObjectRef, UserContext  # noqa: PLC0415
+    from transflow.cli.demo.samples import tone_wav  # noqa: PLC0415
     from transflow.cli.local import LocalAws  # noqa: PLC0415 - the demo's embedded endpoint
 
     with LocalAws() as aws:

@@ -24,6 +24,7 @@ from transflow.errors import (
     DuplicateTemplateError,
     EmptyTemplateError,
     EventFormatError,
+    HubForked,
     JobCancelledError,
     JobFailedError,
     JobFormatError,
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
         SentJob,
         WaitingRecord,
     )
+    from transflow.ingest.metadata import UploadMetadata, read_upload_metadata
     from transflow.ingest.s3events import (
         FailedRecord,
         SkippedRecord,
@@ -104,10 +106,8 @@ if TYPE_CHECKING:
     from transflow.ingest.uploads import (
         PresignedFile,
         UploadFile,
-        UploadMetadata,
         UploadTicket,
         create_upload,
-        read_upload_metadata,
     )
     from transflow.ops.provision import (
         AttributeChange,
@@ -195,10 +195,10 @@ _HOMES: dict[str, str] = {
     "SkippedRecord": "transflow.ingest.s3events",
     "PresignedFile": "transflow.ingest.uploads",
     "UploadFile": "transflow.ingest.uploads",
-    "UploadMetadata": "transflow.ingest.uploads",
+    "UploadMetadata": "transflow.ingest.metadata",
     "UploadTicket": "transflow.ingest.uploads",
     "create_upload": "transflow.ingest.uploads",
-    "read_upload_metadata": "transflow.ingest.uploads",
+    "read_upload_metadata": "transflow.ingest.metadata",
     "AttributeChange": "transflow.ops.provision",
     "EnsureReport": "transflow.ops.provision",
     "QueueUrls": "transflow.ops.provision",
@@ -268,6 +268,7 @@ __all__ = [
     "EventFormatError",
     "FailedRecord",
     "GroupingBridge",
+    "HubForked",
     "HubStats",
     "InputFile",
     "JobCancelledError",

@@ -20,15 +20,22 @@ from typing import Any
 import attrs
 
 from transflow._wire.jsontext import JsonTextError, parse_json, show, type_name
-from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT
+from transflow._wire.limits import (
+    MAX_BATCH_ENTRIES,
+    MAX_MESSAGE_BYTES,
+    MAX_VISIBILITY_TIMEOUT,
+    MESSAGE_BYTES_RANGE,
+)
 from transflow._wire.naming import (
     MAX_QUEUE_NAME,
     QueueNames,
+    instance_queue_prefix,
     is_fifo_queue_name,
     is_queue_url,
     is_valid_project,
     queue_names,
     sanitize_branch,
+    topic_name,
 )
 from transflow._wire.tokens import ENV_STREAM_SECRET, check_stream_secret
 from transflow.errors import ConfigError, UnknownConfigKeyWarning
@@ -83,6 +90,27 @@ def _queue_url(where: str, value: object) -> str | None:
         f"{where}: {show(value)} is not a FIFO queue URL; expected "
         "https://sqs.{region}.amazonaws.com/{account}/{name}.fifo (every transflow queue "
         "is FIFO; copy the URL from 'transflow provision' or the SQS console)"
+    )
+
+
+def _one_of(*choices: str) -> Callable[[str, object], str | None]:
+    def check(where: str, value: object) -> str | None:
+        if value in choices:
+            return None
+        return f"{where}: must be one of {', '.join(map(repr, choices))}, not {show(value)}"
+
+    return check
+
+
+_FIFO_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,251}\.fifo")
+
+
+def _topic_arn(where: str, value: object) -> str | None:
+    if value is None or (isinstance(value, str) and _FIFO_TOPIC_ARN.fullmatch(value)):
+        return None
+    return (
+        f"{where}: {show(value)} is not the ARN of an SNS FIFO topic "
+        "(arn:aws:sns:{region}:{account}:{name}.fifo)"
     )
 
 
@@ -160,7 +188,14 @@ _SQS_OPTIONS: tuple[_Option, ...] = (
     _int_option("maxReceiveCount", "max_receive_count", 3, 1, 1_000),
     _int_option("batchSize", "batch_size", 10, 1, MAX_BATCH_ENTRIES),
     _int_option("retentionSec", "retention_sec", 14 * 24 * 3600, 60, 14 * 24 * 3600),
-    _int_option("maxMessageBytes", "max_message_bytes", MAX_MESSAGE_BYTES, 1_024, 1_048_576),
+    _int_option("maxMessageBytes", "max_message_bytes", MAX_MESSAGE_BYTES, *MESSAGE_BYTES_RANGE),
+    # "sqs": one progress queue, one hub (one process). "sns": the processor publishes to an
+    # SNS FIFO topic and every hub instance gets its own queue (any number of processes).
+    _Option("progressFanout", "progress_fanout", "sqs", _one_of("sqs", "sns")),
+    _Option("progressTopicArn", "progress_topic_arn", None, _topic_arn),
+    # Fan-out mode: a hub instance queue not seen for this long is swept (by any hub and by
+    # `transflow queues sweep`); the hub refreshes its tag every third of it.
+    _int_option("instanceStaleSec", "instance_stale_sec", 300, 60, 86_400),
 )
 _SQS_BY_KEY = {o.key: o for o in _SQS_OPTIONS}
 _SQS_INTS = {o.key: o for o in _SQS_OPTIONS if o.high}
@@ -170,6 +205,7 @@ _SQS_KEYS = set(_SQS_BY_KEY)
 ENV_QUEUE_URL = "SQS_QUEUE_URL"
 ENV_PROGRESS_QUEUE_URL = "SQS_PROGRESS_QUEUE_URL"
 ENV_DLQ_URL = "SQS_DLQ_URL"
+ENV_PROGRESS_TOPIC_ARN = "SNS_PROGRESS_TOPIC_ARN"
 ENV_BATCH_SIZE = "MAX_BATCH_SIZE"
 ENV_PROJECT = "TRANSFLOW_PROJECT"
 ENV_BRANCH = "TRANSFLOW_BRANCH"
@@ -177,6 +213,7 @@ _ENV_URLS = {
     ENV_QUEUE_URL: "queueUrl",
     ENV_PROGRESS_QUEUE_URL: "progressQueueUrl",
     ENV_DLQ_URL: "dlqUrl",
+    ENV_PROGRESS_TOPIC_ARN: "progressTopicArn",
 }
 
 
@@ -203,6 +240,16 @@ class SqsConfig:
     batch_size: int = _sqs_field("batchSize")
     retention_sec: int = _sqs_field("retentionSec")
     max_message_bytes: int = _sqs_field("maxMessageBytes")
+    progress_fanout: str = _sqs_field("progressFanout")
+    """``"sqs"`` (one progress queue, one hub) or ``"sns"`` (an SNS FIFO topic, one queue per
+    hub instance); ``progress_topic_arn`` implies ``"sns"``."""
+    progress_topic_arn: str | None = _sqs_field("progressTopicArn")
+    instance_stale_sec: int = _sqs_field("instanceStaleSec")
+
+    @property
+    def fanout(self) -> bool:
+        """Whether progress goes through the SNS FIFO topic to every hub instance."""
+        return self.progress_fanout == "sns" or self.progress_topic_arn is not None
 
 
 def _branch_name(value: str) -> str:
@@ -244,6 +291,19 @@ class TransflowConfig:
             uploads_dlq=derived.uploads_dlq,
         )
 
+    @property
+    def topic_name(self) -> str:
+        """The SNS FIFO progress topic's name in fan-out mode (the ARN's last part when
+        ``sqs.progressTopicArn`` is set, else ``{project}-{branch}-progress.fifo``)."""
+        if self.sqs.progress_topic_arn:
+            return self.sqs.progress_topic_arn.rsplit(":", 1)[1]
+        return topic_name(self.project, self.branch)
+
+    @property
+    def instance_queue_prefix(self) -> str:
+        """What every hub instance queue of this branch starts with (fan-out mode)."""
+        return instance_queue_prefix(self.project, self.branch)
+
 
 def load_config(
     path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
@@ -275,6 +335,11 @@ def load_config(
         sqs_raw = {}
 
     sqs_values = _sqs_values(sqs_raw, env, problems)
+    if sqs_raw.get("progressFanout") == "sqs" and sqs_values.get("progress_topic_arn"):
+        problems.append(
+            "sqs.progressTopicArn is set but sqs.progressFanout is 'sqs': set progressFanout "
+            "to 'sns' (or remove it) to publish progress to the topic"
+        )
     project, branch, region = _identity(raw, env, problems)
     stream_secret = _stream_secret(raw, env, problems)
     if problems:

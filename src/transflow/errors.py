@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateTemplateError",
     "EmptyTemplateError",
     "EventFormatError",
+    "HubForked",
     "JobCancelledError",
     "JobFailedError",
     "JobFormatError",
@@ -319,6 +320,13 @@ class SubscriptionClosed(TransflowError):
 class SubscriberLagged(SubscriptionClosed):
     """The subscriber fell more events behind than its buffer holds and was cut off, so it
     would not slow the others; reconnect with the last event id it saw to resume."""
+
+
+class HubForked(SubscriptionClosed):
+    """A :class:`~transflow.ProgressHub` on the shared progress queue was started in another
+    process (before a fork: gunicorn ``--preload``, multiprocessing) and cannot serve this
+    one; start the hub in each worker, or use fan-out mode (``sqs.progressFanout: "sns"``),
+    where a forked hub restarts with a queue of its own."""
 
 
 class SseEncodingError(TransflowError, ValueError):

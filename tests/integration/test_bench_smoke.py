@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bench import big_upload, cost, fanout, soak, throughput
+from bench import big_upload, cold_import, cost, fanout, soak, throughput
 from bench.common import Endpoint
 
 from transflow.cli.local import LocalAws
@@ -68,3 +68,14 @@ def test_soak(ep: Endpoint, tmp_path: Path) -> None:
     assert failures == []
     assert data["worker_crashed"] == "worker-0"
     _written(tmp_path, "soak")
+
+
+def test_cold_import(tmp_path: Path) -> None:
+    # Two handlers, two rounds: the probe, the interleaving and the report, not the figures.
+    handlers = {name: cold_import.HANDLERS[name] for name in cold_import.TARGETED}
+    data = cold_import.run(rounds=2, handlers=handlers, out=tmp_path, quiet=True)
+    assert set(data["handlers"]) == set(cold_import.TARGETED)
+    for figures in data["handlers"].values():
+        assert figures["median_ms_over_boto3"] > 0
+        assert figures["p90_ms_over_boto3"] >= figures["median_ms_over_boto3"]
+    _written(tmp_path, "cold_import")

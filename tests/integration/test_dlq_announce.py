@@ -93,24 +93,3 @@ def test_the_announce_command(
     messages = sqs.receive_message(QueueUrl=urls.progress, MaxNumberOfMessages=10)["Messages"]
     event = ProgressEvent.from_json(messages[0]["Body"])
     assert (event.type.value, event.upload_id, event.extra["retrying"]) == ("error", "up-c", False)
-
-
-def test_announcing_the_same_message_again_is_deduplicated_by_the_queue() -> None:
-    # The FIFO queue drops a second send with the same id within five minutes (moto forgets
-    # ids once their message is deleted, so this is checked on the messages themselves).
-    from datetime import datetime, timezone
-
-    from transflow.ops.dlq import FailedJob, announcement
-
-    failed = FailedJob(
-        "m-1", "up-a", 3, datetime.now(timezone.utc), "{}", upload_id="up-a", branch="main"
-    )
-    once, twice = announcement(failed, now=100.0), announcement(failed, now=160.0)
-    assert once is not None
-    assert twice is not None
-    assert once[1].dedup_id == twice[1].dedup_id
-    assert once[1].group_id == "up-a"
-    later = ProgressEvent.from_json(twice[1].body)
-    assert (later.seq or 0) > (ProgressEvent.from_json(once[1].body).seq or 0)
-    nameless = FailedJob("m-2", None, 3, None, "{not a job", body_error="not JSON")
-    assert announcement(nameless, now=100.0) is None

@@ -19,7 +19,7 @@ from transflow import (
     TemplateRegistry,
 )
 from transflow.cli.local import LocalAws, local_client_config
-from transflow.processing.status import load_status
+from transflow.processing.storage import read_status_record as load_status
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -20,7 +20,8 @@ from transflow.ops.recovery import (
     quiet_folders,
     sweep_stale_uploads,
 )
-from transflow.processing.status import AssemblyStatus, load_status
+from transflow.processing.status import AssemblyStatus
+from transflow.processing.storage import read_status_record as load_status
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -27,9 +27,7 @@ from tests.streaming_support import (
 from transflow import ConfigError, ProgressEvent, ProgressHub, issue_stream_token
 from transflow.streaming.sse import (
     asgi_app,
-    astream,
     encode,
-    stream,
     wsgi_app,
 )
 
@@ -93,7 +91,11 @@ def test_events_over_a_real_server_with_resume(
         assert [e.last_event_id for e in events if e.type == "message"] == [
             f"abc:{s}" for s in range(1, 6)
         ]
-        assert b"\n:\n" in bytes(client.raw) or bytes(client.raw).startswith(b"retry: 1500")
+        first_block = bytes(client.raw).split(b"\n\n", 1)[0]
+        # retry: rides in the snapshot's block: a data-less block is an empty message to
+        # some clients (httpx-sse).
+        assert b"retry: 1500\n" in first_block
+        assert b"event: snapshot\n" in first_block
 
         # The browser reconnects with the last id it saw; it gets what it missed.
         publish(sqs, url, [ev("abc", 6), ev("abc", 7, type="done")])
@@ -150,55 +152,6 @@ def test_raw_multiline_data_through_real_servers(server: Server, app: Any) -> No
         SseEvent("message", "\n\nx\n", "t:2"),
     ]
 
-
-class FakeClosedSubscription:
-    """A pure unit of the stream functions: no hub needed to check their framing."""
-
-    channel = "upload:main:u"
-
-    def __init__(self, events: list[ProgressEvent | None]) -> None:
-        self.events = list(events)
-        self.closed = False
-
-    def snapshot_json(self) -> str:
-        return '{"state":"queued"}'
-
-    def get(self, timeout: float | None = None) -> ProgressEvent | None:
-        from transflow import SubscriptionClosed
-
-        if not self.events:
-            raise SubscriptionClosed("done")
-        return self.events.pop(0)
-
-    async def aget(self, timeout: float | None = None) -> ProgressEvent | None:
-        return self.get(timeout)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def test_stream_and_astream_frame_the_same_bytes() -> None:
-    import asyncio
-
-    events = [ev("u", 1), None, ev("u", 2)]
-    sync_sub = FakeClosedSubscription(events)
-    sync = b"".join(stream(sync_sub, retry=100))
-    async_sub = FakeClosedSubscription(events)
-
-    async def collect() -> bytes:
-        return b"".join([chunk async for chunk in astream(async_sub, retry=100)])
-
-    assert asyncio.run(collect()) == sync
-    assert sync_sub.closed
-    assert async_sub.closed
-    from tests.streaming_support import parse_all
-
-    parsed = parse_all(sync)
-    assert [e.type for e in parsed] == ["snapshot", "message", "message"]
-    assert b"\n:\n" in sync  # the heartbeat for the None (a timeout)
-
-
-# -- access: deny by default, stream tokens -------------------------------------------------
 
 SECRET = "stream-secret-" + "s" * 32
 OTHER_SECRET = "other-secret-" + "o" * 32

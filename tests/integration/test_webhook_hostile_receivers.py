@@ -153,9 +153,10 @@ def test_the_deadline_bounds_the_retries_too(receiver: Misbehaving) -> None:
     result = sender.deliver(f"{receiver.base}/busy", b"{}", SECRET)
     elapsed = time.monotonic() - started
     assert not result.delivered
-    assert result.status == 503
+    # The last attempt either got its 503 or was the one the deadline cut short.
+    assert result.status == 503 or "deadline" in (result.error or ""), result
     assert 1 < result.attempts < 1000
-    assert elapsed < 1.5
+    assert elapsed < 3  # 0.5 s deadline; the margin is for a loaded machine
 
 
 def test_bad_urls_and_unreachable_hosts_are_reported(receiver: Misbehaving) -> None:

@@ -30,7 +30,7 @@ from transflow._aws.poller import poller_client_config
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire.keys import status_key
 from transflow.cli.local import LocalAws
-from transflow.processing.status import load_status
+from transflow.processing.storage import read_status_record as load_status
 from transflow.processing.worker import make_worker
 
 if TYPE_CHECKING:
@@ -169,7 +169,8 @@ def test_the_worker_command_drains_on_sigterm(
     config.write_text(json.dumps({"project": "wk", "sqs": {"maxReceiveCount": 2}}))
     job = ProcessingJob("up-3", "checksums", put_inputs(s3, "up-3", {"c.txt": b"gamma"}), "main")
     queue_job(sqs, urls.processing, job)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # This checkout's src first: the editable install may point at another tree.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     process = subprocess.Popen(
         [
             sys.executable,

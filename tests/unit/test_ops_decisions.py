@@ -9,9 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transflow import ProvisionError, TransflowConfig
+from transflow import ProgressEvent, ProvisionError, TransflowConfig
 from transflow._wire.messages import ReceivedMessage
-from transflow.ops.dlq import plan_resend, reason_from_status, redrive_dedup_id
+from transflow.ops.dlq import (
+    FailedJob,
+    announcement,
+    plan_resend,
+    reason_from_status,
+    redrive_dedup_id,
+)
 from transflow.ops.metrics import HealthThresholds, QueueDepth, QueueStats, health
 from transflow.ops.provision import (
     check_fifo,
@@ -147,3 +153,20 @@ def test_a_growing_backlog_needs_a_previous_sample_or_a_rising_trend() -> None:
     assert health(stats(10)).healthy
     assert [p.code for p in health(stats(10), previous=stats(4)).problems] == ["backlog-growing"]
     assert health(stats(4), previous=stats(10)).healthy
+
+
+def test_announcing_the_same_message_again_is_deduplicated_by_the_queue() -> None:
+    # The FIFO queue drops a second send with the same id within five minutes (moto forgets
+    # ids once their message is deleted, so this is checked on the messages themselves).
+    failed = FailedJob(
+        "m-1", "up-a", 3, datetime.now(timezone.utc), "{}", upload_id="up-a", branch="main"
+    )
+    once, twice = announcement(failed, now=100.0), announcement(failed, now=160.0)
+    assert once is not None
+    assert twice is not None
+    assert once[1].dedup_id == twice[1].dedup_id
+    assert once[1].group_id == "up-a"
+    later = ProgressEvent.from_json(twice[1].body)
+    assert (later.seq or 0) > (ProgressEvent.from_json(once[1].body).seq or 0)
+    nameless = FailedJob("m-2", None, 3, None, "{not a job", body_error="not JSON")
+    assert announcement(nameless, now=100.0) is None

@@ -140,3 +140,16 @@ def test_the_facade_lists_every_public_name_once() -> None:
         assert getattr(transflow, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         transflow.nope  # noqa: B018
+
+
+def test_the_architecture_tree_lists_every_module() -> None:
+    """docs/architecture.md draws the tree; a module it does not name is a room nobody sees."""
+    tree = (SRC.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [
+        str(path.relative_to(SRC))
+        for path in room_modules()
+        if path.parent.name != "demo"
+        and path.name != "_version.py"
+        and f"── {path.name}" not in tree
+    ]
+    assert not missing, f"add to docs/architecture.md's tree: {missing}"

@@ -16,10 +16,10 @@ from transflow.ingest.grouping import (
     PlannedJob,
     branch_of_key,
     complete_upload,
-    dedup_id,
     plan_jobs,
     standalone_upload_id,
 )
+from transflow.ingest.grouping import job_dedup_id as dedup_id
 from transflow.ingest.s3events import EventSource, S3Record, decode_key, parse_event
 from transflow.ingest.uploads import UploadMetadata
 
@@ -181,7 +181,7 @@ def test_whole_upload_waits_for_its_last_file() -> None:
     other = plan_jobs([headed("uploads/main/u1/c.png", "u1", 3, seq="9")]).checks[0]
     again = complete_upload(other, list(reversed(three)))
     assert isinstance(again, PlannedJob)
-    assert again.dedup_id == done.dedup_id
+    assert again.job_dedup_id == done.job_dedup_id
 
 
 def test_branch_of_key() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.streaming_support import SseEvent, SseParser, parse_all
-from transflow import ChannelError, SseEncodingError
-from transflow.streaming.sse import HEADERS, channel_from_query, comment, encode
+from transflow import ChannelError, ProgressEvent, SseEncodingError, SubscriptionClosed
+from transflow.streaming.sse import HEADERS, astream, channel_from_query, comment, encode, stream
 
 
 def normalised(data: str) -> str:
@@ -111,3 +114,54 @@ def test_round_trip_through_a_spec_parser_in_any_chunking(
 def test_any_id_with_a_newline_is_refused(bad: str) -> None:
     with pytest.raises(SseEncodingError):
         encode("x", id=bad)
+
+
+def _event(seq: int) -> ProgressEvent:
+    return ProgressEvent.create(
+        "progress",
+        upload_id="u",
+        branch="main",
+        timestamp=dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.timezone.utc),
+        seq=seq,
+    )
+
+
+class FakeClosedSubscription:
+    """A pure unit of the stream functions: no hub needed to check their framing."""
+
+    channel = "upload:main:u"
+
+    def __init__(self, events: list[ProgressEvent | None]) -> None:
+        self.events = list(events)
+        self.closed = False
+
+    def snapshot_json(self) -> str:
+        return '{"state":"queued"}'
+
+    def get(self, timeout: float | None = None) -> ProgressEvent | None:
+        if not self.events:
+            raise SubscriptionClosed("done")
+        return self.events.pop(0)
+
+    async def aget(self, timeout: float | None = None) -> ProgressEvent | None:
+        return self.get(timeout)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_stream_and_astream_frame_the_same_bytes() -> None:
+    events = [_event(1), None, _event(2)]
+    sync_sub = FakeClosedSubscription(events)
+    sync = b"".join(stream(sync_sub, retry=100))
+    async_sub = FakeClosedSubscription(events)
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in astream(async_sub, retry=100)])
+
+    assert asyncio.run(collect()) == sync
+    assert sync_sub.closed
+    assert async_sub.closed
+    parsed = parse_all(sync)
+    assert [e.type for e in parsed] == ["snapshot", "message", "message"]
+    assert b"\n:\n" in sync  # the heartbeat for the None (a timeout)

@@ -34,11 +34,14 @@ from transflow import (
     TemplateNotFoundError,
     TemplateRegistry,
 )
+from transflow._aws.lambda_batch import BatchGate
+from transflow.processing.attempt import error_code
 from transflow.processing.context import OutputLocation, output_key
 from transflow.processing.external import run_command
-from transflow.processing.processor import BatchGate, error_code, local_input_name
-from transflow.processing.progress import SEQS_PER_MS, dedup_id, first_seq, should_flush
+from transflow.processing.progress import SEQS_PER_MS, first_seq, should_flush
+from transflow.processing.progress import progress_dedup_id as dedup_id
 from transflow.processing.status import AssemblyStatus, ResultRecord, UploadRecord
+from transflow.processing.storage import local_input_name
 
 PREFIX = "outputs/main/users/u1/up-1/"
 
@@ -294,14 +297,15 @@ def _message(group: str | None) -> ReceivedMessage:
 
 def test_batch_gate_stops_a_failed_group_and_everything_when_time_is_short() -> None:
     gate = BatchGate(time_margin=10)
-    assert gate.refuse(_message("g1"), 100) is None
-    gate.failed(_message("g1"))
-    assert "group 'g1'" in (gate.refuse(_message("g1"), 100) or "")
-    assert gate.refuse(_message("g2"), 100) is None
-    gate.failed(_message(None))  # a standard queue: nothing to block
-    assert gate.refuse(_message(None), None) is None
-    assert "Lambda time" in (gate.refuse(_message("g3"), 5) or "")
-    assert gate.refuse(_message("g4"), 100) is not None
+    assert gate.refusal(_message("g1"), 100) is None
+    gate = gate.after_failure(_message("g1"), 100)
+    assert "group 'g1'" in (gate.refusal(_message("g1"), 100) or "")
+    assert gate.refusal(_message("g2"), 100) is None
+    gate = gate.after_failure(_message(None), 100)  # a standard queue: nothing to block
+    assert gate.refusal(_message(None), None) is None
+    assert "Lambda time" in (gate.refusal(_message("g3"), 5) or "")
+    gate = gate.after_failure(_message("g3"), 5)
+    assert gate.refusal(_message("g4"), 100) is not None
 
 
 def test_error_codes() -> None:

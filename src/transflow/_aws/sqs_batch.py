@@ -244,11 +244,16 @@ def _message_entry(message: OutgoingMessage) -> dict[str, Any]:
     if message.delay_seconds is not None:
         entry["DelaySeconds"] = message.delay_seconds
     if message.string_attributes:
-        entry["MessageAttributes"] = {
-            name: {"DataType": "String", "StringValue": value}
-            for name, value in message.string_attributes.items()
-        }
+        entry["MessageAttributes"] = string_attributes(message)
     return entry
+
+
+def string_attributes(message: OutgoingMessage) -> dict[str, dict[str, str]]:
+    """The message's attributes as SQS and SNS take them."""
+    return {
+        name: {"DataType": "String", "StringValue": value}
+        for name, value in message.string_attributes.items()
+    }
 
 
 def send_batch(

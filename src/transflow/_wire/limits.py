@@ -8,6 +8,7 @@ __all__ = [
     "MAX_BATCH_ENTRIES",
     "MAX_MESSAGE_BYTES",
     "MAX_VISIBILITY_TIMEOUT",
+    "MESSAGE_BYTES_RANGE",
     "SQS_ID",
     "is_sqs_id",
 ]
@@ -16,6 +17,9 @@ MAX_MESSAGE_BYTES = 262_144
 """The default byte limit of one message and of one batch call (SQS's classic 256 KiB).
 
 Queues may be configured up to 1 MiB; ``sqs.maxMessageBytes`` says what yours allow."""
+
+MESSAGE_BYTES_RANGE = (1_024, 1_048_576)
+"""The message size limits a queue may be configured with (1 KiB to 1 MiB)."""
 
 MAX_BATCH_ENTRIES = 10
 """SQS's limit on the entries of one batch call (send, delete, change visibility)."""

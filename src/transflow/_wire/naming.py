@@ -13,13 +13,18 @@ import attrs
 from transflow.errors import ConfigError
 
 __all__ = [
+    "INSTANCE_ID_CHARS",
     "MAX_QUEUE_NAME",
     "QueueNames",
+    "instance_queue_name",
+    "instance_queue_prefix",
     "is_fifo_queue_name",
+    "is_instance_queue",
     "is_queue_url",
     "is_valid_project",
     "queue_names",
     "sanitize_branch",
+    "topic_name",
 ]
 
 MAX_QUEUE_NAME = 80
@@ -37,6 +42,10 @@ _FIFO_QUEUE_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_QUEUE_NAME - len('.fifo')
 _QUEUE_URL = re.compile(
     r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9_-]+/([A-Za-z0-9_-]+(?:\.fifo)?)"
 )
+INSTANCE_ID_CHARS = 12
+"""Length of a hub instance id (lowercase hex) in its queue's name."""
+_INSTANCE_PART = "-progress-"
+_FIFO = ".fifo"
 
 
 def is_valid_project(name: str) -> bool:
@@ -107,13 +116,64 @@ def queue_names(project: str, branch: str) -> QueueNames:
             f"project {project!r} may only hold letters, digits, '-' and '_' "
             "(it becomes part of SQS queue names)"
         )
-    branch = sanitize_branch(branch)
-    base = f"{project}-{branch}"
-    room = MAX_QUEUE_NAME - _LONGEST_SUFFIX
-    if len(base) > room:
-        digest = hashlib.sha256(f"{project}\0{branch}".encode()).hexdigest()[:_HASH_CHARS]
-        base = f"{base[: room - _HASH_CHARS - 1].rstrip('-')}-{digest}"
+    base = _base(project, branch, MAX_QUEUE_NAME - _LONGEST_SUFFIX)
     processing, progress, dlq = (f"{base}-{suffix}.fifo" for suffix in _SUFFIXES)
     return QueueNames(
         processing, progress, dlq, uploads=f"{base}-uploads", uploads_dlq=f"{base}-uploads-dlq"
     )
+
+
+def _base(project: str, branch: str, room: int) -> str:
+    """``{project}-{branch}``, cut to ``room`` characters and ended with a hash of both when
+    longer."""
+    if not is_valid_project(project):
+        raise ConfigError(
+            f"project {project!r} may only hold letters, digits, '-' and '_' "
+            "(it becomes part of SQS queue and SNS topic names)"
+        )
+    branch = sanitize_branch(branch)
+    base = f"{project}-{branch}"
+    if len(base) > room:
+        digest = hashlib.sha256(f"{project}\0{branch}".encode()).hexdigest()[:_HASH_CHARS]
+        base = f"{base[: room - _HASH_CHARS - 1].rstrip('-')}-{digest}"
+    return base
+
+
+def topic_name(project: str, branch: str) -> str:
+    """The SNS FIFO topic of a branch's progress in fan-out mode: the progress queue's name
+    (``{project}-{branch}-progress.fifo``), in SNS."""
+    return queue_names(project, branch).progress
+
+
+def instance_queue_prefix(project: str, branch: str) -> str:
+    """``{project}-{branch}-progress-``: what every hub instance queue of a branch starts
+    with (cut and hashed like :func:`queue_names` so a whole name fits 80 characters)."""
+    room = MAX_QUEUE_NAME - len(_INSTANCE_PART) - INSTANCE_ID_CHARS - len(_FIFO)
+    return _base(project, branch, room) + _INSTANCE_PART
+
+
+def instance_queue_name(prefix: str, instance_id: str) -> str:
+    """``{prefix}{instance}.fifo``: the FIFO queue of one hub instance. Raises
+    :class:`ConfigError` for an id that is not :data:`INSTANCE_ID_CHARS` lowercase hex
+    characters or a name over 80 characters."""
+    name = f"{prefix}{instance_id}{_FIFO}"
+    if not _INSTANCE_ID.fullmatch(instance_id) or len(name) > MAX_QUEUE_NAME:
+        raise ConfigError(
+            f"instance queue {name!r}: the instance id must be {INSTANCE_ID_CHARS} lowercase "
+            f"hex characters and the name at most {MAX_QUEUE_NAME} characters; use "
+            "instance_queue_prefix() for the prefix"
+        )
+    return name
+
+
+def is_instance_queue(prefix: str, name: str) -> bool:
+    """Whether ``name`` is a hub instance queue under ``prefix`` (and not, say, a queue of a
+    branch whose name merely starts the same way)."""
+    return (
+        name.startswith(prefix)
+        and name.endswith(_FIFO)
+        and _INSTANCE_ID.fullmatch(name[len(prefix) : -len(_FIFO)]) is not None
+    )
+
+
+_INSTANCE_ID = re.compile(f"[0-9a-f]{{{INSTANCE_ID_CHARS}}}")

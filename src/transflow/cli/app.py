@@ -37,10 +37,12 @@ from transflow.errors import (
     TransflowError,
 )
 from transflow.ops import dlq, metrics, provision
+from transflow.streaming.instances import sweep_instance_queues
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sts import STSClient
 
@@ -150,6 +152,11 @@ class Context:
     def sqs(self) -> SQSClient:
         """An SQS client."""
         client: SQSClient = self._client("sqs")
+        return client
+
+    def sns(self) -> SNSClient:
+        """An SNS client (fan-out mode's progress topic)."""
+        client: SNSClient = self._client("sns")
         return client
 
     def s3(self) -> S3Client:
@@ -356,7 +363,10 @@ def _queues_ensure(context: Context) -> int:
         # Printed below as one 'warning:' line each; the Python warning would repeat them.
         warnings.simplefilter("ignore", ProvisionWarning)
         report = provision.ensure_queues_report(
-            context.sqs(), context.config, function_timeout_sec=context.args.function_timeout
+            context.sqs(),
+            context.config,
+            function_timeout_sec=context.args.function_timeout,
+            sns=context.sns() if context.config.sqs.fanout else None,
         )
     if context.args.json:
         context.print_json(converter.unstructure(report))
@@ -373,6 +383,50 @@ def _queues_ensure(context: Context) -> int:
         context.print("no change: every queue is as configured")
     for role in provision.ROLES:
         context.print(f"{role:<11} {getattr(report.urls, role)}")
+    if report.topic_arn:
+        context.print(f"{'topic':<11} {report.topic_arn}")
+    return EXIT_OK
+
+
+def _configure_sweep(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stale-after",
+        type=int,
+        metavar="SEC",
+        help="delete instance queues not seen for this long (default: sqs.instanceStaleSec)",
+    )
+    parser.add_argument("--topic-arn", metavar="ARN", help="the progress topic, if not configured")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command(
+    "queues sweep",
+    help="delete the queues of hub instances that stopped without cleaning up (fan-out mode)",
+    configure=_configure_sweep,
+)
+def _queues_sweep(context: Context) -> int:
+    config = context.config
+    topic = context.args.topic_arn or config.sqs.progress_topic_arn
+    if topic is None:
+        topic = provision.ensure_topic(context.sns(), config) if config.sqs.fanout else None
+    if topic is None:
+        raise ConfigError(
+            "queues sweep works in fan-out mode: set sqs.progressFanout to 'sns' (or "
+            "sqs.progressTopicArn), or pass --topic-arn"
+        )
+    stale = context.args.stale_after or config.sqs.instance_stale_sec
+    report = sweep_instance_queues(
+        context.sqs(), context.sns(), topic, config.instance_queue_prefix, stale_after=stale
+    )
+    if context.args.json:
+        context.print_json(attrs.asdict(report))
+        return EXIT_OK
+    for name in report.deleted:
+        context.print(f"deleted  {name}")
+    context.print(
+        f"{len(report.deleted)} stale instance queues deleted, {report.unsubscribed} "
+        f"subscriptions removed, {len(report.alive)} live instances"
+    )
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ from transflow.errors import TransflowError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 __all__ = ["LocalAws", "local_client_config", "local_environment"]
@@ -128,6 +129,12 @@ class LocalAws:
         """An SQS client bound to the endpoint."""
         return self.session().client(
             "sqs", endpoint_url=self.endpoint_url, config=config or local_client_config()
+        )
+
+    def sns(self, config: Config | None = None) -> SNSClient:
+        """An SNS client bound to the endpoint (fan-out mode's progress topic)."""
+        return self.session().client(
+            "sns", endpoint_url=self.endpoint_url, config=config or local_client_config()
         )
 
     def s3(self, config: Config | None = None) -> S3Client:

@@ -17,16 +17,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import botocore.exceptions
 
 from transflow._aws.claimcheck import ClaimCheck, store_claimed_job
+from transflow._aws.lambda_batch import (
+    BatchItemFailure,
+    PartialBatchResponse,
+    partial_batch_response,
+)
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
-from transflow._wire.limits import MAX_MESSAGE_BYTES
+from transflow._wire import options
+from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import BridgeError, UploadMetadataError
 from transflow.ingest.grouping import (
@@ -37,6 +43,7 @@ from transflow.ingest.grouping import (
     complete_upload,
     plan_jobs,
 )
+from transflow.ingest.metadata import read_upload_metadata
 from transflow.ingest.s3events import (
     EventSource,
     FailedRecord,
@@ -45,7 +52,6 @@ from transflow.ingest.s3events import (
     SkippedRecord,
     parse_event,
 )
-from transflow.ingest.uploads import read_upload_metadata
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -68,16 +74,9 @@ _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
 T = TypeVar("T")
 
 
-class BatchItemFailure(TypedDict):
-    """One entry of a Lambda partial batch response."""
-
-    itemIdentifier: str
-
-
-class BridgeResponse(TypedDict):
-    """What ``lambda_handler`` returns: ``{"batchItemFailures": [...]}``."""
-
-    batchItemFailures: list[BatchItemFailure]
+class BridgeResponse(PartialBatchResponse):
+    """What ``lambda_handler`` returns: ``{"batchItemFailures": [...]}``, Lambda's partial
+    batch response (its keys are defined once, in :mod:`transflow._aws.lambda_batch`)."""
 
 
 @attrs.frozen
@@ -86,6 +85,7 @@ class SentJob:
 
     upload_id: str
     dedup_id: str
+    """The job's MessageDeduplicationId (see :func:`~transflow.ingest.grouping.job_dedup_id`)."""
     object_count: int
     records: tuple[str, ...]
     claim_check: ClaimCheck | None = None
@@ -131,7 +131,7 @@ class BridgeResult:
 
     def batch_response(self) -> BridgeResponse:
         """The Lambda partial batch response for an SQS-delivered event."""
-        return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids()]}
+        return BridgeResponse(**partial_batch_response(self.failed_message_ids()))
 
 
 def _message_ids(event: object) -> tuple[str, ...]:
@@ -157,16 +157,26 @@ class GroupingBridge:
 
     sqs_client: SQSClient
     s3_client: S3Client
-    queue_url: str = attrs.field(kw_only=True)
-    claim_bucket: str | None = attrs.field(default=None, kw_only=True)
-    claim_prefix: str = attrs.field(default=DEFAULT_CLAIM_PREFIX, kw_only=True)
-    max_message_bytes: int = attrs.field(default=MAX_MESSAGE_BYTES, kw_only=True)
+    queue_url: str = attrs.field(kw_only=True, validator=options.non_empty_text)
+    claim_bucket: str | None = attrs.field(
+        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
+    )
+    claim_prefix: str = attrs.field(
+        default=DEFAULT_CLAIM_PREFIX, kw_only=True, validator=options.non_empty_text
+    )
+    max_message_bytes: int = attrs.field(
+        default=MAX_MESSAGE_BYTES,
+        kw_only=True,
+        validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1]),
+    )
     head_concurrency: int = attrs.field(
-        default=16, kw_only=True, validator=attrs.validators.in_(range(1, 257))
+        default=16, kw_only=True, validator=options.bounded_int(1, 256)
     )
     default_branch: str = attrs.field(default="main", kw_only=True, converter=sanitize_branch)
     whole_uploads: bool = attrs.field(default=True, kw_only=True)
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy, kw_only=True)
+    retry: RetryPolicy = attrs.field(
+        factory=RetryPolicy, kw_only=True, validator=options.instance_of(RetryPolicy)
+    )
 
     # -- entry points ------------------------------------------------------------------
 
@@ -185,7 +195,7 @@ class GroupingBridge:
         """
         result = self.handle(event)
         if not result.failed:
-            return {"batchItemFailures": []}
+            return BridgeResponse(**partial_batch_response(()))
         summary = "; ".join(f"{f.ref}: {f.reason}" for f in result.failed[:5])
         message = (
             f"{len(result.failed)} S3 record(s) were not enqueued ({summary}); "
@@ -353,7 +363,7 @@ class GroupingBridge:
 
     def _claim_key(self, planned: PlannedJob) -> str:
         job = planned.job
-        return f"{self.claim_prefix}{job.branch}/{job.upload_id}/{planned.dedup_id}.json"
+        return f"{self.claim_prefix}{job.branch}/{job.upload_id}/{planned.job_dedup_id}.json"
 
     def _message(self, planned: PlannedJob) -> tuple[OutgoingMessage, ClaimCheck | None]:
         body = planned.job.to_json()
@@ -368,15 +378,17 @@ class GroupingBridge:
                 key=self._claim_key(planned),
             )
             body = claim.to_json()
-        message = OutgoingMessage(body, group_id=planned.job.upload_id, dedup_id=planned.dedup_id)
+        message = OutgoingMessage(
+            body, group_id=planned.job.upload_id, dedup_id=planned.job_dedup_id
+        )
         return message, claim
 
     def _send(self, jobs: Sequence[PlannedJob]) -> tuple[list[SentJob], list[FailedRecord]]:
         # One message per deduplication id: the same job planned twice goes once.
         by_id: dict[str, PlannedJob] = {}
         for planned in jobs:
-            first = by_id.get(planned.dedup_id)
-            by_id[planned.dedup_id] = (
+            first = by_id.get(planned.job_dedup_id)
+            by_id[planned.job_dedup_id] = (
                 planned
                 if first is None
                 else attrs.evolve(first, records=first.records + planned.records)

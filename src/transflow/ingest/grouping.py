@@ -7,7 +7,7 @@ group without the count becomes a job of the records that arrived together (the 
 per-event grouping). A record without an upload id is a job of its own, with an upload id
 derived from its bucket and key.
 
-Deduplication ids are deterministic (:func:`dedup_id`), so a duplicate S3 notification and
+Deduplication ids are deterministic (:func:`job_dedup_id`), so a duplicate S3 notification and
 a race between the last two files of an upload both yield one message on the FIFO queue.
 """
 
@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from transflow._wire.model import ProcessingJob, S3ObjectRef
+from transflow._wire.renamed import renamed_names
+from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import FailedRecord, S3Record
-from transflow.ingest.uploads import UploadMetadata
 
 __all__ = [
     "HeadedRecord",
@@ -31,7 +32,7 @@ __all__ = [
     "UploadCheck",
     "branch_of_key",
     "complete_upload",
-    "dedup_id",
+    "job_dedup_id",
     "plan_jobs",
     "standalone_upload_id",
 ]
@@ -66,7 +67,7 @@ class PlannedJob:
     """A job to send, its deduplication id, and the records it accounts for."""
 
     job: ProcessingJob
-    dedup_id: str
+    job_dedup_id: str
     records: tuple[S3Record, ...]
 
 
@@ -97,7 +98,7 @@ class Plan:
     failed: tuple[FailedRecord, ...] = ()
 
 
-def dedup_id(upload_id: str, objects: Iterable[tuple[str, str, str]]) -> str:
+def job_dedup_id(upload_id: str, objects: Iterable[tuple[str, str, str]]) -> str:
     """The MessageDeduplicationId of a job: sha256 (hex, 64 characters) of the upload id
     and its objects' ``(bucket, key, version)``, sorted, so the same objects always give the
     same id whatever order their notifications came in."""
@@ -179,7 +180,7 @@ def _per_event_job(
     except (TypeError, ValueError) as exc:
         return _failures(members, f"cannot build a processing job: {exc}")
     versions = [(h.record.bucket, h.record.key, h.version) for h in members]
-    return PlannedJob(job, dedup_id(upload_id, versions), tuple(h.record for h in members))
+    return PlannedJob(job, job_dedup_id(upload_id, versions), tuple(h.record for h in members))
 
 
 def plan_jobs(
@@ -236,4 +237,9 @@ def complete_upload(
     except (TypeError, ValueError) as exc:
         return _failures(check.records, f"cannot build a processing job: {exc}")
     versions = [(check.bucket, obj.key, obj.etag) for obj in listed]
-    return PlannedJob(job, dedup_id(upload_id, versions), tuple(h.record for h in check.records))
+    return PlannedJob(
+        job, job_dedup_id(upload_id, versions), tuple(h.record for h in check.records)
+    )
+
+
+__getattr__ = renamed_names(__name__, {"dedup_id": (__name__, "job_dedup_id")})

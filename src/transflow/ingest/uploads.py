@@ -7,13 +7,13 @@ presigned **POST** per file whose policy pins the exact key, the content type, a
 refuses an upload that strays from what was signed. Framework-agnostic: return
 ``ticket.to_dict()`` as the endpoint's JSON.
 
-The metadata written here (:data:`METADATA_KEYS`) is read back on the bridge's side by
-:func:`read_upload_metadata`, which lives here so that one module owns the format.
+The metadata written here is read back on the bridge's side: its format (the keys, the
+encoding of ``fields``, :func:`read_upload_metadata`) lives in :mod:`transflow.ingest.metadata`,
+so that one module owns it and the bridge's cold start does not load the signing side.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import logging
@@ -25,14 +25,25 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from transflow._wire.channels import upload_channel
-from transflow._wire.jsontext import JsonTextError, parse_json, type_name
 from transflow._wire.keys import upload_prefix
-from transflow._wire.limits import is_sqs_id
 from transflow._wire.model import JsonValue, UserContext, converter
 from transflow._wire.naming import sanitize_branch
 from transflow._wire.safenames import safe_filename
 from transflow._wire.tokens import DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, issue_stream_token
-from transflow.errors import ConfigError, UploadError, UploadMetadataError, UploadRefusedError
+from transflow.errors import ConfigError, UploadError, UploadRefusedError
+from transflow.ingest.metadata import (
+    MAX_METADATA_BYTES,
+    META_FIELDS,
+    META_FILE_COUNT,
+    META_PERMISSIONS,
+    META_TEMPLATE_ID,
+    META_UPLOAD_ID,
+    META_USER_ID,
+    METADATA_KEYS,
+    UploadMetadata,
+    encode_fields,
+    read_upload_metadata,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,26 +67,8 @@ log = logging.getLogger(__name__)
 
 MAX_POST_OBJECT_BYTES = 5 * 1024**3
 """The largest object one POST may upload (5 GiB), the default size limit."""
-MAX_METADATA_BYTES = 2048
-"""S3's limit on user metadata: the UTF-8 bytes of every key and value together."""
 MAX_EXPIRES_IN = 7 * 24 * 3600
 """SigV4 presigned requests live at most 7 days."""
-
-META_UPLOAD_ID = "uploadid"
-META_TEMPLATE_ID = "templateid"
-META_FIELDS = "fields"
-META_USER_ID = "userid"
-META_PERMISSIONS = "permissions"
-META_FILE_COUNT = "filecount"
-METADATA_KEYS = (
-    META_UPLOAD_ID,
-    META_TEMPLATE_ID,
-    META_FIELDS,
-    META_USER_ID,
-    META_PERMISSIONS,
-    META_FILE_COUNT,
-)
-"""The ``x-amz-meta-*`` keys an upload carries (without the prefix, as HeadObject returns)."""
 
 _META_PREFIX = "x-amz-meta-"
 # An upload id is a key segment and the SQS MessageGroupId: URL-safe characters only.
@@ -138,12 +131,6 @@ class UploadTicket:
 def new_upload_id() -> str:
     """A random, URL-safe upload id: 128 bits from :mod:`secrets`, 22 characters."""
     return secrets.token_urlsafe(16)
-
-
-def encode_fields(fields: Mapping[str, JsonValue]) -> str:
-    """``fields`` as the upload metadata carries them: base64 of compact JSON."""
-    text = json.dumps(dict(fields), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 def content_type_allowed(content_type: str, patterns: Sequence[str]) -> bool:
@@ -404,127 +391,4 @@ def create_upload(
         files=tuple(signed),
         stream_token=token,
         stream_token_expires_at=token_expires,
-    )
-
-
-# -- the bridge's side: reading it back ----------------------------------------------------
-
-# Spellings accepted on read, first wins: what create_upload writes, then the dashed forms
-# other uploaders use. HeadObject returns metadata keys in lower case.
-_SPELLINGS = {
-    META_UPLOAD_ID: ("uploadid", "upload-id", "upload_id"),
-    META_TEMPLATE_ID: ("templateid", "template-id", "template_id"),
-    META_USER_ID: ("userid", "user-id", "user_id"),
-    META_FIELDS: ("fields",),
-    META_PERMISSIONS: ("permissions",),
-    META_FILE_COUNT: ("filecount", "file-count", "file_count"),
-}
-
-
-@attrs.frozen
-class UploadMetadata:
-    """What an uploaded object's metadata says about its upload."""
-
-    template_id: str
-    upload_id: str | None = None
-    fields: Mapping[str, JsonValue] = attrs.field(factory=dict)
-    user_id: str | None = None
-    permissions: tuple[str, ...] = ()
-    file_count: int | None = None
-
-    @property
-    def user(self) -> UserContext | None:
-        """The uploader, when the metadata names one."""
-        if not self.user_id:
-            return None
-        return UserContext(self.user_id, permissions=self.permissions)
-
-
-def _lookup(meta: Mapping[str, str], name: str) -> str | None:
-    for spelling in _SPELLINGS[name]:
-        if spelling in meta:
-            return meta[spelling]
-    return None
-
-
-def _decode_fields(text: str, problems: list[str]) -> dict[str, JsonValue]:
-    raw = text.strip()
-    if raw.startswith("{"):
-        data_text = raw  # plain JSON: never valid base64, so it cannot be misread
-    else:
-        try:
-            padded = raw + "=" * (-len(raw) % 4)
-            decoded = (
-                base64.urlsafe_b64decode(padded)
-                if "-" in raw or "_" in raw
-                else base64.b64decode(padded, validate=True)
-            )
-            data_text = decoded.decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            problems.append("fields: not valid base64 of UTF-8 JSON")
-            return {}
-    try:
-        data = parse_json(data_text)
-    except JsonTextError as exc:
-        problems.append(f"fields: the base64 decodes, but not to readable JSON ({exc})")
-        return {}
-    if not isinstance(data, dict):
-        problems.append(f"fields: must be a JSON object, not {type_name(data)}")
-        return {}
-    return data
-
-
-def read_upload_metadata(key: str, metadata: Mapping[str, str]) -> UploadMetadata:
-    """Parse an object's user metadata (HeadObject's ``Metadata``) into
-    :class:`UploadMetadata`.
-
-    Raises :class:`~transflow.UploadMetadataError` listing every problem: a missing template
-    id, ``fields`` that are not base64 of a JSON object, ``permissions`` that are not a JSON
-    array of strings, a file count that is not a positive integer, an upload id that cannot
-    be an SQS MessageGroupId.
-    """
-    meta = {str(k).lower(): str(v) for k, v in metadata.items()}
-    problems: list[str] = []
-    template_id = (_lookup(meta, META_TEMPLATE_ID) or "").strip()
-    if not template_id:
-        problems.append(
-            "templateid: missing, so no template can process this object "
-            "(it was not uploaded through create_upload)"
-        )
-    upload_id = (_lookup(meta, META_UPLOAD_ID) or "").strip() or None
-    if upload_id is not None and not is_sqs_id(upload_id):
-        problems.append(
-            f"uploadid: {upload_id!r} cannot be an SQS MessageGroupId "
-            "(1-128 ASCII letters, digits or punctuation)"
-        )
-    fields_text = _lookup(meta, META_FIELDS)
-    fields = _decode_fields(fields_text, problems) if fields_text else {}
-    permissions: tuple[str, ...] = ()
-    permissions_text = _lookup(meta, META_PERMISSIONS)
-    if permissions_text:
-        try:
-            parsed = parse_json(permissions_text)
-        except JsonTextError:
-            parsed = None
-        if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
-            permissions = tuple(parsed)
-        else:
-            problems.append("permissions: must be a JSON array of strings")
-    file_count: int | None = None
-    count_text = _lookup(meta, META_FILE_COUNT)
-    if count_text is not None and count_text.strip():
-        text = count_text.strip()
-        if text.isdigit() and text.isascii() and int(text) > 0:
-            file_count = int(text)
-        else:
-            problems.append(f"filecount: {count_text!r} is not a positive integer")
-    if problems:
-        raise UploadMetadataError(key, problems)
-    return UploadMetadata(
-        template_id=template_id,
-        upload_id=upload_id,
-        fields=fields,
-        user_id=(_lookup(meta, META_USER_ID) or "").strip() or None,
-        permissions=permissions,
-        file_count=file_count,
     )

@@ -30,6 +30,7 @@ from transflow.ops.iam import IamPolicies, iam_policies
 from transflow.ops.sam import sam_template
 
 if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "diff_attributes",
     "ensure_queues",
     "ensure_queues_report",
+    "ensure_topic",
     "iam_policies",
     "resolve_queue_urls",
     "sam_template",
@@ -100,6 +102,8 @@ class EnsureReport:
     ignored: tuple[str, ...] = ()
     """``{queue}: {attribute}`` set but not kept by the endpoint (moto keeps no
     RedriveAllowPolicy, for example); not reported as a change on every run."""
+    topic_arn: str | None = None
+    """The SNS FIFO progress topic, in fan-out mode (``sqs.progressFanout: "sns"``)."""
 
     @property
     def changed(self) -> bool:
@@ -367,14 +371,32 @@ class _Reconciler:
             self.changes.extend(changes)
 
 
+def ensure_topic(sns: SNSClient, config: TransflowConfig) -> str:
+    """Create the SNS FIFO progress topic of fan-out mode if it does not exist (CreateTopic is
+    idempotent) and return its ARN; with ``sqs.progressTopicArn`` set, that ARN is returned
+    untouched (the topic is someone else's to manage). Deduplication ids are always sent
+    explicitly, so content-based deduplication stays off."""
+    if config.sqs.progress_topic_arn:
+        return config.sqs.progress_topic_arn
+    response = sns.create_topic(
+        Name=config.topic_name,
+        Attributes={"FifoTopic": "true", "ContentBasedDeduplication": "false"},
+        Tags=[{"Key": k, "Value": v} for k, v in desired_tags(config).items()],
+    )
+    return response["TopicArn"]
+
+
 def ensure_queues_report(
     sqs: SQSClient,
     config: TransflowConfig,
     *,
     function_timeout_sec: int | None = None,
+    sns: SNSClient | None = None,
 ) -> EnsureReport:
     """Create or correct the DLQ, the processing queue and the progress queue of
-    ``config``'s project and branch, and say what changed.
+    ``config``'s project and branch, and say what changed. In fan-out mode
+    (``sqs.progressFanout: "sns"``), also the SNS FIFO progress topic (:func:`ensure_topic`;
+    pass ``sns``); the hub instances make their own queues.
 
     ``function_timeout_sec`` is the processing function's timeout, when known: a visibility
     timeout below six times it gives a :class:`ProvisionWarning` (and a line in
@@ -402,9 +424,18 @@ def ensure_queues_report(
     processing_url, _ = work.ensure(names.processing, desired["processing"], desired["processing"])
     progress_url, _ = work.ensure(names.progress, desired["progress"], desired["progress"])
 
+    topic_arn = None
+    if config.sqs.fanout:
+        if sns is None:
+            raise ProvisionError(
+                "fan-out mode (sqs.progressFanout 'sns') needs the progress topic: pass sns= "
+                "(an SNS client) to ensure_queues"
+            )
+        topic_arn = ensure_topic(sns, config)
     for line in work.warnings:
         warnings.warn(line, ProvisionWarning, stacklevel=2)
     return EnsureReport(
+        topic_arn=topic_arn,
         urls=QueueUrls(processing=processing_url, progress=progress_url, dlq=dlq_url),
         created=tuple(work.created),
         changes=tuple(work.changes),
@@ -414,11 +445,18 @@ def ensure_queues_report(
 
 
 def ensure_queues(
-    sqs: SQSClient, config: TransflowConfig, *, function_timeout_sec: int | None = None
+    sqs: SQSClient,
+    config: TransflowConfig,
+    *,
+    function_timeout_sec: int | None = None,
+    sns: SNSClient | None = None,
 ) -> QueueUrls:
-    """Create or correct the three queues of ``config``'s project and branch and return
-    their URLs. Idempotent. :func:`ensure_queues_report` also says what changed."""
-    return ensure_queues_report(sqs, config, function_timeout_sec=function_timeout_sec).urls
+    """Create or correct the three queues of ``config``'s project and branch (and in fan-out
+    mode the progress topic, with ``sns``) and return their URLs. Idempotent.
+    :func:`ensure_queues_report` also says what changed, and the topic's ARN."""
+    return ensure_queues_report(
+        sqs, config, function_timeout_sec=function_timeout_sec, sns=sns
+    ).urls
 
 
 def resolve_queue_urls(sqs: SQSClient, config: TransflowConfig) -> QueueUrls:

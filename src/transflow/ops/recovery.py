@@ -34,7 +34,8 @@ from transflow._wire.naming import sanitize_branch
 from transflow.errors import UploadMetadataError
 from transflow.ingest.uploads import read_upload_metadata
 from transflow.processing.progress import first_seq
-from transflow.processing.status import AssemblyStatus, load_status, now_text, save_status
+from transflow.processing.status import AssemblyStatus, now_text
+from transflow.processing.storage import read_status_record, write_status_record
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -234,7 +235,7 @@ def sweep_stale_uploads(
                     problems.append(judged)
                 continue
             key = status_key(judged.branch, judged.upload_id, judged.user_id)
-            if load_status(s3, output_bucket, key) is not None:
+            if read_status_record(s3, output_bucket, key) is not None:
                 closed.append(judged.upload_id)
                 continue
         except botocore.exceptions.ClientError as exc:
@@ -288,7 +289,7 @@ def _close(
         if upload.prefix not in delivered:
             continue
         try:
-            save_status(
+            write_status_record(
                 s3,
                 output_bucket,
                 status_key(upload.branch, upload.upload_id, upload.user_id),

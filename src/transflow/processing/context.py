@@ -14,14 +14,16 @@ import mimetypes
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from transflow._wire.keys import STATUS_RECORD_NAME
 from transflow._wire.model import JsonValue, ProcessingJob, ProgressType, UserContext
 from transflow.errors import OutputPathError, StepUsageError
-from transflow.processing.external import CommandResult, run_command
+
+if TYPE_CHECKING:
+    from transflow.processing.external import CommandResult
 
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",
@@ -262,6 +264,10 @@ class StepContext:
 
         The timeout defaults to 600 s and is cut to the Lambda time left (minus a small
         reserve), so a hung tool fails the job cleanly instead of the Lambda timing out."""
+        # Imported on first use: most templates never run a tool, and a Lambda's cold start
+        # should not pay for the subprocess machinery they do not use.
+        from transflow.processing.external import run_command  # noqa: PLC0415
+
         limit = DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout
         left = self.remaining_time()
         if math.isfinite(left):

@@ -14,6 +14,11 @@ redrive from the dead-letter queue included: an attempt numbers its events from 
 millisecond it started (:func:`first_seq`), so ``{uploadId}:{seq}`` identifies an event for
 the browser too.
 
+Fan-out mode. With ``topic_arn`` (and an SNS client) the events go to the SNS FIFO progress
+topic instead, with PublishBatch: the same batches of at most ten, MessageGroupId = upload id,
+the same deduplication ids; SNS delivers each to every hub instance's own queue
+(:mod:`transflow.streaming.instances`), so any number of stream processes see every event.
+
 Progress is best effort by design: a send that still fails after the retries is logged at
 ERROR and the job goes on, because processing correctness comes before progress.
 """
@@ -30,23 +35,28 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from transflow._aws.retry import RetryPolicy
+from transflow._aws.sns_batch import publish_batch
 from transflow._aws.sqs_batch import (
     BatchResult,
     OutgoingMessage,
     send_batch,
 )
-from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES
+from transflow._wire import options
+from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.model import ProgressEvent, ProgressType
+from transflow._wire.renamed import renamed_names
+from transflow.errors import ConfigError
 
 if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
     "SEQS_PER_MS",
     "ProgressPublisher",
     "ProgressStream",
-    "dedup_id",
     "first_seq",
+    "progress_dedup_id",
     "should_flush",
 ]
 
@@ -76,8 +86,9 @@ def first_seq(started_at: float) -> int:
     return int(started_at * 1000) * SEQS_PER_MS
 
 
-def dedup_id(upload_id: str, attempt: str, seq: int) -> str:
-    """``{uploadId}:{attempt}:{seq}``, hashed when it would pass SQS's 128 characters."""
+def progress_dedup_id(upload_id: str, attempt: str, seq: int) -> str:
+    """The MessageDeduplicationId of a progress event: ``{uploadId}:{attempt}:{seq}``,
+    hashed when it would pass SQS's 128 characters."""
     plain = f"{upload_id}:{attempt}:{seq}"
     if len(plain) <= _MAX_DEDUP:
         return plain
@@ -94,17 +105,46 @@ def should_flush(event_type: ProgressType, buffered: int) -> bool:
 
 @attrs.define
 class ProgressPublisher:
-    """Sends the progress events of jobs to one FIFO progress queue.
+    """Sends the progress events of jobs to one FIFO progress queue, or in fan-out mode
+    (``topic_arn`` and ``sns``) to the SNS FIFO progress topic.
 
     Thread-safe and cheap to share: one per process, one :class:`ProgressStream` per job.
     """
 
-    sqs: SQSClient
-    queue_url: str
-    flush_after: float = 0.5
-    max_bytes: int = MAX_MESSAGE_BYTES
-    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
-    clock: Callable[[], float] = time.time
+    sqs: SQSClient | None
+    queue_url: str | None = attrs.field(
+        default=None, validator=options.optional(options.non_empty_text)
+    )
+    flush_after: float = attrs.field(default=0.5, validator=options.seconds())
+    max_bytes: int = attrs.field(
+        default=MAX_MESSAGE_BYTES, validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1])
+    )
+    policy: RetryPolicy = attrs.field(
+        factory=RetryPolicy, validator=options.instance_of(RetryPolicy)
+    )
+    clock: Callable[[], float] = attrs.field(default=time.time, validator=options.callable_)
+    topic_arn: str | None = attrs.field(
+        default=None, validator=options.optional(options.non_empty_text)
+    )
+    sns: SNSClient | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.topic_arn is not None:
+            if self.sns is None:
+                raise ConfigError(
+                    "ProgressPublisher: topic_arn needs sns= (an SNS client) to publish to "
+                    f"{self.topic_arn}"
+                )
+        elif self.queue_url is None or self.sqs is None:
+            raise ConfigError(
+                "ProgressPublisher needs a progress queue (sqs= and queue_url=) or, in "
+                "fan-out mode, the progress topic (sns= and topic_arn=)"
+            )
+
+    @property
+    def destination(self) -> str:
+        """Where events go: the topic ARN in fan-out mode, else the queue URL."""
+        return self.topic_arn or self.queue_url or ""
 
     def stream(
         self,
@@ -134,20 +174,28 @@ class ProgressPublisher:
                 OutgoingMessage(
                     event.to_json(),
                     group_id=event.upload_id,
-                    dedup_id=dedup_id(event.upload_id, attempt_token, event.seq or 0),
+                    dedup_id=progress_dedup_id(event.upload_id, attempt_token, event.seq or 0),
                 ),
             )
             for index, event in enumerate(events)
         ]
         try:
-            result = send_batch(
-                self.sqs, self.queue_url, messages, max_bytes=self.max_bytes, policy=self.policy
-            )
+            if self.topic_arn is not None:
+                assert self.sns is not None  # checked when made
+                result = publish_batch(
+                    self.sns, self.topic_arn, messages, max_bytes=self.max_bytes, policy=self.policy
+                )
+            else:
+                assert self.sqs is not None
+                assert self.queue_url is not None
+                result = send_batch(
+                    self.sqs, self.queue_url, messages, max_bytes=self.max_bytes, policy=self.policy
+                )
         except Exception:
             log.exception(
                 "progress: could not send %d events to %s; the job goes on without them",
                 len(events),
-                self.queue_url,
+                self.destination,
             )
             return BatchResult(calls=0)
         if result.failed:
@@ -231,3 +279,6 @@ class ProgressStream:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+__getattr__ = renamed_names(__name__, {"dedup_id": (__name__, "progress_dedup_id")})

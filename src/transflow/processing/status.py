@@ -12,20 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
+import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
-import botocore.exceptions
 import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from transflow._aws.s3 import is_not_found
 from transflow._version import __version__
 from transflow._wire.model import ProcessingJob, format_timestamp
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
+from transflow._wire.renamed import renamed_names
 
 __all__ = [
     "ASSEMBLY_COMPLETED",
@@ -34,11 +31,8 @@ __all__ = [
     "ResultRecord",
     "UploadRecord",
     "job_fingerprint",
-    "load_status",
-    "save_status",
+    "status_record_dict",
 ]
-
-log = logging.getLogger(__name__)
 
 ASSEMBLY_EXECUTING = "ASSEMBLY_EXECUTING"
 """The status record's ``ok`` while a job runs."""
@@ -49,27 +43,49 @@ re-delivered job harmless."""
 
 @attrs.frozen
 class UploadRecord:
-    """One input of the job, as it was found in S3."""
+    """One input of the job, as it was found in S3 (``mime`` in the JSON record)."""
 
     name: str
     bucket: str
     key: str
     size: int
     etag: str = ""
-    mime: str | None = None
+    content_type: str | None = None
+
+    @property
+    def mime(self) -> str | None:
+        """Deprecated spelling of :attr:`content_type`."""
+        _warn_mime()
+        return self.content_type
 
 
 @attrs.frozen
 class ResultRecord:
-    """One output a step wrote."""
+    """One output a step wrote, as the status record lists it (``mime`` in the JSON record);
+    the step got it as an :class:`~transflow.processing.context.OutputFile`."""
 
     name: str
     bucket: str
     key: str
     size: int
-    mime: str
+    content_type: str
     etag: str = ""
     url: str = ""
+
+    @property
+    def mime(self) -> str:
+        """Deprecated spelling of :attr:`content_type`."""
+        _warn_mime()
+        return self.content_type
+
+
+def _warn_mime() -> None:
+    warnings.warn(
+        "the status record's .mime is now .content_type (S3's ContentType); .mime goes in "
+        "the next release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 @attrs.frozen
@@ -117,6 +133,17 @@ class AssemblyStatus:
 # Not transflow._wire.model.converter: that one writes the camelCase wire format, while the status
 # record follows Transloadit's snake_case keys that existing dashboards read.
 _converter = cattrs.Converter()
+# Transloadit's key for the content type is "mime"; the attribute says what it holds. The
+# hooks are made on first use, so a cold start does not pay for generating them.
+_MIME_RECORDS = (UploadRecord, ResultRecord)
+_converter.register_unstructure_hook_factory(
+    lambda cls: cls in _MIME_RECORDS,
+    lambda cls: make_dict_unstructure_fn(cls, _converter, content_type=override(rename="mime")),
+)
+_converter.register_structure_hook_factory(
+    lambda cls: cls in _MIME_RECORDS,
+    lambda cls: make_dict_structure_fn(cls, _converter, content_type=override(rename="mime")),
+)
 
 
 def now_text() -> str:
@@ -131,34 +158,17 @@ def job_fingerprint(job: ProcessingJob) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def load_status(s3: S3Client, bucket: str, key: str) -> AssemblyStatus | None:
-    """The record at ``bucket``/``key``, or None when there is none (or it is unreadable,
-    which is logged: the job then simply runs)."""
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except botocore.exceptions.ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
-    try:
-        return AssemblyStatus.from_json(body)
-    except ValueError:
-        log.warning("status record s3://%s/%s is not readable; it will be rewritten", bucket, key)
-        return None
-
-
-def save_status(s3: S3Client, bucket: str, key: str, status: AssemblyStatus) -> None:
-    """Write the record (replacing the previous one)."""
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=status.to_json().encode("utf-8"),
-        ContentType="application/json",
-        CacheControl="no-cache",
-    )
-
-
-def status_dict(status: AssemblyStatus) -> dict[str, Any]:
+def status_record_dict(record: AssemblyStatus) -> dict[str, Any]:
     """The record as a plain JSON object (what webhooks post)."""
-    data: dict[str, Any] = _converter.unstructure(status)
+    data: dict[str, Any] = _converter.unstructure(record)
     return data
+
+
+__getattr__ = renamed_names(
+    __name__,
+    {
+        "load_status": ("transflow.processing.storage", "read_status_record"),
+        "save_status": ("transflow.processing.storage", "write_status_record"),
+        "status_dict": (__name__, "status_record_dict"),
+    },
+)

@@ -39,7 +39,8 @@ from tenacity import (
 
 from transflow._aws.retry import RetryPolicy
 from transflow._version import __version__
-from transflow.errors import WebhookSignatureError
+from transflow._wire import options
+from transflow.errors import ConfigError, WebhookSignatureError
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -218,11 +219,18 @@ class WebhookSender:
     Requests go straight to the receiver, without an HTTP proxy.
     """
 
-    timeout: float = 10.0
-    attempts: int = 4
-    initial_wait: float = 0.2
-    max_wait: float = 5.0
-    deadline: float = 30.0
+    timeout: float = attrs.field(default=10.0, validator=options.seconds(strict=True))
+    attempts: int = attrs.field(default=4, validator=options.bounded_int(1))
+    initial_wait: float = attrs.field(default=0.2, validator=options.seconds())
+    max_wait: float = attrs.field(default=5.0, validator=options.seconds())
+    deadline: float = attrs.field(default=30.0, validator=options.seconds(strict=True))
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_wait < self.initial_wait:
+            raise ConfigError(
+                f"WebhookSender max_wait must be at least initial_wait, not {self.max_wait!r} "
+                f"(initial_wait is {self.initial_wait!r})"
+            )
 
     def deliver(self, url: str, body: bytes, secret: str | None = None) -> WebhookResult:
         """POST ``body`` to ``url``, signed with ``secret`` when there is one."""

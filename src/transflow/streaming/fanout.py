@@ -20,7 +20,6 @@ or sort of every buffered event; merging a branch's replay happens outside it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import heapq
 import itertools
@@ -206,6 +205,9 @@ class Subscription:
 
     async def aget(self, timeout: float | None = None) -> ProgressEvent | None:
         """:meth:`get` for asyncio: waits on the event loop, not in a thread."""
+        # Imported here: only asyncio hosts call this, and their loop has loaded asyncio.
+        import asyncio  # noqa: PLC0415
+
         loop = asyncio.get_running_loop()
         ready = asyncio.Event()
 

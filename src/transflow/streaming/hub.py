@@ -11,11 +11,26 @@ SQS.
 Memory is bounded everywhere: each subscriber's buffer (a slow client is cut off with
 :class:`~transflow.errors.SubscriberLagged` rather than slowing the others), each channel's
 replay buffer, and the number of channels remembered (least recently used are forgotten).
+
+Fan-out mode (``topic_arn``): for more than one stream process. The hub then makes its own
+instance queue at :meth:`ProgressHub.start`, subscribed to the SNS FIFO progress topic
+(:mod:`transflow.streaming.instances`), refreshes its last-seen tag on a timer, sweeps the
+queues of crashed instances, and unsubscribes and deletes its queue at :meth:`stop`.
+
+Processes. A hub belongs to the process that started it. One started before a fork
+(gunicorn ``--preload``, multiprocessing) is noticed by the process id: in the child, the
+first :meth:`~ProgressHub.subscribe` restarts it in fan-out mode (a fresh instance queue and
+poller for the child) and raises :class:`~transflow.errors.HubForked` on the shared queue
+(where the parent's hub and the child's would split the events); the parent logs a warning
+that it keeps consuming.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,17 +43,52 @@ from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProgressEvent
 from transflow._wire.options import at_least, between, positive
-from transflow.errors import ChannelError, EventFormatError, SubscriptionDenied
+from transflow.errors import (
+    ChannelError,
+    ConfigError,
+    EventFormatError,
+    HubForked,
+    SubscriptionDenied,
+)
 from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
+from transflow.streaming.instances import InstanceQueue, sweep_instance_queues
+from transflow.streaming.snapshot import UploadState, UploadStatus
 
 if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+
+    from transflow.config import TransflowConfig
 
 __all__ = ["HubStats", "ProgressHub", "Subscription"]
 
 log = logging.getLogger(__name__)
 
 Authorize = Callable[[Any, str], bool]
+SnapshotSource = Callable[[str], "UploadStatus | None"]
+"""``source(channel)``: the status of an upload the hub has not seen (None: unknown); see
+:class:`~transflow.streaming.records.StatusRecordSnapshots`."""
+
+# Hubs running in this process, so a fork can tell the parent's which it keeps consuming.
+_running: weakref.WeakSet[ProgressHub] = weakref.WeakSet()
+
+
+def _after_fork_in_parent() -> None:
+    for hub in list(_running):
+        hub._forked_in_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_parent=_after_fork_in_parent)
+
+
+def _fresh_connections(client: Any) -> None:
+    """Forget the connections a client inherited through a fork: the parent still uses the
+    same sockets, and two processes on one connection read each other's responses."""
+    session = getattr(getattr(client, "_endpoint", None), "http_session", None)
+    close = getattr(session, "close", None)
+    if close is not None:
+        close()
 
 
 @attrs.frozen
@@ -52,13 +102,18 @@ class HubStats(FanOutStats):
 class ProgressHub:
     """Consumes the progress queue and dispatches each event to the matching subscribers.
 
-    One per process: two hubs on one queue in one process would split the events between
-    them. ``authorize(principal, channel)`` decides who may subscribe to what. Every option
-    is checked here: one out of range raises :class:`~transflow.errors.ConfigError`.
+    One per process: two hubs on one queue split the events between them. For more than
+    one process, give ``topic_arn`` and ``sns`` (and ``instance_prefix``, from
+    :attr:`TransflowConfig.instance_queue_prefix <transflow.TransflowConfig>`) instead of
+    ``progress_queue_url``: each hub then gets every event through its own instance queue
+    (see :meth:`from_config`). ``authorize(principal, channel)`` decides who may subscribe to
+    what. ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
+    :class:`~transflow.streaming.records.StatusRecordSnapshots`). Every option is checked
+    here: one out of range raises :class:`~transflow.errors.ConfigError`.
     """
 
     sqs: SQSClient
-    progress_queue_url: str
+    progress_queue_url: str | None = None
     authorize: Authorize | None = None
     buffer_size: int = attrs.field(default=1000, validator=at_least(1))
     replay_size: int = attrs.field(default=1000, validator=at_least(0))
@@ -72,13 +127,35 @@ class ProgressHub:
         default=30, validator=between(1, MAX_VISIBILITY_TIMEOUT, " (12 hours)")
     )
     drain_timeout: float = attrs.field(default=5.0, validator=positive)
+    topic_arn: str | None = None
+    sns: SNSClient | None = None
+    instance_prefix: str | None = None
+    instance_stale_after: float = attrs.field(default=300.0, validator=at_least(3))
+    snapshot_source: SnapshotSource | None = None
 
     _fanout: FanOut = attrs.field(init=False)
     _poller: QueuePoller | None = attrs.field(init=False, default=None)
     _emitted: dict[str, int] = attrs.field(init=False, factory=dict)
+    _pid: int | None = attrs.field(init=False, default=None)
+    _life: threading.RLock = attrs.field(init=False, factory=threading.RLock)
+    _instance: InstanceQueue | None = attrs.field(init=False, default=None)
+    _keeper: threading.Thread | None = attrs.field(init=False, default=None)
+    _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _warned_fork: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
+        if self.topic_arn is None and self.progress_queue_url is None:
+            raise ConfigError(
+                "ProgressHub needs progress_queue_url= (one process) or topic_arn=, sns= and "
+                "instance_prefix= (fan-out mode, any number of processes)"
+            )
+        if self.topic_arn is not None and (self.sns is None or not self.instance_prefix):
+            raise ConfigError(
+                f"ProgressHub in fan-out mode ({self.topic_arn}) needs sns= (an SNS client) "
+                "and instance_prefix= (TransflowConfig.instance_queue_prefix); "
+                "ProgressHub.from_config(config, sqs=..., sns=...) passes both"
+            )
         self._fanout = FanOut(
             self.buffer_size,
             self.replay_size,
@@ -87,19 +164,166 @@ class ProgressHub:
             replay_total_bytes=self.replay_total_bytes,
         )
 
+    @classmethod
+    def from_config(
+        cls,
+        config: TransflowConfig,
+        *,
+        sqs: SQSClient,
+        sns: SNSClient | None = None,
+        progress_queue_url: str | None = None,
+        topic_arn: str | None = None,
+        **options: Any,
+    ) -> ProgressHub:
+        """A hub for ``config``: in fan-out mode (``sqs.progressFanout: "sns"`` or
+        ``sqs.progressTopicArn``) on the topic (``topic_arn`` when the config has no ARN),
+        else on the progress queue (``progress_queue_url`` or the config's URL). ``options``
+        are the hub's other fields."""
+        if config.sqs.fanout:
+            arn = config.sqs.progress_topic_arn or topic_arn
+            if arn is None:
+                raise ConfigError(
+                    "fan-out mode needs the progress topic's ARN: set sqs.progressTopicArn "
+                    "(or SNS_PROGRESS_TOPIC_ARN), or pass topic_arn= (ensure_queues returns it)"
+                )
+            return cls(
+                sqs,
+                topic_arn=arn,
+                sns=sns,
+                instance_prefix=config.instance_queue_prefix,
+                instance_stale_after=config.sqs.instance_stale_sec,
+                **options,
+            )
+        url = progress_queue_url or config.sqs.progress_queue_url
+        if url is None:
+            raise ConfigError(
+                "no progress queue URL: set SQS_PROGRESS_QUEUE_URL or pass progress_queue_url="
+            )
+        return cls(sqs, url, **options)
+
+    @property
+    def fanout_mode(self) -> bool:
+        """Whether the hub reads its own instance queue, subscribed to the progress topic."""
+        return self.topic_arn is not None
+
+    @property
+    def queue_url(self) -> str | None:
+        """The queue the hub reads: its instance queue in fan-out mode (None until started),
+        else the progress queue."""
+        if self.fanout_mode:
+            return self._instance.url if self._instance is not None else None
+        return self.progress_queue_url
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> ProgressHub:
-        """Start consuming the progress queue; returns self."""
-        self.poller.start()
+        """Start consuming (in fan-out mode: make and subscribe the instance queue first);
+        returns self."""
+        with self._life:
+            if self._pid is not None and self._pid != os.getpid():
+                self._restart_in_child()
+                return self
+            self._pid = os.getpid()
+            if self.fanout_mode and self._instance is None:
+                self._open_instance()
+            self.poller.start()
+            _running.add(self)
         return self
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Stop consuming and close every subscription; returns whether the poller stopped
-        within ``timeout``."""
-        stopped = self.poller.stop(timeout)
+        """Stop consuming and close every subscription (in fan-out mode: unsubscribe and
+        delete the instance queue); returns whether the poller stopped within ``timeout``."""
+        with self._life:
+            _running.discard(self)
+            self._stopping.set()
+            mine = self._pid is None or self._pid == os.getpid()
+            stopped = self.poller.stop(timeout) if mine and self._poller is not None else True
+            if self._keeper is not None and mine:
+                self._keeper.join(timeout)
+            if self._instance is not None and mine:
+                self._instance.close()
+            self._instance = None
         self._fanout.close("the progress hub stopped")
         return stopped
+
+    def sweep(self) -> tuple[str, ...]:
+        """Unsubscribe and delete the instance queues not seen for ``instance_stale_after``
+        seconds (never this hub's own); returns their names. The hub runs it on its timer."""
+        if not self.fanout_mode:
+            return ()
+        assert self.sns is not None
+        assert self.topic_arn is not None
+        assert self.instance_prefix is not None
+        own = self.queue_url
+        report = sweep_instance_queues(
+            self.sqs,
+            self.sns,
+            self.topic_arn,
+            self.instance_prefix,
+            stale_after=self.instance_stale_after,
+            keep={own} if own else (),
+        )
+        return report.deleted
+
+    def _open_instance(self) -> None:
+        assert self.sns is not None
+        assert self.topic_arn is not None
+        assert self.instance_prefix is not None
+        self._instance = InstanceQueue(self.sqs, self.sns, self.topic_arn, self.instance_prefix)
+        self._instance.open()
+        self._stopping = threading.Event()
+        self._keeper = threading.Thread(target=self._keep, name="transflow-hub-keeper", daemon=True)
+        self._keeper.start()
+
+    def _keep(self) -> None:
+        # Refresh three times per stale period, so one slow refresh never gets us swept;
+        # sweep the others' leftovers on every third refresh.
+        interval = self.instance_stale_after / 3
+        instance, stopping = self._instance, self._stopping
+        rounds = 0
+        while not stopping.wait(interval):
+            if instance is None or self._pid != os.getpid():
+                return
+            rounds += 1
+            try:
+                instance.touch()
+                if rounds % 3 == 1:
+                    self.sweep()
+            except Exception:
+                log.exception("fan-out: refreshing %s failed; trying again", instance.name)
+
+    def _restart_in_child(self) -> None:
+        """This hub was started in another process, which forked this one."""
+        parent = self._pid
+        if not self.fanout_mode:
+            raise HubForked(
+                f"this ProgressHub was started in process {parent}, which forked process "
+                f"{os.getpid()}: its thread does not run here, and a second hub on the shared "
+                "progress queue would split the events with the first. Start the hub in each "
+                "worker (gunicorn post_fork hook, or the ASGI lifespan) and not at import "
+                '(gunicorn --preload), or use fan-out mode (sqs.progressFanout: "sns")'
+            )
+        log.info("fan-out: hub started in process %s restarts in process %s", parent, os.getpid())
+        # Nothing inherited is ours: the parent's threads, its queue, its subscribers.
+        _fresh_connections(self.sqs)
+        _fresh_connections(self.sns)
+        self._poller = None
+        self._instance = None
+        self._keeper = None
+        self._fanout = FanOut(self.buffer_size, self.replay_size, self.max_channels)
+        self._pid = None
+        self.start()
+
+    def _forked_in_parent(self) -> None:
+        if not self._warned_fork:
+            self._warned_fork = True
+            log.warning(
+                "ProgressHub: process %d forked after starting its hub and keeps consuming "
+                "%s; if this process serves no streams (a gunicorn --preload master), start "
+                "the hub in each worker instead (see docs/deployment.md)",
+                os.getpid(),
+                self.queue_url,
+            )
 
     def __enter__(self) -> ProgressHub:
         return self.start()
@@ -112,9 +336,14 @@ class ProgressHub:
         """The queue poller under the hub (for its stats and settings); made when first
         needed, at :meth:`start` at the latest."""
         if self._poller is None:
+            url = self.queue_url
+            if url is None:
+                raise ConfigError(
+                    "the hub's instance queue exists once the hub started: call start() first"
+                )
             self._poller = QueuePoller(
                 self.sqs,
-                self.progress_queue_url,
+                url,
                 self._on_message,
                 concurrency=self.concurrency,
                 max_in_flight=self.max_in_flight,
@@ -127,7 +356,13 @@ class ProgressHub:
 
     def stats(self) -> HubStats:
         """Counters since start, and the poller's."""
-        return HubStats(**attrs.asdict(self._fanout.stats()), poller=self.poller.stats())
+        return HubStats(**attrs.asdict(self._fanout.stats()), poller=self._poller_stats())
+
+    def _poller_stats(self) -> PollerStats:
+        if self._poller is None and self.queue_url is None:
+            zero: dict[str, Any] = dict.fromkeys((f.name for f in attrs.fields(PollerStats)), 0)
+            return PollerStats(**{**zero, "state": "created", "last_poll_at": None})
+        return self.poller.stats()
 
     def emit_metrics(self) -> HubStats:
         """Write the hub's metrics in CloudWatch EMF (:mod:`transflow._aws.emf`): connected
@@ -165,12 +400,25 @@ class ProgressHub:
         Raises :class:`ChannelError` for a malformed channel, :class:`SubscriptionDenied`
         when ``authorize`` refuses, :class:`SubscriptionClosed` when the hub has stopped.
         """
-        parse_channel(channel)  # a malformed channel is a ChannelError before authorize runs
+        _branch, upload_id = parse_channel(channel)  # a ChannelError before authorize runs
         if self.authorize is not None and not self.authorize(principal, channel):
             raise SubscriptionDenied(
                 f"not allowed to subscribe to {channel}; the host's authorize hook refused it"
             )
-        return self._fanout.subscribe(channel, last_event_id, buffer_size=buffer_size)
+        if self._pid is not None and self._pid != os.getpid():
+            with self._life:
+                if self._pid is not None and self._pid != os.getpid():
+                    self._restart_in_child()
+        sub = self._fanout.subscribe(channel, last_event_id, buffer_size=buffer_size)
+        if upload_id is not None and self.snapshot_source is not None and _unseen(sub.snapshot):
+            try:
+                recorded = self.snapshot_source(channel)
+            except Exception:
+                log.exception("snapshot source failed for %s; sending the hub's own", channel)
+                recorded = None
+            if recorded is not None and _unseen(sub.snapshot):
+                sub.snapshots = (recorded,)
+        return sub
 
     # -- dispatching ----------------------------------------------------------------------
 
@@ -198,3 +446,8 @@ class ProgressHub:
         stream could carry (a channel that is not its own branch's and upload's, control
         characters, a value JSON cannot write)."""
         return self._fanout.dispatch(event)
+
+
+def _unseen(status: UploadStatus) -> bool:
+    """Whether a snapshot is the empty one of an upload the hub has heard nothing of."""
+    return status.last_seq is None and status.state is UploadState.QUEUED

@@ -16,8 +16,9 @@ import json
 import attrs
 
 from transflow._wire.model import ProgressEvent, ProgressType, converter
+from transflow._wire.renamed import renamed_names
 
-__all__ = ["OutputFile", "StepStatus", "UploadState", "UploadStatus", "fold_event"]
+__all__ = ["OutputSeen", "StepStatus", "UploadState", "UploadStatus", "fold_event"]
 
 
 class UploadState(str, enum.Enum):
@@ -43,8 +44,9 @@ class StepStatus:
 
 
 @attrs.frozen
-class OutputFile:
-    """A file a step wrote, from an ``output`` event."""
+class OutputSeen:
+    """A file a step wrote, as its ``output`` event told subscribers (not the step's own
+    :class:`~transflow.processing.context.OutputFile`, which holds the local path)."""
 
     key: str
     name: str | None = None
@@ -63,7 +65,7 @@ class UploadStatus:
     template_id: str | None = None
     steps: tuple[StepStatus, ...] = ()
     percent: float | None = None
-    outputs: tuple[OutputFile, ...] = ()
+    outputs: tuple[OutputSeen, ...] = ()
     error: str | None = None
     last_event_id: str | None = None
     last_seq: int | None = None
@@ -139,7 +141,7 @@ def fold_event(status: UploadStatus, event: ProgressEvent) -> UploadStatus:  # n
     elif kind is ProgressType.STEP_DONE and event.step:
         changes["steps"] = _with_step(status.steps, event.step, "done", 100)
     elif kind is ProgressType.OUTPUT and event.key:
-        output = OutputFile(event.key, event.name, event.bucket, event.step)
+        output = OutputSeen(event.key, event.name, event.bucket, event.step)
         if output not in status.outputs:
             changes["outputs"] = (*status.outputs, output)
     elif kind is ProgressType.DONE:
@@ -159,3 +161,6 @@ def fold_event(status: UploadStatus, event: ProgressEvent) -> UploadStatus:  # n
     ):
         changes["state"] = UploadState.PROCESSING  # the start event may have been missed
     return attrs.evolve(status, **changes)  # type: ignore[arg-type]
+
+
+__getattr__ = renamed_names(__name__, {"OutputFile": (__name__, "OutputSeen")})

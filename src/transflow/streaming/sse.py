@@ -9,7 +9,6 @@ mounts under a path of its choosing. No AWS either: the hub is passed in.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -179,7 +178,8 @@ def _event_bytes(event: ProgressEvent) -> bytes | None:
 
 
 def _opening(subscription: _Feed, retry: int | None) -> bytes:
-    head = f"retry: {retry}\n\n".encode() if retry is not None else b""
+    # retry: goes inside the snapshot's block: a block of its own has no data, and some
+    # clients (httpx-sse) yield it as an empty message that json.loads then fails on.
     try:
         snapshot = subscription.snapshot_json()
     except ValueError as exc:  # a status holding a number json cannot write
@@ -187,7 +187,7 @@ def _opening(subscription: _Feed, retry: int | None) -> bytes:
             "SSE: snapshot of %r cannot be encoded: %s", subscription.channel, exc
         )
         snapshot = json.dumps({"channel": subscription.channel, "error": "SNAPSHOT_UNAVAILABLE"})
-    return head + encode(snapshot, event="snapshot")
+    return encode(snapshot, event="snapshot", retry=retry)
 
 
 def _lagged(error: SubscriberLagged) -> bytes:
@@ -558,6 +558,9 @@ async def _serve(
     heartbeat: float,
     retry: int | None,
 ) -> None:
+    # Imported here: only ASGI hosts get this far, and their loop has loaded asyncio.
+    import asyncio  # noqa: PLC0415
+
     async def watch_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass

@@ -21,7 +21,7 @@ from tests.integration.iam.work import (
 )
 from tests.streaming_support import SseClient
 from transflow._wire.keys import status_key
-from transflow.processing.status import load_status
+from transflow.processing.storage import read_status_record as load_status
 
 
 def test_an_upload_reaches_the_browser_with_every_role_on_its_own_policy(

@@ -41,7 +41,7 @@ from transflow.ops import dlq
 from transflow.ops.iam import DEFAULT_CLAIM_PREFIX, PolicyDocument
 from transflow.ops.metrics import queue_stats
 from transflow.ops.provision import QueueUrls, resolve_queue_urls
-from transflow.processing.status import load_status
+from transflow.processing.storage import read_status_record as load_status
 from transflow.streaming.sse import wsgi_app
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ from transflow.ingest.bridge import GroupingBridge
 from transflow.ingest.uploads import UploadFile, create_upload
 from transflow.ops.provision import QueueUrls, ensure_queues
 from transflow.processing.processor import JobProcessor
-from transflow.processing.status import load_status
+from transflow.processing.storage import read_status_record
 from transflow.processing.worker import make_worker
 from transflow.streaming import sse
 from transflow.streaming.hub import ProgressHub
@@ -248,7 +248,7 @@ class DemoStack:
 
     def upload_report(self, upload_id: str) -> dict[str, Any]:
         """The status record of an upload and a presigned link to each output."""
-        record = load_status(
+        record = read_status_record(
             self.s3, self.settings.output_bucket, status_key(self.settings.branch, upload_id)
         )
         if record is None:

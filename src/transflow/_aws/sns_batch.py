@@ -1,0 +1,72 @@
+"""SNS PublishBatch that loses nothing: every entry of every response checked, retried with
+the one :class:`~transflow._aws.retry.RetryPolicy`.
+
+The same planning and retry loop as :mod:`transflow._aws.sqs_batch` (at most 10 entries and
+the byte limit per call, throttling and server faults retried, the rest reported). An entry
+that a response lists neither as successful nor as failed counts as failed and is retried:
+moto answers a batch with both lists empty when one of the topic's queues was deleted
+before it was unsubscribed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from transflow._aws.retry import RetryPolicy
+from transflow._aws.sqs_batch import (
+    BatchResult,
+    EntryFailure,
+    OutgoingMessage,
+    _run,
+    message_size,
+    plan_batches,
+    string_attributes,
+)
+from transflow._wire.limits import MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
+__all__ = ["publish_batch"]
+
+
+def _publish_entry(message: OutgoingMessage) -> dict[str, Any]:
+    entry: dict[str, Any] = {"Message": message.body}
+    if message.group_id is not None:
+        entry["MessageGroupId"] = message.group_id
+    if message.dedup_id is not None:
+        # Always explicit: a FIFO topic's content-based deduplication is not what we want
+        # (two equal events of one job are two events) and moto does not implement it.
+        entry["MessageDeduplicationId"] = message.dedup_id
+    if message.string_attributes:
+        entry["MessageAttributes"] = string_attributes(message)
+    return entry
+
+
+def publish_batch(
+    sns: SNSClient,
+    topic_arn: str,
+    messages: Iterable[tuple[str, OutgoingMessage]],
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    policy: RetryPolicy | None = None,
+) -> BatchResult:
+    """Publish ``(key, message)`` pairs to ``topic_arn`` with PublishBatch, in order, in as
+    few calls as the limits allow (10 entries, ``max_bytes`` per call). A message larger
+    than ``max_bytes`` fails alone with code ``MessageTooLarge``."""
+    policy = policy or RetryPolicy()
+    batches, too_large = plan_batches(list(messages), size_of=message_size, max_bytes=max_bytes)
+    result = BatchResult(
+        failed=tuple(
+            EntryFailure(key, "MessageTooLarge", f"{size} bytes is over {max_bytes}", True)
+            for key, size in too_large
+        )
+    )
+
+    def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
+        return sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries)  # type: ignore[arg-type]
+
+    for batch in batches:
+        result = result.merge(_run("PublishBatch", batch, call, _publish_entry, policy))
+    return result

@@ -1,0 +1,170 @@
+"""Where a job's bytes live: its inputs, its outputs, its status record and its claim check.
+
+The processor talks to :class:`JobStorage`, a Protocol; :class:`S3JobStorage` is the
+implementation over an S3 client. Keeping the transfers here leaves the processor with the
+order of things and :mod:`transflow.processing.attempt` with the decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import botocore.exceptions
+
+from transflow._aws.claimcheck import ClaimCheck, load_claimed_job
+from transflow._aws.s3 import is_not_found
+from transflow._wire.model import ProcessingJob
+from transflow.errors import TransflowError
+from transflow.processing.context import InputFile
+from transflow.processing.status import AssemblyStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "SINGLE_PUT_BYTES",
+    "InputUnavailableError",
+    "JobStorage",
+    "S3JobStorage",
+    "local_input_name",
+    "read_status_record",
+    "write_status_record",
+]
+
+log = logging.getLogger(__name__)
+
+# Files up to this size go up in one PutObject (which returns the ETag); larger ones as a
+# multipart upload.
+SINGLE_PUT_BYTES = 64 * 1024 * 1024
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+=@,-]+")
+
+
+class InputUnavailableError(TransflowError):
+    """An input of the job could not be downloaded."""
+
+
+class JobStorage(Protocol):
+    """What the processor reads and writes for a job."""
+
+    def read_status_record(self, bucket: str, key: str) -> AssemblyStatus | None:
+        """The status record at ``bucket``/``key``, or None when there is none."""
+        ...
+
+    def write_status_record(self, bucket: str, key: str, record: AssemblyStatus) -> None:
+        """Write (replace) the status record."""
+        ...
+
+    def download_inputs(self, job: ProcessingJob, directory: Path) -> tuple[InputFile, ...]:
+        """Fetch every input of ``job`` into ``directory`` (created here); raises
+        :class:`InputUnavailableError` naming the input that cannot be read."""
+        ...
+
+    def store_output(self, local_path: Path, bucket: str, key: str, content_type: str) -> str:
+        """Stream a local file to ``bucket``/``key``; return its ETag ("" when unknown)."""
+        ...
+
+    def read_claimed_job(self, claim: ClaimCheck) -> ProcessingJob:
+        """The job a claim check points at."""
+        ...
+
+
+def local_input_name(key: str, taken: set[str]) -> str:
+    """A safe, unique file name for the input at ``key``, keeping its base name and
+    extension readable (``a.wav``, then ``a-1.wav`` for a second ``a.wav``)."""
+    base = _UNSAFE_NAME.sub("_", key.rsplit("/", 1)[-1]).lstrip(".")[:200] or "input"
+    stem, dot, ext = base.rpartition(".")
+    if not stem:
+        stem, dot, ext = base, "", ""
+    name, n = base, 0
+    while name.lower() in taken:
+        n += 1
+        name = f"{stem}-{n}{dot}{ext}"
+    taken.add(name.lower())
+    return name
+
+
+def read_status_record(s3: S3Client, bucket: str, key: str) -> AssemblyStatus | None:
+    """The record at ``bucket``/``key``, or None when there is none (or it is unreadable,
+    which is logged: the job then simply runs)."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except botocore.exceptions.ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    try:
+        return AssemblyStatus.from_json(body)
+    except ValueError:
+        log.warning("status record s3://%s/%s is not readable; it will be rewritten", bucket, key)
+        return None
+
+
+def write_status_record(s3: S3Client, bucket: str, key: str, record: AssemblyStatus) -> None:
+    """Write the record (replacing the previous one)."""
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=record.to_json().encode("utf-8"),
+        ContentType="application/json",
+        CacheControl="no-cache",
+    )
+
+
+@attrs.frozen
+class S3JobStorage:
+    """:class:`JobStorage` over an S3 client."""
+
+    s3: S3Client
+
+    def read_status_record(self, bucket: str, key: str) -> AssemblyStatus | None:
+        return read_status_record(self.s3, bucket, key)
+
+    def write_status_record(self, bucket: str, key: str, record: AssemblyStatus) -> None:
+        write_status_record(self.s3, bucket, key, record)
+
+    def download_inputs(self, job: ProcessingJob, directory: Path) -> tuple[InputFile, ...]:
+        directory.mkdir(parents=True)
+        taken: set[str] = set()
+        inputs: list[InputFile] = []
+        for ref in job.objects:
+            path = directory / local_input_name(ref.key, taken)
+            try:
+                response = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)
+                with response["Body"] as body, path.open("wb") as out:
+                    shutil.copyfileobj(body, out, 1024 * 1024)  # streamed: bounded memory
+            except Exception as exc:
+                raise InputUnavailableError(
+                    f"input s3://{ref.bucket}/{ref.key} cannot be downloaded ({exc}); check "
+                    "that it exists and that the processor may read it"
+                ) from exc
+            inputs.append(
+                InputFile(
+                    path=path,
+                    name=ref.key.rsplit("/", 1)[-1],
+                    bucket=ref.bucket,
+                    key=ref.key,
+                    size=path.stat().st_size,
+                    etag=str(response.get("ETag", "")).strip('"'),
+                    content_type=response.get("ContentType"),
+                    metadata=dict(response.get("Metadata", {})),
+                )
+            )
+        return tuple(inputs)
+
+    def store_output(self, local_path: Path, bucket: str, key: str, content_type: str) -> str:
+        if local_path.stat().st_size <= SINGLE_PUT_BYTES:
+            with local_path.open("rb") as body:
+                response = self.s3.put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentType=content_type
+                )
+            return response.get("ETag", "").strip('"')
+        self.s3.upload_file(str(local_path), bucket, key, ExtraArgs={"ContentType": content_type})
+        return ""
+
+    def read_claimed_job(self, claim: ClaimCheck) -> ProcessingJob:
+        return load_claimed_job(self.s3, claim)

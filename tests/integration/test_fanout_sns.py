@@ -1,0 +1,240 @@
+"""Fan-out mode on the embedded endpoint: the SNS FIFO progress topic, one queue per hub
+instance (raw delivery), the sweep of dead instances, fork detection, snapshots from the
+status record. moto delivers SNS -> SQS FIFO synchronously inside the publish, with the body
+exact and the group id kept; it ignores queue policies (set anyway, for AWS)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.streaming_support import fifo_queue
+from transflow import HubForked, ProgressEvent, ProgressHub, ProgressPublisher, load_config
+from transflow._aws.retry import RetryPolicy
+from transflow.cli.local import LocalAws
+from transflow.ops.provision import ensure_queues_report, ensure_topic
+from transflow.processing.status import (
+    ASSEMBLY_COMPLETED,
+    AssemblyStatus,
+    ResultRecord,
+    save_status,
+)
+from transflow.streaming.instances import LAST_SEEN_TAG, InstanceQueue, sweep_instance_queues
+from transflow.streaming.records import StatusRecordSnapshots
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+    from transflow.config import TransflowConfig
+
+FAST = RetryPolicy(attempts=2, initial=0.01, maximum=0.02)
+
+
+def fanout_config(tmp_path: Any, **sqs: Any) -> TransflowConfig:
+    path = tmp_path / "transflow.config.json"
+    path.write_text(
+        json.dumps({"project": "fan", "branch": "main", "sqs": {"progressFanout": "sns", **sqs}})
+    )
+    return load_config(path, env={})
+
+
+@pytest.fixture
+def sns(aws: LocalAws) -> SNSClient:
+    return aws.sns()
+
+
+def hub_for(config: TransflowConfig, aws: LocalAws, topic: str, **options: Any) -> ProgressHub:
+    return ProgressHub.from_config(
+        config, sqs=aws.sqs(), sns=aws.sns(), topic_arn=topic, wait_time_seconds=1, **options
+    )
+
+
+def emit(publisher: ProgressPublisher, upload: str, count: int) -> None:
+    with publisher.stream(upload, "main") as stream:
+        stream.emit("start")
+        for i in range(count - 2):
+            stream.emit("progress", percent=i)
+        stream.emit("done")
+
+
+def test_every_hub_instance_gets_every_event_in_order_and_cleans_up(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient
+) -> None:
+    config = fanout_config(tmp_path)
+    report = ensure_queues_report(sqs, config, sns=sns)
+    assert report.topic_arn is not None
+    assert report.topic_arn.endswith(":fan-main-progress.fifo")
+    assert ensure_topic(sns, config) == report.topic_arn  # idempotent
+    hubs = [hub_for(config, aws, report.topic_arn).start() for _ in range(3)]
+    names = [hub.queue_url.rsplit("/", 1)[1] for hub in hubs if hub.queue_url]
+    assert len(set(names)) == 3
+    assert all(n.startswith("fan-main-progress-") and len(n) <= 80 for n in names)
+    subs = [hub.subscribe("upload:main:*") for hub in hubs]
+    publisher = ProgressPublisher(None, topic_arn=report.topic_arn, sns=sns, flush_after=0.05)
+    for upload in ("a", "b"):
+        emit(publisher, upload, 25)
+    try:
+        for sub in subs:
+            got = [sub.get(timeout=10) for _ in range(50)]
+            by_upload = {u: [e.seq for e in got if e and e.upload_id == u] for u in ("a", "b")}
+            assert all(len(seqs) == 25 for seqs in by_upload.values())
+            assert all(seqs == sorted(s or 0 for s in seqs) for seqs in by_upload.values())
+            assert sub.get(timeout=0.2) is None  # no duplicates behind them
+    finally:
+        for hub in hubs:
+            hub.stop(5)
+    assert sns.list_subscriptions_by_topic(TopicArn=report.topic_arn)["Subscriptions"] == []
+    assert sqs.list_queues(QueueNamePrefix="fan-main-progress-").get("QueueUrls") is None
+
+
+def test_a_batch_the_topic_answers_with_nothing_is_a_failure_not_a_silent_loss(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient
+) -> None:
+    # moto answers PublishBatch with neither Successful nor Failed when a subscribed queue
+    # was deleted; the publisher must count that as failed, not as sent.
+    config = fanout_config(tmp_path)
+    topic = ensure_topic(sns, config)
+    dead = InstanceQueue(sqs, sns, topic, config.instance_queue_prefix)
+    dead.open()
+    assert dead.url is not None
+    sqs.delete_queue(QueueUrl=dead.url)  # a crash between the two steps of close()
+    publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, policy=FAST)
+    event = ProgressEvent.create("start", upload_id="x", branch="main", seq=1)
+    result = publisher.send([event], "1")
+    assert not result.ok
+    assert result.succeeded == ()
+
+
+def test_a_sweep_removes_dead_instances_and_leaves_live_ones(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient
+) -> None:
+    config = fanout_config(tmp_path)
+    topic = ensure_topic(sns, config)
+    prefix = config.instance_queue_prefix
+    live, dead = (InstanceQueue(sqs, sns, topic, prefix) for _ in range(2))
+    live.open()
+    dead.open()
+    assert dead.url is not None
+    sqs.tag_queue(QueueUrl=dead.url, Tags={LAST_SEEN_TAG: "1000"})
+    # A queue of another branch whose name only starts the same way is never touched.
+    other = fifo_queue(sqs, f"{prefix}not-an-instance.fifo")
+    orphan = InstanceQueue(sqs, sns, topic, prefix)
+    orphan.open()
+    assert orphan.url is not None
+    sqs.delete_queue(QueueUrl=orphan.url)  # subscription left without a queue
+
+    report = sweep_instance_queues(sqs, sns, topic, prefix, stale_after=60)
+
+    assert report.deleted == (dead.name,)
+    assert report.unsubscribed == 2
+    assert report.alive == (live.name,)
+    endpoints = [
+        s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    ]
+    assert endpoints == [live.arn]
+    urls = sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls") or []
+    assert sorted(urls) == sorted([str(live.url), other])
+    # Delivery works again for the survivors.
+    publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, policy=FAST)
+    assert publisher.send([ProgressEvent.create("start", upload_id="x", branch="main")], "1").ok
+
+
+def test_a_hub_snapshot_comes_from_the_status_record_when_it_has_not_seen_the_upload(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient
+) -> None:
+    s3 = aws.s3()
+    s3.create_bucket(Bucket="out")
+    record = AssemblyStatus(
+        assembly_id="as-1",
+        upload_id="u1",
+        template_id="thumbs",
+        branch="main",
+        user=None,
+        job_fingerprint="f",
+        attempt=1,
+        execution_start="2026-01-01T00:00:00Z",
+        ok=ASSEMBLY_COMPLETED,
+        results={
+            "resize": (ResultRecord("t.jpg", "out", "outputs/main/u1/t.jpg", 3, "image/jpeg"),)
+        },
+        last_updated="2026-01-01T00:00:05Z",
+    )
+    save_status(s3, "out", "outputs/main/u1/status.json", record)
+    source = StatusRecordSnapshots(s3, "out", ttl=60)
+    url = fifo_queue(sqs, "snap-progress.fifo")
+    with ProgressHub(sqs, url, snapshot_source=source, wait_time_seconds=1) as hub:
+        first = hub.subscribe("upload:main:u1")
+        again = hub.subscribe("upload:main:u1")
+        unknown = hub.subscribe("upload:main:nothing")
+    snapshot = json.loads(first.snapshot_json())
+    assert snapshot["state"] == "completed"
+    assert snapshot["percent"] == 100
+    assert snapshot["templateId"] == "thumbs"
+    assert [o["key"] for o in snapshot["outputs"]] == ["outputs/main/u1/t.jpg"]
+    assert again.snapshot == first.snapshot
+    assert json.loads(unknown.snapshot_json())["state"] == "queued"
+    assert source.reads == 2  # one GetObject per upload; the second subscriber hit the cache
+
+
+def test_a_hub_on_the_shared_queue_refuses_to_serve_a_forked_child(sqs: SQSClient) -> None:
+    url = fifo_queue(sqs, "fork-progress.fifo")
+    hub = ProgressHub(sqs, url, wait_time_seconds=1).start()
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report what subscribe did, then leave without cleanup
+            try:
+                hub.subscribe("upload:main:x")
+                answer = b"served"
+            except HubForked as exc:
+                answer = b"refused:" + str(exc).encode()[:500]
+            os.write(write, answer)
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            answer = pipe.read()
+        os.waitpid(pid, 0)
+    finally:
+        hub.stop(5)
+    assert answer.startswith(b"refused:")
+    assert b"--preload" in answer
+    assert b"progressFanout" in answer
+
+
+def test_fanout_mode_needs_its_topic_and_clients(tmp_path: Any, aws: LocalAws) -> None:
+    from transflow import ConfigError
+
+    config = fanout_config(tmp_path)
+    with pytest.raises(ConfigError, match="progressTopicArn"):
+        ProgressHub.from_config(config, sqs=aws.sqs(), sns=aws.sns())
+    with pytest.raises(ConfigError, match="sns="):
+        ProgressHub(aws.sqs(), topic_arn="arn:aws:sns:us-east-1:123456789012:t.fifo")
+    with pytest.raises(ConfigError, match="topic_arn"):
+        ProgressPublisher(None, topic_arn="arn:aws:sns:us-east-1:123456789012:t.fifo")
+
+
+def test_the_cli_ensures_the_topic_and_sweeps_crashed_instances(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient, capsys: Any
+) -> None:
+    from transflow.cli.app import main
+
+    config = fanout_config(tmp_path)
+    path = str(tmp_path / "transflow.config.json")
+    common = ["--config", path, "--endpoint-url", aws.endpoint_url]
+    assert main(["queues", "ensure", *common]) == 0
+    assert ":fan-main-progress.fifo" in capsys.readouterr().out
+    topic = ensure_topic(sns, config)
+    crashed = InstanceQueue(sqs, sns, topic, config.instance_queue_prefix, clock=lambda: 1000.0)
+    crashed.open()
+    live = InstanceQueue(sqs, sns, topic, config.instance_queue_prefix)
+    live.open()
+    assert main(["queues", "sweep", *common]) == 0
+    out = capsys.readouterr().out
+    assert f"deleted  {crashed.name}" in out
+    assert "1 stale instance queues deleted, 1 subscriptions removed, 1 live" in out
+    assert main(["queues", "sweep", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] == []

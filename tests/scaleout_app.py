@@ -1,0 +1,30 @@
+"""The stream server of the scale-out tests and benchmark, as a module gunicorn and uvicorn
+import: a hub in fan-out mode started at import (so under ``gunicorn --preload`` it starts in
+the master and must restart in each worker), served by the WSGI app (``wsgi``) and the ASGI
+app (``asgi``). Configured by the environment the test sets."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+
+from transflow import ProgressHub
+from transflow.cli.local import local_client_config
+from transflow.streaming.sse import asgi_app, wsgi_app
+
+_session = boto3.session.Session(
+    aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+)
+_endpoint = os.environ["SCALEOUT_ENDPOINT"]
+hub = ProgressHub(
+    _session.client("sqs", endpoint_url=_endpoint, config=local_client_config()),
+    topic_arn=os.environ["SCALEOUT_TOPIC_ARN"],
+    sns=_session.client("sns", endpoint_url=_endpoint, config=local_client_config()),
+    instance_prefix=os.environ["SCALEOUT_PREFIX"],
+    wait_time_seconds=1,
+    instance_stale_after=60,
+).start()
+
+wsgi = wsgi_app(hub, allow_anonymous=True, heartbeat=1.0, retry=1000)
+asgi = asgi_app(hub, allow_anonymous=True, heartbeat=1.0, retry=1000)

@@ -1,0 +1,53 @@
+"""What a Lambda handler's cold start loads: the example handlers and the SSE stream stay
+off the modules only some paths use (bench/cold_import.py measures what this keeps)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+def loaded_after(statement: str) -> set[str]:
+    code = f"import sys, json\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    return set(json.loads(out))
+
+
+@pytest.mark.parametrize(
+    ("statement", "forbidden"),
+    [
+        (
+            "import examples.lambda_bridge",
+            {
+                "transflow.cli",
+                "transflow.ops",
+                "transflow.processing",
+                "transflow.streaming",
+                "transflow.ingest.uploads",
+                "argparse",
+            },
+        ),
+        (
+            "import examples.lambda_processor",
+            {
+                "transflow.cli",
+                "transflow.ops",
+                "transflow.ingest",
+                "transflow.streaming",
+                "transflow.processing.external",
+                "argparse",
+            },
+        ),
+        ("from transflow import ProgressHub, sse", {"asyncio", "transflow.ingest"}),
+    ],
+)
+def test_a_handler_loads_none_of_what_it_does_not_use(statement: str, forbidden: set[str]) -> None:
+    assert not loaded_after(statement) & forbidden
