@@ -20,8 +20,8 @@ from transflow.processing.status import (
     ASSEMBLY_COMPLETED,
     AssemblyStatus,
     ResultRecord,
-    save_status,
 )
+from transflow.processing.storage import write_status_record
 from transflow.streaming.instances import LAST_SEEN_TAG, InstanceQueue, sweep_instance_queues
 from transflow.streaming.records import StatusRecordSnapshots
 
@@ -163,7 +163,7 @@ def test_a_hub_snapshot_comes_from_the_status_record_when_it_has_not_seen_the_up
         },
         last_updated="2026-01-01T00:00:05Z",
     )
-    save_status(s3, "out", "outputs/main/u1/status.json", record)
+    write_status_record(s3, "out", "outputs/main/u1/status.json", record)
     source = StatusRecordSnapshots(s3, "out", ttl=60)
     url = fifo_queue(sqs, "snap-progress.fifo")
     with ProgressHub(sqs, url, snapshot_source=source, wait_time_seconds=1) as hub:

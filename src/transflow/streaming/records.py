@@ -4,7 +4,7 @@ A hub folds its snapshots from the events it received. A new instance, a restart
 the other process a load balancer sends a reconnecting browser to has seen nothing of an
 upload in flight, and would show an empty progress bar. :class:`StatusRecordSnapshots` reads
 the upload's status record instead (one GetObject, through
-:func:`transflow.processing.status.load_status`), turns it into an
+:func:`transflow.processing.storage.read_status_record`), turns it into an
 :class:`~transflow.streaming.snapshot.UploadStatus`, and caches the answer (a missing
 record too) for ``ttl`` seconds, so a crowd reconnecting at once costs one request.
 """
@@ -25,7 +25,8 @@ import botocore.exceptions
 from transflow._wire.channels import parse_channel
 from transflow._wire.keys import status_key
 from transflow._wire.options import at_least
-from transflow.processing.status import ASSEMBLY_COMPLETED, AssemblyStatus, load_status
+from transflow.processing.status import ASSEMBLY_COMPLETED, AssemblyStatus
+from transflow.processing.storage import read_status_record
 from transflow.streaming.snapshot import OutputSeen, UploadState, UploadStatus
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ class StatusRecordSnapshots:
         with self._lock:
             self.reads += 1
         try:
-            record = load_status(self.s3, self.bucket, key)
+            record = read_status_record(self.s3, self.bucket, key)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             log.warning("snapshot: cannot read s3://%s/%s: %s", self.bucket, key, exc)
             return None
