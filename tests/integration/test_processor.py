@@ -436,7 +436,13 @@ def test_a_claim_check_is_resolved_from_s3(aws: LocalAws, queues: Queues, s3: S3
     register_audio_demo(registry, calls)
     job = put_upload(s3, "upload-1", [("a.wav", wav_bytes(0.05))], "user123")
     claim = store_claimed_job(s3, job, bucket=UPLOADS, key="claims/upload-1.json")
-    proc = processor(registry, aws, queues)
+    # By default only the output buckets may hold claim checks: the upload bucket is named.
+    refused = processor(registry, aws, queues).handle(
+        event_of(lambda_record(claim.to_json(), "m-0", "upload-1"))
+    )
+    assert refused == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert calls == {}
+    proc = processor(registry, aws, queues, claim_buckets=[UPLOADS])
     assert proc.handle(event_of(lambda_record(claim.to_json(), "m-1", "upload-1"))) == {
         "batchItemFailures": []
     }
