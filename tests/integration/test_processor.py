@@ -31,7 +31,9 @@ from tests.pipeline import (
 )
 from transflow import (
     BatchFailedError,
+    JobConfinementError,
     JobFailedError,
+    JobFormatError,
     JobProcessor,
     ProcessingJob,
     ReceivedMessage,
@@ -484,3 +486,31 @@ def test_progress_that_cannot_be_sent_does_not_fail_the_job(
     assert faults.injected >= 3
     assert drain_events(sqs, queues.progress) == []
     assert any("the job goes on" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"branch": "main:evil"},
+        {"branch": ".."},
+        {"uploadId": ".."},
+        {"user": {"userId": "victim/x"}},
+        {"user": {"userId": "../../x"}},
+    ],
+)
+def test_a_forged_job_that_would_leave_its_folder_is_refused_before_any_effect(
+    aws: LocalAws, queues: Queues, sqs: SQSClient, s3: S3Client, forged: dict[str, Any]
+) -> None:
+    registry = TemplateRegistry()
+    calls: dict[str, int] = {}
+    register_audio_demo(registry, calls)
+    job = put_upload(s3, "upload-1", [("a.wav", wav_bytes(0.05))], "user123")
+    body = json.dumps({**json.loads(job.to_json()), **forged})
+    with pytest.raises(JobConfinementError) as refused:
+        processor(registry, aws, queues).process(ReceivedMessage("m-1", "rh", body))
+    assert isinstance(refused.value, JobFormatError)
+    (field,) = forged
+    assert field in str(refused.value)
+    assert calls == {}
+    assert list_keys(s3, OUTPUTS) == []
+    assert drain_events(sqs, queues.progress) == []
