@@ -448,10 +448,12 @@ class QueuePoller:
 
     def _accept(self, messages: list[ReceivedMessage], asked_at: float) -> None:
         lease = asked_at + self.visibility_timeout
+        # A short visibility (seconds) keeps a margin it can still renew within.
+        margin = min(1.0, self.visibility_timeout / 4)
         with self._lock:
             self._counters.received += len(messages)
             idle = self._lanes.accept(
-                [Delivery(m, lease_expires=lease) for m in messages],
+                [Delivery(m, lease_expires=lease, lease_margin=margin) for m in messages],
                 time.monotonic(),
                 stopping=self._stop_requested.is_set(),
             )
