@@ -5,6 +5,8 @@ Wire S3 "object created" notifications for the ``uploads/`` prefix of your uploa
 ``ReportBatchItemFailures`` enabled and a redrive policy to a dead-letter queue. Environment:
 
 - ``SQS_QUEUE_URL``: the FIFO processing queue (``{project}-{branch}-processing.fifo``);
+- ``TRANSFLOW_UPLOAD_BUCKET``: the upload bucket; notifications for any other bucket are
+  refused (failed records, never jobs);
 - ``TRANSFLOW_CLAIMS_BUCKET`` (optional): where jobs too large for a message are stored;
   the upload bucket when unset;
 - ``TRANSFLOW_BRANCH`` (optional): the branch of objects whose key does not name one.
@@ -37,6 +39,7 @@ def _bridge() -> GroupingBridge:
         boto3.client("sqs", config=config),
         boto3.client("s3", config=config),
         queue_url=os.environ["SQS_QUEUE_URL"],
+        upload_bucket=os.environ["TRANSFLOW_UPLOAD_BUCKET"],
         claim_bucket=os.environ.get("TRANSFLOW_CLAIMS_BUCKET") or None,
         default_branch=os.environ.get("TRANSFLOW_BRANCH", "main"),
         head_concurrency=16,
@@ -114,6 +117,7 @@ def main() -> list[str]:
         _bridge.cache_clear()
         env = {
             "SQS_QUEUE_URL": jobs_url,
+            "TRANSFLOW_UPLOAD_BUCKET": "uploads",
             "AWS_ENDPOINT_URL": aws.endpoint_url,
             "AWS_DEFAULT_REGION": aws.region,
         }

@@ -80,6 +80,8 @@ def build_processor(
         sqs_client=sqs,
         progress_queue_url=progress_queue_url,
         output_bucket=output_bucket,
+        # The bridge stores jobs too large for a message in the upload bucket (its default).
+        claim_buckets=[b for b in (os.environ.get("TRANSFLOW_UPLOAD_BUCKET"), output_bucket) if b],
         max_receive_count=int(os.environ.get("TRANSFLOW_MAX_RECEIVE_COUNT", "3")),
         time_margin=30,  # seconds: no job starts with less Lambda time than this left
     )

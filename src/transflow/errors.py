@@ -23,8 +23,10 @@ __all__ = [
     "EventFormatError",
     "HubForked",
     "JobCancelledError",
+    "JobConfinementError",
     "JobFailedError",
     "JobFormatError",
+    "LeaseLostError",
     "OutputPathError",
     "ProvisionError",
     "ProvisionWarning",
@@ -73,6 +75,17 @@ class JobFormatError(TransflowError, ValueError):
             f"invalid {what}: {listed}. Fix the sender so that it writes the transflow wire "
             "format (see docs/wire-format.md)."
         )
+
+
+class JobConfinementError(JobFormatError):
+    """A processing job the processor refuses to run: its branch, upload id or user id would
+    place keys outside ``outputs/{branch}/[users/{userId}/]{uploadId}/`` (``..``, ``/``,
+    control characters, an empty or non-canonical branch), or its claim check points at a
+    bucket the processor does not know. Such a message was forged or written by something
+    other than the bridge; it fails on every delivery and ends in the dead-letter queue."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        super().__init__("processing job (refused: it would leave its output folder)", problems)
 
 
 class EventFormatError(JobFormatError):
@@ -259,6 +272,22 @@ class JobCancelledError(TransflowError):
         super().__init__(
             f"job for upload {upload_id!r} was cancelled{where}: its delivery was given up "
             "(handler timeout or shutdown); the queue delivers it again"
+        )
+
+
+class LeaseLostError(JobCancelledError):
+    """A worker could not confirm that it still holds its job's message (its heartbeats,
+    ChangeMessageVisibility, kept failing until the visibility timeout may have run out), so
+    another worker may be running the job: it stops before completing, and leaves the
+    record, the progress and the webhook to the delivery that holds the message."""
+
+    def __init__(self, upload_id: str, step: str | None) -> None:
+        super().__init__(upload_id, step)
+        where = f" before step {step!r}" if step else " before completing"
+        self.args = (
+            f"job for upload {upload_id!r} stopped{where}: its worker could not confirm its "
+            "lease on the message (heartbeats failed past the visibility timeout), so another "
+            "worker may hold it; the job completes once, in the delivery that holds it",
         )
 
 

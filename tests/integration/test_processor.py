@@ -31,7 +31,9 @@ from tests.pipeline import (
 )
 from transflow import (
     BatchFailedError,
+    JobConfinementError,
     JobFailedError,
+    JobFormatError,
     JobProcessor,
     ProcessingJob,
     ReceivedMessage,
@@ -436,7 +438,13 @@ def test_a_claim_check_is_resolved_from_s3(aws: LocalAws, queues: Queues, s3: S3
     register_audio_demo(registry, calls)
     job = put_upload(s3, "upload-1", [("a.wav", wav_bytes(0.05))], "user123")
     claim = store_claimed_job(s3, job, bucket=UPLOADS, key="claims/upload-1.json")
-    proc = processor(registry, aws, queues)
+    # By default only the output buckets may hold claim checks: the upload bucket is named.
+    refused = processor(registry, aws, queues).handle(
+        event_of(lambda_record(claim.to_json(), "m-0", "upload-1"))
+    )
+    assert refused == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert calls == {}
+    proc = processor(registry, aws, queues, claim_buckets=[UPLOADS])
     assert proc.handle(event_of(lambda_record(claim.to_json(), "m-1", "upload-1"))) == {
         "batchItemFailures": []
     }
@@ -478,3 +486,31 @@ def test_progress_that_cannot_be_sent_does_not_fail_the_job(
     assert faults.injected >= 3
     assert drain_events(sqs, queues.progress) == []
     assert any("the job goes on" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"branch": "main:evil"},
+        {"branch": ".."},
+        {"uploadId": ".."},
+        {"user": {"userId": "victim/x"}},
+        {"user": {"userId": "../../x"}},
+    ],
+)
+def test_a_forged_job_that_would_leave_its_folder_is_refused_before_any_effect(
+    aws: LocalAws, queues: Queues, sqs: SQSClient, s3: S3Client, forged: dict[str, Any]
+) -> None:
+    registry = TemplateRegistry()
+    calls: dict[str, int] = {}
+    register_audio_demo(registry, calls)
+    job = put_upload(s3, "upload-1", [("a.wav", wav_bytes(0.05))], "user123")
+    body = json.dumps({**json.loads(job.to_json()), **forged})
+    with pytest.raises(JobConfinementError) as refused:
+        processor(registry, aws, queues).process(ReceivedMessage("m-1", "rh", body))
+    assert isinstance(refused.value, JobFormatError)
+    (field,) = forged
+    assert field in str(refused.value)
+    assert calls == {}
+    assert list_keys(s3, OUTPUTS) == []
+    assert drain_events(sqs, queues.progress) == []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +21,8 @@ from transflow import (
     S3ObjectRef,
     StepUsageError,
 )
+from transflow._aws.poller import Delivery
+from transflow._wire.messages import ReceivedMessage
 from transflow.processing import attempt as attempts
 from transflow.processing.attempt import Verdict, decide_failure
 from transflow.processing.context import InputFile
@@ -178,3 +182,27 @@ def test_renamed_internals_keep_their_old_names_for_a_release() -> None:
         warnings.simplefilter("error")
         with pytest.raises(AttributeError):
             _ = status.nothing_here
+
+
+def test_a_refused_completion_write_is_ours_a_duplicate_or_superseded() -> None:
+    mine = attempts.complete(_started(1), {}, duration=0, now=NOW).record
+    other_done = attempts.complete(_started(2), {}, duration=0, now=NOW).record
+    other_job = attrs.evolve(other_done, job_fingerprint="another-job")
+    assert attempts.completion_conflict(mine, mine) is attempts.Conflict.OURS
+    assert attempts.completion_conflict(other_done, mine) is attempts.Conflict.DUPLICATE
+    assert attempts.completion_conflict(other_job, mine) is attempts.Conflict.SUPERSEDED
+    running = _started(2).record
+    assert attempts.completion_conflict(running, mine) is attempts.Conflict.SUPERSEDED
+    assert attempts.completion_conflict(None, mine) is attempts.Conflict.SUPERSEDED
+
+
+def test_a_lease_is_held_until_its_confirmed_visibility_runs_out() -> None:
+    message = ReceivedMessage("m", "rh", "{}")
+    assert Delivery(message).lease_held()  # no poller keeps it: nothing to doubt
+    now = time.monotonic()
+    assert Delivery(message, lease_expires=now + 60).lease_held()
+    assert not Delivery(message, lease_expires=now + 0.5).lease_held()  # within the margin
+    assert not Delivery(message, lease_expires=now - 1).lease_held()
+    lost = Delivery(message, lease_expires=now + 60)
+    lost.cancelled.set()
+    assert not lost.lease_held()

@@ -127,6 +127,22 @@ class Delivery:
     message: ReceivedMessage
     deadline: float | None = None  # time.monotonic() at which the handler times out
     cancelled: threading.Event = attrs.field(factory=threading.Event)
+    lease_expires: float | None = None
+    """time.monotonic() by which the message's visibility may run out: counted from before
+    the call that set it (ReceiveMessage, then each heartbeat SQS confirmed), so never late.
+    None: unknown (no poller keeps it)."""
+    lease_margin: float = 1.0
+    """Seconds of lease a worker wants left to call it held."""
+
+    def lease_held(self) -> bool:
+        """Whether the poller can still confirm that this worker holds the message: its
+        last confirmed visibility has not (nearly) run out and the poller has not lost it.
+        False once heartbeats kept failing (throttled, say) past the visibility timeout:
+        another worker may have received the message then."""
+        if self.cancelled.is_set():
+            return False
+        expires = self.lease_expires
+        return expires is None or time.monotonic() + self.lease_margin < expires
 
     def remaining_time(self) -> float | None:
         """Seconds left before the handler timeout, or None without a timeout."""
@@ -388,6 +404,7 @@ class QueuePoller:
             # call may have made invisible, instead of leaving them hidden (FIFO only).
             attempt_id = attempt_id or uuid.uuid4().hex
             try:
+                asked_at = time.monotonic()
                 messages = self._receive(min(10, free), attempt_id)
             except Exception as exc:
                 errors += 1
@@ -408,7 +425,7 @@ class QueuePoller:
                 self._stop_requested.wait(delay)
                 continue
             errors, attempt_id = 0, None
-            self._accept(messages)
+            self._accept(messages, asked_at)
         self._shutdown()
 
     def _receive(self, count: int, attempt_id: str) -> list[ReceivedMessage]:
@@ -429,11 +446,14 @@ class QueuePoller:
             self._last_poll_at = time.time()
         return [ReceivedMessage.from_sqs_message(m) for m in response.get("Messages", [])]
 
-    def _accept(self, messages: list[ReceivedMessage]) -> None:
+    def _accept(self, messages: list[ReceivedMessage], asked_at: float) -> None:
+        lease = asked_at + self.visibility_timeout
+        # A short visibility (seconds) keeps a margin it can still renew within.
+        margin = min(1.0, self.visibility_timeout / 4)
         with self._lock:
             self._counters.received += len(messages)
             idle = self._lanes.accept(
-                [Delivery(m) for m in messages],
+                [Delivery(m, lease_expires=lease, lease_margin=margin) for m in messages],
                 time.monotonic(),
                 stopping=self._stop_requested.is_set(),
             )
@@ -586,9 +606,14 @@ class QueuePoller:
             return
         items = [(h.token, (h.message.receipt_handle, seconds)) for h, seconds in beating]
         with self._io_lock:
+            sent_at = time.monotonic()
             result = change_visibility_batch(self.sqs, self.queue_url, items, policy=self.policy)
         by_token = {h.token: h for h, _seconds in beating}
+        extended = dict(beating)
         with self._wake:
+            for token in result.succeeded:
+                held = by_token[token]
+                held.delivery.lease_expires = sent_at + extended[held]
             self._counters.extended += len(result.succeeded)
             self._counters.extend_failures += len(result.failed)
             for failure in result.failed:

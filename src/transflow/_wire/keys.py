@@ -2,27 +2,87 @@
 
 ``uploads/{branch}/[users/{userId}/]{uploadId}/{filename}`` for inputs and
 ``outputs/{branch}/[users/{userId}/]{uploadId}/`` for outputs, with the upload's status record
-at ``{output prefix}status.json``. The user id is always made one safe key segment here
-(:func:`transflow._wire.safenames.safe_user_id`), so inputs and outputs of one user share a
-folder name and no user id can add path segments. Pure: no AWS.
+at ``{output prefix}status.json``. The user id as the host knows it is always made one safe
+key segment here (:func:`user_folder`, i.e. :func:`transflow._wire.safenames.safe_user_id`),
+so inputs and outputs of one user share a folder name and no user id can add path segments.
+A :class:`ProcessingJob` carries the folder name itself (the bridge derives it), which
+:func:`job_key_problems` checks before any key is made from it. Pure: no AWS.
 """
 
 from __future__ import annotations
 
+import re
+
 from transflow._wire.model import ProcessingJob
-from transflow._wire.safenames import safe_user_id
+from transflow._wire.naming import sanitize_branch
+from transflow._wire.safenames import MAX_USER_ID_CHARS, safe_user_id
+from transflow.errors import ConfigError
 
 __all__ = [
     "STATUS_RECORD_NAME",
+    "is_user_folder",
+    "job_key_problems",
     "job_output_prefix",
     "output_prefix",
     "status_key",
     "upload_prefix",
+    "user_folder",
 ]
+
+# What safe_user_id returns: kept as it was, or cleaned and ending in ~ and 12 hex digits.
+_USER_FOLDER = re.compile(
+    r"[A-Za-z0-9_@-][A-Za-z0-9._@-]*~[0-9a-f]{12}|[A-Za-z0-9_@-](?:[A-Za-z0-9._@-]*[A-Za-z0-9_@-])?"
+)
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
 STATUS_RECORD_NAME = "status.json"
 """The status record's file name under an upload's output prefix (reserved: a step cannot
 write an output of that name)."""
+
+
+def user_folder(user_id: str) -> str:
+    """The folder name (``users/{folder}/``) of a user id as the host knows it."""
+    return safe_user_id(user_id)
+
+
+def is_user_folder(name: str) -> bool:
+    """Whether ``name`` is a folder name :func:`user_folder` can return: one key segment,
+    never ``..``, ``/``, a control character or empty."""
+    return (
+        len(name) <= MAX_USER_ID_CHARS
+        and ".." not in name
+        and _USER_FOLDER.fullmatch(name) is not None
+    )
+
+
+def _canonical_branch(branch: str) -> bool:
+    try:
+        return sanitize_branch(branch) == branch
+    except ConfigError:
+        return False
+
+
+def job_key_problems(job: ProcessingJob) -> list[str]:
+    """Why keys made from ``job`` could leave ``outputs/{branch}/[users/{id}/]{uploadId}/``
+    (empty when they cannot): a branch that is not canonical, an upload id that is not one
+    key segment of the shape uploads use, a user id that is not a user folder name."""
+    problems: list[str] = []
+    if not _canonical_branch(job.branch):
+        problems.append(
+            f"branch: {job.branch[:80]!r} is not a canonical branch name "
+            "(lowercase a-z, 0-9 and '-', as sanitize_branch writes it)"
+        )
+    if _UPLOAD_ID.fullmatch(job.upload_id) is None or ".." in job.upload_id:
+        problems.append(
+            f"uploadId: {job.upload_id[:80]!r} is not one key segment "
+            "(1-128 letters, digits, '-', '_' or '.', not starting with '.', no '..')"
+        )
+    if job.user is not None and not is_user_folder(job.user.user_id):
+        problems.append(
+            f"user.userId: {job.user.user_id[:80]!r} is not a user folder name (the bridge "
+            "writes safe_user_id of the uploader's id: letters, digits, '.', '_', '@', '-')"
+        )
+    return problems
 
 
 def _user_part(user_id: str | None) -> str:
@@ -42,8 +102,15 @@ def output_prefix(branch: str, upload_id: str, user_id: str | None = None) -> st
 
 
 def job_output_prefix(job: ProcessingJob) -> str:
-    """The output prefix of a job, by its branch, user and upload."""
-    return output_prefix(job.branch, job.upload_id, job.user.user_id if job.user else None)
+    """The output prefix of a job, by its branch, user folder and upload.
+
+    The job carries the user's folder name already (see :func:`job_key_problems`); a user
+    id that is not one is made one, so no job can place keys outside its folder."""
+    user = ""
+    if job.user is not None:
+        uid = job.user.user_id
+        user = f"users/{uid if is_user_folder(uid) else safe_user_id(uid)}/"
+    return f"outputs/{job.branch}/{user}{job.upload_id}/"
 
 
 def status_key(branch: str, upload_id: str, user_id: str | None = None) -> str:

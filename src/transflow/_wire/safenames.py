@@ -27,6 +27,9 @@ _HASH_CHARS = 12
 # paragraph separators, surrogates, private use and unassigned code points.
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _PATH_SEPARATORS = re.compile(r"[/\\]+")
+# S3 replaces ${filename} in a POST form's key, and botocore signs a key ending in it as
+# ``starts-with $key``: a file name must never hold one.
+_POLICY_VARIABLE = re.compile(r"\$+")
 _DOTS = re.compile(r"\.{2,}")
 _SPACES = re.compile(r"\s+")
 _USER_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]+")
@@ -46,7 +49,8 @@ def _cut_utf8(text: str, limit: int) -> str:
 def safe_filename(name: str) -> str:
     """One key segment for a file name a browser sent.
 
-    Path separators become ``_``; control, format and separator characters are dropped;
+    Path separators and ``$`` (so no ``${filename}`` reaches a presigned POST) become
+    ``_``; control, format and separator characters are dropped;
     runs of dots become one dot (so ``..`` never appears); whitespace runs become one space;
     the result is NFC-normalised and at most :data:`MAX_FILENAME_BYTES` UTF-8 bytes, with
     its extension kept. ``my song.mp3`` stays ``my song.mp3``; ``../../etc/passwd`` becomes
@@ -55,6 +59,7 @@ def safe_filename(name: str) -> str:
     text = unicodedata.normalize("NFC", name)
     text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
     text = _PATH_SEPARATORS.sub("_", text)
+    text = _POLICY_VARIABLE.sub("_", text)
     text = _DOTS.sub(".", text)
     text = _SPACES.sub(" ", text).strip()
     if text in ("", "."):

@@ -62,6 +62,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="jobs at once (default 4)")
     parser.add_argument("--output-bucket", help="for templates that do not name one")
     parser.add_argument(
+        "--claim-bucket",
+        action="append",
+        default=None,
+        help="a bucket the bridge stores claim checks in (repeatable; default: the output "
+        "buckets); claim checks elsewhere are refused",
+    )
+    parser.add_argument(
         "--visibility-timeout",
         type=int,
         default=DEFAULT_VISIBILITY_TIMEOUT,
@@ -105,6 +112,7 @@ def worker_command(ctx: Context) -> int:
         sqs_client=sqs,
         progress_queue_url=urls.progress,
         output_bucket=ctx.args.output_bucket,
+        claim_buckets=ctx.args.claim_bucket,
         max_receive_count=config.sqs.max_receive_count,
         max_message_bytes=config.sqs.max_message_bytes,
     )

@@ -41,6 +41,7 @@ from transflow.ingest.grouping import (
     PlannedJob,
     UploadCheck,
     complete_upload,
+    key_branch_problem,
     plan_jobs,
 )
 from transflow.ingest.metadata import read_upload_metadata
@@ -148,6 +149,8 @@ def _message_ids(event: object) -> tuple[str, ...]:
 class GroupingBridge:
     """Turns S3 notifications into processing jobs on the FIFO processing queue.
 
+    ``upload_bucket`` is the bucket uploads arrive in: a notification for any other bucket
+    is a failed record, never a job (None accepts every bucket; give it in production).
     ``claim_bucket`` holds jobs too large for one message (default: the bucket of the
     upload); ``whole_uploads`` emits one job per upload once all its files have arrived,
     when their metadata carries the file count. Clients are used from worker threads
@@ -158,6 +161,9 @@ class GroupingBridge:
     sqs_client: SQSClient
     s3_client: S3Client
     queue_url: str = attrs.field(kw_only=True, validator=options.non_empty_text)
+    upload_bucket: str | None = attrs.field(
+        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
+    )
     claim_bucket: str | None = attrs.field(
         default=None, kw_only=True, validator=options.optional(options.non_empty_text)
     )
@@ -213,8 +219,8 @@ class GroupingBridge:
     def handle(self, event: Mapping[str, Any]) -> BridgeResult:
         """Turn one event (any of the three shapes) into queued jobs."""
         parsed = parse_event(event)
-        records, skipped = self._own_objects_skipped(parsed)
-        failed: list[FailedRecord] = list(parsed.failed)
+        records, skipped, refused = self._own_objects_skipped(parsed)
+        failed: list[FailedRecord] = [*parsed.failed, *refused]
         headed: list[HeadedRecord] = []
         for outcome in self._map(self._head, records):
             if isinstance(outcome, HeadedRecord):
@@ -265,18 +271,36 @@ class GroupingBridge:
 
     def _own_objects_skipped(
         self, parsed: ParsedEvent
-    ) -> tuple[list[S3Record], list[SkippedRecord]]:
-        """Claim checks the bridge wrote itself are not uploads: skip them."""
+    ) -> tuple[list[S3Record], list[SkippedRecord], list[FailedRecord]]:
+        """Claim checks the bridge wrote itself are not uploads: skip them. Records of
+        another bucket, or whose key names a branch that is not canonical, fail alone."""
         records: list[S3Record] = []
         skipped = list(parsed.skipped)
+        failed: list[FailedRecord] = []
         for record in parsed.records:
-            if record.key.startswith(self.claim_prefix):
+            refused = self._refusal(record)
+            if refused is not None:
+                failed.append(
+                    FailedRecord(
+                        record.ref, refused, record.message_id, record.bucket, record.key, False
+                    )
+                )
+            elif record.key.startswith(self.claim_prefix):
                 reason = "a claim check written by the bridge, not an upload"
                 log.info("skipped %s: %s", record.ref, reason)
                 skipped.append(SkippedRecord(record.ref, reason, record.message_id))
             else:
                 records.append(record)
-        return records, skipped
+        return records, skipped, failed
+
+    def _refusal(self, record: S3Record) -> str | None:
+        if self.upload_bucket is not None and record.bucket != self.upload_bucket:
+            return (
+                f"the record is for bucket {record.bucket[:80]!r}, not the upload bucket "
+                f"{self.upload_bucket!r}; the bridge makes jobs of its own bucket's uploads "
+                "only (check the notification's wiring)"
+            )
+        return key_branch_problem(record.key)
 
     def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> Iterator[T]:
         if len(items) <= 1:

@@ -20,7 +20,9 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from transflow._wire.model import ProcessingJob, S3ObjectRef
+from transflow._wire.naming import sanitize_branch
 from transflow._wire.renamed import renamed_names
+from transflow.errors import ConfigError
 from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import FailedRecord, S3Record
 
@@ -33,6 +35,7 @@ __all__ = [
     "branch_of_key",
     "complete_upload",
     "job_dedup_id",
+    "key_branch_problem",
     "plan_jobs",
     "standalone_upload_id",
 ]
@@ -119,6 +122,32 @@ def branch_of_key(key: str) -> str | None:
         return None
     branch, slash, _rest = key[len(_UPLOADS_ROOT) :].partition("/")
     return branch if slash and branch else None
+
+
+def key_branch_problem(key: str) -> str | None:
+    """Why the branch segment of an ``uploads/{branch}/…`` key cannot be used, or None.
+
+    The branch becomes part of the job's channel (``upload:{branch}:{uploadId}``) and of
+    its output keys, so it must already be in its canonical form
+    (:func:`~transflow._wire.naming.sanitize_branch`): ``main:evil``, ``..``, ``Main`` or an
+    empty segment would reach subscribers of another channel or climb out of
+    ``outputs/{branch}/``. Keys outside ``uploads/`` have no branch (the default applies)."""
+    if not key.startswith(_UPLOADS_ROOT):
+        return None
+    segment, slash, _rest = key[len(_UPLOADS_ROOT) :].partition("/")
+    if not slash:
+        return None
+    try:
+        canonical = sanitize_branch(segment)
+    except ConfigError:
+        canonical = None
+    if canonical == segment:
+        return None
+    return (
+        f"the key's branch segment {segment[:80]!r} is not a canonical branch name "
+        "(lowercase a-z, 0-9 and '-'); uploads go to uploads/{branch}/ with the branch "
+        "create_upload writes, so this object was not uploaded through it"
+    )
 
 
 def _upload_prefix_of(key: str, upload_id: str) -> str | None:

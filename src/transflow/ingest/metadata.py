@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import attrs
 
 from transflow._wire.jsontext import JsonTextError, parse_json, type_name
+from transflow._wire.keys import user_folder
 from transflow._wire.limits import is_sqs_id
 from transflow._wire.model import JsonValue, UserContext
 from transflow.errors import UploadMetadataError
@@ -77,10 +78,13 @@ class UploadMetadata:
 
     @property
     def user(self) -> UserContext | None:
-        """The uploader, when the metadata names one."""
+        """The uploader, when the metadata names one: by the folder name its files were
+        uploaded to (:func:`~transflow._wire.keys.user_folder`), the one name its outputs
+        go under, so a user id such as ``victim/x`` or ``..`` can never reach another
+        folder."""
         if not self.user_id:
             return None
-        return UserContext(self.user_id, permissions=self.permissions)
+        return UserContext(user_folder(self.user_id), permissions=self.permissions)
 
 
 def _lookup(meta: Mapping[str, str], name: str) -> str | None:

@@ -14,6 +14,7 @@ so that one module owns it and the bridge's cold start does not load the signing
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import logging
@@ -60,6 +61,7 @@ __all__ = [
     "create_upload",
     "encode_fields",
     "new_upload_id",
+    "pinned_key_problem",
     "read_upload_metadata",
 ]
 
@@ -212,10 +214,12 @@ def _check_ids(upload_id: str, template_id: str, user: UserContext | None) -> No
             "(it travels in S3 metadata)"
         )
     if user is not None:
-        if not _PRINTABLE_ASCII.fullmatch(user.user_id):
+        if not _PRINTABLE_ASCII.fullmatch(user.user_id) or user.user_id != user.user_id.strip():
             raise UploadError(
-                f"user id {user.user_id!r} must be printable ASCII (it travels in S3 "
-                "metadata); pass the id your identity provider issues (a UUID or 'sub')"
+                f"user id {user.user_id!r} must be printable ASCII without leading or "
+                "trailing spaces (it travels in S3 metadata, which trims them); pass the id "
+                "your identity provider issues "
+                "(a UUID or 'sub')"
             )
         for permission in user.permissions:
             if not _PRINTABLE_ASCII.fullmatch(permission):
@@ -268,6 +272,31 @@ def _unique_names(files: Sequence[UploadFile]) -> list[str]:
         seen.add(name.lower())
         names.append(name)
     return names
+
+
+def pinned_key_problem(fields: Mapping[str, str], key: str) -> str | None:
+    """Why the signed policy in a presigned POST's ``fields`` does not pin ``key`` exactly
+    (a ``{"key": key}`` condition and no ``starts-with`` on the key), or None when it does.
+
+    botocore signs ``["starts-with", "$key", prefix]`` when a key ends in ``${filename}``,
+    which would let the browser write any key under the prefix."""
+    encoded = fields.get("policy")
+    if not isinstance(encoded, str):
+        return "the presigned POST carries no policy"
+    try:
+        policy = json.loads(base64.b64decode(encoded, validate=True))
+        conditions = policy["conditions"]
+    except (ValueError, KeyError, TypeError):
+        return "the presigned POST's policy is not base64 of a JSON policy"
+    exact = False
+    for condition in conditions if isinstance(conditions, list) else []:
+        if isinstance(condition, dict) and "key" in condition:
+            exact = exact or condition["key"] == key
+            if condition["key"] != key:
+                return f"the policy names another key ({str(condition['key'])[:80]!r})"
+        elif isinstance(condition, list) and len(condition) == 3 and str(condition[1]) == "$key":
+            return f"the policy lets the key vary ({condition[0]!r} $key)"
+    return None if exact else "the policy does not pin the key"
 
 
 def create_upload(
@@ -355,6 +384,11 @@ def create_upload(
         post = s3_client.generate_presigned_post(
             Bucket=bucket, Key=key, Fields=form, Conditions=conditions, ExpiresIn=expires_in
         )
+        # safe_filename keeps ${filename} out of keys; checked again here so that no policy
+        # that lets the browser pick its key is ever handed out, whatever signed it.
+        unpinned = pinned_key_problem(post["fields"], key)
+        if unpinned is not None:
+            raise UploadError(f"refusing to sign a POST for {key!r}: {unpinned}")
         signed.append(
             PresignedFile(
                 name=file.name,

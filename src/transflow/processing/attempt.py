@@ -42,10 +42,12 @@ from transflow.processing.storage import InputUnavailableError
 
 __all__ = [
     "Attempt",
+    "Conflict",
     "FailureDecision",
     "Verdict",
     "begin",
     "complete",
+    "completion_conflict",
     "completion_stored",
     "decide_failure",
     "error_code",
@@ -113,6 +115,29 @@ def completion_stored(stored: AssemblyStatus | None, record: AssemblyStatus) -> 
         and stored.job_fingerprint == record.job_fingerprint
         and stored.attempt == record.attempt
     )
+
+
+class Conflict(enum.Enum):
+    """What a conditional completion write that was refused (the record changed since this
+    attempt wrote it) means, by the record now stored."""
+
+    OURS = "ours"
+    """It is this attempt's own completion (a retried PUT whose first answer was lost)."""
+    DUPLICATE = "duplicate"
+    """Another delivery completed this very job: this one must not complete it again (no
+    ``done`` event, no webhook; its message is deleted)."""
+    SUPERSEDED = "superseded"
+    """Another delivery holds the job (still running, or with another job of the upload):
+    this one stops, leaving record, progress and webhook to it."""
+
+
+def completion_conflict(stored: AssemblyStatus | None, record: AssemblyStatus) -> Conflict:
+    """See :class:`Conflict`."""
+    if completion_stored(stored, record):
+        return Conflict.OURS
+    if stored is not None and stored.completed and stored.job_fingerprint == record.job_fingerprint:
+        return Conflict.DUPLICATE
+    return Conflict.SUPERSEDED
 
 
 @attrs.frozen

@@ -39,6 +39,7 @@ from transflow._aws.lambda_batch import (
 )
 from transflow._aws.retry import RetryPolicy
 from transflow._wire import options
+from transflow._wire.keys import job_key_problems
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
@@ -47,15 +48,22 @@ from transflow.errors import (
     ConfigError,
     EmptyTemplateError,
     JobCancelledError,
+    JobConfinementError,
     JobFailedError,
     JobFormatError,
+    LeaseLostError,
 )
 from transflow.processing import attempt as attempts
-from transflow.processing.attempt import Attempt, FailureDecision, Verdict, error_code
+from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Verdict, error_code
 from transflow.processing.context import OutputFile, OutputLocation, StepContext
 from transflow.processing.progress import ProgressPublisher, ProgressStream
 from transflow.processing.status import AssemblyStatus, now_text, status_record_dict
-from transflow.processing.storage import JobStorage, S3JobStorage, local_input_name
+from transflow.processing.storage import (
+    JobStorage,
+    S3JobStorage,
+    StatusConflict,
+    local_input_name,
+)
 from transflow.processing.templates import Template, TemplateRegistry
 from transflow.processing.webhooks import WebhookSender
 
@@ -105,6 +113,21 @@ def _never() -> bool:
     return False
 
 
+def _always() -> bool:
+    return True
+
+
+def _bucket_set(value: object) -> frozenset[str] | None:
+    if value is None:
+        return None
+    names = list(value) if isinstance(value, (list, tuple, set, frozenset)) else None
+    if names is None or not all(isinstance(b, str) and b for b in names):
+        raise ConfigError(
+            f"claim_buckets must be a list or set of bucket names, not {value!r}"[:200]
+        )
+    return frozenset(str(b) for b in names)
+
+
 def _attempt_token(message: ReceivedMessage) -> str:
     if "ApproximateReceiveCount" in message.attributes:
         return str(message.receive_count)
@@ -123,8 +146,12 @@ class JobProcessor:
     retry: the error webhook is sent only once, on the last attempt. ``raise_on_total_failure``
     makes :meth:`handle` raise :class:`BatchFailedError` when every record failed.
     ``storage`` reads and writes the job's bytes (default: :class:`~.storage.S3JobStorage`
-    over ``s3_client``). Every option is checked here: a wrong one raises
-    :class:`ConfigError`.
+    over ``s3_client``). ``claim_buckets`` are the buckets a claim check may point at
+    (default: the output buckets); pass the bridge's claim bucket, which is its upload
+    bucket unless it names one: a claim check anywhere else is refused
+    (:class:`JobConfinementError`), as is any job whose branch, upload id or user id would
+    place keys outside ``outputs/{branch}/[users/{id}/]{uploadId}/``. Every option is
+    checked here: a wrong one raises :class:`ConfigError`.
     """
 
     registry: TemplateRegistry = attrs.field(validator=options.instance_of(TemplateRegistry))
@@ -163,6 +190,9 @@ class JobProcessor:
         default=None, kw_only=True, validator=options.optional(options.non_empty_text)
     )
     sns_client: SNSClient | None = attrs.field(default=None, kw_only=True)
+    claim_buckets: frozenset[str] | None = attrs.field(
+        default=None, kw_only=True, converter=_bucket_set
+    )
     publisher: ProgressPublisher = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -184,6 +214,13 @@ class JobProcessor:
 
     def _bucket_of(self, template: Template) -> str | None:
         return template.output_bucket or self.output_bucket
+
+    def known_claim_buckets(self) -> frozenset[str]:
+        """The buckets a claim check may point at."""
+        if self.claim_buckets is not None:
+            return self.claim_buckets
+        found = {self._bucket_of(t) for t in self.registry} | {self.output_bucket}
+        return frozenset(b for b in found if b)
 
     # -- Lambda -----------------------------------------------------------------------------
 
@@ -212,13 +249,17 @@ class JobProcessor:
         *,
         remaining_time: Callable[[], float] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        lease_held: Callable[[], bool] | None = None,
     ) -> None:
         """Run the job of one received message. Returns on success (delete the message);
         raises a :class:`TransflowError` on failure (let the message become visible again).
 
         ``cancelled`` is asked before each step and before the job is marked completed: a
         worker that gave up on this delivery (its heartbeat stopped, so another worker may
-        hold the message now) must not complete the job a second time."""
+        hold the message now) must not complete the job a second time. ``lease_held`` is
+        asked at the same points: false when the worker cannot confirm it still holds the
+        message (:class:`LeaseLostError`). Whatever they say, the completion record is
+        written conditionally, so only one delivery ever completes a job."""
         try:
             decoded = decode_job_message(message.body)
         except JobFormatError as exc:
@@ -231,6 +272,17 @@ class JobProcessor:
             )
             raise
         if isinstance(decoded, ClaimCheck):
+            known = self.known_claim_buckets()
+            if decoded.bucket not in known:
+                refused = JobConfinementError(
+                    [
+                        f"claimCheck.bucket: {decoded.bucket[:80]!r} is not one of the "
+                        f"processor's claim buckets {sorted(known)}; pass the bridge's claim "
+                        "bucket as JobProcessor(claim_buckets=...)"
+                    ]
+                )
+                log.error("message %s refused: %s", message.message_id, refused)
+                raise refused
             decoded = self._resolve_claim(message, decoded)
         self.run_job(
             decoded,
@@ -238,6 +290,7 @@ class JobProcessor:
             attempt_token=_attempt_token(message),
             remaining_time=remaining_time,
             cancelled=cancelled,
+            lease_held=lease_held,
         )
 
     def _resolve_claim(self, message: ReceivedMessage, claim: ClaimCheck) -> ProcessingJob:
@@ -276,10 +329,20 @@ class JobProcessor:
         attempt_token: str | None = None,
         remaining_time: Callable[[], float] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        lease_held: Callable[[], bool] | None = None,
     ) -> AssemblyStatus:
-        """Run ``job`` (delivery ``attempt``, 1 for the first). Returns its status record;
-        raises :class:`JobFailedError` when it fails, :class:`JobCancelledError` when
-        ``cancelled()`` turned true before it completed."""
+        """Run ``job`` (delivery ``attempt``, 1 for the first). Returns its status record
+        (another delivery's, when that one completed this very job first: then this one
+        sends no ``done`` event and no webhook); raises :class:`JobFailedError` when it
+        fails, :class:`JobCancelledError` when ``cancelled()`` turned true (or
+        :class:`LeaseLostError` when ``lease_held()`` turned false) before it completed,
+        and :class:`JobConfinementError`, before any effect, for a job whose keys would
+        leave its output folder."""
+        problems = job_key_problems(job)
+        if problems:
+            refused = JobConfinementError(problems)
+            log.error("upload %r refused: %s", job.upload_id[:80], refused)
+            raise refused
         stream = self.publisher.stream(
             job.upload_id, job.branch, attempt=attempt, attempt_token=attempt_token
         )
@@ -290,6 +353,7 @@ class JobProcessor:
                 _JobRun(self.storage, stream, remaining_time),
                 attempts.begin(job, attempt, now=now_text()),
                 cancelled=cancelled or _never,
+                lease_held=lease_held or _always,
             )
             try:
                 status = run.run()
@@ -335,6 +399,11 @@ class _AttemptRunner:
     template: Template | None = None
     started: float = attrs.field(factory=time.monotonic)
     cancelled: Callable[[], bool] = attrs.field(default=_never, kw_only=True)
+    lease_held: Callable[[], bool] = attrs.field(default=_always, kw_only=True)
+    etag: str | None = None
+    """The status record's ETag as this attempt last read or wrote it: every write of the
+    record is conditional on it."""
+    duplicate: AssemblyStatus | None = None
 
     @property
     def storage(self) -> JobStorage:
@@ -354,6 +423,15 @@ class _AttemptRunner:
             self._execute(self.template)
         except Exception as exc:
             self._fail(exc)
+        if self.duplicate is not None:
+            log.warning(
+                "upload %s: another delivery completed this job first (attempt %d); this one "
+                "(attempt %d) sends no done event and no webhook",
+                self.job.upload_id,
+                self.duplicate.attempt,
+                self.state.attempt,
+            )
+            return self.duplicate
         self.stream.emit(
             ProgressType.DONE,
             template_id=self.job.template_id,
@@ -366,7 +444,8 @@ class _AttemptRunner:
     def _replayed(self) -> AssemblyStatus | None:
         """The stored record when this very job completed before (then it is not run)."""
         assert self.state.bucket is not None
-        previous = self.storage.read_status_record(self.state.bucket, self.state.record_key)
+        stored = self.storage.read_status(self.state.bucket, self.state.record_key)
+        previous, self.etag = stored.record, stored.etag
         verdict = self.state.verdict(previous)
         if verdict is Verdict.RERUN_CHANGED:
             log.info(
@@ -393,7 +472,14 @@ class _AttemptRunner:
         assert bucket is not None
         if not template.steps:
             raise EmptyTemplateError(template.template_id)
-        self.storage.write_status_record(bucket, self.state.record_key, self.state.record)
+        self._check_cancelled()
+        try:
+            self.etag = self.storage.put_status_record(
+                bucket, self.state.record_key, self.state.record, if_match=self.etag
+            )
+        except StatusConflict:
+            # Another delivery wrote the record since it was read: it holds the job.
+            raise LeaseLostError(self.job.upload_id, None) from None
         self.stream.emit(
             ProgressType.START,
             template_id=self.job.template_id,
@@ -435,13 +521,25 @@ class _AttemptRunner:
     def _check_cancelled(self) -> None:
         if self.cancelled():
             raise JobCancelledError(self.job.upload_id, self.state.step)
+        if not self.lease_held():
+            raise LeaseLostError(self.job.upload_id, self.state.step)
 
     def _save_completed(self, bucket: str) -> None:
-        """Write the completion marker. A PUT whose answer was lost may have been stored all
-        the same: then the job did complete, and failing it now would run it again."""
+        """Write the completion marker, only if the record is still the one this attempt
+        wrote (S3 conditional write), so only one delivery ever completes a job. A PUT
+        whose answer was lost may have been stored all the same: then the job did
+        complete, and failing it now would run it again."""
         key, record = self.state.record_key, self.state.record
         try:
-            self.storage.write_status_record(bucket, key, record)
+            self.etag = self.storage.put_status_record(bucket, key, record, if_match=self.etag)
+        except StatusConflict:
+            stored = self.storage.read_status_record(bucket, key)
+            conflict = attempts.completion_conflict(stored, record)
+            if conflict is Conflict.SUPERSEDED:
+                raise LeaseLostError(self.job.upload_id, None) from None
+            if conflict is Conflict.DUPLICATE:
+                assert stored is not None
+                self.duplicate = stored
         except Exception as exc:
             try:
                 stored = self.storage.read_status_record(bucket, key)
@@ -510,7 +608,15 @@ class _AttemptRunner:
             )
         elif bucket is not None:
             try:
-                self.storage.write_status_record(bucket, self.state.record_key, self.state.record)
+                self.etag = self.storage.put_status_record(
+                    bucket, self.state.record_key, self.state.record, if_match=self.etag
+                )
+            except StatusConflict:
+                log.warning(
+                    "upload %s: the record changed since this attempt read it (another "
+                    "delivery holds the job); its error record is not written",
+                    job.upload_id,
+                )
             except Exception:
                 log.exception("upload %s: the error status record was not written", job.upload_id)
         self.stream.emit(

@@ -11,13 +11,13 @@ import logging
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import botocore.exceptions
 
 from transflow._aws.claimcheck import ClaimCheck, load_claimed_job
-from transflow._aws.s3 import is_not_found
+from transflow._aws.s3 import error_code, is_not_found
 from transflow._wire.model import ProcessingJob
 from transflow.errors import TransflowError
 from transflow.processing.context import InputFile
@@ -31,6 +31,8 @@ __all__ = [
     "InputUnavailableError",
     "JobStorage",
     "S3JobStorage",
+    "StatusConflict",
+    "StoredStatus",
     "local_input_name",
     "read_status_record",
     "write_status_record",
@@ -48,6 +50,20 @@ class InputUnavailableError(TransflowError):
     """An input of the job could not be downloaded."""
 
 
+class StatusConflict(TransflowError):
+    """A conditional status-record write found the record changed since it was read (S3's
+    412 PreconditionFailed): another delivery of the job wrote it."""
+
+
+@attrs.frozen
+class StoredStatus:
+    """A status record as read, with the ETag a conditional write names (both None when
+    there is no record; an unreadable record has an ETag and no record)."""
+
+    record: AssemblyStatus | None
+    etag: str | None
+
+
 class JobStorage(Protocol):
     """What the processor reads and writes for a job."""
 
@@ -57,6 +73,18 @@ class JobStorage(Protocol):
 
     def write_status_record(self, bucket: str, key: str, record: AssemblyStatus) -> None:
         """Write (replace) the status record."""
+        ...
+
+    def read_status(self, bucket: str, key: str) -> StoredStatus:
+        """The status record and its ETag."""
+        ...
+
+    def put_status_record(
+        self, bucket: str, key: str, record: AssemblyStatus, *, if_match: str | None
+    ) -> str:
+        """Write the record only if the stored one is still ``if_match`` (an ETag), or,
+        with None, only if there is none; return the new ETag. Raises
+        :class:`StatusConflict` when the record changed in between."""
         ...
 
     def download_inputs(self, job: ProcessingJob, directory: Path) -> tuple[InputFile, ...]:
@@ -115,11 +143,55 @@ def write_status_record(s3: S3Client, bucket: str, key: str, record: AssemblySta
     )
 
 
+def _etag(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 @attrs.frozen
 class S3JobStorage:
     """:class:`JobStorage` over an S3 client."""
 
     s3: S3Client
+
+    def read_status(self, bucket: str, key: str) -> StoredStatus:
+        try:
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                return StoredStatus(None, None)
+            raise
+        etag = _etag(response.get("ETag"))
+        try:
+            return StoredStatus(AssemblyStatus.from_json(response["Body"].read()), etag)
+        except ValueError:
+            log.warning(
+                "status record s3://%s/%s is not readable; it will be rewritten", bucket, key
+            )
+            return StoredStatus(None, etag)
+
+    def put_status_record(
+        self, bucket: str, key: str, record: AssemblyStatus, *, if_match: str | None
+    ) -> str:
+        condition: dict[str, Any] = (
+            {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"}
+        )
+        try:
+            response = self.s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=record.to_json().encode("utf-8"),
+                ContentType="application/json",
+                CacheControl="no-cache",
+                **condition,
+            )
+        except botocore.exceptions.ClientError as exc:
+            # 409 ConditionalRequestConflict: a concurrent conditional write to the key.
+            if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise StatusConflict(
+                    f"status record s3://{bucket}/{key} changed since it was read"
+                ) from exc
+            raise
+        return _etag(response.get("ETag")) or ""
 
     def read_status_record(self, bucket: str, key: str) -> AssemblyStatus | None:
         return read_status_record(self.s3, bucket, key)

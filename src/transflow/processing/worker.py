@@ -34,7 +34,8 @@ runs, whatever the queue's own (longer, Lambda-oriented) visibility timeout."""
 def job_handler(processor: JobProcessor) -> Callable[[ReceivedMessage], None]:
     """The poller handler that runs one message through ``processor``, telling it how much
     time its delivery has left (so ``ctx.run`` can bound external tools) and whether the
-    poller gave the delivery up (so an abandoned job never completes behind another)."""
+    poller gave the delivery up or can no longer confirm its lease on the message (so a job
+    whose heartbeats failed past the visibility timeout never completes behind another)."""
 
     def handle(message: ReceivedMessage) -> None:
         delivery = current_delivery()
@@ -47,6 +48,7 @@ def job_handler(processor: JobProcessor) -> Callable[[ReceivedMessage], None]:
             message,
             remaining_time=remaining,
             cancelled=delivery.cancelled.is_set if delivery is not None else None,
+            lease_held=delivery.lease_held if delivery is not None else None,
         )
 
     return handle

@@ -182,6 +182,7 @@ def processor(stack: Stack) -> JobProcessor:
         sqs_client=role.sqs(),
         progress_queue_url=stack.urls.progress,
         output_bucket=OUTPUTS,
+        claim_buckets=[stack.claims()[0]],
         retry_policy=FAST,
         flush_after=0.0,
     )

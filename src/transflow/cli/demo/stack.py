@@ -152,7 +152,13 @@ class DemoStack:
         assert self.urls is not None
         assert self.events_queue_url is not None
 
-        bridge = GroupingBridge(sqs, s3, queue_url=self.urls.processing, default_branch=s.branch)
+        bridge = GroupingBridge(
+            sqs,
+            s3,
+            queue_url=self.urls.processing,
+            upload_bucket=s.upload_bucket,
+            default_branch=s.branch,
+        )
         processor = JobProcessor(
             demo_registry(output_bucket=s.output_bucket, failures=self.failures),
             s3_client=s3,
@@ -160,6 +166,7 @@ class DemoStack:
             progress_queue_url=self.urls.progress,
             max_receive_count=s.max_receive_count,
             flush_after=0.1,
+            claim_buckets=[s.upload_bucket, s.output_bucket],
         )
         bridge_poller = QueuePoller(
             sqs,

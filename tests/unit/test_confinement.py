@@ -1,0 +1,193 @@
+"""Issue 13: every key a job or a presigned POST can make stays inside its folder."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.test_uploads import policy_of, signer  # noqa: F401 - signer is a fixture
+from transflow import (
+    JobFormatError,
+    ProcessingJob,
+    S3ObjectRef,
+    UploadError,
+    UploadFile,
+    UserContext,
+)
+from transflow._wire.keys import (
+    is_user_folder,
+    job_key_problems,
+    job_output_prefix,
+    upload_prefix,
+    user_folder,
+)
+from transflow._wire.safenames import safe_filename
+from transflow.ingest.grouping import key_branch_problem
+from transflow.ingest.metadata import read_upload_metadata
+from transflow.ingest.uploads import create_upload, pinned_key_problem
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def conditions_of(fields: dict[str, str]) -> list[object]:
+    conditions: list[object] = policy_of(fields)["conditions"]
+    return conditions
+
+
+# -- presigned POST policies pin the exact key ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["${filename}", "a${filename}", "$${filename}", "x.wav${filename}", "{}$.wav"]
+)
+def test_a_policy_variable_in_a_file_name_never_unpins_the_key(signer: S3Client, name: str) -> None:  # noqa: F811
+    ticket = create_upload(
+        signer, bucket="uploads", branch="main", template_id="t", files=[name, name]
+    )
+    for file in ticket.files:
+        assert "$" not in file.key
+        conditions = conditions_of(dict(file.fields))
+        assert {"key": file.key} in conditions
+        assert not [c for c in conditions if isinstance(c, list) and "$key" in c]
+
+
+def test_botocore_unpins_a_key_ending_in_the_variable(signer: S3Client) -> None:  # noqa: F811
+    # Why the name is cleaned: what botocore signs for such a key, and that it is caught.
+    post = signer.generate_presigned_post(Bucket="uploads", Key="uploads/main/u/${filename}")
+    conditions = conditions_of(post["fields"])
+    assert ["starts-with", "$key", "uploads/main/u/"] in conditions
+    problem = pinned_key_problem(post["fields"], "uploads/main/u/${filename}")
+    assert problem is not None
+    assert "vary" in problem
+    assert pinned_key_problem({}, "k") == "the presigned POST carries no policy"
+    assert pinned_key_problem({"policy": "!!"}, "k") is not None
+
+
+@given(st.text(max_size=120))
+def test_no_file_name_keeps_a_policy_variable(name: str) -> None:
+    assert "$" not in safe_filename(name)
+
+
+# -- one user folder everywhere ----------------------------------------------------------------
+
+
+@given(st.text(max_size=120))
+def test_the_bridge_puts_the_upload_folder_in_the_job(user_id: str) -> None:
+    meta = read_upload_metadata("k", {"templateid": "t", "userid": user_id})
+    if meta.user is None:
+        return
+    folder = meta.user.user_id
+    assert is_user_folder(folder)
+    # Outputs go under the very folder the inputs were uploaded to.
+    uploaded = upload_prefix("main", "up", meta.user_id)
+    job = ProcessingJob("up", "t", [S3ObjectRef("b", uploaded + "a.wav")], "main", user=meta.user)
+    assert job_output_prefix(job) == "outputs/main/" + uploaded.split("/", 2)[2]
+    assert job_key_problems(job) == []
+
+
+def test_a_hostile_user_id_lands_in_its_own_folder() -> None:
+    for hostile in ("victim/x", "..", "../victim", "a\nb", "victim/../../x"):
+        folder = read_upload_metadata("k", {"templateid": "t", "userid": hostile}).user
+        assert folder is not None
+        assert folder.user_id == user_folder(hostile)
+        assert "/" not in folder.user_id
+        assert ".." not in folder.user_id
+        assert not folder.user_id.startswith("victim/")
+
+
+def test_user_ids_with_edge_spaces_are_refused_at_upload(signer: S3Client) -> None:  # noqa: F811
+    # S3 trims metadata values: the bridge would read another id than the folder's.
+    with pytest.raises(UploadError, match="leading or trailing spaces"):
+        create_upload(
+            signer,
+            bucket="uploads",
+            branch="main",
+            template_id="t",
+            files=[UploadFile("a.wav")],
+            user=UserContext(" bob"),
+        )
+
+
+# -- the processor's confinement check --------------------------------------------------------
+
+
+def job(
+    upload_id: str = "up-1", branch: str = "main", user_id: str | None = "user123"
+) -> ProcessingJob:
+    return ProcessingJob.from_dict(
+        {
+            "uploadId": upload_id,
+            "templateId": "t",
+            "branch": branch,
+            "objects": [{"bucket": "b", "key": "uploads/main/up-1/a.wav"}],
+            **({"user": {"userId": user_id}} if user_id is not None else {}),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"upload_id": ".."}, "uploadId"),
+        ({"upload_id": "a/../../b"}, "uploadId"),
+        ({"upload_id": "a/b"}, "uploadId"),
+        ({"upload_id": ".hidden"}, "uploadId"),
+        ({"branch": ".."}, "branch"),
+        ({"branch": "Main"}, "branch"),
+        ({"branch": "main:evil"}, "branch"),
+        ({"branch": "main/x"}, "branch"),
+        ({"branch": "功能"}, "branch"),
+        ({"user_id": "victim/x"}, "user.userId"),
+        ({"user_id": ".."}, "user.userId"),
+        ({"user_id": "a\x00b"}, "user.userId"),
+    ],
+)
+def test_jobs_whose_keys_would_leave_their_folder_are_named(
+    kwargs: dict[str, str], field: str
+) -> None:
+    problems = job_key_problems(job(**kwargs))
+    assert len(problems) == 1
+    assert problems[0].startswith(field + ":")
+
+
+@pytest.mark.parametrize("kwargs", [{"upload_id": "a\r\nb"}, {"branch": ""}, {"user_id": ""}])
+def test_the_wire_format_refuses_the_rest_before(kwargs: dict[str, str]) -> None:
+    with pytest.raises(JobFormatError):
+        job(**kwargs)
+
+
+def test_ordinary_jobs_pass() -> None:
+    assert job_key_problems(job()) == []
+    assert job_key_problems(job(user_id=None, branch="feature-login-2")) == []
+    assert job_key_problems(job(user_id=user_folder("auth0|abc"))) == []
+
+
+# -- the bridge reads the key's branch strictly ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "uploads/main:evil/up/a.wav",
+        "uploads/../up/a.wav",
+        "uploads/Main/up/a.wav",
+        "uploads//up/a.wav",
+        "uploads/feature_x/up/a.wav",
+        "uploads/-main/up/a.wav",
+    ],
+)
+def test_non_canonical_key_branches_are_refused(key: str) -> None:
+    problem = key_branch_problem(key)
+    assert problem is not None
+    assert "canonical" in problem
+
+
+@pytest.mark.parametrize(
+    "key", ["uploads/main/up/a.wav", "uploads/feature-x-2/users/u/up/a.wav", "other/a.wav"]
+)
+def test_canonical_key_branches_pass(key: str) -> None:
+    assert key_branch_problem(key) is None
