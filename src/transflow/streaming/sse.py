@@ -9,7 +9,6 @@ mounts under a path of its choosing. No AWS either: the hub is passed in.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -517,6 +516,8 @@ def asgi_app(
 
 
 async def _lifespan(receive: ASGIReceive, send: ASGISend, hub: Any | None) -> None:
+    import asyncio  # noqa: PLC0415 - a WSGI host never loads it (tests/unit/test_handler_imports)
+
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
