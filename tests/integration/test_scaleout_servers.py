@@ -3,9 +3,9 @@ sticky routing (subscribers are spread round-robin over the three ports, and gun
 kernel spreads its share over its workers), read with httpx-sse. Every subscriber gets every
 event of its upload, in order, once; a killed instance's queue is swept and the others go
 on; servers stopped with SIGTERM remove their own queues; under ``gunicorn --preload`` the
-hub the master started restarts in each worker. The full matrix (4 gunicorn workers, 2
-uvicorn, 50 subscribers on 10 uploads x 20 events) is ``make soak-scaleout``
-(bench/scaleout_servers.py)."""
+hub the master started restarts in each worker. The larger matrix (4 gunicorn workers,
+2 uvicorn, 50 subscribers on 10 uploads x 20 events) took about a minute and is not in the
+suite (docs/streaming.md)."""
 
 from __future__ import annotations
 
