@@ -1,11 +1,13 @@
 """The stream server of the scale-out tests and benchmark, as a module gunicorn and uvicorn
-import: a hub in fan-out mode started at import (so under ``gunicorn --preload`` it starts in
-the master and must restart in each worker), served by the WSGI app (``wsgi``) and the ASGI
-app (``asgi``). Configured by the environment the test sets."""
+import: a hub in fan-out mode, served by the WSGI app (``wsgi``, the hub started at import,
+so under ``gunicorn --preload`` it starts in the master and must restart in each worker;
+stopped by the hooks in ``tests/scaleout_gunicorn.py``) and the ASGI app (``asgi``, which
+starts and stops the hub in the lifespan). Configured by the environment the test sets."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import boto3
 
@@ -24,7 +26,14 @@ hub = ProgressHub(
     instance_prefix=os.environ["SCALEOUT_PREFIX"],
     wait_time_seconds=1,
     instance_stale_after=60,
-).start()
+)
 
-wsgi = wsgi_app(hub, allow_anonymous=True, heartbeat=1.0, retry=1000)
-asgi = asgi_app(hub, allow_anonymous=True, heartbeat=1.0, retry=1000)
+asgi = asgi_app(hub, allow_anonymous=True, heartbeat=1.0, retry=1000, manage_hub=True)
+
+
+def __getattr__(name: str) -> Any:
+    # gunicorn asks for `wsgi` at import (in the master, with --preload): the hub starts
+    # then, and only for gunicorn (uvicorn's lifespan starts it for `asgi`).
+    if name == "wsgi":
+        return wsgi_app(hub.start(), allow_anonymous=True, heartbeat=1.0, retry=1000)
+    raise AttributeError(name)

@@ -88,6 +88,8 @@ def gunicorn(env: dict[str, str], *, workers: int, preload: bool = False) -> Ser
         "3",
         "--log-level",
         "warning",
+        "-c",
+        "python:tests.scaleout_gunicorn",
         *(["--preload"] if preload else []),
         "tests.scaleout_app:wsgi",
     ]
@@ -104,7 +106,7 @@ def uvicorn(env: dict[str, str]) -> Server:
         "--log-level",
         "warning",
         "--timeout-graceful-shutdown",
-        "5",
+        "2",
         "tests.scaleout_app:asgi",
     ]
     process = subprocess.Popen(args, env=env, cwd=ROOT)

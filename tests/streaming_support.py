@@ -44,9 +44,16 @@ class SseEvent:
 
 @attrs.define
 class SseParser:
-    """Feed it decoded text in any chunks; it returns the events dispatched so far."""
+    """Feed it decoded text in any chunks; it returns the events dispatched so far. Follows
+    WHATWG's "interpret an event stream" (HTML, 9.2.6). Beyond what a browser keeps, it
+    records the reconnection time in effect at each dispatch (``retry_at``, one per event)
+    and the fields of blocks that dispatched nothing (``dataless``: a ``retry:`` alone in a
+    block is such a block, which some clients turn into an empty message)."""
 
     retry: int | None = None
+    retry_at: list[int | None] = attrs.field(factory=list)
+    dataless: list[list[str]] = attrs.field(factory=list)
+    _fields: list[str] = attrs.field(factory=list)
     _pending: str = ""
     _data: list[str] = attrs.field(factory=list)
     _type: str = ""
@@ -85,6 +92,7 @@ class SseParser:
         field, colon, value = line.partition(":")
         if colon and value.startswith(" "):
             value = value[1:]
+        self._fields.append(field)
         if field == "event":
             self._type = value
         elif field == "data":
@@ -97,10 +105,13 @@ class SseParser:
         return None
 
     def _dispatch(self) -> SseEvent | None:
-        data, kind = self._data, self._type
-        self._data, self._type = [], ""
+        data, kind, fields = self._data, self._type, self._fields
+        self._data, self._type, self._fields = [], "", []
         if not data:
+            if fields:
+                self.dataless.append(fields)
             return None
+        self.retry_at.append(self.retry)
         return SseEvent(kind or "message", "\n".join(data), self._last_id)
 
 

@@ -17,6 +17,7 @@ import pytest
 from tests.streaming_support import (
     SseClient,
     SseEvent,
+    SseParser,
     asgi_server,
     fifo_queue,
     publish,
@@ -96,6 +97,14 @@ def test_events_over_a_real_server_with_resume(
         # some clients (httpx-sse).
         assert b"retry: 1500\n" in first_block
         assert b"event: snapshot\n" in first_block
+        # The same read by a WHATWG parser: the first event dispatched (the snapshot, with
+        # its data) already carries the reconnection time, and no block is data-less.
+        parser = SseParser()
+        whatwg = parser.feed(bytes(client.raw).decode("utf-8"))
+        assert whatwg[0].type == "snapshot"
+        assert json.loads(whatwg[0].data)["state"] == "queued"
+        assert parser.retry_at[0] == 1500
+        assert parser.dataless == []
 
         # The browser reconnects with the last id it saw; it gets what it missed.
         publish(sqs, url, [ev("abc", 6), ev("abc", 7, type="done")])

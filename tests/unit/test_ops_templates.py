@@ -314,3 +314,75 @@ json_values = st.recursive(
 @given(st.dictionaries(st.text(max_size=10), json_values, max_size=5))
 def test_yaml_writer_round_trips_through_a_real_parser(value: dict[str, Any]) -> None:
     assert yaml.safe_load(dump(value)) == (value or {})
+
+
+FANOUT = attrs.evolve(CONFIG, sqs=attrs.evolve(CONFIG.sqs, progress_fanout="sns"))
+
+
+def statements(document: Any) -> dict[str, Any]:
+    return {s["Sid"]: s for s in document["Statement"]}
+
+
+def test_fanout_policies_scope_the_topic_and_the_instance_queues() -> None:
+    policies = iam_policies(FANOUT, ACCOUNT, "eu-west-1", upload_bucket="shop-uploads")
+    topic = "arn:aws:sns:eu-west-1:123456789012:shop-feature-checkout-progress.fifo"
+    instances = (
+        "arn:aws:sqs:eu-west-1:123456789012:shop-feature-checkout-progress-" + "?" * 12 + ".fifo"
+    )
+    processor = statements(policies.processor)
+    assert "PublishProgress" not in processor  # nothing reads the shared queue
+    assert processor["PublishProgressToTopic"]["Action"] == ["sns:Publish"]
+    assert processor["PublishProgressToTopic"]["Resource"] == [topic]
+    stream = statements(policies.stream)
+    assert set(stream) == {
+        "ConsumeInstanceQueues",
+        "ManageInstanceQueues",
+        "SubscribeInstanceQueues",
+        "LeaveProgressTopic",
+        "FindInstanceQueues",
+    }
+    for sid in ("ConsumeInstanceQueues", "ManageInstanceQueues"):
+        assert stream[sid]["Resource"] == [instances]
+    assert "sqs:DeleteQueue" in stream["ManageInstanceQueues"]["Action"]
+    assert stream["SubscribeInstanceQueues"]["Resource"] == [topic]
+    # Only what has no resource-level permissions is granted wider.
+    assert stream["LeaveProgressTopic"] == {
+        "Sid": "LeaveProgressTopic",
+        "Effect": "Allow",
+        "Action": ["sns:Unsubscribe"],
+        "Resource": ["*"],
+    }
+    assert stream["FindInstanceQueues"]["Resource"] == ["arn:aws:sqs:eu-west-1:123456789012:*"]
+    operator = statements(policies.operator)
+    assert operator["SweepInstanceQueues"]["Resource"] == [instances]
+    assert "sqs:CreateQueue" not in operator["SweepInstanceQueues"]["Action"]
+    assert operator["ManageProgressTopic"]["Resource"] == [topic]
+    # A topic the config names is granted as named.
+    mine = "arn:aws:sns:eu-west-1:123456789012:someone-elses.fifo"
+    named = attrs.evolve(FANOUT, sqs=attrs.evolve(FANOUT.sqs, progress_topic_arn=mine))
+    named_policies = iam_policies(named, ACCOUNT, "eu-west-1", upload_bucket="shop-uploads")
+    assert statements(named_policies.processor)["PublishProgressToTopic"]["Resource"] == [mine]
+
+
+def test_fanout_sam_template_creates_the_topic_and_passes_its_arn() -> None:
+    text = sam_template(FANOUT, upload_bucket="shop-uploads")
+    assert lint_errors(text) == []
+    template = yaml.safe_load(text)
+    topic = template["Resources"]["ProgressTopic"]["Properties"]
+    assert topic["TopicName"] == "shop-feature-checkout-progress.fifo"
+    assert (topic["FifoTopic"], topic["ContentBasedDeduplication"]) == (True, False)
+    variables = template["Resources"]["ProcessorFunction"]["Properties"]["Environment"]
+    assert variables["Variables"]["SNS_PROGRESS_TOPIC_ARN"] == {"Ref": "ProgressTopic"}
+    assert template["Outputs"]["ProgressTopicArn"] == {"Value": {"Ref": "ProgressTopic"}}
+    role = template["Resources"]["ProcessorRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    publish = statements(role)["PublishProgressToTopic"]["Resource"]
+    assert publish == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:"
+            "shop-feature-checkout-progress.fifo"
+        }
+    ]
+    # Without fan-out mode, no topic.
+    plain = yaml.safe_load(sam_template(CONFIG, upload_bucket="shop-uploads"))
+    assert "ProgressTopic" not in plain["Resources"]
+    assert "ProgressTopicArn" not in plain["Outputs"]

@@ -12,11 +12,11 @@ import re
 import attrs
 from typing_extensions import NotRequired, TypedDict
 
-from transflow._wire.naming import QueueNames
+from transflow._wire.naming import INSTANCE_ID_CHARS, QueueNames
 from transflow.config import TransflowConfig
 from transflow.errors import ConfigError
 
-__all__ = ["IamPolicies", "PolicyDocument", "PolicyStatement", "iam_policies"]
+__all__ = ["FanOut", "IamPolicies", "PolicyDocument", "PolicyStatement", "iam_policies"]
 
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
@@ -35,6 +35,28 @@ CONSUME = [
 ]
 # SendMessageBatch is authorised as sqs:SendMessage.
 SEND = ["sqs:SendMessage"]
+# What a hub does to its own instance queue in fan-out mode, and what a sweep does to a
+# crashed instance's: create (then read its ARN, set its policy), tag with last-seen, read
+# the tag, find by name, delete.
+MANAGE_INSTANCE_QUEUES = [
+    "sqs:CreateQueue",
+    "sqs:GetQueueUrl",
+    "sqs:SetQueueAttributes",
+    "sqs:TagQueue",
+    "sqs:ListQueueTags",
+    "sqs:DeleteQueue",
+]
+SWEEP_INSTANCE_QUEUES = ["sqs:GetQueueUrl", "sqs:ListQueueTags", "sqs:DeleteQueue"]
+
+
+@attrs.frozen
+class FanOut:
+    """The resources of fan-out mode: the progress topic's ARN and the instance queues'
+    name prefix (``{project}-{branch}-progress-``)."""
+
+    topic_arn: str
+    instance_prefix: str
+
 
 DEFAULT_CLAIM_PREFIX = "transflow/claims/"
 """Where :class:`~transflow.GroupingBridge` stores claim checks by default, in the upload
@@ -114,9 +136,11 @@ def build_policies(
     upload_bucket: str,
     output_bucket: str,
     claim_check_prefix: str | None = None,
+    fanout: FanOut | None = None,
 ) -> IamPolicies:
     """The documents, without checking the identifiers (the SAM template passes
-    ``${AWS::AccountId}``-style placeholders)."""
+    ``${AWS::AccountId}``-style placeholders). With ``fanout``, progress goes through the
+    SNS FIFO topic to one queue per hub instance."""
 
     def queue(name: str) -> str:
         return f"arn:{partition}:sqs:{region}:{account_id}:{name}"
@@ -161,9 +185,14 @@ def build_policies(
         _statement("StoreClaimChecks", ["s3:PutObject"], [claims]),
     ]
 
+    if fanout is None:
+        publish_progress = _statement("PublishProgress", SEND, [progress])
+    else:
+        # PublishBatch is authorised as sns:Publish.
+        publish_progress = _statement("PublishProgressToTopic", ["sns:Publish"], [fanout.topic_arn])
     processor = [
         _statement("ConsumeJobs", CONSUME, [processing]),
-        _statement("PublishProgress", SEND, [progress]),
+        publish_progress,
         read_uploads,
         _statement(
             "WriteOutputs", ["s3:GetObject", "s3:PutObject"], [objects(output_bucket, outputs)]
@@ -173,6 +202,37 @@ def build_policies(
     ]
 
     stream = [_statement("ConsumeProgress", CONSUME, [progress])]
+    fanout_operator: list[PolicyStatement] = []
+    if fanout is not None:
+        # Exactly `{prefix}` + the instance id + `.fifo` ("?" is one character in IAM), so
+        # the queues of a branch whose name merely starts the same way stay out of reach.
+        instances = queue(fanout.instance_prefix + "?" * INSTANCE_ID_CHARS + ".fifo")
+        topic = fanout.topic_arn
+        # ListQueues has no resource-level permissions beyond the account's queues.
+        list_queues = _statement("FindInstanceQueues", ["sqs:ListQueues"], [queue("*")])
+        # Unsubscribe has no resource-level permissions on AWS; SNS itself lets only the
+        # subscription's or the topic's owner remove an SQS subscription.
+        unsubscribe = _statement("LeaveProgressTopic", ["sns:Unsubscribe"], ["*"])
+        stream = [
+            _statement("ConsumeInstanceQueues", CONSUME, [instances]),
+            _statement("ManageInstanceQueues", MANAGE_INSTANCE_QUEUES, [instances]),
+            _statement(
+                "SubscribeInstanceQueues",
+                ["sns:Subscribe", "sns:ListSubscriptionsByTopic"],
+                [topic],
+            ),
+            unsubscribe,
+            list_queues,
+        ]
+        fanout_operator = [
+            # `transflow queues ensure`: CreateTopic with tags needs sns:TagResource too.
+            _statement("ManageProgressTopic", ["sns:CreateTopic", "sns:TagResource"], [topic]),
+            # `transflow queues sweep`: the queues of crashed hub instances.
+            _statement("SweepInstanceQueues", SWEEP_INSTANCE_QUEUES, [instances]),
+            _statement("SweepSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic]),
+            unsubscribe,
+            list_queues,
+        ]
 
     operator = [
         _statement(
@@ -209,6 +269,7 @@ def build_policies(
         read_claims,
         # CloudWatch has no resource-level permissions for reading metrics.
         _statement("ReadQueueMetrics", ["cloudwatch:GetMetricStatistics"], ["*"]),
+        *fanout_operator,
     ]
     return IamPolicies(
         bridge=_document(*bridge),
@@ -234,7 +295,10 @@ def iam_policies(
     ``output_bucket`` defaults to ``upload_bucket``. ``claim_check_prefix`` is the key prefix
     (in the output bucket) where the bridge stores jobs too large for a message, when its
     ``claim_bucket``/``claim_prefix`` are set so; by default they go to
-    ``transflow/claims/{branch}/`` in the upload bucket. Raises :class:`ConfigError` for a
+    ``transflow/claims/{branch}/`` in the upload bucket. In fan-out mode
+    (``sqs.progressFanout: "sns"`` or ``sqs.progressTopicArn``) the processor publishes to the
+    progress topic, and the stream handler manages its own instance queue (and sweeps
+    crashed instances'), subscribed to the topic. Raises :class:`ConfigError` for a
     malformed account id, region, partition or bucket name."""
     # The output bucket is named in a problem only when it was given: a user who passed one
     # bucket must not read about a second.
@@ -270,4 +334,18 @@ def iam_policies(
         upload_bucket=upload_bucket,
         output_bucket=output_bucket,
         claim_check_prefix=claim_check_prefix,
+        fanout=fanout_resources(config, partition=partition, region=region, account_id=account_id),
     )
+
+
+def fanout_resources(
+    config: TransflowConfig, *, partition: str, region: str, account_id: str
+) -> FanOut | None:
+    """The topic and instance queue prefix of ``config`` in fan-out mode, else None (the
+    configured ``sqs.progressTopicArn`` as given, or the topic ``ensure_topic`` makes)."""
+    if not config.sqs.fanout:
+        return None
+    topic = config.sqs.progress_topic_arn or (
+        f"arn:{partition}:sns:{region}:{account_id}:{config.topic_name}"
+    )
+    return FanOut(topic, config.instance_queue_prefix)

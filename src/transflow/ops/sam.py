@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from transflow.config import TransflowConfig
+from transflow.config import ENV_PROGRESS_TOPIC_ARN, TransflowConfig
 from transflow.errors import ConfigError
 from transflow.ops._yaml import dump
 from transflow.ops.iam import (
@@ -25,6 +25,7 @@ from transflow.ops.iam import (
     PolicyDocument,
     PolicyStatement,
     build_policies,
+    fanout_resources,
     iam_policies,
 )
 
@@ -491,6 +492,12 @@ def sam_template(
         raise ConfigError("cannot write the SAM template: " + "; ".join(problems))
 
     names = config.queue_names
+    fanout = fanout_resources(
+        config,
+        partition="${AWS::Partition}",
+        region="${AWS::Region}",
+        account_id="${AWS::AccountId}",
+    )
     policies = build_policies(
         names,
         branch=config.branch,
@@ -500,6 +507,7 @@ def sam_template(
         upload_bucket=upload_bucket,
         output_bucket=output_bucket,
         claim_check_prefix=claim_check_prefix,
+        fanout=fanout,
     )
     tags = [
         {"Key": "project", "Value": config.project},
@@ -515,7 +523,7 @@ def sam_template(
     processing_arn = (
         "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + names.processing
     )
-    environment = {
+    environment: dict[str, Any] = {
         "TRANSFLOW_PROJECT": config.project,
         "TRANSFLOW_BRANCH": config.branch,
         "SQS_QUEUE_URL": {"Ref": "ProcessingQueue"},
@@ -528,6 +536,13 @@ def sam_template(
         "TRANSFLOW_UPLOAD_BUCKET": upload_bucket,
         "TRANSFLOW_OUTPUT_BUCKET": output_bucket,
     }
+    if fanout is not None:
+        # The processor publishes progress to the topic; load_config reads it back.
+        environment[ENV_PROGRESS_TOPIC_ARN] = (
+            {"Ref": "ProgressTopic"}
+            if config.sqs.progress_topic_arn is None
+            else config.sqs.progress_topic_arn
+        )
     uploads_rule = {"Name": "prefix", "Value": f"uploads/{config.branch}/"}
     bridge_policy = policies.bridge
     if bridge_trigger == "queue":
@@ -650,6 +665,17 @@ def sam_template(
     }
     if output_bucket != upload_bucket:
         resources["OutputBucket"] = _bucket(output_bucket)
+    if fanout is not None and config.sqs.progress_topic_arn is None:
+        # Fan-out mode: every hub instance subscribes its own queue to this topic.
+        resources["ProgressTopic"] = {
+            "Type": "AWS::SNS::Topic",
+            "Properties": {
+                "TopicName": config.topic_name,
+                "FifoTopic": True,
+                "ContentBasedDeduplication": False,
+                "Tags": tags,
+            },
+        }
     _add_operations(
         resources,
         config,
@@ -686,6 +712,11 @@ def sam_template(
                 else {}
             ),
             "ProcessorFunctionArn": {"Value": {"Fn::GetAtt": ["ProcessorFunction", "Arn"]}},
+            **(
+                {"ProgressTopicArn": {"Value": environment[ENV_PROGRESS_TOPIC_ARN]}}
+                if fanout is not None
+                else {}
+            ),
         },
     }
     header = (

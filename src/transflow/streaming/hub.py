@@ -27,6 +27,7 @@ that it keeps consuming.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -80,6 +81,18 @@ def _after_fork_in_parent() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_parent=_after_fork_in_parent)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    # The fallback for a host that never calls stop(): without it a fan-out hub's instance
+    # queue outlives a clean exit and waits for a sweep. Only this process's own hubs.
+    for hub in list(_running):
+        if hub.fanout_mode and hub._pid == os.getpid():
+            try:
+                hub.stop(timeout=hub.drain_timeout)
+            except Exception:
+                log.exception("fan-out: stopping the hub at exit failed; a sweep will clean up")
 
 
 def _fresh_connections(client: Any) -> None:

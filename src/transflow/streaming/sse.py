@@ -494,20 +494,23 @@ def asgi_app(
     allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
+    manage_hub: bool = False,
 ) -> Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]:
     """An ASGI app for ``GET ?channel=…`` / ``?branch=…`` that honours ``Last-Event-ID``.
 
     Access works as for :func:`wsgi_app` (``secret``, ``authorize(scope, channel)``,
     ``allow_anonymous``; deny by default, :class:`ConfigError` when built without any).
     The hub's own hook is called too, with the scope as principal. The stream ends when the
-    client disconnects. Lifespan messages are acknowledged; start and stop the hub in the
-    host's own lifespan.
+    client disconnects. With ``manage_hub``, the app starts the hub at lifespan startup and
+    stops it at lifespan shutdown (in fan-out mode: its instance queue is unsubscribed and
+    deleted when the server stops); otherwise lifespan messages are only acknowledged, and
+    the host's own lifespan starts and stops the hub.
     """
     access = _Access.build("sse.asgi_app", secret, authorize, allow_anonymous)
 
     async def app(scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, hub if manage_hub else None)
             return
         if scope["type"] != "http":
             raise RuntimeError(f"transflow.streaming.sse.asgi_app serves HTTP, not {scope['type']}")
@@ -532,12 +535,19 @@ def asgi_app(
     return app
 
 
-async def _lifespan(receive: ASGIReceive, send: ASGISend) -> None:
+async def _lifespan(receive: ASGIReceive, send: ASGISend, hub: Any | None) -> None:
+    import asyncio  # noqa: PLC0415 - a WSGI host never loads it (tests/unit/test_handler_imports)
+
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            if hub is not None:
+                # start() and stop() make AWS calls: off the event loop.
+                await asyncio.get_running_loop().run_in_executor(None, hub.start)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if hub is not None:
+                await asyncio.get_running_loop().run_in_executor(None, hub.stop)
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -32,6 +32,7 @@ from transflow.ops.iam import IamPolicies, PolicyDocument, iam_policies
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 REGION = "us-east-1"
@@ -52,6 +53,7 @@ MOTO_ONLY_ACTIONS = {
     "sqs:ChangeMessageVisibility": ("sqs:ChangeMessageVisibilityBatch",),
     "s3:ListBucket": ("s3:HeadBucket",),
     "cloudwatch:GetMetricStatistics": ("monitoring:GetMetricStatistics",),
+    "sns:Publish": ("sns:PublishBatch",),
 }
 
 _SESSION = boto3.session.Session(region_name=REGION)
@@ -63,12 +65,15 @@ ADMIN_POLICY: PolicyDocument = {
 
 
 def moto_compat(policy: PolicyDocument) -> PolicyDocument:
-    """The policy as moto must see it to evaluate it as AWS evaluates the original."""
+    """The policy as moto must see it to evaluate it as AWS evaluates the original: moto
+    matches a resource as a regular expression made by turning ``*`` into ``.*``, so IAM's
+    one-character wildcard ``?`` becomes ``.``."""
     compat = copy.deepcopy(policy)
     for statement in compat["Statement"]:
         actions = statement["Action"]
         for action in list(actions):
             actions.extend(a for a in MOTO_ONLY_ACTIONS.get(action, ()) if a not in actions)
+        statement["Resource"] = [r.replace("?", ".") for r in statement["Resource"]]
     return compat
 
 
@@ -110,6 +115,10 @@ class Principal:
     def s3(self) -> S3Client:
         # SigV4 for presigned POST policies, as production must sign them.
         client: S3Client = self._client("s3", signature_version="s3v4")
+        return client
+
+    def sns(self) -> SNSClient:
+        client: SNSClient = self._client("sns")
         return client
 
     def cloudwatch(self) -> CloudWatchClient:
@@ -187,13 +196,15 @@ def _moto_api(endpoint: str, path: str, body: bytes = b"") -> None:
 
 
 def _queue_name_as_resource() -> Callable[[], None]:
-    """moto checks GetQueueUrl and CreateQueue (named by QueueName) and the message move
-    task calls (named by SourceArn) against the resource "*", so a policy scoped to queue
-    ARNs, as on AWS, would be refused them: check them against the named queue's ARN, as
-    AWS does. Returns the undo."""
+    """moto checks GetQueueUrl and CreateQueue (named by QueueName), the message move task
+    calls (named by SourceArn) and ListQueues against the resource "*", so a policy scoped
+    to queue ARNs, as on AWS, would be refused them: check them against the named queue's
+    ARN (ListQueues: the account's queues under the prefix), as AWS does; and SNS calls on
+    a topic against the topic's ARN. Returns the undo."""
     from moto.sqs.responses import SQSResponse
 
     original = SQSResponse._determine_resource
+    undo_sns = _topic_as_resource()
 
     def determine_resource(self: Any) -> str:
         action = self._get_action()
@@ -205,12 +216,39 @@ def _queue_name_as_resource() -> Callable[[], None]:
             source = self._get_param("SourceArn")
             if source:
                 return str(source)
+        if action == "ListQueues":
+            prefix = self._get_param("QueueNamePrefix") or ""
+            return f"arn:aws:sqs:{self.region}:{self.current_account}:{prefix}"
         return str(original(self))
 
     SQSResponse._determine_resource = determine_resource  # type: ignore[method-assign]
 
     def undo() -> None:
         SQSResponse._determine_resource = original  # type: ignore[method-assign]
+        undo_sns()
+
+    return undo
+
+
+def _topic_as_resource() -> Callable[[], None]:
+    """moto checks every SNS call against the resource "*" (it has no resource of its
+    own), so a policy naming the topic, as on AWS, would be refused Publish and Subscribe:
+    check the calls that name a topic (TopicArn, or CreateTopic's Name) against it. Calls
+    without resource-level permissions on AWS (Unsubscribe) stay on "*"."""
+    from moto.sns.responses import SNSResponse
+
+    def determine_resource(self: Any) -> str:
+        topic = self._get_param("TopicArn")
+        if topic:
+            return str(topic)
+        if self._get_action() == "CreateTopic":
+            return f"arn:aws:sns:{self.region}:{self.current_account}:{self._get_param('Name')}"
+        return "*"
+
+    SNSResponse._determine_resource = determine_resource  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        del SNSResponse._determine_resource  # type: ignore[attr-defined]
 
     return undo
 

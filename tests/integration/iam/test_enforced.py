@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.integration.iam.conftest import OUTPUTS, IamWorld
+from tests.integration.iam.fanout_work import FANOUT_WORK, deploy_fanout
 from tests.integration.iam.work import (
     BRANCH,
     WORK,
@@ -59,3 +60,10 @@ def test_each_role_does_its_work_unrefused(
     stack = deploy(world, claim_check_prefix=claim_check_prefix)
     WORK[role](stack)
     assert stack.denied() == {}
+
+
+@pytest.mark.parametrize("role", list(FANOUT_WORK))
+def test_each_role_does_its_fanout_work_unrefused(world: IamWorld, role: str) -> None:
+    fan = deploy_fanout(world)
+    FANOUT_WORK[role](fan)
+    assert fan.stack.denied() == {}

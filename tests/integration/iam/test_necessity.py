@@ -7,6 +7,7 @@ import botocore.exceptions
 import pytest
 
 from tests.integration.iam.conftest import IamWorld
+from tests.integration.iam.fanout_work import FANOUT_CONFIG, FANOUT_WORK, deploy_fanout
 from tests.integration.iam.work import WORK, deploy
 from transflow import TransflowConfig, TransflowError
 from transflow.ops.iam import iam_policies
@@ -35,6 +36,22 @@ NEEDED = [
 # missing key (the first run's status record) 403 instead of 404; moto answers 404 anyway.
 NOT_PROVABLE_ON_MOTO = [("processor", "ListOwnOutputs")]
 
+# Fan-out mode: the statements that differ (the processor's PublishProgress to the shared
+# queue gives way to the topic's; the stream role's ConsumeProgress to its instance queues).
+NEEDED_FANOUT = [
+    ("processor", "PublishProgressToTopic"),
+    ("stream", "ConsumeInstanceQueues"),
+    ("stream", "ManageInstanceQueues"),
+    ("stream", "SubscribeInstanceQueues"),
+    ("stream", "LeaveProgressTopic"),
+    ("stream", "FindInstanceQueues"),
+    ("operator", "ManageProgressTopic"),
+    ("operator", "SweepInstanceQueues"),
+    ("operator", "SweepSubscriptions"),
+    ("operator", "LeaveProgressTopic"),
+    ("operator", "FindInstanceQueues"),
+]
+
 
 def test_every_statement_is_proven_needed_or_says_why_not() -> None:
     policies = iam_policies(
@@ -46,6 +63,14 @@ def test_every_statement_is_proven_needed_or_says_why_not() -> None:
         for statement in document["Statement"]
     }
     assert generated == set(NEEDED) | set(NOT_PROVABLE_ON_MOTO)
+    fanout = iam_policies(FANOUT_CONFIG, "123456789012", "us-east-1", upload_bucket="bucket")
+    in_fanout = {
+        (role, statement["Sid"])
+        for role, document in fanout.by_role().items()
+        for statement in document["Statement"]
+    }
+    replaced = {("processor", "PublishProgress"), ("stream", "ConsumeProgress")}
+    assert in_fanout == (generated - replaced) | set(NEEDED_FANOUT)
 
 
 @pytest.mark.parametrize(("role", "sid"), NEEDED)
@@ -55,4 +80,16 @@ def test_without_the_statement_the_role_is_refused(world: IamWorld, role: str, s
         WORK[role](stack)
     assert stack.roles[role].denied, f"{role} failed without {sid}, but not on a refusal"
     others = {name: calls for name, calls in stack.denied().items() if name != role}
+    assert others == {}
+
+
+@pytest.mark.parametrize(("role", "sid"), NEEDED_FANOUT)
+def test_without_the_fanout_statement_the_role_is_refused(
+    world: IamWorld, role: str, sid: str
+) -> None:
+    fan = deploy_fanout(world, **{role: sid})
+    with pytest.raises((AssertionError, botocore.exceptions.ClientError, TransflowError)):
+        FANOUT_WORK[role](fan)
+    assert fan.stack.roles[role].denied, f"{role} failed without {sid}, but not on a refusal"
+    others = {name: calls for name, calls in fan.stack.denied().items() if name != role}
     assert others == {}

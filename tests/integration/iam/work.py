@@ -109,7 +109,8 @@ def deploy(world: IamWorld, *, claim_check_prefix: str | None = None, **drop: st
             ]
         },
     )
-    urls = ensure_queues(sqs, world.config)
+    fanout = world.config.sqs.fanout
+    urls = ensure_queues(sqs, world.config, sns=world.harness.sns() if fanout else None)
     return Stack(world, world.roles(policies), urls, events_url, claim_check_prefix)
 
 
