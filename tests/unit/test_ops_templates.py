@@ -16,6 +16,7 @@ from transflow import ConfigError, SqsConfig, TransflowConfig
 from transflow.ops._yaml import dump
 from transflow.ops.iam import CONSUME
 from transflow.ops.provision import iam_policies, sam_template
+from transflow.ops.sam import BridgeTrigger
 
 CONFIG = TransflowConfig(project="shop", branch="feature/Checkout")
 ACCOUNT = "123456789012"
@@ -352,7 +353,7 @@ def test_recovery_role_grants_what_announce_and_the_sweep_call_and_no_more() -> 
 
 
 @pytest.mark.parametrize("trigger", ["queue", "s3"])
-def test_sam_roles_are_the_iam_policy_documents(trigger: str) -> None:
+def test_sam_roles_are_the_iam_policy_documents(trigger: BridgeTrigger) -> None:
     # One source of truth: the template's roles are what `transflow iam-policy` prints, with
     # the account, region and partition left to CloudFormation.
     text = sam_template(

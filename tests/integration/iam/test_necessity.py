@@ -16,6 +16,7 @@ NEEDED = [
     ("bridge", "ListUploads"),
     ("bridge", "QueueJobs"),
     ("bridge", "StoreClaimChecks"),
+    ("bridge", "ConsumeUploadNotifications"),
     ("processor", "ConsumeJobs"),
     ("processor", "PublishProgress"),
     ("processor", "ReadUploads"),
@@ -29,11 +30,18 @@ NEEDED = [
     ("operator", "ReadStatusRecords"),
     ("operator", "ReadClaimChecks"),
     ("operator", "ReadQueueMetrics"),
+    ("recovery", "PeekDeadLetters"),
+    ("recovery", "AnnounceErrors"),
+    ("recovery", "ListUploads"),
+    ("recovery", "ReadUploads"),
+    ("recovery", "ReadClaimChecks"),
+    ("recovery", "WriteStatusRecords"),
 ]
 
 # Needed on AWS, not provable on moto: without s3:ListBucket, AWS answers a GetObject of a
-# missing key (the first run's status record) 403 instead of 404; moto answers 404 anyway.
-NOT_PROVABLE_ON_MOTO = [("processor", "ListOwnOutputs")]
+# missing key (the first run's status record; for the recovery's sweep, that of an upload
+# nobody processed) 403 instead of 404; moto answers 404 anyway.
+NOT_PROVABLE_ON_MOTO = [("processor", "ListOwnOutputs"), ("recovery", "ListOwnOutputs")]
 
 
 def test_every_statement_is_proven_needed_or_says_why_not() -> None:
