@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from transflow import ConfigError, SqsConfig, TransflowConfig
 from transflow.ops._yaml import dump
+from transflow.ops.iam import CONSUME
 from transflow.ops.provision import iam_policies, sam_template
+from transflow.ops.sam import BridgeTrigger
 
 CONFIG = TransflowConfig(project="shop", branch="feature/Checkout")
 ACCOUNT = "123456789012"
@@ -44,8 +46,10 @@ def test_policies_name_exact_queue_arns_and_prefixes() -> None:
         assert parsed == document
 
     bridge = policies.bridge["Statement"]
-    assert {"sqs:SendMessage"} == {a for s in bridge for a in s["Action"] if a.startswith("sqs")}
-    assert sqs_resources(policies.bridge) == [processing]
+    uploads = "arn:aws:sqs:eu-west-1:123456789012:shop-feature-checkout-uploads"
+    bridge_sqs = {(a, r) for s in bridge for a in s["Action"] for r in s["Resource"] if "sqs" in a}
+    # Jobs go out to the processing queue; S3 notifications come in from the uploads queue.
+    assert bridge_sqs == {("sqs:SendMessage", processing)} | {(a, uploads) for a in CONSUME}
     assert "arn:aws:s3:::shop-uploads/uploads/feature-checkout/*" in bridge[0]["Resource"]
     assert sqs_resources(policies.stream) == [progress]
     processor_sqs = {
@@ -102,6 +106,7 @@ def test_claim_checks_are_granted_where_the_bridge_puts_them_by_default() -> Non
         ("bridge", "StoreClaimChecks", "s3:PutObject"),
         ("processor", "ReadClaimChecks", "s3:GetObject"),
         ("operator", "ReadClaimChecks", "s3:GetObject"),
+        ("recovery", "ReadClaimChecks", "s3:GetObject"),
     }
 
 
@@ -386,3 +391,73 @@ def test_fanout_sam_template_creates_the_topic_and_passes_its_arn() -> None:
     plain = yaml.safe_load(sam_template(CONFIG, upload_bucket="shop-uploads"))
     assert "ProgressTopic" not in plain["Resources"]
     assert "ProgressTopicArn" not in plain["Outputs"]
+
+
+def test_recovery_role_grants_what_announce_and_the_sweep_call_and_no_more() -> None:
+    policies = iam_policies(
+        CONFIG, ACCOUNT, "us-east-1", upload_bucket="in-bucket", output_bucket="out-bucket"
+    )
+    queue = "arn:aws:sqs:us-east-1:123456789012:shop-feature-checkout-"
+    granted = {
+        (statement["Sid"], action, resource)
+        for statement in policies.recovery["Statement"]
+        for action in statement["Action"]
+        for resource in statement["Resource"]
+    }
+    status = "arn:aws:s3:::out-bucket/outputs/feature-checkout/*/status.json"
+    assert granted == {
+        ("PeekDeadLetters", "sqs:ReceiveMessage", f"{queue}dlq.fifo"),
+        ("PeekDeadLetters", "sqs:ChangeMessageVisibility", f"{queue}dlq.fifo"),
+        ("PeekDeadLetters", "sqs:GetQueueAttributes", f"{queue}dlq.fifo"),
+        ("AnnounceErrors", "sqs:SendMessage", f"{queue}progress.fifo"),
+        ("ListUploads", "s3:ListBucket", "arn:aws:s3:::in-bucket"),
+        ("ReadUploads", "s3:GetObject", "arn:aws:s3:::in-bucket/uploads/feature-checkout/*"),
+        (
+            "ReadClaimChecks",
+            "s3:GetObject",
+            "arn:aws:s3:::in-bucket/transflow/claims/feature-checkout/*",
+        ),
+        ("ListOwnOutputs", "s3:ListBucket", "arn:aws:s3:::out-bucket"),
+        # Status records only: the recovery never writes a job's outputs.
+        ("WriteStatusRecords", "s3:GetObject", status),
+        ("WriteStatusRecords", "s3:PutObject", status),
+    }
+
+
+@pytest.mark.parametrize("trigger", ["queue", "s3"])
+def test_sam_roles_are_the_iam_policy_documents(trigger: BridgeTrigger) -> None:
+    # One source of truth: the template's roles are what `transflow iam-policy` prints, with
+    # the account, region and partition left to CloudFormation.
+    text = sam_template(
+        CONFIG, upload_bucket="in-bucket", output_bucket="out-bucket", bridge_trigger=trigger
+    )
+    resources = yaml.safe_load(text)["Resources"]
+    policies = iam_policies(
+        CONFIG, ACCOUNT, "us-east-1", upload_bucket="in-bucket", output_bucket="out-bucket"
+    )
+
+    def deployed(role: str) -> Any:
+        (policy,) = resources[role]["Properties"]["Policies"]
+        placeholders = {
+            "${AWS::Partition}": "aws",
+            "${AWS::Region}": "us-east-1",
+            "${AWS::AccountId}": ACCOUNT,
+        }
+        text = json.dumps(policy["PolicyDocument"])
+        for placeholder, value in placeholders.items():
+            text = text.replace(placeholder, value)
+        document = json.loads(text)
+        for statement in document["Statement"]:
+            statement["Resource"] = [
+                r["Fn::Sub"] if isinstance(r, dict) else r for r in statement["Resource"]
+            ]
+        return document
+
+    bridge = dict(policies.bridge)
+    if trigger == "s3":  # no uploads queue to consume
+        bridge["Statement"] = [
+            s for s in policies.bridge["Statement"] if s["Sid"] != "ConsumeUploadNotifications"
+        ]
+    assert deployed("BridgeRole") == bridge
+    assert deployed("ProcessorRole") == policies.processor
+    assert deployed("RecoveryRole") == policies.recovery

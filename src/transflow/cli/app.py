@@ -738,7 +738,7 @@ def _configure_iam(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition", default="aws")
     parser.add_argument(
         "--role",
-        choices=["all", "bridge", "processor", "stream", "operator"],
+        choices=["all", "bridge", "processor", "stream", "operator", "recovery"],
         default="all",
         help="which document (default: all, by role)",
     )

@@ -12,6 +12,7 @@ import re
 import attrs
 from typing_extensions import NotRequired, TypedDict
 
+from transflow._wire.keys import STATUS_RECORD_NAME
 from transflow._wire.naming import INSTANCE_ID_CHARS, QueueNames
 from transflow.config import TransflowConfig
 from transflow.errors import ConfigError
@@ -92,12 +93,15 @@ class IamPolicies:
 
     ``bridge``: the S3-triggered function that queues jobs. ``processor``: the function (or
     worker) that runs them. ``stream``: the server that reads progress for SSE clients.
-    ``operator``: the ``transflow`` command (queues, DLQ redrive, status)."""
+    ``operator``: the ``transflow`` command (queues, DLQ redrive, status). ``recovery``: the
+    scheduled function that announces dead-lettered jobs and fails stale uploads
+    (:func:`transflow.ops.dlq.announce`, :func:`transflow.ops.recovery.sweep_stale_uploads`)."""
 
     bridge: PolicyDocument
     processor: PolicyDocument
     stream: PolicyDocument
     operator: PolicyDocument
+    recovery: PolicyDocument
 
     def by_role(self) -> dict[str, PolicyDocument]:
         """The documents by role name."""
@@ -106,6 +110,7 @@ class IamPolicies:
             "processor": self.processor,
             "stream": self.stream,
             "operator": self.operator,
+            "recovery": self.recovery,
         }
 
     def to_json(self, role: str, *, indent: int | None = 2) -> str:
@@ -151,6 +156,7 @@ def build_policies(
     uploads = f"uploads/{branch}/"
     outputs = f"outputs/{branch}/"
     processing, progress, dlq = queue(names.processing), queue(names.progress), queue(names.dlq)
+    uploads_queue = queue(names.uploads)
     # Where the bridge puts a job too large for one message: by default beside the upload
     # (the GroupingBridge's claim_prefix, then the branch), else the prefix given, in the
     # output bucket. Whoever receives the job's message (processor, operator) reads it.
@@ -170,19 +176,24 @@ def build_policies(
         Condition(StringLike={"s3:prefix": [f"{outputs}*"]}),
     )
 
+    list_uploads = _statement(
+        "ListUploads",
+        ["s3:ListBucket"],
+        [f"arn:{partition}:s3:::{upload_bucket}"],
+        Condition(StringLike={"s3:prefix": [f"{uploads}*"]}),
+    )
+
     bridge = [
         # HeadObject (the upload's metadata) is authorized as s3:GetObject.
         read_uploads,
         # A whole upload is complete when the last file's notification finds every file
         # under the upload's prefix (ListObjectsV2).
-        _statement(
-            "ListUploads",
-            ["s3:ListBucket"],
-            [f"arn:{partition}:s3:::{upload_bucket}"],
-            Condition(StringLike={"s3:prefix": [f"{uploads}*"]}),
-        ),
+        list_uploads,
         _statement("QueueJobs", SEND, [processing]),
         _statement("StoreClaimChecks", ["s3:PutObject"], [claims]),
+        # S3 notifies the standard queue {project}-{branch}-uploads; Lambda's event source
+        # mapping polls it with the function's role (a direct S3 trigger does not use it).
+        _statement("ConsumeUploadNotifications", CONSUME, [uploads_queue]),
     ]
 
     if fanout is None:
@@ -271,11 +282,37 @@ def build_policies(
         _statement("ReadQueueMetrics", ["cloudwatch:GetMetricStatistics"], ["*"]),
         *fanout_operator,
     ]
+    # Its own role, not the operator's: it runs unattended on a schedule, so it gets neither
+    # the operator's purge, redrive and queue management nor a write to job outputs.
+    recovery = [
+        # announce peeks at the DLQ (receive, then visibility 0 again; an empty answer asks
+        # the queue's depth before a long poll) and never deletes.
+        _statement(
+            "PeekDeadLetters",
+            ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
+            [dlq],
+        ),
+        # The final error events of dead-lettered jobs and of stale uploads.
+        _statement("AnnounceErrors", SEND, [progress]),
+        # The sweep lists the branch's uploads and reads each quiet folder's metadata.
+        list_uploads,
+        read_uploads,
+        # announce shows the job a claim check in the DLQ stands for.
+        read_claims,
+        # The sweep reads a status record that is usually absent: 404, not 403.
+        list_outputs,
+        _statement(
+            "WriteStatusRecords",
+            ["s3:GetObject", "s3:PutObject"],
+            [f"arn:{partition}:s3:::{output_bucket}/{outputs}*/{STATUS_RECORD_NAME}"],
+        ),
+    ]
     return IamPolicies(
         bridge=_document(*bridge),
         processor=_document(*processor),
         stream=_document(*stream),
         operator=_document(*operator),
+        recovery=_document(*recovery),
     )
 
 
@@ -289,8 +326,8 @@ def iam_policies(
     partition: str = "aws",
     claim_check_prefix: str | None = None,
 ) -> IamPolicies:
-    """Least-privilege policy documents for the bridge, the processor, the stream handler and
-    the operator of ``config``'s project and branch.
+    """Least-privilege policy documents for the bridge, the processor, the stream handler,
+    the operator and the scheduled recovery of ``config``'s project and branch.
 
     ``output_bucket`` defaults to ``upload_bucket``. ``claim_check_prefix`` is the key prefix
     (in the output bucket) where the bridge stores jobs too large for a message, when its

@@ -20,10 +20,7 @@ from transflow.config import ENV_PROGRESS_TOPIC_ARN, TransflowConfig
 from transflow.errors import ConfigError
 from transflow.ops._yaml import dump
 from transflow.ops.iam import (
-    CONSUME,
-    SEND,
     PolicyDocument,
-    PolicyStatement,
     build_policies,
     fanout_resources,
     iam_policies,
@@ -131,10 +128,6 @@ def _bucket(name: str) -> dict[str, Any]:
     }
 
 
-def _arn_text(service: str, name: str) -> str:
-    return f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{name}"
-
-
 def _uploads_queues(
     config: TransflowConfig, upload_bucket: str, bridge_timeout_sec: int
 ) -> dict[str, Any]:
@@ -196,75 +189,6 @@ def _uploads_queues(
             },
         },
     }
-
-
-def _with(document: PolicyDocument, *statements: PolicyStatement) -> PolicyDocument:
-    return {"Version": document["Version"], "Statement": [*document["Statement"], *statements]}
-
-
-def _recovery_policy(
-    names: Any, branch: str, upload_bucket: str, output_bucket: str, claims: str | None
-) -> PolicyDocument:
-    """What the scheduled recovery calls: peek the DLQ (receive, then release by visibility),
-    announce on the progress queue, list and read uploads, read and write status records."""
-
-    def queue(name: str) -> str:
-        return f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{name}"
-
-    def objects(bucket: str, prefix: str) -> str:
-        return f"arn:${{AWS::Partition}}:s3:::{bucket}/{prefix}*"
-
-    uploads, outputs = f"uploads/{branch}/", f"outputs/{branch}/"
-    statements: list[PolicyStatement] = [
-        {
-            "Sid": "PeekDeadLetters",
-            "Effect": "Allow",
-            "Action": [
-                "sqs:ReceiveMessage",
-                "sqs:ChangeMessageVisibility",
-                "sqs:GetQueueAttributes",
-            ],
-            "Resource": [queue(names.dlq)],
-        },
-        {
-            "Sid": "AnnounceErrors",
-            "Effect": "Allow",
-            "Action": SEND,
-            "Resource": [queue(names.progress)],
-        },
-        {
-            "Sid": "ListUploads",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": [f"arn:${{AWS::Partition}}:s3:::{upload_bucket}"],
-            "Condition": {"StringLike": {"s3:prefix": [f"{uploads}*"]}},
-        },
-        {
-            "Sid": "ReadUploads",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": [
-                objects(upload_bucket, uploads),
-                objects(upload_bucket, claims or "transflow/claims/"),
-            ],
-        },
-        {
-            "Sid": "ListStatusRecords",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": [f"arn:${{AWS::Partition}}:s3:::{output_bucket}"],
-            "Condition": {"StringLike": {"s3:prefix": [f"{outputs}*"]}},
-        },
-        {
-            "Sid": "WriteStatusRecords",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject"],
-            "Resource": [objects(output_bucket, outputs)],
-        },
-    ]
-    if claims is not None:
-        statements[3]["Resource"][1] = objects(output_bucket, claims)
-    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def _alarm(description: str, queue: str, metric: str, threshold: int, actions: list[str]) -> Any:
@@ -337,12 +261,11 @@ def _add_operations(
     environment: dict[str, Any],
     *,
     upload_bucket: str,
-    output_bucket: str,
     code_uri: str,
     runtime: str,
     bridge_trigger: BridgeTrigger,
     bridge_timeout_sec: int,
-    claim_check_prefix: str | None,
+    recovery_policy: PolicyDocument,
     recovery_handler: str | None,
     recovery_schedule: str,
     stale_upload_age_sec: int,
@@ -351,7 +274,6 @@ def _add_operations(
 ) -> None:
     """The uploads queue and the bucket's notifications to it, the recovery function and
     the alarms."""
-    names = config.queue_names
     uploads_rule = {"Name": "prefix", "Value": f"uploads/{config.branch}/"}
     if bridge_trigger == "queue":
         resources.update(_uploads_queues(config, upload_bucket, bridge_timeout_sec))
@@ -366,12 +288,7 @@ def _add_operations(
             ]
         }
     if recovery_handler is not None:
-        resources["RecoveryRole"] = _role(
-            "transflow-recovery",
-            _recovery_policy(
-                names, config.branch, upload_bucket, output_bucket, claim_check_prefix
-            ),
-        )
+        resources["RecoveryRole"] = _role("transflow-recovery", recovery_policy)
         resources["RecoveryFunction"] = {
             "Type": "AWS::Serverless::Function",
             "Properties": {
@@ -546,15 +463,6 @@ def sam_template(
     uploads_rule = {"Name": "prefix", "Value": f"uploads/{config.branch}/"}
     bridge_policy = policies.bridge
     if bridge_trigger == "queue":
-        bridge_policy = _with(
-            policies.bridge,
-            {
-                "Sid": "ConsumeUploadNotifications",
-                "Effect": "Allow",
-                "Action": CONSUME,
-                "Resource": [_arn_text("sqs", names.uploads)],
-            },
-        )
         bridge_events: dict[str, Any] = {
             "Uploads": {
                 "Type": "SQS",
@@ -568,6 +476,13 @@ def sam_template(
             }
         }
     else:
+        # No uploads queue to consume from.
+        bridge_policy = PolicyDocument(
+            Version=policies.bridge["Version"],
+            Statement=[
+                s for s in policies.bridge["Statement"] if s["Sid"] != "ConsumeUploadNotifications"
+            ],
+        )
         # Lossy: S3 invokes asynchronously, and an event that fails Lambda's two retries
         # is dropped (docs/deployment.md).
         bridge_events = {
@@ -681,12 +596,11 @@ def sam_template(
         config,
         environment,
         upload_bucket=upload_bucket,
-        output_bucket=output_bucket,
         code_uri=code_uri,
         runtime=runtime,
         bridge_trigger=bridge_trigger,
         bridge_timeout_sec=bridge_timeout_sec,
-        claim_check_prefix=claim_check_prefix,
+        recovery_policy=policies.recovery,
         recovery_handler=recovery_handler,
         recovery_schedule=recovery_schedule,
         stale_upload_age_sec=stale_upload_age_sec,

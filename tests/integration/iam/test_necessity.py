@@ -17,6 +17,7 @@ NEEDED = [
     ("bridge", "ListUploads"),
     ("bridge", "QueueJobs"),
     ("bridge", "StoreClaimChecks"),
+    ("bridge", "ConsumeUploadNotifications"),
     ("processor", "ConsumeJobs"),
     ("processor", "PublishProgress"),
     ("processor", "ReadUploads"),
@@ -30,11 +31,18 @@ NEEDED = [
     ("operator", "ReadStatusRecords"),
     ("operator", "ReadClaimChecks"),
     ("operator", "ReadQueueMetrics"),
+    ("recovery", "PeekDeadLetters"),
+    ("recovery", "AnnounceErrors"),
+    ("recovery", "ListUploads"),
+    ("recovery", "ReadUploads"),
+    ("recovery", "ReadClaimChecks"),
+    ("recovery", "WriteStatusRecords"),
 ]
 
 # Needed on AWS, not provable on moto: without s3:ListBucket, AWS answers a GetObject of a
-# missing key (the first run's status record) 403 instead of 404; moto answers 404 anyway.
-NOT_PROVABLE_ON_MOTO = [("processor", "ListOwnOutputs")]
+# missing key (the first run's status record; for the recovery's sweep, that of an upload
+# nobody processed) 403 instead of 404; moto answers 404 anyway.
+NOT_PROVABLE_ON_MOTO = [("processor", "ListOwnOutputs"), ("recovery", "ListOwnOutputs")]
 
 # Fan-out mode: the statements that differ (the processor's PublishProgress to the shared
 # queue gives way to the topic's; the stream role's ConsumeProgress to its instance queues).

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from tests.integration.iam.conftest import OUTPUTS, UPLOADS, IamWorld, Principal
-from tests.integration.test_bridge import lambda_event, post_files, receive_notifications
+from tests.integration.test_bridge import lambda_event, post_files
 from tests.pipeline import drain_events, register_audio_demo, wav_bytes
 from tests.streaming_support import SseClient, wait_until, wsgi_server
 from transflow import (
@@ -41,10 +41,13 @@ from transflow.ops import dlq
 from transflow.ops.iam import DEFAULT_CLAIM_PREFIX, PolicyDocument
 from transflow.ops.metrics import queue_stats
 from transflow.ops.provision import QueueUrls, resolve_queue_urls
+from transflow.ops.recovery import INCOMPLETE_ERROR, sweep_stale_uploads
 from transflow.processing.storage import read_status_record as load_status
 from transflow.streaming.sse import wsgi_app
 
 if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
     from transflow.ingest.bridge import BridgeResponse
     from transflow.processing.processor import BatchResponse
 
@@ -91,7 +94,8 @@ def deploy(world: IamWorld, *, claim_check_prefix: str | None = None, **drop: st
     s3, sqs = world.harness.s3(), world.harness.sqs()
     s3.create_bucket(Bucket=UPLOADS)
     s3.create_bucket(Bucket=OUTPUTS)
-    events_url = sqs.create_queue(QueueName="iamapp-upload-events")["QueueUrl"]
+    # The SAM template's standard queue of S3 notifications, which the bridge consumes.
+    events_url = sqs.create_queue(QueueName=world.config.queue_names.uploads)["QueueUrl"]
     events_arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
@@ -139,11 +143,32 @@ def upload(stack: Stack, names: list[str]) -> UploadTicket:
 # -- bridge ---------------------------------------------------------------------------------
 
 
+def receive_as_event_source(sqs: SQSClient, url: str, files: int) -> list[dict[str, Any]]:
+    """Messages of the uploads queue until ``files`` object-created notifications are among
+    them (S3's test event rides along, as it does to the function on AWS), not deleted."""
+    deadline = time.monotonic() + 20
+    messages: list[dict[str, Any]] = []
+    while sum("s3:TestEvent" not in m["Body"] for m in messages) < files:
+        assert time.monotonic() < deadline, f"only {len(messages)} notifications of {files}"
+        messages.extend(
+            dict(m)
+            for m in sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])
+        )
+    return messages
+
+
 def run_bridge(stack: Stack, files: int, *, max_message_bytes: int = 262_144) -> BridgeResponse:
-    """The bridge function on the upload's notifications (delivered through a standard
-    queue, read by the harness as Lambda's event source mapping would)."""
-    notifications = receive_notifications(stack.harness.sqs(), stack.events_url, files)
+    """The bridge function on the upload's notifications, as Lambda's event source mapping
+    runs it on the uploads queue with the function's role: receive, invoke, delete what did
+    not fail."""
     bridge = stack.roles["bridge"]
+    sqs = bridge.sqs()
+    notifications = receive_as_event_source(sqs, stack.events_url, files)
     claim_bucket, claim_prefix = stack.claims()
     the_bridge = GroupingBridge(
         bridge.sqs(),
@@ -154,7 +179,14 @@ def run_bridge(stack: Stack, files: int, *, max_message_bytes: int = 262_144) ->
         max_message_bytes=max_message_bytes,
         retry=FAST,
     )
-    return the_bridge.lambda_handler(lambda_event(notifications), None)
+    response = the_bridge.lambda_handler(lambda_event(notifications), None)
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    done = [
+        (m["MessageId"], m["ReceiptHandle"]) for m in notifications if m["MessageId"] not in failed
+    ]
+    deleted = delete_batch(sqs, stack.events_url, done, policy=FAST)
+    assert deleted.ok, deleted.failed
+    return response
 
 
 def bridge_work(stack: Stack) -> None:
@@ -335,9 +367,64 @@ def operator_work(stack: Stack) -> None:
     assert (stats.processing.visible, stats.progress.visible, stats.dlq.visible) == (1, 1, 0)
 
 
+# -- recovery -------------------------------------------------------------------------------
+
+
+def recovery_work(stack: Stack) -> None:
+    """One run of the scheduled recovery (examples/lambda_recovery.py), an hour and a half
+    later: a dead-lettered job announced (its claim check and status record read) and left in
+    the DLQ; an upload whose second file never came failed by an event and a status record."""
+    harness = stack.harness
+    dead_letter(stack, "up-r")
+    ticket = create_upload(
+        harness.s3(),
+        bucket=UPLOADS,
+        branch=BRANCH,
+        template_id="audio-demo",
+        files=[UploadFile("a.wav", "audio/wav"), UploadFile("b.wav", "audio/wav")],
+        stream_secret=STREAM_SECRET,
+    )
+    with stack.world.unenforced():
+        post_files(ticket.files[:1], [wav_bytes(0.05)])
+    recovery = stack.roles["recovery"]
+    sqs, s3 = recovery.sqs(), recovery.s3()
+    later = time.time() + 5400
+    announced = dlq.announce(
+        sqs, stack.urls.dlq, stack.urls.progress, s3=s3, output_bucket=OUTPUTS, policy=FAST
+    )
+    assert announced.announced == ("up-r",), announced
+    swept = sweep_stale_uploads(
+        s3,
+        sqs,
+        upload_bucket=UPLOADS,
+        output_bucket=OUTPUTS,
+        progress_queue_url=stack.urls.progress,
+        branch=BRANCH,
+        clock=lambda: later,
+        policy=FAST,
+    )
+    assert [u.upload_id for u in swept.failed] == [ticket.upload_id], swept
+    # The dead-lettered job's files were put by the harness, not through a ticket.
+    assert [p.split(" (")[0] for p in swept.problems] == [
+        f"uploads/{BRANCH}/up-r/: unreadable upload metadata"
+    ], swept.problems
+    status = load_status(harness.s3(), OUTPUTS, status_key(BRANCH, ticket.upload_id))
+    assert status is not None
+    assert status.error == INCOMPLETE_ERROR, status
+    events = drain_events(harness.sqs(), stack.urls.progress)
+    assert sorted((e.upload_id, e.type.value) for e in events) == sorted(
+        [("up-r", "error"), (ticket.upload_id, "error")]
+    ), events
+    depth = harness.sqs().get_queue_attributes(
+        QueueUrl=stack.urls.dlq, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert depth["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+
 WORK: dict[str, Any] = {
     "bridge": bridge_work,
     "processor": processor_work,
     "stream": stream_work,
     "operator": operator_work,
+    "recovery": recovery_work,
 }
