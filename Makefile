@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: test lint typecheck unit integration venv clean demo dev docs bench soak
+.PHONY: scaleout test lint typecheck unit integration venv clean demo dev docs bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ SOAK_ARGS ?=
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
+
+# Fan-out with real servers at the issue's size: 4 gunicorn workers + 2 uvicorn, 50 subscribers.
+scaleout: $(STAMP)
+	TRANSFLOW_SCALEOUT_FULL=1 $(BIN)/pytest -q tests/integration/test_scaleout_servers.py
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
