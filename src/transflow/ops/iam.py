@@ -227,6 +227,8 @@ def build_policies(
         fanout_operator = [
             # `transflow queues ensure`: CreateTopic with tags needs sns:TagResource too.
             _statement("ManageProgressTopic", ["sns:CreateTopic", "sns:TagResource"], [topic]),
+            # `transflow dlq announce`: in fan-out mode the final error goes to the topic.
+            _statement("AnnounceFailedJobsToTopic", ["sns:Publish"], [topic]),
             # `transflow queues sweep`: the queues of crashed hub instances.
             _statement("SweepInstanceQueues", SWEEP_INSTANCE_QUEUES, [instances]),
             _statement("SweepSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic]),
