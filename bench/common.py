@@ -28,6 +28,7 @@ from transflow.cli.local import DUMMY_KEY, DUMMY_REGION, local_client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,9 +107,10 @@ BenchCounter = RequestCounter
 
 @attrs.define
 class Endpoint:
-    """An SQS/S3 endpoint (moto) and the clients bound to it, each counted by ``counter``.
+    """An SQS/SNS/S3 endpoint (moto) and the clients bound to it, each counted by
+    ``counter``.
 
-    Clients are made with :meth:`sqs` and :meth:`s3`; every one is attached to the
+    Clients are made with :meth:`sqs`, :meth:`sns` and :meth:`s3`; every one is attached to the
     :class:`RequestCounter` given (or to ``counter``), so no request goes uncounted."""
 
     endpoint_url: str
@@ -128,6 +130,13 @@ class Endpoint:
     def sqs(self, counter: RequestCounter | None = None, **config: Any) -> SQSClient:
         client = self.session().client(
             "sqs", endpoint_url=self.endpoint_url, config=self._config(**config)
+        )
+        (counter or self.counter).attach(client)
+        return client
+
+    def sns(self, counter: RequestCounter | None = None, **config: Any) -> SNSClient:
+        client = self.session().client(
+            "sns", endpoint_url=self.endpoint_url, config=self._config(**config)
         )
         (counter or self.counter).attach(client)
         return client

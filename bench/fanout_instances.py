@@ -1,0 +1,342 @@
+"""Fan-out mode with several hub instances: progress published to the SNS FIFO topic, each
+``ProgressHub`` reading its own instance queue subscribed to it.
+
+For each count of instances (``--instances``, default 1, 2 and 4): ``--subscribers``
+subscribers over ``--channels`` upload channels, spread round-robin over the instances (as
+a load balancer without sticky routing would), and a publisher (a thread) sending every
+channel's events through ``ProgressPublisher`` in fan-out mode: ``start``, ``step:start``,
+``--events`` minus 3 ``progress`` events paced ``--interval`` apart, and ``done``.
+Subscribers are asyncio tasks awaiting ``Subscription.aget`` (how an ASGI SSE endpoint reads
+its subscription). Measured per run:
+
+- delivered / expected, over all subscribers, and how many subscribers got every event;
+- publish → subscriber latency, p50 / p99: from the moment the PublishBatch call that
+  carried the event started to the moment the subscriber's task read it;
+- the hub's own added latency, p50 / p99 / max: from the moment the hub's ReceiveMessage
+  answer arrived (a botocore ``after-call`` hook) to the moment the event was in the queue
+  of every matching subscriber (``dispatch`` returned), per event and instance; and, for
+  reference, to the moment the subscriber's task read it (which adds the event loop's
+  wake-ups);
+- SNS and SQS requests per operation (botocore event hooks,
+  :class:`~transflow._aws.metering.RequestCounter`): the publisher's and the hubs'.
+
+moto delivers SNS → SQS FIFO inside the PublishBatch call, so publish → subscriber here
+is the hub's long poll plus its dispatch; on AWS, SNS's own delivery time comes on top.
+
+Run: ``python -m bench.fanout_instances [--subscribers N] [--channels C]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BenchCounter,
+    Endpoint,
+    by_operation,
+    markdown_table,
+    percentile,
+    serve,
+    write_result,
+)
+from bench.pipeline import BRANCH
+from transflow import (
+    ProgressEvent,
+    ProgressHub,
+    ProgressPublisher,
+    ProgressType,
+    Subscription,
+    TransflowConfig,
+    upload_channel,
+)
+from transflow._aws.sqs_batch import BatchResult
+from transflow._wire.jsontext import parse_json
+from transflow.config import SqsConfig
+from transflow.ops.provision import ensure_topic
+
+TERMINAL = (ProgressType.DONE, ProgressType.ERROR)
+HUB_TARGET_MS = 50.0
+"""The issue's goal for the hub's own added latency, p99, at 1,000 subscribers."""
+
+
+def upload_id(n: int) -> str:
+    return f"fi-{n:05d}"
+
+
+def _key(upload: str, seq: object) -> str:
+    return f"{upload}:{seq}"
+
+
+class _TimedPublisher(ProgressPublisher):
+    """Notes when the PublishBatch call carrying each event started."""
+
+    started: dict[str, float]
+
+    def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:
+        now = time.time()
+        for event in events:
+            self.started[_key(event.upload_id, event.seq)] = now
+        return super().send(events, attempt_token)
+
+
+class _TimedHub(ProgressHub):
+    """Notes, per event, when its ReceiveMessage answer arrived and when ``dispatch`` had
+    handed it to every matching subscriber's queue."""
+
+    received: dict[str, float]
+    added: list[float]
+
+    def note_received(self, parsed: Any, **_: Any) -> None:
+        now = time.time()
+        for message in parsed.get("Messages", []):
+            body = parse_json(message["Body"])
+            if isinstance(body, dict):
+                self.received[_key(str(body.get("uploadId")), body.get("seq"))] = now
+
+    def dispatch(self, event: ProgressEvent) -> int:
+        count = super().dispatch(event)
+        got = self.received.get(_key(event.upload_id, event.seq))
+        if got is not None:
+            self.added.append(time.time() - got)
+        return count
+
+
+def _publish(publisher: _TimedPublisher, channels: int, events: int, interval: float) -> None:
+    streams = [publisher.stream(upload_id(n), BRANCH) for n in range(channels)]
+
+    def emit(kind: ProgressType, **fields: Any) -> None:
+        for stream in streams:
+            stream.emit(kind, **fields)
+
+    emit(ProgressType.START)
+    emit(ProgressType.STEP_START, step="work")
+    for n in range(events - 3):
+        time.sleep(interval)  # the pace of a job's progress, not a wait for a result
+        emit(ProgressType.PROGRESS, step="work", percent=100 * (n + 1) / (events - 2))
+    time.sleep(interval)
+    emit(ProgressType.DONE)
+    for stream in streams:
+        stream.close()
+
+
+async def _follow(
+    sub: Subscription, hub: int, seen: list[tuple[str, int, float]], deadline: float
+) -> int:
+    """Read one subscription to its terminal event (or the deadline); return the count."""
+    count = 0
+    while (left := deadline - time.monotonic()) > 0:
+        event = await sub.aget(timeout=left)
+        if event is None:
+            break
+        seen.append((_key(event.upload_id, event.seq), hub, time.time()))
+        count += 1
+        if event.type in TERMINAL:
+            break
+    return count
+
+
+def _ms(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50": round(1000 * percentile(values, 50), 1),
+        "p99": round(1000 * percentile(values, 99), 1),
+        "max": round(1000 * max(values, default=0.0), 1),
+    }
+
+
+def run_instances(
+    ep: Endpoint,
+    instances: int,
+    *,
+    subscribers: int,
+    channels: int,
+    events: int,
+    interval: float,
+    hub_wait: int,
+    timeout: float,
+) -> dict[str, Any]:
+    """One run with ``instances`` hubs; its figures."""
+    ep.reset()
+    config = TransflowConfig(project="fanbench", sqs=SqsConfig(progress_fanout="sns"))
+    setup = BenchCounter()
+    topic = ensure_topic(ep.sns(setup), config)
+    hub_counter = BenchCounter()
+    hubs: list[_TimedHub] = []
+    for _ in range(instances):
+        sqs = ep.sqs(hub_counter)
+        hub = _TimedHub.from_config(
+            config, sqs=sqs, sns=ep.sns(hub_counter), topic_arn=topic, wait_time_seconds=hub_wait
+        )
+        assert isinstance(hub, _TimedHub)
+        hub.received, hub.added = {}, []
+        sqs.meta.events.register("after-call.sqs.ReceiveMessage", hub.note_received)
+        hub.start()
+        hubs.append(hub)
+    pub_counter = BenchCounter()
+    publisher = _TimedPublisher(None, topic_arn=topic, sns=ep.sns(pub_counter))
+    publisher.started = {}
+    seen: list[tuple[str, int, float]] = []
+
+    async def main() -> tuple[list[int], float]:
+        subs = [
+            (i, hubs[i].subscribe(upload_channel(BRANCH, upload_id(n % channels))))
+            for n in range(subscribers)
+            for i in (n % instances,)
+        ]
+        deadline = time.monotonic() + timeout
+        tasks = [asyncio.create_task(_follow(s, hub, seen, deadline)) for hub, s in subs]
+        await asyncio.sleep(0)  # every task is waiting on its subscription
+        wall0 = time.perf_counter()
+        sender = threading.Thread(
+            target=_publish, args=(publisher, channels, events, interval), daemon=True
+        )
+        sender.start()
+        counts = await asyncio.gather(*tasks)
+        wall = time.perf_counter() - wall0
+        sender.join(timeout)
+        for _, sub in subs:
+            sub.close()
+        return list(counts), wall
+
+    try:
+        counts, wall = asyncio.run(main())
+    finally:
+        for hub in hubs:
+            hub.stop(5)
+    publish_lat = [at - publisher.started[key] for key, _, at in seen if key in publisher.started]
+    to_reader = [at - hubs[hub].received[key] for key, hub, at in seen if key in hubs[hub].received]
+    added = [value for hub in hubs for value in hub.added]
+    per_hub = max(len(range(i, subscribers, instances)) for i in range(instances))
+    delivered, expected = sum(counts), subscribers * events
+    return {
+        "instances": instances,
+        "subscribers_per_instance": per_hub,
+        "delivered": delivered,
+        "expected": expected,
+        "subscribers_complete": sum(1 for c in counts if c == events),
+        "latency_ms_publish_to_subscriber": _ms(publish_lat),
+        "hub_added_ms_received_to_queued": _ms(added),
+        "hub_ms_received_to_read": _ms(to_reader),
+        "seconds": round(wall, 2),
+        "publisher_sns": by_operation(pub_counter, "sns"),
+        "hubs_sns": by_operation(hub_counter, "sns"),
+        "hubs_sqs": by_operation(hub_counter, "sqs"),
+        "hubs_empty_receives": hub_counter.empty_receives,
+    }
+
+
+def _ops(counts: dict[str, int]) -> str:
+    return ", ".join(f"{op} {n:,}" for op, n in counts.items()) or "-"
+
+
+def run(
+    ep: Endpoint,
+    *,
+    instances: Sequence[int] = (1, 2, 4),
+    subscribers: int = 1000,
+    channels: int = 100,
+    events: int = 6,
+    interval: float = 0.5,
+    hub_wait: int = 1,
+    timeout: float = 120.0,
+    out: Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    runs = [
+        run_instances(
+            ep,
+            n,
+            subscribers=subscribers,
+            channels=channels,
+            events=events,
+            interval=interval,
+            hub_wait=hub_wait,
+            timeout=timeout,
+        )
+        for n in instances
+    ]
+    data: dict[str, Any] = {
+        "sizes": {
+            "instances": list(instances),
+            "subscribers": subscribers,
+            "channels": channels,
+            "events_per_channel": events,
+            "interval_s": interval,
+            "hub_wait_s": hub_wait,
+        },
+        "hub_target_ms_p99": HUB_TARGET_MS,
+        "runs": runs,
+    }
+    rows = [
+        [
+            r["instances"],
+            r["subscribers_per_instance"],
+            f"{r['delivered']:,} / {r['expected']:,}",
+            f"{r['subscribers_complete']:,} / {subscribers:,}",
+            "{p50} / {p99}".format(**r["latency_ms_publish_to_subscriber"]),
+            "{p50} / {p99} / {max}".format(**r["hub_added_ms_received_to_queued"]),
+            "{p50} / {p99}".format(**r["hub_ms_received_to_read"]),
+            _ops({**r["publisher_sns"], **r["hubs_sns"]}),
+            _ops(r["hubs_sqs"]) + f" ({r['hubs_empty_receives']:,} empty)",
+        ]
+        for r in runs
+    ]
+    table = markdown_table(
+        [
+            "instances",
+            "subscribers / instance",
+            "delivered / expected",
+            "subscribers with every event",
+            "publish → subscriber p50 / p99 ms",
+            "hub added (received → queued) p50 / p99 / max ms",
+            "hub received → read by subscriber p50 / p99 ms",
+            "SNS requests",
+            "SQS requests (hubs)",
+        ],
+        rows,
+    )
+    table += (
+        f"\n\n{subscribers:,} subscribers over {channels:,} channels, {events} events per "
+        f"channel ({channels * events:,} published), hubs long-polling {hub_wait} s; "
+        f"target for the hub's added latency: p99 < {HUB_TARGET_MS:g} ms."
+    )
+    write_result(
+        "fanout_instances",
+        "Fan-out mode: SNS FIFO topic, " + ", ".join(str(n) for n in instances) + " hub instances",
+        table,
+        data,
+        out,
+        quiet=quiet,
+    )
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=1000, help="default 1,000")
+    parser.add_argument("--channels", type=int, default=100, help="default 100")
+    parser.add_argument("--events", type=int, default=6, help="events per channel (default 6)")
+    parser.add_argument(
+        "--interval", type=float, default=0.5, help="seconds between progress rounds (0.5)"
+    )
+    parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 4], help="default 1 2 4")
+    args = parser.parse_args(argv)
+    with serve() as ep:
+        run(
+            ep,
+            instances=args.instances,
+            subscribers=args.subscribers,
+            channels=args.channels,
+            events=args.events,
+            interval=args.interval,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
