@@ -3,7 +3,8 @@
 
 For each count of instances (``--instances``, default 1, 2 and 4): ``--subscribers``
 subscribers over ``--channels`` upload channels, spread round-robin over the instances (as
-a load balancer without sticky routing would), and a publisher (a thread) sending every
+a load balancer without sticky routing would), and a publisher (a child process, so that
+its threads and CPU stay out of the hubs' figures) sending every
 channel's events through ``ProgressPublisher`` in fan-out mode: ``start``, ``step:start``,
 ``--events`` minus 3 ``progress`` events paced ``--interval`` apart, and ``done``.
 Subscribers are asyncio tasks awaiting ``Subscription.aget`` (how an ASGI SSE endpoint reads
@@ -11,7 +12,8 @@ its subscription). Measured per run:
 
 - delivered / expected, over all subscribers, and how many subscribers got every event;
 - publish → subscriber latency, p50 / p99: from the moment the PublishBatch call that
-  carried the event started to the moment the subscriber's task read it;
+  carried the event started to the moment the subscriber's task read it; and from the
+  moment that call returned (moto has then written the event to every instance queue);
 - the hub's own added latency, p50 / p99 / max: from the moment the hub's ReceiveMessage
   answer arrived (a botocore ``after-call`` hook) to the moment the event was in the queue
   of every matching subscriber (``dispatch`` returned), per event and instance; and, for
@@ -30,13 +32,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import threading
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    ROOT,
     BenchCounter,
     Endpoint,
     by_operation,
@@ -74,15 +79,19 @@ def _key(upload: str, seq: object) -> str:
 
 
 class _TimedPublisher(ProgressPublisher):
-    """Notes when the PublishBatch call carrying each event started."""
+    """Notes when the PublishBatch call carrying each event started and returned."""
 
     started: dict[str, float]
+    returned: dict[str, float]
 
     def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:
-        now = time.time()
+        began = time.time()
+        result = super().send(events, attempt_token)
+        ended = time.time()
         for event in events:
-            self.started[_key(event.upload_id, event.seq)] = now
-        return super().send(events, attempt_token)
+            self.started[_key(event.upload_id, event.seq)] = began
+            self.returned[_key(event.upload_id, event.seq)] = ended
+        return result
 
 
 class _TimedHub(ProgressHub):
@@ -107,7 +116,23 @@ class _TimedHub(ProgressHub):
         return count
 
 
-def _publish(publisher: _TimedPublisher, channels: int, events: int, interval: float) -> None:
+def publish(endpoint_url: str, topic: str, channels: int, events: int, interval: float) -> None:
+    """(The child process.) Send every channel's events to the topic; print, as JSON, when
+    each PublishBatch started and returned and the requests made."""
+    counter = BenchCounter()
+    publisher = _TimedPublisher(None, topic_arn=topic, sns=Endpoint(endpoint_url).sns(counter))
+    publisher.started, publisher.returned = {}, {}
+    _emit_all(publisher, channels, events, interval)
+    report = {
+        "started": publisher.started,
+        "returned": publisher.returned,
+        "sns": by_operation(counter, "sns"),
+        "cpu": time.process_time(),
+    }
+    print(json.dumps(report), flush=True)
+
+
+def _emit_all(publisher: ProgressPublisher, channels: int, events: int, interval: float) -> None:
     streams = [publisher.stream(upload_id(n), BRANCH) for n in range(channels)]
 
     def emit(kind: ProgressType, **fields: Any) -> None:
@@ -177,9 +202,24 @@ def run_instances(
         sqs.meta.events.register("after-call.sqs.ReceiveMessage", hub.note_received)
         hub.start()
         hubs.append(hub)
-    pub_counter = BenchCounter()
-    publisher = _TimedPublisher(None, topic_arn=topic, sns=ep.sns(pub_counter))
-    publisher.started = {}
+    # The publisher in a child process: its threads and CPU stay out of the hubs' figures.
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "bench.fanout_instances",
+            "--publish",
+            ep.endpoint_url,
+            topic,
+            str(channels),
+            str(events),
+            str(interval),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+    )
     seen: list[tuple[str, int, float]] = []
 
     async def main() -> tuple[list[int], float]:
@@ -192,23 +232,31 @@ def run_instances(
         tasks = [asyncio.create_task(_follow(s, hub, seen, deadline)) for hub, s in subs]
         await asyncio.sleep(0)  # every task is waiting on its subscription
         wall0 = time.perf_counter()
-        sender = threading.Thread(
-            target=_publish, args=(publisher, channels, events, interval), daemon=True
-        )
-        sender.start()
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
         counts = await asyncio.gather(*tasks)
         wall = time.perf_counter() - wall0
-        sender.join(timeout)
         for _, sub in subs:
             sub.close()
         return list(counts), wall
 
     try:
         counts, wall = asyncio.run(main())
+        assert child.stdout is not None
+        report = json.loads(child.stdout.read().strip().splitlines()[-1])
+        child.wait(timeout=30)
     finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
         for hub in hubs:
             hub.stop(5)
-    publish_lat = [at - publisher.started[key] for key, _, at in seen if key in publisher.started]
+    started: dict[str, float] = report["started"]
+    returned: dict[str, float] = report["returned"]
+    publish_lat = [at - started[key] for key, _, at in seen if key in started]
+    returned_lat = [at - returned[key] for key, _, at in seen if key in returned]
+    call_time = [returned[key] - started[key] for key in started]
     to_reader = [at - hubs[hub].received[key] for key, hub, at in seen if key in hubs[hub].received]
     added = [value for hub in hubs for value in hub.added]
     per_hub = max(len(range(i, subscribers, instances)) for i in range(instances))
@@ -220,10 +268,13 @@ def run_instances(
         "expected": expected,
         "subscribers_complete": sum(1 for c in counts if c == events),
         "latency_ms_publish_to_subscriber": _ms(publish_lat),
+        "latency_ms_publish_returned_to_subscriber": _ms(returned_lat),
+        "publish_call_ms": _ms(call_time),
+        "publisher_cpu_s": round(report["cpu"], 2),
         "hub_added_ms_received_to_queued": _ms(added),
         "hub_ms_received_to_read": _ms(to_reader),
         "seconds": round(wall, 2),
-        "publisher_sns": by_operation(pub_counter, "sns"),
+        "publisher_sns": report["sns"],
         "hubs_sns": by_operation(hub_counter, "sns"),
         "hubs_sqs": by_operation(hub_counter, "sqs"),
         "hubs_empty_receives": hub_counter.empty_receives,
@@ -279,6 +330,7 @@ def run(
             f"{r['delivered']:,} / {r['expected']:,}",
             f"{r['subscribers_complete']:,} / {subscribers:,}",
             "{p50} / {p99}".format(**r["latency_ms_publish_to_subscriber"]),
+            "{p50} / {p99}".format(**r["latency_ms_publish_returned_to_subscriber"]),
             "{p50} / {p99} / {max}".format(**r["hub_added_ms_received_to_queued"]),
             "{p50} / {p99}".format(**r["hub_ms_received_to_read"]),
             _ops({**r["publisher_sns"], **r["hubs_sns"]}),
@@ -293,6 +345,7 @@ def run(
             "delivered / expected",
             "subscribers with every event",
             "publish → subscriber p50 / p99 ms",
+            "publish returned → subscriber p50 / p99 ms",
             "hub added (received → queued) p50 / p99 / max ms",
             "hub received → read by subscriber p50 / p99 ms",
             "SNS requests",
@@ -325,7 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         "--interval", type=float, default=0.5, help="seconds between progress rounds (0.5)"
     )
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 4], help="default 1 2 4")
+    parser.add_argument("--publish", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.publish:
+        url, topic, channels, events, interval = args.publish
+        sys.stdin.readline()  # "go": the subscribers are ready
+        publish(url, topic, int(channels), int(events), float(interval))
+        return 0
     with serve() as ep:
         run(
             ep,
