@@ -46,8 +46,9 @@ from bench.common import (
     BenchCounter,
     Endpoint,
     by_operation,
+    fanout_arguments,
     markdown_table,
-    percentile,
+    quantiles_ms,
     serve,
     write_result,
 )
@@ -171,14 +172,6 @@ async def _follow(
     return count
 
 
-def _ms(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "p50": round(1000 * percentile(values, 50), 1),
-        "p99": round(1000 * percentile(values, 99), 1),
-        "max": round(1000 * max(values, default=0.0), 1),
-    }
-
-
 def run_instances(
     ep: Endpoint,
     instances: int,
@@ -273,13 +266,13 @@ def run_instances(
         "delivered": delivered,
         "expected": expected,
         "subscribers_complete": sum(1 for c in counts if c == events),
-        "latency_ms_publish_to_subscriber": _ms(publish_lat),
-        "latency_ms_publish_returned_to_subscriber": _ms(returned_lat),
-        "publish_call_ms": _ms(call_time),
+        "latency_ms_publish_to_subscriber": quantiles_ms(publish_lat),
+        "latency_ms_publish_returned_to_subscriber": quantiles_ms(returned_lat),
+        "publish_call_ms": quantiles_ms(call_time),
         "publisher_cpu_s": round(report["cpu"], 2),
-        "hub_added_ms_received_to_queued": _ms(added),
-        "hub_dispatch_ms": _ms(dispatching),
-        "hub_ms_received_to_read": _ms(to_reader),
+        "hub_added_ms_received_to_queued": quantiles_ms(added),
+        "hub_dispatch_ms": quantiles_ms(dispatching),
+        "hub_ms_received_to_read": quantiles_ms(to_reader),
         "seconds": round(wall, 2),
         "publisher_sns": report["sns"],
         "hubs_sns": by_operation(hub_counter, "sns"),
@@ -380,14 +373,8 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscribers", type=int, default=1000, help="default 1,000")
-    parser.add_argument("--channels", type=int, default=50, help="default 50")
-    parser.add_argument("--events", type=int, default=6, help="events per channel (default 6)")
-    parser.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between progress rounds (1)"
-    )
+    fanout_arguments(parser, channels=50, interval=1.0)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 4], help="default 1 2 4")
-    parser.add_argument("--publish", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.publish:
         url, topic, channels, events, interval = args.publish
