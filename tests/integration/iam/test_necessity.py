@@ -46,6 +46,7 @@ NEEDED_FANOUT = [
     ("stream", "LeaveProgressTopic"),
     ("stream", "FindInstanceQueues"),
     ("operator", "ManageProgressTopic"),
+    ("operator", "AnnounceFailedJobsToTopic"),
     ("operator", "SweepInstanceQueues"),
     ("operator", "SweepSubscriptions"),
     ("operator", "LeaveProgressTopic"),
