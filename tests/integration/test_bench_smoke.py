@@ -61,7 +61,7 @@ def test_fanout(ep: Endpoint, tmp_path: Path) -> None:
 def test_fanout_instances(ep: Endpoint, tmp_path: Path) -> None:
     data = fanout_instances.run(
         ep,
-        instances=(1, 2),
+        instances=(2,),  # two hubs: the path of one and of several
         subscribers=6,
         channels=2,
         events=4,
