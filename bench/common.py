@@ -3,6 +3,7 @@ Markdown table and a JSON file under bench/results/."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from transflow.cli.local import DUMMY_KEY, DUMMY_REGION, local_client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,9 +108,10 @@ BenchCounter = RequestCounter
 
 @attrs.define
 class Endpoint:
-    """An SQS/S3 endpoint (moto) and the clients bound to it, each counted by ``counter``.
+    """An SQS/SNS/S3 endpoint (moto) and the clients bound to it, each counted by
+    ``counter``.
 
-    Clients are made with :meth:`sqs` and :meth:`s3`; every one is attached to the
+    Clients are made with :meth:`sqs`, :meth:`sns` and :meth:`s3`; every one is attached to the
     :class:`RequestCounter` given (or to ``counter``), so no request goes uncounted."""
 
     endpoint_url: str
@@ -128,6 +131,13 @@ class Endpoint:
     def sqs(self, counter: RequestCounter | None = None, **config: Any) -> SQSClient:
         client = self.session().client(
             "sqs", endpoint_url=self.endpoint_url, config=self._config(**config)
+        )
+        (counter or self.counter).attach(client)
+        return client
+
+    def sns(self, counter: RequestCounter | None = None, **config: Any) -> SNSClient:
+        client = self.session().client(
+            "sns", endpoint_url=self.endpoint_url, config=self._config(**config)
         )
         (counter or self.counter).attach(client)
         return client
@@ -205,6 +215,33 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def quantiles_ms(values: Sequence[float]) -> dict[str, float]:
+    """p50, p99 and max of durations in seconds, in milliseconds to one decimal."""
+    return {
+        "p50": round(1000 * percentile(values, 50), 1),
+        "p99": round(1000 * percentile(values, 99), 1),
+        "max": round(1000 * max(values, default=0.0), 1),
+    }
+
+
+def fanout_arguments(
+    parser: argparse.ArgumentParser, *, channels: int, interval: float
+) -> argparse.ArgumentParser:
+    """The options the fan-out benchmarks share, and the hidden ``--publish`` of their
+    child publisher (five values after it)."""
+    parser.add_argument("--subscribers", type=int, default=1000, help="default 1,000")
+    parser.add_argument("--channels", type=int, default=channels, help=f"default {channels}")
+    parser.add_argument("--events", type=int, default=6, help="events per channel (default 6)")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=interval,
+        help=f"seconds between progress rounds (default {interval:g})",
+    )
+    parser.add_argument("--publish", nargs=5, help=argparse.SUPPRESS)
+    return parser
 
 
 def by_operation(counter: RequestCounter, service: str) -> dict[str, int]:

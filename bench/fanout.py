@@ -30,8 +30,9 @@ from bench.common import (
     BenchCounter,
     Endpoint,
     by_operation,
+    fanout_arguments,
     markdown_table,
-    percentile,
+    quantiles_ms,
     serve,
     write_result,
 )
@@ -112,14 +113,6 @@ async def follow(sub: Subscription, seen: list[tuple[str, float, float]]) -> int
             return count
 
 
-def _quantiles(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": round(1000 * percentile(values, 50), 1),
-        "p99": round(1000 * percentile(values, 99), 1),
-        "max": round(1000 * max(values, default=0.0), 1),
-    }
-
-
 def run(
     ep: Endpoint,
     *,
@@ -196,8 +189,8 @@ def run(
         "delivered": delivered,
         "expected": expected,
         "subscribers_saw_done": sum(1 for c in counts if c == events),
-        "latency_ms_emit_to_delivery": _quantiles(emit_lat),
-        "latency_ms_queue_to_delivery": _quantiles(queue_lat),
+        "latency_ms_emit_to_delivery": quantiles_ms(emit_lat),
+        "latency_ms_queue_to_delivery": quantiles_ms(queue_lat),
         "seconds": round(wall, 2),
         "cpu_us_per_delivered_event": round(1e6 * cpu / max(delivered, 1), 1),
         "memory_bytes_per_subscriber": round(grown / subscribers),
@@ -231,14 +224,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--subscribers", type=int, default=1000, help="default 1,000")
-    parser.add_argument("--channels", type=int, default=200, help="default 200")
-    parser.add_argument("--events", type=int, default=6, help="events per channel (default 6)")
-    parser.add_argument(
-        "--interval", type=float, default=2.0, help="seconds between progress rounds (default 2)"
-    )
-    parser.add_argument("--publish", nargs=5, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = fanout_arguments(parser, channels=200, interval=2.0).parse_args(argv)
     if args.publish:
         url, queue, channels, events, interval = args.publish
         sys.stdin.readline()  # "go": the subscribers are ready

@@ -9,7 +9,7 @@ import argparse
 import logging
 import time
 
-from bench import big_upload, cold_import, cost, fanout, throughput
+from bench import big_upload, cold_import, cost, fanout, fanout_instances, throughput
 from bench.common import serve
 
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         throughput.run(ep, jobs=1000 if args.full else 300)
         cost.run(ep, uploads=1000 if args.full else 300, baseline_uploads=100 if args.full else 60)
         fanout.run(ep, subscribers=1000, channels=200, events=6, interval=2.0)
+        fanout_instances.run(ep, instances=(1, 2, 4), subscribers=1000, channels=50)
         big_upload.run(ep, files=10_000 if args.full else 2_000)
     # No endpoint: fresh interpreters importing each Lambda handler, after the rest is done.
     cold_import.run(rounds=100 if args.full else 40)

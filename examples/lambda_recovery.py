@@ -8,10 +8,15 @@ EventBridge). Each run:
 - fails every upload whose files stopped arriving with an ``UPLOAD_INCOMPLETE`` event and
   status record (:func:`transflow.ops.recovery.sweep_stale_uploads`).
 
-Both are idempotent, so a run that overlaps or repeats another does no harm. Environment:
+Both are idempotent, so a run that overlaps or repeats another does no harm. The final
+events go where progress goes (:func:`transflow.ops.provision.progress_publisher`): the
+progress queue, or in fan-out mode the SNS FIFO topic, which is the only way they reach the
+hub instances' queues. Environment (the SAM template sets it; :func:`transflow.load_config`
+reads it):
 
-- ``SQS_DLQ_URL``, ``SQS_PROGRESS_QUEUE_URL``: the dead-letter and progress queues;
-- ``TRANSFLOW_UPLOAD_BUCKET``, ``TRANSFLOW_OUTPUT_BUCKET``, ``TRANSFLOW_BRANCH``;
+- ``TRANSFLOW_PROJECT``, ``TRANSFLOW_BRANCH``, ``SQS_QUEUE_URL``, ``SQS_DLQ_URL``,
+  ``SQS_PROGRESS_QUEUE_URL``; in fan-out mode ``SNS_PROGRESS_TOPIC_ARN``;
+- ``TRANSFLOW_UPLOAD_BUCKET``, ``TRANSFLOW_OUTPUT_BUCKET``;
 - ``TRANSFLOW_STALE_UPLOAD_AGE_SEC`` (optional, default 3600).
 
 Run the demo against the embedded endpoint (needs the ``local`` and ``dev`` extras):
@@ -32,37 +37,45 @@ import boto3
 import requests
 from botocore.config import Config
 
-from transflow import UploadFile, create_upload
+from transflow import UploadFile, create_upload, load_config
 from transflow.cli.local import LocalAws, local_client_config
 from transflow.ops.dlq import announce
+from transflow.ops.provision import progress_publisher, resolve_queue_urls
 from transflow.ops.recovery import sweep_stale_uploads
 
 
 @functools.cache
-def _clients() -> tuple[Any, Any]:
+def _clients() -> tuple[Any, Any, Any]:
     config = Config(retries={"mode": "standard"})
-    return boto3.client("sqs", config=config), boto3.client("s3", config=config)
+    return (
+        boto3.client("sqs", config=config),
+        boto3.client("s3", config=config),
+        boto3.client("sns", config=config),
+    )
 
 
 def handler(event: dict[str, Any], context: Any, *, clock: Any = time.time) -> dict[str, Any]:
     """The Lambda entry point: what was announced and swept, for the function's log."""
-    sqs, s3 = _clients()
+    sqs, s3, sns = _clients()
+    config = load_config()
+    progress = progress_publisher(sqs, config, sns=sns)
     output_bucket = os.environ["TRANSFLOW_OUTPUT_BUCKET"]
     announced = announce(
         sqs,
-        os.environ["SQS_DLQ_URL"],
-        os.environ["SQS_PROGRESS_QUEUE_URL"],
+        resolve_queue_urls(sqs, config).dlq,
+        None,
         s3=s3,
         output_bucket=output_bucket,
         clock=clock,
+        progress=progress,
     )
     swept = sweep_stale_uploads(
         s3,
         sqs,
         upload_bucket=os.environ["TRANSFLOW_UPLOAD_BUCKET"],
         output_bucket=output_bucket,
-        progress_queue_url=os.environ["SQS_PROGRESS_QUEUE_URL"],
-        branch=os.environ.get("TRANSFLOW_BRANCH", "main"),
+        progress=progress,
+        branch=config.branch,
         max_age=dt.timedelta(seconds=int(os.environ.get("TRANSFLOW_STALE_UPLOAD_AGE_SEC", "3600"))),
         clock=clock,
     )
@@ -83,7 +96,7 @@ def main() -> list[dict[str, Any]]:
         sqs = aws.sqs()
         s3.create_bucket(Bucket="uploads")
         urls: dict[str, str] = {}
-        for name in ("progress", "dlq"):
+        for name in ("processing", "progress", "dlq"):
             created = sqs.create_queue(
                 QueueName=f"myapp-main-{name}.fifo", Attributes={"FifoQueue": "true"}
             )
@@ -101,6 +114,8 @@ def main() -> list[dict[str, Any]]:
         ).raise_for_status()
 
         env = {
+            "TRANSFLOW_PROJECT": "myapp",
+            "SQS_QUEUE_URL": urls["processing"],
             "SQS_DLQ_URL": urls["dlq"],
             "SQS_PROGRESS_QUEUE_URL": urls["progress"],
             "TRANSFLOW_UPLOAD_BUCKET": "uploads",

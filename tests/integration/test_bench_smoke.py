@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from bench import big_upload, cold_import, cost, fanout, soak, throughput
+from bench import big_upload, cold_import, cost, fanout, fanout_instances, soak, throughput
 from bench.common import Endpoint
 
 from transflow.cli.local import LocalAws
@@ -56,6 +56,26 @@ def test_fanout(ep: Endpoint, tmp_path: Path) -> None:
     )
     assert data["delivered"] == data["expected"] == 24
     _written(tmp_path, "fanout")
+
+
+def test_fanout_instances(ep: Endpoint, tmp_path: Path) -> None:
+    data = fanout_instances.run(
+        ep,
+        instances=(2,),  # two hubs: the path of one and of several
+        subscribers=6,
+        channels=2,
+        events=4,
+        interval=0.05,
+        timeout=30,
+        out=tmp_path,
+        quiet=True,
+    )
+    for run in data["runs"]:
+        assert run["delivered"] == run["expected"] == 24
+        assert run["subscribers_complete"] == 6
+        assert run["publisher_sns"]["PublishBatch"] >= 1
+        assert run["hubs_sns"]["Subscribe"] == run["instances"]
+    _written(tmp_path, "fanout_instances")
 
 
 def test_soak(ep: Endpoint, tmp_path: Path) -> None:

@@ -7,14 +7,29 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
-from tests.streaming_support import fifo_queue
-from transflow import HubForked, ProgressEvent, ProgressHub, ProgressPublisher, load_config
+from examples import lambda_recovery
+from tests.streaming_support import fifo_queue, wait_until
+from transflow import (
+    HubForked,
+    ProcessingJob,
+    ProgressEvent,
+    ProgressHub,
+    ProgressPublisher,
+    S3ObjectRef,
+    UploadFile,
+    create_upload,
+    load_config,
+)
 from transflow._aws.retry import RetryPolicy
-from transflow.cli.local import LocalAws
+from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow.cli.app import main
+from transflow.cli.local import LocalAws, local_client_config
 from transflow.ops.provision import ensure_queues_report, ensure_topic
 from transflow.processing.status import (
     ASSEMBLY_COMPLETED,
@@ -238,3 +253,114 @@ def test_the_cli_ensures_the_topic_and_sweeps_crashed_instances(
     assert "1 stale instance queues deleted, 1 subscriptions removed, 1 live" in out
     assert main(["queues", "sweep", "--json", *common]) == 0
     assert json.loads(capsys.readouterr().out)["deleted"] == []
+
+
+def _dead_job(sqs: SQSClient, dlq_url: str, upload_id: str) -> None:
+    job = ProcessingJob(
+        upload_id, "audio", [S3ObjectRef("uploads", f"uploads/main/{upload_id}/a.wav")], "main"
+    )
+    result = send_batch(
+        sqs, dlq_url, [(upload_id, OutgoingMessage(job.to_json(), upload_id, upload_id))]
+    )
+    assert result.ok
+
+
+def _finals(sub: Any, uploads: set[str]) -> dict[str, ProgressEvent]:
+    """The final error events ``sub`` receives for ``uploads``, waited for with a deadline."""
+    found: dict[str, ProgressEvent] = {}
+
+    def arrived() -> bool:
+        while (event := sub.get(timeout=0.1)) is not None:
+            if event.type.value == "error" and event.upload_id in uploads:
+                found[event.upload_id] = event
+        return set(found) == uploads
+
+    wait_until(arrived, timeout=20, what=f"final errors for {sorted(uploads)}")
+    return found
+
+
+def _progress_queue_is_empty(sqs: SQSClient, url: str) -> bool:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return attributes["ApproximateNumberOfMessages"] == "0"
+
+
+def test_recovery_in_fanout_mode_reaches_the_hub_instances(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient, monkeypatch: Any
+) -> None:
+    # A dead-lettered job and an upload whose files stopped arriving: the scheduled
+    # recovery (the example's handler, configured from the environment as SAM does) must
+    # publish both final errors to the topic, since no hub reads the shared progress queue.
+    config = fanout_config(tmp_path)
+    report = ensure_queues_report(sqs, config, sns=sns)
+    assert report.topic_arn is not None
+    urls = report.urls
+    s3 = aws.s3(local_client_config(signature_version="s3v4"))
+    s3.create_bucket(Bucket="uploads")
+    ticket = create_upload(
+        s3,
+        bucket="uploads",
+        branch="main",
+        template_id="audio",
+        files=[UploadFile("a.wav", "audio/wav"), UploadFile("b.wav", "audio/wav")],
+    )
+    first = ticket.files[0]
+    requests.post(
+        first.url, data=dict(first.fields), files={"file": ("a.wav", b"RIFF")}, timeout=10
+    ).raise_for_status()
+    _dead_job(sqs, urls.dlq, "up-dead")
+    env = {
+        "TRANSFLOW_PROJECT": "fan",
+        "TRANSFLOW_BRANCH": "main",
+        "SQS_QUEUE_URL": urls.processing,
+        "SQS_PROGRESS_QUEUE_URL": urls.progress,
+        "SQS_DLQ_URL": urls.dlq,
+        "SNS_PROGRESS_TOPIC_ARN": report.topic_arn,
+        "TRANSFLOW_UPLOAD_BUCKET": "uploads",
+        "TRANSFLOW_OUTPUT_BUCKET": "uploads",
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+        "AWS_DEFAULT_REGION": aws.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    lambda_recovery._clients.cache_clear()
+    hubs = [hub_for(config, aws, report.topic_arn).start() for _ in range(2)]
+    try:
+        subs = [hub.subscribe("upload:main:*") for hub in hubs]
+        later = time.time() + 5400
+        summary = lambda_recovery.handler({}, None, clock=lambda: later)
+        assert summary["announced"] == ["up-dead"]
+        assert summary["staleUploads"] == [ticket.upload_id]
+        for sub in subs:
+            finals = _finals(sub, {"up-dead", ticket.upload_id})
+            assert finals["up-dead"].extra["deadLettered"] is True
+            assert finals[ticket.upload_id].extra["error"] == "UPLOAD_INCOMPLETE"
+            assert finals[ticket.upload_id].extra["retrying"] is False
+    finally:
+        for hub in hubs:
+            hub.stop(5)
+        lambda_recovery._clients.cache_clear()
+    assert _progress_queue_is_empty(sqs, urls.progress)
+
+
+def test_the_announce_command_in_fanout_mode_publishes_to_the_topic(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient
+) -> None:
+    config = fanout_config(tmp_path)
+    report = ensure_queues_report(sqs, config, sns=sns)
+    assert report.topic_arn is not None
+    _dead_job(sqs, report.urls.dlq, "up-cli")
+    hub = hub_for(config, aws, report.topic_arn).start()
+    try:
+        sub = hub.subscribe("upload:main:up-cli")
+        path = tmp_path / "transflow.config.json"
+        command = ["dlq", "announce", "--config", str(path), "--endpoint-url", aws.endpoint_url]
+        assert main(command) == 0
+        final = _finals(sub, {"up-cli"})["up-cli"]
+        assert final.extra["retrying"] is False
+    finally:
+        hub.stop(5)
+    assert _progress_queue_is_empty(sqs, report.urls.progress)

@@ -550,15 +550,20 @@ def _configure_announce(parser: argparse.ArgumentParser) -> None:
     configure=_configure_announce,
 )
 def _dlq_announce(context: Context) -> int:
-    urls = provision.resolve_queue_urls(context.sqs(), context.config)
+    config = context.config
+    urls = provision.resolve_queue_urls(context.sqs(), config)
     bucket = context.args.output_bucket
     report = dlq.announce(
         context.sqs(),
         urls.dlq,
-        urls.progress,
+        None,
         context.args.count,
         s3=context.s3(),
         output_bucket=bucket,
+        # In fan-out mode no hub reads the progress queue: the events go to the topic.
+        progress=provision.progress_publisher(
+            context.sqs(), config, sns=context.sns() if config.sqs.fanout else None
+        ),
     )
     context.print(
         f"announced {len(report.announced)} dead-lettered upload(s)"

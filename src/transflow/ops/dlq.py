@@ -36,7 +36,7 @@ from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressEvent, ProgressType
 from transflow.errors import ConfirmationRequiredError, JobFormatError, TransflowError
-from transflow.processing.progress import first_seq
+from transflow.processing.progress import ProgressPublisher, first_seq, publisher_or_queue
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -615,13 +615,14 @@ def announcement(job: FailedJob, *, now: float) -> tuple[str, OutgoingMessage] |
 def announce(
     sqs: SQSClient,
     dlq_url: str,
-    progress_queue_url: str,
+    progress_queue_url: str | None,
     n: int = 100,
     *,
     s3: S3Client | None = None,
     output_bucket: str | None = None,
     clock: Callable[[], float] = time.time,
     policy: RetryPolicy | None = None,
+    progress: ProgressPublisher | None = None,
 ) -> AnnounceReport:
     """Publish a final ``error`` progress event for up to ``n`` jobs in the dead-letter
     queue, without consuming them.
@@ -631,7 +632,13 @@ def announce(
     one that sends a job to the DLQ, and whoever watches that upload then waits on
     "retrying" for ever. Run this on a schedule (``transflow dlq announce``) so every
     dead-lettered upload ends, for its watchers, on an error. Pass ``s3`` to resolve claim
-    checks and ``output_bucket`` to quote each job's recorded error."""
+    checks and ``output_bucket`` to quote each job's recorded error.
+
+    The events go where progress goes: in fan-out mode pass ``progress``, a
+    :class:`~transflow.processing.progress.ProgressPublisher` with the SNS FIFO topic
+    (``progress_queue_url`` may then be None), because no hub reads the progress queue
+    then; the deduplication ids and groups are the same either way."""
+    publisher = publisher_or_queue(sqs, progress_queue_url, progress, policy=policy)
     jobs = peek(sqs, dlq_url, n, s3=s3, output_bucket=output_bucket)
     now = clock()
     messages: list[tuple[str, OutgoingMessage]] = []
@@ -646,7 +653,7 @@ def announce(
         uploads[job.message_id] = job.upload_id or ""
     if not messages:
         return AnnounceReport(skipped=tuple(skipped))
-    result = send_batch(sqs, progress_queue_url, messages, policy=policy)
+    result = publisher.publish(messages)
     return AnnounceReport(
         announced=tuple(uploads[key] for key in result.succeeded),
         skipped=tuple(skipped),

@@ -214,6 +214,7 @@ def build_policies(
 
     stream = [_statement("ConsumeProgress", CONSUME, [progress])]
     fanout_operator: list[PolicyStatement] = []
+    fanout_recovery: list[PolicyStatement] = []
     if fanout is not None:
         # Exactly `{prefix}` + the instance id + `.fifo` ("?" is one character in IAM), so
         # the queues of a branch whose name merely starts the same way stay out of reach.
@@ -235,9 +236,13 @@ def build_policies(
             unsubscribe,
             list_queues,
         ]
+        # The scheduled recovery's final errors go where progress goes: the topic.
+        fanout_recovery = [_statement("AnnounceErrorsToTopic", ["sns:Publish"], [topic])]
         fanout_operator = [
             # `transflow queues ensure`: CreateTopic with tags needs sns:TagResource too.
             _statement("ManageProgressTopic", ["sns:CreateTopic", "sns:TagResource"], [topic]),
+            # `transflow dlq announce`: in fan-out mode the final error goes to the topic.
+            _statement("AnnounceFailedJobsToTopic", ["sns:Publish"], [topic]),
             # `transflow queues sweep`: the queues of crashed hub instances.
             _statement("SweepInstanceQueues", SWEEP_INSTANCE_QUEUES, [instances]),
             _statement("SweepSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic]),
@@ -306,6 +311,7 @@ def build_policies(
             ["s3:GetObject", "s3:PutObject"],
             [f"arn:{partition}:s3:::{output_bucket}/{outputs}*/{STATUS_RECORD_NAME}"],
         ),
+        *fanout_recovery,
     ]
     return IamPolicies(
         bridge=_document(*bridge),

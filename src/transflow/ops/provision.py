@@ -25,9 +25,10 @@ import botocore.exceptions
 
 from transflow._wire.naming import QueueNames
 from transflow.config import TransflowConfig
-from transflow.errors import ProvisionError, ProvisionWarning, QueueNotFoundError
+from transflow.errors import ConfigError, ProvisionError, ProvisionWarning, QueueNotFoundError
 from transflow.ops.iam import IamPolicies, iam_policies
 from transflow.ops.sam import sam_template
+from transflow.processing.progress import ProgressPublisher
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -49,6 +50,7 @@ __all__ = [
     "ensure_queues_report",
     "ensure_topic",
     "iam_policies",
+    "progress_publisher",
     "resolve_queue_urls",
     "sam_template",
     "visibility_warning",
@@ -520,3 +522,20 @@ def delete_queues(sqs: SQSClient, names: QueueNames | TransflowConfig) -> tuple[
         log.info("deleted queue %s", name)
         deleted.append(name)
     return tuple(deleted)
+
+
+def progress_publisher(
+    sqs: SQSClient, config: TransflowConfig, *, sns: SNSClient | None = None
+) -> ProgressPublisher:
+    """Where ``config`` says progress goes, for operations that publish final events
+    (:func:`transflow.ops.dlq.announce`, the recovery sweep): the SNS FIFO topic in
+    fan-out mode (``sqs.progressTopicArn``, else the topic :func:`ensure_topic` makes),
+    otherwise the progress queue (:func:`resolve_queue_urls`)."""
+    if config.sqs.fanout:
+        if sns is None:
+            raise ConfigError(
+                "progress goes to the SNS FIFO topic in fan-out mode (sqs.progressFanout "
+                "'sns'): pass sns= (an SNS client)"
+            )
+        return ProgressPublisher(None, topic_arn=ensure_topic(sns, config), sns=sns)
+    return ProgressPublisher(sqs, resolve_queue_urls(sqs, config).progress)

@@ -27,13 +27,13 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.retry import RetryPolicy
-from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow._aws.sqs_batch import OutgoingMessage
 from transflow._wire.keys import status_key
 from transflow._wire.model import ProgressEvent, ProgressType, format_timestamp
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import UploadMetadataError
 from transflow.ingest.uploads import read_upload_metadata
-from transflow.processing.progress import first_seq
+from transflow.processing.progress import ProgressPublisher, first_seq, publisher_or_queue
 from transflow.processing.status import AssemblyStatus, now_text
 from transflow.processing.storage import read_status_record, write_status_record
 
@@ -204,19 +204,26 @@ def sweep_stale_uploads(
     *,
     upload_bucket: str,
     output_bucket: str,
-    progress_queue_url: str,
+    progress_queue_url: str | None = None,
     branch: str,
     max_age: dt.timedelta = DEFAULT_MAX_AGE,
     horizon: dt.timedelta = DEFAULT_HORIZON,
     clock: Callable[[], float] = time.time,
     policy: RetryPolicy | None = None,
+    progress: ProgressPublisher | None = None,
 ) -> SweepReport:
     """Fail every upload of ``branch`` whose files stopped arriving ``max_age`` ago.
 
     For each: a final ``error`` event (``error: UPLOAD_INCOMPLETE``, ``retrying: false``) on
     the progress queue, then a failed status record in ``output_bucket``. Idempotent: an
     upload with a status record is left alone, so a second sweep does nothing new. The event
-    goes first: if the record then fails to be written, the next sweep tries both again."""
+    goes first: if the record then fails to be written, the next sweep tries both again.
+
+    In fan-out mode pass ``progress``, a
+    :class:`~transflow.processing.progress.ProgressPublisher` with the SNS FIFO topic,
+    instead of ``progress_queue_url``: the events then reach every hub instance, with the
+    same deduplication ids and groups."""
+    publisher = publisher_or_queue(sqs, progress_queue_url, progress, policy=policy)
     now = clock()
     folders = quiet_folders(
         _listing(s3, upload_bucket, f"uploads/{sanitize_branch(branch)}/"),
@@ -242,16 +249,7 @@ def sweep_stale_uploads(
             problems.append(f"{folder.prefix}: {exc}")
             continue
         stale.append(judged)
-    failed = _close(
-        s3,
-        sqs,
-        stale,
-        output_bucket=output_bucket,
-        progress_queue_url=progress_queue_url,
-        now=now,
-        policy=policy,
-        problems=problems,
-    )
+    failed = _close(s3, publisher, stale, output_bucket=output_bucket, now=now, problems=problems)
     report = SweepReport(len(folders), tuple(failed), tuple(closed), tuple(problems))
     log.info(
         "stale-upload sweep: %d quiet folder(s), %d upload(s) failed now, %d already closed, "
@@ -268,19 +266,17 @@ def sweep_stale_uploads(
 
 def _close(
     s3: S3Client,
-    sqs: SQSClient,
+    publisher: ProgressPublisher,
     stale: Sequence[StaleUpload],
     *,
     output_bucket: str,
-    progress_queue_url: str,
     now: float,
-    policy: RetryPolicy | None,
     problems: list[str],
 ) -> list[StaleUpload]:
     if not stale:
         return []
     events = [_event(upload, now) for upload in stale]
-    sent = send_batch(sqs, progress_queue_url, events, policy=policy)
+    sent = publisher.publish(events)
     for failure in sent.failed:
         problems.append(f"{failure.key}: error event not sent ({failure.code})")
     delivered = set(sent.succeeded)

@@ -29,7 +29,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -57,6 +57,7 @@ __all__ = [
     "ProgressStream",
     "first_seq",
     "progress_dedup_id",
+    "publisher_or_queue",
     "should_flush",
 ]
 
@@ -166,6 +167,23 @@ class ProgressPublisher:
             next_seq=first_seq(self.clock()),
         )
 
+    def publish(self, messages: Sequence[tuple[str, OutgoingMessage]]) -> BatchResult:
+        """Send ready-made ``(key, message)`` pairs where progress goes (the topic in fan-out
+        mode, else the queue), in order and batched, with their own group and deduplication
+        ids. Unlike :meth:`send`, a client error is raised: for callers whose events are the
+        last word on an upload (:func:`transflow.ops.dlq.announce`, the recovery sweep)
+        and who report what was not sent."""
+        if self.topic_arn is not None:
+            assert self.sns is not None  # checked when made
+            return publish_batch(
+                self.sns, self.topic_arn, messages, max_bytes=self.max_bytes, policy=self.policy
+            )
+        assert self.sqs is not None
+        assert self.queue_url is not None
+        return send_batch(
+            self.sqs, self.queue_url, messages, max_bytes=self.max_bytes, policy=self.policy
+        )
+
     def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:
         """Send events now (in order, batched); failures are logged, never raised."""
         messages = [
@@ -180,17 +198,7 @@ class ProgressPublisher:
             for index, event in enumerate(events)
         ]
         try:
-            if self.topic_arn is not None:
-                assert self.sns is not None  # checked when made
-                result = publish_batch(
-                    self.sns, self.topic_arn, messages, max_bytes=self.max_bytes, policy=self.policy
-                )
-            else:
-                assert self.sqs is not None
-                assert self.queue_url is not None
-                result = send_batch(
-                    self.sqs, self.queue_url, messages, max_bytes=self.max_bytes, policy=self.policy
-                )
+            result = self.publish(messages)
         except Exception:
             log.exception(
                 "progress: could not send %d events to %s; the job goes on without them",
@@ -206,6 +214,25 @@ class ProgressPublisher:
                 ", ".join(f"{f.key}: {f.code}" for f in result.failed[:5]),
             )
         return result
+
+
+def publisher_or_queue(
+    sqs: SQSClient | None,
+    queue_url: str | None,
+    publisher: ProgressPublisher | None,
+    *,
+    policy: RetryPolicy | None = None,
+) -> ProgressPublisher:
+    """``publisher`` when given (fan-out mode's, say), else one for the progress queue
+    ``queue_url``: where an operation's final events go."""
+    if publisher is not None:
+        return publisher
+    if queue_url is None:
+        raise ConfigError(
+            "no destination for progress events: pass the progress queue's URL, or "
+            "progress= (a ProgressPublisher; in fan-out mode one with the topic)"
+        )
+    return ProgressPublisher(sqs, queue_url, policy=policy or RetryPolicy())
 
 
 @attrs.define(eq=False)

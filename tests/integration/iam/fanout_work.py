@@ -11,12 +11,13 @@ from typing import Any
 
 import attrs
 
-from tests.integration.iam.conftest import IamWorld
+from tests.integration.iam.conftest import OUTPUTS, IamWorld
 from tests.integration.iam.work import (
     BRANCH,
     FAST,
     STREAM_SECRET,
     Stack,
+    dead_letter,
     deploy,
     processor,
     progress_types,
@@ -27,7 +28,8 @@ from tests.pipeline import drain_events
 from tests.streaming_support import SseClient, wait_until, wsgi_server
 from transflow import ProgressHub, ProgressPublisher, TransflowConfig
 from transflow._wire.tokens import issue_stream_token
-from transflow.ops.provision import ensure_topic
+from transflow.ops import dlq
+from transflow.ops.provision import ensure_topic, progress_publisher
 from transflow.streaming.instances import LAST_SEEN_TAG, InstanceQueue, sweep_instance_queues
 from transflow.streaming.sse import wsgi_app
 
@@ -159,7 +161,8 @@ def stream_fanout_work(fan: FanOutStack) -> None:
 
 def operator_fanout_work(fan: FanOutStack) -> None:
     """``transflow queues ensure`` makes the topic; ``queues sweep`` removes a crashed
-    instance's queue and subscription."""
+    instance's queue and subscription; ``dlq announce`` publishes its final error to the
+    topic."""
     operator = fan.stack.roles["operator"]
     assert ensure_topic(operator.sns(), FANOUT_CONFIG) == fan.topic_arn
     crashed = fan.crashed_instance()
@@ -168,10 +171,56 @@ def operator_fanout_work(fan: FanOutStack) -> None:
     )
     assert (report.deleted, report.unsubscribed) == ((crashed,), 1), report
     assert fan.instance_queues() == []
+    dead_letter(fan.stack, "up-fd")
+    seen = fan.listener()
+    try:
+        announced = dlq.announce(
+            operator.sqs(),
+            fan.stack.urls.dlq,
+            None,
+            s3=operator.s3(),
+            output_bucket=OUTPUTS,
+            progress=progress_publisher(operator.sqs(), FANOUT_CONFIG, sns=operator.sns()),
+        )
+        assert announced.announced == ("up-fd",), announced
+        assert seen.url is not None
+        events = drain_events(fan.stack.harness.sqs(), seen.url)
+        assert [(e.type.value, e.upload_id) for e in events] == [("error", "up-fd")], events
+    finally:
+        seen.close()
+
+
+def recovery_fanout_work(fan: FanOutStack) -> None:
+    """The scheduled recovery in fan-out mode: a dead-lettered job's final error reaches the
+    topic (examples/lambda_recovery.py builds its publisher from the same config)."""
+    recovery = fan.stack.roles["recovery"]
+    # As deployed: the template gives the function SNS_PROGRESS_TOPIC_ARN, so the role needs
+    # no CreateTopic to find the topic.
+    deployed = attrs.evolve(
+        FANOUT_CONFIG, sqs=attrs.evolve(FANOUT_CONFIG.sqs, progress_topic_arn=fan.topic_arn)
+    )
+    dead_letter(fan.stack, "up-rf")
+    seen = fan.listener()
+    try:
+        announced = dlq.announce(
+            recovery.sqs(),
+            fan.stack.urls.dlq,
+            None,
+            s3=recovery.s3(),
+            output_bucket=OUTPUTS,
+            progress=progress_publisher(recovery.sqs(), deployed, sns=recovery.sns()),
+        )
+        assert announced.announced == ("up-rf",), announced
+        assert seen.url is not None
+        events = drain_events(fan.stack.harness.sqs(), seen.url)
+        assert [(e.type.value, e.upload_id) for e in events] == [("error", "up-rf")], events
+    finally:
+        seen.close()
 
 
 FANOUT_WORK: dict[str, Any] = {
     "processor": processor_fanout_work,
     "stream": stream_fanout_work,
     "operator": operator_fanout_work,
+    "recovery": recovery_fanout_work,
 }

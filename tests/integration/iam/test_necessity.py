@@ -54,10 +54,12 @@ NEEDED_FANOUT = [
     ("stream", "LeaveProgressTopic"),
     ("stream", "FindInstanceQueues"),
     ("operator", "ManageProgressTopic"),
+    ("operator", "AnnounceFailedJobsToTopic"),
     ("operator", "SweepInstanceQueues"),
     ("operator", "SweepSubscriptions"),
     ("operator", "LeaveProgressTopic"),
     ("operator", "FindInstanceQueues"),
+    ("recovery", "AnnounceErrorsToTopic"),
 ]
 
 
