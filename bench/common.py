@@ -244,6 +244,19 @@ def fanout_arguments(
     return parser
 
 
+def publisher_child(
+    args: argparse.Namespace, publish: Callable[[str, str, int, int, float], None]
+) -> bool:
+    """Be the fan-out benchmark's child publisher when ``--publish`` says so: wait for the
+    parent's "go" line (its subscribers are ready), publish, and return True."""
+    if not args.publish:
+        return False
+    url, target, channels, events, interval = args.publish
+    sys.stdin.readline()
+    publish(url, target, int(channels), int(events), float(interval))
+    return True
+
+
 def by_operation(counter: RequestCounter, service: str) -> dict[str, int]:
     """API calls per operation of one service."""
     return {op: n for (svc, op), n in sorted(counter.calls.items()) if svc == service}

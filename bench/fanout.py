@@ -32,6 +32,7 @@ from bench.common import (
     by_operation,
     fanout_arguments,
     markdown_table,
+    publisher_child,
     quantiles_ms,
     serve,
     write_result,
@@ -225,10 +226,7 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     args = fanout_arguments(parser, channels=200, interval=2.0).parse_args(argv)
-    if args.publish:
-        url, queue, channels, events, interval = args.publish
-        sys.stdin.readline()  # "go": the subscribers are ready
-        publish(url, queue, int(channels), int(events), float(interval))
+    if publisher_child(args, publish):
         return 0
     with serve() as ep:
         run(

@@ -48,6 +48,7 @@ from bench.common import (
     by_operation,
     fanout_arguments,
     markdown_table,
+    publisher_child,
     quantiles_ms,
     serve,
     write_result,
@@ -376,10 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     fanout_arguments(parser, channels=50, interval=1.0)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 4], help="default 1 2 4")
     args = parser.parse_args(argv)
-    if args.publish:
-        url, topic, channels, events, interval = args.publish
-        sys.stdin.readline()  # "go": the subscribers are ready
-        publish(url, topic, int(channels), int(events), float(interval))
+    if publisher_child(args, publish):
         return 0
     with serve() as ep:
         run(
