@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from transflow import SqsConfig, TransflowConfig
-from transflow.ops.sam import sam_template
+from transflow.ops.sam import SamOptions, sam_template
 
 SNAPSHOTS = Path(__file__).resolve().parent.parent / "data" / "sam-templates.json"
 
@@ -80,7 +80,7 @@ CASES: dict[str, tuple[TransflowConfig, dict[str, Any]]] = {
 
 def render(name: str) -> str:
     config, options = CASES[name]
-    return sam_template(config, **options)
+    return sam_template(config, SamOptions(**options))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -13,6 +13,7 @@ from transflow.cli.app import EXIT_OK, Context, command
 from transflow.config import CONFIG_FILENAME, load_config
 from transflow.errors import ConfigError
 from transflow.ops import provision
+from transflow.ops.sam import SamOptions, sam_template
 
 __all__: list[str] = []
 
@@ -143,8 +144,7 @@ def _sam(context: Context) -> int:
     args = context.args
     if args.output and Path(args.output).exists() and not args.force:
         raise ConfigError(f"{args.output} exists already: pass --force to overwrite it")
-    text = provision.sam_template(
-        context.config,
+    options = SamOptions(
         upload_bucket=args.upload_bucket,
         output_bucket=args.output_bucket,
         code_uri=args.code_uri,
@@ -160,6 +160,7 @@ def _sam(context: Context) -> int:
         stale_upload_age_sec=args.stale_upload_age,
         alarm_topic_arn=args.alarm_topic_arn,
     )
+    text = sam_template(context.config, options)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         context.note(f"wrote {args.output}")
