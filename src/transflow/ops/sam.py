@@ -12,6 +12,9 @@ queues and on the age of the oldest job; environment and least-privilege roles
 
 What to deploy is a :class:`SamOptions` (checked when it is made); each resource is built by
 a function of its own, and :func:`sam_template` puts them together.
+
+Longer than 500 lines on purpose: most of it is the template's resources as literals, one
+function each, and they read best next to the one function that assembles them.
 """
 
 from __future__ import annotations
