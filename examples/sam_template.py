@@ -26,7 +26,7 @@ import argparse
 from pathlib import Path
 
 from transflow import SqsConfig, TransflowConfig, load_config
-from transflow.ops.provision import sam_template
+from transflow.ops.sam import SamOptions, sam_template
 
 BRIDGE_HANDLER = "lambda_bridge.handler"
 PROCESSOR_HANDLER = "lambda_processor.handler"
@@ -37,8 +37,7 @@ def build_template(
     config: TransflowConfig, *, upload_bucket: str, output_bucket: str, code_uri: str = "src/"
 ) -> str:
     """The template's YAML text for ``config``'s project and branch."""
-    return sam_template(
-        config,
+    options = SamOptions(
         upload_bucket=upload_bucket,
         output_bucket=output_bucket,
         code_uri=code_uri,
@@ -51,6 +50,7 @@ def build_template(
         # Caps how many processors the queue runs at once: protects what the steps call.
         maximum_concurrency=50,
     )
+    return sam_template(config, options)
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -3,7 +3,8 @@
 One ProgressHub per process consumes the progress queue; each browser subscribes to its
 upload's channel with the stream token ``create_upload`` put on its ticket. Two ways to
 serve it are shown: a Flask view around ``sse.stream`` (your routing, checking the token
-itself), and the ready WSGI app mounted under ``/events`` (which checks it for you).
+itself), and the ready WSGI app ``wsgi_app`` mounted under ``/events`` (which checks it for
+you).
 
     python -m examples.sse_flask      # needs the dev extra (flask) and the local extra
 """
@@ -27,6 +28,7 @@ from transflow import (
     sse,
     upload_channel,
     verify_stream_token,
+    wsgi_app,
 )
 from transflow.cli.local import LocalAws
 
@@ -59,7 +61,7 @@ def create_app(hub: ProgressHub, stream_secret: str) -> Flask:
     # The ready app: GET /events/?channel=upload:main:abc&token=… (a whole branch,
     # ?branch=main, needs an operator token for upload:main:*).
     app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, {"/events": sse.wsgi_app(hub, secret=stream_secret)}
+        app.wsgi_app, {"/events": wsgi_app(hub, secret=stream_secret)}
     )
     return app
 

@@ -2,7 +2,7 @@
 
 The hub starts and stops with the app's lifespan. A route wraps ``transflow.streaming.sse.astream``
 (which waits on the event loop, not in a thread) and checks the upload's stream token itself;
-the ready ASGI app, mounted under ``/events``, checks it for you.
+the ready ASGI app ``asgi_app``, mounted under ``/events``, checks it for you.
 
     python -m examples.sse_starlette  # needs the dev extra (starlette, uvicorn) and local
 """
@@ -26,6 +26,7 @@ from transflow import (
     ProgressHub,
     StreamTokenError,
     SubscriptionDenied,
+    asgi_app,
     issue_stream_token,
     poller_client_config,
     sse,
@@ -69,7 +70,7 @@ def create_app(hub: ProgressHub, stream_secret: str) -> Starlette:
     return Starlette(
         routes=[
             Route("/progress/{branch}/{upload_id}", progress),
-            Mount("/events", app=sse.asgi_app(hub, secret=stream_secret)),
+            Mount("/events", app=asgi_app(hub, secret=stream_secret)),
         ],
         lifespan=lifespan,
     )

@@ -13,7 +13,7 @@ import boto3
 
 from transflow import ProgressHub
 from transflow.cli.local import local_client_config
-from transflow.streaming.sse import asgi_app, wsgi_app
+from transflow.streaming.apps import asgi_app, wsgi_app
 
 _session = boto3.session.Session(
     aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"

@@ -147,6 +147,7 @@ if TYPE_CHECKING:
         run_worker,
     )
     from transflow.streaming import sse as sse
+    from transflow.streaming.apps import asgi_app, wsgi_app
     from transflow.streaming.fanout import (
         Subscription,
     )
@@ -220,6 +221,8 @@ _HOMES: dict[str, str] = {
     "WebhookSender": "transflow.processing.webhooks",
     "make_worker": "transflow.processing.worker",
     "run_worker": "transflow.processing.worker",
+    "asgi_app": "transflow.streaming.apps",
+    "wsgi_app": "transflow.streaming.apps",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
     "Subscription": "transflow.streaming.fanout",
@@ -228,7 +231,7 @@ _HOMES: dict[str, str] = {
 }
 
 
-# Modules used as namespaces by host code (``sse.stream``, ``sse.wsgi_app``).
+# Modules used as namespaces by host code (``sse.stream``, ``sse.bearer_token``).
 _MODULES: dict[str, str] = {"sse": "transflow.streaming.sse"}
 
 
@@ -334,6 +337,7 @@ __all__ = [
     "WebhookSender",
     "WebhookSignatureError",
     "__version__",
+    "asgi_app",
     "backoff_visibility",
     "branch_channel",
     "channel_matches",
@@ -354,4 +358,5 @@ __all__ = [
     "sanitize_branch",
     "upload_channel",
     "verify_stream_token",
+    "wsgi_app",
 ]

@@ -26,11 +26,8 @@ from tests.streaming_support import (
     wsgi_server,
 )
 from transflow import ConfigError, ProgressEvent, ProgressHub, issue_stream_token
-from transflow.streaming.sse import (
-    asgi_app,
-    encode,
-    wsgi_app,
-)
+from transflow.streaming.apps import asgi_app, wsgi_app
+from transflow.streaming.sse import encode
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -81,9 +81,9 @@ def test_the_example_reads_a_config_file(tmp_path: Path) -> None:
 
 def test_the_processor_knows_the_queues_max_receive_count() -> None:
     from transflow.config import SqsConfig, TransflowConfig
-    from transflow.ops.sam import sam_template
+    from transflow.ops.sam import SamOptions, sam_template
 
     config = TransflowConfig(project="myapp", sqs=SqsConfig(max_receive_count=7))
-    text = sam_template(config, upload_bucket="myapp-uploads")
+    text = sam_template(config, SamOptions(upload_bucket="myapp-uploads"))
     assert "TRANSFLOW_MAX_RECEIVE_COUNT" in text
     assert "'7'" in text or '"7"' in text

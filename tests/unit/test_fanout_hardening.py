@@ -25,8 +25,9 @@ from transflow import (
     upload_channel,
 )
 from transflow._wire.model import MAX_SEQ
+from transflow.streaming.apps import wsgi_app
 from transflow.streaming.fanout import FanOut, event_size, split_event_id
-from transflow.streaming.sse import dropped_events, stream, wsgi_app
+from transflow.streaming.sse import dropped_events, stream
 
 
 def drain(sub: Any) -> list[int | None]:

@@ -38,7 +38,8 @@ from transflow._wire.tokens import verify_stream_token
 from transflow.ingest.s3events import parse_event
 from transflow.ops.dlq import FailedJob, announcement, describe_failed, plan_resend
 from transflow.processing.webhooks import sign, verify
-from transflow.streaming.sse import bearer_token, channel_from_query, wsgi_app
+from transflow.streaming.apps import wsgi_app
+from transflow.streaming.sse import bearer_token, channel_from_query
 
 T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.timezone.utc)
 SECRET = "s" * 40

@@ -16,7 +16,7 @@ from transflow import ConfigError, SqsConfig, TransflowConfig
 from transflow.ops._yaml import dump
 from transflow.ops.iam import CONSUME
 from transflow.ops.provision import iam_policies, sam_template
-from transflow.ops.sam import BridgeTrigger
+from transflow.ops.sam import BridgeTrigger, SamOptions
 
 CONFIG = TransflowConfig(project="shop", branch="feature/Checkout")
 ACCOUNT = "123456789012"
@@ -165,7 +165,7 @@ def lint_errors(text: str) -> list[str]:
 
 
 def test_sam_template_passes_cfn_lint() -> None:
-    text = sam_template(CONFIG, upload_bucket="shop-uploads", maximum_concurrency=20)
+    text = sam_template(CONFIG, SamOptions(upload_bucket="shop-uploads", maximum_concurrency=20))
     assert lint_errors(text) == []
     template = yaml.safe_load(text)
     resources = template["Resources"]
@@ -245,9 +245,9 @@ def test_sam_template_with_separate_buckets_and_large_messages_passes_cfn_lint()
     )
     text = sam_template(
         config,
-        upload_bucket="in-bucket",
-        output_bucket="out-bucket",
-        claim_check_prefix="claims/",
+        SamOptions(
+            upload_bucket="in-bucket", output_bucket="out-bucket", claim_check_prefix="claims/"
+        ),
     )
     assert lint_errors(text) == []
     resources = yaml.safe_load(text)["Resources"]
@@ -259,11 +259,13 @@ def test_sam_template_with_separate_buckets_and_large_messages_passes_cfn_lint()
 def test_direct_s3_trigger_and_alarm_actions_pass_cfn_lint() -> None:
     text = sam_template(
         CONFIG,
-        upload_bucket="shop-uploads",
-        bridge_trigger="s3",
-        recovery_handler=None,
-        alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:ops",
-        queue_age_alarm_sec=300,
+        SamOptions(
+            upload_bucket="shop-uploads",
+            bridge_trigger="s3",
+            recovery_handler=None,
+            alarm_topic_arn="arn:aws:sns:us-east-1:123456789012:ops",
+            queue_age_alarm_sec=300,
+        ),
     )
     assert lint_errors(text) == []
     assert "a notification that fails is lost" in text
@@ -277,7 +279,7 @@ def test_direct_s3_trigger_and_alarm_actions_pass_cfn_lint() -> None:
 
 def test_cfn_lint_really_checks_the_template() -> None:
     # The check above is only worth something if cfn-lint fails a broken template.
-    text = sam_template(CONFIG, upload_bucket="shop-uploads")
+    text = sam_template(CONFIG, SamOptions(upload_bucket="shop-uploads"))
     broken = text.replace("VisibilityTimeout: 960", 'VisibilityTimeout: "soon"', 1)
     assert broken != text
     assert lint_errors(broken)
@@ -286,7 +288,7 @@ def test_cfn_lint_really_checks_the_template() -> None:
 def test_function_timeout_above_the_visibility_timeout_is_refused() -> None:
     config = TransflowConfig(project="shop", sqs=SqsConfig(visibility_timeout_sec=60))
     with pytest.raises(ConfigError, match=r"longer than sqs\.visibilityTimeoutSec"):
-        sam_template(config, upload_bucket="shop-uploads", function_timeout_sec=61)
+        sam_template(config, SamOptions(upload_bucket="shop-uploads", function_timeout_sec=61))
 
 
 @pytest.mark.parametrize(
@@ -304,7 +306,7 @@ def test_function_timeout_above_the_visibility_timeout_is_refused() -> None:
 )
 def test_sam_template_refuses_what_lambda_refuses(kwargs: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
-        sam_template(CONFIG, upload_bucket="shop-uploads", **kwargs)
+        sam_template(CONFIG, SamOptions(upload_bucket="shop-uploads", **kwargs))
 
 
 json_values = st.recursive(
@@ -370,7 +372,7 @@ def test_fanout_policies_scope_the_topic_and_the_instance_queues() -> None:
 
 
 def test_fanout_sam_template_creates_the_topic_and_passes_its_arn() -> None:
-    text = sam_template(FANOUT, upload_bucket="shop-uploads")
+    text = sam_template(FANOUT, SamOptions(upload_bucket="shop-uploads"))
     assert lint_errors(text) == []
     template = yaml.safe_load(text)
     topic = template["Resources"]["ProgressTopic"]["Properties"]
@@ -388,7 +390,7 @@ def test_fanout_sam_template_creates_the_topic_and_passes_its_arn() -> None:
         }
     ]
     # Without fan-out mode, no topic.
-    plain = yaml.safe_load(sam_template(CONFIG, upload_bucket="shop-uploads"))
+    plain = yaml.safe_load(sam_template(CONFIG, SamOptions(upload_bucket="shop-uploads")))
     assert "ProgressTopic" not in plain["Resources"]
     assert "ProgressTopicArn" not in plain["Outputs"]
 
@@ -429,7 +431,8 @@ def test_sam_roles_are_the_iam_policy_documents(trigger: BridgeTrigger) -> None:
     # One source of truth: the template's roles are what `transflow iam-policy` prints, with
     # the account, region and partition left to CloudFormation.
     text = sam_template(
-        CONFIG, upload_bucket="in-bucket", output_bucket="out-bucket", bridge_trigger=trigger
+        CONFIG,
+        SamOptions(upload_bucket="in-bucket", output_bucket="out-bucket", bridge_trigger=trigger),
     )
     resources = yaml.safe_load(text)["Resources"]
     policies = iam_policies(
@@ -461,3 +464,13 @@ def test_sam_roles_are_the_iam_policy_documents(trigger: BridgeTrigger) -> None:
     assert deployed("BridgeRole") == bridge
     assert deployed("ProcessorRole") == policies.processor
     assert deployed("RecoveryRole") == policies.recovery
+
+
+def test_sam_options_name_every_malformed_bucket_and_prefix_at_once() -> None:
+    # Checked on the options themselves: no IAM documents are built to find out.
+    with pytest.raises(ConfigError) as caught:
+        SamOptions(upload_bucket="Up_Loads", output_bucket="o", claim_check_prefix="claims/*")
+    message = str(caught.value)
+    assert "upload bucket 'Up_Loads' is not an S3 bucket name" in message
+    assert "output bucket 'o' is not an S3 bucket name" in message
+    assert "claim check prefix 'claims/*' must be a plain key prefix" in message

@@ -331,6 +331,47 @@ def create_upload(
     seconds (by default the life of the upload form plus an hour, so the browser can
     reconnect until the job is done).
     """
+    limit = _check_arguments(files, expires_in, max_file_size, allowed_content_types)
+    upload_id = new_upload_id() if upload_id is None else upload_id
+    _check_ids(upload_id, template_id, user)
+    _warn_unless_sigv4(s3_client)
+    plan = _plan(
+        [_as_file(item) for item in files],
+        branch=branch,
+        upload_id=upload_id,
+        template_id=template_id,
+        user=user,
+        fields=fields,
+        limit=limit,
+        allowed=allowed_content_types,
+    )
+    signed = _sign(s3_client, bucket, plan, expires_in)
+    now = dt.datetime.now(dt.timezone.utc)
+    token, token_expires = None, None
+    if stream_secret is not None:
+        token, token_expires = _stream_token(
+            stream_secret, plan, user, ttl=stream_token_ttl, expires_in=expires_in, now=now
+        )
+    return UploadTicket(
+        upload_id=upload_id,
+        bucket=bucket,
+        branch=plan.branch,
+        prefix=plan.prefix,
+        template_id=template_id,
+        expires_at=now + dt.timedelta(seconds=expires_in),
+        files=signed,
+        stream_token=token,
+        stream_token_expires_at=token_expires,
+    )
+
+
+def _check_arguments(
+    files: Sequence[str | UploadFile],
+    expires_in: int,
+    max_file_size: int | None,
+    allowed_content_types: Sequence[str] | None,
+) -> int:
+    """Refuse arguments that cannot work; the per-file size limit."""
     if not files:
         raise UploadError("an upload needs at least one file")
     if isinstance(files, str):
@@ -345,9 +386,10 @@ def create_upload(
         )
     if allowed_content_types is not None:
         _check_patterns(allowed_content_types)
-    upload_id = new_upload_id() if upload_id is None else upload_id
-    _check_ids(upload_id, template_id, user)
+    return limit
 
+
+def _warn_unless_sigv4(s3_client: S3Client) -> None:
     if getattr(s3_client.meta.config, "signature_version", None) != "s3v4":
         # botocore signs presigned POSTs with the deprecated SigV2 unless told otherwise;
         # regions opened since 2014 refuse those.
@@ -355,24 +397,58 @@ def create_upload(
             "create_upload: the S3 client does not sign with SigV4; create it with "
             "botocore.config.Config(signature_version='s3v4')"
         )
-    wanted = [_as_file(item) for item in files]
+
+
+@attrs.frozen
+class _PlannedPost:
+    """One file's presigned POST before signing: its key, form fields and policy
+    conditions."""
+
+    file: UploadFile
+    key: str
+    form: dict[str, str]
+    conditions: list[Any]
+
+
+@attrs.frozen
+class _Plan:
+    """An upload's keys and what each POST will pin, decided without S3."""
+
+    upload_id: str
+    branch: str
+    prefix: str
+    limit: int
+    posts: tuple[_PlannedPost, ...]
+
+
+def _plan(
+    wanted: list[UploadFile],
+    *,
+    branch: str,
+    upload_id: str,
+    template_id: str,
+    user: UserContext | None,
+    fields: Mapping[str, JsonValue] | None,
+    limit: int,
+    allowed: Sequence[str] | None,
+) -> _Plan:
+    """The keys and signed fields of each file; every refused file at once, in an
+    :class:`UploadRefusedError`. Pure."""
     problems = [
         (file.name, reason)
         for file in wanted
-        if (reason := _refusal(file, limit, allowed_content_types)) is not None
+        if (reason := _refusal(file, limit, allowed)) is not None
     ]
     if problems:
         raise UploadRefusedError(problems)
-
     try:
         branch = sanitize_branch(branch)
     except ConfigError as exc:
         raise UploadError(str(exc)) from None
     prefix = upload_prefix(branch, upload_id, user.user_id if user else None)
     meta = _metadata(upload_id, template_id, fields, user, len(wanted))
-    signed: list[PresignedFile] = []
+    posts: list[_PlannedPost] = []
     for file, name in zip(wanted, _unique_names(wanted), strict=True):
-        key = prefix + name
         form = {f"{_META_PREFIX}{k}": v for k, v in meta.items()}
         # Every form field is pinned by an exact-match condition: S3 refuses a POST whose
         # field differs from the signed one, or that adds an x-amz-meta-* field of its own.
@@ -381,48 +457,58 @@ def create_upload(
             form["Content-Type"] = file.content_type.strip()
             conditions.append({"Content-Type": form["Content-Type"]})
         conditions.append(["content-length-range", 0, limit])
-        post = s3_client.generate_presigned_post(
-            Bucket=bucket, Key=key, Fields=form, Conditions=conditions, ExpiresIn=expires_in
+        posts.append(_PlannedPost(file, prefix + name, form, conditions))
+    return _Plan(upload_id, branch, prefix, limit, tuple(posts))
+
+
+def _sign(
+    s3_client: S3Client, bucket: str, plan: _Plan, expires_in: int
+) -> tuple[PresignedFile, ...]:
+    """One presigned POST per planned file (local: botocore signs without calling S3)."""
+    signed: list[PresignedFile] = []
+    for post in plan.posts:
+        answer = s3_client.generate_presigned_post(
+            Bucket=bucket,
+            Key=post.key,
+            Fields=post.form,
+            Conditions=post.conditions,
+            ExpiresIn=expires_in,
         )
         # safe_filename keeps ${filename} out of keys; checked again here so that no policy
         # that lets the browser pick its key is ever handed out, whatever signed it.
-        unpinned = pinned_key_problem(post["fields"], key)
+        unpinned = pinned_key_problem(answer["fields"], post.key)
         if unpinned is not None:
-            raise UploadError(f"refusing to sign a POST for {key!r}: {unpinned}")
+            raise UploadError(f"refusing to sign a POST for {post.key!r}: {unpinned}")
         signed.append(
             PresignedFile(
-                name=file.name,
-                key=key,
-                url=post["url"],
-                fields=dict(post["fields"]),
-                content_type=form.get("Content-Type"),
-                max_size=limit,
+                name=post.file.name,
+                key=post.key,
+                url=answer["url"],
+                fields=dict(answer["fields"]),
+                content_type=post.form.get("Content-Type"),
+                max_size=plan.limit,
             )
         )
-    now = dt.datetime.now(dt.timezone.utc)
-    token, token_expires = None, None
-    if stream_secret is not None:
-        ttl = (
-            min(expires_in + DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL)
-            if stream_token_ttl is None
-            else stream_token_ttl
-        )
-        token = issue_stream_token(
-            stream_secret,
-            upload_channel(branch, upload_id),
-            user_id=user.user_id if user else None,
-            ttl=ttl,
-            now=now.timestamp(),
-        )
-        token_expires = now + dt.timedelta(seconds=ttl)
-    return UploadTicket(
-        upload_id=upload_id,
-        bucket=bucket,
-        branch=branch,
-        prefix=prefix,
-        template_id=template_id,
-        expires_at=now + dt.timedelta(seconds=expires_in),
-        files=tuple(signed),
-        stream_token=token,
-        stream_token_expires_at=token_expires,
+    return tuple(signed)
+
+
+def _stream_token(
+    secret: str | bytes,
+    plan: _Plan,
+    user: UserContext | None,
+    *,
+    ttl: int | None,
+    expires_in: int,
+    now: dt.datetime,
+) -> tuple[str, dt.datetime]:
+    """The token that lets the browser follow this upload's channel, and its expiry."""
+    if ttl is None:
+        ttl = min(expires_in + DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL)
+    token = issue_stream_token(
+        secret,
+        upload_channel(plan.branch, plan.upload_id),
+        user_id=user.user_id if user else None,
+        ttl=ttl,
+        now=now.timestamp(),
     )
+    return token, now + dt.timedelta(seconds=ttl)

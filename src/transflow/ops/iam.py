@@ -343,12 +343,6 @@ def iam_policies(
     progress topic, and the stream handler manages its own instance queue (and sweeps
     crashed instances'), subscribed to the topic. Raises :class:`ConfigError` for a
     malformed account id, region, partition or bucket name."""
-    # The output bucket is named in a problem only when it was given: a user who passed one
-    # bucket must not read about a second.
-    buckets = {"upload bucket": upload_bucket}
-    if output_bucket and output_bucket != upload_bucket:
-        buckets["output bucket"] = output_bucket
-    output_bucket = output_bucket or upload_bucket
     problems = []
     if not _ACCOUNT.fullmatch(account_id):
         problems.append(f"account id {account_id!r} must be 12 digits")
@@ -356,16 +350,8 @@ def iam_policies(
         problems.append(f"region {region!r} is not an AWS region name such as 'us-east-1'")
     if partition not in _PARTITIONS:
         problems.append(f"partition {partition!r} must be one of {', '.join(_PARTITIONS)}")
-    for what, bucket in buckets.items():
-        if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-            problems.append(
-                f"{what} {bucket!r} is not an S3 bucket name (3 to 63 lowercase letters, "
-                "digits, '.' and '-')"
-            )
-    if claim_check_prefix is not None and (
-        not claim_check_prefix or "*" in claim_check_prefix or "?" in claim_check_prefix
-    ):
-        problems.append(f"claim check prefix {claim_check_prefix!r} must be a plain key prefix")
+    problems.extend(bucket_problems(upload_bucket, output_bucket, claim_check_prefix))
+    output_bucket = output_bucket or upload_bucket
     if problems:
         raise ConfigError("cannot write IAM policies: " + "; ".join(problems))
     return build_policies(
@@ -379,6 +365,29 @@ def iam_policies(
         claim_check_prefix=claim_check_prefix,
         fanout=fanout_resources(config, partition=partition, region=region, account_id=account_id),
     )
+
+
+def bucket_problems(
+    upload_bucket: str, output_bucket: str | None, claim_check_prefix: str | None
+) -> list[str]:
+    """What is wrong with the bucket names and the claim check prefix given to
+    :func:`iam_policies` or the SAM template (an empty list when nothing is)."""
+    # The output bucket is named in a problem only when it was given: a user who passed one
+    # bucket must not read about a second.
+    buckets = {"upload bucket": upload_bucket}
+    if output_bucket and output_bucket != upload_bucket:
+        buckets["output bucket"] = output_bucket
+    problems = [
+        f"{what} {bucket!r} is not an S3 bucket name (3 to 63 lowercase letters, digits, "
+        "'.' and '-')"
+        for what, bucket in buckets.items()
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket
+    ]
+    if claim_check_prefix is not None and (
+        not claim_check_prefix or "*" in claim_check_prefix or "?" in claim_check_prefix
+    ):
+        problems.append(f"claim check prefix {claim_check_prefix!r} must be a plain key prefix")
+    return problems
 
 
 def fanout_resources(

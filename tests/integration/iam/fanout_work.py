@@ -30,8 +30,8 @@ from transflow import ProgressHub, ProgressPublisher, TransflowConfig
 from transflow._wire.tokens import issue_stream_token
 from transflow.ops import dlq
 from transflow.ops.provision import ensure_topic, progress_publisher
+from transflow.streaming.apps import wsgi_app
 from transflow.streaming.instances import LAST_SEEN_TAG, InstanceQueue, sweep_instance_queues
-from transflow.streaming.sse import wsgi_app
 
 FANOUT_CONFIG = TransflowConfig(project="iamapp")
 FANOUT_CONFIG = attrs.evolve(

@@ -43,7 +43,7 @@ from transflow.ops.metrics import queue_stats
 from transflow.ops.provision import QueueUrls, resolve_queue_urls
 from transflow.ops.recovery import INCOMPLETE_ERROR, sweep_stale_uploads
 from transflow.processing.storage import read_status_record as load_status
-from transflow.streaming.sse import wsgi_app
+from transflow.streaming.apps import wsgi_app
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

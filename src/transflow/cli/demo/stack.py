@@ -11,7 +11,7 @@ HTTP routes (all JSON unless said):
 - ``GET /`` the dev page (HTML); ``GET /app.js`` its script
 - ``POST /api/uploads`` ``{"templateId", "files": [{"name", "type", "size"}]}`` → upload ticket
 - ``GET /api/uploads/{uploadId}`` the status record and presigned links to the outputs
-- ``GET /events?channel=…&token=…`` Server-Sent Events (``sse.wsgi_app``); the token is
+- ``GET /events?channel=…&token=…`` Server-Sent Events (``wsgi_app``); the token is
   the ticket's ``streamToken`` (signed with a secret made at start, or ``TRANSFLOW_STREAM_SECRET``)
 """
 
@@ -47,7 +47,7 @@ from transflow.ops.provision import QueueUrls, ensure_queues
 from transflow.processing.processor import JobProcessor
 from transflow.processing.storage import read_status_record
 from transflow.processing.worker import make_worker
-from transflow.streaming import sse
+from transflow.streaming.apps import wsgi_app
 from transflow.streaming.hub import ProgressHub
 
 if TYPE_CHECKING:
@@ -341,7 +341,7 @@ class DemoStack:
 
     def _serve_http(self, hub: ProgressHub) -> None:
         s = self.settings
-        app = _router(self, sse.wsgi_app(hub, secret=self.stream_secret, retry=1000))
+        app = _router(self, wsgi_app(hub, secret=self.stream_secret, retry=1000))
         server = make_server(
             s.http_host,
             s.http_port,
