@@ -40,6 +40,7 @@ from transflow.errors import (
     SubscriptionClosed,
     SubscriptionDenied,
 )
+from transflow.streaming.cursor import is_cursor
 
 if TYPE_CHECKING:
     from transflow._wire.model import ProgressEvent
@@ -162,10 +163,11 @@ def dropped_events() -> int:
         return _drops
 
 
-def _event_bytes(event: ProgressEvent) -> bytes | None:
+def _event_bytes(event: ProgressEvent, feed: _Feed | None = None) -> bytes | None:
     global _drops  # noqa: PLW0603 - one process-wide counter, read by dropped_events()
     try:
-        return encode(event.to_json(), id=event.event_id)
+        # A branch subscription's id is its cursor, which any hub instance resumes from.
+        return encode(event.to_json(), id=getattr(feed, "last_event_id", None) or event.event_id)
     except (SseEncodingError, ValueError) as exc:
         # One hostile event must not end every stream that carries it (and again on each
         # reconnect): skip it, count it, keep streaming.
@@ -215,7 +217,7 @@ def stream(
                 return
             except SubscriptionClosed:
                 return
-            chunk = comment() if event is None else _event_bytes(event)
+            chunk = comment() if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
     finally:
@@ -239,7 +241,7 @@ async def astream(
                 return
             except SubscriptionClosed:
                 return
-            chunk = comment() if event is None else _event_bytes(event)
+            chunk = comment() if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
     finally:
@@ -291,10 +293,10 @@ def _last_event_id(header: str | None, query: Mapping[str, list[str]]) -> str | 
     value = header or (query.get("lastEventId") or [""])[0]
     if not value:
         return None
-    if not _LAST_EVENT_ID.fullmatch(value):
+    if not _LAST_EVENT_ID.fullmatch(value) and not is_cursor(value):
         # Not an id this server sent: resume from the snapshot, as for a first connection,
         # rather than refuse a browser that would then give up for good.
-        log.debug("SSE: ignoring a Last-Event-ID that is not '{uploadId}:{seq}'")
+        log.debug("SSE: ignoring a Last-Event-ID that is not '{uploadId}:{seq}' or a cursor")
         return None
     return value
 
