@@ -296,7 +296,7 @@ def test_a_subscriber_over_its_byte_budget_is_cut_off_alone_and_resumes() -> Non
         assert reader.get(timeout=0) is not None
     assert peak <= 8 << 20
     assert stalled.pending_bytes == 0  # freed at the cut
-    with pytest.raises(SubscriberLagged, match="bytes of events behind.*reconnect"):
+    with pytest.raises(SubscriberLagged, match=r"bytes of events behind.*reconnect"):
         stalled.get(timeout=0)
     stats = fanout.stats()
     assert (stats.lagged, stats.lagged_bytes, stats.subscribers) == (1, 1, 1)
