@@ -319,3 +319,23 @@ def test_one_event_larger_than_the_budget_reaches_a_reader_that_is_caught_up() -
     with pytest.raises(SubscriberLagged):
         sub.get(timeout=0)
     assert fanout.stats().lagged_bytes == 1
+
+
+def test_a_new_branch_stream_on_a_busy_branch_lists_its_newest_uploads() -> None:
+    """More uploads in the snapshot than a cursor lists: the newest are listed, the others
+    are below the horizon, so a failover replays none of their old events."""
+    first, second = FanOut(cursor_uploads=2), FanOut(cursor_uploads=2)
+    for fanout in (first, second):
+        for upload, seq in (("a", 10), ("b", 20), ("c", 30), ("d", 40)):
+            fanout.dispatch(event(upload, seq))
+    watching = first.subscribe(branch_channel("main"))
+    for fanout in (first, second):
+        fanout.dispatch(event("c", 31))
+        fanout.dispatch(event("e", 50))
+    got = take(watching)
+    assert [(u, s) for u, s, _ in got] == [("c", 31), ("e", 50)]
+    cursor = Cursor.parse(got[0][2], 2)
+    assert cursor is not None
+    assert cursor.horizon == 20  # a and b at or below it; c and d listed
+    assert dict(cursor.seqs) == {upload_key("d"): 40, upload_key("c"): 31}
+    assert ids(second.subscribe(branch_channel("main"), last_event_id=got[0][2])) == ["e:50"]

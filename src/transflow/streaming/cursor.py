@@ -25,6 +25,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from collections import OrderedDict
@@ -53,6 +54,7 @@ def cursor_chars(uploads: int) -> int:
     return len(_PREFIX) + _SEQ_CHARS + uploads * (1 + _KEY_CHARS + _SEQ_CHARS)
 
 
+@functools.lru_cache(maxsize=4096)  # every event a branch stream takes asks for one
 def upload_key(upload_id: str) -> str:
     """The 11-character key of an upload in a cursor."""
     digest = hashlib.blake2b(upload_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()

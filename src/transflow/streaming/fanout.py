@@ -17,10 +17,9 @@ dedup (per channel and in all), and the number of channels remembered (least rec
 are forgotten).
 
 Fairness: the lock is held for O(1) per dispatch and per subscriber delivered to; a resume
-(``Last-Event-ID``) holds it for O(channels of the branch + events replayed) (a new branch
-stream sorts its branch's snapshots for its cursor; an id a channel no longer remembers costs
-a scan of that channel's replay), never for a scan or sort of every buffered event; merging a
-branch's replay happens outside it.
+(``Last-Event-ID``) holds it for O(channels of the branch + events replayed) (an id a
+channel no longer remembers costs a scan of that channel's replay), never for a scan or sort
+of every buffered event; merging a branch's replay happens outside it.
 """
 
 from __future__ import annotations
@@ -490,12 +489,18 @@ class FanOut:
         """A new branch stream's position: the last event of every upload in its snapshot
         (the most recent ``cursor_uploads``; the others below the cursor's horizon)."""
         cursor = Cursor(self.cursor_uploads)
-        seqs = sorted(
-            (s.last_seq, s.upload_id)
-            for s in snapshots
-            if s.last_seq is not None and s.upload_id is not None
+        # O(uploads of the branch), not a sort of them: only the newest few are listed.
+        ranked = heapq.nlargest(
+            self.cursor_uploads + 1,
+            (
+                (s.last_seq, s.upload_id)
+                for s in snapshots
+                if s.last_seq is not None and s.upload_id is not None
+            ),
         )
-        for seq, upload in seqs:
+        if len(ranked) > self.cursor_uploads:
+            cursor.horizon = ranked.pop()[0]
+        for seq, upload in reversed(ranked):
             cursor.advance(upload_key(upload), seq)
         return cursor
 
