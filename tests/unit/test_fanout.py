@@ -324,6 +324,7 @@ def test_the_hub_parses_messages_and_hands_events_to_its_fan_out() -> None:
     ("option", "value", "says"),
     [
         ("buffer_size", 0, "buffer_size must be at least 1, not 0"),
+        ("buffer_bytes", 0, "buffer_bytes must be at least 1, not 0"),
         ("replay_size", -1, "replay_size must be at least 0"),
         ("max_channels", 0, "max_channels must be at least 1"),
         ("concurrency", 0, "concurrency must be at least 1"),
