@@ -9,6 +9,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -39,6 +40,12 @@ def ev(upload: str, seq: int) -> ProgressEvent:
 
 def messages(client: SseClient) -> list[SseEvent]:
     return [e for e in client.snapshot() if e.type == "message"]
+
+
+def replayed(client: SseClient, events: list[SseEvent]) -> bool:
+    # The replay is written before the first heartbeat: a heartbeat after the snapshot
+    # means everything it replays has arrived.
+    return any(e.type == "snapshot" for e in events) and client.raw.endswith(b":\n")
 
 
 def pairs(events: list[SseEvent]) -> list[tuple[str, int]]:
@@ -79,13 +86,7 @@ def test_a_branch_stream_resumes_exactly_on_another_hub(
             resumed = SseClient(
                 f"{second_url}/?branch=main", headers={"Last-Event-ID": seen[cut - 1].last_event_id}
             ).start()
-            # The replay is written before the first heartbeat: a heartbeat after the
-            # snapshot means everything it replays has arrived.
-            resumed.wait_for(
-                lambda events, client=resumed: (
-                    any(e.type == "snapshot" for e in events) and client.raw.endswith(b":\n")
-                )
-            )
+            resumed.wait_for(partial(replayed, resumed))
             resumed.close()
             after = pairs(messages(resumed))
             assert sorted(pairs(seen[:cut]) + after) == sorted(FIRST), f"cut {cut}: {after}"
