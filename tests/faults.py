@@ -22,7 +22,8 @@ EntryFault = tuple[str, bool]  # (code, sender fault)
 class EntryFaults:
     """Fails chosen entries of a batch operation: ``decide(call_index, entry)`` returns a
     fault or None. A failed entry is removed before the request is built, so it really was
-    not sent, and reported in the response's ``Failed`` list."""
+    not sent, and reported in the response's ``Failed`` list. SQS's ``Entries`` and SNS
+    PublishBatch's ``PublishBatchRequestEntries`` alike."""
 
     client: Any
     operation: str
@@ -41,8 +42,9 @@ class EntryFaults:
         with self._lock:
             index = self.calls
             self.calls += 1
+        key = "PublishBatchRequestEntries" if "PublishBatchRequestEntries" in params else "Entries"
         kept, dropped = [], []
-        for entry in params["Entries"]:
+        for entry in params[key]:
             fault = self.decide(index, entry)
             if fault is None:
                 kept.append(entry)
@@ -57,7 +59,7 @@ class EntryFaults:
                 )
         if not kept:  # SQS refuses an empty batch: keep the call, fail nothing this time
             return
-        params["Entries"] = kept
+        params[key] = kept
         context["transflow_dropped"] = dropped
         with self._lock:
             self.injected += len(dropped)

@@ -34,6 +34,7 @@ from transflow.errors import (
     SubscriptionClosed,
     SubscriptionDenied,
 )
+from transflow.streaming.cursor import is_cursor
 from transflow.streaming.sse import (
     DEFAULT_HEARTBEAT,
     HEADERS,
@@ -71,10 +72,10 @@ def _last_event_id(header: str | None, query: Mapping[str, list[str]]) -> str | 
     value = header or (query.get("lastEventId") or [""])[0]
     if not value:
         return None
-    if not _LAST_EVENT_ID.fullmatch(value):
+    if not _LAST_EVENT_ID.fullmatch(value) and not is_cursor(value):
         # Not an id this server sent: resume from the snapshot, as for a first connection,
         # rather than refuse a browser that would then give up for good.
-        log.debug("SSE: ignoring a Last-Event-ID that is not '{uploadId}:{seq}'")
+        log.debug("SSE: ignoring a Last-Event-ID that is not '{uploadId}:{seq}' or a cursor")
         return None
     return value
 

@@ -2,20 +2,24 @@
 
 :class:`FanOut` keeps, per channel (``upload:{branch}:{uploadId}``), the upload's folded status
 and a bounded replay buffer; it hands each new event to every subscriber of the channel and of
-its branch pattern (``upload:{branch}:*``), drops redeliveries by ``seq``, cuts off a subscriber
-that fell ``buffer_size`` events behind (:class:`~transflow.errors.SubscriberLagged`), and on
-subscribe replays what came after a ``Last-Event-ID``. It starts no thread: whoever receives
-events (the :class:`~transflow.streaming.hub.ProgressHub`, a test, a host) calls
-:meth:`FanOut.dispatch`; a lock makes that safe from several threads.
+its branch pattern (``upload:{branch}:*``), drops redeliveries by identity (the upload's
+channel and the event's ``seq``, remembered in a bounded window), cuts off a subscriber that
+fell ``buffer_size`` events or ``buffer_bytes`` bytes behind
+(:class:`~transflow.errors.SubscriberLagged`), and on subscribe replays what came after a
+``Last-Event-ID`` (for a branch pattern, a :mod:`~transflow.streaming.cursor`). It starts
+no thread: whoever receives events (the :class:`~transflow.streaming.hub.ProgressHub`, a
+test, a host) calls :meth:`FanOut.dispatch`; a lock makes that safe from several threads.
 
-Memory is bounded everywhere: each subscriber's buffer, each channel's replay buffer (in events
-and in bytes), all replay buffers together (in bytes: the least recently active uploads lose
-their oldest events first), and the number of channels remembered (least recently used are
-forgotten).
+Memory is bounded everywhere: each subscriber's buffer (in events and bytes), each channel's
+replay buffer (in events and in bytes), all replay buffers together (in bytes: the least
+recently active uploads lose their oldest events first), the identities remembered for
+dedup (per channel and in all), and the number of channels remembered (least recently used
+are forgotten).
 
 Fairness: the lock is held for O(1) per dispatch and per subscriber delivered to; a resume
-(``Last-Event-ID``) holds it for O(channels of the branch + events replayed), never for a scan
-or sort of every buffered event; merging a branch's replay happens outside it.
+(``Last-Event-ID``) holds it for O(channels of the branch + events replayed) (an id a
+channel no longer remembers costs a scan of that channel's replay), never for a scan or sort
+of every buffered event; merging a branch's replay happens outside it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import attrs
 
 from transflow._wire.channels import branch_channel, parse_channel, upload_channel
 from transflow._wire.model import MAX_SEQ, ProgressEvent
-from transflow._wire.options import at_least
+from transflow._wire.options import at_least, bounded_int
 from transflow.errors import (
     ChannelError,
     EventFormatError,
@@ -41,6 +45,7 @@ from transflow.errors import (
     SubscriptionClosed,
     TransflowError,
 )
+from transflow.streaming.cursor import MAX_CURSOR_UPLOADS, Cursor, upload_key
 from transflow.streaming.snapshot import UploadStatus, fold_event
 
 __all__ = ["FanOut", "FanOutStats", "Subscription", "event_size", "split_event_id"]
@@ -101,7 +106,8 @@ class Subscription:
     snapshots: tuple[UploadStatus, ...]
     buffer_size: int
     _fanout: FanOut | None = attrs.field(repr=False)
-    _items: deque[ProgressEvent] = attrs.field(factory=deque, repr=False)
+    # (event, bytes of its wire JSON), so the byte budget is given back as events are taken
+    _items: deque[tuple[ProgressEvent, int]] = attrs.field(factory=deque, repr=False)
     _cond: threading.Condition = attrs.field(factory=threading.Condition, repr=False)
     _closed: SubscriptionClosed | None = attrs.field(default=None, repr=False)
     _wakers: set[Callable[[], None]] = attrs.field(factory=set, repr=False)
@@ -112,6 +118,11 @@ class Subscription:
         repr=False,
         default=attrs.Factory(lambda self: self.channel.endswith(":*"), takes_self=True),
     )
+    buffer_bytes: int = attrs.field(kw_only=True, default=8 << 20)
+    _held: int = attrs.field(init=False, default=0, repr=False)
+    # A branch pattern's position: what its event ids say (see transflow.streaming.cursor).
+    _cursor: Cursor | None = attrs.field(kw_only=True, default=None, repr=False)
+    _last_id: str | None = attrs.field(init=False, default=None, repr=False)
 
     @property
     def is_pattern(self) -> bool:
@@ -147,26 +158,54 @@ class Subscription:
         with self._cond:
             return len(self._items)
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes (of wire JSON) of the events buffered, not yet taken."""
+        with self._cond:
+            return self._held
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The SSE id to send with the event last taken: the event's own
+        ``{uploadId}:{seq}`` for one upload; for a branch pattern a cursor
+        (:mod:`transflow.streaming.cursor`) that any hub instance resumes from exactly."""
+        with self._cond:
+            if self._cursor is not None and self._last_id is None:
+                self._last_id = self._cursor.encode()
+            return self._last_id
+
     # -- the fan-out's side (called with its lock held) -------------------------------------
 
-    def _push(self, event: ProgressEvent) -> bool:
-        """Buffer an event; False when the subscriber lagged and was cut off."""
+    def _push(self, event: ProgressEvent, size: int) -> str | None:
+        """Buffer an event of ``size`` bytes; when the subscriber lagged and was cut off
+        (or had been), what it ran out of: ``"events"`` or ``"bytes"``."""
         with self._cond:
             if self._closed is not None:
-                return False
-            if len(self._items) >= self.buffer_size:
+                return "events"
+            # A reader that is caught up takes any one event, however large.
+            over = "events" if len(self._items) >= self.buffer_size else None
+            if over is None and self._items and self._held + size > self.buffer_bytes:
+                over = "bytes"
+            if over is not None:
+                behind = (
+                    f"{self.buffer_size} events"
+                    if over == "events"
+                    else f"more than {self.buffer_bytes} bytes of events"
+                )
                 self._items.clear()  # free the memory now; the client resumes by Last-Event-ID
+                self._held = 0
                 self._end(
                     SubscriberLagged(
-                        f"subscriber of {self.channel} fell {self.buffer_size} events behind "
-                        "and was disconnected; reconnect with the last event id you saw"
+                        f"subscriber of {self.channel} fell {behind} behind and was "
+                        "disconnected; reconnect with the last event id you saw"
                     )
                 )
-                return False
-            self._items.append(event)
+                return over
+            self._items.append((event, size))
+            self._held += size
             self._cond.notify_all()
             self._wake()
-            return True
+            return None
 
     def _end(self, reason: SubscriptionClosed) -> None:
         with self._cond:
@@ -183,7 +222,14 @@ class Subscription:
 
     def _take(self) -> ProgressEvent | None:
         if self._items:
-            return self._items.popleft()
+            event, size = self._items.popleft()
+            self._held -= size
+            if self._cursor is None:
+                self._last_id = event.event_id
+            elif event.seq is not None:
+                self._cursor.advance(upload_key(event.upload_id), event.seq)
+                self._last_id = None  # encoded when asked for
+            return event
         if self._closed is not None:
             raise self._closed
         return None
@@ -273,18 +319,25 @@ _Replayed = tuple[int, ProgressEvent, int]
 class _Channel:
     status: UploadStatus
     pattern: str  # its branch pattern, upload:{branch}:*
+    key: str  # its upload's key in a branch cursor
     replay: deque[_Replayed] = attrs.field(factory=deque)
     replay_bytes: int = 0
+    # The identities (seqs) dispatched most recently, oldest first, with their arrival
+    # numbers: the dedup window, and where a resume finds its place in the replay.
+    seen: OrderedDict[int, int] = attrs.field(factory=OrderedDict)
 
 
 @attrs.frozen
 class FanOutStats:
     """Counters of a :class:`FanOut` since it was made.
 
-    ``malformed``: messages dropped because no stream could ever carry them (they do not
-    parse, or parse into an event that cannot be delivered). ``replay_bytes``: the bytes the
-    replay buffers hold now; ``replay_evicted``: events dropped from them (or never kept)
-    to stay within the byte budgets."""
+    ``duplicates``: events dropped because the same identity (channel and ``seq``) was
+    dispatched before. ``malformed``: messages dropped because no stream could ever carry
+    them (they do not parse, or parse into an event that cannot be delivered). ``lagged``:
+    subscribers cut off for falling behind, ``lagged_bytes`` of them for holding more than
+    their byte budget. ``replay_bytes``: the bytes the replay buffers hold now;
+    ``replay_evicted``: events dropped from them (or never kept) to stay within the byte
+    budgets. ``identities``: the identities remembered for dedup now."""
 
     subscribers: int
     channels: int
@@ -295,22 +348,34 @@ class FanOutStats:
     lagged: int
     replay_bytes: int
     replay_evicted: int
+    lagged_bytes: int
+    identities: int
 
 
 @attrs.define(eq=False)
 class FanOut:
     """Subscribers by channel and branch pattern, and each channel's status and replay.
 
-    ``buffer_size`` events at most wait for a subscriber before it is cut off;
-    ``replay_size`` events and ``replay_bytes`` bytes (of wire JSON) per channel are kept
-    for resuming, ``replay_total_bytes`` in all channels together; ``max_channels`` channels
-    are remembered. An event larger than a byte budget is delivered live but not kept."""
+    ``buffer_size`` events and ``buffer_bytes`` bytes (of wire JSON) at most wait for a
+    subscriber before it is cut off; ``replay_size`` events and ``replay_bytes`` bytes per
+    channel are kept for resuming, ``replay_total_bytes`` in all channels together;
+    ``max_channels`` channels are remembered. An event larger than a byte budget is
+    delivered live but not kept. The last ``dedup_size`` identities of each channel, and
+    ``dedup_total`` in all (the least recently active channels forget first), are
+    remembered to drop redeliveries. A branch pattern's event ids list at most
+    ``cursor_uploads`` uploads (see :mod:`transflow.streaming.cursor`)."""
 
     buffer_size: int = attrs.field(default=1000, validator=at_least(1))
     replay_size: int = attrs.field(default=1000, validator=at_least(0))
     max_channels: int = attrs.field(default=10_000, validator=at_least(1))
     replay_bytes: int = attrs.field(default=1 << 20, validator=at_least(0), kw_only=True)
     replay_total_bytes: int = attrs.field(default=256 << 20, validator=at_least(0), kw_only=True)
+    buffer_bytes: int = attrs.field(default=8 << 20, validator=at_least(1), kw_only=True)
+    dedup_size: int = attrs.field(default=1024, validator=at_least(1), kw_only=True)
+    dedup_total: int = attrs.field(default=1 << 18, validator=at_least(1), kw_only=True)
+    cursor_uploads: int = attrs.field(
+        default=16, validator=bounded_int(1, MAX_CURSOR_UPLOADS), kw_only=True
+    )
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _channels: OrderedDict[str, _Channel] = attrs.field(init=False, factory=OrderedDict)
@@ -320,13 +385,24 @@ class FanOut:
     # byte budget evicts from the front.
     _replaying: OrderedDict[str, None] = attrs.field(init=False, factory=OrderedDict)
     _replay_total: int = attrs.field(init=False, default=0)
+    # Channels whose dedup window holds identities, least recently dispatched to first.
+    _remembering: OrderedDict[str, None] = attrs.field(init=False, factory=OrderedDict)
+    _identities: int = attrs.field(init=False, default=0)
     _exact: dict[str, set[Subscription]] = attrs.field(init=False, factory=dict)
     _patterns: dict[str, set[Subscription]] = attrs.field(init=False, factory=dict)
     _arrivals: Iterator[int] = attrs.field(init=False, factory=itertools.count)
     _counts: dict[str, int] = attrs.field(
         init=False,
         factory=lambda: dict.fromkeys(
-            ("dispatched", "delivered", "duplicates", "malformed", "lagged", "replay_evicted"),
+            (
+                "dispatched",
+                "delivered",
+                "duplicates",
+                "malformed",
+                "lagged",
+                "lagged_bytes",
+                "replay_evicted",
+            ),
             0,
         ),
     )
@@ -339,60 +415,134 @@ class FanOut:
                 subscribers=sum(len(s) for s in (*self._exact.values(), *self._patterns.values())),
                 channels=len(self._channels),
                 replay_bytes=self._replay_total,
+                identities=self._identities,
                 **self._counts,
             )
 
     # -- subscribing ----------------------------------------------------------------------
 
     def subscribe(
-        self, channel: str, last_event_id: str | None = None, *, buffer_size: int | None = None
+        self,
+        channel: str,
+        last_event_id: str | None = None,
+        *,
+        buffer_size: int | None = None,
+        buffer_bytes: int | None = None,
     ) -> Subscription:
         """Subscribe to ``upload:{branch}:{uploadId}`` or ``upload:{branch}:*``; with
-        ``last_event_id``, the events after it still in the replay buffers come first. Raises
+        ``last_event_id``, the events after it still in the replay buffers come first (for
+        a branch pattern, after the cursor its event ids carry; a plain ``{uploadId}:{seq}``
+        resumes after that event in this fan-out's arrival order). Raises
         :class:`~transflow.errors.ChannelError` for a malformed channel and
         :class:`SubscriptionClosed` once :meth:`close` was called."""
         _branch, upload_id = parse_channel(channel)
-        resume = split_event_id(last_event_id)
-        size = buffer_size or self.buffer_size
         pattern = upload_id is None
+        cursor = Cursor.parse(last_event_id, self.cursor_uploads) if pattern else None
+        resume = None if cursor is not None else split_event_id(last_event_id)
+        size = buffer_size or self.buffer_size
+        budget = buffer_bytes or self.buffer_bytes
         with self._lock:
             if self._closed:
                 raise SubscriptionClosed("the progress hub has stopped; subscribe to a running hub")
             if pattern:
                 names = list(self._branches.get(channel, ()))
-                snapshots = tuple(self._channels[name].status for name in names)
-                tails = self._pattern_tails(channel, names, resume)
+                known = [self._channels[name] for name in names]
+                snapshots = tuple(k.status for k in known)
+                if cursor is not None:
+                    tails = self._cursor_tails(known, cursor)
+                else:
+                    tails = self._pattern_tails(channel, names, resume)
+                    cursor = self._seed_cursor(snapshots)
             else:
-                known = self._channels.get(channel)
-                snapshots = (known.status if known else UploadStatus(channel),)
-                tails = [self._exact_tail(known, upload_id, resume)]
-            sub = Subscription(channel, snapshots, size, self, pattern=pattern)
+                found = self._channels.get(channel)
+                snapshots = (found.status if found else UploadStatus(channel),)
+                tails = [self._exact_tail(found, upload_id, resume)]
+            sub = Subscription(
+                channel,
+                snapshots,
+                size,
+                self,
+                pattern=pattern,
+                buffer_bytes=budget,
+                cursor=cursor,
+            )
             registry = self._patterns if pattern else self._exact
             registry.setdefault(channel, set()).add(sub)
         if tails:
             # Merged by arrival outside the lock. Events dispatched since registering are
-            # newer than every replayed one, so the replay goes in front of them.
-            merged = [e for _, e, _ in heapq.merge(*tails, key=lambda entry: entry[0])]
+            # newer than every replayed one, so the replay goes in front of them. Only the
+            # newest that fit the subscriber's budgets: the rest is in the snapshot.
+            merged = list(heapq.merge(*tails, key=lambda entry: entry[0]))
+            kept: list[tuple[ProgressEvent, int]] = []
+            held = 0
+            for _, event, nbytes in reversed(merged):
+                if len(kept) >= size or (kept and held + nbytes > budget):
+                    break
+                kept.append((event, nbytes))
+                held += nbytes
             with sub._cond:
-                sub._items.extendleft(reversed(merged[-size:]))
+                sub._items.extendleft(kept)
+                sub._held += held
         return sub
 
+    def _seed_cursor(self, snapshots: tuple[UploadStatus, ...]) -> Cursor:
+        """A new branch stream's position: the last event of every upload in its snapshot
+        (the most recent ``cursor_uploads``; the others below the cursor's horizon)."""
+        cursor = Cursor(self.cursor_uploads)
+        # O(uploads of the branch), not a sort of them: only the newest few are listed.
+        ranked = heapq.nlargest(
+            self.cursor_uploads + 1,
+            (
+                (s.last_seq, s.upload_id)
+                for s in snapshots
+                if s.last_seq is not None and s.upload_id is not None
+            ),
+        )
+        if len(ranked) > self.cursor_uploads:
+            cursor.horizon = ranked.pop()[0]
+        for seq, upload in reversed(ranked):
+            cursor.advance(upload_key(upload), seq)
+        return cursor
+
     @staticmethod
+    def _after(known: _Channel, seq: int) -> list[_Replayed]:
+        """The replayed events of a channel that came after its event ``seq``: after its
+        place in arrival order when remembered (a late event, with a lower seq, included),
+        else those with a higher seq."""
+        arrived = known.seen.get(seq)
+        if arrived is None:
+            return FanOut._newer(known, seq)
+        # From the newest back: O(events replayed).
+        tail = list(itertools.takewhile(lambda entry: entry[0] > arrived, reversed(known.replay)))
+        tail.reverse()
+        return [entry for entry in tail if entry[1].seq is not None]
+
+    @staticmethod
+    def _newer(known: _Channel, seq: int) -> list[_Replayed]:
+        return [entry for entry in known.replay if entry[1].seq is not None and entry[1].seq > seq]
+
     def _exact_tail(
-        known: _Channel | None, upload_id: str | None, resume: tuple[str, int] | None
+        self, known: _Channel | None, upload_id: str | None, resume: tuple[str, int] | None
     ) -> list[_Replayed]:
-        # From the newest back to the resume point: O(events replayed).
         if known is None or resume is None or resume[0] != upload_id:
             return []
-        tail: list[_Replayed] = []
-        for entry in reversed(known.replay):
-            seq = entry[1].seq
-            if seq is not None and seq <= resume[1]:
-                break
+        return self._after(known, resume[1])
+
+    def _cursor_tails(self, known: list[_Channel], cursor: Cursor) -> list[list[_Replayed]]:
+        # Per upload, its own order is the same on every instance: resume each after the
+        # last event the cursor says was given. O(channels of the branch + events replayed).
+        tails = []
+        for channel in known:
+            seq = cursor.seqs.get(channel.key)
             if seq is not None:
-                tail.append(entry)
-        tail.reverse()
-        return tail
+                tail = self._after(channel, seq)
+            elif cursor.horizon is not None:
+                tail = self._newer(channel, cursor.horizon)
+            else:  # nothing of it was given
+                tail = [entry for entry in channel.replay if entry[1].seq is not None]
+            if tail:
+                tails.append(tail)
+        return tails
 
     def _pattern_tails(
         self, pattern: str, names: list[str], resume: tuple[str, int] | None
@@ -403,12 +553,9 @@ class FanOut:
         last = self._channels.get(upload_channel(branch, resume[0]))
         after: int | None = None
         if last is not None and last.pattern == pattern:
-            for n, event, _ in reversed(last.replay):
-                if event.seq == resume[1]:
-                    after = n
-                    break
-                if event.seq is not None and event.seq < resume[1]:
-                    break
+            after = last.seen.get(resume[1])
+            if after is not None and (not last.replay or last.replay[0][0] > after):
+                after = None  # evicted from the replay: the snapshots carry the state
         if after is None:
             return []  # too old for the buffers: the snapshots carry the state
         tails = []
@@ -452,7 +599,10 @@ class FanOut:
     def _channel(self, name: str, pattern: str) -> _Channel:
         known = self._channels.get(name)
         if known is None:
-            known = self._channels[name] = _Channel(UploadStatus(name), pattern)
+            _branch, upload_id = parse_channel(name)
+            known = self._channels[name] = _Channel(
+                UploadStatus(name), pattern, upload_key(upload_id or "")
+            )
             self._branches.setdefault(pattern, {})[name] = None
             while len(self._channels) > self.max_channels:
                 self._drop_channel(*self._channels.popitem(last=False))
@@ -463,6 +613,8 @@ class FanOut:
     def _drop_channel(self, name: str, known: _Channel) -> None:
         self._replay_total -= known.replay_bytes
         self._replaying.pop(name, None)
+        self._identities -= len(known.seen)
+        self._remembering.pop(name, None)
         names = self._branches.get(known.pattern)
         if names is not None:
             names.pop(name, None)
@@ -497,6 +649,23 @@ class FanOut:
         if not known.replay:
             del self._replaying[name]
 
+    def _remember(self, name: str, known: _Channel, seq: int, arrival: int) -> None:
+        known.seen[seq] = arrival
+        self._identities += 1
+        self._remembering[name] = None
+        self._remembering.move_to_end(name)
+        if len(known.seen) > self.dedup_size:
+            self._forget_identity(name, known)
+        while self._identities > self.dedup_total:
+            oldest = next(iter(self._remembering))
+            self._forget_identity(oldest, self._channels[oldest])
+
+    def _forget_identity(self, name: str, known: _Channel) -> None:
+        known.seen.popitem(last=False)
+        self._identities -= 1
+        if not known.seen:
+            del self._remembering[name]
+
     def malformed(self) -> None:
         """Count a message that was not an event (the caller logs and drops it)."""
         with self._lock:
@@ -504,27 +673,35 @@ class FanOut:
 
     def dispatch(self, event: ProgressEvent, *, pattern: str | None = None) -> int:
         """Fold ``event`` into its channel and hand it to every matching subscriber; returns
-        how many got it (0 for a redelivery: an event whose ``seq`` is not after the last one
-        folded). ``pattern`` is the event's branch pattern, when the caller parsed it
-        already. Raises :class:`EventFormatError` for an event no stream could carry
-        (see :func:`event_size`); nothing is changed then."""
+        how many got it (0 for a redelivery: an event whose identity, its channel and
+        ``seq``, is among the channel's last ``dedup_size`` dispatched). An event that
+        arrives after events with a higher seq (a batch entry sent again after its
+        successors) is no redelivery: it is delivered where it arrived. Events without a
+        seq have no identity and are always delivered. ``pattern`` is the event's branch
+        pattern, when the caller parsed it already. Raises :class:`EventFormatError` for an
+        event no stream could carry (see :func:`event_size`); nothing is changed then."""
         size = event_size(event)
         pattern = pattern or branch_channel(event.branch)
         with self._lock:
             known = self._channel(event.channel, pattern)
-            last = known.status.last_seq
-            if event.seq is not None and last is not None and event.seq <= last:
+            if event.seq is not None and event.seq in known.seen:
                 self._counts["duplicates"] += 1  # a redelivery: subscribers already have it
                 return 0
+            arrival = next(self._arrivals)
+            if event.seq is not None:
+                self._remember(event.channel, known, event.seq, arrival)
             known.status = fold_event(known.status, event)
-            self._keep(event.channel, known, (next(self._arrivals), event, size))
+            self._keep(event.channel, known, (arrival, event, size))
             targets = [*self._exact.get(event.channel, ()), *self._patterns.get(pattern, ())]
             delivered = 0
             for sub in targets:
-                if sub._push(event):
+                over = sub._push(event, size)
+                if over is None:
                     delivered += 1
                 else:
                     self._counts["lagged"] += 1
+                    if over == "bytes":
+                        self._counts["lagged_bytes"] += 1
                     self._forget(sub)
                     sub._fanout = None
             self._counts["dispatched"] += 1

@@ -129,6 +129,7 @@ class ProgressHub:
     progress_queue_url: str | None = None
     authorize: Authorize | None = None
     buffer_size: int = attrs.field(default=1000, validator=at_least(1))
+    buffer_bytes: int = attrs.field(default=8 << 20, validator=at_least(1), kw_only=True)
     replay_size: int = attrs.field(default=1000, validator=at_least(0))
     max_channels: int = attrs.field(default=10_000, validator=at_least(1))
     replay_bytes: int = attrs.field(default=1 << 20, validator=at_least(0))
@@ -175,6 +176,7 @@ class ProgressHub:
             self.max_channels,
             replay_bytes=self.replay_bytes,
             replay_total_bytes=self.replay_total_bytes,
+            buffer_bytes=self.buffer_bytes,
         )
 
     @classmethod

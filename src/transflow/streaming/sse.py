@@ -131,10 +131,11 @@ def dropped_events() -> int:
         return _drops
 
 
-def _event_bytes(event: ProgressEvent) -> bytes | None:
+def _event_bytes(event: ProgressEvent, feed: _Feed | None = None) -> bytes | None:
     global _drops  # noqa: PLW0603 - one process-wide counter, read by dropped_events()
     try:
-        return encode(event.to_json(), id=event.event_id)
+        # A branch subscription's id is its cursor, which any hub instance resumes from.
+        return encode(event.to_json(), id=getattr(feed, "last_event_id", None) or event.event_id)
     except (SseEncodingError, ValueError) as exc:
         # One hostile event must not end every stream that carries it (and again on each
         # reconnect): skip it, count it, keep streaming.
@@ -184,7 +185,7 @@ def stream(
                 return
             except SubscriptionClosed:
                 return
-            chunk = comment() if event is None else _event_bytes(event)
+            chunk = comment() if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
     finally:
@@ -208,7 +209,7 @@ async def astream(
                 return
             except SubscriptionClosed:
                 return
-            chunk = comment() if event is None else _event_bytes(event)
+            chunk = comment() if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
     finally:

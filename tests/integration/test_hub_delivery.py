@@ -1,0 +1,83 @@
+"""No progress event lost to a partial batch failure (issue 20, item 3), on the moto server:
+one entry of a batch of five fails once and is sent again after its successors; every
+subscriber still gets all five, the late one where the queue delivered it."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from tests.faults import EntryFaults
+from tests.streaming_support import fifo_queue, queue_counts, wait_until
+from transflow import ProgressHub, ProgressPublisher, Subscription, load_config
+from transflow._aws.retry import RetryPolicy
+from transflow.ops.provision import ensure_topic
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+    from transflow.cli.local import LocalAws
+
+FAST = RetryPolicy(attempts=4, initial=0.001, maximum=0.01)
+
+
+def second_entry_fails_once(call: int, entry: dict[str, Any]) -> tuple[str, bool] | None:
+    # Transient (no sender fault): the batch sender sends it again in its next call.
+    return ("InternalError", False) if call == 0 and entry["Id"] == "e1" else None
+
+
+def publish_five(publisher: ProgressPublisher) -> list[int]:
+    with publisher.stream("up-1", "main") as stream:  # flushed as one batch at the end
+        sent = [stream.emit("progress", step="transcode", percent=10 * n) for n in range(5)]
+    return [e.seq for e in sent if e.seq is not None]
+
+
+def take(sub: Subscription, count: int) -> list[int | None]:
+    got = [sub.get(timeout=10) for _ in range(count)]
+    return [e.seq if e else None for e in got]
+
+
+def test_an_entry_retried_after_its_successors_reaches_every_subscriber(sqs: SQSClient) -> None:
+    url = fifo_queue(sqs, "progress.fifo")
+    faults = EntryFaults(sqs, "SendMessageBatch", second_entry_fails_once)
+    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST)
+    with ProgressHub(sqs, url, wait_time_seconds=1) as hub:
+        exact = hub.subscribe("upload:main:up-1")
+        branch = hub.subscribe("upload:main:*")
+        seqs = publish_five(publisher)
+        assert faults.injected == 1
+        late = [seqs[0], *seqs[2:], seqs[1]]  # the order the queue holds them in
+        assert take(exact, 5) == late
+        assert take(branch, 5) == late
+        wait_until(lambda: queue_counts(sqs, url) == (0, 0), what="every message deleted")
+        stats = hub.stats()
+    assert (stats.dispatched, stats.duplicates, stats.malformed) == (5, 0, 0)
+
+
+def test_an_entry_retried_after_its_successors_reaches_every_fanout_instance(
+    tmp_path: Any, aws: LocalAws
+) -> None:
+    path = tmp_path / "transflow.config.json"
+    path.write_text(
+        json.dumps({"project": "fan", "branch": "main", "sqs": {"progressFanout": "sns"}})
+    )
+    config = load_config(path, env={})
+    sns = aws.sns()
+    topic = ensure_topic(sns, config)
+    faults = EntryFaults(sns, "PublishBatch", second_entry_fails_once)
+    publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, flush_after=60, policy=FAST)
+    hubs = [
+        ProgressHub.from_config(
+            config, sqs=aws.sqs(), sns=aws.sns(), topic_arn=topic, wait_time_seconds=1
+        ).start()
+        for _ in range(2)
+    ]
+    try:
+        subs = [hub.subscribe("upload:main:up-1") for hub in hubs]
+        seqs = publish_five(publisher)
+        assert faults.injected == 1
+        for sub in subs:
+            assert take(sub, 5) == [seqs[0], *seqs[2:], seqs[1]]
+    finally:
+        for hub in hubs:
+            hub.stop(5)
