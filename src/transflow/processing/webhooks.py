@@ -247,7 +247,11 @@ class _PinnedConnection(http.client.HTTPConnection):
 
 
 def _connect(
-    target: WebhookTarget, addresses: tuple[Address, ...], timeout: float, line: _Line
+    target: WebhookTarget,
+    addresses: tuple[Address, ...],
+    timeout: float,
+    line: _Line,
+    context: ssl.SSLContext | None,
 ) -> socket.socket:
     """A socket connected to the first of ``addresses`` that answers (TLS for https, the
     certificate checked against the URL's host)."""
@@ -266,7 +270,7 @@ def _connect(
             continue
         if not target.https:
             return sock
-        context = ssl.create_default_context()
+        context = context or ssl.create_default_context()
         wrapped = context.wrap_socket(
             sock, server_hostname=target.host, do_handshake_on_connect=False
         )
@@ -297,7 +301,8 @@ class WebhookSender:
     refused URL is a :class:`~transflow.errors.WebhookDestinationError` from
     :meth:`check_url` (the processor calls it for every template when it is made) and a
     failed, unretried delivery from :meth:`deliver`. ``resolver`` turns a host name into
-    addresses (the system resolver by default).
+    addresses (the system resolver by default); ``ssl_context`` sets what TLS trusts (the
+    system's CAs by default: pass one that trusts your private CA for an internal receiver).
     """
 
     timeout: float = attrs.field(default=10.0, validator=options.seconds(strict=True))
@@ -310,6 +315,12 @@ class WebhookSender:
     allowed_networks: Collection[str | Network] = attrs.field(default=(), kw_only=True)
     resolver: Resolver = attrs.field(
         default=system_resolver, kw_only=True, validator=options.callable_, repr=False
+    )
+    ssl_context: ssl.SSLContext | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=options.optional(options.instance_of(ssl.SSLContext)),
+        repr=False,
     )
     _policy: DestinationPolicy = attrs.field(init=False, repr=False)
     _stats: WebhookStats = attrs.field(init=False, factory=WebhookStats, repr=False)
@@ -430,7 +441,7 @@ class WebhookSender:
         try:
             # Resolved once per attempt and checked; the socket goes to a checked address.
             addresses = self._policy.addresses(target, self.resolver)
-            sock = _connect(target, addresses, min(self.timeout, left), line)
+            sock = _connect(target, addresses, min(self.timeout, left), line, self.ssl_context)
             connection = _PinnedConnection(target, sock)
             connection.request("POST", target.path, body=body, headers=headers)
             response = connection.getresponse()
