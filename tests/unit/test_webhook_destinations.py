@@ -4,6 +4,7 @@ address. Pure: the resolver is injected, and a connection attempt fails the test
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import socket
 from collections.abc import Sequence
@@ -256,7 +257,12 @@ def test_the_processor_refuses_a_template_with_a_refused_webhook_when_it_is_made
         )
 
 
-def test_a_refusal_is_logged_once_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refusal_is_logged_once_and_counted(
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRANSFLOW_METRICS", "emf")
     sender = WebhookSender(resolver=nowhere)
     with caplog.at_level(logging.INFO, logger="transflow.processing.webhooks"):
         result = sender.deliver("https://10.0.0.1/x", b"{}", "secret")
@@ -268,6 +274,9 @@ def test_a_refusal_is_logged_once_and_counted(caplog: pytest.LogCaptureFixture) 
     assert "allowed_networks=['10.0.0.1/32']" in lines[0].getMessage()
     stats = sender.stats()
     assert (stats.delivered, stats.failed, stats.refused) == (0, 1, 1)
+    (metric,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (metric["WebhooksFailed"], metric["WebhooksRefused"]) == (1, 1)
+    assert metric["Component"] == "webhooks"
 
 
 # -- every spelling of every refused network ------------------------------------------------
