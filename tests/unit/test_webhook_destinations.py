@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 from collections.abc import Sequence
 
 import pytest
@@ -277,6 +278,26 @@ def test_a_refusal_is_logged_once_and_counted(
     (metric,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (metric["WebhooksFailed"], metric["WebhooksRefused"]) == (1, 1)
     assert metric["Component"] == "webhooks"
+
+
+def test_a_resolver_that_never_answers_cannot_hold_the_delivery_past_the_deadline() -> None:
+    asked, release = threading.Event(), threading.Event()
+
+    def stalled(host: str, port: int) -> Sequence[str]:
+        asked.set()
+        release.wait(30)
+        return ["10.0.0.1"]  # refused, had it come in time: nothing connects either way
+
+    sender = WebhookSender(attempts=3, deadline=0.2, resolver=stalled)
+    try:
+        result = sender.deliver("https://hooks.example.com/x", b"{}", "secret")
+        assert asked.is_set()
+        assert not release.is_set()  # deliver() came back while the resolver still hung
+        assert (result.delivered, result.refused, result.attempts) == (False, False, 1)
+        assert result.error is not None
+        assert "deadline" in result.error
+    finally:
+        release.set()
 
 
 # -- every spelling of every refused network ------------------------------------------------

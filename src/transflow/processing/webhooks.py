@@ -48,6 +48,7 @@ from transflow.processing.webhook_destinations import (
     Network,
     Resolver,
     WebhookTarget,
+    literal_address,
     system_resolver,
 )
 
@@ -422,6 +423,32 @@ class WebhookSender:
         emit(metrics, {"Component": "webhooks"})
         return result
 
+    def _addresses(self, target: WebhookTarget, end: float, line: _Line) -> tuple[Address, ...]:
+        """The checked addresses of ``target``, resolved within the deadline: the system
+        resolver has no deadline of its own, so it runs on a thread that is left behind
+        (to finish by its own timeouts) when the deadline comes first."""
+        if literal_address(target.host) is not None:
+            return self._policy.addresses(target, self.resolver)
+        outcome: list[tuple[Address, ...] | BaseException] = []
+        done = threading.Event()
+
+        def resolve() -> None:
+            try:
+                outcome.append(self._policy.addresses(target, self.resolver))
+            except BaseException as exc:  # handed to the caller below
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=resolve, name="webhook-resolve", daemon=True).start()
+        if not done.wait(max(0.0, end - time.monotonic())):
+            line.hang_up()  # the attempt is over: reported as the deadline
+            raise TimeoutError(f"{target.host} did not resolve within the deadline")
+        found = outcome[0]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
     def _post(
         self,
         target: WebhookTarget,
@@ -440,7 +467,7 @@ class WebhookSender:
         watchdog.start()
         try:
             # Resolved once per attempt and checked; the socket goes to a checked address.
-            addresses = self._policy.addresses(target, self.resolver)
+            addresses = self._addresses(target, end, line)
             sock = _connect(target, addresses, min(self.timeout, left), line, self.ssl_context)
             connection = _PinnedConnection(target, sock)
             connection.request("POST", target.path, body=body, headers=headers)
