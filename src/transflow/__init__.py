@@ -50,6 +50,7 @@ from transflow.errors import (
     UploadError,
     UploadMetadataError,
     UploadRefusedError,
+    WebhookDestinationError,
     WebhookSignatureError,
 )
 
@@ -334,6 +335,7 @@ __all__ = [
     "UploadTicket",
     "UserContext",
     "WaitingRecord",
+    "WebhookDestinationError",
     "WebhookSender",
     "WebhookSignatureError",
     "__version__",

@@ -47,6 +47,7 @@ __all__ = [
     "UploadError",
     "UploadMetadataError",
     "UploadRefusedError",
+    "WebhookDestinationError",
     "WebhookSignatureError",
 ]
 
@@ -328,6 +329,18 @@ class BatchFailedError(TransflowError):
             f"all {len(self.message_ids)} records of the batch failed; see the WARNING and "
             "ERROR log lines above for each one"
         )
+
+
+class WebhookDestinationError(ConfigError):
+    """A webhook URL points somewhere webhooks may not go: cleartext http, or a host that is
+    or resolves to a loopback, private, link-local, metadata or otherwise non-public address.
+    ``url``, ``reason`` and ``hint`` (the option that would allow it) say which and why."""
+
+    def __init__(self, url: object, reason: str, hint: str) -> None:
+        self.url = url
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"webhook_url {url!r} is refused: {reason}. To send it: {hint}")
 
 
 class WebhookSignatureError(TransflowError):

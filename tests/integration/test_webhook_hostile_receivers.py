@@ -25,6 +25,17 @@ class Misbehaving:
     base: str = ""
     requests: list[tuple[str, str]] = attrs.field(factory=list)
     stop: threading.Event = attrs.field(factory=threading.Event)
+    # Set when a trickle has sent its last byte: the sender should have hung up long before.
+    finished: threading.Event = attrs.field(factory=threading.Event)
+
+
+# Answers whose body runs until the server closes or that say the connection will close:
+# http.client hands the socket to the response, so the sender must own it to hang up.
+_CLOSING = {
+    "http10-trickle-body": b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+    "close-trickle-body": b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\nConnection: close\r\n\r\n",
+    "eof-trickle-body": b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n",
+}
 
 
 @pytest.fixture
@@ -44,6 +55,7 @@ def receiver() -> Iterator[Misbehaving]:
                     self.wfile.flush()
                 except OSError:  # the sender hung up, as it should
                     return
+            state.finished.set()
 
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path))
@@ -69,6 +81,13 @@ def receiver() -> Iterator[Misbehaving]:
             elif mode == "trickle-body":
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
                 self._trickle(b"x" * 1_000_000, 0.02)
+            elif mode in _CLOSING:  # http.client lets go of the socket after these headers
+                self.wfile.write(_CLOSING[mode])
+                self._trickle(b"x" * 400, 0.02)
+                self.close_connection = True
+            elif mode == "http10-trickle-headers":
+                self._trickle(b"HTTP/1.0 200 OK\r\n" + b"X-Slow: y\r\n" * 400, 0.02)
+                self.close_connection = True
             elif mode == "short-body":  # IncompleteRead: promises 100 bytes, sends 10
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
                 self.close_connection = True
@@ -103,6 +122,9 @@ def quick(**overrides: Any) -> WebhookSender:
         "initial_wait": 0.001,
         "max_wait": 0.01,
         "deadline": 1.0,
+        # The receiver listens on loopback over http: both refused unless allowed.
+        "allow_http": True,
+        "allowed_networks": ["127.0.0.0/8"],
     }
     return WebhookSender(**{**settings, **overrides})
 
@@ -129,6 +151,27 @@ def test_a_trickling_receiver_cannot_hold_the_worker_past_the_deadline(
         assert "deadline" in result.error
     else:  # the status was 200: the body does not matter
         assert (result.delivered, result.status) == (True, 200)
+
+
+@pytest.mark.parametrize("mode", sorted(_CLOSING))
+def test_the_deadline_holds_when_the_receiver_closes_the_connection_and_trickles(
+    receiver: Misbehaving, mode: str
+) -> None:
+    # The trickle lasts 8 s; a 0.5 s deadline must hang up long before it ends.
+    result = quick(deadline=0.5).deliver(f"{receiver.base}/{mode}", b"{}", SECRET)
+    assert not receiver.finished.is_set(), "deliver() waited for the whole trickle"
+    # The status line came: the answer is 200, the slow body does not change it.
+    assert (result.delivered, result.status, result.attempts) == (True, 200, 1)
+
+
+def test_an_http10_receiver_trickling_headers_fails_with_the_deadline(
+    receiver: Misbehaving,
+) -> None:
+    result = quick(deadline=0.5).deliver(f"{receiver.base}/http10-trickle-headers", b"{}", SECRET)
+    assert not receiver.finished.is_set(), "deliver() waited for the whole trickle"
+    assert not result.delivered
+    assert result.error is not None
+    assert "deadline" in result.error
 
 
 def test_an_incomplete_body_after_a_2xx_still_counts_as_delivered(receiver: Misbehaving) -> None:

@@ -64,7 +64,15 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
-FAST = WebhookSender(timeout=5, attempts=4, initial_wait=0.001, max_wait=0.01)
+# The receivers listen on loopback over http: both refused unless allowed.
+FAST = WebhookSender(
+    timeout=5,
+    attempts=4,
+    initial_wait=0.001,
+    max_wait=0.01,
+    allow_http=True,
+    allowed_networks=["127.0.0.0/8"],
+)
 
 
 def test_sender_retries_5xx_and_429_but_not_400(receiver: Receiver) -> None:

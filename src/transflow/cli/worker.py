@@ -13,12 +13,13 @@ from transflow.errors import ConfigError
 from transflow.ops.provision import resolve_queue_urls
 from transflow.processing.processor import JobProcessor
 from transflow.processing.templates import TemplateRegistry
+from transflow.processing.webhooks import WebhookSender
 from transflow.processing.worker import DEFAULT_VISIBILITY_TIMEOUT, make_worker, run_worker
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["load_registry"]
+__all__ = ["load_registry", "webhook_sender"]
 
 
 def load_registry(spec: str) -> TemplateRegistry:
@@ -93,12 +94,47 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         metavar="SEC",
         help="on SIGTERM, wait this long for running jobs (default 30)",
     )
+    # Webhook destinations: https to public addresses unless these say otherwise.
+    parser.add_argument(
+        "--webhook-allow-http",
+        action="store_true",
+        help="let webhooks use cleartext http (refused by default)",
+    )
+    parser.add_argument(
+        "--webhook-allow-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a webhook host trusted whatever private address it resolves to (repeatable)",
+    )
+    parser.add_argument(
+        "--webhook-allow-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a private network webhooks may reach, e.g. 10.1.0.0/16 (repeatable)",
+    )
+
+
+def webhook_sender(args: argparse.Namespace, registry: TemplateRegistry) -> WebhookSender:
+    """The worker's webhook sender, from its ``--webhook-*`` options; every template's
+    webhook_url is checked against it now, before anything touches AWS."""
+    sender = WebhookSender(
+        allow_http=args.webhook_allow_http,
+        allowed_hosts=args.webhook_allow_host,
+        allowed_networks=args.webhook_allow_network,
+    )
+    for template in registry:
+        if template.webhook_url:
+            sender.check_url(template.webhook_url)
+    return sender
 
 
 @command("worker", help="run jobs from the processing queue until SIGTERM", configure=_configure)
 def worker_command(ctx: Context) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     registry = load_registry(ctx.args.templates)
+    webhooks = webhook_sender(ctx.args, registry)
     config = ctx.config
     urls = resolve_queue_urls(ctx.sqs(), config)
     sqs: SQSClient = ctx.session().client(
@@ -115,6 +151,7 @@ def worker_command(ctx: Context) -> int:
         claim_buckets=ctx.args.claim_bucket,
         max_receive_count=config.sqs.max_receive_count,
         max_message_bytes=config.sqs.max_message_bytes,
+        webhooks=webhooks,
     )
     worker = make_worker(
         processor,

@@ -211,6 +211,9 @@ class JobProcessor:
                 f"templates {homeless} have no output_bucket and the processor has none: pass "
                 "output_bucket= to JobProcessor or to registry.template(...)"
             )
+        for template in self.registry:  # a refused destination fails here, not after a job
+            if template.webhook_url:
+                self.webhooks.check_url(template.webhook_url)
 
     def _bucket_of(self, template: Template) -> str | None:
         return template.output_bucket or self.output_bucket

@@ -11,7 +11,8 @@ Every request carries two signatures made with the template's ``webhook_secret``
 Delivery retries network errors, 429 and 5xx with exponential backoff and jitter, never other
 4xx (the receiver said no) nor 3xx (redirects are never followed), stops at a total deadline,
 and never raises: a webhook that cannot be delivered is logged and the job still counts as
-done.
+done. It goes over https to public addresses only unless the sender's options allow more
+(:mod:`transflow.processing.webhook_destinations`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
-from urllib.parse import urlsplit
+from collections.abc import Collection, Mapping
 
 import attrs
 from tenacity import (
@@ -37,10 +37,20 @@ from tenacity import (
     stop_before_delay,
 )
 
+from transflow._aws.emf import emit
 from transflow._aws.retry import RetryPolicy
 from transflow._version import __version__
 from transflow._wire import options
-from transflow.errors import ConfigError, WebhookSignatureError
+from transflow.errors import ConfigError, WebhookDestinationError, WebhookSignatureError
+from transflow.processing.webhook_destinations import (
+    Address,
+    DestinationPolicy,
+    Network,
+    Resolver,
+    WebhookTarget,
+    literal_address,
+    system_resolver,
+)
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -48,6 +58,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "WebhookResult",
     "WebhookSender",
+    "WebhookStats",
     "sign",
     "verify",
 ]
@@ -155,12 +166,15 @@ def verify(
 
 @attrs.frozen
 class WebhookResult:
-    """How a delivery went: ``delivered`` once a 2xx came back."""
+    """How a delivery went: ``delivered`` once a 2xx came back; ``refused`` when the
+    destination was refused (:class:`~transflow.errors.WebhookDestinationError`) and
+    nothing was sent."""
 
     delivered: bool
     attempts: int
     status: int | None = None
     error: str | None = None
+    refused: bool = False
 
 
 class _Retry(Exception):
@@ -174,38 +188,97 @@ def _retryable_status(status: int) -> bool:
 _MAX_RESPONSE_BYTES = 64 * 1024  # the answer is not used: read a little, then hang up
 
 
-@attrs.frozen
-class _Target:
-    https: bool
-    host: str
-    port: int | None
-    path: str
+@attrs.define
+class WebhookStats:
+    """What a sender has done since it was made: deliveries that got a 2xx, that did not,
+    and (among those) that were refused before anything was sent."""
 
-    @classmethod
-    def parse(cls, url: str) -> _Target:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an absolute http(s) URL")
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return cls(parts.scheme == "https", parts.hostname, parts.port, path)
-
-    def connection(self, timeout: float) -> http.client.HTTPConnection:
-        if self.https:
-            context = ssl.create_default_context()
-            return http.client.HTTPSConnection(
-                self.host, self.port, timeout=timeout, context=context
-            )
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+    delivered: int = 0
+    failed: int = 0
+    refused: int = 0
 
 
-def _hang_up(connection: http.client.HTTPConnection, fired: threading.Event) -> None:
-    # Called by the watchdog at the deadline: shutting the socket down wakes the thread
-    # blocked in recv, whatever http.client is in the middle of.
-    fired.set()
-    sock = connection.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+class _Line:
+    """The socket of one attempt, which the watchdog shuts at the deadline. The sender owns
+    it: http.client drops its own reference when the receiver says it will close the
+    connection (HTTP/1.0, ``Connection: close``), and reads from it after that."""
+
+    def __init__(self) -> None:
+        self.fired = threading.Event()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+
+    def hold(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._sock = sock
+            if self.fired.is_set():  # the deadline passed while it was being made
+                self._shut()
+        return sock
+
+    def hang_up(self) -> None:
+        # Called by the watchdog: shutting the socket down wakes the thread blocked in recv,
+        # whatever http.client is in the middle of.
+        with self._lock:
+            self.fired.set()
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = None
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """http.client over a socket already connected to a checked address: it never resolves
+    the host nor connects by itself; ``host`` only names the Host header."""
+
+    def __init__(self, target: WebhookTarget, sock: socket.socket) -> None:
+        super().__init__(target.host, target.port)
+        self.default_port = 443 if target.https else 80  # the Host header omits it then
+        self._pinned = sock
+
+    def connect(self) -> None:
+        self.sock = self._pinned
+
+
+def _connect(
+    target: WebhookTarget,
+    addresses: tuple[Address, ...],
+    timeout: float,
+    line: _Line,
+    context: ssl.SSLContext | None,
+) -> socket.socket:
+    """A socket connected to the first of ``addresses`` that answers (TLS for https, the
+    certificate checked against the URL's host)."""
+    failure: OSError = OSError(f"no address of {target.host} could be reached")
+    for ip in addresses:
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        sock = line.hold(socket.socket(family, socket.SOCK_STREAM))
+        sock.settimeout(timeout)
+        try:
+            sock.connect((str(ip), target.port))
+        except OSError as exc:
+            failure = exc
+            line.close()
+            if line.fired.is_set():
+                break
+            continue
+        if not target.https:
+            return sock
+        context = context or ssl.create_default_context()
+        wrapped = context.wrap_socket(
+            sock, server_hostname=target.host, do_handshake_on_connect=False
+        )
+        line.hold(wrapped)
+        wrapped.do_handshake()
+        return wrapped
+    raise failure
 
 
 @attrs.define
@@ -213,10 +286,24 @@ class WebhookSender:
     """POSTs JSON bodies to webhook URLs with retries; never raises.
 
     ``timeout`` bounds each connect and each read; ``deadline`` bounds the whole delivery
-    (every attempt and the waits between them), so a receiver that trickles its answer a
-    byte at a time cannot hold the worker. Redirects are never followed: a 3xx is a failed
-    delivery (a redirect would re-send the signed body somewhere the template did not name).
-    Requests go straight to the receiver, without an HTTP proxy.
+    (every attempt and the waits between them), whatever the receiver does: it may trickle
+    its answer a byte at a time, speak HTTP/1.0 or close the connection after it, the
+    sender shuts its own socket at the deadline. Redirects are never followed: a 3xx is a
+    failed delivery (a redirect would re-send the signed body somewhere the template did not
+    name). Requests go straight to the receiver, without an HTTP proxy.
+
+    Destinations (see :mod:`transflow.processing.webhook_destinations`): https only unless
+    ``allow_http``; no loopback, private, link-local, shared, multicast, reserved or cloud
+    metadata address, checked on every address the host resolves to, and the connection
+    goes to one of exactly those addresses (with the URL's host in the Host header, SNI and
+    certificate check), so DNS cannot swap the address between check and connect.
+    ``allowed_hosts`` (exact host names) and ``allowed_networks`` (``"10.1.0.0/16"``) lift
+    the address refusal for receivers a team trusts; metadata addresses stay refused. A
+    refused URL is a :class:`~transflow.errors.WebhookDestinationError` from
+    :meth:`check_url` (the processor calls it for every template when it is made) and a
+    failed, unretried delivery from :meth:`deliver`. ``resolver`` turns a host name into
+    addresses (the system resolver by default); ``ssl_context`` sets what TLS trusts (the
+    system's CAs by default: pass one that trusts your private CA for an internal receiver).
     """
 
     timeout: float = attrs.field(default=10.0, validator=options.seconds(strict=True))
@@ -224,6 +311,21 @@ class WebhookSender:
     initial_wait: float = attrs.field(default=0.2, validator=options.seconds())
     max_wait: float = attrs.field(default=5.0, validator=options.seconds())
     deadline: float = attrs.field(default=30.0, validator=options.seconds(strict=True))
+    allow_http: bool = attrs.field(default=False, kw_only=True)
+    allowed_hosts: Collection[str] = attrs.field(default=(), kw_only=True)
+    allowed_networks: Collection[str | Network] = attrs.field(default=(), kw_only=True)
+    resolver: Resolver = attrs.field(
+        default=system_resolver, kw_only=True, validator=options.callable_, repr=False
+    )
+    ssl_context: ssl.SSLContext | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=options.optional(options.instance_of(ssl.SSLContext)),
+        repr=False,
+    )
+    _policy: DestinationPolicy = attrs.field(init=False, repr=False)
+    _stats: WebhookStats = attrs.field(init=False, factory=WebhookStats, repr=False)
+    _stats_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.max_wait < self.initial_wait:
@@ -231,6 +333,27 @@ class WebhookSender:
                 f"WebhookSender max_wait must be at least initial_wait, not {self.max_wait!r} "
                 f"(initial_wait is {self.initial_wait!r})"
             )
+        self._policy = DestinationPolicy.build(
+            "WebhookSender", self.allow_http, self.allowed_hosts, self.allowed_networks
+        )
+
+    def check_url(self, url: str) -> None:
+        """Raise :class:`~transflow.errors.WebhookDestinationError` when what ``url`` alone
+        tells is refused: not https (without ``allow_http``), a literal address that is not
+        public and not allowed, or ``localhost``. Needs no network: host names are checked
+        again, on the addresses they resolve to, at each delivery."""
+        self._policy.parse(url)
+
+    def resolve(self, url: str) -> tuple[Address, ...]:
+        """The addresses a delivery to ``url`` may connect to, every one of them checked;
+        raises :class:`~transflow.errors.WebhookDestinationError` (or ``OSError`` when the
+        host does not resolve)."""
+        return self._policy.addresses(self._policy.parse(url), self.resolver)
+
+    def stats(self) -> WebhookStats:
+        """A copy of the counters."""
+        with self._stats_lock:
+            return attrs.evolve(self._stats)
 
     def deliver(self, url: str, body: bytes, secret: str | None = None) -> WebhookResult:
         """POST ``body`` to ``url``, signed with ``secret`` when there is one."""
@@ -242,15 +365,21 @@ class WebhookSender:
         tries = 0
         last: WebhookResult = WebhookResult(False, 0)
         end = time.monotonic() + self.deadline
+        try:
+            target = self._policy.parse(url)
+        except WebhookDestinationError as refused:
+            return self._report(url, WebhookResult(False, 0, error=str(refused), refused=True))
 
         def attempt() -> WebhookResult:
             nonlocal tries, last
             tries += 1
             try:
-                last = self._post(url, body, headers, tries, end)
+                last = self._post(target, body, headers, tries, end)
             except _Retry as retry:
                 last = retry.args[0]
                 raise
+            except WebhookDestinationError as refused:  # never retried: it would be again
+                last = WebhookResult(False, tries, error=str(refused), refused=True)
             except Exception as exc:
                 last = WebhookResult(False, tries, None, f"{type(exc).__name__}: {exc}")
             return last
@@ -265,40 +394,91 @@ class WebhookSender:
             result = retrying(attempt)
         except RetryError:
             result = last
+        return self._report(url, result)
+
+    def _report(self, url: str, result: WebhookResult) -> WebhookResult:
+        """Log the outcome once and count it (here and as a CloudWatch metric)."""
+        with self._stats_lock:
+            if result.delivered:
+                self._stats.delivered += 1
+            else:
+                self._stats.failed += 1
+                self._stats.refused += result.refused
         if result.delivered:
-            log.info("webhook %s delivered (HTTP %s, %d attempts)", url, result.status, tries)
+            log.info(
+                "webhook %s delivered (HTTP %s, %d attempts)", url, result.status, result.attempts
+            )
+            metrics = {"WebhooksDelivered": (1.0, "Count")}
+        elif result.refused:
+            log.error("webhook not sent: %s; the job's result stands", result.error)
+            metrics = {"WebhooksFailed": (1.0, "Count"), "WebhooksRefused": (1.0, "Count")}
         else:
             log.error(
                 "webhook %s not delivered after %d attempts: %s; the job's result stands",
                 url,
-                tries,
+                result.attempts,
                 result.error,
             )
+            metrics = {"WebhooksFailed": (1.0, "Count")}
+        emit(metrics, {"Component": "webhooks"})
         return result
 
+    def _addresses(self, target: WebhookTarget, end: float, line: _Line) -> tuple[Address, ...]:
+        """The checked addresses of ``target``, resolved within the deadline: the system
+        resolver has no deadline of its own, so it runs on a thread that is left behind
+        (to finish by its own timeouts) when the deadline comes first."""
+        if literal_address(target.host) is not None:
+            return self._policy.addresses(target, self.resolver)
+        outcome: list[tuple[Address, ...] | BaseException] = []
+        done = threading.Event()
+
+        def resolve() -> None:
+            try:
+                outcome.append(self._policy.addresses(target, self.resolver))
+            except BaseException as exc:  # handed to the caller below
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=resolve, name="webhook-resolve", daemon=True).start()
+        if not done.wait(max(0.0, end - time.monotonic())):
+            line.hang_up()  # the attempt is over: reported as the deadline
+            raise TimeoutError(f"{target.host} did not resolve within the deadline")
+        found = outcome[0]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
     def _post(
-        self, url: str, body: bytes, headers: dict[str, str], tries: int, end: float
+        self,
+        target: WebhookTarget,
+        body: bytes,
+        headers: dict[str, str],
+        tries: int,
+        end: float,
     ) -> WebhookResult:
         """One attempt; raises _Retry when another may succeed."""
-        target = _Target.parse(url)
         left = end - time.monotonic()
         if left <= 0:
             return WebhookResult(False, tries, None, f"no answer within {self.deadline:g} s")
-        connection = target.connection(min(self.timeout, left))
-        fired = threading.Event()
-        watchdog = threading.Timer(left, _hang_up, (connection, fired))
+        line = _Line()
+        watchdog = threading.Timer(left, line.hang_up)
         watchdog.daemon = True
         watchdog.start()
         try:
+            # Resolved once per attempt and checked; the socket goes to a checked address.
+            addresses = self._addresses(target, end, line)
+            sock = _connect(target, addresses, min(self.timeout, left), line, self.ssl_context)
+            connection = _PinnedConnection(target, sock)
             connection.request("POST", target.path, body=body, headers=headers)
             response = connection.getresponse()
-            if fired.is_set():  # headers cut short by the watchdog: no real answer
+            if line.fired.is_set():  # headers cut short by the watchdog: no real answer
                 raise TimeoutError("deadline")
             # The status is the answer; a body cut short or too slow does not change it.
             with contextlib.suppress(OSError, http.client.HTTPException):
                 response.read(_MAX_RESPONSE_BYTES)
         except (OSError, http.client.HTTPException) as exc:
-            if fired.is_set():
+            if line.fired.is_set():
                 return WebhookResult(
                     False,
                     tries,
@@ -309,7 +489,7 @@ class WebhookSender:
             raise _Retry(failed) from exc
         finally:
             watchdog.cancel()
-            connection.close()
+            line.close()
         return _judge(int(response.status), response.reason, response.getheader("Location"), tries)
 
 
