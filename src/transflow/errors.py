@@ -28,6 +28,7 @@ __all__ = [
     "JobFormatError",
     "LeaseLostError",
     "OutputPathError",
+    "ProgressEventTooLargeError",
     "ProvisionError",
     "ProvisionWarning",
     "QueueNotFoundError",
@@ -328,6 +329,12 @@ class BatchFailedError(TransflowError):
             f"all {len(self.message_ids)} records of the batch failed; see the WARNING and "
             "ERROR log lines above for each one"
         )
+
+
+class ProgressEventTooLargeError(TransflowError, ValueError):
+    """A progress event is over the limit for one message where progress goes (the queue's
+    ``sqs.maxMessageBytes``; 256 KiB on the SNS topic of fan-out mode). It was refused, not
+    sent: keep large data in S3 and put its key in the event."""
 
 
 class WebhookSignatureError(TransflowError):
