@@ -4,8 +4,9 @@ ChangeMessageVisibilityBatch, with every entry of every response checked.
 Callers give each item a key of their own; this module assigns the wire entry ids (valid,
 unique per call), splits items into calls of at most 10 entries and the configured byte
 limit, retries what AWS says may be retried (throttling, server errors, dropped connections,
-entries failed without sender fault) with exponential backoff and jitter, and reports the
-rest. It never raises for a failed entry: the caller decides what a failure means.
+entries failed without sender fault) with exponential backoff and jitter, splits a call
+refused whole as ``BatchRequestTooLong`` in halves, and reports the rest. It never raises
+for a failed entry: the caller decides what a failure means.
 
 The decisions (planning, classification) are plain functions; the I/O is the three
 ``*_batch`` functions.
