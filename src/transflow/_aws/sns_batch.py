@@ -4,11 +4,10 @@ the one :class:`~transflow._aws.retry.RetryPolicy`.
 The same planning and retry loop as :mod:`transflow._aws.sqs_batch` (throttling and server
 faults retried, a call refused as ``BatchRequestTooLong`` split in halves, the rest
 reported), with SNS's own limits: at most 10 entries and 256 KiB per message AND per call,
-all entries together, whatever the subscribed queues would take. A batch planned with an SQS
-queue's 1 MiB limit is refused whole by SNS. An entry
-that a response lists neither as successful nor as failed counts as failed and is retried:
-moto answers a batch with both lists empty when one of the topic's queues was deleted
-before it was unsubscribed.
+all entries together, whatever the subscribed queues would take (a batch planned with an SQS
+queue's 1 MiB limit is refused whole by SNS). An entry that a response lists neither as
+successful nor as failed counts as failed and is retried: moto answers a batch with both
+lists empty when one of the topic's queues was deleted before it was unsubscribed.
 """
 
 from __future__ import annotations

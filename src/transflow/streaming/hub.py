@@ -13,10 +13,10 @@ Memory is bounded everywhere: each subscriber's buffer (a slow client is cut off
 replay buffer, and the number of channels remembered (least recently used are forgotten).
 
 Fan-out mode (a :class:`~transflow.processing.destination.ProgressTopic`): for more than
-one stream process. The hub then makes its own
-instance queue at :meth:`ProgressHub.start`, subscribed to the SNS FIFO progress topic
-(:mod:`transflow.streaming.instances`), refreshes its last-seen tag on a timer, sweeps the
-queues of crashed instances, and unsubscribes and deletes its queue at :meth:`stop`.
+one stream process. The hub then makes its own instance queue at :meth:`ProgressHub.start`,
+subscribed to the SNS FIFO progress topic (:mod:`transflow.streaming.instances`), refreshes
+its last-seen tag on a timer, sweeps the queues of crashed instances, and unsubscribes and
+deletes its queue at :meth:`stop`.
 
 Processes. A hub belongs to the process that started it. One started before a fork
 (gunicorn ``--preload``, multiprocessing) is noticed by the process id: in the child, the
@@ -123,8 +123,8 @@ class ProgressHub:
     :class:`~transflow.processing.destination.ProgressTopic` with ``sns`` and
     ``instance_prefix`` (from :attr:`TransflowConfig.instance_queue_prefix
     <transflow.TransflowConfig>`): each hub then gets every event through its own instance
-    queue. ``authorize(principal, channel)`` decides who may subscribe to
-    what. ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
+    queue. ``authorize(principal, channel)`` decides who may subscribe to what.
+    ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
     :class:`~transflow.streaming.records.StatusRecordSnapshots`). Every option is checked
     here: one out of range raises :class:`~transflow.errors.ConfigError`.
     """
@@ -164,8 +164,7 @@ class ProgressHub:
         if self.fanout_mode and (self.sns is None or not self.instance_prefix):
             raise ConfigError(
                 f"ProgressHub in fan-out mode ({self.progress.address}) needs sns= (an SNS "
-                "client) "
-                "and instance_prefix= (TransflowConfig.instance_queue_prefix); "
+                "client) and instance_prefix= (TransflowConfig.instance_queue_prefix); "
                 "ProgressHub.from_config(config, sqs=..., sns=...) passes both"
             )
         self._fanout = FanOut(
