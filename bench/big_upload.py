@@ -47,6 +47,7 @@ from transflow import (
     GroupingBridge,
     JobProcessor,
     ProgressHub,
+    ProgressQueue,
     TemplateRegistry,
     UploadTicket,
     upload_channel,
@@ -81,9 +82,11 @@ def _process(
         registry,
         s3_client=ep.s3(counter),
         sqs_client=ep.sqs(counter),
-        progress_queue_url=queues.progress,
+        progress=ProgressQueue(queues.progress),
     )
-    hub = ProgressHub(ep.sqs(counter), queues.progress, wait_time_seconds=hub_wait).start()
+    hub = ProgressHub(
+        ep.sqs(counter), ProgressQueue(queues.progress), wait_time_seconds=hub_wait
+    ).start()
     sub = hub.subscribe(upload_channel(BRANCH, upload.upload_id))
     t3 = time.perf_counter()
     response = processor.handle(lambda_event(message))

@@ -68,6 +68,7 @@ from transflow import (
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
+    ProgressQueue,
     ProgressType,
     TemplateRegistry,
     UploadTicket,
@@ -142,11 +143,11 @@ def run_transflow(
         registry,
         s3_client=ep.s3(c["processor"]),
         sqs_client=ep.sqs(c["processor"]),
-        progress_queue_url=queues.progress,
+        progress=ProgressQueue(queues.progress),
     )
     bridge = GroupingBridge(ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing)
     hub = ProgressHub(
-        ep.sqs(c["progress readers"]), queues.progress, wait_time_seconds=hub_wait
+        ep.sqs(c["progress readers"]), ProgressQueue(queues.progress), wait_time_seconds=hub_wait
     ).start()
     esm = EventSourceLoop(
         ep.sqs(c["event source"]), queues.processing, processor, threads=threads

@@ -42,6 +42,7 @@ from transflow import (
     ProgressEvent,
     ProgressHub,
     ProgressPublisher,
+    ProgressQueue,
     ProgressType,
     Subscription,
     upload_channel,
@@ -76,7 +77,7 @@ class _TimedPublisher(ProgressPublisher):
 def publish(endpoint_url: str, queue_url: str, channels: int, events: int, interval: float) -> None:
     """Send every channel's events; print the CPU it took and when each event was sent."""
     ep = Endpoint(endpoint_url)
-    publisher = _TimedPublisher(ep.sqs(RequestCounter()), queue_url)
+    publisher = _TimedPublisher(ProgressQueue(queue_url), sqs=ep.sqs(RequestCounter()))
     publisher.accepted = {}
     streams = [publisher.stream(upload_id(n), BRANCH) for n in range(channels)]
 
@@ -128,7 +129,9 @@ def run(
     ep.reset()
     queues = make_queues(ep.sqs(RequestCounter()), prefix="fanout")
     counter = BenchCounter()
-    hub = ProgressHub(ep.sqs(counter), queues.progress, wait_time_seconds=hub_wait).start()
+    hub = ProgressHub(
+        ep.sqs(counter), ProgressQueue(queues.progress), wait_time_seconds=hub_wait
+    ).start()
     child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,

@@ -58,6 +58,7 @@ from transflow import (
     ProgressEvent,
     ProgressHub,
     ProgressPublisher,
+    ProgressTopic,
     ProgressType,
     Subscription,
     TransflowConfig,
@@ -127,7 +128,7 @@ def publish(endpoint_url: str, topic: str, channels: int, events: int, interval:
     """(The child process.) Send every channel's events to the topic; print, as JSON, when
     each PublishBatch started and returned and the requests made."""
     counter = BenchCounter()
-    publisher = _TimedPublisher(None, topic_arn=topic, sns=Endpoint(endpoint_url).sns(counter))
+    publisher = _TimedPublisher(ProgressTopic(topic), sns=Endpoint(endpoint_url).sns(counter))
     publisher.started, publisher.returned = {}, {}
     _emit_all(publisher, channels, events, interval)
     report = {
@@ -194,7 +195,11 @@ def run_instances(
     for _ in range(instances):
         sqs = ep.sqs(hub_counter)
         hub = _TimedHub.from_config(
-            config, sqs=sqs, sns=ep.sns(hub_counter), topic_arn=topic, wait_time_seconds=hub_wait
+            config,
+            sqs=sqs,
+            sns=ep.sns(hub_counter),
+            progress=ProgressTopic(topic),
+            wait_time_seconds=hub_wait,
         )
         assert isinstance(hub, _TimedHub)
         hub.received, hub.added, hub.dispatching = {}, [], []

@@ -55,6 +55,7 @@ from transflow import (
     GroupingBridge,
     JobProcessor,
     ProgressHub,
+    ProgressQueue,
     StepContext,
     TemplateRegistry,
     UploadTicket,
@@ -169,7 +170,7 @@ class Soak:
             self.registry(worker),
             s3_client=self.faulty_s3(),
             sqs_client=sqs,
-            progress_queue_url=self.queues.progress,
+            progress=ProgressQueue(self.queues.progress),
             max_receive_count=MAX_RECEIVES,
             retry_policy=RetryPolicy(attempts=6, initial=0.05, maximum=1.0),
         )
@@ -425,7 +426,10 @@ def run(
     # returns them to a retry with the same ReceiveRequestAttemptId; moto does not), so the
     # hub's visibility is kept as short as the workers'.
     hub = ProgressHub(
-        soak.faulty_sqs(), queues.progress, wait_time_seconds=2, visibility_timeout=visibility
+        soak.faulty_sqs(),
+        ProgressQueue(queues.progress),
+        wait_time_seconds=2,
+        visibility_timeout=visibility,
     ).start()
     soak.ep_hub = hub
     for _ in range(2):

@@ -37,7 +37,7 @@ from bench.pipeline import (
     register_noop,
     ticket,
 )
-from transflow import GroupingBridge, JobProcessor, TemplateRegistry, UploadTicket
+from transflow import GroupingBridge, JobProcessor, ProgressQueue, TemplateRegistry, UploadTicket
 from transflow._aws.metering import RequestCounter
 
 BODY = b"x" * 1024
@@ -62,7 +62,7 @@ def run_transflow(ep: Endpoint, jobs: int, threads: int, records: int) -> dict[s
     registry = TemplateRegistry()
     register_noop(registry)
     processor = JobProcessor(
-        registry, s3_client=s3, sqs_client=sqs, progress_queue_url=queues.progress
+        registry, s3_client=s3, sqs_client=sqs, progress=ProgressQueue(queues.progress)
     )
     bridge = GroupingBridge(sqs, s3, queue_url=queues.processing, head_concurrency=records)
     drain = Drain(sqs, queues.progress).start()

@@ -26,7 +26,13 @@ import struct
 import wave
 from typing import TYPE_CHECKING, Any
 
-from transflow import JobProcessor, StepContext, TemplateRegistry
+from transflow import (
+    JobProcessor,
+    ProgressDestination,
+    ProgressQueue,
+    StepContext,
+    TemplateRegistry,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -71,14 +77,14 @@ def archive(ctx: StepContext) -> None:
 
 
 def build_processor(
-    s3: S3Client, sqs: SQSClient, progress_queue_url: str, output_bucket: str
+    s3: S3Client, sqs: SQSClient, progress: ProgressDestination, output_bucket: str
 ) -> JobProcessor:
     """The processor, from its clients and settings."""
     return JobProcessor(
         registry,
         s3_client=s3,
         sqs_client=sqs,
-        progress_queue_url=progress_queue_url,
+        progress=progress,
         output_bucket=output_bucket,
         # The bridge stores jobs too large for a message in the upload bucket (its default).
         claim_buckets=[b for b in (os.environ.get("TRANSFLOW_UPLOAD_BUCKET"), output_bucket) if b],
@@ -99,7 +105,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
         _processor = build_processor(
             boto3.client("s3"),
             boto3.client("sqs"),
-            os.environ["SQS_PROGRESS_QUEUE_URL"],
+            ProgressQueue(os.environ["SQS_PROGRESS_QUEUE_URL"]),
             os.environ["TRANSFLOW_OUTPUT_BUCKET"],
         )
     return _processor.handle(event, context)
@@ -153,7 +159,7 @@ def main() -> dict[str, Any]:
                 }
             ]
         }
-        response = build_processor(s3, sqs, progress_url, "outputs").handle(event)
+        response = build_processor(s3, sqs, ProgressQueue(progress_url), "outputs").handle(event)
         status_key = "outputs/main/users/user123/upload-abc/status.json"
         status = json.loads(s3.get_object(Bucket="outputs", Key=status_key)["Body"].read())
         report_key = "outputs/main/users/user123/upload-abc/report.json"

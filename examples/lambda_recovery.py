@@ -9,9 +9,9 @@ EventBridge). Each run:
   status record (:func:`transflow.ops.recovery.sweep_stale_uploads`).
 
 Both are idempotent, so a run that overlaps or repeats another does no harm. The final
-events go where progress goes (:func:`transflow.ops.provision.progress_publisher`): the
-progress queue, or in fan-out mode the SNS FIFO topic, which is the only way they reach the
-hub instances' queues. Environment (the SAM template sets it; :func:`transflow.load_config`
+events go where progress goes (:func:`transflow.ops.provision.resolve_progress_destination`):
+the progress queue, or in fan-out mode the SNS FIFO topic, which is the only way they reach
+the hub instances' queues. Environment (the SAM template sets it; :func:`transflow.load_config`
 reads it):
 
 - ``TRANSFLOW_PROJECT``, ``TRANSFLOW_BRANCH``, ``SQS_QUEUE_URL``, ``SQS_DLQ_URL``,
@@ -40,7 +40,7 @@ from botocore.config import Config
 from transflow import UploadFile, create_upload, load_config
 from transflow.cli.local import LocalAws, local_client_config
 from transflow.ops.dlq import announce
-from transflow.ops.provision import progress_publisher, resolve_queue_urls
+from transflow.ops.provision import resolve_progress_destination, resolve_queue_urls
 from transflow.ops.recovery import sweep_stale_uploads
 
 
@@ -58,16 +58,16 @@ def handler(event: dict[str, Any], context: Any, *, clock: Any = time.time) -> d
     """The Lambda entry point: what was announced and swept, for the function's log."""
     sqs, s3, sns = _clients()
     config = load_config()
-    progress = progress_publisher(sqs, config, sns=sns)
+    progress = resolve_progress_destination(sqs, config, sns=sns)
     output_bucket = os.environ["TRANSFLOW_OUTPUT_BUCKET"]
     announced = announce(
         sqs,
         resolve_queue_urls(sqs, config).dlq,
-        None,
+        progress,
+        sns=sns,
         s3=s3,
         output_bucket=output_bucket,
         clock=clock,
-        progress=progress,
     )
     swept = sweep_stale_uploads(
         s3,
@@ -75,6 +75,7 @@ def handler(event: dict[str, Any], context: Any, *, clock: Any = time.time) -> d
         upload_bucket=os.environ["TRANSFLOW_UPLOAD_BUCKET"],
         output_bucket=output_bucket,
         progress=progress,
+        sns=sns,
         branch=config.branch,
         max_age=dt.timedelta(seconds=int(os.environ.get("TRANSFLOW_STALE_UPLOAD_AGE_SEC", "3600"))),
         clock=clock,

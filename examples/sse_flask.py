@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 from examples._sse_demo import demo_events, progress_queue, publish, read_until_done
 from transflow import (
     ProgressHub,
+    ProgressQueue,
     StreamTokenError,
     SubscriptionDenied,
     issue_stream_token,
@@ -73,7 +74,7 @@ def main() -> list[tuple[str, str]]:
         stream_secret = secrets.token_urlsafe(32)  # in production: TRANSFLOW_STREAM_SECRET
         # What create_upload(..., stream_secret=...) returns as ticket.stream_token:
         token = issue_stream_token(stream_secret, upload_channel("main", "upload-abc"))
-        with ProgressHub(sqs, url, wait_time_seconds=1) as hub:
+        with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
             server = make_server("127.0.0.1", 0, create_app(hub, stream_secret), threaded=True)
             thread = threading.Thread(target=server.serve_forever, daemon=True)
             thread.start()

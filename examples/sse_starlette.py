@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 from examples._sse_demo import demo_events, progress_queue, publish, read_until_done
 from transflow import (
     ProgressHub,
+    ProgressQueue,
     StreamTokenError,
     SubscriptionDenied,
     asgi_app,
@@ -80,7 +81,7 @@ def main() -> list[tuple[str, str]]:
     with LocalAws() as aws:
         sqs = aws.sqs(poller_client_config())
         url = progress_queue(sqs)
-        hub = ProgressHub(sqs, url, wait_time_seconds=1)
+        hub = ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1)
         stream_secret = secrets.token_urlsafe(32)  # in production: TRANSFLOW_STREAM_SECRET
         # What create_upload(..., stream_secret=...) returns as ticket.stream_token:
         token = issue_stream_token(stream_secret, upload_channel("main", "upload-abc"))

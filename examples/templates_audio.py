@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from transflow import JobProcessor, StepContext, TemplateRegistry
+from transflow import JobProcessor, ProgressQueue, StepContext, TemplateRegistry
 from transflow._wire.model import ProcessingJob, S3ObjectRef, UserContext
 from transflow.cli.demo.samples import tone_wav
 from transflow.processing.external import run_command
@@ -112,7 +112,7 @@ def main() -> dict[str, Any]:
             registry,
             s3_client=s3,
             sqs_client=sqs,
-            progress_queue_url=progress_url,
+            progress=ProgressQueue(progress_url),
             output_bucket="outputs",
         )
         status = processor.run_job(job)

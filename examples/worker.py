@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 import boto3
 
-from transflow import JobProcessor, StepContext, TemplateRegistry
+from transflow import (
+    JobProcessor,
+    ProgressDestination,
+    ProgressQueue,
+    StepContext,
+    TemplateRegistry,
+)
 from transflow._aws.poller import QueuePoller, poller_client_config
 from transflow.processing.worker import make_worker, run_worker
 
@@ -49,7 +55,7 @@ def build_worker(
     s3: S3Client,
     *,
     processing_queue_url: str,
-    progress_queue_url: str,
+    progress: ProgressDestination,
     output_bucket: str,
     concurrency: int = 4,
     wait_time_seconds: int = 20,
@@ -59,7 +65,7 @@ def build_worker(
         registry,
         s3_client=s3,
         sqs_client=sqs,
-        progress_queue_url=progress_queue_url,
+        progress=progress,
         output_bucket=output_bucket,
         max_receive_count=3,
     )
@@ -80,7 +86,7 @@ if __name__ == "__main__":
             boto3.client("sqs", config=poller_client_config(4)),
             boto3.client("s3"),
             processing_queue_url=os.environ["SQS_QUEUE_URL"],
-            progress_queue_url=os.environ["SQS_PROGRESS_QUEUE_URL"],
+            progress=ProgressQueue(os.environ["SQS_PROGRESS_QUEUE_URL"]),
             output_bucket=os.environ["TRANSFLOW_OUTPUT_BUCKET"],
         )
     )

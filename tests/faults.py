@@ -116,3 +116,48 @@ class _RawBody:
     def read(self, *_: Any) -> bytes:
         data, self._data = self._data, b""
         return data
+
+
+@attrs.define
+class BatchTooLong:
+    """Refuses whole batch calls the way SNS and SQS refuse one whose entries together pass
+    the endpoint's limit: a ``BatchRequestTooLong`` error, nothing in it sent.
+    ``refuse(entries)`` decides from the call's entries (``PublishBatchRequestEntries`` or
+    ``Entries``); the others go to the endpoint unchanged."""
+
+    client: Any
+    operation: str
+    refuse: Callable[[list[dict[str, Any]]], bool]
+    calls: int = 0
+    refused: int = 0
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        events = self.client.meta.events
+        service = self.client.meta.service_model.service_name
+        events.register(f"before-parameter-build.{service}.{self.operation}", self._judge)
+        events.register(f"before-call.{service}.{self.operation}", self._answer)
+
+    def _judge(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        entries = params.get("PublishBatchRequestEntries", params.get("Entries", []))
+        with self._lock:
+            self.calls += 1
+        context["transflow_too_long"] = self.refuse(entries)
+
+    def _answer(self, context: dict[str, Any], **_: Any) -> Any:
+        if not context.pop("transflow_too_long", False):
+            return None
+        with self._lock:
+            self.refused += 1
+        http = botocore.awsrequest.AWSResponse(
+            "https://refused.invalid/", 400, botocore.awsrequest.HTTPHeaders(), _RawBody(b"")
+        )
+        parsed = {
+            "Error": {
+                "Code": "BatchRequestTooLong",
+                "Message": "injected: the batch request is too long",
+                "Type": "Sender",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return http, parsed

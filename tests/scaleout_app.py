@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 
-from transflow import ProgressHub
+from transflow import ProgressHub, ProgressTopic
 from transflow.cli.local import local_client_config
 from transflow.streaming.apps import asgi_app, wsgi_app
 
@@ -21,7 +21,7 @@ _session = boto3.session.Session(
 _endpoint = os.environ["SCALEOUT_ENDPOINT"]
 hub = ProgressHub(
     _session.client("sqs", endpoint_url=_endpoint, config=local_client_config()),
-    topic_arn=os.environ["SCALEOUT_TOPIC_ARN"],
+    ProgressTopic(os.environ["SCALEOUT_TOPIC_ARN"]),
     sns=_session.client("sns", endpoint_url=_endpoint, config=local_client_config()),
     instance_prefix=os.environ["SCALEOUT_PREFIX"],
     wait_time_seconds=1,

@@ -31,6 +31,7 @@ from transflow.errors import (
     JobFormatError,
     LeaseLostError,
     OutputPathError,
+    ProgressEventTooLargeError,
     ProvisionError,
     ProvisionWarning,
     QueueNotFoundError,
@@ -126,6 +127,11 @@ if TYPE_CHECKING:
         OutputLocation,
         StepContext,
     )
+    from transflow.processing.destination import (
+        ProgressDestination,
+        ProgressQueue,
+        ProgressTopic,
+    )
     from transflow.processing.processor import (
         JobProcessor,
     )
@@ -214,6 +220,9 @@ _HOMES: dict[str, str] = {
     "OutputLocation": "transflow.processing.context",
     "StepContext": "transflow.processing.context",
     "JobProcessor": "transflow.processing.processor",
+    "ProgressDestination": "transflow.processing.destination",
+    "ProgressQueue": "transflow.processing.destination",
+    "ProgressTopic": "transflow.processing.destination",
     "ProgressPublisher": "transflow.processing.progress",
     "ProgressStream": "transflow.processing.progress",
     "AssemblyStatus": "transflow.processing.status",
@@ -289,10 +298,14 @@ __all__ = [
     "PollerStats",
     "PresignedFile",
     "ProcessingJob",
+    "ProgressDestination",
     "ProgressEvent",
+    "ProgressEventTooLargeError",
     "ProgressHub",
     "ProgressPublisher",
+    "ProgressQueue",
     "ProgressStream",
+    "ProgressTopic",
     "ProgressType",
     "ProvisionError",
     "ProvisionWarning",

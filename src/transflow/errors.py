@@ -28,6 +28,7 @@ __all__ = [
     "JobFormatError",
     "LeaseLostError",
     "OutputPathError",
+    "ProgressEventTooLargeError",
     "ProvisionError",
     "ProvisionWarning",
     "QueueNotFoundError",
@@ -341,6 +342,12 @@ class WebhookDestinationError(ConfigError):
         self.reason = reason
         self.hint = hint
         super().__init__(f"webhook_url {url!r} is refused: {reason}. To send it: {hint}")
+
+
+class ProgressEventTooLargeError(TransflowError, ValueError):
+    """A progress event is over the limit for one message where progress goes (the queue's
+    ``sqs.maxMessageBytes``; 256 KiB on the SNS topic of fan-out mode). It was refused, not
+    sent: keep large data in S3 and put its key in the event."""
 
 
 class WebhookSignatureError(TransflowError):

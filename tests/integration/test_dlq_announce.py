@@ -12,6 +12,7 @@ from transflow import (
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
+    ProgressQueue,
     S3ObjectRef,
     TransflowConfig,
     ensure_queues,
@@ -49,7 +50,7 @@ def test_announce_tells_the_watcher_once_and_leaves_the_dlq_alone(aws: LocalAws)
     send_batch(sqs, urls.progress, [("r", OutgoingMessage(retrying.to_json(), "up-a", "r"))])
 
     with (
-        ProgressHub(sqs, urls.progress, wait_time_seconds=1) as hub,
+        ProgressHub(sqs, ProgressQueue(urls.progress), wait_time_seconds=1) as hub,
         hub.subscribe("upload:main:up-a") as watching,
     ):
         status = [UploadStatus("upload:main:up-a")]
@@ -62,7 +63,7 @@ def test_announce_tells_the_watcher_once_and_leaves_the_dlq_alone(aws: LocalAws)
             return status[0].state is state
 
         wait_until(lambda: fold_until(UploadState.RETRYING), timeout=20, what="retrying")
-        first = announce(sqs, urls.dlq, urls.progress)
+        first = announce(sqs, urls.dlq, ProgressQueue(urls.progress))
         wait_until(lambda: fold_until(UploadState.ERROR), timeout=20, what="the final error")
 
     assert sorted(first.announced) == ["up-a", "up-b"]

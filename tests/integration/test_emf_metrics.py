@@ -19,7 +19,7 @@ from tests.pipeline import (
     put_upload,
     wav_bytes,
 )
-from transflow import JobProcessor, ProgressHub, StepContext, TemplateRegistry
+from transflow import JobProcessor, ProgressHub, ProgressQueue, StepContext, TemplateRegistry
 from transflow._aws.emf import emf_record, emit, enabled
 from transflow._aws.retry import RetryPolicy
 from transflow._wire.model import ProgressEvent, ProgressType
@@ -85,7 +85,7 @@ def test_the_processor_reports_jobs_per_template(
         registry,
         s3_client=aws.s3(),
         sqs_client=aws.sqs(),
-        progress_queue_url=queues.progress,
+        progress=ProgressQueue(queues.progress),
         output_bucket=OUTPUTS,
         retry_policy=RetryPolicy(attempts=2, initial=0.001, maximum=0.01),
     )
@@ -121,7 +121,7 @@ def test_the_hub_reports_subscribers_deliveries_and_lagging(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TRANSFLOW_METRICS", "emf")
-    hub = ProgressHub(sqs, queues.progress, buffer_size=2)
+    hub = ProgressHub(sqs, ProgressQueue(queues.progress), buffer_size=2)
     fast = hub.subscribe("upload:main:u1")
     slow = hub.subscribe("upload:main:*")
     for seq in range(1, 4):

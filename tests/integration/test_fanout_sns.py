@@ -21,6 +21,8 @@ from transflow import (
     ProgressEvent,
     ProgressHub,
     ProgressPublisher,
+    ProgressQueue,
+    ProgressTopic,
     S3ObjectRef,
     UploadFile,
     create_upload,
@@ -64,7 +66,12 @@ def sns(aws: LocalAws) -> SNSClient:
 
 def hub_for(config: TransflowConfig, aws: LocalAws, topic: str, **options: Any) -> ProgressHub:
     return ProgressHub.from_config(
-        config, sqs=aws.sqs(), sns=aws.sns(), topic_arn=topic, wait_time_seconds=1, **options
+        config,
+        sqs=aws.sqs(),
+        sns=aws.sns(),
+        progress=ProgressTopic(topic),
+        wait_time_seconds=1,
+        **options,
     )
 
 
@@ -89,7 +96,7 @@ def test_every_hub_instance_gets_every_event_in_order_and_cleans_up(
     assert len(set(names)) == 3
     assert all(n.startswith("fan-main-progress-") and len(n) <= 80 for n in names)
     subs = [hub.subscribe("upload:main:*") for hub in hubs]
-    publisher = ProgressPublisher(None, topic_arn=report.topic_arn, sns=sns, flush_after=0.05)
+    publisher = ProgressPublisher(ProgressTopic(report.topic_arn), sns=sns, flush_after=0.05)
     for upload in ("a", "b"):
         emit(publisher, upload, 25)
     try:
@@ -117,7 +124,7 @@ def test_a_batch_the_topic_answers_with_nothing_is_a_failure_not_a_silent_loss(
     dead.open()
     assert dead.url is not None
     sqs.delete_queue(QueueUrl=dead.url)  # a crash between the two steps of close()
-    publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, policy=FAST)
+    publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, policy=FAST)
     event = ProgressEvent.create("start", upload_id="x", branch="main", seq=1)
     result = publisher.send([event], "1")
     assert not result.ok
@@ -154,7 +161,7 @@ def test_a_sweep_removes_dead_instances_and_leaves_live_ones(
     urls = sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls") or []
     assert sorted(urls) == sorted([str(live.url), other])
     # Delivery works again for the survivors.
-    publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, policy=FAST)
+    publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, policy=FAST)
     assert publisher.send([ProgressEvent.create("start", upload_id="x", branch="main")], "1").ok
 
 
@@ -181,7 +188,7 @@ def test_a_hub_snapshot_comes_from_the_status_record_when_it_has_not_seen_the_up
     write_status_record(s3, "out", "outputs/main/u1/status.json", record)
     source = StatusRecordSnapshots(s3, "out", ttl=60)
     url = fifo_queue(sqs, "snap-progress.fifo")
-    with ProgressHub(sqs, url, snapshot_source=source, wait_time_seconds=1) as hub:
+    with ProgressHub(sqs, ProgressQueue(url), snapshot_source=source, wait_time_seconds=1) as hub:
         first = hub.subscribe("upload:main:u1")
         again = hub.subscribe("upload:main:u1")
         unknown = hub.subscribe("upload:main:nothing")
@@ -197,7 +204,7 @@ def test_a_hub_snapshot_comes_from_the_status_record_when_it_has_not_seen_the_up
 
 def test_a_hub_on_the_shared_queue_refuses_to_serve_a_forked_child(sqs: SQSClient) -> None:
     url = fifo_queue(sqs, "fork-progress.fifo")
-    hub = ProgressHub(sqs, url, wait_time_seconds=1).start()
+    hub = ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1).start()
     read, write = os.pipe()
     try:
         pid = os.fork()
@@ -227,9 +234,9 @@ def test_fanout_mode_needs_its_topic_and_clients(tmp_path: Any, aws: LocalAws) -
     with pytest.raises(ConfigError, match="progressTopicArn"):
         ProgressHub.from_config(config, sqs=aws.sqs(), sns=aws.sns())
     with pytest.raises(ConfigError, match="sns="):
-        ProgressHub(aws.sqs(), topic_arn="arn:aws:sns:us-east-1:123456789012:t.fifo")
-    with pytest.raises(ConfigError, match="topic_arn"):
-        ProgressPublisher(None, topic_arn="arn:aws:sns:us-east-1:123456789012:t.fifo")
+        ProgressHub(aws.sqs(), ProgressTopic("arn:aws:sns:us-east-1:123456789012:t.fifo"))
+    with pytest.raises(ConfigError, match="sns="):
+        ProgressPublisher(ProgressTopic("arn:aws:sns:us-east-1:123456789012:t.fifo"))
 
 
 def test_the_cli_ensures_the_topic_and_sweeps_crashed_instances(

@@ -33,6 +33,7 @@ from transflow import (
     BridgeError,
     JobProcessor,
     ProcessingJob,
+    ProgressQueue,
     StepContext,
     TemplateRegistry,
 )
@@ -153,7 +154,7 @@ def test_the_processor_handler_fails_hostile_records_alone(
         registry,
         s3_client=s3,
         sqs_client=sqs,
-        progress_queue_url=queues.progress,
+        progress=ProgressQueue(queues.progress),
         retry_policy=FAST,
         flush_after=0,
     )
@@ -218,7 +219,7 @@ def test_dlq_peek_and_announce_describe_any_dead_lettered_body(
     expected = sum(1 for body in sent if body)
 
     jobs = peek(sqs, dlq, 10, s3=s3, output_bucket=OUTPUTS)
-    report = announce(sqs, dlq, queues.progress, 10, s3=s3, output_bucket=OUTPUTS)
+    report = announce(sqs, dlq, ProgressQueue(queues.progress), 10, s3=s3, output_bucket=OUTPUTS)
 
     assert len(jobs) == expected
     assert len(report.announced) + len(report.skipped) + len(report.failed) == expected

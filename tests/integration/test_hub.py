@@ -12,6 +12,7 @@ from tests.streaming_support import fast_moto_clock, fifo_queue, publish, queue_
 from transflow import (
     ProgressEvent,
     ProgressHub,
+    ProgressQueue,
     SubscriberLagged,
     Subscription,
     SubscriptionClosed,
@@ -65,7 +66,9 @@ def test_many_subscribers_on_interleaved_channels_get_every_event_once_in_order(
     per_branch = total // 2
     seqs = list(range(1, EVENTS_PER_UPLOAD + 1))
     uploads = [(("main", "dev")[i % 2], f"up-{i:02d}") for i in range(UPLOADS)]
-    hub = ProgressHub(sqs, url, buffer_size=total, wait_time_seconds=1, concurrency=4)
+    hub = ProgressHub(
+        sqs, ProgressQueue(url), buffer_size=total, wait_time_seconds=1, concurrency=4
+    )
     subs: list[tuple[str, Subscription]] = []
     for i in range(UPLOADS * SUBSCRIBERS_PER_UPLOAD):
         branch, upload = uploads[i % UPLOADS]
@@ -108,7 +111,7 @@ def test_many_subscribers_on_interleaved_channels_get_every_event_once_in_order(
 def test_snapshot_first_then_live_and_resume_by_last_event_id(sqs: SQSClient) -> None:
     url = fifo_queue(sqs, "progress.fifo")
     channel = upload_channel("main", "abc")
-    with ProgressHub(sqs, url, wait_time_seconds=1) as hub:
+    with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
         first = hub.subscribe(channel)
         assert first.snapshot.state is UploadState.QUEUED
         publish(
@@ -150,7 +153,7 @@ def test_snapshot_first_then_live_and_resume_by_last_event_id(sqs: SQSClient) ->
 def test_a_slow_subscriber_is_cut_off_without_delaying_the_others(sqs: SQSClient) -> None:
     url = fifo_queue(sqs, "progress.fifo")
     channel = upload_channel("main", "big")
-    with ProgressHub(sqs, url, wait_time_seconds=1) as hub:
+    with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
         slow = hub.subscribe(channel, buffer_size=5)
         fast = hub.subscribe(channel, buffer_size=100)
         fast_got: list[ProgressEvent] = []
@@ -179,7 +182,7 @@ def test_a_slow_subscriber_is_cut_off_without_delaying_the_others(sqs: SQSClient
 def test_duplicates_and_malformed_messages(sqs: SQSClient) -> None:
     url = fifo_queue(sqs, "progress.fifo")
     channel = upload_channel("main", "d")
-    with ProgressHub(sqs, url, wait_time_seconds=1) as hub:
+    with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
         sub = hub.subscribe(channel)
         publish(sqs, url, [event("main", "d", 1), event("main", "d", 2)])
         # The same event sent again after the dedup window (a different dedup id).

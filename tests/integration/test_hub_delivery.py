@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from tests.faults import EntryFaults
 from tests.streaming_support import fifo_queue, queue_counts, wait_until
-from transflow import ProgressHub, ProgressPublisher, Subscription, load_config
+from transflow import (
+    ProgressHub,
+    ProgressPublisher,
+    ProgressQueue,
+    ProgressTopic,
+    Subscription,
+    load_config,
+)
 from transflow._aws.retry import RetryPolicy
 from transflow.ops.provision import ensure_topic
 
@@ -40,8 +47,8 @@ def take(sub: Subscription, count: int) -> list[int | None]:
 def test_an_entry_retried_after_its_successors_reaches_every_subscriber(sqs: SQSClient) -> None:
     url = fifo_queue(sqs, "progress.fifo")
     faults = EntryFaults(sqs, "SendMessageBatch", second_entry_fails_once)
-    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST)
-    with ProgressHub(sqs, url, wait_time_seconds=1) as hub:
+    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
+    with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
         exact = hub.subscribe("upload:main:up-1")
         branch = hub.subscribe("upload:main:*")
         seqs = publish_five(publisher)
@@ -65,10 +72,10 @@ def test_an_entry_retried_after_its_successors_reaches_every_fanout_instance(
     sns = aws.sns()
     topic = ensure_topic(sns, config)
     faults = EntryFaults(sns, "PublishBatch", second_entry_fails_once)
-    publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, flush_after=60, policy=FAST)
+    publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, flush_after=60, policy=FAST)
     hubs = [
         ProgressHub.from_config(
-            config, sqs=aws.sqs(), sns=aws.sns(), topic_arn=topic, wait_time_seconds=1
+            config, sqs=aws.sqs(), sns=aws.sns(), progress=ProgressTopic(topic), wait_time_seconds=1
         ).start()
         for _ in range(2)
     ]

@@ -36,6 +36,7 @@ from transflow import (
     JobFormatError,
     JobProcessor,
     ProcessingJob,
+    ProgressQueue,
     ReceivedMessage,
     S3ObjectRef,
     StepContext,
@@ -68,7 +69,7 @@ def processor(
     return JobProcessor(
         registry,
         s3_client=aws.s3(),
-        progress_queue_url=queues.progress,
+        progress=ProgressQueue(queues.progress),
         output_bucket=OUTPUTS,
         **options,
     )

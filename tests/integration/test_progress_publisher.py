@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tests.faults import EntryFaults
 from tests.pipeline import drain_events
-from transflow import ProgressPublisher, count_requests
+from transflow import ProgressPublisher, ProgressQueue, count_requests
 from transflow._aws.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ def progress_queue(sqs: SQSClient) -> str:
 
 def test_events_are_numbered_batched_and_ordered(sqs: SQSClient) -> None:
     url = progress_queue(sqs)
-    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST, clock=lambda: 100.0)
+    publisher = ProgressPublisher(
+        ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST, clock=lambda: 100.0
+    )
     with count_requests(sqs) as requests, publisher.stream("up-1", "main") as stream:
         stream.emit("start", template_id="t")
         stream.emit("step:start", step="a")  # flushes: 2 events, 1 call
@@ -42,7 +44,9 @@ def test_events_are_numbered_batched_and_ordered(sqs: SQSClient) -> None:
 def test_a_retried_send_is_deduplicated_but_a_new_attempt_is_not(sqs: SQSClient) -> None:
     url = progress_queue(sqs)
     starts = iter([100.0, 160.0])
-    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST, clock=lambda: next(starts))
+    publisher = ProgressPublisher(
+        ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST, clock=lambda: next(starts)
+    )
     first = publisher.stream("up-1", "main", attempt=1)
     events = [first.emit("start"), first.emit("error", message="boom")]
     # The same send again (as after a lost response) is dropped by the queue.
@@ -70,7 +74,7 @@ def test_failed_entries_are_retried_without_duplicates(sqs: SQSClient) -> None:
             ("InternalError", False) if call == 0 and int(entry["Id"][1:]) % 2 else None
         ),
     )
-    publisher = ProgressPublisher(sqs, url, flush_after=60, policy=FAST)
+    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
     with publisher.stream("up-1", "main") as stream:
         for n in range(6):
             stream.emit("progress", percent=n * 10)
@@ -81,7 +85,7 @@ def test_failed_entries_are_retried_without_duplicates(sqs: SQSClient) -> None:
 
 def test_a_quiet_step_still_sends_after_the_delay(sqs: SQSClient) -> None:
     url = progress_queue(sqs)
-    publisher = ProgressPublisher(sqs, url, flush_after=0.05, policy=FAST)
+    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=0.05, policy=FAST)
     stream = publisher.stream("up-1", "main")
     stream.emit("progress", step="encode", percent=42)
     deadline = time.monotonic() + 10

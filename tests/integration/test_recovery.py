@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from examples import lambda_recovery
-from transflow import UploadFile, UserContext, create_upload
+from transflow import ProgressQueue, UploadFile, UserContext, create_upload
 from transflow._wire.keys import status_key
 from transflow.cli.local import LocalAws, local_client_config
 from transflow.ops.recovery import (
@@ -79,7 +79,7 @@ def test_an_upload_whose_files_stopped_arriving_ends_on_an_error_once(aws: Local
             sqs,
             upload_bucket=BUCKET,
             output_bucket=BUCKET,
-            progress_queue_url=progress,
+            progress=ProgressQueue(progress),
             branch="main",
             clock=lambda: time.time() + after,
         )

@@ -13,6 +13,7 @@ from transflow import (
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
+    ProgressQueue,
     S3ObjectRef,
     SqsConfig,
     StepContext,
@@ -53,7 +54,7 @@ def test_a_redriven_job_shows_its_new_run_to_a_subscriber_who_saw_it_fail(
         registry,
         s3_client=s3,
         sqs_client=sqs,
-        progress_queue_url=urls.progress,
+        progress=ProgressQueue(urls.progress),
         max_receive_count=2,
         flush_after=0.05,
     )
@@ -64,7 +65,7 @@ def test_a_redriven_job_shows_its_new_run_to_a_subscriber_who_saw_it_fail(
         "up-9", "flaky", [S3ObjectRef("uploads", "uploads/main/up-9/a.txt")], "main"
     )
     with (
-        ProgressHub(sqs, urls.progress, wait_time_seconds=1) as hub,
+        ProgressHub(sqs, ProgressQueue(urls.progress), wait_time_seconds=1) as hub,
         hub.subscribe(job.channel) as watching,
         worker,
     ):

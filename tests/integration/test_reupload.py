@@ -15,6 +15,7 @@ from tests.pipeline import drain_events, lambda_record, make_queues
 from transflow import (
     JobProcessor,
     ProcessingJob,
+    ProgressQueue,
     StepContext,
     TemplateRegistry,
     UploadFile,
@@ -57,7 +58,7 @@ def test_a_file_reposted_with_new_content_runs_again(aws: LocalAws) -> None:
         registry,
         s3_client=s3,
         sqs_client=sqs,
-        progress_queue_url=queues.progress,
+        progress=ProgressQueue(queues.progress),
         output_bucket="uploads",
         retry_policy=FAST,
     )

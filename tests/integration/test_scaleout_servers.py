@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.scaleout_support import Follower, Server, servers
-from transflow import ProgressPublisher, load_config
+from transflow import ProgressPublisher, ProgressTopic, load_config
 from transflow.ops.provision import ensure_topic
 from transflow.streaming.instances import LAST_SEEN_TAG, sweep_instance_queues
 
@@ -85,7 +85,7 @@ def test_subscribers_on_four_processes_get_everything_a_killed_one_is_swept_and_
     config = fanout_config(tmp_path)
     topic = ensure_topic(sns, config)
     prefix = config.instance_queue_prefix
-    publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, flush_after=0.05)
+    publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, flush_after=0.05)
     uploads = [f"up{i}" for i in range(UPLOADS)]
     with servers(
         aws.endpoint_url, topic, prefix, gunicorn_workers=GUNICORN_WORKERS, uvicorns=2
@@ -124,7 +124,7 @@ def test_gunicorn_preload_restarts_the_hub_in_each_worker(
     config = fanout_config(tmp_path)
     topic = ensure_topic(sns, config)
     prefix = config.instance_queue_prefix
-    publisher = ProgressPublisher(None, topic_arn=topic, sns=sns, flush_after=0.05)
+    publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, flush_after=0.05)
     uploads = ["p1", "p2"]
     with servers(aws.endpoint_url, topic, prefix, gunicorn_workers=2, uvicorns=0, preload=True) as (
         server,

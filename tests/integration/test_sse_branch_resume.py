@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.streaming_support import SseClient, SseEvent, asgi_server, fifo_queue, wsgi_server
-from transflow import ProgressEvent, ProgressHub
+from transflow import ProgressEvent, ProgressHub, ProgressQueue
 from transflow.streaming.apps import asgi_app, wsgi_app
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ def test_a_branch_stream_resumes_exactly_on_another_hub(
     sqs: SQSClient, kind: str, server: Server, make_app: Callable[..., Any]
 ) -> None:
     # Not started: the events are handed to each hub as its own queue would deliver them.
-    first = ProgressHub(sqs, fifo_queue(sqs, f"first-{kind}.fifo"))
-    second = ProgressHub(sqs, fifo_queue(sqs, f"second-{kind}.fifo"))
+    first = ProgressHub(sqs, ProgressQueue(fifo_queue(sqs, f"first-{kind}.fifo")))
+    second = ProgressHub(sqs, ProgressQueue(fifo_queue(sqs, f"second-{kind}.fifo")))
     for upload, seq in SECOND:
         second.dispatch(ev(upload, seq))
 

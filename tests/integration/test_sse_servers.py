@@ -25,7 +25,7 @@ from tests.streaming_support import (
     wait_until,
     wsgi_server,
 )
-from transflow import ConfigError, ProgressEvent, ProgressHub, issue_stream_token
+from transflow import ConfigError, ProgressEvent, ProgressHub, ProgressQueue, issue_stream_token
 from transflow.streaming.apps import asgi_app, wsgi_app
 from transflow.streaming.sse import encode
 
@@ -68,7 +68,7 @@ def test_events_over_a_real_server_with_resume(
         return not channel.startswith("upload:secret:")
 
     with (
-        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub,
         server(make_app(hub, authorize=authorize, heartbeat=0.2, retry=1500)) as base,
     ):
         client = SseClient(f"{base}/?channel=upload:main:abc").start()
@@ -174,7 +174,7 @@ def _snapshot_then_close(client: SseClient) -> list[SseEvent]:
 def test_an_app_without_a_secret_or_hook_refuses_to_be_built(
     sqs: SQSClient, make_app: Callable[..., Any]
 ) -> None:
-    hub = ProgressHub(sqs, "https://sqs.invalid/q.fifo")
+    hub = ProgressHub(sqs, ProgressQueue("https://sqs.invalid/q.fifo"))
     with pytest.raises(ConfigError, match=r"secret=.*authorize=.*allow_anonymous=True"):
         make_app(hub)
     with pytest.raises(ConfigError, match="at least 32 bytes"):
@@ -190,7 +190,7 @@ def test_streams_open_with_a_token_for_the_channel_only(
     token = issue_stream_token(SECRET, "upload:main:abc", user_id="alice")
     foreign = issue_stream_token(OTHER_SECRET, "upload:main:abc")
     with (
-        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub,
         server(make_app(hub, secret=SECRET, heartbeat=0.2)) as base,
         httpx.Client(timeout=10) as http,
     ):
@@ -249,7 +249,7 @@ def test_the_hook_and_anonymous_access_are_explicit(
         return channel == "upload:main:*"
 
     with (
-        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub,
         server(make_app(hub, allow_anonymous=True, heartbeat=0.2)) as anonymous,
         server(make_app(hub, secret=SECRET, authorize=authorize, heartbeat=0.2)) as hooked,
         httpx.Client(timeout=10) as http,
@@ -276,7 +276,7 @@ def test_hostile_input_is_a_400_or_ignored_never_a_500(
 ) -> None:
     url = fifo_queue(sqs, f"progress-hostile-{kind}.fifo")
     with (
-        ProgressHub(sqs, url, wait_time_seconds=1) as hub,
+        ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub,
         server(make_app(hub, allow_anonymous=True, heartbeat=0.2)) as base,
         httpx.Client(timeout=10) as http,
     ):
@@ -332,7 +332,7 @@ def test_poison_progress_messages_are_dropped_counted_and_the_stream_goes_on(
     operator = issue_stream_token(SECRET, "upload:main:*")
     poison = poison_bodies()
     with (
-        ProgressHub(sqs, url, wait_time_seconds=1, visibility_timeout=1) as hub,
+        ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1, visibility_timeout=1) as hub,
         server(make_app(hub, secret=SECRET, heartbeat=0.2)) as base,
     ):
         follower = SseClient(f"{base}/?branch=main&token={operator}").start()
@@ -361,7 +361,7 @@ def test_every_closed_stream_releases_its_subscription(
     """500 clients of ``upload:main:x:*`` (an upload id, not a pattern) and of the channels
     next to it go away, some before reading a byte: no subscription is left behind."""
     url = fifo_queue(sqs, f"progress-leak-{kind}.fifo")
-    hub = ProgressHub(sqs, url)  # never started: subscribing needs no queue
+    hub = ProgressHub(sqs, ProgressQueue(url))  # never started: subscribing needs no queue
     queries = ["channel=upload:main:x:*", "channel=upload:main:x", "branch=main"]
 
     def visit(i: int) -> int:

@@ -15,6 +15,7 @@ from tests.pipeline import OUTPUTS, make_buckets, make_queues, put_upload, wav_b
 from transflow import (
     JobFailedError,
     JobProcessor,
+    ProgressQueue,
     StepContext,
     TemplateRegistry,
     WebhookSender,
@@ -99,7 +100,7 @@ def _processor(aws: LocalAws, registry: TemplateRegistry, sqs: SQSClient) -> Job
         registry,
         s3_client=aws.s3(),
         sqs_client=sqs,
-        progress_queue_url=queues.progress,
+        progress=ProgressQueue(queues.progress),
         output_bucket=OUTPUTS,
         max_receive_count=2,
         webhooks=FAST,

@@ -19,6 +19,7 @@ from transflow import (
     JobProcessor,
     ProcessingJob,
     ProgressEvent,
+    ProgressQueue,
     S3ObjectRef,
     SqsConfig,
     StepContext,
@@ -87,7 +88,7 @@ def test_the_example_worker_runs_jobs_and_deletes_them(
         sqs,
         s3,
         processing_queue_url=urls.processing,
-        progress_queue_url=urls.progress,
+        progress=ProgressQueue(urls.progress),
         output_bucket="outputs",
         concurrency=2,
         wait_time_seconds=1,
@@ -136,7 +137,7 @@ def test_a_job_that_keeps_failing_goes_to_the_dlq_through_visibility(
         registry,
         s3_client=s3,
         sqs_client=sqs,
-        progress_queue_url=urls.progress,
+        progress=ProgressQueue(urls.progress),
         max_receive_count=2,
     )
     worker = make_worker(

@@ -17,6 +17,7 @@ from transflow import (
     ConfigError,
     ProgressEvent,
     ProgressHub,
+    ProgressQueue,
     QueuePoller,
     ReceivedMessage,
     SubscriberLagged,
@@ -289,7 +290,7 @@ def test_the_hub_parses_messages_and_hands_events_to_its_fan_out() -> None:
     def authorize(principal: Any, channel: str) -> bool:
         return principal == "alice" and channel.startswith("upload:main:")
 
-    hub = ProgressHub(NoClient(), "https://queue/progress.fifo", authorize=authorize)  # type: ignore[arg-type]
+    hub = ProgressHub(NoClient(), ProgressQueue("https://queue/progress.fifo"), authorize=authorize)  # type: ignore[arg-type]
     sub = hub.subscribe(upload_channel("main", "u"), principal="alice")
     with pytest.raises(SubscriptionDenied):
         hub.subscribe(upload_channel("main", "u"), principal="mallory")
@@ -337,7 +338,7 @@ def test_the_hub_parses_messages_and_hands_events_to_its_fan_out() -> None:
 )
 def test_hub_options_out_of_range_are_config_errors(option: str, value: int, says: str) -> None:
     with pytest.raises(ConfigError, match=f"ProgressHub {says}"):
-        ProgressHub(NoClient(), "url", **{option: value})  # type: ignore[arg-type]
+        ProgressHub(NoClient(), ProgressQueue("url"), **{option: value})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -370,7 +371,7 @@ def test_a_client_pool_too_small_for_a_poller_is_a_config_error() -> None:
 
     for make in (
         lambda: QueuePoller(Small(), "url", lambda _m: None),  # type: ignore[arg-type]
-        lambda: ProgressHub(Small(), "url"),  # type: ignore[arg-type]
+        lambda: ProgressHub(Small(), ProgressQueue("url")),  # type: ignore[arg-type]
     ):
         with pytest.raises(ConfigError, match="max_pool_connections is 1"):
             make()

@@ -20,6 +20,7 @@ from transflow import (
     EventFormatError,
     ProgressEvent,
     ProgressHub,
+    ProgressQueue,
     ReceivedMessage,
     branch_channel,
     upload_channel,
@@ -35,7 +36,7 @@ def drain(sub: Any) -> list[int | None]:
 
 
 def hub(**options: Any) -> ProgressHub:
-    return ProgressHub(NoClient(), "https://queue/progress.fifo", **options)  # type: ignore[arg-type]
+    return ProgressHub(NoClient(), ProgressQueue("https://queue/progress.fifo"), **options)  # type: ignore[arg-type]
 
 
 # -- poison messages --------------------------------------------------------------------

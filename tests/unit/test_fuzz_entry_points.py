@@ -25,6 +25,7 @@ from transflow import (
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
+    ProgressQueue,
     ReceivedMessage,
     StreamTokenError,
     TransflowError,
@@ -129,7 +130,7 @@ def test_any_lambda_record_or_sqs_message_reads_as_a_message(record: Any) -> Non
 def test_the_hub_message_path_drops_what_it_cannot_use_and_loses_nothing(
     bodies: list[str],
 ) -> None:
-    hub = ProgressHub(NoClient(), "https://queue/progress.fifo")  # type: ignore[arg-type]
+    hub = ProgressHub(NoClient(), ProgressQueue("https://queue/progress.fifo"))  # type: ignore[arg-type]
     sub = hub.subscribe(upload_channel("main", "good"))
     good_seq = 2**52
     for i, body in enumerate([*bodies, json.dumps({**GOOD_EVENT, "seq": good_seq})]):
@@ -162,7 +163,7 @@ headers = st.text(max_size=40) | st.sampled_from(["²", "a:" + HUGE, "good:1", "
 def test_any_request_is_a_status_never_an_exception(
     query: str, last_event_id: str, authorization: str
 ) -> None:
-    hub = ProgressHub(NoClient(), "https://queue/progress.fifo")  # type: ignore[arg-type]
+    hub = ProgressHub(NoClient(), ProgressQueue("https://queue/progress.fifo"))  # type: ignore[arg-type]
     operator = issue_stream_token(SECRET, "upload:main:*")
     app = wsgi_app(hub, secret=SECRET, heartbeat=60)
     for auth in (authorization, f"Bearer {operator}"):

@@ -14,6 +14,7 @@ from transflow import (
     GroupingBridge,
     JobProcessor,
     ProgressPublisher,
+    ProgressQueue,
     TemplateRegistry,
     WebhookSender,
 )
@@ -26,9 +27,8 @@ def _processor(**options: Any) -> JobProcessor:
         TemplateRegistry(),
         s3_client=CLIENT,
         sqs_client=CLIENT,
-        progress_queue_url=options.pop("progress_queue_url", "https://q"),
         output_bucket="out",
-        **options,
+        **{"progress": ProgressQueue("https://q"), **options},
     )
 
 
@@ -43,10 +43,8 @@ def _processor(**options: Any) -> JobProcessor:
         ("max_receive_count", 0),
         ("max_receive_count", 1_001),
         ("max_receive_count", True),
-        ("max_message_bytes", 0),
-        ("max_message_bytes", 2_000_000),
         ("work_dir", ""),
-        ("progress_queue_url", ""),
+        ("progress", "https://q"),
         ("retry_policy", 3),
         ("webhooks", None),
     ],
@@ -62,14 +60,18 @@ def test_processor_registry_must_be_a_registry() -> None:
             {},  # type: ignore[arg-type]
             s3_client=CLIENT,
             sqs_client=CLIENT,
-            progress_queue_url="https://q",
+            progress=ProgressQueue("https://q"),
         )
 
 
 def test_processor_accepts_its_defaults_and_edges() -> None:
-    processor = _processor(time_margin=0, max_receive_count=1, max_message_bytes=1_048_576)
+    processor = _processor(
+        time_margin=0,
+        max_receive_count=1,
+        progress=ProgressQueue("https://q", max_message_bytes=1_048_576),
+    )
     assert processor.time_margin == 0
-    assert processor.publisher.max_bytes == 1_048_576
+    assert processor.publisher.destination.max_message_bytes == 1_048_576
 
 
 def _bridge(**options: Any) -> GroupingBridge:
@@ -126,14 +128,26 @@ def test_webhook_waits_must_be_ordered() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("queue_url", ""),
         ("flush_after", -1),
-        ("max_bytes", 0),
         ("policy", object()),
         ("clock", 1.0),
     ],
 )
 def test_publisher_options_are_refused(name: str, value: object) -> None:
-    options: dict[str, Any] = {"queue_url": "https://q", name: value}
+    options: dict[str, Any] = {name: value}
     with pytest.raises(ConfigError, match=rf"ProgressPublisher {name} must be"):
-        ProgressPublisher(CLIENT, **options)
+        ProgressPublisher(ProgressQueue("https://q"), sqs=CLIENT, **options)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("url", ""),
+        ("max_message_bytes", 0),
+        ("max_message_bytes", 2_000_000),
+    ],
+)
+def test_progress_queue_options_are_refused(name: str, value: object) -> None:
+    options: dict[str, Any] = {"url": "https://q", name: value}
+    with pytest.raises(ConfigError, match=rf"ProgressQueue {name} must be"):
+        ProgressQueue(**options)

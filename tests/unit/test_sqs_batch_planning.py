@@ -36,6 +36,27 @@ def test_plan_keeps_order_respects_limits_and_places_every_item_once(
         assert sum(s for _, s in batch) <= max_bytes
 
 
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=3_000), max_size=80),
+    max_bytes=st.integers(min_value=1_000, max_value=5_000),
+    max_batch_bytes=st.integers(min_value=500, max_value=8_000),
+)
+def test_a_batch_limit_of_its_own_bounds_each_call_and_each_item(
+    sizes: list[int], max_bytes: int, max_batch_bytes: int
+) -> None:
+    # SNS: 256 KiB per message and per call, where an SQS queue may allow 1 MiB per message.
+    items = [(f"k{i}", size) for i, size in enumerate(sizes)]
+    batches, too_large = plan_batches(
+        items, size_of=lambda s: s, max_bytes=max_bytes, max_batch_bytes=max_batch_bytes
+    )
+    fits = min(max_bytes, max_batch_bytes)
+    assert [key for batch in batches for key, _ in batch] == [k for k, s in items if s <= fits]
+    assert [key for key, _ in too_large] == [k for k, s in items if s > fits]
+    for batch in batches:
+        assert 1 <= len(batch) <= 10
+        assert sum(s for _, s in batch) <= max_batch_bytes
+
+
 def test_message_size_counts_utf8_bytes_and_attributes() -> None:
     assert message_size(OutgoingMessage("é")) == 2
     assert message_size(OutgoingMessage("ab", string_attributes={"k": "vv"})) == 2 + 1 + 6 + 2

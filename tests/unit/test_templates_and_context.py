@@ -25,6 +25,7 @@ from transflow import (
     OutputFile,
     OutputPathError,
     ProcessingJob,
+    ProgressQueue,
     ProgressType,
     ReceivedMessage,
     S3ObjectRef,
@@ -410,6 +411,6 @@ def _offline_processor() -> JobProcessor:
         TemplateRegistry(),
         s3_client=session.client("s3", endpoint_url="http://127.0.0.1:9"),
         sqs_client=session.client("sqs", endpoint_url="http://127.0.0.1:9"),
-        progress_queue_url="http://127.0.0.1:9/q.fifo",
+        progress=ProgressQueue("http://127.0.0.1:9/q.fifo"),
         output_bucket="out",
     )

@@ -14,7 +14,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transflow import ConfigError, TemplateRegistry, WebhookDestinationError, WebhookSender
+from transflow import (
+    ConfigError,
+    ProgressQueue,
+    TemplateRegistry,
+    WebhookDestinationError,
+    WebhookSender,
+)
 from transflow.processing.processor import JobProcessor
 from transflow.processing.webhook_destinations import address_refusal, literal_address
 
@@ -253,7 +259,7 @@ def test_the_processor_refuses_a_template_with_a_refused_webhook_when_it_is_made
             registry,
             s3_client=client,  # type: ignore[arg-type]
             sqs_client=client,  # type: ignore[arg-type]
-            progress_queue_url="https://q",
+            progress=ProgressQueue("https://q"),
             output_bucket="out",
         )
 

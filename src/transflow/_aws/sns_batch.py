@@ -1,11 +1,13 @@
 """SNS PublishBatch that loses nothing: every entry of every response checked, retried with
 the one :class:`~transflow._aws.retry.RetryPolicy`.
 
-The same planning and retry loop as :mod:`transflow._aws.sqs_batch` (at most 10 entries and
-the byte limit per call, throttling and server faults retried, the rest reported). An entry
-that a response lists neither as successful nor as failed counts as failed and is retried:
-moto answers a batch with both lists empty when one of the topic's queues was deleted
-before it was unsubscribed.
+The same planning and retry loop as :mod:`transflow._aws.sqs_batch` (throttling and server
+faults retried, a call refused as ``BatchRequestTooLong`` split in halves, the rest
+reported), with SNS's own limits: at most 10 entries and 256 KiB per message AND per call,
+all entries together, whatever the subscribed queues would take (a batch planned with an SQS
+queue's 1 MiB limit is refused whole by SNS). An entry that a response lists neither as
+successful nor as failed counts as failed and is retried: moto answers a batch with both
+lists empty when one of the topic's queues was deleted before it was unsubscribed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from transflow._aws.sqs_batch import (
     plan_batches,
     string_attributes,
 )
-from transflow._wire.limits import MAX_MESSAGE_BYTES
+from transflow._wire.limits import SNS_MAX_BATCH_BYTES, SNS_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -49,14 +51,22 @@ def publish_batch(
     topic_arn: str,
     messages: Iterable[tuple[str, OutgoingMessage]],
     *,
-    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_bytes: int = SNS_MAX_MESSAGE_BYTES,
+    max_batch_bytes: int = SNS_MAX_BATCH_BYTES,
     policy: RetryPolicy | None = None,
 ) -> BatchResult:
     """Publish ``(key, message)`` pairs to ``topic_arn`` with PublishBatch, in order, in as
-    few calls as the limits allow (10 entries, ``max_bytes`` per call). A message larger
-    than ``max_bytes`` fails alone with code ``MessageTooLarge``."""
+    few calls as the limits allow: 10 entries and ``max_batch_bytes`` per call, both capped
+    at SNS's 256 KiB. A message larger than ``max_bytes`` (capped the same) fails alone with
+    code ``MessageTooLarge``; the others are still published."""
     policy = policy or RetryPolicy()
-    batches, too_large = plan_batches(list(messages), size_of=message_size, max_bytes=max_bytes)
+    max_bytes = min(max_bytes, SNS_MAX_MESSAGE_BYTES)
+    batches, too_large = plan_batches(
+        list(messages),
+        size_of=message_size,
+        max_bytes=max_bytes,
+        max_batch_bytes=min(max_batch_bytes, SNS_MAX_BATCH_BYTES),
+    )
     result = BatchResult(
         failed=tuple(
             EntryFailure(key, "MessageTooLarge", f"{size} bytes is over {max_bytes}", True)

@@ -4,8 +4,9 @@ ChangeMessageVisibilityBatch, with every entry of every response checked.
 Callers give each item a key of their own; this module assigns the wire entry ids (valid,
 unique per call), splits items into calls of at most 10 entries and the configured byte
 limit, retries what AWS says may be retried (throttling, server errors, dropped connections,
-entries failed without sender fault) with exponential backoff and jitter, and reports the
-rest. It never raises for a failed entry: the caller decides what a failure means.
+entries failed without sender fault) with exponential backoff and jitter, splits a call
+refused whole as ``BatchRequestTooLong`` in halves, and reports the rest. It never raises
+for a failed entry: the caller decides what a failure means.
 
 The decisions (planning, classification) are plain functions; the I/O is the three
 ``*_batch`` functions.
@@ -21,6 +22,7 @@ import attrs
 from tenacity import RetryError, retry_if_exception_type
 
 from transflow._aws.retry import RETRYABLE_CODES, RetryPolicy, is_retryable_error
+from transflow._aws.s3 import error_code
 from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT
 
 if TYPE_CHECKING:
@@ -82,6 +84,13 @@ class BatchResult:
         )
 
 
+BATCH_TOO_LONG_CODES = frozenset(
+    {"BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong"}
+)
+"""A whole batch call refused for its total size (SNS's and SQS's code). Nothing in it was
+sent, and each half may well pass: such a call is split, never given up whole."""
+
+
 class _TryAgain(Exception):
     """Some entries may succeed if sent again."""
 
@@ -107,19 +116,24 @@ def plan_batches(
     size_of: Callable[[T], int],
     max_bytes: int,
     max_entries: int = MAX_BATCH_ENTRIES,
+    max_batch_bytes: int | None = None,
 ) -> tuple[list[list[tuple[str, T]]], list[tuple[str, int]]]:
-    """Split items, in order, into calls of at most ``max_entries`` and ``max_bytes`` in
-    total. Returns the calls and the items too large to send at all, with their sizes."""
+    """Split items, in order, into calls of at most ``max_entries`` and ``max_batch_bytes``
+    in total (``max_bytes`` when None: SQS's one limit for both). An item over ``max_bytes``
+    (or over the batch limit, which it could never fit) is returned apart with its size, as
+    too large to send at all."""
+    per_call = max_bytes if max_batch_bytes is None else max_batch_bytes
+    per_item = min(max_bytes, per_call)
     batches: list[list[tuple[str, T]]] = []
     too_large: list[tuple[str, int]] = []
     current: list[tuple[str, T]] = []
     current_bytes = 0
     for key, item in items:
         size = size_of(item)
-        if size > max_bytes:
+        if size > per_item:
             too_large.append((key, size))
             continue
-        if current and (len(current) == max_entries or current_bytes + size > max_bytes):
+        if current and (len(current) == max_entries or current_bytes + size > per_call):
             batches.append(current)
             current, current_bytes = [], 0
         current.append((key, item))
@@ -204,10 +218,22 @@ def _run(
     except RetryError:
         pass  # what is still pending is reported below
     except Exception as exc:
-        state.failed.extend(
-            EntryFailure(key, type(exc).__name__, str(exc), True) for key in state.pending
-        )
+        rest = list(state.pending.items())
         state.pending.clear()
+        if error_code(exc) in BATCH_TOO_LONG_CODES and len(rest) > 1:
+            # An endpoint whose limit is below ours (or counts differently): halves, in order,
+            # until each call passes or one entry alone is refused and reported.
+            log.warning(
+                "%s refused %d entries (%s); sending them in halves", operation, len(rest), exc
+            )
+            half = len(rest) // 2
+            for part in (rest[:half], rest[half:]):
+                sub = _run(operation, part, call, to_entry, policy)
+                state.succeeded.extend(sub.succeeded)
+                state.failed.extend(sub.failed)
+                state.calls += sub.calls
+            return BatchResult(tuple(state.succeeded), tuple(state.failed), state.calls)
+        state.failed.extend(EntryFailure(key, error_code(exc), str(exc), True) for key, _ in rest)
     failed = state.failed + [state.last_error[key] for key in state.pending]
     if failed:
         log.error(

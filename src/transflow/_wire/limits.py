@@ -1,4 +1,4 @@
-"""What SQS enforces, defined once. Every room checks against these names."""
+"""What SQS and SNS enforce, defined once. Every room checks against these names."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_VISIBILITY_TIMEOUT",
     "MESSAGE_BYTES_RANGE",
+    "SNS_MAX_BATCH_BYTES",
+    "SNS_MAX_MESSAGE_BYTES",
     "SQS_ID",
     "is_sqs_id",
 ]
@@ -36,3 +38,10 @@ The upload id becomes the group id of every message of its upload, so it obeys t
 def is_sqs_id(value: object) -> bool:
     """Whether ``value`` may be a FIFO MessageGroupId or MessageDeduplicationId."""
     return isinstance(value, str) and SQS_ID.fullmatch(value) is not None
+
+
+SNS_MAX_MESSAGE_BYTES = 262_144
+"""SNS's limit on one published message (256 KiB), whatever its subscribers' queues allow."""
+
+SNS_MAX_BATCH_BYTES = 262_144
+"""SNS's limit on one PublishBatch call: all its entries together, not each (256 KiB)."""

@@ -73,17 +73,16 @@ def _dlq_announce(context: Context) -> int:
     config = context.config
     urls = provision.resolve_queue_urls(context.sqs(), config)
     bucket = context.args.output_bucket
+    # In fan-out mode no hub reads the progress queue: the events go to the topic.
+    sns = context.sns() if config.sqs.fanout else None
     report = dlq.announce(
         context.sqs(),
         urls.dlq,
-        None,
+        provision.resolve_progress_destination(context.sqs(), config, sns=sns),
         context.args.count,
+        sns=sns,
         s3=context.s3(),
         output_bucket=bucket,
-        # In fan-out mode no hub reads the progress queue: the events go to the topic.
-        progress=provision.progress_publisher(
-            context.sqs(), config, sns=context.sns() if config.sqs.fanout else None
-        ),
     )
     context.print(
         f"announced {len(report.announced)} dead-lettered upload(s)"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from transflow._aws.poller import poller_client_config
 from transflow.cli.app import Context, command
 from transflow.errors import ConfigError
-from transflow.ops.provision import resolve_queue_urls
+from transflow.ops.provision import resolve_progress_destination, resolve_queue_urls
 from transflow.processing.processor import JobProcessor
 from transflow.processing.templates import TemplateRegistry
 from transflow.processing.webhooks import WebhookSender
@@ -142,15 +142,16 @@ def worker_command(ctx: Context) -> int:
         endpoint_url=ctx.args.endpoint_url,
         config=poller_client_config(ctx.args.concurrency),
     )
+    sns = ctx.sns() if config.sqs.fanout else None
     processor = JobProcessor(
         registry,
         s3_client=ctx.s3(),
         sqs_client=sqs,
-        progress_queue_url=urls.progress,
+        progress=resolve_progress_destination(sqs, config, sns=sns),
+        sns_client=sns,
         output_bucket=ctx.args.output_bucket,
         claim_buckets=ctx.args.claim_bucket,
         max_receive_count=config.sqs.max_receive_count,
-        max_message_bytes=config.sqs.max_message_bytes,
         webhooks=webhooks,
     )
     worker = make_worker(

@@ -36,10 +36,12 @@ from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressEvent, ProgressType
 from transflow.errors import ConfirmationRequiredError, JobFormatError, TransflowError
-from transflow.processing.progress import ProgressPublisher, first_seq, publisher_or_queue
+from transflow.processing.destination import ProgressDestination
+from transflow.processing.progress import ProgressPublisher, first_seq
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
@@ -615,14 +617,14 @@ def announcement(job: FailedJob, *, now: float) -> tuple[str, OutgoingMessage] |
 def announce(
     sqs: SQSClient,
     dlq_url: str,
-    progress_queue_url: str | None,
+    progress: ProgressDestination,
     n: int = 100,
     *,
+    sns: SNSClient | None = None,
     s3: S3Client | None = None,
     output_bucket: str | None = None,
     clock: Callable[[], float] = time.time,
     policy: RetryPolicy | None = None,
-    progress: ProgressPublisher | None = None,
 ) -> AnnounceReport:
     """Publish a final ``error`` progress event for up to ``n`` jobs in the dead-letter
     queue, without consuming them.
@@ -634,11 +636,11 @@ def announce(
     dead-lettered upload ends, for its watchers, on an error. Pass ``s3`` to resolve claim
     checks and ``output_bucket`` to quote each job's recorded error.
 
-    The events go where progress goes: in fan-out mode pass ``progress``, a
-    :class:`~transflow.processing.progress.ProgressPublisher` with the SNS FIFO topic
-    (``progress_queue_url`` may then be None), because no hub reads the progress queue
-    then; the deduplication ids and groups are the same either way."""
-    publisher = publisher_or_queue(sqs, progress_queue_url, progress, policy=policy)
+    The events go where progress goes, ``progress``: the progress queue, or in fan-out mode
+    the SNS FIFO topic (pass ``sns``), because no hub reads the progress queue then
+    (:func:`~transflow.ops.provision.resolve_progress_destination` says which); the
+    deduplication ids and groups are the same either way."""
+    publisher = ProgressPublisher(progress, sqs=sqs, sns=sns, policy=policy or RetryPolicy())
     jobs = peek(sqs, dlq_url, n, s3=s3, output_bucket=output_bucket)
     now = clock()
     messages: list[tuple[str, OutgoingMessage]] = []

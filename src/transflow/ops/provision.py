@@ -28,7 +28,7 @@ from transflow.config import TransflowConfig
 from transflow.errors import ConfigError, ProvisionError, ProvisionWarning, QueueNotFoundError
 from transflow.ops.iam import IamPolicies, iam_policies
 from transflow.ops.sam import sam_template
-from transflow.processing.progress import ProgressPublisher
+from transflow.processing.destination import ProgressDestination
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -50,7 +50,7 @@ __all__ = [
     "ensure_queues_report",
     "ensure_topic",
     "iam_policies",
-    "progress_publisher",
+    "resolve_progress_destination",
     "resolve_queue_urls",
     "sam_template",
     "visibility_warning",
@@ -524,18 +524,21 @@ def delete_queues(sqs: SQSClient, names: QueueNames | TransflowConfig) -> tuple[
     return tuple(deleted)
 
 
-def progress_publisher(
+def resolve_progress_destination(
     sqs: SQSClient, config: TransflowConfig, *, sns: SNSClient | None = None
-) -> ProgressPublisher:
-    """Where ``config`` says progress goes, for operations that publish final events
-    (:func:`transflow.ops.dlq.announce`, the recovery sweep): the SNS FIFO topic in
-    fan-out mode (``sqs.progressTopicArn``, else the topic :func:`ensure_topic` makes),
-    otherwise the progress queue (:func:`resolve_queue_urls`)."""
+) -> ProgressDestination:
+    """Where ``config`` says progress goes, looked up like :func:`resolve_queue_urls`: in
+    fan-out mode the SNS FIFO topic (``sqs.progressTopicArn``, else the one
+    :func:`ensure_topic` makes; pass ``sns``), otherwise the progress queue, with the
+    configured message size. For the operations that publish final events
+    (:func:`transflow.ops.dlq.announce`, the recovery sweep) and the worker."""
     if config.sqs.fanout:
         if sns is None:
             raise ConfigError(
                 "progress goes to the SNS FIFO topic in fan-out mode (sqs.progressFanout "
                 "'sns'): pass sns= (an SNS client)"
             )
-        return ProgressPublisher(None, topic_arn=ensure_topic(sns, config), sns=sns)
-    return ProgressPublisher(sqs, resolve_queue_urls(sqs, config).progress)
+        return ProgressDestination.from_config(config, topic_arn=ensure_topic(sns, config))
+    return ProgressDestination.from_config(
+        config, queue_url=resolve_queue_urls(sqs, config).progress
+    )

@@ -33,12 +33,14 @@ from transflow._wire.model import ProgressEvent, ProgressType, format_timestamp
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import UploadMetadataError
 from transflow.ingest.uploads import read_upload_metadata
-from transflow.processing.progress import ProgressPublisher, first_seq, publisher_or_queue
+from transflow.processing.destination import ProgressDestination
+from transflow.processing.progress import ProgressPublisher, first_seq
 from transflow.processing.status import AssemblyStatus, now_text
 from transflow.processing.storage import read_status_record, write_status_record
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
@@ -204,26 +206,25 @@ def sweep_stale_uploads(
     *,
     upload_bucket: str,
     output_bucket: str,
-    progress_queue_url: str | None = None,
+    progress: ProgressDestination,
+    sns: SNSClient | None = None,
     branch: str,
     max_age: dt.timedelta = DEFAULT_MAX_AGE,
     horizon: dt.timedelta = DEFAULT_HORIZON,
     clock: Callable[[], float] = time.time,
     policy: RetryPolicy | None = None,
-    progress: ProgressPublisher | None = None,
 ) -> SweepReport:
     """Fail every upload of ``branch`` whose files stopped arriving ``max_age`` ago.
 
     For each: a final ``error`` event (``error: UPLOAD_INCOMPLETE``, ``retrying: false``) on
-    the progress queue, then a failed status record in ``output_bucket``. Idempotent: an
+    ``progress`` (the progress queue, or in fan-out mode the SNS FIFO topic: pass ``sns``
+    too), then a failed status record in ``output_bucket``. Idempotent: an
     upload with a status record is left alone, so a second sweep does nothing new. The event
     goes first: if the record then fails to be written, the next sweep tries both again.
 
-    In fan-out mode pass ``progress``, a
-    :class:`~transflow.processing.progress.ProgressPublisher` with the SNS FIFO topic,
-    instead of ``progress_queue_url``: the events then reach every hub instance, with the
-    same deduplication ids and groups."""
-    publisher = publisher_or_queue(sqs, progress_queue_url, progress, policy=policy)
+    In fan-out mode the events reach every hub instance, with the same deduplication ids
+    and groups."""
+    publisher = ProgressPublisher(progress, sqs=sqs, sns=sns, policy=policy or RetryPolicy())
     now = clock()
     folders = quiet_folders(
         _listing(s3, upload_bucket, f"uploads/{sanitize_branch(branch)}/"),

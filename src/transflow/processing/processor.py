@@ -40,7 +40,6 @@ from transflow._aws.lambda_batch import (
 from transflow._aws.retry import RetryPolicy
 from transflow._wire import options
 from transflow._wire.keys import job_key_problems
-from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
 from transflow.errors import (
@@ -56,6 +55,7 @@ from transflow.errors import (
 from transflow.processing import attempt as attempts
 from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Verdict, error_code
 from transflow.processing.context import OutputFile, OutputLocation, StepContext
+from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
 from transflow.processing.status import AssemblyStatus, now_text, status_record_dict
 from transflow.processing.storage import (
@@ -138,7 +138,11 @@ def _attempt_token(message: ReceivedMessage) -> str:
 
 @attrs.define
 class JobProcessor:
-    """Runs processing jobs through the templates of ``registry``.
+    """Runs processing jobs through the templates of ``registry``, with progress events to
+    ``progress`` (a :class:`~transflow.processing.destination.ProgressQueue`, or in fan-out
+    mode a :class:`~transflow.processing.destination.ProgressTopic` with ``sns_client``;
+    :meth:`ProgressDestination.from_config
+    <transflow.processing.destination.ProgressDestination.from_config>` makes it).
 
     ``output_bucket`` is used for templates that do not name their own. ``time_margin`` is
     the Lambda time (seconds) below which no new job starts. ``max_receive_count`` (the
@@ -157,7 +161,9 @@ class JobProcessor:
     registry: TemplateRegistry = attrs.field(validator=options.instance_of(TemplateRegistry))
     s3_client: S3Client = attrs.field(kw_only=True)
     sqs_client: SQSClient = attrs.field(kw_only=True)
-    progress_queue_url: str = attrs.field(kw_only=True, validator=options.non_empty_text)
+    progress: ProgressDestination = attrs.field(
+        kw_only=True, validator=options.instance_of(ProgressDestination)
+    )
     output_bucket: str | None = attrs.field(
         default=None, kw_only=True, validator=options.optional(options.non_empty_text)
     )
@@ -167,11 +173,6 @@ class JobProcessor:
     )
     raise_on_total_failure: bool = attrs.field(default=False, kw_only=True)
     flush_after: float = attrs.field(default=0.5, kw_only=True, validator=options.seconds())
-    max_message_bytes: int = attrs.field(
-        default=MAX_MESSAGE_BYTES,
-        kw_only=True,
-        validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1]),
-    )
     work_dir: str | None = attrs.field(
         default=None, kw_only=True, validator=options.optional(options.non_empty_text)
     )
@@ -185,10 +186,7 @@ class JobProcessor:
         default=attrs.Factory(lambda self: S3JobStorage(self.s3_client), takes_self=True),
         kw_only=True,
     )
-    # Fan-out mode (sqs.progressFanout "sns"): progress goes to the SNS FIFO topic instead.
-    progress_topic_arn: str | None = attrs.field(
-        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
-    )
+    # Fan-out mode (a ProgressTopic): the client that publishes to it.
     sns_client: SNSClient | None = attrs.field(default=None, kw_only=True)
     claim_buckets: frozenset[str] | None = attrs.field(
         default=None, kw_only=True, converter=_bucket_set
@@ -197,13 +195,11 @@ class JobProcessor:
 
     def __attrs_post_init__(self) -> None:
         self.publisher = ProgressPublisher(
-            self.sqs_client,
-            self.progress_queue_url,
-            flush_after=self.flush_after,
-            max_bytes=self.max_message_bytes,
-            policy=self.retry_policy,
-            topic_arn=self.progress_topic_arn,
+            self.progress,
+            sqs=self.sqs_client,
             sns=self.sns_client,
+            flush_after=self.flush_after,
+            policy=self.retry_policy,
         )
         homeless = [t.template_id for t in self.registry if not self._bucket_of(t)]
         if homeless:

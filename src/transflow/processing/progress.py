@@ -14,10 +14,15 @@ redrive from the dead-letter queue included: an attempt numbers its events from 
 millisecond it started (:func:`first_seq`), so ``{uploadId}:{seq}`` identifies an event for
 the browser too.
 
-Fan-out mode. With ``topic_arn`` (and an SNS client) the events go to the SNS FIFO progress
-topic instead, with PublishBatch: the same batches of at most ten, MessageGroupId = upload id,
-the same deduplication ids; SNS delivers each to every hub instance's own queue
+Fan-out mode. With a :class:`~transflow.processing.destination.ProgressTopic` (and an SNS
+client) the events go to the SNS FIFO progress topic instead, with PublishBatch: batches of
+at most ten and SNS's 256 KiB in total, MessageGroupId = upload id, the same deduplication
+ids; SNS delivers each to every hub instance's own queue
 (:mod:`transflow.streaming.instances`), so any number of stream processes see every event.
+
+Size. An event over the destination's limit for one message is refused when it is emitted,
+with :class:`~transflow.errors.ProgressEventTooLargeError`: the job's code learns it at
+once, and the events around it still go.
 
 Progress is best effort by design: a send that still fails after the retries is logged at
 ERROR and the job goes on, because processing correctness comes before progress.
@@ -35,17 +40,21 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from transflow._aws.retry import RetryPolicy
+from transflow._aws.s3 import error_code
 from transflow._aws.sns_batch import publish_batch
 from transflow._aws.sqs_batch import (
     BatchResult,
+    EntryFailure,
     OutgoingMessage,
+    message_size,
     send_batch,
 )
 from transflow._wire import options
-from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
+from transflow._wire.limits import MAX_BATCH_ENTRIES
 from transflow._wire.model import ProgressEvent, ProgressType
 from transflow._wire.renamed import renamed_names
-from transflow.errors import ConfigError
+from transflow.errors import ConfigError, ProgressEventTooLargeError
+from transflow.processing.destination import ProgressDestination, ProgressTopic
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -57,7 +66,6 @@ __all__ = [
     "ProgressStream",
     "first_seq",
     "progress_dedup_id",
-    "publisher_or_queue",
     "should_flush",
 ]
 
@@ -106,46 +114,39 @@ def should_flush(event_type: ProgressType, buffered: int) -> bool:
 
 @attrs.define
 class ProgressPublisher:
-    """Sends the progress events of jobs to one FIFO progress queue, or in fan-out mode
-    (``topic_arn`` and ``sns``) to the SNS FIFO progress topic.
+    """Sends the progress events of jobs where ``destination`` says progress goes: a
+    :class:`~transflow.processing.destination.ProgressQueue` (give ``sqs``) or, in fan-out
+    mode, a :class:`~transflow.processing.destination.ProgressTopic` (give ``sns``), each
+    with its own limits.
 
     Thread-safe and cheap to share: one per process, one :class:`ProgressStream` per job.
     """
 
-    sqs: SQSClient | None
-    queue_url: str | None = attrs.field(
-        default=None, validator=options.optional(options.non_empty_text)
+    destination: ProgressDestination = attrs.field(
+        validator=options.instance_of(ProgressDestination)
     )
-    flush_after: float = attrs.field(default=0.5, validator=options.seconds())
-    max_bytes: int = attrs.field(
-        default=MAX_MESSAGE_BYTES, validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1])
-    )
+    sqs: SQSClient | None = attrs.field(default=None, kw_only=True)
+    sns: SNSClient | None = attrs.field(default=None, kw_only=True)
+    flush_after: float = attrs.field(default=0.5, kw_only=True, validator=options.seconds())
     policy: RetryPolicy = attrs.field(
-        factory=RetryPolicy, validator=options.instance_of(RetryPolicy)
+        factory=RetryPolicy, kw_only=True, validator=options.instance_of(RetryPolicy)
     )
-    clock: Callable[[], float] = attrs.field(default=time.time, validator=options.callable_)
-    topic_arn: str | None = attrs.field(
-        default=None, validator=options.optional(options.non_empty_text)
+    clock: Callable[[], float] = attrs.field(
+        default=time.time, kw_only=True, validator=options.callable_
     )
-    sns: SNSClient | None = None
 
     def __attrs_post_init__(self) -> None:
-        if self.topic_arn is not None:
+        if isinstance(self.destination, ProgressTopic):
             if self.sns is None:
                 raise ConfigError(
-                    "ProgressPublisher: topic_arn needs sns= (an SNS client) to publish to "
-                    f"{self.topic_arn}"
+                    "ProgressPublisher: the progress topic needs sns= (an SNS client) to "
+                    f"publish to {self.destination.arn}"
                 )
-        elif self.queue_url is None or self.sqs is None:
+        elif self.sqs is None:
             raise ConfigError(
-                "ProgressPublisher needs a progress queue (sqs= and queue_url=) or, in "
-                "fan-out mode, the progress topic (sns= and topic_arn=)"
+                "ProgressPublisher: the progress queue needs sqs= (an SQS client) to send to "
+                f"{self.destination.address}"
             )
-
-    @property
-    def destination(self) -> str:
-        """Where events go: the topic ARN in fan-out mode, else the queue URL."""
-        return self.topic_arn or self.queue_url or ""
 
     def stream(
         self,
@@ -168,24 +169,31 @@ class ProgressPublisher:
         )
 
     def publish(self, messages: Sequence[tuple[str, OutgoingMessage]]) -> BatchResult:
-        """Send ready-made ``(key, message)`` pairs where progress goes (the topic in fan-out
-        mode, else the queue), in order and batched, with their own group and deduplication
-        ids. Unlike :meth:`send`, a client error is raised: for callers whose events are the
-        last word on an upload (:func:`transflow.ops.dlq.announce`, the recovery sweep)
-        and who report what was not sent."""
-        if self.topic_arn is not None:
+        """Send ready-made ``(key, message)`` pairs to the destination, in order and batched
+        within its limits, with their own group and deduplication ids. A message over the
+        destination's limit fails alone (``MessageTooLarge``). Unlike :meth:`send`, a client
+        error is raised: for callers whose events are the last word on an upload
+        (:func:`transflow.ops.dlq.announce`, the recovery sweep) and who report what was not
+        sent."""
+        where = self.destination
+        if isinstance(where, ProgressTopic):
             assert self.sns is not None  # checked when made
             return publish_batch(
-                self.sns, self.topic_arn, messages, max_bytes=self.max_bytes, policy=self.policy
+                self.sns,
+                where.arn,
+                messages,
+                max_bytes=where.max_message_bytes,
+                max_batch_bytes=where.max_batch_bytes,
+                policy=self.policy,
             )
         assert self.sqs is not None
-        assert self.queue_url is not None
         return send_batch(
-            self.sqs, self.queue_url, messages, max_bytes=self.max_bytes, policy=self.policy
+            self.sqs, where.address, messages, max_bytes=where.max_message_bytes, policy=self.policy
         )
 
     def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:
-        """Send events now (in order, batched); failures are logged, never raised."""
+        """Send events now (in order, batched); failures are logged and returned, never
+        raised."""
         messages = [
             (
                 event.event_id or str(index),
@@ -199,40 +207,41 @@ class ProgressPublisher:
         ]
         try:
             result = self.publish(messages)
-        except Exception:
+        except Exception as exc:
             log.exception(
                 "progress: could not send %d events to %s; the job goes on without them",
                 len(events),
-                self.destination,
+                self.destination.address,
             )
-            return BatchResult(calls=0)
+            return BatchResult(
+                failed=tuple(
+                    EntryFailure(key, error_code(exc), str(exc), True) for key, _ in messages
+                )
+            )
         if result.failed:
             log.error(
-                "progress: %d of %d events were not sent (%s); the job goes on without them",
+                "progress: %d of %d events were not sent to %s (%s); the job goes on without them",
                 len(result.failed),
                 len(events),
+                self.destination.address,
                 ", ".join(f"{f.key}: {f.code}" for f in result.failed[:5]),
             )
         return result
 
-
-def publisher_or_queue(
-    sqs: SQSClient | None,
-    queue_url: str | None,
-    publisher: ProgressPublisher | None,
-    *,
-    policy: RetryPolicy | None = None,
-) -> ProgressPublisher:
-    """``publisher`` when given (fan-out mode's, say), else one for the progress queue
-    ``queue_url``: where an operation's final events go."""
-    if publisher is not None:
-        return publisher
-    if queue_url is None:
-        raise ConfigError(
-            "no destination for progress events: pass the progress queue's URL, or "
-            "progress= (a ProgressPublisher; in fan-out mode one with the topic)"
+    def too_large(self, event: ProgressEvent) -> str | None:
+        """Why ``event`` is over the destination's limit for one message, or None. No claim
+        check carries progress events, so such an event is refused when it is emitted
+        (:class:`~transflow.errors.ProgressEventTooLargeError`) rather than by the service
+        after the job went on."""
+        size = message_size(OutgoingMessage(event.to_json()))
+        limit = self.destination.max_message_bytes
+        if size <= limit:
+            return None
+        return (
+            f"progress event {event.type.value!r} of upload {event.upload_id} is {size} bytes, "
+            f"over the {limit}-byte limit of {self.destination.address}: keep large data in "
+            "S3 (the job's outputs) and put its key in the event"
         )
-    return ProgressPublisher(sqs, queue_url, policy=policy or RetryPolicy())
 
 
 @attrs.define(eq=False)
@@ -240,6 +249,8 @@ class ProgressStream:
     """The events of one attempt at one upload's job, in order, with their ``seq``.
 
     Use as a context manager (or call :meth:`close`): closing sends what is buffered.
+    ``sent``, ``failed`` and ``refused`` count the events delivered, not delivered after the
+    retries (each logged), and refused at :meth:`emit` for their size.
     """
 
     publisher: ProgressPublisher
@@ -249,6 +260,8 @@ class ProgressStream:
     next_seq: int
     sent: int = 0
     calls: int = 0
+    failed: int = 0
+    refused: int = 0
     _buffer: list[ProgressEvent] = attrs.field(factory=list, alias="_buffer")
     _lock: threading.Lock = attrs.field(factory=threading.Lock, alias="_lock")
     _send_lock: threading.Lock = attrs.field(factory=threading.Lock, alias="_send_lock")
@@ -256,7 +269,10 @@ class ProgressStream:
     _closed: bool = attrs.field(default=False, alias="_closed")
 
     def emit(self, type: ProgressType | str, **fields: Any) -> ProgressEvent:
-        """Number and buffer an event; sends at once when :func:`should_flush` says so."""
+        """Number and buffer an event; sends at once when :func:`should_flush` says so.
+
+        Raises :class:`~transflow.errors.ProgressEventTooLargeError` (and numbers nothing)
+        for an event over the destination's limit for one message."""
         kind = ProgressType(type)
         extra: Mapping[str, Any] = fields.pop("extra", None) or {}
         with self._lock:
@@ -268,6 +284,11 @@ class ProgressStream:
                 extra=dict(extra),
                 **fields,
             )
+            problem = self.publisher.too_large(event)
+            if problem is not None:
+                self.refused += 1
+                log.error("progress: refused: %s", problem)
+                raise ProgressEventTooLargeError(problem)
             self.next_seq += 1
             self._buffer.append(event)
             flush_now = should_flush(kind, len(self._buffer))
@@ -293,6 +314,7 @@ class ProgressStream:
                 return
             result = self.publisher.send(events, self.attempt_token)
             self.sent += len(result.succeeded)
+            self.failed += len(result.failed)
             self.calls += result.calls
 
     def close(self) -> None:

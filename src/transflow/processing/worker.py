@@ -5,7 +5,7 @@ deletes it, failure returns it through visibility (so the queue's redrive policy
 attempt), a heartbeat keeps long jobs invisible, and SIGTERM drains gracefully: no new
 receives, unstarted messages released, running jobs finished up to the drain timeout.
 
-    processor = JobProcessor(registry, s3_client=s3, sqs_client=sqs, progress_queue_url=url)
+    processor = JobProcessor(registry, s3_client=s3, sqs_client=sqs, progress=ProgressQueue(url))
     worker = make_worker(processor, sqs, processing_queue_url, concurrency=4)
     run_worker(worker)   # blocks until SIGTERM / SIGINT
 """

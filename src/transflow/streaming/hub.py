@@ -12,10 +12,11 @@ Memory is bounded everywhere: each subscriber's buffer (a slow client is cut off
 :class:`~transflow.errors.SubscriberLagged` rather than slowing the others), each channel's
 replay buffer, and the number of channels remembered (least recently used are forgotten).
 
-Fan-out mode (``topic_arn``): for more than one stream process. The hub then makes its own
-instance queue at :meth:`ProgressHub.start`, subscribed to the SNS FIFO progress topic
-(:mod:`transflow.streaming.instances`), refreshes its last-seen tag on a timer, sweeps the
-queues of crashed instances, and unsubscribes and deletes its queue at :meth:`stop`.
+Fan-out mode (a :class:`~transflow.processing.destination.ProgressTopic`): for more than
+one stream process. The hub then makes its own instance queue at :meth:`ProgressHub.start`,
+subscribed to the SNS FIFO progress topic (:mod:`transflow.streaming.instances`), refreshes
+its last-seen tag on a timer, sweeps the queues of crashed instances, and unsubscribes and
+deletes its queue at :meth:`stop`.
 
 Processes. A hub belongs to the process that started it. One started before a fork
 (gunicorn ``--preload``, multiprocessing) is noticed by the process id: in the child, the
@@ -43,7 +44,7 @@ from transflow._wire.channels import parse_channel
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProgressEvent
-from transflow._wire.options import at_least, between, positive
+from transflow._wire.options import at_least, between, instance_of, positive
 from transflow.errors import (
     ChannelError,
     ConfigError,
@@ -51,6 +52,7 @@ from transflow.errors import (
     HubForked,
     SubscriptionDenied,
 )
+from transflow.processing.destination import ProgressDestination, ProgressTopic
 from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
 from transflow.streaming.instances import InstanceQueue, sweep_instance_queues
 from transflow.streaming.snapshot import UploadState, UploadStatus
@@ -115,18 +117,20 @@ class HubStats(FanOutStats):
 class ProgressHub:
     """Consumes the progress queue and dispatches each event to the matching subscribers.
 
-    One per process: two hubs on one queue split the events between them. For more than
-    one process, give ``topic_arn`` and ``sns`` (and ``instance_prefix``, from
-    :attr:`TransflowConfig.instance_queue_prefix <transflow.TransflowConfig>`) instead of
-    ``progress_queue_url``: each hub then gets every event through its own instance queue
-    (see :meth:`from_config`). ``authorize(principal, channel)`` decides who may subscribe to
-    what. ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
+    ``progress`` says where progress goes (see :meth:`from_config`): a
+    :class:`~transflow.processing.destination.ProgressQueue`, read by this hub alone (two
+    hubs on one queue split the events between them); or, for more than one process, a
+    :class:`~transflow.processing.destination.ProgressTopic` with ``sns`` and
+    ``instance_prefix`` (from :attr:`TransflowConfig.instance_queue_prefix
+    <transflow.TransflowConfig>`): each hub then gets every event through its own instance
+    queue. ``authorize(principal, channel)`` decides who may subscribe to what.
+    ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
     :class:`~transflow.streaming.records.StatusRecordSnapshots`). Every option is checked
     here: one out of range raises :class:`~transflow.errors.ConfigError`.
     """
 
     sqs: SQSClient
-    progress_queue_url: str | None = None
+    progress: ProgressDestination = attrs.field(validator=instance_of(ProgressDestination))
     authorize: Authorize | None = None
     buffer_size: int = attrs.field(default=1000, validator=at_least(1))
     buffer_bytes: int = attrs.field(default=8 << 20, validator=at_least(1), kw_only=True)
@@ -141,7 +145,6 @@ class ProgressHub:
         default=30, validator=between(1, MAX_VISIBILITY_TIMEOUT, " (12 hours)")
     )
     drain_timeout: float = attrs.field(default=5.0, validator=positive)
-    topic_arn: str | None = None
     sns: SNSClient | None = None
     instance_prefix: str | None = None
     instance_stale_after: float = attrs.field(default=300.0, validator=at_least(3))
@@ -159,15 +162,10 @@ class ProgressHub:
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
-        if self.topic_arn is None and self.progress_queue_url is None:
+        if self.fanout_mode and (self.sns is None or not self.instance_prefix):
             raise ConfigError(
-                "ProgressHub needs progress_queue_url= (one process) or topic_arn=, sns= and "
-                "instance_prefix= (fan-out mode, any number of processes)"
-            )
-        if self.topic_arn is not None and (self.sns is None or not self.instance_prefix):
-            raise ConfigError(
-                f"ProgressHub in fan-out mode ({self.topic_arn}) needs sns= (an SNS client) "
-                "and instance_prefix= (TransflowConfig.instance_queue_prefix); "
+                f"ProgressHub in fan-out mode ({self.progress.address}) needs sns= (an SNS "
+                "client) and instance_prefix= (TransflowConfig.instance_queue_prefix); "
                 "ProgressHub.from_config(config, sqs=..., sns=...) passes both"
             )
         self._fanout = FanOut(
@@ -186,40 +184,30 @@ class ProgressHub:
         *,
         sqs: SQSClient,
         sns: SNSClient | None = None,
-        progress_queue_url: str | None = None,
-        topic_arn: str | None = None,
+        progress: ProgressDestination | None = None,
         **options: Any,
     ) -> ProgressHub:
-        """A hub for ``config``: in fan-out mode (``sqs.progressFanout: "sns"`` or
-        ``sqs.progressTopicArn``) on the topic (``topic_arn`` when the config has no ARN),
-        else on the progress queue (``progress_queue_url`` or the config's URL). ``options``
-        are the hub's other fields."""
-        if config.sqs.fanout:
-            arn = config.sqs.progress_topic_arn or topic_arn
-            if arn is None:
-                raise ConfigError(
-                    "fan-out mode needs the progress topic's ARN: set sqs.progressTopicArn "
-                    "(or SNS_PROGRESS_TOPIC_ARN), or pass topic_arn= (ensure_queues returns it)"
-                )
+        """A hub for ``config``, reading where progress goes: ``progress``, else
+        :meth:`ProgressDestination.from_config
+        <transflow.processing.destination.ProgressDestination.from_config>`. In fan-out mode
+        (a topic) with ``sns`` and the config's instance queue prefix and staleness.
+        ``options`` are the hub's other fields."""
+        where = progress or ProgressDestination.from_config(config)
+        if isinstance(where, ProgressTopic):
             return cls(
                 sqs,
-                topic_arn=arn,
+                where,
                 sns=sns,
                 instance_prefix=config.instance_queue_prefix,
                 instance_stale_after=config.sqs.instance_stale_sec,
                 **options,
             )
-        url = progress_queue_url or config.sqs.progress_queue_url
-        if url is None:
-            raise ConfigError(
-                "no progress queue URL: set SQS_PROGRESS_QUEUE_URL or pass progress_queue_url="
-            )
-        return cls(sqs, url, **options)
+        return cls(sqs, where, **options)
 
     @property
     def fanout_mode(self) -> bool:
         """Whether the hub reads its own instance queue, subscribed to the progress topic."""
-        return self.topic_arn is not None
+        return isinstance(self.progress, ProgressTopic)
 
     @property
     def queue_url(self) -> str | None:
@@ -227,7 +215,7 @@ class ProgressHub:
         else the progress queue."""
         if self.fanout_mode:
             return self._instance.url if self._instance is not None else None
-        return self.progress_queue_url
+        return self.progress.address
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -267,13 +255,12 @@ class ProgressHub:
         if not self.fanout_mode:
             return ()
         assert self.sns is not None
-        assert self.topic_arn is not None
         assert self.instance_prefix is not None
         own = self.queue_url
         report = sweep_instance_queues(
             self.sqs,
             self.sns,
-            self.topic_arn,
+            self.progress.address,
             self.instance_prefix,
             stale_after=self.instance_stale_after,
             keep={own} if own else (),
@@ -282,9 +269,10 @@ class ProgressHub:
 
     def _open_instance(self) -> None:
         assert self.sns is not None
-        assert self.topic_arn is not None
         assert self.instance_prefix is not None
-        self._instance = InstanceQueue(self.sqs, self.sns, self.topic_arn, self.instance_prefix)
+        self._instance = InstanceQueue(
+            self.sqs, self.sns, self.progress.address, self.instance_prefix
+        )
         self._instance.open()
         self._stopping = threading.Event()
         self._keeper = threading.Thread(target=self._keep, name="transflow-hub-keeper", daemon=True)

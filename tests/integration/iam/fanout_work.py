@@ -29,7 +29,8 @@ from tests.streaming_support import SseClient, wait_until, wsgi_server
 from transflow import ProgressHub, ProgressPublisher, TransflowConfig
 from transflow._wire.tokens import issue_stream_token
 from transflow.ops import dlq
-from transflow.ops.provision import ensure_topic, progress_publisher
+from transflow.ops.provision import ensure_topic, resolve_progress_destination
+from transflow.processing.destination import ProgressTopic
 from transflow.streaming.apps import wsgi_app
 from transflow.streaming.instances import LAST_SEEN_TAG, InstanceQueue, sweep_instance_queues
 
@@ -87,7 +88,9 @@ def processor_fanout_work(fan: FanOutStack) -> None:
     seen = fan.listener()
     role = stack.roles["processor"]
     plain = processor(stack)
-    the_processor = attrs.evolve(plain, progress_topic_arn=fan.topic_arn, sns_client=role.sns())
+    the_processor = attrs.evolve(
+        plain, progress=ProgressTopic(fan.topic_arn), sns_client=role.sns()
+    )
     queue_claimed_job(stack, "up-f", stack.urls.processing)
     assert run_processor(stack, the_processor) == {"batchItemFailures": []}
     assert seen.url is not None
@@ -108,7 +111,7 @@ def fanout_servers(fan: FanOutStack, count: int) -> Iterator[tuple[list[Progress
         for _ in range(count):
             hub = ProgressHub(
                 role.sqs(),
-                topic_arn=fan.topic_arn,
+                ProgressTopic(fan.topic_arn),
                 sns=role.sns(),
                 instance_prefix=fan.prefix,
                 wait_time_seconds=1,
@@ -129,7 +132,7 @@ def stream_fanout_work(fan: FanOutStack) -> None:
     channel = f"upload:{BRANCH}:up-s"
     token = issue_stream_token(STREAM_SECRET, channel)
     publisher = ProgressPublisher(
-        None, topic_arn=fan.topic_arn, sns=stack.harness.sns(), flush_after=0.0, policy=FAST
+        ProgressTopic(fan.topic_arn), sns=stack.harness.sns(), flush_after=0.0, policy=FAST
     )
     clients: list[SseClient] = []
     with fanout_servers(fan, 2) as (hubs, bases):
@@ -177,10 +180,10 @@ def operator_fanout_work(fan: FanOutStack) -> None:
         announced = dlq.announce(
             operator.sqs(),
             fan.stack.urls.dlq,
-            None,
+            resolve_progress_destination(operator.sqs(), FANOUT_CONFIG, sns=operator.sns()),
+            sns=operator.sns(),
             s3=operator.s3(),
             output_bucket=OUTPUTS,
-            progress=progress_publisher(operator.sqs(), FANOUT_CONFIG, sns=operator.sns()),
         )
         assert announced.announced == ("up-fd",), announced
         assert seen.url is not None
@@ -205,10 +208,10 @@ def recovery_fanout_work(fan: FanOutStack) -> None:
         announced = dlq.announce(
             recovery.sqs(),
             fan.stack.urls.dlq,
-            None,
+            resolve_progress_destination(recovery.sqs(), deployed, sns=recovery.sns()),
+            sns=recovery.sns(),
             s3=recovery.s3(),
             output_bucket=OUTPUTS,
-            progress=progress_publisher(recovery.sqs(), deployed, sns=recovery.sns()),
         )
         assert announced.announced == ("up-rf",), announced
         assert seen.url is not None

@@ -25,6 +25,7 @@ from transflow import (
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
+    ProgressQueue,
     S3ObjectRef,
     TemplateRegistry,
     UploadFile,
@@ -213,7 +214,7 @@ def processor(stack: Stack) -> JobProcessor:
         registry,
         s3_client=role.s3(),
         sqs_client=role.sqs(),
-        progress_queue_url=stack.urls.progress,
+        progress=ProgressQueue(stack.urls.progress),
         output_bucket=OUTPUTS,
         claim_buckets=[stack.claims()[0]],
         retry_policy=FAST,
@@ -303,7 +304,9 @@ def progress_types(client: SseClient) -> list[str]:
 def sse_server(stack: Stack) -> Iterator[str]:
     """The stream handler as the stream role: the hub and the WSGI app; yields its URL."""
     with (
-        ProgressHub(stack.roles["stream"].sqs(), stack.urls.progress, wait_time_seconds=1) as hub,
+        ProgressHub(
+            stack.roles["stream"].sqs(), ProgressQueue(stack.urls.progress), wait_time_seconds=1
+        ) as hub,
         wsgi_server(wsgi_app(hub, heartbeat=0.5, secret=STREAM_SECRET)) as base,
     ):
         yield base
@@ -358,7 +361,9 @@ def operator_work(stack: Stack) -> None:
     (job,) = dlq.peek(sqs, urls.dlq, s3=s3, output_bucket=OUTPUTS)
     assert (job.upload_id, job.template_id, job.body_error) == ("up-d", "audio-demo", None)
     assert job.reason == "DECODE_FAILED: not audio"
-    announced = dlq.announce(sqs, urls.dlq, urls.progress, s3=s3, output_bucket=OUTPUTS)
+    announced = dlq.announce(
+        sqs, urls.dlq, ProgressQueue(urls.progress), s3=s3, output_bucket=OUTPUTS
+    )
     assert announced.announced == ("up-d",), announced
     redriven = dlq.redrive(sqs, urls.dlq, urls.processing, use_move_task=False, policy=FAST)
     assert (redriven.moved, redriven.ok) == (1, True), redriven
@@ -390,7 +395,12 @@ def recovery_work(stack: Stack) -> None:
     sqs, s3 = recovery.sqs(), recovery.s3()
     later = time.time() + 5400
     announced = dlq.announce(
-        sqs, stack.urls.dlq, stack.urls.progress, s3=s3, output_bucket=OUTPUTS, policy=FAST
+        sqs,
+        stack.urls.dlq,
+        ProgressQueue(stack.urls.progress),
+        s3=s3,
+        output_bucket=OUTPUTS,
+        policy=FAST,
     )
     assert announced.announced == ("up-r",), announced
     swept = sweep_stale_uploads(
@@ -398,7 +408,7 @@ def recovery_work(stack: Stack) -> None:
         sqs,
         upload_bucket=UPLOADS,
         output_bucket=OUTPUTS,
-        progress_queue_url=stack.urls.progress,
+        progress=ProgressQueue(stack.urls.progress),
         branch=BRANCH,
         clock=lambda: later,
         policy=FAST,

@@ -44,6 +44,7 @@ from transflow.errors import BridgeError, TransflowError
 from transflow.ingest.bridge import GroupingBridge
 from transflow.ingest.uploads import UploadFile, create_upload
 from transflow.ops.provision import QueueUrls, ensure_queues
+from transflow.processing.destination import ProgressQueue
 from transflow.processing.processor import JobProcessor
 from transflow.processing.storage import read_status_record
 from transflow.processing.worker import make_worker
@@ -163,7 +164,7 @@ class DemoStack:
             demo_registry(output_bucket=s.output_bucket, failures=self.failures),
             s3_client=s3,
             sqs_client=sqs,
-            progress_queue_url=self.urls.progress,
+            progress=ProgressQueue(self.urls.progress),
             max_receive_count=s.max_receive_count,
             flush_after=0.1,
             claim_buckets=[s.upload_bucket, s.output_bucket],
@@ -186,7 +187,7 @@ class DemoStack:
             retry_delay=lambda _message: 0,  # the demo shows retries now, not in a minute
             drain_timeout=10,
         )
-        hub = ProgressHub(sqs, self.urls.progress, wait_time_seconds=s.poll_wait)
+        hub = ProgressHub(sqs, ProgressQueue(self.urls.progress), wait_time_seconds=s.poll_wait)
         self._hub = hub
         for part in (hub, worker, bridge_poller):
             part.start()
