@@ -41,7 +41,7 @@ from transflow.processing.webhooks import sign, verify
 from transflow.streaming.sse import bearer_token, channel_from_query, wsgi_app
 
 T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.timezone.utc)
-SECRET = "s" * 40
+SECRET = "Zr4nTq9xW2bLkVp8sYc3Hd6JfM0aGe1uQo5iNt7R"
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- strategies ---------------------------------------------------------------------------

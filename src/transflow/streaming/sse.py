@@ -30,7 +30,12 @@ from urllib.parse import parse_qs
 import attrs
 
 from transflow._wire.channels import branch_channel, upload_channel
-from transflow._wire.tokens import TOKEN_VERSION, check_stream_secret, verify_stream_token
+from transflow._wire.tokens import (
+    TOKEN_VERSION,
+    StreamSecret,
+    check_stream_secret,
+    verify_stream_token,
+)
 from transflow.errors import (
     ChannelError,
     ConfigError,
@@ -314,7 +319,7 @@ def bearer_token(authorization: str | None, query: Mapping[str, list[str]]) -> s
 class _Access:
     """Who may stream what: a token secret, the host's hook, or (on purpose) anyone."""
 
-    secret: str | bytes | None = attrs.field(repr=False)
+    secret: StreamSecret | None = attrs.field(repr=False)
     authorize: Authorize | None
     allow_anonymous: bool
 
@@ -322,7 +327,7 @@ class _Access:
     def build(
         cls,
         what: str,
-        secret: str | bytes | None,
+        secret: StreamSecret | None,
         authorize: Authorize | None,
         allow_anonymous: bool,
     ) -> _Access:
@@ -365,7 +370,7 @@ class _Access:
         )
 
 
-def _token_refusal(secret: str | bytes, token: str, channel: str) -> tuple[int, str] | None:
+def _token_refusal(secret: StreamSecret, token: str, channel: str) -> tuple[int, str] | None:
     try:
         grant = verify_stream_token(secret, token)
     except StreamTokenError as exc:
@@ -417,7 +422,7 @@ _CHALLENGE = ("WWW-Authenticate", 'Bearer realm="transflow"')
 def wsgi_app(
     hub: _Hub,
     *,
-    secret: str | bytes | None = None,
+    secret: StreamSecret | None = None,
     authorize: Authorize | None = None,
     allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,
@@ -489,7 +494,7 @@ ASGIScope = MutableMapping[str, Any]
 def asgi_app(
     hub: _Hub,
     *,
-    secret: str | bytes | None = None,
+    secret: StreamSecret | None = None,
     authorize: Authorize | None = None,
     allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,
