@@ -147,7 +147,7 @@ def secret_problem(secret: str | bytes) -> str | None:
 
 def _entropy_bits(key: bytes) -> float:
     total = len(key)
-    return -sum(n * math.log2(n / total) for n in Counter(key).values())
+    return sum(n * math.log2(total / n) for n in Counter(key).values())
 
 
 def _keys(secret: object) -> tuple[bytes, ...]:

@@ -55,6 +55,7 @@ EXIT_ERROR = 2
 COMMAND_MODULES: list[str] = [
     "transflow.cli.worker",
     "transflow.cli.local_command",
+    "transflow.cli.secret",
     "transflow.cli.demo.command",
 ]
 """Modules imported by :func:`main` so that the commands they register appear (for
