@@ -78,8 +78,24 @@ def test_the_issue_s_collisions_are_gone() -> None:
         assert queue_names("shop", raw).processing != main.processing
 
 
-@given(raw_names, raw_names)
-def test_distinct_names_never_share_a_canonical_name(one: str, other: str) -> None:
+# A name and a near neighbour: the edits that used to fold two names into one.
+_EDITS = [
+    str.upper,
+    str.title,
+    lambda b: b + "/",
+    lambda b: "-" + b + "-",
+    lambda b: b + "\n",
+    lambda b: b.replace("-", "_"),
+    lambda b: b.replace("-", "--"),
+    lambda b: b.replace("-", "/"),
+    lambda b: b.replace("k", "\u212a"),
+]
+near_pairs = st.tuples(kept_names, st.sampled_from(_EDITS)).map(lambda p: (p[0], p[1](p[0])))
+
+
+@given(st.tuples(raw_names, raw_names) | near_pairs)
+def test_distinct_names_never_share_a_canonical_name(pair: tuple[str, str]) -> None:
+    one, other = pair
     assume(one != other)
     assert sanitize_branch(one) != sanitize_branch(other)
 
