@@ -127,10 +127,13 @@ def branch_problem(name: object) -> str | None:
     try:
         canonical = sanitize_branch(name)  # type: ignore[arg-type]
     except ConfigError as exc:
-        return f"branch {str(name)[:80]!r} is not canonical and has no canonical form: {exc}"
+        return (
+            f"branch {str(name)[:80]!r} is not a canonical branch name and has no canonical "
+            f"form: {exc}"
+        )
     return (
-        f"branch {str(name)[:80]!r} is not canonical (lowercase a-z, 0-9 and single dashes, "
-        f"as sanitize_branch writes it); its canonical form is {canonical!r}"
+        f"branch {str(name)[:80]!r} is not a canonical branch name (lowercase a-z, 0-9 and "
+        f"single dashes, as sanitize_branch writes it); its canonical form is {canonical!r}"
     )
 
 
