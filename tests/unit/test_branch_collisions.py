@@ -8,6 +8,7 @@ name as given. The table below pins the outputs: a change that moves them moves 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, cast
 
 import boto3
 import pytest
@@ -37,6 +38,10 @@ from transflow._wire.naming import (
     topic_name,
 )
 from transflow.ingest.grouping import key_branch_problem
+from transflow.streaming.records import StatusRecordSnapshots
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 SECRET = "Zr4nTq9xW2bLkVp8sYc3Hd6JfM0aGe1uQo5iNt7R"
 
@@ -171,3 +176,11 @@ def test_config_queues_keys_channels_and_tokens_agree() -> None:
 def test_a_name_with_nothing_left_is_still_refused() -> None:
     with pytest.raises(ConfigError, match="no letters a-z or digits"):
         TransflowConfig(project="shop", branch="功能")
+
+
+def test_snapshots_never_read_a_record_of_a_non_canonical_branch() -> None:
+    # An S3 client that is never called: a read would raise AttributeError.
+    snapshots = StatusRecordSnapshots(cast("S3Client", object()), "out")
+    for channel in ("upload:Main:up-1", "upload:..:up-1", "upload:main\n:up-1"):
+        assert snapshots(channel) is None
+    assert snapshots.reads == 0
