@@ -12,7 +12,7 @@ from transflow.cli.local import LocalAws
 
 
 def main() -> ProcessingJob:
-    names = queue_names("myapp", "feature/Login-Page")
+    names = queue_names("myapp", "feature-login-page")
     job = ProcessingJob(
         upload_id="upload-abc",
         template_id="audio-processing",

@@ -140,8 +140,10 @@ def _branch(where: str, value: object) -> str | None:
 def _stream_secret_rule(where: str, value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str | bytes):
-        return f"{where}: must be a string, not {type_name(value)}"
+    if not isinstance(value, str | tuple) or (
+        isinstance(value, tuple) and not all(isinstance(v, str) for v in value)
+    ):
+        return f"{where}: must be a string or a tuple of strings, not {type_name(value)}"
     try:
         check_stream_secret(value)
     except ConfigError as exc:
@@ -259,6 +261,11 @@ def _branch_name(value: str) -> str:
         raise ConfigError(f"invalid configuration: branch: {exc}") from None
 
 
+def _secrets(value: object) -> object:
+    # A list (from code) is kept as a tuple so the frozen config stays hashable.
+    return tuple(value) if isinstance(value, list) else value
+
+
 @attrs.frozen
 class TransflowConfig:
     """A project's configuration, resolved from the file and the environment.
@@ -272,11 +279,23 @@ class TransflowConfig:
     )
     branch: str = attrs.field(default="main", converter=_branch_name)
     region: str | None = attrs.field(default=None, validator=_validator(_region, "region"))
-    stream_secret: str | None = attrs.field(
-        default=None, repr=False, validator=_validator(_stream_secret_rule, ENV_STREAM_SECRET)
+    stream_secret: str | tuple[str, ...] | None = attrs.field(
+        default=None,
+        repr=False,
+        converter=_secrets,
+        validator=_validator(_stream_secret_rule, ENV_STREAM_SECRET),
     )
-    """The key stream tokens are signed with: from ``TRANSFLOW_STREAM_SECRET`` only, never
-    the file (a committed file would publish it)."""
+    """The key stream tokens are signed with, or several (the first signs, all verify, for
+    rotation): from ``TRANSFLOW_STREAM_SECRET`` only (several separated by commas), never
+    the file (a committed file would publish it). Pass it as it is to the SSE apps'
+    ``secret=`` and ``create_upload(stream_secret=)``."""
+
+    @property
+    def stream_secrets(self) -> tuple[str, ...]:
+        """Every stream secret, the signing one first (empty when none is set)."""
+        if self.stream_secret is None:
+            return ()
+        return (self.stream_secret,) if isinstance(self.stream_secret, str) else self.stream_secret
 
     @property
     def queue_names(self) -> QueueNames:
@@ -355,13 +374,18 @@ def load_config(
 
 def _stream_secret(
     raw: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
-) -> str | None:
+) -> str | tuple[str, ...] | None:
     if "streamSecret" in raw:
         problems.append(
             f"streamSecret: a secret does not belong in a file that is committed; remove it "
             f"and set {ENV_STREAM_SECRET} in the environment of each server"
         )
-    secret = env.get(ENV_STREAM_SECRET) or None
+    text = env.get(ENV_STREAM_SECRET) or None
+    # Several secrets (rotation) are separated by commas, which token_urlsafe never writes;
+    # one secret is taken exactly as it is.
+    secret: str | tuple[str, ...] | None = text
+    if text is not None and "," in text:
+        secret = tuple(part.strip() for part in text.split(","))
     problem = _stream_secret_rule(ENV_STREAM_SECRET, secret)
     if problem:
         problems.append(problem)

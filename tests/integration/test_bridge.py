@@ -189,7 +189,7 @@ def test_presigned_posts_become_one_job_on_the_fifo_queue(sqs: SQSClient, s3v4: 
     (job,) = jobs_on(sqs, url)
     assert job.upload_id == ticket.upload_id
     assert job.template_id == "audio-processing"
-    assert job.branch == "feature-login-page"
+    assert job.branch == "feature-login-page--01ab65eb"
     assert job.fields == {"slug": "intro"}
     assert job.user == UserContext("user123", permissions=["upload"])
     assert sorted(o.key for o in job.objects) == sorted(f.key for f in ticket.files)

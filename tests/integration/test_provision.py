@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 CONFIG = TransflowConfig(
     project="shop",
-    branch="feature/Checkout",
+    branch="feature-checkout",
     sqs=SqsConfig(visibility_timeout_sec=120, max_receive_count=2, retention_sec=86_400),
 )
 
@@ -182,7 +182,7 @@ def test_configured_urls_win_over_lookup(sqs: SQSClient) -> None:
     urls = ensure_queues(sqs, CONFIG)
     other = sqs.create_queue(QueueName="elsewhere.fifo", Attributes={"FifoQueue": "true"})
     config = TransflowConfig(
-        project="shop", branch="feature/Checkout", sqs=SqsConfig(queue_url=other["QueueUrl"])
+        project="shop", branch="feature-checkout", sqs=SqsConfig(queue_url=other["QueueUrl"])
     )
     resolved = resolve_queue_urls(sqs, config)
     assert resolved.processing == other["QueueUrl"]

@@ -159,8 +159,8 @@ def test_raw_multiline_data_through_real_servers(server: Server, app: Any) -> No
     ]
 
 
-SECRET = "stream-secret-" + "s" * 32
-OTHER_SECRET = "other-secret-" + "o" * 32
+SECRET = "stream-secret-Zr4nTq9xW2bLkVp8sYc3Hd6JfM0aGe1u"
+OTHER_SECRET = "other-secret-pQ8vX3mK9wL2cR7tY4nB6hJ1dF5sG0zA"
 
 
 def _snapshot_then_close(client: SseClient) -> list[SseEvent]:

@@ -33,7 +33,7 @@ def test_init_writes_a_valid_configuration(
     written = json.loads(path.read_text(encoding="utf-8"))
     assert written["project"] == "shop"
     assert written["sqs"]["visibilityTimeoutSec"] == 300
-    assert "shop-feature-x-processing.fifo" in capsys.readouterr().out
+    assert "shop-feature-x--217d2bf5-processing.fifo" in capsys.readouterr().out
 
     assert main(["init", "--config", str(path), "--project", "shop"]) == 2
     assert "--force" in capsys.readouterr().err

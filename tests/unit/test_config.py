@@ -100,7 +100,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert config.sqs.batch_size == 4
     assert config.region == "us-west-2"
     assert config.project == "other"
-    assert config.branch == "feature-x"
+    assert config.branch == "feature-x--02cc1910"
     env.pop("AWS_REGION")
     assert load_config(path, env=env).region == "ap-south-1"
 

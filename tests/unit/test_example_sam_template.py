@@ -74,7 +74,7 @@ def test_the_example_reads_a_config_file(tmp_path: Path) -> None:
     assert lint_errors(text) == []
     resources = yaml.safe_load(text)["Resources"]
     assert resources["ProcessingQueue"]["Properties"]["QueueName"] == (
-        "shop-feature-cart-processing.fifo"
+        "shop-feature-cart--ba2c426a-processing.fifo"
     )
     assert resources["ProcessorFunction"]["Properties"]["Timeout"] == 100
 

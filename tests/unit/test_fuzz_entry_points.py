@@ -43,7 +43,7 @@ from transflow.streaming.apps import wsgi_app
 from transflow.streaming.sse import bearer_token, channel_from_query
 
 T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.timezone.utc)
-SECRET = "s" * 40
+SECRET = "Zr4nTq9xW2bLkVp8sYc3Hd6JfM0aGe1uQo5iNt7R"
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- strategies ---------------------------------------------------------------------------

@@ -19,19 +19,19 @@ branches = st.text().filter(lambda b: re.search("[a-z0-9]", b.lower()) is not No
 
 def test_the_issue_example() -> None:
     names = queue_names("myapp", "feature/Login-Page")
-    assert names.processing == "myapp-feature-login-page-processing.fifo"
-    assert names.progress == "myapp-feature-login-page-progress.fifo"
-    assert names.dlq == "myapp-feature-login-page-dlq.fifo"
+    assert names.processing == "myapp-feature-login-page--1cd8fc98-processing.fifo"
+    assert names.progress == "myapp-feature-login-page--1cd8fc98-progress.fifo"
+    assert names.dlq == "myapp-feature-login-page--1cd8fc98-dlq.fifo"
 
 
 @pytest.mark.parametrize(
     ("branch", "expected"),
     [
         ("main", "main"),
-        ("Feature/Login-Page", "feature-login-page"),
-        ("--a//b__c--", "a-b-c"),
-        ("Ünïcode", "n-code"),
-        ("release/1.2.3", "release-1-2-3"),
+        ("Feature/Login-Page", "feature-login-page--01ab65eb"),
+        ("--a//b__c--", "a-b-c--f46aebe5"),
+        ("Ünïcode", "n-code--00b24be8"),
+        ("release/1.2.3", "release-1-2-3--88ded651"),
     ],
 )
 def test_sanitize_branch(branch: str, expected: str) -> None:
@@ -53,7 +53,7 @@ def test_sanitized_branches_are_clean_and_stable(branch: str) -> None:
             sanitize_branch(branch)
         return
     clean = sanitize_branch(branch)
-    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", clean)
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*(--[0-9a-f]{8})?", clean)
     assert sanitize_branch(clean) == clean
 
 

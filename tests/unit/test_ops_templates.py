@@ -18,7 +18,7 @@ from transflow.ops.iam import CONSUME
 from transflow.ops.provision import iam_policies, sam_template
 from transflow.ops.sam import BridgeTrigger, SamOptions
 
-CONFIG = TransflowConfig(project="shop", branch="feature/Checkout")
+CONFIG = TransflowConfig(project="shop", branch="feature-checkout")
 ACCOUNT = "123456789012"
 
 

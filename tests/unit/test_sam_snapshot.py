@@ -19,10 +19,10 @@ from transflow.ops.sam import SamOptions, sam_template
 
 SNAPSHOTS = Path(__file__).resolve().parent.parent / "data" / "sam-templates.json"
 
-_PLAIN = TransflowConfig(project="shop", branch="feature/Checkout")
+_PLAIN = TransflowConfig(project="shop", branch="feature-checkout")
 _LONG = TransflowConfig(
     project="p" * 60,
-    branch="release/2024",
+    branch="release-2024",
     sqs=SqsConfig(visibility_timeout_sec=60, max_message_bytes=1_048_576, batch_size=3),
 )
 _FANOUT = attrs.evolve(_PLAIN, sqs=attrs.evolve(_PLAIN.sqs, progress_fanout="sns"))

@@ -31,8 +31,8 @@ from transflow._wire.tokens import MAX_TOKEN_CHARS, MAX_TOKEN_TTL
 if TYPE_CHECKING:
     from pathlib import Path
 
-SECRET = "k" * 32
-OTHER = "o" * 32
+SECRET = "Zr4nTq9xW2bLkVp8sYc3Hd6JfM0aGe1uQo5iNt7R"
+OTHER = "pQ8vX3mK9wL2cR7tY4nB6hJ1dF5sG0zAeU_-iOqW"
 NOW = 1_800_000_000
 CHANNEL = "upload:main:up-1"
 

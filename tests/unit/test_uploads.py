@@ -71,11 +71,11 @@ def test_policy_pins_key_metadata_content_type_and_size(signer: S3Client) -> Non
         allowed_content_types=["audio/*", "image/png"],
     )
     assert ticket.upload_id == "upload-abc"
-    assert ticket.branch == "feature-login-page"
-    assert ticket.prefix == "uploads/feature-login-page/users/user123/upload-abc/"
+    assert ticket.branch == "feature-login-page--01ab65eb"
+    assert ticket.prefix == "uploads/feature-login-page--01ab65eb/users/user123/upload-abc/"
     assert [f.key for f in ticket.files] == [
-        "uploads/feature-login-page/users/user123/upload-abc/my song.mp3",
-        "uploads/feature-login-page/users/user123/upload-abc/cover.png",
+        "uploads/feature-login-page--01ab65eb/users/user123/upload-abc/my song.mp3",
+        "uploads/feature-login-page--01ab65eb/users/user123/upload-abc/cover.png",
     ]
     for file, content_type in zip(ticket.files, ["audio/mpeg", "image/png"], strict=True):
         policy = policy_of(dict(file.fields))

@@ -14,9 +14,8 @@ from __future__ import annotations
 import re
 
 from transflow._wire.model import ProcessingJob
-from transflow._wire.naming import sanitize_branch
+from transflow._wire.naming import branch_problem
 from transflow._wire.safenames import MAX_USER_ID_CHARS, safe_user_id
-from transflow.errors import ConfigError
 
 __all__ = [
     "STATUS_RECORD_NAME",
@@ -55,23 +54,14 @@ def is_user_folder(name: str) -> bool:
     )
 
 
-def _canonical_branch(branch: str) -> bool:
-    try:
-        return sanitize_branch(branch) == branch
-    except ConfigError:
-        return False
-
-
 def job_key_problems(job: ProcessingJob) -> list[str]:
     """Why keys made from ``job`` could leave ``outputs/{branch}/[users/{id}/]{uploadId}/``
     (empty when they cannot): a branch that is not canonical, an upload id that is not one
     key segment of the shape uploads use, a user id that is not a user folder name."""
     problems: list[str] = []
-    if not _canonical_branch(job.branch):
-        problems.append(
-            f"branch: {job.branch[:80]!r} is not a canonical branch name "
-            "(lowercase a-z, 0-9 and '-', as sanitize_branch writes it)"
-        )
+    branch = branch_problem(job.branch)
+    if branch is not None:
+        problems.append(f"branch: {branch}")
     if _UPLOAD_ID.fullmatch(job.upload_id) is None or ".." in job.upload_id:
         problems.append(
             f"uploadId: {job.upload_id[:80]!r} is not one key segment "

@@ -14,10 +14,13 @@ from transflow.errors import ConfigError
 
 __all__ = [
     "INSTANCE_ID_CHARS",
+    "MAX_BRANCH_CHARS",
     "MAX_QUEUE_NAME",
     "QueueNames",
+    "branch_problem",
     "instance_queue_name",
     "instance_queue_prefix",
+    "is_canonical_branch",
     "is_fifo_queue_name",
     "is_instance_queue",
     "is_queue_url",
@@ -30,6 +33,15 @@ __all__ = [
 MAX_QUEUE_NAME = 80
 """SQS's limit on a queue name, ``.fifo`` included."""
 
+MAX_BRANCH_CHARS = 64
+"""The longest canonical branch name; a longer one is cut and hashed like any name that
+needed changing (it is part of every key, queue and channel of the branch)."""
+
+# Canonical: kept as typed (lowercase a-z, 0-9, single inner dashes), or derived from a
+# name that needed changing: its cleaned form, "--", and 8 hex of the raw name's SHA-256.
+# No kept name holds "--", so no kept name can equal a derived one.
+_KEPT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_DERIVED = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*--[0-9a-f]{8}")
 _NOT_ALLOWED = re.compile(r"[^a-z0-9-]+")
 _DASHES = re.compile(r"-{2,}")
 _PROJECT = re.compile(r"[A-Za-z0-9_-]+")
@@ -69,16 +81,32 @@ def is_queue_url(url: object, *, fifo: bool = True) -> bool:
     return is_fifo_queue_name(name) if fifo else len(name) <= MAX_QUEUE_NAME
 
 
+def is_canonical_branch(name: object) -> bool:
+    """Whether ``name`` is a branch as :func:`sanitize_branch` returns it: at most
+    :data:`MAX_BRANCH_CHARS` characters, either kept as typed (``main``,
+    ``feature-login``) or derived (``feature-login--1a2b3c4d``)."""
+    return (
+        isinstance(name, str)
+        and len(name) <= MAX_BRANCH_CHARS
+        and (_KEPT.fullmatch(name) is not None or _DERIVED.fullmatch(name) is not None)
+    )
+
+
 def sanitize_branch(name: str) -> str:
     """A git branch name as it may appear in queue names, keys and channels.
 
-    Lowercase, only ``[a-z0-9-]``, runs of dashes collapsed, no leading or trailing dash.
-    ``feature/Login-Page`` becomes ``feature-login-page``. A name with nothing left
-    (``""``, ``!!!``, ``功能``) raises :class:`ConfigError`: it must not silently become
-    ``main`` and share main's queues.
+    A canonical name (lowercase ``a-z``, ``0-9`` and single inner dashes, at most
+    :data:`MAX_BRANCH_CHARS` characters) is kept as it is: ``main`` stays ``main``. Any other
+    name is cleaned (lowercased, other characters to ``-``, runs of dashes collapsed, cut)
+    and ends in ``--`` and 8 hex digits of the SHA-256 of the name as given, so it can never
+    become another branch's name: ``Main`` becomes ``main--…`` (not production's ``main``),
+    ``feat/x`` and ``feat_x`` differ. Applying it again changes nothing. A name with nothing
+    left (``""``, ``!!!``, ``功能``) raises :class:`ConfigError`.
     """
     if not isinstance(name, str):
         raise ConfigError(f"branch must be a string, not {type(name).__name__}")
+    if is_canonical_branch(name):
+        return name
     cleaned = _NOT_ALLOWED.sub("-", name.lower())
     cleaned = _DASHES.sub("-", cleaned).strip("-")
     if not cleaned:
@@ -86,7 +114,27 @@ def sanitize_branch(name: str) -> str:
             f"branch {name[:80]!r} has no letters a-z or digits, so it cannot name queues, keys "
             "or channels; use an ASCII branch name (for example 'feature-login')"
         )
-    return cleaned
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_CHARS]
+    stem = cleaned[: MAX_BRANCH_CHARS - _HASH_CHARS - 2].rstrip("-")
+    return f"{stem}--{digest}"
+
+
+def branch_problem(name: object) -> str | None:
+    """Why ``name`` cannot be used as it is where a canonical branch is needed (a job, a
+    key's branch segment, a channel), naming what it would become; None when canonical."""
+    if is_canonical_branch(name):
+        return None
+    try:
+        canonical = sanitize_branch(name)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        return (
+            f"branch {str(name)[:80]!r} is not a canonical branch name and has no canonical "
+            f"form: {exc}"
+        )
+    return (
+        f"branch {str(name)[:80]!r} is not a canonical branch name (lowercase a-z, 0-9 and "
+        f"single dashes, as sanitize_branch writes it); its canonical form is {canonical!r}"
+    )
 
 
 @attrs.frozen

@@ -8,6 +8,11 @@ the stream secret. The version is signed with the rest, so a token cannot be rep
 another format; the domain prefix keeps a MAC made with the same secret for something else
 (a webhook, say) from passing as a token.
 
+The secret may be a list: the first signs, every one verifies, so a secret can be rotated
+without cutting live streams (docs/security.md, "Rotating the stream secret"). A secret
+must be at least :data:`MIN_SECRET_BYTES` bytes with at least :data:`MIN_SECRET_BITS` bits
+of estimated entropy and must not be one shorter piece repeated (:func:`secret_problem`).
+
 A token for ``upload:{branch}:*`` is an operator token: it covers the whole branch. Issue
 those only to operators.
 
@@ -21,12 +26,16 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
+from collections import Counter
+from collections.abc import Sequence
 
 import attrs
 
 from transflow._wire.channels import channel_matches, parse_channel
+from transflow._wire.naming import branch_problem
 from transflow.errors import (
     ChannelError,
     ConfigError,
@@ -38,12 +47,16 @@ from transflow.errors import (
 __all__ = [
     "DEFAULT_TOKEN_TTL",
     "ENV_STREAM_SECRET",
+    "MAX_CLOCK_SKEW",
     "MAX_TOKEN_TTL",
+    "MIN_SECRET_BITS",
     "MIN_SECRET_BYTES",
     "TOKEN_VERSION",
     "StreamGrant",
+    "StreamSecret",
     "check_stream_secret",
     "issue_stream_token",
+    "secret_problem",
     "verify_stream_token",
 ]
 
@@ -54,6 +67,15 @@ ENV_STREAM_SECRET = "TRANSFLOW_STREAM_SECRET"  # noqa: S105 - the name of a vari
 issues or checks tokens)."""
 MIN_SECRET_BYTES = 32
 """A shorter secret could be guessed offline from one token; 32 random bytes cannot."""
+MIN_SECRET_BITS = 80
+"""The least estimated entropy a secret may have: its length times the Shannon entropy of
+its own byte frequencies. ``"a" * 32`` has 0 bits, ``"ab" * 16`` 32; a 32-character
+``secrets.token_hex(16)`` has about 116 and never (in 200,000 draws) under 90, and
+``secrets.token_urlsafe(32)`` about 208. Catches typed, padded and placeholder secrets,
+not a guessable one that looks random (a password reused from elsewhere, say)."""
+MAX_CLOCK_SKEW = 300
+"""Seconds the issuing server's clock may run ahead of the checking one's: a token may
+expire at most :data:`MAX_TOKEN_TTL` plus this after the checker's now."""
 DEFAULT_TOKEN_TTL = 3600
 """Seconds a token lives unless told otherwise."""
 MAX_TOKEN_TTL = 7 * 24 * 3600
@@ -65,6 +87,14 @@ _DOMAIN = f"transflow-stream-token.{TOKEN_VERSION}.".encode()
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _MAC_CHARS = 43  # unpadded base64 of 32 bytes
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HOW = (
+    "generate one with `transflow secret` (or python -c 'import secrets; "
+    "print(secrets.token_urlsafe(32))') and set it in "
+    f"{ENV_STREAM_SECRET} on every server that issues or checks stream tokens"
+)
+
+StreamSecret = str | bytes | Sequence[str | bytes]
+"""One secret, or a list of them: the first signs new tokens, every one verifies."""
 
 
 @attrs.frozen
@@ -89,20 +119,74 @@ class StreamGrant:
         return channel == self.channel
 
 
-def _key(secret: str | bytes) -> bytes:
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
-        raise ConfigError(
-            f"the stream secret must be at least {MIN_SECRET_BYTES} bytes; generate one with "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))' and set it in "
-            f"{ENV_STREAM_SECRET} on every server that issues or checks stream tokens"
+def secret_problem(secret: str | bytes) -> str | None:
+    """Why ``secret`` cannot sign stream tokens, or None.
+
+    The rule: at least :data:`MIN_SECRET_BYTES` bytes (UTF-8 for text); at least
+    :data:`MIN_SECRET_BITS` bits of estimated entropy (length times the Shannon entropy of
+    the secret's own byte frequencies); not one shorter piece repeated
+    (``"0123456789abcdef" * 2``)."""
+    key = secret.encode("utf-8", "surrogatepass") if isinstance(secret, str) else secret
+    if not isinstance(key, bytes):
+        return f"a stream secret is text or bytes, not {type(secret).__name__}"
+    if len(key) < MIN_SECRET_BYTES:
+        return (
+            f"the stream secret is {len(key)} bytes; it must be at least {MIN_SECRET_BYTES} bytes"
         )
-    return key
+    bits = _entropy_bits(key)
+    if bits < MIN_SECRET_BITS:
+        return (
+            f"the stream secret has too little variety ({bits:.0f} bits of estimated "
+            f"entropy, {len(set(key))} distinct characters; at least {MIN_SECRET_BITS} bits "
+            "needed): it looks typed or padded, not random"
+        )
+    if (key + key).find(key, 1) < len(key):
+        return "the stream secret is one shorter piece repeated, not random"
+    return None
 
 
-def check_stream_secret(secret: str | bytes) -> None:
-    """Raise :class:`ConfigError` unless ``secret`` is long enough to sign tokens."""
-    _key(secret)
+def _entropy_bits(key: bytes) -> float:
+    total = len(key)
+    return sum(n * math.log2(total / n) for n in Counter(key).values())
+
+
+def _keys(secret: object) -> tuple[bytes, ...]:
+    """The keys of ``secret`` (one, or a list whose first signs), each checked."""
+    many = (
+        secret if isinstance(secret, Sequence) and not isinstance(secret, str | bytes) else [secret]
+    )
+    if not many:
+        raise ConfigError(f"the list of stream secrets is empty; {_HOW}")
+    keys: list[bytes] = []
+    for index, one in enumerate(many):
+        problem = secret_problem(one)
+        if problem is not None:
+            which = f"secret {index + 1} of {len(many)}: " if len(many) > 1 else ""
+            raise ConfigError(f"{which}{problem}; {_HOW}")
+        keys.append(one.encode("utf-8", "surrogatepass") if isinstance(one, str) else one)
+    return tuple(keys)
+
+
+def check_stream_secret(secret: StreamSecret) -> None:
+    """Raise :class:`ConfigError` unless ``secret`` (one, or a list of them) can sign
+    tokens: see :func:`secret_problem` for the rule."""
+    _keys(secret)
+
+
+def _clock(now: object) -> float:
+    if now is None:
+        return time.time()
+    if (
+        isinstance(now, bool)
+        or not isinstance(now, int | float)
+        or not math.isfinite(now)
+        or now < 0
+    ):
+        raise ConfigError(
+            f"now must be a finite, non-negative number of Unix seconds, not {now!r}; "
+            "leave it out to use the clock"
+        )
+    return float(now)
 
 
 def _b64(data: bytes) -> str:
@@ -118,7 +202,7 @@ def _mac(key: bytes, payload: str) -> bytes:
 
 
 def issue_stream_token(
-    secret: str | bytes,
+    secret: StreamSecret,
     channel: str,
     *,
     user_id: str | None = None,
@@ -128,17 +212,22 @@ def issue_stream_token(
     """A token that lets its bearer stream ``channel`` for ``ttl`` seconds.
 
     ``channel`` is ``upload:{branch}:{uploadId}``, or ``upload:{branch}:*`` for an operator
-    token over the whole branch. Raises :class:`ConfigError` for a short secret and
-    :class:`ChannelError` for a malformed channel."""
-    key = _key(secret)
-    parse_channel(channel)
+    token over the whole branch; its branch must be canonical (as
+    :func:`~transflow._wire.naming.sanitize_branch` writes it). With a list of secrets, the
+    first signs. Raises :class:`ConfigError` for a weak secret or a bad ``ttl`` or ``now``
+    and :class:`ChannelError` for a malformed channel."""
+    key = _keys(secret)[0]
+    branch, _ = parse_channel(channel)
     if _CONTROL.search(channel):
         raise ChannelError(f"channel {channel!r} holds control characters")
+    problem = branch_problem(branch)
+    if problem is not None:
+        raise ChannelError(f"channel {channel[:120]!r}: {problem}")
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TOKEN_TTL:
         raise ConfigError(f"a stream token's ttl must be 1 to {MAX_TOKEN_TTL} seconds, not {ttl!r}")
     if user_id is not None and not isinstance(user_id, str):
         raise ConfigError(f"user_id must be a string or None, not {type(user_id).__name__}")
-    expires = int(time.time() if now is None else now) + ttl
+    expires = int(_clock(now)) + ttl
     data = {"c": channel, "u": user_id, "e": expires}
     payload = _b64(json.dumps(data, separators=(",", ":"), ensure_ascii=True).encode("ascii"))
     token = f"{TOKEN_VERSION}.{payload}.{_b64(_mac(key, payload))}"
@@ -151,16 +240,19 @@ def issue_stream_token(
 
 
 def verify_stream_token(
-    secret: str | bytes, token: object, *, now: float | None = None
+    secret: StreamSecret, token: object, *, now: float | None = None
 ) -> StreamGrant:
-    """The grant a token carries, once its signature (compared in constant time) and expiry
-    check out.
+    """The grant a token carries, once its signature (compared in constant time with every
+    secret of the list) and expiry check out.
 
     Raises :class:`StreamTokenMalformed` for anything that is not a token of this version
-    (including non-ASCII or over-long text), :class:`StreamTokenForged` when the signature
-    does not match, :class:`StreamTokenExpired` when it is genuine but too old. Never any
-    other error for any input."""
-    key = _key(secret)
+    in its one canonical encoding (including non-ASCII or over-long text),
+    :class:`StreamTokenForged` when the signature matches no secret or the token claims to
+    live longer than :data:`MAX_TOKEN_TTL` (plus :data:`MAX_CLOCK_SKEW`) from now,
+    :class:`StreamTokenExpired` when it is genuine but too old. Never any other error for
+    any token; :class:`ConfigError` for a weak secret or a bad ``now``."""
+    keys = _keys(secret)
+    clock = _clock(now)
     if not isinstance(token, str) or not token:
         raise StreamTokenMalformed("no stream token given; pass the token from the upload ticket")
     if len(token) > MAX_TOKEN_CHARS or not token.isascii():
@@ -182,13 +274,26 @@ def verify_stream_token(
         given = _unb64(mac_text)
     except (binascii.Error, ValueError) as exc:
         raise StreamTokenMalformed("the stream token's signature is not base64") from exc
-    if not hmac.compare_digest(_mac(key, payload), given):
+    # Base64 of 32 bytes leaves two spare bits in the last character, which the decoder
+    # ignores: without this, four spellings of one signature would all verify.
+    if _b64(given) != mac_text:
+        raise StreamTokenMalformed("the stream token's signature is not in canonical base64")
+    # Every secret is tried (no early exit), so the time taken does not tell which matched.
+    matches = [hmac.compare_digest(_mac(key, payload), given) for key in keys]
+    if not any(matches):
         raise StreamTokenForged(
             "the stream token's signature does not match: it was changed, or signed with "
             "another secret; refuse it"
         )
     grant = _grant(payload)
-    if grant.expires_at <= (time.time() if now is None else now):
+    if grant.expires_at > clock + MAX_TOKEN_TTL + MAX_CLOCK_SKEW:
+        # Only a leaked secret (or a badly wrong clock) makes such a token: refuse it so a
+        # leak cannot mint a stream pass that outlives the rotation of the secret.
+        raise StreamTokenForged(
+            f"the stream token for {grant.channel} claims to live longer than the "
+            f"{MAX_TOKEN_TTL} seconds any token may; refuse it (and check the issuer's clock)"
+        )
+    if grant.expires_at <= clock:
         raise StreamTokenExpired(
             f"the stream token for {grant.channel} expired; ask the host for a fresh one"
         )

@@ -48,6 +48,7 @@ COMMAND_MODULES: list[str] = [
     "transflow.cli.dlq",
     "transflow.cli.worker",
     "transflow.cli.local_command",
+    "transflow.cli.secret",
     "transflow.cli.demo.command",
 ]
 """Modules imported by :func:`main` so that the commands they register appear (for

@@ -20,9 +20,8 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from transflow._wire.model import ProcessingJob, S3ObjectRef
-from transflow._wire.naming import sanitize_branch
+from transflow._wire.naming import branch_problem
 from transflow._wire.renamed import renamed_names
-from transflow.errors import ConfigError
 from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import FailedRecord, S3Record
 
@@ -137,16 +136,12 @@ def key_branch_problem(key: str) -> str | None:
     segment, slash, _rest = key[len(_UPLOADS_ROOT) :].partition("/")
     if not slash:
         return None
-    try:
-        canonical = sanitize_branch(segment)
-    except ConfigError:
-        canonical = None
-    if canonical == segment:
+    problem = branch_problem(segment)
+    if problem is None:
         return None
     return (
-        f"the key's branch segment {segment[:80]!r} is not a canonical branch name "
-        "(lowercase a-z, 0-9 and '-'); uploads go to uploads/{branch}/ with the branch "
-        "create_upload writes, so this object was not uploaded through it"
+        f"the key's branch segment: {problem}; uploads go to uploads/{{branch}}/ with the "
+        "branch create_upload writes, so this object was not uploaded through it"
     )
 
 

@@ -30,7 +30,12 @@ from transflow._wire.keys import upload_prefix
 from transflow._wire.model import JsonValue, UserContext, converter
 from transflow._wire.naming import sanitize_branch
 from transflow._wire.safenames import safe_filename
-from transflow._wire.tokens import DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, issue_stream_token
+from transflow._wire.tokens import (
+    DEFAULT_TOKEN_TTL,
+    MAX_TOKEN_TTL,
+    StreamSecret,
+    issue_stream_token,
+)
 from transflow.errors import ConfigError, UploadError, UploadRefusedError
 from transflow.ingest.metadata import (
     MAX_METADATA_BYTES,
@@ -312,7 +317,7 @@ def create_upload(
     expires_in: int = 3600,
     max_file_size: int | None = None,
     allowed_content_types: Sequence[str] | None = None,
-    stream_secret: str | bytes | None = None,
+    stream_secret: StreamSecret | None = None,
     stream_token_ttl: int | None = None,
 ) -> UploadTicket:
     """Sign one presigned POST per file of a new upload and return the ticket.
@@ -493,7 +498,7 @@ def _sign(
 
 
 def _stream_token(
-    secret: str | bytes,
+    secret: StreamSecret,
     plan: _Plan,
     user: UserContext | None,
     *,

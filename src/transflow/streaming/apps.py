@@ -26,7 +26,12 @@ from urllib.parse import parse_qs
 
 import attrs
 
-from transflow._wire.tokens import TOKEN_VERSION, check_stream_secret, verify_stream_token
+from transflow._wire.tokens import (
+    TOKEN_VERSION,
+    StreamSecret,
+    check_stream_secret,
+    verify_stream_token,
+)
 from transflow.errors import (
     ChannelError,
     ConfigError,
@@ -84,7 +89,7 @@ def _last_event_id(header: str | None, query: Mapping[str, list[str]]) -> str | 
 class _Access:
     """Who may stream what: a token secret, the host's hook, or (on purpose) anyone."""
 
-    secret: str | bytes | None = attrs.field(repr=False)
+    secret: StreamSecret | None = attrs.field(repr=False)
     authorize: Authorize | None
     allow_anonymous: bool
 
@@ -92,7 +97,7 @@ class _Access:
     def build(
         cls,
         what: str,
-        secret: str | bytes | None,
+        secret: StreamSecret | None,
         authorize: Authorize | None,
         allow_anonymous: bool,
     ) -> _Access:
@@ -135,7 +140,7 @@ class _Access:
         )
 
 
-def _token_refusal(secret: str | bytes, token: str, channel: str) -> tuple[int, str] | None:
+def _token_refusal(secret: StreamSecret, token: str, channel: str) -> tuple[int, str] | None:
     try:
         grant = verify_stream_token(secret, token)
     except StreamTokenError as exc:
@@ -187,7 +192,7 @@ _CHALLENGE = ("WWW-Authenticate", 'Bearer realm="transflow"')
 def wsgi_app(
     hub: _Hub,
     *,
-    secret: str | bytes | None = None,
+    secret: StreamSecret | None = None,
     authorize: Authorize | None = None,
     allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,
@@ -259,7 +264,7 @@ ASGIScope = MutableMapping[str, Any]
 def asgi_app(
     hub: _Hub,
     *,
-    secret: str | bytes | None = None,
+    secret: StreamSecret | None = None,
     authorize: Authorize | None = None,
     allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,

@@ -24,6 +24,7 @@ import botocore.exceptions
 
 from transflow._wire.channels import parse_channel
 from transflow._wire.keys import status_key
+from transflow._wire.naming import is_canonical_branch
 from transflow._wire.options import at_least
 from transflow.processing.status import ASSEMBLY_COMPLETED, AssemblyStatus
 from transflow.processing.storage import read_status_record
@@ -93,7 +94,8 @@ class StatusRecordSnapshots:
 
     def __call__(self, channel: str) -> UploadStatus | None:
         branch, upload_id = parse_channel(channel)
-        if upload_id is None:
+        # Nothing writes records under a branch that is not canonical (`Main`, `..`): no read.
+        if upload_id is None or not is_canonical_branch(branch):
             return None
         now = self.clock()
         with self._lock:
