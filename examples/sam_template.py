@@ -26,7 +26,7 @@ import argparse
 from pathlib import Path
 
 from transflow import SqsConfig, TransflowConfig, load_config
-from transflow.ops.provision import sam_template
+from transflow.ops.sam import sam_template
 
 BRIDGE_HANDLER = "lambda_bridge.handler"
 PROCESSOR_HANDLER = "lambda_processor.handler"

@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from transflow import ConfigError, SqsConfig, TransflowConfig
 from transflow.ops._yaml import dump
-from transflow.ops.iam import CONSUME
-from transflow.ops.provision import iam_policies, sam_template
-from transflow.ops.sam import BridgeTrigger
+from transflow.ops.iam import CONSUME, iam_policies
+from transflow.ops.sam import BridgeTrigger, sam_template
 
 CONFIG = TransflowConfig(project="shop", branch="feature/Checkout")
 ACCOUNT = "123456789012"

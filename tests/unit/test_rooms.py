@@ -19,7 +19,6 @@ SRC = Path(__file__).parents[2] / "src" / "transflow"
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "_version": frozenset(),
-    "_moved": frozenset(),
     "config": frozenset({"_wire", "errors"}),
     "_wire": frozenset({"_wire", "errors"}),
     "_aws": frozenset({"_aws", "_wire", "errors"}),
@@ -57,14 +56,7 @@ def runtime_imports(tree: ast.AST) -> set[str]:
 
 
 def room_modules() -> list[Path]:
-    from transflow._moved import MOVED
-
-    shims = {SRC / (old.split(".", 1)[1] + ".py") for old in MOVED}
-    return sorted(
-        p
-        for p in SRC.rglob("*.py")
-        if p not in shims and p.name not in {"__main__.py", "__init__.py"}
-    )
+    return sorted(p for p in SRC.rglob("*.py") if p.name not in {"__main__.py", "__init__.py"})
 
 
 @pytest.mark.parametrize("path", room_modules(), ids=lambda p: str(p.relative_to(SRC)))
@@ -114,22 +106,6 @@ def test_a_handler_loads_only_its_rooms(statement: str, forbidden: tuple[str, ..
     loaded = loaded_after(statement)
     rooms = {name.split(".")[1] for name in loaded if name.count(".") >= 1}
     assert not rooms & set(forbidden), sorted(rooms & set(forbidden))
-
-
-def test_old_module_paths_still_work_with_a_deprecation_warning() -> None:
-    code = """
-import importlib, sys, warnings
-from transflow._moved import MOVED
-for old, new in MOVED.items():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(new), old
-    assert any(w.category is DeprecationWarning and new in str(w.message) for w in caught), old
-print(len(MOVED))
-"""
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert int(out.stdout) >= 25
 
 
 def test_the_facade_lists_every_public_name_once() -> None:

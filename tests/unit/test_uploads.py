@@ -28,7 +28,8 @@ from transflow import (
 )
 from transflow._wire.keys import job_output_prefix
 from transflow._wire.safenames import MAX_FILENAME_BYTES, safe_filename, safe_user_id
-from transflow.ingest.uploads import MAX_POST_OBJECT_BYTES, content_type_allowed, encode_fields
+from transflow.ingest.metadata import encode_fields
+from transflow.ingest.uploads import MAX_POST_OBJECT_BYTES, content_type_allowed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

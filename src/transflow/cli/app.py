@@ -36,7 +36,7 @@ from transflow.errors import (
     ProvisionWarning,
     TransflowError,
 )
-from transflow.ops import dlq, metrics, provision
+from transflow.ops import dlq, iam, metrics, provision, sam
 from transflow.streaming.instances import sweep_instance_queues
 
 if TYPE_CHECKING:
@@ -756,7 +756,7 @@ def _iam_policy(context: Context) -> int:
     region = context.region or context.session().region_name
     if not region:
         raise ConfigError("no AWS region: pass --region or set AWS_REGION")
-    policies = provision.iam_policies(
+    policies = iam.iam_policies(
         context.config,
         account,
         region,
@@ -804,7 +804,7 @@ def _sam(context: Context) -> int:
     args = context.args
     if args.output and Path(args.output).exists() and not args.force:
         raise ConfigError(f"{args.output} exists already: pass --force to overwrite it")
-    text = provision.sam_template(
+    text = sam.sam_template(
         context.config,
         upload_bucket=args.upload_bucket,
         output_bucket=args.output_bucket,

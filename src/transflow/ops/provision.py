@@ -26,8 +26,6 @@ import botocore.exceptions
 from transflow._wire.naming import QueueNames
 from transflow.config import TransflowConfig
 from transflow.errors import ConfigError, ProvisionError, ProvisionWarning, QueueNotFoundError
-from transflow.ops.iam import IamPolicies, iam_policies
-from transflow.ops.sam import sam_template
 from transflow.processing.progress import ProgressPublisher
 
 if TYPE_CHECKING:
@@ -38,7 +36,6 @@ __all__ = [
     "MAX_RETENTION_SEC",
     "AttributeChange",
     "EnsureReport",
-    "IamPolicies",
     "QueueDescription",
     "QueueUrls",
     "delete_queues",
@@ -49,10 +46,8 @@ __all__ = [
     "ensure_queues",
     "ensure_queues_report",
     "ensure_topic",
-    "iam_policies",
     "progress_publisher",
     "resolve_queue_urls",
-    "sam_template",
     "visibility_warning",
 ]
 

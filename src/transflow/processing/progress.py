@@ -44,7 +44,6 @@ from transflow._aws.sqs_batch import (
 from transflow._wire import options
 from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.model import ProgressEvent, ProgressType
-from transflow._wire.renamed import renamed_names
 from transflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -306,6 +305,3 @@ class ProgressStream:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-__getattr__ = renamed_names(__name__, {"dedup_id": (__name__, "progress_dedup_id")})

@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from transflow.config import TransflowConfig
 
-__all__ = ["HubStats", "ProgressHub", "Subscription"]
+__all__ = ["HubStats", "ProgressHub"]
 
 log = logging.getLogger(__name__)
 
