@@ -129,3 +129,25 @@ def test_the_architecture_tree_lists_every_module() -> None:
         and f"── {path.name}" not in tree
     ]
     assert not missing, f"add to docs/architecture.md's tree: {missing}"
+
+
+def test_importing_any_module_installs_no_process_hook() -> None:
+    # CONTRIBUTING.md: nothing runs at import. A hook installed at import changes how every
+    # process that merely imports transflow forks and exits; the hub installs its own on
+    # its first start.
+    code = """
+import atexit, importlib, os, pkgutil, sys
+hooks = []
+def record(*args, **kwargs):
+    hooks.extend(f for f in [*args, *kwargs.values()] if callable(f))
+    return args[0] if args else None
+atexit.register = record
+os.register_at_fork = record
+import transflow
+for info in pkgutil.walk_packages(transflow.__path__, prefix="transflow."):
+    if not info.name.endswith("__main__"):
+        importlib.import_module(info.name)
+print(sorted(f"{f.__module__}.{f.__qualname__}" for f in hooks if "transflow" in str(f.__module__)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
