@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import botocore.exceptions
 
+from transflow._aws.errors import client_error_codes
 from transflow._wire.naming import QueueNames
 from transflow.config import TransflowConfig
 from transflow.errors import ConfigError, ProvisionError, ProvisionWarning, QueueNotFoundError
@@ -252,14 +253,8 @@ def _same(name: str, want: str, have: str) -> bool:
 # -- I/O ----------------------------------------------------------------------------------
 
 
-def _error_code(exc: botocore.exceptions.ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return str(error.get("QueryErrorCode") or error.get("Code", ""))
-
-
 def _is_not_found(exc: botocore.exceptions.ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    return bool({error.get("Code"), error.get("QueryErrorCode")} & _NOT_FOUND_CODES)
+    return bool(client_error_codes(exc) & _NOT_FOUND_CODES)
 
 
 def _lookup(sqs: SQSClient, name: str) -> str | None:
@@ -285,7 +280,7 @@ def _create(
             "QueueUrl"
         ]
     except botocore.exceptions.ClientError as exc:
-        if "QueueAlreadyExists" not in (_error_code(exc), exc.response["Error"].get("Code")):
+        if "QueueAlreadyExists" not in client_error_codes(exc):
             raise
         existing = _lookup(sqs, name)
         if existing is None:
