@@ -6,12 +6,10 @@ HTTP on a loopback port. Pure unit tests take nothing and touch no network.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,8 +18,6 @@ from transflow.cli.local import LocalAws
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
-
-DATA = Path(__file__).parent / "data"
 
 
 def _scrub_aws_environment() -> None:
@@ -43,11 +39,6 @@ def _scrub_aws_environment() -> None:
 
 _scrub_aws_environment()
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-
-def load_vector(name: str) -> Any:
-    """A file of tests/data, decoded."""
-    return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(autouse=True)

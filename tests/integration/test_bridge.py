@@ -15,8 +15,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import load_vector
-from tests.faults import EntryFaults
+from tests.support.faults import EntryFaults
+from tests.support.vectors import load_vector
 from transflow import (
     BridgeError,
     GroupingBridge,

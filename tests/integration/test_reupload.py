@@ -11,7 +11,7 @@ from tests.integration.test_bridge import (
     post_files,
     receive_notifications,
 )
-from tests.pipeline import drain_events, lambda_record, make_queues
+from tests.support.pipeline import drain_events, lambda_record, make_queues
 from transflow import (
     JobProcessor,
     ProcessingJob,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import load_vector
+from tests.support.vectors import load_vector
 from transflow.ingest.grouping import (
     HeadedRecord,
     ListedObject,
