@@ -108,6 +108,26 @@ def test_a_handler_loads_only_its_rooms(statement: str, forbidden: tuple[str, ..
     assert not rooms & set(forbidden), sorted(rooms & set(forbidden))
 
 
+@pytest.mark.parametrize(
+    ("statement", "forbidden"),
+    [
+        # The recovery Lambda (examples/lambda_recovery.py): no template or policy writers.
+        (
+            "from transflow.ops.provision import progress_publisher, resolve_queue_urls\n"
+            "from transflow.ops.recovery import sweep_stale_uploads\n"
+            "from transflow.ops.dlq import announce",
+            {"transflow.ops.sam", "transflow.ops.iam", "transflow.ops._yaml"},
+        ),
+        # The bridge reads upload metadata; it never signs uploads.
+        ("from transflow import GroupingBridge", {"transflow.ingest.uploads"}),
+        ("from transflow.ops.recovery import sweep_stale_uploads", {"transflow.ingest.uploads"}),
+    ],
+)
+def test_a_handler_loads_no_module_it_does_not_use(statement: str, forbidden: set[str]) -> None:
+    loaded = loaded_after(statement)
+    assert not loaded & forbidden, sorted(loaded & forbidden)
+
+
 def test_the_facade_lists_every_public_name_once() -> None:
     import transflow
 
