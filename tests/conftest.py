@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from transflow.cli.local import LocalAws
+from transflow.cli.local import LocalAws, local_client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -74,3 +74,9 @@ def sqs(aws: LocalAws) -> SQSClient:
 def s3(aws: LocalAws) -> S3Client:
     """An S3 client on the fresh moto server."""
     return aws.s3()
+
+
+@pytest.fixture
+def s3v4(aws: LocalAws) -> S3Client:
+    """An S3 client that signs POST policies with SigV4, as production must."""
+    return aws.s3(local_client_config(signature_version="s3v4"))

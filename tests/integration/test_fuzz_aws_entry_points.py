@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.test_bridge import (
+from tests.support.bridge import (
     BUCKET,
     bridge,
     fifo,

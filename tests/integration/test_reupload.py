@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.integration.test_bridge import (
+from tests.support.bridge import (
     bridge,
     lambda_event,
     notifying_bucket,

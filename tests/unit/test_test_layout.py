@@ -34,6 +34,18 @@ def test_unit_tests_import_helpers_never_other_test_files() -> None:
     assert {name: found for name, found in offenders.items() if found} == {}
 
 
+def test_no_test_file_imports_another() -> None:
+    offenders = {
+        str(path.relative_to(TESTS)): sorted(
+            m
+            for m in imported_modules(path)
+            if m.rpartition(".")[2].startswith("test_") or m == "tests.conftest"
+        )
+        for path in TESTS.rglob("*.py")
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
 def test_fuzz_modules_have_one_name_per_layer() -> None:
     names = [p.name for p in TESTS.rglob("test_fuzz*.py")]
     assert len(names) == len(set(names)), sorted(names)
