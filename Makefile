@@ -57,7 +57,7 @@ bench: $(STAMP)
 
 # Fan-out with real servers at the issue's size: 4 gunicorn workers + 2 uvicorn, 50 subscribers.
 scaleout: $(STAMP)
-	TRANSFLOW_SCALEOUT_FULL=1 $(BIN)/pytest -q tests/integration/test_scaleout_servers.py
+	TRANSFLOW_SCALEOUT_FULL=1 $(BIN)/pytest -q tests/integration/scaleout/test_scaleout_servers.py
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -1,6 +1,6 @@
 """AWS-shaped failures on a share of the calls of real clients, with botocore hooks.
 
-Before the request leaves (``tests.faults.CallFaults``): throttling (400
+Before the request leaves (:class:`CallFaults`, also used by the tests): throttling (400
 ``ThrottlingException``), a 5xx, or a dropped connection; botocore's and transflow's retries
 see exactly what AWS would send. After the endpoint has done the work (``after-call``): a
 lost response, the nastiest case, where the caller must retry something that already
@@ -12,12 +12,12 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import attrs
+import botocore.awsrequest
 import botocore.exceptions
-
-from tests.faults import CallFaults
 
 BEFORE = ("throttle", "500", "drop")
 # Operations whose response may be lost after the endpoint acted on them.
@@ -32,6 +32,54 @@ LOSSY = frozenset(
         "ListObjectsV2",
     }
 )
+
+
+@attrs.define
+class CallFaults:
+    """Fails whole calls before they reach the endpoint: ``decide(operation, index)`` returns
+    ``"throttle"``, ``"500"``, ``"drop"`` or None."""
+
+    client: Any
+    decide: Callable[[str, int], str | None]
+    calls: int = 0
+    injected: int = 0
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self.client.meta.events.register("before-send", self._before_send)
+
+    def _before_send(self, request: Any, event_name: str, **_: Any) -> Any:
+        operation = event_name.rsplit(".", 1)[-1]
+        with self._lock:
+            index = self.calls
+            self.calls += 1
+        fault = self.decide(operation, index)
+        if fault is None:
+            return None
+        with self._lock:
+            self.injected += 1
+        if fault == "drop":
+            raise botocore.exceptions.ConnectionClosedError(endpoint_url=request.url)
+        status, code = (
+            (400, "ThrottlingException") if fault == "throttle" else (500, "InternalError")
+        )
+        body = f'{{"__type":"{code}","message":"injected"}}'.encode()
+        headers = botocore.awsrequest.HTTPHeaders()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        headers["x-amzn-query-error"] = f"{code};Sender"
+        return botocore.awsrequest.AWSResponse(request.url, status, headers, _RawBody(body))
+
+
+class _RawBody:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Any:
+        yield self._data
+
+    def read(self, *_: Any) -> bytes:
+        data, self._data = self._data, b""
+        return data
 
 
 @attrs.define(eq=False)

@@ -7,8 +7,11 @@
 Standard library only (``inspect``, ``ast``, ``pkgutil``). Every public module of the package
 (a module whose name has no part starting with ``_``) is documented with the names of its
 ``__all__``, in that order; every name of ``transflow.__all__`` is listed in the first
-section with the module that documents it. The output depends only on the source, never on
-memory addresses, set order or the Python version, so a test can compare it byte for byte.
+section with the module that documents it. The names the facade imports lazily report
+``transflow`` as their module, so they are documented there, wherever they are implemented;
+the private rooms (``_wire``, ``_aws``) are not documented at all. The output depends only
+on the source, never on memory addresses, set order or the Python version, so a test can
+compare it byte for byte.
 """
 
 from __future__ import annotations
@@ -30,11 +33,7 @@ from typing import Any
 
 import attrs
 
-from transflow._moved import MOVED
-
 PACKAGE = "transflow"
-# Private rooms documented all the same: their names reach users through ``transflow``.
-ROOMS = frozenset({"_wire", "_aws"})
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "api.md"
 COMMAND = "make docs"
@@ -81,8 +80,7 @@ def public_modules() -> list[ModuleType]:
     names = [PACKAGE]
     for info in pkgutil.walk_packages(package.__path__, prefix=f"{PACKAGE}."):
         parts = info.name.split(".")[1:]
-        private = any(part.startswith("_") and part not in ROOMS for part in parts)
-        if not private and info.name not in MOVED:
+        if not any(part.startswith("_") for part in parts):
             names.append(info.name)
     return [importlib.import_module(name) for name in sorted(names)]
 
@@ -293,13 +291,32 @@ def render_module(module: ModuleType, defined: dict[str, str], missing: list[str
     out = [f"## {name}", ""]
     doc = markdown(module.__doc__)
     out += [doc, ""] if doc else []
-    source = _Source(module)
-    for public in public_names(module):
+    return out + render_names(module, public_names(module), defined, missing)
+
+
+def render_names(
+    module: ModuleType, names: list[str], defined: dict[str, str], missing: list[str]
+) -> list[str]:
+    """The entries of ``names``, public names of ``module``."""
+    name = module.__name__
+    out: list[str] = []
+    homes: dict[str, str] = getattr(module, "_HOMES", {})
+    sources: dict[str, _Source] = {}
+
+    def source_of(public: str) -> _Source:
+        # A facade name's fields and values are read where it is written.
+        home = homes.get(public, name)
+        if home not in sources:
+            sources[home] = _Source(importlib.import_module(home))
+        return sources[home]
+
+    for public in names:
         value = getattr(module, public)
         home = defined.get(f"{name}.{public}")
         if home is not None and home != name:
             out += [f"- `{public}`: see [{home}](#{anchor(home)}).", ""]
             continue
+        source = source_of(public)
         qualified = f"{name}.{public}"
         if _is_class(value):
             block = _class_block(value, source)
@@ -346,6 +363,9 @@ def render(missing: list[str] | None = None) -> str:
     """The whole of docs/api.md."""
     missing = [] if missing is None else missing
     modules = public_modules()
+    package = importlib.import_module(PACKAGE)
+    for name in public_names(package):
+        getattr(package, name)  # resolved, a facade name reports ``transflow`` as its module
     by_name = {m.__name__: m for m in modules}
     defined: dict[str, str] = {}
     for module in modules:
@@ -355,7 +375,6 @@ def render(missing: list[str] | None = None) -> str:
             # is exported from.
             defined[f"{module.__name__}.{public}"] = home if home in by_name else module.__name__
 
-    package = by_name[PACKAGE]
     out = [HEADER, "## Contents", ""]
     for module in modules:
         summary = markdown(module.__doc__).split("\n\n")[0].replace("\n", " ")
@@ -371,6 +390,8 @@ def render(missing: list[str] | None = None) -> str:
             summary = summary or f"`{value!r}`"
         out.append(f"| `{public}` | [{home}](#{anchor(home)}) | {summary} |")
     out.append("")
+    facade = [name for name in public_names(package) if name in package._HOMES]
+    out += render_names(package, facade, defined, missing)
     for module in modules:
         if module.__name__ != PACKAGE:
             out += render_module(module, defined, missing)

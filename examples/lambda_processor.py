@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-    from transflow.processing.processor import BatchResponse, LambdaContext
+    from transflow import LambdaContext
+    from transflow.processing.processor import BatchResponse
 
 registry = TemplateRegistry()
 wav_summary = registry.template("wav-summary", description="Measure and archive WAV uploads")

@@ -20,11 +20,13 @@ from transflow import (
     JobProcessor,
     ProgressDestination,
     ProgressQueue,
+    QueuePoller,
     StepContext,
     TemplateRegistry,
+    make_worker,
+    poller_client_config,
+    run_worker,
 )
-from transflow._aws.poller import QueuePoller, poller_client_config
-from transflow.processing.worker import make_worker, run_worker
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

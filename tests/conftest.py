@@ -6,22 +6,18 @@ HTTP on a loopback port. Pure unit tests take nothing and touch no network.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from transflow.cli.local import LocalAws
+from transflow.cli.local import LocalAws, local_client_config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
-
-DATA = Path(__file__).parent / "data"
 
 
 def _scrub_aws_environment() -> None:
@@ -43,11 +39,6 @@ def _scrub_aws_environment() -> None:
 
 _scrub_aws_environment()
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-
-def load_vector(name: str) -> Any:
-    """A file of tests/data, decoded."""
-    return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +74,9 @@ def sqs(aws: LocalAws) -> SQSClient:
 def s3(aws: LocalAws) -> S3Client:
     """An S3 client on the fresh moto server."""
     return aws.s3()
+
+
+@pytest.fixture
+def s3v4(aws: LocalAws) -> S3Client:
+    """An S3 client that signs POST policies with SigV4, as production must."""
+    return aws.s3(local_client_config(signature_version="s3v4"))

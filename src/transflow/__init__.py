@@ -7,168 +7,128 @@ that does ``from transflow import GroupingBridge`` loads the ingest room and not
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import types
 from typing import TYPE_CHECKING, Any
 
-from transflow._version import __version__
-from transflow.errors import (
-    BatchFailedError,
-    BridgeError,
-    ChannelError,
-    CommandError,
-    CommandFailedError,
-    CommandNotFoundError,
-    CommandTimeoutError,
-    ConfigError,
-    ConfirmationRequiredError,
-    DuplicateTemplateError,
-    EmptyTemplateError,
-    EventFormatError,
-    HubForked,
-    JobCancelledError,
-    JobConfinementError,
-    JobFailedError,
-    JobFormatError,
-    LeaseLostError,
-    OutputPathError,
-    ProgressEventTooLargeError,
-    ProvisionError,
-    ProvisionWarning,
-    QueueNotFoundError,
-    SseEncodingError,
-    StepUsageError,
-    StreamTokenError,
-    StreamTokenExpired,
-    StreamTokenForged,
-    StreamTokenMalformed,
-    SubscriberLagged,
-    SubscriptionClosed,
-    SubscriptionDenied,
-    TemplateDefinitionError,
-    TemplateNotFoundError,
-    TransflowError,
-    UnknownConfigKeyWarning,
-    UploadError,
-    UploadMetadataError,
-    UploadRefusedError,
-    WebhookDestinationError,
-    WebhookSignatureError,
-)
+from transflow import errors as _errors
+from transflow._version import __version__ as __version__
+from transflow.errors import *  # noqa: F403 - every error is public; errors.__all__ lists them
 
 if TYPE_CHECKING:
+    # _HOMES written out for type checkers, which cannot follow __getattr__;
+    # tests/unit/test_facade.py checks that the two say the same. One import per module
+    # (isort would split `X as X` imports into one statement each).
+    # isort: off
+    from transflow._aws.lambda_batch import LambdaContext as LambdaContext
     from transflow._aws.metering import (
-        RequestCounter,
-        count_requests,
+        RequestCounter as RequestCounter,
+        count_requests as count_requests,
     )
     from transflow._aws.poller import (
-        Delivery,
-        PollerStats,
-        QueuePoller,
-        backoff_visibility,
-        current_delivery,
-        poller_client_config,
-        release_immediately,
+        Delivery as Delivery,
+        PollerStats as PollerStats,
+        QueuePoller as QueuePoller,
+        backoff_visibility as backoff_visibility,
+        current_delivery as current_delivery,
+        poller_client_config as poller_client_config,
+        release_immediately as release_immediately,
     )
-    from transflow._wire.channels import branch_channel, channel_matches, upload_channel
-    from transflow._wire.messages import (
-        ReceivedMessage,
+    from transflow._wire.channels import (
+        branch_channel as branch_channel,
+        channel_matches as channel_matches,
+        upload_channel as upload_channel,
     )
+    from transflow._wire.messages import ReceivedMessage as ReceivedMessage
     from transflow._wire.model import (
-        ProcessingJob,
-        ProgressEvent,
-        ProgressType,
-        S3ObjectRef,
-        UserContext,
+        ProcessingJob as ProcessingJob,
+        ProgressEvent as ProgressEvent,
+        ProgressType as ProgressType,
+        S3ObjectRef as S3ObjectRef,
+        UserContext as UserContext,
     )
     from transflow._wire.naming import (
-        QueueNames,
-        queue_names,
-        sanitize_branch,
+        QueueNames as QueueNames,
+        queue_names as queue_names,
+        sanitize_branch as sanitize_branch,
     )
     from transflow._wire.tokens import (
-        StreamGrant,
-        issue_stream_token,
-        verify_stream_token,
+        StreamGrant as StreamGrant,
+        issue_stream_token as issue_stream_token,
+        verify_stream_token as verify_stream_token,
     )
     from transflow.config import (
-        SqsConfig,
-        TransflowConfig,
-        load_config,
+        SqsConfig as SqsConfig,
+        TransflowConfig as TransflowConfig,
+        load_config as load_config,
     )
     from transflow.ingest.bridge import (
-        BridgeResponse,
-        BridgeResult,
-        GroupingBridge,
-        SentJob,
-        WaitingRecord,
+        BridgeResponse as BridgeResponse,
+        BridgeResult as BridgeResult,
+        GroupingBridge as GroupingBridge,
+        SentJob as SentJob,
+        WaitingRecord as WaitingRecord,
     )
-    from transflow.ingest.metadata import UploadMetadata, read_upload_metadata
+    from transflow.ingest.metadata import (
+        UploadMetadata as UploadMetadata,
+        read_upload_metadata as read_upload_metadata,
+    )
     from transflow.ingest.s3events import (
-        FailedRecord,
-        SkippedRecord,
+        FailedRecord as FailedRecord,
+        SkippedRecord as SkippedRecord,
     )
     from transflow.ingest.uploads import (
-        PresignedFile,
-        UploadFile,
-        UploadTicket,
-        create_upload,
+        PresignedFile as PresignedFile,
+        UploadFile as UploadFile,
+        UploadTicket as UploadTicket,
+        create_upload as create_upload,
     )
     from transflow.ops.provision import (
-        AttributeChange,
-        EnsureReport,
-        QueueUrls,
-        ensure_queues,
-        ensure_queues_report,
-        resolve_queue_urls,
+        AttributeChange as AttributeChange,
+        EnsureReport as EnsureReport,
+        QueueUrls as QueueUrls,
+        ensure_queues as ensure_queues,
+        ensure_queues_report as ensure_queues_report,
+        resolve_queue_urls as resolve_queue_urls,
     )
     from transflow.processing.context import (
-        InputFile,
-        OutputFile,
-        OutputLocation,
-        StepContext,
+        InputFile as InputFile,
+        OutputFile as OutputFile,
+        OutputLocation as OutputLocation,
+        StepContext as StepContext,
     )
     from transflow.processing.destination import (
-        ProgressDestination,
-        ProgressQueue,
-        ProgressTopic,
+        ProgressDestination as ProgressDestination,
+        ProgressQueue as ProgressQueue,
+        ProgressTopic as ProgressTopic,
     )
-    from transflow.processing.processor import (
-        JobProcessor,
-    )
+    from transflow.processing.processor import JobProcessor as JobProcessor
     from transflow.processing.progress import (
-        ProgressPublisher,
-        ProgressStream,
+        ProgressPublisher as ProgressPublisher,
+        ProgressStream as ProgressStream,
     )
-    from transflow.processing.status import (
-        AssemblyStatus,
-    )
+    from transflow.processing.status import AssemblyStatus as AssemblyStatus
     from transflow.processing.templates import (
-        Template,
-        TemplateRegistry,
+        Template as Template,
+        TemplateRegistry as TemplateRegistry,
     )
-    from transflow.processing.webhooks import (
-        WebhookSender,
-    )
-    from transflow.processing.worker import (
-        make_worker,
-        run_worker,
+    from transflow.processing.webhooks import WebhookSender as WebhookSender
+    from transflow.processing.worker import make_worker as make_worker, run_worker as run_worker
+    from transflow.streaming.apps import asgi_app as asgi_app, wsgi_app as wsgi_app
+    from transflow.streaming.fanout import Subscription as Subscription
+    from transflow.streaming.hub import HubStats as HubStats, ProgressHub as ProgressHub
+    from transflow.streaming.snapshot import (
+        UploadState as UploadState,
+        UploadStatus as UploadStatus,
     )
     from transflow.streaming import sse as sse
-    from transflow.streaming.apps import asgi_app, wsgi_app
-    from transflow.streaming.fanout import (
-        Subscription,
-    )
-    from transflow.streaming.hub import (
-        HubStats,
-        ProgressHub,
-    )
-    from transflow.streaming.snapshot import (
-        UploadState,
-        UploadStatus,
-    )
+    # isort: on
 
-# Where each lazily imported public name lives.
+# Where each lazily imported public name lives: the one list of the public API besides
+# errors.__all__ (__all__ is derived from both).
 _HOMES: dict[str, str] = {
+    "LambdaContext": "transflow._aws.lambda_batch",
     "RequestCounter": "transflow._aws.metering",
     "count_requests": "transflow._aws.metering",
     "Delivery": "transflow._aws.poller",
@@ -178,21 +138,21 @@ _HOMES: dict[str, str] = {
     "current_delivery": "transflow._aws.poller",
     "poller_client_config": "transflow._aws.poller",
     "release_immediately": "transflow._aws.poller",
+    "branch_channel": "transflow._wire.channels",
+    "channel_matches": "transflow._wire.channels",
+    "upload_channel": "transflow._wire.channels",
     "ReceivedMessage": "transflow._wire.messages",
     "ProcessingJob": "transflow._wire.model",
     "ProgressEvent": "transflow._wire.model",
     "ProgressType": "transflow._wire.model",
     "S3ObjectRef": "transflow._wire.model",
     "UserContext": "transflow._wire.model",
-    "branch_channel": "transflow._wire.channels",
-    "channel_matches": "transflow._wire.channels",
-    "upload_channel": "transflow._wire.channels",
-    "StreamGrant": "transflow._wire.tokens",
-    "issue_stream_token": "transflow._wire.tokens",
-    "verify_stream_token": "transflow._wire.tokens",
     "QueueNames": "transflow._wire.naming",
     "queue_names": "transflow._wire.naming",
     "sanitize_branch": "transflow._wire.naming",
+    "StreamGrant": "transflow._wire.tokens",
+    "issue_stream_token": "transflow._wire.tokens",
+    "verify_stream_token": "transflow._wire.tokens",
     "SqsConfig": "transflow.config",
     "TransflowConfig": "transflow.config",
     "load_config": "transflow.config",
@@ -201,14 +161,14 @@ _HOMES: dict[str, str] = {
     "GroupingBridge": "transflow.ingest.bridge",
     "SentJob": "transflow.ingest.bridge",
     "WaitingRecord": "transflow.ingest.bridge",
+    "UploadMetadata": "transflow.ingest.metadata",
+    "read_upload_metadata": "transflow.ingest.metadata",
     "FailedRecord": "transflow.ingest.s3events",
     "SkippedRecord": "transflow.ingest.s3events",
     "PresignedFile": "transflow.ingest.uploads",
     "UploadFile": "transflow.ingest.uploads",
-    "UploadMetadata": "transflow.ingest.metadata",
     "UploadTicket": "transflow.ingest.uploads",
     "create_upload": "transflow.ingest.uploads",
-    "read_upload_metadata": "transflow.ingest.metadata",
     "AttributeChange": "transflow.ops.provision",
     "EnsureReport": "transflow.ops.provision",
     "QueueUrls": "transflow.ops.provision",
@@ -219,10 +179,10 @@ _HOMES: dict[str, str] = {
     "OutputFile": "transflow.processing.context",
     "OutputLocation": "transflow.processing.context",
     "StepContext": "transflow.processing.context",
-    "JobProcessor": "transflow.processing.processor",
     "ProgressDestination": "transflow.processing.destination",
     "ProgressQueue": "transflow.processing.destination",
     "ProgressTopic": "transflow.processing.destination",
+    "JobProcessor": "transflow.processing.processor",
     "ProgressPublisher": "transflow.processing.progress",
     "ProgressStream": "transflow.processing.progress",
     "AssemblyStatus": "transflow.processing.status",
@@ -233,13 +193,12 @@ _HOMES: dict[str, str] = {
     "run_worker": "transflow.processing.worker",
     "asgi_app": "transflow.streaming.apps",
     "wsgi_app": "transflow.streaming.apps",
+    "Subscription": "transflow.streaming.fanout",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
-    "Subscription": "transflow.streaming.fanout",
     "UploadState": "transflow.streaming.snapshot",
     "UploadStatus": "transflow.streaming.snapshot",
 }
-
 
 # Modules used as namespaces by host code (``sse.stream``, ``sse.bearer_token``).
 _MODULES: dict[str, str] = {"sse": "transflow.streaming.sse"}
@@ -254,124 +213,36 @@ def __getattr__(name: str) -> Any:
     if home is None:
         raise AttributeError(f"module 'transflow' has no attribute {name!r}")
     value = getattr(importlib.import_module(home), name)
+    _claim(value)
     globals()[name] = value  # later lookups skip __getattr__
     return value
+
+
+def _claim(value: Any) -> None:
+    """Make a public class or function say it is ``transflow.X`` (in reprs, tracebacks and
+    pickles), as httpx does: where it is implemented is not part of the API.
+
+    Pickle finds it again through this module's ``__getattr__``. An attrs class's string
+    annotations are resolved first, in its home module's namespace: cattrs resolves them
+    later through ``__module__``, which no longer names that namespace.
+    """
+    if not isinstance(value, (type, types.FunctionType)) or value.__module__ == __name__:
+        return
+    if isinstance(value, type):
+        import attrs  # noqa: PLC0415 - the rooms load it anyway; `import transflow` must not
+
+        if attrs.has(value):
+            # A NameError is an annotation for type checkers only: nothing at run time reads it.
+            with contextlib.suppress(NameError):
+                attrs.resolve_types(value)
+    value.__module__ = __name__
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_HOMES) | set(_MODULES))
 
 
-__all__ = [
-    "AssemblyStatus",
-    "AttributeChange",
-    "BatchFailedError",
-    "BridgeError",
-    "BridgeResponse",
-    "BridgeResult",
-    "ChannelError",
-    "CommandError",
-    "CommandFailedError",
-    "CommandNotFoundError",
-    "CommandTimeoutError",
-    "ConfigError",
-    "ConfirmationRequiredError",
-    "Delivery",
-    "DuplicateTemplateError",
-    "EmptyTemplateError",
-    "EnsureReport",
-    "EventFormatError",
-    "FailedRecord",
-    "GroupingBridge",
-    "HubForked",
-    "HubStats",
-    "InputFile",
-    "JobCancelledError",
-    "JobConfinementError",
-    "JobFailedError",
-    "JobFormatError",
-    "JobProcessor",
-    "LeaseLostError",
-    "OutputFile",
-    "OutputLocation",
-    "OutputPathError",
-    "PollerStats",
-    "PresignedFile",
-    "ProcessingJob",
-    "ProgressDestination",
-    "ProgressEvent",
-    "ProgressEventTooLargeError",
-    "ProgressHub",
-    "ProgressPublisher",
-    "ProgressQueue",
-    "ProgressStream",
-    "ProgressTopic",
-    "ProgressType",
-    "ProvisionError",
-    "ProvisionWarning",
-    "QueueNames",
-    "QueueNotFoundError",
-    "QueuePoller",
-    "QueueUrls",
-    "ReceivedMessage",
-    "RequestCounter",
-    "S3ObjectRef",
-    "SentJob",
-    "SkippedRecord",
-    "SqsConfig",
-    "SseEncodingError",
-    "StepContext",
-    "StepUsageError",
-    "StreamGrant",
-    "StreamTokenError",
-    "StreamTokenExpired",
-    "StreamTokenForged",
-    "StreamTokenMalformed",
-    "SubscriberLagged",
-    "Subscription",
-    "SubscriptionClosed",
-    "SubscriptionDenied",
-    "Template",
-    "TemplateDefinitionError",
-    "TemplateNotFoundError",
-    "TemplateRegistry",
-    "TransflowConfig",
-    "TransflowError",
-    "UnknownConfigKeyWarning",
-    "UploadError",
-    "UploadFile",
-    "UploadMetadata",
-    "UploadMetadataError",
-    "UploadRefusedError",
-    "UploadState",
-    "UploadStatus",
-    "UploadTicket",
-    "UserContext",
-    "WaitingRecord",
-    "WebhookDestinationError",
-    "WebhookSender",
-    "WebhookSignatureError",
-    "__version__",
-    "asgi_app",
-    "backoff_visibility",
-    "branch_channel",
-    "channel_matches",
-    "count_requests",
-    "create_upload",
-    "current_delivery",
-    "ensure_queues",
-    "ensure_queues_report",
-    "issue_stream_token",
-    "load_config",
-    "make_worker",
-    "poller_client_config",
-    "queue_names",
-    "read_upload_metadata",
-    "release_immediately",
-    "resolve_queue_urls",
-    "run_worker",
-    "sanitize_branch",
-    "upload_channel",
-    "verify_stream_token",
-    "wsgi_app",
-]
+if not TYPE_CHECKING:
+    # Derived, never written out. Hidden from type checkers: mypy reads a computed __all__
+    # as "export nothing"; it takes the `X as X` imports above and the star import instead.
+    __all__ = sorted(["__version__", *_errors.__all__, *_HOMES])  # noqa: PLE0605

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from tests.integration.test_bridge import (
+from tests.support.bridge import (
     BUCKET,
     bridge,
     fifo,
@@ -16,7 +16,6 @@ from tests.integration.test_bridge import (
     notifying_bucket,
     post_files,
     receive_notifications,
-    s3v4,  # noqa: F401 - a fixture
 )
 from transflow import UploadFile, UserContext, create_upload
 from transflow._wire.channels import upload_channel
@@ -106,7 +105,7 @@ def test_without_an_upload_bucket_every_bucket_is_read(sqs: SQSClient, s3: S3Cli
 
 def test_a_hostile_user_id_uploads_and_outputs_in_its_own_folder(
     sqs: SQSClient,
-    s3v4: S3Client,  # noqa: F811 - the fixture
+    s3v4: S3Client,
 ) -> None:
     events_url = notifying_bucket(sqs, s3v4)
     url = fifo(sqs)
@@ -135,7 +134,7 @@ def test_a_hostile_user_id_uploads_and_outputs_in_its_own_folder(
     assert job_output_prefix(job) == f"outputs/main/users/{folder}/{ticket.upload_id}/"
 
 
-def test_a_post_to_another_key_of_the_upload(s3v4: S3Client) -> None:  # noqa: F811
+def test_a_post_to_another_key_of_the_upload(s3v4: S3Client) -> None:
     s3v4.create_bucket(Bucket=BUCKET)
     ticket = create_upload(
         s3v4, bucket=BUCKET, branch="main", template_id="t", files=["${filename}"]

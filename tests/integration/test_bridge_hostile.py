@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from tests.integration.test_bridge import (
+from tests.support.bridge import (
     bridge,
     fifo,
     jobs_on,

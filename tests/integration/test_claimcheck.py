@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.conftest import load_vector
+from tests.support.vectors import load_vector
 from transflow import ProcessingJob, S3ObjectRef
 from transflow._aws.claimcheck import decode_job_message, load_claimed_job, store_claimed_job
 

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.awsrequest
 import pytest
+from bench.chaos import CallFaults
 
-from tests.faults import CallFaults, EntryFaults
+from tests.support.faults import EntryFaults
 from transflow import (
     ConfirmationRequiredError,
     ProcessingJob,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.streaming_support import wait_until
+from tests.support.streaming import wait_until
 from transflow import (
     ProcessingJob,
     ProgressEvent,

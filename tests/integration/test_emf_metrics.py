@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 
-from tests.pipeline import (
+from tests.support.pipeline import (
     OUTPUTS,
     Queues,
     lambda_record,

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from examples import lambda_recovery
-from tests.streaming_support import fifo_queue, wait_until
+from tests.support.streaming import fifo_queue, wait_until
 from transflow import (
     HubForked,
     ProcessingJob,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.streaming_support import fast_moto_clock, fifo_queue, publish, queue_counts, wait_until
+from tests.support.streaming import fast_moto_clock, fifo_queue, publish, queue_counts, wait_until
 from transflow import (
     ProgressEvent,
     ProgressHub,

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tests.faults import EntryFaults
-from tests.streaming_support import fifo_queue, queue_counts, wait_until
+from tests.support.faults import EntryFaults
+from tests.support.streaming import fifo_queue, queue_counts, wait_until
 from transflow import (
     ProgressHub,
     ProgressPublisher,

@@ -7,8 +7,10 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from tests.faults import CallFaults, EntryFaults
-from tests.streaming_support import FAST, fifo_queue, queue_counts, wait_until
+from bench.chaos import CallFaults
+
+from tests.support.faults import EntryFaults
+from tests.support.streaming import FAST, fifo_queue, queue_counts, wait_until
 from transflow import (
     QueuePoller,
     ReceivedMessage,

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from bench.chaos import CallFaults
 
-from tests.conftest import load_vector
-from tests.faults import CallFaults
-from tests.pipeline import (
+from tests.support.pipeline import (
     OUTPUTS,
     UPLOADS,
     Queues,
@@ -29,6 +28,7 @@ from tests.pipeline import (
     register_audio_demo,
     wav_bytes,
 )
+from tests.support.vectors import load_vector
 from transflow import (
     BatchFailedError,
     JobConfinementError,

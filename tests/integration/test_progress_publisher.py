@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from tests.faults import EntryFaults
-from tests.pipeline import drain_events
+from tests.support.faults import EntryFaults
+from tests.support.pipeline import drain_events
 from transflow import ProgressPublisher, ProgressQueue, count_requests
 from transflow._aws.retry import RetryPolicy
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from tests.streaming_support import wait_until
+from tests.support.streaming import wait_until
 from transflow import (
     JobProcessor,
     ProcessingJob,

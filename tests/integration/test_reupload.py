@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.integration.test_bridge import (
+from tests.support.bridge import (
     bridge,
     lambda_event,
     notifying_bucket,
     post_files,
     receive_notifications,
 )
-from tests.pipeline import drain_events, lambda_record, make_queues
+from tests.support.pipeline import drain_events, lambda_record, make_queues
 from transflow import (
     JobProcessor,
     ProcessingJob,

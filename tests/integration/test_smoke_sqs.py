@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.conftest import load_vector
+from tests.support.vectors import load_vector
 from transflow import ProcessingJob, count_requests, queue_names
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@ PublishBatch call (all entries together), whatever ``sqs.maxMessageBytes`` allow
 
 moto accepts a PublishBatch over the limit (LocalStack and AWS answer
 ``BatchRequestTooLong``), so these tests measure each request as it leaves the client, and
-inject the refusal with a botocore hook (:class:`tests.faults.BatchTooLong`)."""
+inject the refusal with a botocore hook (:class:`tests.support.faults.BatchTooLong`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.faults import BatchTooLong
-from tests.pipeline import drain_events
+from tests.support.faults import BatchTooLong
+from tests.support.pipeline import drain_events
 from transflow import (
     ProgressDestination,
     ProgressEvent,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from bench.chaos import CallFaults
 
-from tests.faults import CallFaults, EntryFaults
+from tests.support.faults import EntryFaults
 from transflow._aws.metering import count_requests
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import (

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.streaming_support import SseClient, SseEvent, asgi_server, fifo_queue, wsgi_server
+from tests.support.streaming import SseClient, SseEvent, asgi_server, fifo_queue, wsgi_server
 from transflow import ProgressEvent, ProgressHub, ProgressQueue
 from transflow.streaming.apps import asgi_app, wsgi_app
 

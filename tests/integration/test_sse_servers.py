@@ -1,5 +1,5 @@
 """The SSE apps on real servers (werkzeug for WSGI, uvicorn for ASGI), read by a real HTTP
-client and parsed by the spec parser in tests/streaming_support.py."""
+client and parsed by the spec parser in tests/support/streaming.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.streaming_support import (
+from tests.support.streaming import (
     SseClient,
     SseEvent,
     SseParser,
@@ -151,7 +151,7 @@ async def raw_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def test_raw_multiline_data_through_real_servers(server: Server, app: Any) -> None:
     with server(app) as base, httpx.Client(timeout=10) as http:
         body = http.get(base).text
-    from tests.streaming_support import SseParser
+    from tests.support.streaming import SseParser
 
     assert SseParser().feed(body) == [
         SseEvent("tricky", "line one\nline two\nline three\nend", "t:1"),

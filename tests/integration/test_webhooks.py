@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 
-from tests.pipeline import OUTPUTS, make_buckets, make_queues, put_upload, wav_bytes
+from tests.support.pipeline import OUTPUTS, make_buckets, make_queues, put_upload, wav_bytes
 from transflow import (
     JobFailedError,
     JobProcessor,

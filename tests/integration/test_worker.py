@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from examples.worker import build_worker
-from tests.streaming_support import wait_until
+from tests.support.streaming import wait_until
 from transflow import (
     JobProcessor,
     ProcessingJob,

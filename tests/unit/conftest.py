@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 class NetworkInUnitTestError(RuntimeError):
@@ -33,3 +38,11 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     if attempts:
         pytest.fail(f"connections attempted: {', '.join(attempts)}; unit tests touch no network")
+
+
+@pytest.fixture
+def signer() -> S3Client:
+    """A real S3 client; presigning never leaves the process."""
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
+    ).client("s3", config=Config(signature_version="s3v4"))

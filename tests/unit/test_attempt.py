@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 
 import attrs
@@ -147,7 +146,7 @@ def test_failure_decisions(attempt: int, limit: int | None, completing: bool, te
     assert not failed.completed
 
 
-def test_the_record_keeps_transloadits_mime_key_and_the_old_attribute_warns() -> None:
+def test_the_record_keeps_transloadits_mime_key() -> None:
     record = attempts.complete(
         _started().with_inputs([InputFile(Path("/a"), "a", "in", "k", 1, "", "audio/wav")]),
         {"s": [OutputFile("s", "o", "out", "k2", 1, "text/plain")]},
@@ -159,29 +158,6 @@ def test_the_record_keeps_transloadits_mime_key_and_the_old_attribute_warns() ->
     assert data["results"]["s"][0]["mime"] == "text/plain"
     assert "content_type" not in data["uploads"][0]
     assert AssemblyStatus.from_json(record.to_json()) == record
-    result = record.results["s"][0]
-    with pytest.warns(DeprecationWarning, match="content_type"):
-        assert result.mime == "text/plain"
-    with pytest.warns(DeprecationWarning, match="content_type"):
-        assert record.uploads[0].mime == "audio/wav"
-
-
-def test_renamed_internals_keep_their_old_names_for_a_release() -> None:
-    from transflow.ingest import grouping
-    from transflow.processing import progress, status, storage
-
-    with pytest.warns(DeprecationWarning, match="read_status_record"):
-        assert status.load_status is storage.read_status_record
-    with pytest.warns(DeprecationWarning, match="write_status_record"):
-        assert status.save_status is storage.write_status_record
-    with pytest.warns(DeprecationWarning, match="progress_dedup_id"):
-        assert progress.dedup_id is progress.progress_dedup_id
-    with pytest.warns(DeprecationWarning, match="job_dedup_id"):
-        assert grouping.dedup_id is grouping.job_dedup_id
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(AttributeError):
-            _ = status.nothing_here
 
 
 def test_a_refused_completion_write_is_ours_a_duplicate_or_superseded() -> None:

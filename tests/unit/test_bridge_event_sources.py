@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import load_vector
+from tests.support.vectors import load_vector
 from transflow import BridgeError, GroupingBridge
 from transflow.ingest.s3events import EventSource, parse_event
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import DATA
+from tests.support.vectors import DATA
 from transflow import (
     ConfigError,
     SqsConfig,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.unit.test_uploads import policy_of, signer  # noqa: F401 - signer is a fixture
+from tests.support.uploads import policy_of
 from transflow import (
     JobFormatError,
     ProcessingJob,
@@ -44,7 +44,7 @@ def conditions_of(fields: dict[str, str]) -> list[object]:
 @pytest.mark.parametrize(
     "name", ["${filename}", "a${filename}", "$${filename}", "x.wav${filename}", "{}$.wav"]
 )
-def test_a_policy_variable_in_a_file_name_never_unpins_the_key(signer: S3Client, name: str) -> None:  # noqa: F811
+def test_a_policy_variable_in_a_file_name_never_unpins_the_key(signer: S3Client, name: str) -> None:
     ticket = create_upload(
         signer, bucket="uploads", branch="main", template_id="t", files=[name, name]
     )
@@ -55,7 +55,7 @@ def test_a_policy_variable_in_a_file_name_never_unpins_the_key(signer: S3Client,
         assert not [c for c in conditions if isinstance(c, list) and "$key" in c]
 
 
-def test_botocore_unpins_a_key_ending_in_the_variable(signer: S3Client) -> None:  # noqa: F811
+def test_botocore_unpins_a_key_ending_in_the_variable(signer: S3Client) -> None:
     # Why the name is cleaned: what botocore signs for such a key, and that it is caught.
     post = signer.generate_presigned_post(Bucket="uploads", Key="uploads/main/u/${filename}")
     conditions = conditions_of(post["fields"])
@@ -99,7 +99,7 @@ def test_a_hostile_user_id_lands_in_its_own_folder() -> None:
         assert not folder.user_id.startswith("victim/")
 
 
-def test_user_ids_with_edge_spaces_are_refused_at_upload(signer: S3Client) -> None:  # noqa: F811
+def test_user_ids_with_edge_spaces_are_refused_at_upload(signer: S3Client) -> None:
     # S3 trims metadata values: the bridge would read another id than the folder's.
     with pytest.raises(UploadError, match="leading or trailing spaces"):
         create_upload(

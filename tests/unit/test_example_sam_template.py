@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from examples import sam_template
-from tests.unit.test_ops_templates import lint_errors
+from tests.support.cfn import lint_errors
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

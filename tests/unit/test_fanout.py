@@ -4,7 +4,6 @@ endpoint: dispatch, dedup, replay and Last-Event-ID resume, lag, close, the chan
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import threading
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.fanout import NoClient, drain, event, seqs
 from transflow import (
     ChannelError,
     ConfigError,
@@ -30,29 +30,6 @@ from transflow import (
     upload_channel,
 )
 from transflow.streaming.fanout import FanOut, split_event_id
-
-T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.timezone.utc)
-
-
-def event(upload: str, seq: int | None, branch: str = "main", **fields: Any) -> ProgressEvent:
-    kind = fields.pop("type", "progress")
-    if kind == "progress":
-        fields.setdefault("step", "transcode")
-        fields.setdefault("percent", 0 if seq is None else seq % 101)
-    return ProgressEvent.create(
-        kind, upload_id=upload, branch=branch, timestamp=T0, seq=seq, **fields
-    )
-
-
-def drain(sub: Subscription) -> list[ProgressEvent]:
-    out: list[ProgressEvent] = []
-    while (got := sub.get(timeout=0)) is not None:
-        out.append(got)
-    return out
-
-
-def seqs(events: list[ProgressEvent]) -> list[int | None]:
-    return [e.seq for e in events]
 
 
 def test_split_event_id() -> None:
@@ -275,15 +252,6 @@ def test_get_waits_for_an_event_from_another_thread_and_aget_on_the_loop() -> No
 
 
 # -- the hub without an endpoint ------------------------------------------------------------
-
-
-class NoClient:
-    """Stands where the SQS client goes: the hub must not call it unless started."""
-
-    meta = None  # no client config to check
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the hub used its SQS client ({name}) without being started")
 
 
 def test_the_hub_parses_messages_and_hands_events_to_its_fan_out() -> None:

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_fanout import NoClient, event, seqs
-from tests.unit.test_fanout import drain as drain_events
+from tests.support.fanout import NoClient, event, seqs
+from tests.support.fanout import drain as drain_events
 from transflow import (
     ChannelError,
     ConfigError,

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
-from tests.conftest import load_vector
+from tests.support.vectors import load_vector
 from transflow import (
     EventFormatError,
     JobFormatError,

@@ -8,15 +8,14 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from cfnlint.api import lint
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.cfn import lint_errors
 from transflow import ConfigError, SqsConfig, TransflowConfig
 from transflow.ops._yaml import dump
-from transflow.ops.iam import CONSUME
-from transflow.ops.provision import iam_policies, sam_template
-from transflow.ops.sam import BridgeTrigger, SamOptions
+from transflow.ops.iam import CONSUME, iam_policies
+from transflow.ops.sam import BridgeTrigger, SamOptions, sam_template
 
 CONFIG = TransflowConfig(project="shop", branch="feature-checkout")
 ACCOUNT = "123456789012"
@@ -158,10 +157,6 @@ def test_any_account_text_is_accepted_only_as_twelve_digits(account: str) -> Non
         return
     policies = iam_policies(CONFIG, account, "us-east-1", upload_bucket="bucket")
     assert all(account in r for r in sqs_resources(policies.processor))
-
-
-def lint_errors(text: str) -> list[str]:
-    return [str(match) for match in lint(text, regions=["us-east-1", "eu-west-1"])]
 
 
 def test_sam_template_passes_cfn_lint() -> None:

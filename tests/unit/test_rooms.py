@@ -19,7 +19,6 @@ SRC = Path(__file__).parents[2] / "src" / "transflow"
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "_version": frozenset(),
-    "_moved": frozenset(),
     "config": frozenset({"_wire", "errors"}),
     "_wire": frozenset({"_wire", "errors"}),
     "_aws": frozenset({"_aws", "_wire", "errors"}),
@@ -57,14 +56,7 @@ def runtime_imports(tree: ast.AST) -> set[str]:
 
 
 def room_modules() -> list[Path]:
-    from transflow._moved import MOVED
-
-    shims = {SRC / (old.split(".", 1)[1] + ".py") for old in MOVED}
-    return sorted(
-        p
-        for p in SRC.rglob("*.py")
-        if p not in shims and p.name not in {"__main__.py", "__init__.py"}
-    )
+    return sorted(p for p in SRC.rglob("*.py") if p.name not in {"__main__.py", "__init__.py"})
 
 
 @pytest.mark.parametrize("path", room_modules(), ids=lambda p: str(p.relative_to(SRC)))
@@ -116,20 +108,24 @@ def test_a_handler_loads_only_its_rooms(statement: str, forbidden: tuple[str, ..
     assert not rooms & set(forbidden), sorted(rooms & set(forbidden))
 
 
-def test_old_module_paths_still_work_with_a_deprecation_warning() -> None:
-    code = """
-import importlib, sys, warnings
-from transflow._moved import MOVED
-for old, new in MOVED.items():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(new), old
-    assert any(w.category is DeprecationWarning and new in str(w.message) for w in caught), old
-print(len(MOVED))
-"""
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert int(out.stdout) >= 25
+@pytest.mark.parametrize(
+    ("statement", "forbidden"),
+    [
+        # The recovery Lambda (examples/lambda_recovery.py): no template or policy writers.
+        (
+            "from transflow.ops.provision import resolve_progress_destination, resolve_queue_urls\n"
+            "from transflow.ops.recovery import sweep_stale_uploads\n"
+            "from transflow.ops.dlq import announce",
+            {"transflow.ops.sam", "transflow.ops.iam", "transflow.ops._yaml"},
+        ),
+        # The bridge reads upload metadata; it never signs uploads.
+        ("from transflow import GroupingBridge", {"transflow.ingest.uploads"}),
+        ("from transflow.ops.recovery import sweep_stale_uploads", {"transflow.ingest.uploads"}),
+    ],
+)
+def test_a_handler_loads_no_module_it_does_not_use(statement: str, forbidden: set[str]) -> None:
+    loaded = loaded_after(statement)
+    assert not loaded & forbidden, sorted(loaded & forbidden)
 
 
 def test_the_facade_lists_every_public_name_once() -> None:
@@ -153,3 +149,25 @@ def test_the_architecture_tree_lists_every_module() -> None:
         and f"── {path.name}" not in tree
     ]
     assert not missing, f"add to docs/architecture.md's tree: {missing}"
+
+
+def test_importing_any_module_installs_no_process_hook() -> None:
+    # CONTRIBUTING.md: nothing runs at import. A hook installed at import changes how every
+    # process that merely imports transflow forks and exits; the hub installs its own on
+    # its first start.
+    code = """
+import atexit, importlib, os, pkgutil, sys
+hooks = []
+def record(*args, **kwargs):
+    hooks.extend(f for f in [*args, *kwargs.values()] if callable(f))
+    return args[0] if args else None
+atexit.register = record
+os.register_at_fork = record
+import transflow
+for info in pkgutil.walk_packages(transflow.__path__, prefix="transflow."):
+    if not info.name.endswith("__main__"):
+        importlib.import_module(info.name)
+print(sorted(f"{f.__module__}.{f.__qualname__}" for f in hooks if "transflow" in str(f.__module__)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"

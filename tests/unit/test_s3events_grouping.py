@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import load_vector
+from tests.support.vectors import load_vector
 from transflow.ingest.grouping import (
     HeadedRecord,
     ListedObject,
@@ -20,8 +20,8 @@ from transflow.ingest.grouping import (
     standalone_upload_id,
 )
 from transflow.ingest.grouping import job_dedup_id as dedup_id
+from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import EventSource, S3Record, decode_key, parse_event
-from transflow.ingest.uploads import UploadMetadata
 
 
 def test_direct_vector_keys_are_decoded() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import load_vector
+from tests.support.vectors import load_vector
 from transflow import JobFormatError, ProcessingJob, ReceivedMessage
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message
 from transflow._wire.keys import job_output_prefix, output_prefix, status_key, upload_prefix

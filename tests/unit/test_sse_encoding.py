@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.streaming_support import SseEvent, SseParser, parse_all
+from tests.support.streaming import SseEvent, SseParser, parse_all
 from transflow import ChannelError, ProgressEvent, SseEncodingError, SubscriptionClosed
 from transflow.streaming.sse import HEADERS, astream, channel_from_query, comment, encode, stream
 

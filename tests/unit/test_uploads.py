@@ -8,12 +8,11 @@ import json
 import string
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.uploads import policy_of
 from transflow import (
     ProcessingJob,
     S3ObjectRef,
@@ -28,23 +27,11 @@ from transflow import (
 )
 from transflow._wire.keys import job_output_prefix
 from transflow._wire.safenames import MAX_FILENAME_BYTES, safe_filename, safe_user_id
-from transflow.ingest.uploads import MAX_POST_OBJECT_BYTES, content_type_allowed, encode_fields
+from transflow.ingest.metadata import encode_fields
+from transflow.ingest.uploads import MAX_POST_OBJECT_BYTES, content_type_allowed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-
-@pytest.fixture
-def signer() -> S3Client:
-    """A real S3 client; presigning never leaves the process."""
-    return boto3.session.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
-    ).client("s3", config=Config(signature_version="s3v4"))
-
-
-def policy_of(fields: dict[str, str]) -> dict[str, Any]:
-    decoded: dict[str, Any] = json.loads(base64.b64decode(fields["policy"]))
-    return decoded
 
 
 def exact_conditions(policy: dict[str, Any]) -> dict[str, str]:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from botocore.config import Config
 
-from transflow._aws.lanes import Held, Lanes, extension_seconds
+from transflow._aws.lanes import Held, Lanes
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
@@ -55,7 +55,6 @@ __all__ = [
     "backoff_visibility",
     "check_client_pool",
     "current_delivery",
-    "extension_seconds",
     "poller_client_config",
     "release_immediately",
 ]

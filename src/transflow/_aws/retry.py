@@ -10,6 +10,8 @@ import botocore.exceptions
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tenacity.retry import retry_base
 
+from transflow._aws.errors import client_error_code
+
 __all__ = ["RETRYABLE_CODES", "RetryPolicy", "is_retryable_error"]
 
 # Error codes AWS documents as transient for SQS (and S3, which shares the helper).
@@ -46,9 +48,8 @@ def is_retryable_error(exc: BaseException) -> bool:
     if isinstance(exc, _CONNECTION_ERRORS):
         return True
     if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code", "") in RETRYABLE_CODES or status == 429 or status >= 500
+        return client_error_code(exc) in RETRYABLE_CODES or status == 429 or status >= 500
     return False
 
 

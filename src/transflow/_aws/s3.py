@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import botocore.exceptions
 
+from transflow._aws.errors import client_error_code
+
 __all__ = ["NOT_FOUND_CODES", "error_code", "is_not_found"]
 
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -14,7 +16,7 @@ endpoints ``NotFound``)."""
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a failed call, or the exception's class name."""
     if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
+        return client_error_code(exc)
     return type(exc).__name__
 
 

@@ -25,6 +25,7 @@ import attrs
 import boto3
 import botocore.exceptions
 
+from transflow._aws.errors import client_error_code, client_error_message
 from transflow._version import __version__
 from transflow.config import CONFIG_FILENAME, TransflowConfig, load_config
 from transflow.errors import TransflowError
@@ -272,10 +273,9 @@ def _error_line(exc: BaseException) -> str:
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
         return f"cannot reach the endpoint: {exc}"
     if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
         return (
-            f"{exc.operation_name} failed: {error.get('Code', '?')}: "
-            f"{error.get('Message', '').strip()}"
+            f"{exc.operation_name} failed: {client_error_code(exc) or '?'}: "
+            f"{client_error_message(exc)}"
         )
     return " ".join(str(exc).split()) or type(exc).__name__
 

@@ -12,7 +12,7 @@ from typing import Any
 from transflow.cli.app import EXIT_OK, Context, command
 from transflow.config import CONFIG_FILENAME, load_config
 from transflow.errors import ConfigError
-from transflow.ops import provision
+from transflow.ops.iam import iam_policies
 from transflow.ops.sam import SamOptions, sam_template
 
 __all__: list[str] = []
@@ -96,7 +96,7 @@ def _iam_policy(context: Context) -> int:
     region = context.region or context.session().region_name
     if not region:
         raise ConfigError("no AWS region: pass --region or set AWS_REGION")
-    policies = provision.iam_policies(
+    policies = iam_policies(
         context.config,
         account,
         region,

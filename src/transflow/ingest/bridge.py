@@ -24,7 +24,6 @@ import botocore.exceptions
 
 from transflow._aws.claimcheck import ClaimCheck, store_claimed_job
 from transflow._aws.lambda_batch import (
-    BatchItemFailure,
     PartialBatchResponse,
     partial_batch_response,
 )
@@ -59,7 +58,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
-    "BatchItemFailure",
     "BridgeResponse",
     "BridgeResult",
     "GroupingBridge",

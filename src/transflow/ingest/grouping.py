@@ -21,7 +21,6 @@ import attrs
 
 from transflow._wire.model import ProcessingJob, S3ObjectRef
 from transflow._wire.naming import branch_problem
-from transflow._wire.renamed import renamed_names
 from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import FailedRecord, S3Record
 
@@ -264,6 +263,3 @@ def complete_upload(
     return PlannedJob(
         job, job_dedup_id(upload_id, versions), tuple(h.record for h in check.records)
     )
-
-
-__getattr__ = renamed_names(__name__, {"dedup_id": (__name__, "job_dedup_id")})

@@ -45,29 +45,21 @@ from transflow.ingest.metadata import (
     META_TEMPLATE_ID,
     META_UPLOAD_ID,
     META_USER_ID,
-    METADATA_KEYS,
-    UploadMetadata,
     encode_fields,
-    read_upload_metadata,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = [
-    "MAX_METADATA_BYTES",
     "MAX_POST_OBJECT_BYTES",
-    "METADATA_KEYS",
     "PresignedFile",
     "UploadFile",
-    "UploadMetadata",
     "UploadTicket",
     "content_type_allowed",
     "create_upload",
-    "encode_fields",
     "new_upload_id",
     "pinned_key_problem",
-    "read_upload_metadata",
 ]
 
 log = logging.getLogger(__name__)

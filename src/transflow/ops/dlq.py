@@ -21,6 +21,7 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message, load_claimed_job
+from transflow._aws.errors import client_error_codes
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import (
@@ -364,10 +365,8 @@ def peek(
 
 
 def _is_unsupported(exc: botocore.exceptions.ClientError) -> bool:
-    error = exc.response.get("Error", {})
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    codes = {str(error.get("Code", "")), str(error.get("QueryErrorCode", ""))}
-    return bool(codes & _UNSUPPORTED) or status in (501,)
+    return bool(client_error_codes(exc) & _UNSUPPORTED) or status in (501,)
 
 
 def _try_move_task(sqs: SQSClient, dlq_url: str, processing_url: str) -> RedriveReport | None:

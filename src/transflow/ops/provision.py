@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import botocore.exceptions
 
+from transflow._aws.errors import client_error_codes
 from transflow._wire.naming import QueueNames
 from transflow.config import TransflowConfig
 from transflow.errors import ConfigError, ProvisionError, ProvisionWarning, QueueNotFoundError
-from transflow.ops.iam import IamPolicies, iam_policies
-from transflow.ops.sam import sam_template
 from transflow.processing.destination import ProgressDestination
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ __all__ = [
     "MAX_RETENTION_SEC",
     "AttributeChange",
     "EnsureReport",
-    "IamPolicies",
     "QueueDescription",
     "QueueUrls",
     "delete_queues",
@@ -49,10 +47,8 @@ __all__ = [
     "ensure_queues",
     "ensure_queues_report",
     "ensure_topic",
-    "iam_policies",
     "resolve_progress_destination",
     "resolve_queue_urls",
-    "sam_template",
     "visibility_warning",
 ]
 
@@ -257,14 +253,8 @@ def _same(name: str, want: str, have: str) -> bool:
 # -- I/O ----------------------------------------------------------------------------------
 
 
-def _error_code(exc: botocore.exceptions.ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return str(error.get("QueryErrorCode") or error.get("Code", ""))
-
-
 def _is_not_found(exc: botocore.exceptions.ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    return bool({error.get("Code"), error.get("QueryErrorCode")} & _NOT_FOUND_CODES)
+    return bool(client_error_codes(exc) & _NOT_FOUND_CODES)
 
 
 def _lookup(sqs: SQSClient, name: str) -> str | None:
@@ -290,7 +280,7 @@ def _create(
             "QueueUrl"
         ]
     except botocore.exceptions.ClientError as exc:
-        if "QueueAlreadyExists" not in (_error_code(exc), exc.response["Error"].get("Code")):
+        if "QueueAlreadyExists" not in client_error_codes(exc):
             raise
         existing = _lookup(sqs, name)
         if existing is None:

@@ -32,7 +32,7 @@ from transflow._wire.keys import status_key
 from transflow._wire.model import ProgressEvent, ProgressType, format_timestamp
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import UploadMetadataError
-from transflow.ingest.uploads import read_upload_metadata
+from transflow.ingest.metadata import read_upload_metadata
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, first_seq
 from transflow.processing.status import AssemblyStatus, now_text

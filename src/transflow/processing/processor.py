@@ -32,7 +32,6 @@ import attrs
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message
 from transflow._aws.emf import emit
 from transflow._aws.lambda_batch import (
-    BatchItemFailure,
     LambdaContext,
     PartialBatchResponse,
     process_partial_response,
@@ -53,7 +52,7 @@ from transflow.errors import (
     LeaseLostError,
 )
 from transflow.processing import attempt as attempts
-from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Verdict, error_code
+from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Verdict
 from transflow.processing.context import OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
@@ -62,7 +61,6 @@ from transflow.processing.storage import (
     JobStorage,
     S3JobStorage,
     StatusConflict,
-    local_input_name,
 )
 from transflow.processing.templates import Template, TemplateRegistry
 from transflow.processing.webhooks import WebhookSender
@@ -73,12 +71,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
-    "BatchItemFailure",
     "BatchResponse",
     "JobProcessor",
-    "LambdaContext",
-    "error_code",
-    "local_input_name",
 ]
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,6 @@ from transflow._aws.sqs_batch import (
 from transflow._wire import options
 from transflow._wire.limits import MAX_BATCH_ENTRIES
 from transflow._wire.model import ProgressEvent, ProgressType
-from transflow._wire.renamed import renamed_names
 from transflow.errors import ConfigError, ProgressEventTooLargeError
 from transflow.processing.destination import ProgressDestination, ProgressTopic
 
@@ -328,6 +327,3 @@ class ProgressStream:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-__getattr__ = renamed_names(__name__, {"dedup_id": (__name__, "progress_dedup_id")})

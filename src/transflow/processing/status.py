@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +21,6 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from transflow._version import __version__
 from transflow._wire.model import ProcessingJob, format_timestamp
-from transflow._wire.renamed import renamed_names
 
 __all__ = [
     "ASSEMBLY_COMPLETED",
@@ -52,12 +50,6 @@ class UploadRecord:
     etag: str = ""
     content_type: str | None = None
 
-    @property
-    def mime(self) -> str | None:
-        """Deprecated spelling of :attr:`content_type`."""
-        _warn_mime()
-        return self.content_type
-
 
 @attrs.frozen
 class ResultRecord:
@@ -71,21 +63,6 @@ class ResultRecord:
     content_type: str
     etag: str = ""
     url: str = ""
-
-    @property
-    def mime(self) -> str:
-        """Deprecated spelling of :attr:`content_type`."""
-        _warn_mime()
-        return self.content_type
-
-
-def _warn_mime() -> None:
-    warnings.warn(
-        "the status record's .mime is now .content_type (S3's ContentType); .mime goes in "
-        "the next release",
-        DeprecationWarning,
-        stacklevel=3,
-    )
 
 
 @attrs.frozen
@@ -162,13 +139,3 @@ def status_record_dict(record: AssemblyStatus) -> dict[str, Any]:
     """The record as a plain JSON object (what webhooks post)."""
     data: dict[str, Any] = _converter.unstructure(record)
     return data
-
-
-__getattr__ = renamed_names(
-    __name__,
-    {
-        "load_status": ("transflow.processing.storage", "read_status_record"),
-        "save_status": ("transflow.processing.storage", "write_status_record"),
-        "status_dict": (__name__, "status_record_dict"),
-    },
-)

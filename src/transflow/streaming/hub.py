@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
     from transflow.config import TransflowConfig
 
-__all__ = ["HubStats", "ProgressHub", "Subscription"]
+__all__ = ["HubStats", "ProgressHub"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,21 @@ SnapshotSource = Callable[[str], "UploadStatus | None"]
 
 # Hubs running in this process, so a fork can tell the parent's which it keeps consuming.
 _running: weakref.WeakSet[ProgressHub] = weakref.WeakSet()
+_hooks_lock = threading.Lock()
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    """Install the at-fork and at-exit hooks, once, when the first hub starts: importing this
+    module must not change how the process forks or exits (nothing runs at import)."""
+    global _hooks_installed  # noqa: PLW0603 - once per process, like the hooks themselves
+    with _hooks_lock:
+        if _hooks_installed:
+            return
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_parent=_after_fork_in_parent)
+        atexit.register(_stop_at_exit)
+        _hooks_installed = True
 
 
 def _after_fork_in_parent() -> None:
@@ -81,11 +96,6 @@ def _after_fork_in_parent() -> None:
         hub._forked_in_parent()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_parent=_after_fork_in_parent)
-
-
-@atexit.register
 def _stop_at_exit() -> None:
     # The fallback for a host that never calls stop(): without it a fan-out hub's instance
     # queue outlives a clean exit and waits for a sweep. Only this process's own hubs.
@@ -226,6 +236,7 @@ class ProgressHub:
             if self._pid is not None and self._pid != os.getpid():
                 self._restart_in_child()
                 return self
+            _install_process_hooks()
             self._pid = os.getpid()
             if self.fanout_mode and self._instance is None:
                 self._open_instance()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import attrs
 import botocore.exceptions
 
+from transflow._aws.errors import client_error_code
 from transflow._aws.retry import RetryPolicy
 from transflow._wire.naming import INSTANCE_ID_CHARS, instance_queue_name, is_instance_queue
 
@@ -82,10 +83,6 @@ def queue_policy(queue_arn: str, topic_arn: str) -> str:
         },
         separators=(",", ":"),
     )
-
-
-def _code(exc: botocore.exceptions.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _retrying(policy: RetryPolicy, call: Callable[[], object]) -> object:
@@ -226,7 +223,7 @@ def _last_seen(sqs: SQSClient, url: str) -> float | None:
     try:
         tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
     except botocore.exceptions.ClientError as exc:
-        if _code(exc) in _NOT_FOUND:
+        if client_error_code(exc) in _NOT_FOUND:
             return None
         raise
     text = tags.get(LAST_SEEN_TAG, "")
@@ -240,7 +237,7 @@ def _exists(sqs: SQSClient, name: str) -> bool:
     try:
         sqs.get_queue_url(QueueName=name)
     except botocore.exceptions.ClientError as exc:
-        if _code(exc) in _NOT_FOUND:
+        if client_error_code(exc) in _NOT_FOUND:
             return False
         raise
     return True
@@ -286,7 +283,7 @@ def sweep_instance_queues(
         try:
             sqs.delete_queue(QueueUrl=names[name])
         except botocore.exceptions.ClientError as exc:
-            if _code(exc) not in _NOT_FOUND:
+            if client_error_code(exc) not in _NOT_FOUND:
                 raise
         deleted.append(name)
         log.info("fan-out: swept instance queue %s (not seen for %.0f s)", name, stale_after)

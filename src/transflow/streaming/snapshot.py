@@ -16,7 +16,6 @@ import json
 import attrs
 
 from transflow._wire.model import ProgressEvent, ProgressType, converter
-from transflow._wire.renamed import renamed_names
 
 __all__ = ["OutputSeen", "StepStatus", "UploadState", "UploadStatus", "fold_event"]
 
@@ -161,6 +160,3 @@ def fold_event(status: UploadStatus, event: ProgressEvent) -> UploadStatus:  # n
     ):
         changes["state"] = UploadState.PROCESSING  # the start event may have been missed
     return attrs.evolve(status, **changes)  # type: ignore[arg-type]
-
-
-__getattr__ = renamed_names(__name__, {"OutputFile": (__name__, "OutputSeen")})

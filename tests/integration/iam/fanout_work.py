@@ -24,8 +24,8 @@ from tests.integration.iam.work import (
     queue_claimed_job,
     run_processor,
 )
-from tests.pipeline import drain_events
-from tests.streaming_support import SseClient, wait_until, wsgi_server
+from tests.support.pipeline import drain_events
+from tests.support.streaming import SseClient, wait_until, wsgi_server
 from transflow import ProgressHub, ProgressPublisher, TransflowConfig
 from transflow._wire.tokens import issue_stream_token
 from transflow.ops import dlq

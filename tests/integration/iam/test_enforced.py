@@ -20,7 +20,7 @@ from tests.integration.iam.work import (
     sse_server,
     upload,
 )
-from tests.streaming_support import SseClient
+from tests.support.streaming import SseClient
 from transflow._wire.keys import status_key
 from transflow.processing.storage import read_status_record as load_status
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from tests.integration.iam.conftest import OUTPUTS, UPLOADS, IamWorld, Principal
-from tests.integration.test_bridge import lambda_event, post_files
-from tests.pipeline import drain_events, register_audio_demo, wav_bytes
-from tests.streaming_support import SseClient, wait_until, wsgi_server
+from tests.support.bridge import lambda_event, post_files
+from tests.support.pipeline import drain_events, register_audio_demo, wav_bytes
+from tests.support.streaming import SseClient, wait_until, wsgi_server
 from transflow import (
     GroupingBridge,
     JobProcessor,

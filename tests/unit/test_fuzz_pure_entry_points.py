@@ -3,7 +3,7 @@
 Each test asserts the same three things: only documented typed errors
 (:class:`~transflow.TransflowError` subclasses) escape, a good message beside the hostile
 ones is unaffected, and nothing is lost (every message is counted as exactly one outcome).
-Entry points that need S3 or SQS are fuzzed in tests/integration/test_fuzz_entry_points.py.
+Entry points that need S3 or SQS are fuzzed in tests/integration/test_fuzz_aws_entry_points.py.
 Example counts are bounded so the suite stays fast."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_fanout import NoClient
+from tests.support.fanout import NoClient
+from tests.support.strategies import HUGE, json_values, mutated, texts_for
 from transflow import (
     ConfigError,
     ProcessingJob,
@@ -48,23 +49,6 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 
 # -- strategies ---------------------------------------------------------------------------
 
-HUGE = "9" * 5000
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.sampled_from([10**30, 2**53, -1, 0, 2**63])
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20)
-    | st.sampled_from(["\r\n", "²", "upload:main:*", "a:b:c", "\x00", "\ud800", "..", "${x}"])
-)
-json_values = st.recursive(
-    scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 GOOD_EVENT = ProgressEvent.create(
     "progress", upload_id="good", branch="main", timestamp=T0, seq=1, percent=5
 ).to_dict()
@@ -76,37 +60,6 @@ GOOD_JOB = ProcessingJob.from_dict(
         "objects": [{"bucket": "b", "key": "uploads/main/good/a.txt"}],
     }
 ).to_dict()
-
-
-def mutated(good: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
-    """A good wire object with some keys replaced by anything (or removed)."""
-    keys = st.sampled_from([*good, "extra", "claimCheck", "user", "fields"])
-    return st.dictionaries(keys, json_values | st.just(None), max_size=4).map(
-        lambda changes: {
-            k: v for k, v in {**good, **changes}.items() if not (v is None and k in changes)
-        }
-    )
-
-
-def texts_for(good: dict[str, Any]) -> st.SearchStrategy[str]:
-    """Message bodies: JSON of anything, mutated good objects, broken and huge text."""
-    as_json = (json_values | mutated(good)).map(lambda v: json.dumps(v, allow_nan=False))
-    return (
-        as_json
-        | st.text(max_size=60)
-        | st.binary(max_size=60).map(lambda b: b.decode("latin-1"))
-        | st.sampled_from(
-            [
-                "",
-                "[" * 50_000,
-                '{"seq": ' + HUGE + "}",
-                json.dumps(good)[:-1] + ', "n": 1e400}',
-                json.dumps(good)[:-1] + ', "seq": ' + HUGE + "}",
-                "\ufeff" + json.dumps(good),
-                "NaN",
-            ]
-        )
-    )
 
 
 # -- Lambda records and queue messages ------------------------------------------------------

@@ -9,13 +9,13 @@ from transflow.streaming.shutdown import stop_on_sigterm
 
 
 def post_worker_init(worker: Any) -> None:
-    from tests.scaleout_app import hub
+    from tests.integration.scaleout.app import hub
 
     stop_on_sigterm(hub)
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    from tests.scaleout_app import hub
+    from tests.integration.scaleout.app import hub
 
     hub.stop()
 
@@ -24,6 +24,6 @@ def on_exit(server: Any) -> None:
     # With --preload the master started a hub too (and it has a queue of its own).
     import sys
 
-    app = sys.modules.get("tests.scaleout_app")
+    app = sys.modules.get("tests.integration.scaleout.app")
     if app is not None:
         app.hub.stop()

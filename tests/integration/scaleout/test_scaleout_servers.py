@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.scaleout_support import Follower, Server, servers
+from tests.integration.scaleout.support import Follower, Server, servers
 from transflow import ProgressPublisher, ProgressTopic, load_config
 from transflow.ops.provision import ensure_topic
 from transflow.streaming.instances import LAST_SEEN_TAG, sweep_instance_queues

@@ -1,6 +1,6 @@
 """Real stream servers in fan-out mode for the scale-out test and benchmark: gunicorn
 (gthread workers, optionally ``--preload``) and uvicorn processes serving
-``tests/scaleout_app.py``, and SSE subscribers reading them with httpx-sse."""
+``tests/integration/scaleout/app.py``, and SSE subscribers reading them with httpx-sse."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import attrs
 import httpx
 from httpx_sse import connect_sse
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[3]
 BIN = Path(sys.executable).parent
 
 
@@ -89,9 +89,9 @@ def gunicorn(env: dict[str, str], *, workers: int, preload: bool = False) -> Ser
         "--log-level",
         "warning",
         "-c",
-        "python:tests.scaleout_gunicorn",
+        "python:tests.integration.scaleout.gunicorn_hooks",
         *(["--preload"] if preload else []),
-        "tests.scaleout_app:wsgi",
+        "tests.integration.scaleout.app:wsgi",
     ]
     process = subprocess.Popen(args, env=env, cwd=ROOT)
     return Server("gunicorn", f"http://127.0.0.1:{port}", process)
@@ -107,7 +107,7 @@ def uvicorn(env: dict[str, str]) -> Server:
         "warning",
         "--timeout-graceful-shutdown",
         "2",
-        "tests.scaleout_app:asgi",
+        "tests.integration.scaleout.app:asgi",
     ]
     process = subprocess.Popen(args, env=env, cwd=ROOT)
     return Server("uvicorn", f"http://127.0.0.1:{port}", process)

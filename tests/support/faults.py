@@ -1,4 +1,7 @@
-"""Fault injection on real boto3 clients, with botocore event hooks.
+"""Fault injection on real boto3 clients, with botocore event hooks: failed batch entries.
+
+Whole calls failing (throttled, 5xx, dropped) are :class:`bench.chaos.CallFaults`, which the
+soak uses too.
 
 The calls still go to the moto server over HTTP; these hooks make some of them fail the way
 AWS fails: a batch entry reported in ``Failed`` (and not delivered), a throttled or 5xx
@@ -13,7 +16,6 @@ from typing import Any
 
 import attrs
 import botocore.awsrequest
-import botocore.exceptions
 
 EntryFault = tuple[str, bool]  # (code, sender fault)
 
@@ -68,42 +70,6 @@ class EntryFaults:
         dropped = context.pop("transflow_dropped", [])
         if dropped:
             parsed.setdefault("Failed", []).extend(dropped)
-
-
-@attrs.define
-class CallFaults:
-    """Fails whole calls before they reach the endpoint: ``decide(operation, index)`` returns
-    ``"throttle"``, ``"500"``, ``"drop"`` or None."""
-
-    client: Any
-    decide: Callable[[str, int], str | None]
-    calls: int = 0
-    injected: int = 0
-    _lock: threading.Lock = attrs.field(factory=threading.Lock)
-
-    def __attrs_post_init__(self) -> None:
-        self.client.meta.events.register("before-send", self._before_send)
-
-    def _before_send(self, request: Any, event_name: str, **_: Any) -> Any:
-        operation = event_name.rsplit(".", 1)[-1]
-        with self._lock:
-            index = self.calls
-            self.calls += 1
-        fault = self.decide(operation, index)
-        if fault is None:
-            return None
-        with self._lock:
-            self.injected += 1
-        if fault == "drop":
-            raise botocore.exceptions.ConnectionClosedError(endpoint_url=request.url)
-        status, code = (
-            (400, "ThrottlingException") if fault == "throttle" else (500, "InternalError")
-        )
-        body = f'{{"__type":"{code}","message":"injected"}}'.encode()
-        headers = botocore.awsrequest.HTTPHeaders()
-        headers["Content-Type"] = "application/x-amz-json-1.0"
-        headers["x-amzn-query-error"] = f"{code};Sender"
-        return botocore.awsrequest.AWSResponse(request.url, status, headers, _RawBody(body))
 
 
 class _RawBody:

@@ -2,7 +2,7 @@
 and the processor's Lambda handlers on batches of arbitrary records beside one good record,
 and the DLQ tools on arbitrary dead-lettered bodies.
 
-The same three assertions as tests/unit/test_fuzz_entry_points.py: only typed errors escape,
+The same three assertions as tests/unit/test_fuzz_pure_entry_points.py: only typed errors escape,
 the good batch-mate succeeds, and every record is a success or a reported item failure.
 Examples are few: each is a handful of HTTP calls."""
 
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.test_bridge import (
+from tests.support.bridge import (
     BUCKET,
     bridge,
     fifo,
@@ -27,8 +27,15 @@ from tests.integration.test_bridge import (
     put_upload_object,
     receive_notifications,
 )
-from tests.pipeline import OUTPUTS, UPLOADS, Queues, lambda_record, make_buckets, make_queues
-from tests.unit.test_fuzz_entry_points import json_values, texts_for
+from tests.support.pipeline import (
+    OUTPUTS,
+    UPLOADS,
+    Queues,
+    lambda_record,
+    make_buckets,
+    make_queues,
+)
+from tests.support.strategies import json_values, texts_for
 from transflow import (
     BridgeError,
     JobProcessor,

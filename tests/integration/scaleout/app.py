@@ -1,7 +1,7 @@
 """The stream server of the scale-out tests and benchmark, as a module gunicorn and uvicorn
 import: a hub in fan-out mode, served by the WSGI app (``wsgi``, the hub started at import,
 so under ``gunicorn --preload`` it starts in the master and must restart in each worker;
-stopped by the hooks in ``tests/scaleout_gunicorn.py``) and the ASGI app (``asgi``, which
+stopped by the hooks in ``gunicorn_hooks.py`` beside it) and the ASGI app (``asgi``, which
 starts and stops the hub in the lifespan). Configured by the environment the test sets."""
 
 from __future__ import annotations

@@ -1,5 +1,0 @@
-"""Moved to :mod:`transflow.ops.dlq`; this path works until the next release."""
-
-from transflow._moved import alias
-
-alias(__name__)

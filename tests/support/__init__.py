@@ -1,0 +1,1 @@
+"""Helpers the tests share: fault injection, pipeline set-up, streaming clients, strategies."""
