@@ -34,6 +34,7 @@ from bench.common import (
 from bench.pipeline import (
     BRANCH,
     HUB_WAIT,
+    UPLOADS,
     Queues,
     chunks,
     created_event,
@@ -80,6 +81,7 @@ def _process(
     processor = JobProcessor(
         registry,
         s3_client=ep.s3(counter),
+        upload_bucket=UPLOADS,
         sqs_client=ep.sqs(counter),
         progress_queue_url=queues.progress,
     )

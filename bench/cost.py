@@ -141,6 +141,7 @@ def run_transflow(
     processor = JobProcessor(
         registry,
         s3_client=ep.s3(c["processor"]),
+        upload_bucket=UPLOADS,
         sqs_client=ep.sqs(c["processor"]),
         progress_queue_url=queues.progress,
     )

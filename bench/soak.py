@@ -43,6 +43,7 @@ from bench.common import Endpoint, markdown_table, serve, wait_for, write_result
 from bench.pipeline import (
     BRANCH,
     OUTPUTS,
+    UPLOADS,
     Queues,
     created_event,
     make_buckets,
@@ -168,6 +169,7 @@ class Soak:
         processor = JobProcessor(
             self.registry(worker),
             s3_client=self.faulty_s3(),
+            upload_bucket=UPLOADS,
             sqs_client=sqs,
             progress_queue_url=self.queues.progress,
             max_receive_count=MAX_RECEIVES,

@@ -62,7 +62,11 @@ def run_transflow(ep: Endpoint, jobs: int, threads: int, records: int) -> dict[s
     registry = TemplateRegistry()
     register_noop(registry)
     processor = JobProcessor(
-        registry, s3_client=s3, sqs_client=sqs, progress_queue_url=queues.progress
+        registry,
+        s3_client=s3,
+        sqs_client=sqs,
+        progress_queue_url=queues.progress,
+        upload_bucket=UPLOADS,
     )
     bridge = GroupingBridge(sqs, s3, queue_url=queues.processing, head_concurrency=records)
     drain = Drain(sqs, queues.progress).start()

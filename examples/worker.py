@@ -50,6 +50,7 @@ def build_worker(
     *,
     processing_queue_url: str,
     progress_queue_url: str,
+    upload_bucket: str,
     output_bucket: str,
     concurrency: int = 4,
     wait_time_seconds: int = 20,
@@ -60,6 +61,7 @@ def build_worker(
         s3_client=s3,
         sqs_client=sqs,
         progress_queue_url=progress_queue_url,
+        upload_bucket=upload_bucket,
         output_bucket=output_bucket,
         max_receive_count=3,
     )
@@ -81,6 +83,7 @@ if __name__ == "__main__":
             boto3.client("s3"),
             processing_queue_url=os.environ["SQS_QUEUE_URL"],
             progress_queue_url=os.environ["SQS_PROGRESS_QUEUE_URL"],
+            upload_bucket=os.environ["TRANSFLOW_UPLOAD_BUCKET"],
             output_bucket=os.environ["TRANSFLOW_OUTPUT_BUCKET"],
         )
     )

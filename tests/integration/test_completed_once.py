@@ -16,6 +16,7 @@ import pytest
 
 from tests.pipeline import (
     OUTPUTS,
+    UPLOADS,
     Queues,
     drain_events,
     get_json,
@@ -117,6 +118,7 @@ def race_setup(
         JobProcessor(
             registry,
             s3_client=aws.s3(),
+            upload_bucket=UPLOADS,
             sqs_client=aws.sqs(),
             progress_queue_url=queues.progress,
             output_bucket=OUTPUTS,

@@ -56,6 +56,7 @@ def test_a_file_reposted_with_new_content_runs_again(aws: LocalAws) -> None:
     processor = JobProcessor(
         registry,
         s3_client=s3,
+        upload_bucket="uploads",
         sqs_client=sqs,
         progress_queue_url=queues.progress,
         output_bucket="uploads",

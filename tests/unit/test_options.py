@@ -25,6 +25,7 @@ def _processor(**options: Any) -> JobProcessor:
     return JobProcessor(
         TemplateRegistry(),
         s3_client=CLIENT,
+        upload_bucket="uploads",
         sqs_client=CLIENT,
         progress_queue_url=options.pop("progress_queue_url", "https://q"),
         output_bucket="out",
@@ -61,6 +62,7 @@ def test_processor_registry_must_be_a_registry() -> None:
         JobProcessor(
             {},  # type: ignore[arg-type]
             s3_client=CLIENT,
+            upload_bucket="uploads",
             sqs_client=CLIENT,
             progress_queue_url="https://q",
         )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import botocore.exceptions
 
-from transflow._aws.claimcheck import ClaimCheck, store_claimed_job
+from transflow._aws.claimcheck import DEFAULT_CLAIM_PREFIX, ClaimCheck, store_claimed_job
 from transflow._aws.lambda_batch import (
     BatchItemFailure,
     PartialBatchResponse,
@@ -69,7 +69,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLAIM_PREFIX = "transflow/claims/"
 _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
 
 T = TypeVar("T")

@@ -212,6 +212,7 @@ def processor(stack: Stack) -> JobProcessor:
     return JobProcessor(
         registry,
         s3_client=role.s3(),
+        upload_bucket=UPLOADS,
         sqs_client=role.sqs(),
         progress_queue_url=stack.urls.progress,
         output_bucket=OUTPUTS,
