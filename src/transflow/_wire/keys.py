@@ -123,7 +123,9 @@ def job_object_problems(job: ProcessingJob, upload_buckets: frozenset[str]) -> l
                 f"({', '.join(sorted(upload_buckets))})"
             )
         if not ref.key.startswith(folder):
-            problems.append(f"{where}.key: {ref.key[:120]!r} is not under the job's folder {folder!r}")
+            problems.append(
+                f"{where}.key: {ref.key[:120]!r} is not under the job's folder {folder!r}"
+            )
             continue
         why = _segments_problem(ref.key[len(folder) :])
         if why is not None:
@@ -131,7 +133,9 @@ def job_object_problems(job: ProcessingJob, upload_buckets: frozenset[str]) -> l
     return problems
 
 
-def claim_key_problems(key: str, claim_prefix: str, upload_id: str, branch: str | None) -> list[str]:
+def claim_key_problems(
+    key: str, claim_prefix: str, upload_id: str, branch: str | None
+) -> list[str]:
     """Why a claim check at ``key`` cannot be the one the bridge wrote for upload
     ``upload_id`` (of ``branch``, when the message names it): the bridge writes
     ``{claim_prefix}{branch}/{uploadId}/{dedup id}.json``."""

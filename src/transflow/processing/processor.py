@@ -331,7 +331,9 @@ class JobProcessor:
             job = self._resolve_claim(message, claim)
         except JobConfinementError as exc:
             raise self._refused(what, list(exc.problems)) from None
-        problems = claim.identity_problems(job)
+        # A message of an older bridge names no branch: the key's (checked above) stands in.
+        key_branch = claim.key[len(self.claim_prefix) :].split("/", 1)[0]
+        problems = attrs.evolve(claim, branch=claim.branch or key_branch).identity_problems(job)
         if problems:
             raise self._refused(what, problems)
         return job
