@@ -125,7 +125,12 @@ def run(
     make_buckets(ep.s3(RequestCounter()))
     browser, bridge_count, proc_count = BenchCounter(), BenchCounter(), BenchCounter()
     signer = ep.s3(browser, signature_version="s3v4")
-    bridge = GroupingBridge(ep.sqs(bridge_count), ep.s3(bridge_count), queue_url=queues.processing)
+    bridge = GroupingBridge(
+        ep.sqs(bridge_count),
+        ep.s3(bridge_count),
+        queue_url=queues.processing,
+        upload_bucket=UPLOADS,
+    )
     phases: dict[str, float] = {}
 
     t0 = time.perf_counter()

@@ -145,7 +145,9 @@ def run_transflow(
         sqs_client=ep.sqs(c["processor"]),
         progress_queue_url=queues.progress,
     )
-    bridge = GroupingBridge(ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing)
+    bridge = GroupingBridge(
+        ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing, upload_bucket=UPLOADS
+    )
     hub = ProgressHub(
         ep.sqs(c["progress readers"]), queues.progress, wait_time_seconds=hub_wait
     ).start()

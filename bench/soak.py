@@ -436,6 +436,7 @@ def run(
     bridge = GroupingBridge(
         soak.faulty_sqs(),
         soak.faulty_s3(),
+        upload_bucket=UPLOADS,
         queue_url=queues.processing,
         retry=RetryPolicy(attempts=6, initial=0.05, maximum=1.0),
     )

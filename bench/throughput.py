@@ -68,7 +68,9 @@ def run_transflow(ep: Endpoint, jobs: int, threads: int, records: int) -> dict[s
         progress_queue_url=queues.progress,
         upload_bucket=UPLOADS,
     )
-    bridge = GroupingBridge(sqs, s3, queue_url=queues.processing, head_concurrency=records)
+    bridge = GroupingBridge(
+        sqs, s3, queue_url=queues.processing, upload_bucket=UPLOADS, head_concurrency=records
+    )
     drain = Drain(sqs, queues.progress).start()
     esm = EventSourceLoop(sqs, queues.processing, processor, threads=threads)
     cpu0, wall0 = time.process_time(), time.perf_counter()

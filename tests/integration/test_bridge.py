@@ -49,6 +49,7 @@ def fifo(sqs: SQSClient, name: str = "myapp-main-processing.fifo") -> str:
 
 
 def bridge(sqs: SQSClient, s3: S3Client, url: str, **kwargs: Any) -> GroupingBridge:
+    kwargs.setdefault("upload_bucket", BUCKET)
     return GroupingBridge(sqs, s3, queue_url=url, retry=FAST, **kwargs)
 
 
@@ -517,7 +518,9 @@ def test_every_created_record_is_in_one_job_or_one_failure(
                 },
             }
         )
-    result = bridge(sqs, s3, url, whole_uploads=whole_uploads).handle({"Records": records})
+    result = bridge(sqs, s3, url, whole_uploads=whole_uploads, upload_bucket=bucket).handle(
+        {"Records": records}
+    )
     places: dict[str, list[str]] = {}
     for job in result.sent:
         for ref in job.records:

@@ -62,7 +62,7 @@ def test_a_file_reposted_with_new_content_runs_again(aws: LocalAws) -> None:
         output_bucket="uploads",
         retry_policy=FAST,
     )
-    the_bridge = bridge(sqs, s3, queues.processing)
+    the_bridge = bridge(sqs, s3, queues.processing, upload_bucket="uploads")
     ticket = create_upload(
         s3, bucket="uploads", branch="main", template_id="read", files=[UploadFile("a.txt")]
     )

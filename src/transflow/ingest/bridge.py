@@ -148,8 +148,8 @@ def _message_ids(event: object) -> tuple[str, ...]:
 class GroupingBridge:
     """Turns S3 notifications into processing jobs on the FIFO processing queue.
 
-    ``upload_bucket`` is the bucket uploads arrive in: a notification for any other bucket
-    is a failed record, never a job (None accepts every bucket; give it in production).
+    ``upload_bucket`` (required) is the bucket uploads arrive in: a notification for any
+    other bucket is a failed record, never a job.
     ``claim_bucket`` holds jobs too large for one message (default: the bucket of the
     upload); ``whole_uploads`` emits one job per upload once all its files have arrived,
     when their metadata carries the file count. Clients are used from worker threads
@@ -160,9 +160,7 @@ class GroupingBridge:
     sqs_client: SQSClient
     s3_client: S3Client
     queue_url: str = attrs.field(kw_only=True, validator=options.non_empty_text)
-    upload_bucket: str | None = attrs.field(
-        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
-    )
+    upload_bucket: str = attrs.field(kw_only=True, validator=options.non_empty_text)
     claim_bucket: str | None = attrs.field(
         default=None, kw_only=True, validator=options.optional(options.non_empty_text)
     )
@@ -293,7 +291,7 @@ class GroupingBridge:
         return records, skipped, failed
 
     def _refusal(self, record: S3Record) -> str | None:
-        if self.upload_bucket is not None and record.bucket != self.upload_bucket:
+        if record.bucket != self.upload_bucket:
             return (
                 f"the record is for bucket {record.bucket[:80]!r}, not the upload bucket "
                 f"{self.upload_bucket!r}; the bridge makes jobs of its own bucket's uploads "

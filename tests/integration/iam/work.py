@@ -174,6 +174,7 @@ def run_bridge(stack: Stack, files: int, *, max_message_bytes: int = 262_144) ->
         bridge.sqs(),
         bridge.s3(),
         queue_url=stack.urls.processing,
+        upload_bucket=UPLOADS,
         claim_bucket=None if stack.claim_check_prefix is None else claim_bucket,
         claim_prefix=claim_prefix,
         max_message_bytes=max_message_bytes,
