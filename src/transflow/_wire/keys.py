@@ -21,6 +21,7 @@ from transflow.errors import ConfigError
 __all__ = [
     "STATUS_RECORD_NAME",
     "claim_key_problems",
+    "folder_status_key",
     "is_user_folder",
     "job_key_problems",
     "job_object_problems",
@@ -174,16 +175,26 @@ def output_prefix(branch: str, upload_id: str, user_id: str | None = None) -> st
     return f"outputs/{branch}/{_user_part(user_id)}{upload_id}/"
 
 
+def _folder_output_prefix(branch: str, upload_id: str, folder: str | None) -> str:
+    user = ""
+    if folder is not None:
+        user = f"users/{folder if is_user_folder(folder) else safe_user_id(folder)}/"
+    return f"outputs/{branch}/{user}{upload_id}/"
+
+
 def job_output_prefix(job: ProcessingJob) -> str:
     """The output prefix of a job, by its branch, user folder and upload.
 
     The job carries the user's folder name already (see :func:`job_key_problems`); a user
     id that is not one is made one, so no job can place keys outside its folder."""
-    user = ""
-    if job.user is not None:
-        uid = job.user.user_id
-        user = f"users/{uid if is_user_folder(uid) else safe_user_id(uid)}/"
-    return f"outputs/{job.branch}/{user}{job.upload_id}/"
+    folder = job.user.user_id if job.user is not None else None
+    return _folder_output_prefix(job.branch, job.upload_id, folder)
+
+
+def folder_status_key(branch: str, upload_id: str, folder: str | None) -> str:
+    """The status record's key for a user *folder name* as a job carries it (not cleaned a
+    second time, which would name another folder), or for no user."""
+    return _folder_output_prefix(branch, upload_id, folder) + STATUS_RECORD_NAME
 
 
 def status_key(branch: str, upload_id: str, user_id: str | None = None) -> str:

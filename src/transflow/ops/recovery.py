@@ -9,8 +9,8 @@ failed status record (``error: UPLOAD_INCOMPLETE``). The status record is also w
 sweep idempotent: an upload that has one (from the processor or an earlier sweep) is left
 alone, and the sweep writes its record only if there is still none (a conditional PUT,
 ``If-None-Match: *``), so a processor that completes the upload between the sweep's read and
-its write keeps its record. A file that still arrives later makes the bridge send the job as usual, and the
-processor then overwrites the failed record.
+its write keeps its record. A file that still arrives later makes the bridge send the job as
+usual, and the processor then overwrites the failed record.
 
 Run it on a schedule next to :func:`transflow.ops.dlq.announce` (the SAM template's
 recovery function does both; see examples/lambda_recovery.py).
