@@ -75,6 +75,7 @@ def test_processor_accepts_its_defaults_and_edges() -> None:
 
 
 def _bridge(**options: Any) -> GroupingBridge:
+    options.setdefault("upload_bucket", "uploads")
     return GroupingBridge(
         CLIENT, CLIENT, queue_url=options.pop("queue_url", "https://q"), **options
     )
@@ -91,6 +92,8 @@ def _bridge(**options: Any) -> GroupingBridge:
         ("claim_bucket", ""),
         ("claim_prefix", ""),
         ("retry", None),
+        ("upload_bucket", None),
+        ("upload_bucket", ""),
     ],
 )
 def test_bridge_options_are_refused(name: str, value: object) -> None:
