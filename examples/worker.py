@@ -3,7 +3,8 @@
 Copy this file, put your templates in ``registry``, and run it with the ``transflow``
 command (SIGTERM drains gracefully):
 
-    transflow worker --templates examples.worker:registry --output-bucket my-outputs
+    transflow worker --templates examples.worker:registry --upload-bucket my-uploads \
+        --output-bucket my-outputs
 
 or build the worker yourself, as :func:`build_worker` does.
 """
