@@ -210,7 +210,7 @@ def describe_failed(message: ReceivedMessage, job: ProcessingJob | ClaimCheck | 
             user_id=job.user.user_id if job.user else None,
         )
     if isinstance(job, ClaimCheck):
-        return attrs.evolve(base, upload_id=job.upload_id, branch=job.branch, user_id=job.user_id)
+        return attrs.evolve(base, upload_id=job.upload_id)
     return base
 
 
