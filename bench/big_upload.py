@@ -34,6 +34,7 @@ from bench.common import (
 from bench.pipeline import (
     BRANCH,
     HUB_WAIT,
+    UPLOADS,
     Queues,
     chunks,
     created_event,
@@ -81,6 +82,7 @@ def _process(
     processor = JobProcessor(
         registry,
         s3_client=ep.s3(counter),
+        upload_bucket=UPLOADS,
         sqs_client=ep.sqs(counter),
         progress=ProgressQueue(queues.progress),
     )
@@ -126,7 +128,12 @@ def run(
     make_buckets(ep.s3(RequestCounter()))
     browser, bridge_count, proc_count = BenchCounter(), BenchCounter(), BenchCounter()
     signer = ep.s3(browser, signature_version="s3v4")
-    bridge = GroupingBridge(ep.sqs(bridge_count), ep.s3(bridge_count), queue_url=queues.processing)
+    bridge = GroupingBridge(
+        ep.sqs(bridge_count),
+        ep.s3(bridge_count),
+        queue_url=queues.processing,
+        upload_bucket=UPLOADS,
+    )
     phases: dict[str, float] = {}
 
     t0 = time.perf_counter()

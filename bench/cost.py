@@ -142,10 +142,13 @@ def run_transflow(
     processor = JobProcessor(
         registry,
         s3_client=ep.s3(c["processor"]),
+        upload_bucket=UPLOADS,
         sqs_client=ep.sqs(c["processor"]),
         progress=ProgressQueue(queues.progress),
     )
-    bridge = GroupingBridge(ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing)
+    bridge = GroupingBridge(
+        ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing, upload_bucket=UPLOADS
+    )
     hub = ProgressHub(
         ep.sqs(c["progress readers"]), ProgressQueue(queues.progress), wait_time_seconds=hub_wait
     ).start()

@@ -43,6 +43,7 @@ from bench.common import Endpoint, markdown_table, serve, wait_for, write_result
 from bench.pipeline import (
     BRANCH,
     OUTPUTS,
+    UPLOADS,
     Queues,
     created_event,
     make_buckets,
@@ -169,6 +170,7 @@ class Soak:
         processor = JobProcessor(
             self.registry(worker),
             s3_client=self.faulty_s3(),
+            upload_bucket=UPLOADS,
             sqs_client=sqs,
             progress=ProgressQueue(self.queues.progress),
             max_receive_count=MAX_RECEIVES,
@@ -438,6 +440,7 @@ def run(
     bridge = GroupingBridge(
         soak.faulty_sqs(),
         soak.faulty_s3(),
+        upload_bucket=UPLOADS,
         queue_url=queues.processing,
         retry=RetryPolicy(attempts=6, initial=0.05, maximum=1.0),
     )

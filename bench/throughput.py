@@ -62,9 +62,15 @@ def run_transflow(ep: Endpoint, jobs: int, threads: int, records: int) -> dict[s
     registry = TemplateRegistry()
     register_noop(registry)
     processor = JobProcessor(
-        registry, s3_client=s3, sqs_client=sqs, progress=ProgressQueue(queues.progress)
+        registry,
+        s3_client=s3,
+        sqs_client=sqs,
+        progress=ProgressQueue(queues.progress),
+        upload_bucket=UPLOADS,
     )
-    bridge = GroupingBridge(sqs, s3, queue_url=queues.processing, head_concurrency=records)
+    bridge = GroupingBridge(
+        sqs, s3, queue_url=queues.processing, upload_bucket=UPLOADS, head_concurrency=records
+    )
     drain = Drain(sqs, queues.progress).start()
     esm = EventSourceLoop(sqs, queues.processing, processor, threads=threads)
     cpu0, wall0 = time.process_time(), time.perf_counter()

@@ -4,6 +4,8 @@ Deploy it with an SQS event source mapping on the processing queue (FIFO), with
 ``FunctionResponseTypes=["ReportBatchItemFailures"]`` so a failed job returns alone, and set:
 
 - ``SQS_PROGRESS_QUEUE_URL``: the progress queue (FIFO);
+- ``TRANSFLOW_UPLOAD_BUCKET``: the bridge's upload bucket, the only one inputs are read
+  from (and, by default, where the bridge stores claim checks);
 - ``TRANSFLOW_OUTPUT_BUCKET``: where outputs and status records go;
 - ``TRANSFLOW_MAX_RECEIVE_COUNT``: the processing queue's redrive ``maxReceiveCount`` (3).
 
@@ -78,7 +80,11 @@ def archive(ctx: StepContext) -> None:
 
 
 def build_processor(
-    s3: S3Client, sqs: SQSClient, progress: ProgressDestination, output_bucket: str
+    s3: S3Client,
+    sqs: SQSClient,
+    progress: ProgressDestination,
+    upload_bucket: str,
+    output_bucket: str,
 ) -> JobProcessor:
     """The processor, from its clients and settings."""
     return JobProcessor(
@@ -86,9 +92,10 @@ def build_processor(
         s3_client=s3,
         sqs_client=sqs,
         progress=progress,
+        # Inputs are read from the job's own folder of this bucket only; claim checks from
+        # it too (the bridge's default claim bucket) or the output bucket.
+        upload_bucket=upload_bucket,
         output_bucket=output_bucket,
-        # The bridge stores jobs too large for a message in the upload bucket (its default).
-        claim_buckets=[b for b in (os.environ.get("TRANSFLOW_UPLOAD_BUCKET"), output_bucket) if b],
         max_receive_count=int(os.environ.get("TRANSFLOW_MAX_RECEIVE_COUNT", "3")),
         time_margin=30,  # seconds: no job starts with less Lambda time than this left
     )
@@ -107,6 +114,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> BatchResponse:
             boto3.client("s3"),
             boto3.client("sqs"),
             ProgressQueue(os.environ["SQS_PROGRESS_QUEUE_URL"]),
+            os.environ["TRANSFLOW_UPLOAD_BUCKET"],
             os.environ["TRANSFLOW_OUTPUT_BUCKET"],
         )
     return _processor.handle(event, context)
@@ -160,7 +168,9 @@ def main() -> dict[str, Any]:
                 }
             ]
         }
-        response = build_processor(s3, sqs, ProgressQueue(progress_url), "outputs").handle(event)
+        response = build_processor(
+            s3, sqs, ProgressQueue(progress_url), "uploads", "outputs"
+        ).handle(event)
         status_key = "outputs/main/users/user123/upload-abc/status.json"
         status = json.loads(s3.get_object(Bucket="outputs", Key=status_key)["Body"].read())
         report_key = "outputs/main/users/user123/upload-abc/report.json"

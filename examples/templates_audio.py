@@ -118,6 +118,7 @@ def main() -> dict[str, Any]:
         processor = JobProcessor(
             registry,
             s3_client=s3,
+            upload_bucket="uploads",
             sqs_client=sqs,
             progress=ProgressQueue(progress_url),
             output_bucket="outputs",

@@ -3,7 +3,8 @@
 Copy this file, put your templates in ``registry``, and run it with the ``transflow``
 command (SIGTERM drains gracefully):
 
-    transflow worker --templates examples.worker:registry --output-bucket my-outputs
+    transflow worker --templates examples.worker:registry --upload-bucket my-uploads \
+        --output-bucket my-outputs
 
 or build the worker yourself, as :func:`build_worker` does.
 """
@@ -58,6 +59,7 @@ def build_worker(
     *,
     processing_queue_url: str,
     progress: ProgressDestination,
+    upload_bucket: str,
     output_bucket: str,
     concurrency: int = 4,
     wait_time_seconds: int = 20,
@@ -68,6 +70,7 @@ def build_worker(
         s3_client=s3,
         sqs_client=sqs,
         progress=progress,
+        upload_bucket=upload_bucket,
         output_bucket=output_bucket,
         max_receive_count=3,
     )
@@ -89,6 +92,7 @@ if __name__ == "__main__":
             boto3.client("s3"),
             processing_queue_url=os.environ["SQS_QUEUE_URL"],
             progress=ProgressQueue(os.environ["SQS_PROGRESS_QUEUE_URL"]),
+            upload_bucket=os.environ["TRANSFLOW_UPLOAD_BUCKET"],
             output_bucket=os.environ["TRANSFLOW_OUTPUT_BUCKET"],
         )
     )

@@ -80,14 +80,18 @@ class JobFormatError(TransflowError, ValueError):
 
 
 class JobConfinementError(JobFormatError):
-    """A processing job the processor refuses to run: its branch, upload id or user id would
-    place keys outside ``outputs/{branch}/[users/{userId}/]{uploadId}/`` (``..``, ``/``,
-    control characters, an empty or non-canonical branch), or its claim check points at a
-    bucket the processor does not know. Such a message was forged or written by something
-    other than the bridge; it fails on every delivery and ends in the dead-letter queue."""
+    """A processing job the processor refuses to run, before any effect: its branch, upload
+    id or user id would place keys outside ``outputs/{branch}/[users/{userId}/]{uploadId}/``
+    (``..``, ``/``, control characters, an empty or non-canonical branch); an object it
+    names is not in its own upload folder ``uploads/{branch}/[users/{userId}/]{uploadId}/``
+    of the upload bucket; or its claim check is not one the bridge wrote for the message's
+    upload (another bucket, outside the claim prefix, larger than the cap, or holding a job
+    of another upload id, branch or user). Such a message was forged or written by
+    something other than the bridge; it fails on every delivery (no record, event or
+    webhook) and ends in the dead-letter queue."""
 
     def __init__(self, problems: Iterable[str]) -> None:
-        super().__init__("processing job (refused: it would leave its output folder)", problems)
+        super().__init__("processing job (refused: it reaches outside its own folders)", problems)
 
 
 class EventFormatError(JobFormatError):

@@ -403,7 +403,9 @@ def test_every_created_record_is_in_one_job_or_one_failure(
                 },
             }
         )
-    result = bridge(sqs, s3, url, whole_uploads=whole_uploads).handle({"Records": records})
+    result = bridge(sqs, s3, url, whole_uploads=whole_uploads, upload_bucket=bucket).handle(
+        {"Records": records}
+    )
     places: dict[str, list[str]] = {}
     for job in result.sent:
         for ref in job.records:

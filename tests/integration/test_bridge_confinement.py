@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import requests
 
 from tests.support.bridge import (
@@ -17,7 +18,7 @@ from tests.support.bridge import (
     post_files,
     receive_notifications,
 )
-from transflow import UploadFile, UserContext, create_upload
+from transflow import ConfigError, GroupingBridge, UploadFile, UserContext, create_upload
 from transflow._wire.channels import upload_channel
 from transflow._wire.keys import job_output_prefix, user_folder
 
@@ -92,15 +93,20 @@ def test_hostile_branches_and_foreign_buckets_fail_alone(sqs: SQSClient, s3: S3C
     assert upload_channel(job.branch, job.upload_id) == "upload:main:good"
 
 
-def test_without_an_upload_bucket_every_bucket_is_read(sqs: SQSClient, s3: S3Client) -> None:
+def test_the_upload_bucket_is_required_never_every_bucket(sqs: SQSClient, s3: S3Client) -> None:
+    # Issue 21: there is no "any bucket" default any more.
+    with pytest.raises(TypeError, match="upload_bucket"):
+        GroupingBridge(sqs, s3, queue_url="q")  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="upload_bucket"):
+        GroupingBridge(sqs, s3, queue_url="q", upload_bucket=None)  # type: ignore[arg-type]
     s3.create_bucket(Bucket="elsewhere")
     url = fifo(sqs)
     put(s3, "uploads/main/other/a.wav", "other", bucket="elsewhere")
     result = bridge(sqs, s3, url).handle(
         {"Records": [record("other", "uploads/main/other/a.wav", bucket="elsewhere")]}
     )
-    assert result.failed == ()
-    assert [j.upload_id for j in jobs_on(sqs, url)] == ["other"]
+    assert [f.key for f in result.failed] == ["uploads/main/other/a.wav"]
+    assert jobs_on(sqs, url) == []
 
 
 def test_a_hostile_user_id_uploads_and_outputs_in_its_own_folder(

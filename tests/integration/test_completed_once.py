@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.pipeline import (
     OUTPUTS,
+    UPLOADS,
     Queues,
     drain_events,
     get_json,
@@ -118,6 +119,7 @@ def race_setup(
         JobProcessor(
             registry,
             s3_client=aws.s3(),
+            upload_bucket=UPLOADS,
             sqs_client=aws.sqs(),
             progress=ProgressQueue(queues.progress),
             output_bucket=OUTPUTS,

@@ -24,7 +24,7 @@ from transflow import (
 )
 from transflow._aws.claimcheck import store_claimed_job
 from transflow._aws.retry import RetryPolicy
-from transflow._wire.keys import status_key
+from transflow._wire.keys import status_key, user_folder
 from transflow.cli.local import LocalAws, local_client_config
 from transflow.ops.dlq import RedriveProgress, peek, purge, redrive
 
@@ -178,6 +178,23 @@ def test_peek_shows_failed_jobs_with_reasons_and_consumes_nothing(
     # Every message was released at once: all four are visible again.
     assert visible(bare_sqs, urls.dlq) == 4
     assert counter.count("ChangeMessageVisibilityBatch") == 1
+
+
+def test_peek_finds_the_reason_of_a_user_whose_folder_name_was_cleaned(
+    bare_sqs: SQSClient, s3: S3Client, urls: QueueUrls
+) -> None:
+    # Issue 21: the job carries the folder name the bridge made of "auth0|abc"; peek must look
+    # in that folder, not clean the name a second time (another folder, no record, no reason).
+    s3.create_bucket(Bucket="outputs")
+    folder = user_folder("auth0|abc")
+    assert folder != "auth0|abc"
+    send_to_dlq(bare_sqs, urls, [job("u-auth0", user=folder)])
+    record = {"ok": "ASSEMBLY_FAILED", "error": "STEP_FAILED", "message": "codec missing"}
+    key = status_key("main", "u-auth0", "auth0|abc")  # where the processor wrote it
+    s3.put_object(Bucket="outputs", Key=key, Body=json.dumps(record))
+    (found,) = peek(bare_sqs, urls.dlq, 10, s3=s3, output_bucket="outputs", wait_sec=0)
+    assert found.user_id == folder
+    assert found.reason == "STEP_FAILED: codec missing"
 
 
 def test_peek_takes_at_most_n(bare_sqs: SQSClient, urls: QueueUrls) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.pipeline import (
     OUTPUTS,
+    UPLOADS,
     Queues,
     lambda_record,
     make_buckets,
@@ -84,6 +85,7 @@ def test_the_processor_reports_jobs_per_template(
     proc = JobProcessor(
         registry,
         s3_client=aws.s3(),
+        upload_bucket=UPLOADS,
         sqs_client=aws.sqs(),
         progress=ProgressQueue(queues.progress),
         output_bucket=OUTPUTS,

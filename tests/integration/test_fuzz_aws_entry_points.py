@@ -160,6 +160,7 @@ def test_the_processor_handler_fails_hostile_records_alone(
     processor = JobProcessor(
         registry,
         s3_client=s3,
+        upload_bucket=UPLOADS,
         sqs_client=sqs,
         progress=ProgressQueue(queues.progress),
         retry_policy=FAST,

@@ -66,6 +66,7 @@ def processor(
 ) -> JobProcessor:
     options.setdefault("retry_policy", FAST)
     options.setdefault("sqs_client", aws.sqs())
+    options.setdefault("upload_bucket", UPLOADS)
     return JobProcessor(
         registry,
         s3_client=aws.s3(),
@@ -179,7 +180,7 @@ def test_fifo_vector_fails_exactly_the_malformed_message(
             seen.append(f"{item.name}:{analyze_wav(item.path)['frames']}")
 
     with caplog.at_level(logging.WARNING, logger="transflow"):
-        response = processor(registry, aws, queues).handle(vector)
+        response = processor(registry, aws, queues, upload_bucket="uploads").handle(vector)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-3"}]}
     assert seen == ["file.mp3:400", "a.wav:400", "b.wav:400"]
@@ -206,11 +207,11 @@ def test_a_failed_job_fails_the_rest_of_its_group_unrun(
         raise RuntimeError("the codec is missing")
 
     def body(upload: str, template: str, n: int) -> str:
-        s3.put_object(Bucket=UPLOADS, Key=f"in/{upload}/{n}", Body=b"x")
+        s3.put_object(Bucket=UPLOADS, Key=f"uploads/main/{upload}/{n}", Body=b"x")
         return ProcessingJob(
             upload_id=upload,
             template_id=template,
-            objects=[S3ObjectRef(UPLOADS, f"in/{upload}/{n}")],
+            objects=[S3ObjectRef(UPLOADS, f"uploads/main/{upload}/{n}")],
             branch="main",
             fields={"n": n},
         ).to_json()
@@ -438,20 +439,21 @@ def test_a_claim_check_is_resolved_from_s3(aws: LocalAws, queues: Queues, s3: S3
     calls: dict[str, int] = {}
     register_audio_demo(registry, calls)
     job = put_upload(s3, "upload-1", [("a.wav", wav_bytes(0.05))], "user123")
-    claim = store_claimed_job(s3, job, bucket=UPLOADS, key="claims/upload-1.json")
-    # By default only the output buckets may hold claim checks: the upload bucket is named.
-    refused = processor(registry, aws, queues).handle(
+    key = "transflow/claims/main/upload-1/d1.json"
+    claim = store_claimed_job(s3, job, bucket=UPLOADS, key=key)
+    # Claim buckets named: only those; by default the upload and output buckets.
+    refused = processor(registry, aws, queues, claim_buckets=[OUTPUTS]).handle(
         event_of(lambda_record(claim.to_json(), "m-0", "upload-1"))
     )
     assert refused == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
     assert calls == {}
-    proc = processor(registry, aws, queues, claim_buckets=[UPLOADS])
+    proc = processor(registry, aws, queues)
     assert proc.handle(event_of(lambda_record(claim.to_json(), "m-1", "upload-1"))) == {
         "batchItemFailures": []
     }
     assert calls == {"analyze": 1, "compress": 1}
-    missing = copy.copy(claim.to_json()).replace("claims/upload-1.json", "claims/none.json")
-    response = proc.handle(event_of(lambda_record(missing, "m-2", "upload-2")))
+    missing = copy.copy(claim.to_json()).replace("/d1.json", "/none.json")
+    response = proc.handle(event_of(lambda_record(missing, "m-2", "upload-1")))
     assert response == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
 
 

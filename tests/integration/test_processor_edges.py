@@ -105,7 +105,11 @@ def test_a_completion_stored_whose_answer_was_lost_is_a_completion(
     runs: list[str] = []
     lost = lose_answers_to_completion(bare_s3, also_reads=False)
     processor = JobProcessor(
-        counting_registry(runs), s3_client=bare_s3, sqs_client=sqs, progress=ProgressQueue(progress)
+        counting_registry(runs),
+        s3_client=bare_s3,
+        sqs_client=sqs,
+        progress=ProgressQueue(progress),
+        upload_bucket="uploads",
     )
     record = processor.run_job(job)  # no JobFailedError: the record says it completed
     assert lost == [1]
@@ -123,7 +127,11 @@ def test_an_unconfirmed_completion_is_never_overwritten_nor_run_again(
     runs: list[str] = []
     lose_answers_to_completion(bare_s3, also_reads=True)
     failing = JobProcessor(
-        counting_registry(runs), s3_client=bare_s3, sqs_client=sqs, progress=ProgressQueue(progress)
+        counting_registry(runs),
+        s3_client=bare_s3,
+        sqs_client=sqs,
+        progress=ProgressQueue(progress),
+        upload_bucket="uploads",
     )
     with pytest.raises(JobFailedError):
         failing.run_job(job)
@@ -132,7 +140,11 @@ def test_an_unconfirmed_completion_is_never_overwritten_nor_run_again(
     assert stored.completed  # the error path did not write over the stored completion
     # The next delivery, on a healthy client, sees the marker: nothing runs twice.
     healthy = JobProcessor(
-        counting_registry(runs), s3_client=s3, sqs_client=sqs, progress=ProgressQueue(progress)
+        counting_registry(runs),
+        s3_client=s3,
+        sqs_client=sqs,
+        progress=ProgressQueue(progress),
+        upload_bucket="uploads",
     )
     again = healthy.run_job(job, attempt=2)
     assert again.completed
@@ -145,7 +157,11 @@ def test_a_cancelled_delivery_stops_before_the_next_step_and_records_nothing(
     progress, job = setup
     runs: list[str] = []
     processor = JobProcessor(
-        counting_registry(runs), s3_client=s3, sqs_client=sqs, progress=ProgressQueue(progress)
+        counting_registry(runs),
+        s3_client=s3,
+        sqs_client=sqs,
+        progress=ProgressQueue(progress),
+        upload_bucket="uploads",
     )
     with pytest.raises(JobCancelledError, match="before step 'one'"):
         # Given up once the first step ran (the poller's handler timeout, say).

@@ -138,3 +138,43 @@ def test_the_recovery_example_fails_a_stale_upload_once() -> None:
     assert first["problems"] == []
     assert second["staleUploads"] == []
     assert second["alreadyClosed"] == first["staleUploads"]
+
+
+def test_a_record_written_while_the_sweep_fails_the_upload_is_kept(aws: LocalAws) -> None:
+    # Issue 21: the processor completes the upload between the sweep's read of the status
+    # record and its write; the sweep's write is conditional and the completed record stays.
+    s3 = aws.s3(local_client_config(signature_version="s3v4"))
+    processor_s3 = aws.s3()
+    sqs = aws.sqs()
+    s3.create_bucket(Bucket=BUCKET)
+    progress = sqs.create_queue(
+        QueueName="myapp-main-progress.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    racing = upload(s3, 3, 2)
+    key = status_key("main", racing)
+    completed = AssemblyStatus(
+        racing, racing, "audio-processing", "main", None, "fp", 1, "t", ok="ASSEMBLY_COMPLETED"
+    )
+    raced: list[str] = []
+
+    def complete_first(params: dict[str, object], **_: object) -> None:
+        if params.get("Key") == key and not raced:
+            raced.append(str(params.get("IfNoneMatch")))
+            processor_s3.put_object(Bucket=BUCKET, Key=key, Body=completed.to_json().encode())
+
+    s3.meta.events.register("provide-client-params.s3.PutObject", complete_first)
+    report = sweep_stale_uploads(
+        s3,
+        sqs,
+        upload_bucket=BUCKET,
+        output_bucket=BUCKET,
+        progress=ProgressQueue(progress),
+        branch="main",
+        clock=lambda: time.time() + 3700,
+    )
+    stored = load_status(s3, BUCKET, key)
+    assert stored is not None
+    assert (stored.ok, stored.error) == ("ASSEMBLY_COMPLETED", None)  # moto honours the 412
+    assert raced == ["*"]  # the sweep's write was conditional
+    assert report.failed == ()
+    assert report.closed == (racing,)

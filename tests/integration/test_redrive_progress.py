@@ -53,6 +53,7 @@ def test_a_redriven_job_shows_its_new_run_to_a_subscriber_who_saw_it_fail(
     processor = JobProcessor(
         registry,
         s3_client=s3,
+        upload_bucket="uploads",
         sqs_client=sqs,
         progress=ProgressQueue(urls.progress),
         max_receive_count=2,

@@ -57,12 +57,13 @@ def test_a_file_reposted_with_new_content_runs_again(aws: LocalAws) -> None:
     processor = JobProcessor(
         registry,
         s3_client=s3,
+        upload_bucket="uploads",
         sqs_client=sqs,
         progress=ProgressQueue(queues.progress),
         output_bucket="uploads",
         retry_policy=FAST,
     )
-    the_bridge = bridge(sqs, s3, queues.processing)
+    the_bridge = bridge(sqs, s3, queues.processing, upload_bucket="uploads")
     ticket = create_upload(
         s3, bucket="uploads", branch="main", template_id="read", files=[UploadFile("a.txt")]
     )

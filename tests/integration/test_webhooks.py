@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 
-from tests.support.pipeline import OUTPUTS, make_buckets, make_queues, put_upload, wav_bytes
+from tests.support.pipeline import (
+    OUTPUTS,
+    UPLOADS,
+    make_buckets,
+    make_queues,
+    put_upload,
+    wav_bytes,
+)
 from transflow import (
     JobFailedError,
     JobProcessor,
@@ -99,6 +106,7 @@ def _processor(aws: LocalAws, registry: TemplateRegistry, sqs: SQSClient) -> Job
     return JobProcessor(
         registry,
         s3_client=aws.s3(),
+        upload_bucket=UPLOADS,
         sqs_client=sqs,
         progress=ProgressQueue(queues.progress),
         output_bucket=OUTPUTS,

@@ -26,6 +26,7 @@ def fifo(sqs: SQSClient, name: str = "myapp-main-processing.fifo") -> str:
 
 
 def bridge(sqs: SQSClient, s3: S3Client, url: str, **kwargs: Any) -> GroupingBridge:
+    kwargs.setdefault("upload_bucket", BUCKET)
     return GroupingBridge(sqs, s3, queue_url=url, retry=FAST, **kwargs)
 
 

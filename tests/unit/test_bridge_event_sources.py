@@ -85,7 +85,7 @@ def test_events_that_are_not_s3_fail_instead_of_being_skipped(event: dict[str, A
     assert parsed.failed, parsed
     assert not parsed.records
     assert not parsed.skipped
-    bridge = GroupingBridge(None, None, queue_url="unused")  # type: ignore[arg-type]
+    bridge = GroupingBridge(None, None, queue_url="unused", upload_bucket="uploads")  # type: ignore[arg-type]
     with pytest.raises(BridgeError, match="not enqueued"):
         bridge.lambda_handler(event)
 
@@ -93,7 +93,7 @@ def test_events_that_are_not_s3_fail_instead_of_being_skipped(event: dict[str, A
 def test_a_non_s3_body_in_an_sqs_batch_is_a_batch_item_failure() -> None:
     test_event = WRAPPED["Records"][0]["body"]  # s3:TestEvent: skipped, the message succeeds
     event = sqs_event(test_event, json.dumps(DYNAMODB), json.dumps(sns_envelope('{"a": 1}')))
-    bridge = GroupingBridge(None, None, queue_url="unused")  # type: ignore[arg-type]
+    bridge = GroupingBridge(None, None, queue_url="unused", upload_bucket="uploads")  # type: ignore[arg-type]
     assert bridge.lambda_handler(event) == {
         "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
     }
@@ -105,7 +105,7 @@ def test_a_non_s3_body_in_an_sqs_batch_is_a_batch_item_failure() -> None:
 def test_a_failure_without_a_message_id_fails_the_batch() -> None:
     event = sqs_event(WRAPPED["Records"][0]["body"])
     event["Records"].append({"body": "{}", "eventSource": "aws:sqs", "messageId": ""})
-    bridge = GroupingBridge(None, None, queue_url="unused")  # type: ignore[arg-type]
+    bridge = GroupingBridge(None, None, queue_url="unused", upload_bucket="uploads")  # type: ignore[arg-type]
     with pytest.raises(BridgeError):
         bridge.lambda_handler(event)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -191,3 +192,67 @@ def test_non_canonical_key_branches_are_refused(key: str) -> None:
 )
 def test_canonical_key_branches_pass(key: str) -> None:
     assert key_branch_problem(key) is None
+
+
+# -- the objects a job may read and the claim checks it may follow (issue 21) ------------------
+
+
+def test_objects_must_be_in_the_jobs_own_upload_folder_of_the_upload_bucket() -> None:
+    from transflow._wire.keys import job_object_problems
+
+    mine = job(upload_id="up-1", user_id="mallory")
+    ok = S3ObjectRef("b", "uploads/main/users/mallory/up-1/a.wav")
+    assert job_object_problems(attrs.evolve(mine, objects=(ok,)), frozenset({"b"})) == []
+    for bucket, key in [
+        ("b", "uploads/main/users/alice/up-1/a.wav"),
+        ("b", "uploads/main/up-1/a.wav"),
+        ("b", "uploads/dev/users/mallory/up-1/a.wav"),
+        ("b", "uploads/main/users/mallory/up-1x/a.wav"),
+        ("b", "uploads/main/users/mallory/up-1/"),
+        ("b", "uploads/main/users/mallory/up-1/../../alice/up-1/a.wav"),
+        ("b", "uploads/main/users/mallory/up-1//a.wav"),
+        ("b", "uploads/main/users/mallory/up-1/a\nb.wav"),
+        ("b", "outputs/main/users/mallory/up-1/a.wav"),
+        ("other", "uploads/main/users/mallory/up-1/a.wav"),
+    ]:
+        forged = attrs.evolve(mine, objects=(ok, S3ObjectRef(bucket, key)))
+        problems = job_object_problems(forged, frozenset({"b"}))
+        assert len(problems) == 1, (key, problems)
+        assert problems[0].startswith("objects[1].")
+
+
+@given(st.text(max_size=60), st.sampled_from(["mallory", None]))
+def test_no_key_outside_the_folder_passes(rest: str, user: str | None) -> None:
+    from transflow._wire.keys import job_object_problems, job_upload_prefix
+
+    mine = job(upload_id="up-1", user_id=user)
+    key = "uploads/main/users/alice/up-1/" + rest
+    forged = attrs.evolve(mine, objects=(S3ObjectRef("b", key),))
+    assert job_object_problems(forged, frozenset({"b"})) != []
+    inside = job_upload_prefix(mine) + rest
+    clean = attrs.evolve(mine, objects=(S3ObjectRef("b", inside),))
+    if not job_object_problems(clean, frozenset({"b"})):
+        assert ".." not in inside.split("/")
+        assert inside.startswith(job_upload_prefix(mine))
+
+
+@pytest.mark.parametrize(
+    ("key", "branch", "ok"),
+    [
+        ("transflow/claims/main/up-1/d.json", "main", True),
+        ("transflow/claims/main/up-1/d.json", None, True),
+        ("transflow/claims/dev/up-1/d.json", "main", False),
+        ("transflow/claims/main/up-2/d.json", "main", False),
+        ("transflow/claims/main/up-1/x/d.json", "main", False),
+        ("transflow/claims/Main/up-1/d.json", None, False),
+        ("transflow/claims/main/up-1/d.txt", "main", False),
+        ("uploads/main/up-1/d.json", "main", False),
+        ("transflow/claims/main/up-1/../d.json", "main", False),
+    ],
+)
+def test_claim_checks_must_be_the_bridges_for_the_upload(
+    key: str, branch: str | None, ok: bool
+) -> None:
+    from transflow._wire.keys import claim_key_problems
+
+    assert (claim_key_problems(key, "transflow/claims/", "up-1", branch) == []) is ok

@@ -340,13 +340,24 @@ def test_fanout_policies_scope_the_topic_and_the_instance_queues() -> None:
         "ConsumeInstanceQueues",
         "ManageInstanceQueues",
         "SubscribeInstanceQueues",
+        "FindTopicSubscriptions",
         "LeaveProgressTopic",
         "FindInstanceQueues",
+        "ReadStatusRecords",
     }
     for sid in ("ConsumeInstanceQueues", "ManageInstanceQueues"):
         assert stream[sid]["Resource"] == [instances]
     assert "sqs:DeleteQueue" in stream["ManageInstanceQueues"]["Action"]
     assert stream["SubscribeInstanceQueues"]["Resource"] == [topic]
+    # Issue 21: SQS subscriptions of instance queues only.
+    assert stream["SubscribeInstanceQueues"]["Condition"] == {
+        "StringEquals": {"sns:Protocol": ["sqs"]},
+        "StringLike": {"sns:Endpoint": [instances]},
+    }
+    assert stream["ReadStatusRecords"]["Action"] == ["s3:GetObject"]
+    assert stream["ReadStatusRecords"]["Resource"] == [
+        "arn:aws:s3:::shop-uploads/outputs/feature-checkout/*/status.json"
+    ]
     # Only what has no resource-level permissions is granted wider.
     assert stream["LeaveProgressTopic"] == {
         "Sid": "LeaveProgressTopic",

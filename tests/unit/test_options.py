@@ -26,6 +26,7 @@ def _processor(**options: Any) -> JobProcessor:
     return JobProcessor(
         TemplateRegistry(),
         s3_client=CLIENT,
+        upload_bucket="uploads",
         sqs_client=CLIENT,
         output_bucket="out",
         **{"progress": ProgressQueue("https://q"), **options},
@@ -59,6 +60,7 @@ def test_processor_registry_must_be_a_registry() -> None:
         JobProcessor(
             {},  # type: ignore[arg-type]
             s3_client=CLIENT,
+            upload_bucket="uploads",
             sqs_client=CLIENT,
             progress=ProgressQueue("https://q"),
         )
@@ -75,6 +77,7 @@ def test_processor_accepts_its_defaults_and_edges() -> None:
 
 
 def _bridge(**options: Any) -> GroupingBridge:
+    options.setdefault("upload_bucket", "uploads")
     return GroupingBridge(
         CLIENT, CLIENT, queue_url=options.pop("queue_url", "https://q"), **options
     )
@@ -91,6 +94,8 @@ def _bridge(**options: Any) -> GroupingBridge:
         ("claim_bucket", ""),
         ("claim_prefix", ""),
         ("retry", None),
+        ("upload_bucket", None),
+        ("upload_bucket", ""),
     ],
 )
 def test_bridge_options_are_refused(name: str, value: object) -> None:

@@ -410,6 +410,7 @@ def _offline_processor() -> JobProcessor:
     return JobProcessor(
         TemplateRegistry(),
         s3_client=session.client("s3", endpoint_url="http://127.0.0.1:9"),
+        upload_bucket="b",
         sqs_client=session.client("sqs", endpoint_url="http://127.0.0.1:9"),
         progress=ProgressQueue("http://127.0.0.1:9/q.fifo"),
         output_bucket="out",

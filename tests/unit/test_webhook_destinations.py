@@ -260,6 +260,7 @@ def test_the_processor_refuses_a_template_with_a_refused_webhook_when_it_is_made
             s3_client=client,  # type: ignore[arg-type]
             sqs_client=client,  # type: ignore[arg-type]
             progress=ProgressQueue("https://q"),
+            upload_bucket="uploads",
             output_bucket="out",
         )
 

@@ -42,7 +42,7 @@ from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.options import between, positive
-from transflow.errors import ConfigError, JobFailedError, TransflowError
+from transflow.errors import ConfigError, JobConfinementError, JobFailedError, TransflowError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -483,8 +483,8 @@ class QueuePoller:
         token = _current.set(held.delivery)
         try:
             self.handler(held.message)
-        except JobFailedError as exc:
-            # The job processor has logged this failure already, with its traceback once.
+        except (JobFailedError, JobConfinementError) as exc:
+            # The job processor has logged this failure (or refusal) already, once.
             log.debug("%s: message %s failed: %s", self.name, held.message.message_id, exc)
             return False
         except TransflowError as exc:

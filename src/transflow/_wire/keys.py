@@ -14,14 +14,18 @@ from __future__ import annotations
 import re
 
 from transflow._wire.model import ProcessingJob
-from transflow._wire.naming import branch_problem
+from transflow._wire.naming import branch_problem, is_canonical_branch
 from transflow._wire.safenames import MAX_USER_ID_CHARS, safe_user_id
 
 __all__ = [
     "STATUS_RECORD_NAME",
+    "claim_key_problems",
+    "folder_status_key",
     "is_user_folder",
     "job_key_problems",
+    "job_object_problems",
     "job_output_prefix",
+    "job_upload_prefix",
     "output_prefix",
     "status_key",
     "upload_prefix",
@@ -75,6 +79,76 @@ def job_key_problems(job: ProcessingJob) -> list[str]:
     return problems
 
 
+def job_upload_prefix(job: ProcessingJob) -> str:
+    """``uploads/{branch}/[users/{folder}/]{uploadId}/``: the one folder a job's inputs may
+    be read from (the job carries the user's folder name, see :func:`job_key_problems`)."""
+    user = f"users/{job.user.user_id}/" if job.user is not None else ""
+    return f"uploads/{job.branch}/{user}{job.upload_id}/"
+
+
+def _segments_problem(rest: str) -> str | None:
+    # S3 keys are opaque, but a proxy or a copy tool may normalise paths: no segment that
+    # could climb out of the folder, and no empty file name.
+    parts = rest.split("/")
+    if not rest or parts[-1] == "":
+        return "names no file"
+    if any(p in ("", ".", "..") for p in parts):
+        return "has an empty, '.' or '..' segment"
+    if any(ord(c) < 0x20 or c == "\x7f" for c in rest):
+        return "has a control character"
+    return None
+
+
+def job_object_problems(job: ProcessingJob, upload_buckets: frozenset[str]) -> list[str]:
+    """Why the processor must not read the objects of ``job`` (empty when it may): each
+    must be in one of ``upload_buckets`` and under the job's own upload folder
+    (:func:`job_upload_prefix`), so a job of one user (or an anonymous one, or one of
+    another branch) can never read another user's files or any output."""
+    folder = job_upload_prefix(job)
+    problems: list[str] = []
+    for index, ref in enumerate(job.objects):
+        where = f"objects[{index}]"
+        if ref.bucket not in upload_buckets:
+            problems.append(
+                f"{where}.bucket: {ref.bucket[:80]!r} is not the upload bucket "
+                f"({', '.join(sorted(upload_buckets))})"
+            )
+        if not ref.key.startswith(folder):
+            problems.append(
+                f"{where}.key: {ref.key[:120]!r} is not under the job's folder {folder!r}"
+            )
+            continue
+        why = _segments_problem(ref.key[len(folder) :])
+        if why is not None:
+            problems.append(f"{where}.key: {ref.key[:120]!r} {why}")
+    return problems
+
+
+def claim_key_problems(
+    key: str, claim_prefix: str, upload_id: str, branch: str | None
+) -> list[str]:
+    """Why a claim check at ``key`` cannot be the one the bridge wrote for upload
+    ``upload_id`` (of ``branch``, when the message names it): the bridge writes
+    ``{claim_prefix}{branch}/{uploadId}/{dedup id}.json``."""
+    if not key.startswith(claim_prefix):
+        return [f"claimCheck.key: {key[:120]!r} is not under the claim prefix {claim_prefix!r}"]
+    parts = key[len(claim_prefix) :].split("/")
+    expected = f"{claim_prefix}{branch or '{branch}'}/{upload_id}/{{name}}.json"
+    if (
+        len(parts) != 3
+        or not is_canonical_branch(parts[0])
+        or (branch is not None and parts[0] != branch)
+        or parts[1] != upload_id
+        or not parts[2].endswith(".json")
+        or _segments_problem(parts[2]) is not None
+    ):
+        return [
+            f"claimCheck.key: {key[:120]!r} is not the claim check of this message's upload "
+            f"(expected {expected[:200]!r})"
+        ]
+    return []
+
+
 def _user_part(user_id: str | None) -> str:
     return f"users/{safe_user_id(user_id)}/" if user_id else ""
 
@@ -91,16 +165,26 @@ def output_prefix(branch: str, upload_id: str, user_id: str | None = None) -> st
     return f"outputs/{branch}/{_user_part(user_id)}{upload_id}/"
 
 
+def _folder_output_prefix(branch: str, upload_id: str, folder: str | None) -> str:
+    user = ""
+    if folder is not None:
+        user = f"users/{folder if is_user_folder(folder) else safe_user_id(folder)}/"
+    return f"outputs/{branch}/{user}{upload_id}/"
+
+
 def job_output_prefix(job: ProcessingJob) -> str:
     """The output prefix of a job, by its branch, user folder and upload.
 
     The job carries the user's folder name already (see :func:`job_key_problems`); a user
     id that is not one is made one, so no job can place keys outside its folder."""
-    user = ""
-    if job.user is not None:
-        uid = job.user.user_id
-        user = f"users/{uid if is_user_folder(uid) else safe_user_id(uid)}/"
-    return f"outputs/{job.branch}/{user}{job.upload_id}/"
+    folder = job.user.user_id if job.user is not None else None
+    return _folder_output_prefix(job.branch, job.upload_id, folder)
+
+
+def folder_status_key(branch: str, upload_id: str, folder: str | None) -> str:
+    """The status record's key for a user *folder name* as a job carries it (not cleaned a
+    second time, which would name another folder), or for no user."""
+    return _folder_output_prefix(branch, upload_id, folder) + STATUS_RECORD_NAME
 
 
 def status_key(branch: str, upload_id: str, user_id: str | None = None) -> str:

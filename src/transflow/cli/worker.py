@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from transflow._aws.poller import poller_client_config
@@ -63,11 +64,17 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="jobs at once (default 4)")
     parser.add_argument("--output-bucket", help="for templates that do not name one")
     parser.add_argument(
+        "--upload-bucket",
+        default=os.environ.get("TRANSFLOW_UPLOAD_BUCKET") or None,
+        help="the bridge's upload bucket (default: $TRANSFLOW_UPLOAD_BUCKET; required): "
+        "inputs are read from the job's own folder of it only",
+    )
+    parser.add_argument(
         "--claim-bucket",
         action="append",
         default=None,
-        help="a bucket the bridge stores claim checks in (repeatable; default: the output "
-        "buckets); claim checks elsewhere are refused",
+        help="a bucket the bridge stores claim checks in (repeatable; default: the upload "
+        "and output buckets); claim checks elsewhere are refused",
     )
     parser.add_argument(
         "--visibility-timeout",
@@ -135,6 +142,11 @@ def worker_command(ctx: Context) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     registry = load_registry(ctx.args.templates)
     webhooks = webhook_sender(ctx.args, registry)
+    if not ctx.args.upload_bucket:
+        raise ConfigError(
+            "transflow worker needs the upload bucket: pass --upload-bucket or set "
+            "TRANSFLOW_UPLOAD_BUCKET (jobs are only read from it)"
+        )
     config = ctx.config
     urls = resolve_queue_urls(ctx.sqs(), config)
     sqs: SQSClient = ctx.session().client(
@@ -149,6 +161,7 @@ def worker_command(ctx: Context) -> int:
         sqs_client=sqs,
         progress=resolve_progress_destination(sqs, config, sns=sns),
         sns_client=sns,
+        upload_bucket=ctx.args.upload_bucket,
         output_bucket=ctx.args.output_bucket,
         claim_buckets=ctx.args.claim_bucket,
         max_receive_count=config.sqs.max_receive_count,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import botocore.exceptions
 
-from transflow._aws.claimcheck import ClaimCheck, store_claimed_job
+from transflow._aws.claimcheck import DEFAULT_CLAIM_PREFIX, ClaimCheck, store_claimed_job
 from transflow._aws.lambda_batch import (
     PartialBatchResponse,
     partial_batch_response,
@@ -67,7 +67,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLAIM_PREFIX = "transflow/claims/"
 _DENIED = frozenset({"403", "AccessDenied", "Forbidden"})
 
 T = TypeVar("T")
@@ -147,8 +146,8 @@ def _message_ids(event: object) -> tuple[str, ...]:
 class GroupingBridge:
     """Turns S3 notifications into processing jobs on the FIFO processing queue.
 
-    ``upload_bucket`` is the bucket uploads arrive in: a notification for any other bucket
-    is a failed record, never a job (None accepts every bucket; give it in production).
+    ``upload_bucket`` (required) is the bucket uploads arrive in: a notification for any
+    other bucket is a failed record, never a job.
     ``claim_bucket`` holds jobs too large for one message (default: the bucket of the
     upload); ``whole_uploads`` emits one job per upload once all its files have arrived,
     when their metadata carries the file count. Clients are used from worker threads
@@ -159,9 +158,7 @@ class GroupingBridge:
     sqs_client: SQSClient
     s3_client: S3Client
     queue_url: str = attrs.field(kw_only=True, validator=options.non_empty_text)
-    upload_bucket: str | None = attrs.field(
-        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
-    )
+    upload_bucket: str = attrs.field(kw_only=True, validator=options.non_empty_text)
     claim_bucket: str | None = attrs.field(
         default=None, kw_only=True, validator=options.optional(options.non_empty_text)
     )
@@ -292,7 +289,7 @@ class GroupingBridge:
         return records, skipped, failed
 
     def _refusal(self, record: S3Record) -> str | None:
-        if self.upload_bucket is not None and record.bucket != self.upload_bucket:
+        if record.bucket != self.upload_bucket:
             return (
                 f"the record is for bucket {record.bucket[:80]!r}, not the upload bucket "
                 f"{self.upload_bucket!r}; the bridge makes jobs of its own bucket's uploads "

@@ -32,7 +32,7 @@ from transflow._aws.sqs_batch import (
     send_batch,
 )
 from transflow._wire.jsontext import JsonTextError, parse_json
-from transflow._wire.keys import status_key
+from transflow._wire.keys import folder_status_key
 from transflow._wire.limits import MAX_MESSAGE_BYTES
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressEvent, ProgressType
@@ -290,7 +290,9 @@ def _release(sqs: SQSClient, url: str, messages: Iterable[ReceivedMessage]) -> N
 def _status_reason(s3: S3Client, bucket: str, job: FailedJob) -> str | None:
     if job.upload_id is None or job.branch is None:
         return None
-    key = status_key(job.branch, job.upload_id, job.user_id)
+    # A job carries the user's folder name (already cleaned): cleaning it again would look
+    # in another folder and find no record, so no reason.
+    key = folder_status_key(job.branch, job.upload_id, job.user_id)
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except botocore.exceptions.ClientError as exc:

@@ -68,6 +68,7 @@ class Condition(TypedDict, total=False):
     """The condition operators the documents use."""
 
     StringLike: dict[str, list[str]]
+    StringEquals: dict[str, list[str]]
 
 
 class PolicyStatement(TypedDict):
@@ -212,7 +213,11 @@ def build_policies(
         read_claims,
     ]
 
-    stream = [_statement("ConsumeProgress", CONSUME, [progress])]
+    # StatusRecordSnapshots (docs/streaming.md): the snapshot of an upload the hub has not
+    # seen comes from its status record; the stream role reads those and no other output.
+    status_records = f"arn:{partition}:s3:::{output_bucket}/{outputs}*/{STATUS_RECORD_NAME}"
+    read_status = _statement("ReadStatusRecords", ["s3:GetObject"], [status_records])
+    stream = [_statement("ConsumeProgress", CONSUME, [progress]), read_status]
     fanout_operator: list[PolicyStatement] = []
     fanout_recovery: list[PolicyStatement] = []
     if fanout is not None:
@@ -228,13 +233,22 @@ def build_policies(
         stream = [
             _statement("ConsumeInstanceQueues", CONSUME, [instances]),
             _statement("ManageInstanceQueues", MANAGE_INSTANCE_QUEUES, [instances]),
+            # Only SQS subscriptions of instance queues: a compromised stream host cannot
+            # add an https, e-mail or foreign-queue subscription that reads the branch.
             _statement(
                 "SubscribeInstanceQueues",
-                ["sns:Subscribe", "sns:ListSubscriptionsByTopic"],
+                ["sns:Subscribe"],
                 [topic],
+                Condition(
+                    StringEquals={"sns:Protocol": ["sqs"]},
+                    StringLike={"sns:Endpoint": [instances]},
+                ),
             ),
+            # The sweep of crashed instances lists the topic's subscriptions.
+            _statement("FindTopicSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic]),
             unsubscribe,
             list_queues,
+            read_status,
         ]
         # The scheduled recovery's final errors go where progress goes: the topic.
         fanout_recovery = [_statement("AnnounceErrorsToTopic", ["sns:Publish"], [topic])]

@@ -7,8 +7,10 @@ half-way, no job is ever sent, and whoever watches the upload's channel waits fo
 newer than ``max_age``), publishes a final ``error`` progress event for each and writes a
 failed status record (``error: UPLOAD_INCOMPLETE``). The status record is also what makes the
 sweep idempotent: an upload that has one (from the processor or an earlier sweep) is left
-alone. A file that still arrives later makes the bridge send the job as usual, and the
-processor then overwrites the failed record.
+alone, and the sweep writes its record only if there is still none (a conditional PUT,
+``If-None-Match: *``), so a processor that completes the upload between the sweep's read and
+its write keeps its record. A file that still arrives later makes the bridge send the job as
+usual, and the processor then overwrites the failed record.
 
 Run it on a schedule next to :func:`transflow.ops.dlq.announce` (the SAM template's
 recovery function does both; see examples/lambda_recovery.py).
@@ -36,7 +38,7 @@ from transflow.ingest.metadata import read_upload_metadata
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, first_seq
 from transflow.processing.status import AssemblyStatus, now_text
-from transflow.processing.storage import read_status_record, write_status_record
+from transflow.processing.storage import S3JobStorage, StatusConflict, read_status_record
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -250,7 +252,9 @@ def sweep_stale_uploads(
             problems.append(f"{folder.prefix}: {exc}")
             continue
         stale.append(judged)
-    failed = _close(s3, publisher, stale, output_bucket=output_bucket, now=now, problems=problems)
+    failed = _close(
+        s3, publisher, stale, output_bucket=output_bucket, now=now, problems=problems, closed=closed
+    )
     report = SweepReport(len(folders), tuple(failed), tuple(closed), tuple(problems))
     log.info(
         "stale-upload sweep: %d quiet folder(s), %d upload(s) failed now, %d already closed, "
@@ -273,6 +277,7 @@ def _close(
     output_bucket: str,
     now: float,
     problems: list[str],
+    closed: list[str],
 ) -> list[StaleUpload]:
     if not stale:
         return []
@@ -285,13 +290,20 @@ def _close(
     for upload in stale:
         if upload.prefix not in delivered:
             continue
+        key = status_key(upload.branch, upload.upload_id, upload.user_id)
         try:
-            write_status_record(
-                s3,
-                output_bucket,
-                status_key(upload.branch, upload.upload_id, upload.user_id),
-                _record(upload, _message(upload)),
+            S3JobStorage(s3).put_status_record(
+                output_bucket, key, _record(upload, _message(upload)), if_match=None
             )
+        except StatusConflict:
+            # The processor (or another sweep) wrote the record since it was read: it stays.
+            log.warning(
+                "stale-upload sweep: upload %s got a status record while it was being "
+                "failed; that record is kept (its error event was already sent)",
+                upload.upload_id,
+            )
+            closed.append(upload.upload_id)
+            continue
         except botocore.exceptions.ClientError as exc:
             problems.append(f"upload {upload.upload_id}: status record not written ({exc})")
             continue

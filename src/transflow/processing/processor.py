@@ -29,7 +29,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 
-from transflow._aws.claimcheck import ClaimCheck, decode_job_message
+from transflow._aws.claimcheck import (
+    DEFAULT_CLAIM_PREFIX,
+    MAX_CLAIM_CHECK_BYTES,
+    ClaimCheck,
+    decode_job_message,
+)
 from transflow._aws.emf import emit
 from transflow._aws.lambda_batch import (
     LambdaContext,
@@ -38,7 +43,7 @@ from transflow._aws.lambda_batch import (
 )
 from transflow._aws.retry import RetryPolicy
 from transflow._wire import options
-from transflow._wire.keys import job_key_problems
+from transflow._wire.keys import claim_key_problems, job_key_problems, job_object_problems
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
 from transflow.errors import (
@@ -144,10 +149,16 @@ class JobProcessor:
     retry: the error webhook is sent only once, on the last attempt. ``raise_on_total_failure``
     makes :meth:`handle` raise :class:`BatchFailedError` when every record failed.
     ``storage`` reads and writes the job's bytes (default: :class:`~.storage.S3JobStorage`
-    over ``s3_client``). ``claim_buckets`` are the buckets a claim check may point at
-    (default: the output buckets); pass the bridge's claim bucket, which is its upload
-    bucket unless it names one: a claim check anywhere else is refused
-    (:class:`JobConfinementError`), as is any job whose branch, upload id or user id would
+    over ``s3_client``).
+
+    Confinement: ``upload_bucket`` (required, the bridge's) is the only bucket a job's
+    inputs are read from, and only from the job's own folder
+    ``uploads/{branch}/[users/{id}/]{uploadId}/``. ``claim_buckets`` are the buckets a
+    claim check may point at (default: the upload bucket and the output buckets; pass the
+    bridge's ``claim_bucket`` if it names another), under ``claim_prefix`` (the bridge's),
+    at most ``max_claim_bytes`` long, and the job it holds must be the one the message
+    names (upload id, branch, user). Anything else is refused before any effect with
+    :class:`JobConfinementError`, as is a job whose branch, upload id or user id would
     place keys outside ``outputs/{branch}/[users/{id}/]{uploadId}/``. Every option is
     checked here: a wrong one raises :class:`ConfigError`.
     """
@@ -182,8 +193,17 @@ class JobProcessor:
     )
     # Fan-out mode (a ProgressTopic): the client that publishes to it.
     sns_client: SNSClient | None = attrs.field(default=None, kw_only=True)
+    upload_bucket: str = attrs.field(kw_only=True, validator=options.non_empty_text)
     claim_buckets: frozenset[str] | None = attrs.field(
         default=None, kw_only=True, converter=_bucket_set
+    )
+    claim_prefix: str = attrs.field(
+        default=DEFAULT_CLAIM_PREFIX, kw_only=True, validator=options.non_empty_text
+    )
+    max_claim_bytes: int = attrs.field(
+        default=MAX_CLAIM_CHECK_BYTES,
+        kw_only=True,
+        validator=options.bounded_int(1_024, 256 * 1024 * 1024),
     )
     publisher: ProgressPublisher = attrs.field(init=False)
 
@@ -213,7 +233,17 @@ class JobProcessor:
         if self.claim_buckets is not None:
             return self.claim_buckets
         found = {self._bucket_of(t) for t in self.registry} | {self.output_bucket}
-        return frozenset(b for b in found if b)
+        return frozenset(b for b in found if b) | {self.upload_bucket}
+
+    def _refused(self, what: str, problems: list[str]) -> JobConfinementError:
+        """The error for a job refused before any effect, logged once and counted (the
+        ``JobsRefused`` metric): the message fails, without a status record, an event or a
+        webhook (a forged job must not write into the upload it names), and the redrive
+        policy dead-letters it."""
+        refused = JobConfinementError(problems)
+        log.error("%s refused: %s", what, refused)
+        emit({"JobsRefused": (1, "Count")}, {}, properties={"refused": what[:200]})
+        return refused
 
     # -- Lambda -----------------------------------------------------------------------------
 
@@ -265,18 +295,7 @@ class JobProcessor:
             )
             raise
         if isinstance(decoded, ClaimCheck):
-            known = self.known_claim_buckets()
-            if decoded.bucket not in known:
-                refused = JobConfinementError(
-                    [
-                        f"claimCheck.bucket: {decoded.bucket[:80]!r} is not one of the "
-                        f"processor's claim buckets {sorted(known)}; pass the bridge's claim "
-                        "bucket as JobProcessor(claim_buckets=...)"
-                    ]
-                )
-                log.error("message %s refused: %s", message.message_id, refused)
-                raise refused
-            decoded = self._resolve_claim(message, decoded)
+            decoded = self._claimed_job(message, decoded)
         self.run_job(
             decoded,
             attempt=message.receive_count,
@@ -286,9 +305,37 @@ class JobProcessor:
             lease_held=lease_held,
         )
 
+    def _claimed_job(self, message: ReceivedMessage, claim: ClaimCheck) -> ProcessingJob:
+        """The job of a claim check: only one the bridge wrote for the message's upload is
+        read (bucket, prefix, key layout), and only the job the message names is run."""
+        what = f"message {message.message_id} (claim check of upload {claim.upload_id[:80]!r})"
+        known = self.known_claim_buckets()
+        problems = []
+        if claim.bucket not in known:
+            problems.append(
+                f"claimCheck.bucket: {claim.bucket[:80]!r} is not one of the processor's "
+                f"claim buckets {sorted(known)}; pass the bridge's claim bucket as "
+                "JobProcessor(claim_buckets=...)"
+            )
+        problems += claim_key_problems(claim.key, self.claim_prefix, claim.upload_id, claim.branch)
+        if problems:
+            raise self._refused(what, problems)
+        try:
+            job = self._resolve_claim(message, claim)
+        except JobConfinementError as exc:
+            raise self._refused(what, list(exc.problems)) from None
+        # A message of an older bridge names no branch: the key's (checked above) stands in.
+        key_branch = claim.key[len(self.claim_prefix) :].split("/", 1)[0]
+        problems = attrs.evolve(claim, branch=claim.branch or key_branch).identity_problems(job)
+        if problems:
+            raise self._refused(what, problems)
+        return job
+
     def _resolve_claim(self, message: ReceivedMessage, claim: ClaimCheck) -> ProcessingJob:
         try:
-            return self.storage.read_claimed_job(claim)
+            return self.storage.read_claimed_job(claim, max_bytes=self.max_claim_bytes)
+        except JobConfinementError:
+            raise
         except JobFormatError as exc:
             log.warning(
                 "message %s: the claimed job at s3://%s/%s is malformed: %s",
@@ -330,12 +377,13 @@ class JobProcessor:
         fails, :class:`JobCancelledError` when ``cancelled()`` turned true (or
         :class:`LeaseLostError` when ``lease_held()`` turned false) before it completed,
         and :class:`JobConfinementError`, before any effect, for a job whose keys would
-        leave its output folder."""
+        leave its output folder or whose objects are not in its own upload folder of the
+        upload bucket."""
         problems = job_key_problems(job)
+        if not problems:
+            problems = job_object_problems(job, frozenset({self.upload_bucket}))
         if problems:
-            refused = JobConfinementError(problems)
-            log.error("upload %r refused: %s", job.upload_id[:80], refused)
-            raise refused
+            raise self._refused(f"upload {job.upload_id[:80]!r}", problems)
         stream = self.publisher.stream(
             job.upload_id, job.branch, attempt=attempt, attempt_token=attempt_token
         )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import botocore.exceptions
 
-from transflow._aws.claimcheck import ClaimCheck, load_claimed_job
+from transflow._aws.claimcheck import MAX_CLAIM_CHECK_BYTES, ClaimCheck, load_claimed_job
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._wire.model import ProcessingJob
 from transflow.errors import TransflowError
@@ -96,8 +96,12 @@ class JobStorage(Protocol):
         """Stream a local file to ``bucket``/``key``; return its ETag ("" when unknown)."""
         ...
 
-    def read_claimed_job(self, claim: ClaimCheck) -> ProcessingJob:
-        """The job a claim check points at."""
+    def read_claimed_job(
+        self, claim: ClaimCheck, *, max_bytes: int = MAX_CLAIM_CHECK_BYTES
+    ) -> ProcessingJob:
+        """The job a claim check points at; raises
+        :class:`~transflow.errors.JobConfinementError`, having read no more than
+        ``max_bytes`` + 1 bytes, when it is larger."""
         ...
 
 
@@ -238,5 +242,7 @@ class S3JobStorage:
         self.s3.upload_file(str(local_path), bucket, key, ExtraArgs={"ContentType": content_type})
         return ""
 
-    def read_claimed_job(self, claim: ClaimCheck) -> ProcessingJob:
-        return load_claimed_job(self.s3, claim)
+    def read_claimed_job(
+        self, claim: ClaimCheck, *, max_bytes: int = MAX_CLAIM_CHECK_BYTES
+    ) -> ProcessingJob:
+        return load_claimed_job(self.s3, claim, max_bytes=max_bytes)

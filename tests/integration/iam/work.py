@@ -29,6 +29,7 @@ from transflow import (
     S3ObjectRef,
     TemplateRegistry,
     UploadFile,
+    UploadState,
     UploadTicket,
     create_upload,
     ensure_queues,
@@ -43,8 +44,10 @@ from transflow.ops.iam import DEFAULT_CLAIM_PREFIX, PolicyDocument
 from transflow.ops.metrics import queue_stats
 from transflow.ops.provision import QueueUrls, resolve_queue_urls
 from transflow.ops.recovery import INCOMPLETE_ERROR, sweep_stale_uploads
+from transflow.processing.status import ASSEMBLY_COMPLETED, AssemblyStatus
 from transflow.processing.storage import read_status_record as load_status
 from transflow.streaming.apps import wsgi_app
+from transflow.streaming.records import StatusRecordSnapshots
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -175,6 +178,7 @@ def run_bridge(stack: Stack, files: int, *, max_message_bytes: int = 262_144) ->
         bridge.sqs(),
         bridge.s3(),
         queue_url=stack.urls.processing,
+        upload_bucket=UPLOADS,
         claim_bucket=None if stack.claim_check_prefix is None else claim_bucket,
         claim_prefix=claim_prefix,
         max_message_bytes=max_message_bytes,
@@ -213,10 +217,12 @@ def processor(stack: Stack) -> JobProcessor:
     return JobProcessor(
         registry,
         s3_client=role.s3(),
+        upload_bucket=UPLOADS,
         sqs_client=role.sqs(),
         progress=ProgressQueue(stack.urls.progress),
         output_bucket=OUTPUTS,
         claim_buckets=[stack.claims()[0]],
+        claim_prefix=stack.claims()[1],
         retry_policy=FAST,
         flush_after=0.0,
     )
@@ -313,7 +319,17 @@ def sse_server(stack: Stack) -> Iterator[str]:
 
 
 def stream_work(stack: Stack) -> None:
-    """A published event reaches a browser watching its upload."""
+    """A published event reaches a browser watching its upload; the snapshot of an upload
+    the hub has not seen comes from its status record (StatusRecordSnapshots)."""
+    record = AssemblyStatus(
+        "up-r", "up-r", "audio-demo", BRANCH, None, "fp", 1, "t", ok=ASSEMBLY_COMPLETED
+    )
+    key = status_key(BRANCH, "up-r")
+    stack.harness.s3().put_object(Bucket=OUTPUTS, Key=key, Body=record.to_json().encode())
+    snapshots = StatusRecordSnapshots(stack.roles["stream"].s3(), OUTPUTS)
+    recorded = snapshots(f"upload:{BRANCH}:up-r")
+    assert recorded is not None, stack.roles["stream"].denied
+    assert recorded.state is UploadState.COMPLETED
     event = ProgressEvent.create("done", upload_id="up-s", branch=BRANCH, seq=1)
     with sse_server(stack) as base:
         token = issue_stream_token(STREAM_SECRET, f"upload:{BRANCH}:up-s")

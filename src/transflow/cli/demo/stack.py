@@ -167,7 +167,7 @@ class DemoStack:
             progress=ProgressQueue(self.urls.progress),
             max_receive_count=s.max_receive_count,
             flush_after=0.1,
-            claim_buckets=[s.upload_bucket, s.output_bucket],
+            upload_bucket=s.upload_bucket,
         )
         bridge_poller = QueuePoller(
             sqs,
