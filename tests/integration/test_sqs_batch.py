@@ -145,6 +145,33 @@ def test_delete_reports_a_stale_receipt_handle_and_deletes_the_rest(bare_sqs: SQ
     assert counter.count("DeleteMessageBatch") == 2
 
 
+@pytest.mark.parametrize(
+    "code", ["ReceiptHandleIsInvalid", "AWS.SimpleQueueService.ReceiptHandleIsInvalid"]
+)
+def test_an_invalid_receipt_handle_is_never_retried_whatever_sender_fault_says(
+    bare_sqs: SQSClient, code: str
+) -> None:
+    # LocalStack answers a stale handle this way (SenderFault=false): retrying it only
+    # repeats the call until the attempts run out.
+    url = fifo(bare_sqs)
+    send_batch(bare_sqs, url, messages(3, groups=3), policy=FAST)
+    received = bare_sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert len(received) == 3
+    faults = EntryFaults(
+        bare_sqs,
+        "DeleteMessageBatch",
+        lambda _call, entry: (code, False) if entry["Id"] == "e1" else None,
+    )
+    handles = [(f"m{i}", m["ReceiptHandle"]) for i, m in enumerate(received)]
+    with count_requests(bare_sqs) as counter:
+        result = delete_batch(bare_sqs, url, handles, policy=FAST)
+    assert faults.injected == 1
+    assert [(f.key, f.code, f.sender_fault) for f in result.failed] == [("m1", code, False)]
+    assert set(result.succeeded) == {"m0", "m2"}
+    assert counter.count("DeleteMessageBatch") == 1
+    assert result.calls == 1
+
+
 def test_change_visibility_releases_messages(bare_sqs: SQSClient) -> None:
     url = fifo(bare_sqs)
     send_batch(bare_sqs, url, messages(3), policy=FAST)

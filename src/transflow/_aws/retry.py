@@ -10,7 +10,14 @@ import botocore.exceptions
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tenacity.retry import retry_base
 
-__all__ = ["RETRYABLE_CODES", "RetryPolicy", "is_retryable_error"]
+__all__ = [
+    "PERMANENT_CODES",
+    "RETRYABLE_CODES",
+    "RetryPolicy",
+    "is_permanent_failure",
+    "is_retryable_entry",
+    "is_retryable_error",
+]
 
 # Error codes AWS documents as transient for SQS (and S3, which shares the helper).
 RETRYABLE_CODES = frozenset(
@@ -34,11 +41,50 @@ RETRYABLE_CODES = frozenset(
         "AWS.SimpleQueueService.ServiceUnavailable",
     }
 )
+# Error codes that no retry can cure, whatever the response's SenderFault or status says:
+# LocalStack answers a stale receipt handle with SenderFault=false, and retrying it only
+# multiplies calls (each try gets the same answer).
+PERMANENT_CODES = frozenset(
+    {
+        "ReceiptHandleIsInvalid",
+        "InvalidReceiptHandle",
+        "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+        "AWS.SimpleQueueService.InvalidReceiptHandle",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+        "BatchEntryIdsNotDistinct",
+        "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+        "InvalidBatchEntryId",
+        "AWS.SimpleQueueService.InvalidBatchEntryId",
+        "InvalidMessageContents",
+        "MessageTooLong",
+    }
+)
+# Codes generic enough that only the message tells a bad receipt handle apart.
+_GENERIC_INVALID_CODES = frozenset(
+    {"InvalidParameterValue", "InvalidParameterValueException", "ValidationError"}
+)
 _CONNECTION_ERRORS = (
     botocore.exceptions.ConnectionError,
     botocore.exceptions.HTTPClientError,
     botocore.exceptions.ReadTimeoutError,
 )
+
+
+def is_permanent_failure(code: str, message: str = "") -> bool:
+    """Whether an error code (with its message) means the same request can never succeed:
+    an invalid or stale receipt handle above all, which SenderFault does not always flag."""
+    if code in PERMANENT_CODES:
+        return True
+    return code in _GENERIC_INVALID_CODES and "receipt handle" in message.lower()
+
+
+def is_retryable_entry(code: str, sender_fault: bool, message: str = "") -> bool:
+    """Whether a failed batch entry may succeed if sent again. The code decides first
+    (permanent, then transient); only an unknown code leaves it to SenderFault."""
+    if is_permanent_failure(code, message):
+        return False
+    return code in RETRYABLE_CODES or not sender_fault
 
 
 def is_retryable_error(exc: BaseException) -> bool:
@@ -47,8 +93,11 @@ def is_retryable_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        if is_permanent_failure(code, error.get("Message", "")):
+            return False
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error.get("Code", "") in RETRYABLE_CODES or status == 429 or status >= 500
+        return code in RETRYABLE_CODES or status == 429 or status >= 500
     return False
 
 
