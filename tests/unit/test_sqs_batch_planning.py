@@ -84,10 +84,9 @@ def test_an_invalid_receipt_handle_is_never_retried(
     code: str, message: str, sender_fault: bool
 ) -> None:
     assert not is_retryable_entry(code, sender_fault, message)
-    error = botocore.exceptions.ClientError(
-        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 500}},
-        "DeleteMessage",
-    )
+    response = _response(code, 500)
+    response["Error"]["Message"] = message
+    error = botocore.exceptions.ClientError(response, "DeleteMessage")
     assert not is_retryable_error(error)
 
 
