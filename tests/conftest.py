@@ -2,6 +2,11 @@
 
 Integration tests take the ``aws`` fixture (or ``sqs``/``s3`` clients) and talk to moto over
 HTTP on a loopback port. Pure unit tests take nothing and touch no network.
+
+With ``TRANSFLOW_TEST_ENDPOINT=http://127.0.0.1:4566`` the same fixtures talk to that endpoint
+instead (LocalStack, started by ``make fidelity``): no moto server is started, each test
+starts from an endpoint emptied of queues, topics and buckets, and tests marked
+``moto_only("reason")`` are skipped there.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.endpoint import ENDPOINT_VARIABLE, RemoteEndpoint, loopback_endpoint
 from transflow.cli.local import LocalAws
 
 if TYPE_CHECKING:
@@ -50,6 +56,24 @@ def load_vector(name: str) -> Any:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "moto_only(reason): relies on behaviour of moto's server that the other endpoint "
+        f"({ENDPOINT_VARIABLE}) does not share; skipped there, with the reason",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get(ENDPOINT_VARIABLE):
+        return
+    for item in items:
+        marker = item.get_closest_marker("moto_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(reason=f"moto only: {reason}"))
+
+
 @pytest.fixture(autouse=True)
 def _restore_environment() -> Iterator[None]:
     """Whatever a test or an example does to os.environ is undone after it."""
@@ -61,14 +85,19 @@ def _restore_environment() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def aws_server() -> Iterator[LocalAws]:
-    """moto's server, started once per test session on a free loopback port."""
+    """moto's server, started once per test session on a free loopback port; or the
+    endpoint ``TRANSFLOW_TEST_ENDPOINT`` names (loopback only), which is left running."""
+    url = os.environ.get(ENDPOINT_VARIABLE)
+    if url:
+        yield RemoteEndpoint(url=loopback_endpoint(url))
+        return
     with LocalAws() as server:
         yield server
 
 
 @pytest.fixture
 def aws(aws_server: LocalAws) -> LocalAws:
-    """The moto server, wiped clean for this test."""
+    """The endpoint, wiped clean for this test."""
     aws_server.reset()
     return aws_server
 
