@@ -9,7 +9,7 @@ objects, versions and unfinished multipart uploads.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import attrs
@@ -18,6 +18,7 @@ from transflow.cli.local import LocalAws
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 __all__ = ["ENDPOINT_VARIABLE", "RemoteEndpoint", "loopback_endpoint"]
 
@@ -59,17 +60,17 @@ class RemoteEndpoint(LocalAws):
 
     def reset(self) -> None:
         sns = self.sns()
-        for page in sns.get_paginator("list_subscriptions").paginate():
-            for subscription in page.get("Subscriptions", []):
+        for subscriptions in sns.get_paginator("list_subscriptions").paginate():
+            for subscription in subscriptions.get("Subscriptions", []):
                 arn = subscription.get("SubscriptionArn", "")
                 if arn.startswith("arn:"):
                     sns.unsubscribe(SubscriptionArn=arn)
-        for page in sns.get_paginator("list_topics").paginate():
-            for topic in page.get("Topics", []):
+        for topics in sns.get_paginator("list_topics").paginate():
+            for topic in topics.get("Topics", []):
                 sns.delete_topic(TopicArn=topic["TopicArn"])
         sqs = self.sqs()
-        for page in sqs.get_paginator("list_queues").paginate():
-            for queue_url in page.get("QueueUrls", []):
+        for queues in sqs.get_paginator("list_queues").paginate():
+            for queue_url in queues.get("QueueUrls", []):
                 sqs.delete_queue(QueueUrl=queue_url)
         s3 = self.s3()
         for bucket in s3.list_buckets().get("Buckets", []):
@@ -77,14 +78,14 @@ class RemoteEndpoint(LocalAws):
 
 
 def _delete_bucket(s3: S3Client, name: str) -> None:
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
-        doomed: list[Any] = [
+    for versions in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        doomed: list[ObjectIdentifierTypeDef] = [
             {"Key": item["Key"], "VersionId": item["VersionId"]}
-            for item in page.get("Versions", []) + page.get("DeleteMarkers", [])  # type: ignore[operator]
+            for item in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]
         ]
         for start in range(0, len(doomed), 1000):
             s3.delete_objects(Bucket=name, Delete={"Objects": doomed[start : start + 1000]})
-    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=name):
-        for upload in page.get("Uploads", []):
+    for uploads in s3.get_paginator("list_multipart_uploads").paginate(Bucket=name):
+        for upload in uploads.get("Uploads", []):
             s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
     s3.delete_bucket(Bucket=name)

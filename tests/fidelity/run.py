@@ -59,7 +59,7 @@ def localstack_environment(port: int, volume: Path) -> dict[str, str]:
 
 def health(url: str) -> dict[str, str]:
     try:
-        with urllib.request.urlopen(f"{url}/_localstack/health", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{url}/_localstack/health", timeout=5) as response:
             return dict(json.load(response).get("services", {}))
     except (OSError, urllib.error.URLError, ValueError):
         return {}
@@ -103,7 +103,7 @@ def main() -> int:
         volume.mkdir()
         started = time.monotonic()
         with log.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603 - our own venv's python
+            process = subprocess.Popen(
                 [args.localstack, "-m", "localstack.runtime.main"],
                 env=localstack_environment(port, volume),
                 stdout=out,
@@ -114,9 +114,7 @@ def main() -> int:
             wait_ready(url, process, log)
             print(f"LocalStack up on {url} in {time.monotonic() - started:.1f} s", flush=True)
             env = dict(os.environ, TRANSFLOW_TEST_ENDPOINT=url)
-            return subprocess.call(  # noqa: S603 - pytest of this venv
-                [sys.executable, "-m", "pytest", *args.pytest_args], env=env
-            )
+            return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], env=env)
         finally:
             stop(process)
             errors = [line for line in log.read_text().splitlines() if " ERROR " in line]
