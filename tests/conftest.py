@@ -62,6 +62,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "moto_only(reason): relies on behaviour of moto's server that the other endpoint "
         f"({ENDPOINT_VARIABLE}) does not share; skipped there, with the reason",
     )
+    config.addinivalue_line(
+        "markers",
+        "localstack_xfail(reason): a known difference on LocalStack that is not ours to fix "
+        f"here; a strict xfail on the other endpoint ({ENDPOINT_VARIABLE}), with the reason",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -70,8 +75,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         marker = item.get_closest_marker("moto_only")
         if marker is not None:
-            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
-            item.add_marker(pytest.mark.skip(reason=f"moto only: {reason}"))
+            item.add_marker(pytest.mark.skip(reason=f"moto only: {_reason(marker)}"))
+        marker = item.get_closest_marker("localstack_xfail")
+        if marker is not None:
+            item.add_marker(pytest.mark.xfail(reason=_reason(marker), strict=True))
+
+
+def _reason(marker: pytest.Mark) -> str:
+    return str(marker.args[0] if marker.args else marker.kwargs.get("reason", ""))
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,8 @@ from transflow.cli.local import LocalAws
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 __all__ = ["ENDPOINT_VARIABLE", "RemoteEndpoint", "loopback_endpoint"]
 
@@ -47,6 +49,8 @@ class RemoteEndpoint(LocalAws):
     """An endpoint someone else started: start and stop do nothing, reset empties it."""
 
     url: str = attrs.field(default="", kw_only=True)
+    # Made once: building a client costs more than the few calls an empty reset makes.
+    _cleaners: tuple[SNSClient, SQSClient, S3Client] | None = attrs.field(default=None, init=False)
 
     def start(self) -> LocalAws:
         return self
@@ -59,7 +63,9 @@ class RemoteEndpoint(LocalAws):
         return self.url
 
     def reset(self) -> None:
-        sns = self.sns()
+        if self._cleaners is None:
+            self._cleaners = (self.sns(), self.sqs(), self.s3())
+        sns, sqs, s3 = self._cleaners
         for subscriptions in sns.get_paginator("list_subscriptions").paginate():
             for subscription in subscriptions.get("Subscriptions", []):
                 arn = subscription.get("SubscriptionArn", "")
@@ -68,11 +74,9 @@ class RemoteEndpoint(LocalAws):
         for topics in sns.get_paginator("list_topics").paginate():
             for topic in topics.get("Topics", []):
                 sns.delete_topic(TopicArn=topic["TopicArn"])
-        sqs = self.sqs()
         for queues in sqs.get_paginator("list_queues").paginate():
             for queue_url in queues.get("QueueUrls", []):
                 sqs.delete_queue(QueueUrl=queue_url)
-        s3 = self.s3()
         for bucket in s3.list_buckets().get("Buckets", []):
             _delete_bucket(s3, bucket["Name"])
 
