@@ -39,8 +39,9 @@ test: lint typecheck unit integration
 LOCALSTACK_VENV := .venv-localstack
 LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 FIDELITY_TESTS := $(addprefix tests/integration/test_,$(addsuffix .py,\
-	smoke_sqs sqs_batch bridge poller processor processor_edges claimcheck completed_once \
-	dlq dlq_announce progress_publisher hub fanout_sns worker reupload redrive_progress))
+	smoke_sqs sqs_batch bridge bridge_confinement bridge_hostile poller processor \
+	processor_edges claimcheck completed_once dlq dlq_announce recovery redrive_progress \
+	reupload worker progress_publisher hub sse_servers streaming_examples fanout_sns))
 
 $(LOCALSTACK_STAMP): tests/fidelity/requirements-localstack.txt
 	$(PYTHON) -m venv $(LOCALSTACK_VENV)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.endpoint import ENDPOINT_VARIABLE, RemoteEndpoint, loopback_endpoint
+from tests.endpoint import ENDPOINT_VARIABLE, RemoteEndpoint, loopback_endpoint, on_other_endpoint
 from transflow.cli.local import LocalAws
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not os.environ.get(ENDPOINT_VARIABLE):
+    if not on_other_endpoint():
         return
     for item in items:
         marker = item.get_closest_marker("moto_only")

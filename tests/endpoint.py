@@ -9,6 +9,7 @@ objects, versions and unfinished multipart uploads.
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -22,9 +23,14 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["ENDPOINT_VARIABLE", "RemoteEndpoint", "loopback_endpoint"]
+__all__ = ["ENDPOINT_VARIABLE", "RemoteEndpoint", "loopback_endpoint", "on_other_endpoint"]
 
 ENDPOINT_VARIABLE = "TRANSFLOW_TEST_ENDPOINT"
+
+
+def on_other_endpoint() -> bool:
+    """Whether the tests run on the endpoint ``TRANSFLOW_TEST_ENDPOINT`` names, not moto."""
+    return bool(os.environ.get(ENDPOINT_VARIABLE))
 
 
 def loopback_endpoint(url: str) -> str:
