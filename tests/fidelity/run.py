@@ -116,7 +116,9 @@ def main() -> int:
             env = dict(os.environ, TRANSFLOW_TEST_ENDPOINT=url)
             return subprocess.call([sys.executable, "-m", "pytest", *args.pytest_args], env=env)
         finally:
+            stopping = time.monotonic()
             stop(process)
+            print(f"LocalStack stopped in {time.monotonic() - stopping:.1f} s", flush=True)
             errors = [line for line in log.read_text().splitlines() if " ERROR " in line]
             if errors:
                 print(f"LocalStack logged {len(errors)} errors; the first:", *errors[:5], sep="\n")
