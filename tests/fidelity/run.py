@@ -46,6 +46,9 @@ def localstack_environment(port: int, volume: Path) -> dict[str, str]:
             "GATEWAY_SERVER": "hypercorn",
             "SERVICES": ",".join(SERVICES),
             "EAGER_SERVICE_LOADING": "1",
+            # Queue URLs in LocalStack's path-style form (/queue/{region}/{account}/{name}),
+            # which transflow's config once refused; its other forms are unit-tested.
+            "SQS_ENDPOINT_STRATEGY": "path",
             # Nothing leaves the machine: no DNS server, no telemetry, no certificate fetch.
             "DNS_ADDRESS": "0",
             "DISABLE_EVENTS": "1",
