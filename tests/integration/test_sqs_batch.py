@@ -172,6 +172,21 @@ def test_an_invalid_receipt_handle_is_never_retried_whatever_sender_fault_says(
     assert result.calls == 1
 
 
+def test_a_real_receipt_handle_of_another_queue_is_reported_after_one_call(
+    bare_sqs: SQSClient,
+) -> None:
+    # A genuine handle, but not this queue's: LocalStack answers ReceiptHandleIsInvalid with
+    # SenderFault=false; before the code came first, that took FAST.attempts calls.
+    url, other = fifo(bare_sqs), fifo(bare_sqs, "other.fifo")
+    send_batch(bare_sqs, other, messages(1), policy=FAST)
+    (message,) = bare_sqs.receive_message(QueueUrl=other)["Messages"]
+    with count_requests(bare_sqs) as counter:
+        result = delete_batch(bare_sqs, url, [("foreign", message["ReceiptHandle"])], policy=FAST)
+    assert [f.key for f in result.failed] == ["foreign"]
+    assert "ReceiptHandle" in result.failed[0].code
+    assert counter.count("DeleteMessageBatch") == 1
+
+
 def test_change_visibility_releases_messages(bare_sqs: SQSClient) -> None:
     url = fifo(bare_sqs)
     send_batch(bare_sqs, url, messages(3), policy=FAST)
