@@ -88,7 +88,9 @@ def _queue_url(where: str, value: object) -> str | None:
         return None
     return (
         f"{where}: {show(value)} is not a FIFO queue URL; expected "
-        "https://sqs.{region}.amazonaws.com/{account}/{name}.fifo (every transflow queue "
+        "https://sqs.{region}.amazonaws.com/{account}/{name}.fifo, or on a local endpoint "
+        "http://host:port/{account}/{name}.fifo or LocalStack's "
+        "http://host:port/queue/{region}/{account}/{name}.fifo (every transflow queue "
         "is FIFO; copy the URL from 'transflow provision' or the SQS console)"
     )
 

@@ -218,6 +218,7 @@ def test_peek_shows_the_receive_count_from_before_it(bare_sqs: SQSClient, urls: 
 # -- redrive ------------------------------------------------------------------------------
 
 
+@pytest.mark.moto_only("moto has no StartMessageMoveTask; LocalStack has it")
 def test_redrive_without_move_task_moves_everything_in_group_order(
     bare_sqs: SQSClient, urls: QueueUrls
 ) -> None:
@@ -387,15 +388,18 @@ def test_redrive_with_move_task_support_asks_sqs(bare_sqs: SQSClient, urls: Queu
     assert report.mode == "move-task"
     assert report.task_handle == "task-1"
     assert report.moved == 2
+    # The account is the endpoint's (moto's 123456789012, LocalStack's 000000000000).
+    account = urls.dlq.rstrip("/").split("/")[-2]
     assert asked == [
         {
-            "SourceArn": "arn:aws:sqs:us-east-1:123456789012:shop-main-dlq.fifo",
-            "DestinationArn": "arn:aws:sqs:us-east-1:123456789012:shop-main-processing.fifo",
+            "SourceArn": f"arn:aws:sqs:us-east-1:{account}:shop-main-dlq.fifo",
+            "DestinationArn": f"arn:aws:sqs:us-east-1:{account}:shop-main-processing.fifo",
         }
     ]
     assert depth(bare_sqs, urls.processing) == 0  # nothing re-sent by us
 
 
+@pytest.mark.moto_only("moto has no StartMessageMoveTask; LocalStack has it")
 def test_insisting_on_a_move_task_where_there_is_none_is_an_error(
     bare_sqs: SQSClient, urls: QueueUrls
 ) -> None:
