@@ -162,6 +162,7 @@ if TYPE_CHECKING:
         HubStats,
         ProgressHub,
     )
+    from transflow.streaming.limits import StreamLimits, StreamLimitStats
     from transflow.streaming.snapshot import (
         UploadState,
         UploadStatus,
@@ -236,6 +237,8 @@ _HOMES: dict[str, str] = {
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
     "Subscription": "transflow.streaming.fanout",
+    "StreamLimits": "transflow.streaming.limits",
+    "StreamLimitStats": "transflow.streaming.limits",
     "UploadState": "transflow.streaming.snapshot",
     "UploadStatus": "transflow.streaming.snapshot",
 }
@@ -323,6 +326,8 @@ __all__ = [
     "StepContext",
     "StepUsageError",
     "StreamGrant",
+    "StreamLimitStats",
+    "StreamLimits",
     "StreamTokenError",
     "StreamTokenExpired",
     "StreamTokenForged",
