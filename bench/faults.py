@@ -12,14 +12,17 @@ import threading
 from typing import Any
 
 import attrs
+import botocore.awsrequest
 
 _ENTRY_KEYS = ("PublishBatchRequestEntries", "Entries")
 
 
 @attrs.define
 class EntryFailures:
-    """Fails one entry per ``every`` entries sent through ``operation`` of ``client`` (SNS
-    ``PublishBatch`` or SQS ``SendMessageBatch``). ``injected`` counts them."""
+    """Fails every ``every``-th entry sent through ``operation`` of ``client`` (SNS
+    ``PublishBatch`` or SQS ``SendMessageBatch``), a batch of one included (that call is
+    answered without being sent). ``entries`` counts the entries given to the client, sent
+    again ones included; ``injected`` the failures."""
 
     client: Any
     operation: str
@@ -34,27 +37,40 @@ class EntryFailures:
         events = self.client.meta.events
         service = self.client.meta.service_model.service_name
         events.register(f"before-parameter-build.{service}.{self.operation}", self._before)
+        events.register(f"before-call.{service}.{self.operation}", self._answer_if_none_left)
         events.register(f"after-call.{service}.{self.operation}", self._after)
 
     def _before(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         key = next(k for k in _ENTRY_KEYS if k in params)
         entries = params[key]
         with self._lock:
+            first = self.entries
             self.entries += len(entries)
-            # The failures due so far; one the last batch could not take (AWS refuses an
-            # empty batch, so one entry is always kept) is taken by the next.
-            owed = self.entries // self.every - self.injected
-            count = max(0, min(owed, len(entries) - 1))
-            self.injected += count
-        if not count:
+            failing = [i for i in range(len(entries)) if (first + i + 1) % self.every == 0]
+            self.injected += len(failing)
+        if not failing:
             return
-        # The first entries fail: their successors go through first, the hardest order for
-        # a subscriber (the retried event arrives after later events of its upload).
-        failed, params[key] = entries[:count], entries[count:]
         context["bench_failed"] = [
-            {"Id": e["Id"], "Code": "InternalError", "SenderFault": False, "Message": "injected"}
-            for e in failed
+            {
+                "Id": entries[i]["Id"],
+                "Code": "InternalError",
+                "SenderFault": False,
+                "Message": "injected",
+            }
+            for i in failing
         ]
+        kept = [e for i, e in enumerate(entries) if i not in failing]
+        if kept:
+            params[key] = kept
+        else:
+            # AWS refuses an empty batch: the call is answered here instead, unsent.
+            context["bench_none_left"] = True
+
+    def _answer_if_none_left(self, context: dict[str, Any], **_: Any) -> Any:
+        if not context.pop("bench_none_left", False):
+            return None
+        http = botocore.awsrequest.AWSResponse("", 200, botocore.awsrequest.HTTPHeaders(), None)
+        return http, {"Successful": [], "Failed": []}
 
     def _after(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         failed = context.pop("bench_failed", [])
