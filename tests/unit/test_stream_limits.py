@@ -173,3 +173,11 @@ def test_asgi_slot_released_on_error() -> None:
     asyncio.run(run())
     assert sent[0]["status"] == 200
     assert limits.stats().open == 0
+
+
+@pytest.mark.parametrize("make_app", [wsgi_app, asgi_app], ids=["wsgi", "asgi"])
+def test_apps_refuse_limits_that_are_not_stream_limits(make_app: Any) -> None:
+    with pytest.raises(ConfigError, match=r"limits must be a transflow\.StreamLimits"):
+        make_app(_Hub(), allow_anonymous=True, limits={"max_streams": 5})
+    with pytest.raises(ConfigError, match="stream_owner must be callable"):
+        make_app(_Hub(), authorize=lambda _r, _c: True, stream_owner="alice")

@@ -133,7 +133,7 @@ class _Access:
             return "token:" + token.rpartition(".")[2]
         if self.authorize is not None and self.stream_owner is not None:
             named = self.stream_owner(request)
-            return None if named is None else "owner:" + named
+            return None if named is None else f"owner:{named}"
         return None
 
     def refusal(self, request: Any, channel: str, token: str | None) -> tuple[int, str] | None:
@@ -218,6 +218,14 @@ def _open(
     return _Opened(200, sub=sub, slot=slot)
 
 
+def _limits(limits: object) -> StreamLimits:
+    if limits is None:
+        return StreamLimits()
+    if not isinstance(limits, StreamLimits):
+        raise ConfigError(f"limits must be a transflow.StreamLimits, not {limits!r}")
+    return limits
+
+
 _STATUS = {
     200: "200 OK",
     400: "400 Bad Request",
@@ -263,7 +271,7 @@ def wsgi_app(
     without it. A stream gives its slot back however it ends.
     """
     access = _Access.build("wsgi_app", secret, authorize, allow_anonymous, stream_owner)
-    caps = StreamLimits() if limits is None else limits
+    caps = _limits(limits)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET") != "GET":
@@ -350,7 +358,7 @@ def asgi_app(
     (called with the scope) cap the streams open at once as for :func:`wsgi_app`.
     """
     access = _Access.build("asgi_app", secret, authorize, allow_anonymous, stream_owner)
-    caps = StreamLimits() if limits is None else limits
+    caps = _limits(limits)
 
     async def app(scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "lifespan":
