@@ -4,6 +4,7 @@ and a stream that ends gives its slot back, so a cap never leaks shut."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from tests.streaming_support import SseClient, asgi_server, fifo_queue, wait_until, wsgi_server
-from transflow import ProgressHub, ProgressQueue, StreamLimits, issue_stream_token
+from transflow import ProgressEvent, ProgressHub, ProgressQueue, StreamLimits, issue_stream_token
 from transflow.streaming.apps import asgi_app, wsgi_app
 from transflow.streaming.limits import DEFAULT_MAX_STREAMS_PER_TOKEN
 
@@ -157,3 +158,39 @@ def test_the_hook_caps_per_owner_with_stream_owner(
         assert limits.stats() == limits.stats().__class__(
             open=6, peak=6, refused_full=0, refused_per_token=1
         )
+
+
+@pytest.mark.parametrize(("kind", "server", "make_app"), KINDS, ids=IDS)
+def test_a_lagged_stream_gives_its_slot_back(
+    sqs: SQSClient, kind: str, server: Server, make_app: Callable[..., Any]
+) -> None:
+    """A client that stops reading is cut off with ``lagged`` (its buffer over budget); the
+    response ends and the slot is free, while the client's connection is still open."""
+    url = fifo_queue(sqs, f"progress-lagged-{kind}.fifo")
+    hub = ProgressHub(sqs, ProgressQueue(url), buffer_bytes=1 << 20)
+    limits = StreamLimits(max_streams=1)
+    big = "x" * 200_000
+    with (
+        server(make_app(hub, allow_anonymous=True, heartbeat=0.1, limits=limits)) as base,
+        socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as client,
+    ):
+        client.sendall(b"GET /?channel=upload:main:abc HTTP/1.1\r\nHost: test\r\n\r\n")
+        wait_until(lambda: hub.stats().subscribers == 1, what="the stream to subscribe")
+        seq = 0
+        # Not reading: the socket's buffers fill, then the subscription's 1 MiB budget.
+        while hub.stats().lagged == 0:
+            seq += 1
+            assert seq < 10_000, "never lagged"
+            event = ProgressEvent.create(
+                "progress", upload_id="abc", branch="main", seq=seq, message=big
+            )
+            hub.dispatch(event)
+        assert limits.stats().open == 1
+        received = bytearray()
+        client.settimeout(10)
+        while b"event: lagged" not in received:
+            chunk = client.recv(1 << 20)
+            assert chunk, "the stream ended without a lagged event"
+            received.extend(chunk)
+        wait_until(lambda: limits.stats().open == 0, what="the lagged stream's slot released")
+    hub.stop()
