@@ -123,6 +123,10 @@ if TYPE_CHECKING:
         UploadStatus as UploadStatus,
     )
     from transflow.streaming import sse as sse
+    from transflow.streaming.limits import (
+        StreamLimits as StreamLimits,
+        StreamLimitStats as StreamLimitStats,
+    )
     # isort: on
 
 # Where each lazily imported public name lives: the one list of the public API besides
@@ -196,6 +200,8 @@ _HOMES: dict[str, str] = {
     "Subscription": "transflow.streaming.fanout",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
+    "StreamLimits": "transflow.streaming.limits",
+    "StreamLimitStats": "transflow.streaming.limits",
     "UploadState": "transflow.streaming.snapshot",
     "UploadStatus": "transflow.streaming.snapshot",
 }
