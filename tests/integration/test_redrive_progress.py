@@ -38,7 +38,10 @@ if TYPE_CHECKING:
     "LocalStack has StartMessageMoveTask, and its move keeps the message's deduplication id: "
     "within 5 minutes of the original send the processing queue drops the moved job as a "
     "duplicate while the task reports it moved (moto has no move task, so redrive re-sends "
-    "with a fresh deduplication id and the job runs)"
+    "with a fresh deduplication id and the job runs). Not so on AWS: SQS replaces a message's "
+    "deduplication id with its message id when it moves it to a FIFO dead-letter queue "
+    "(SQS Developer Guide, 'Configure a dead-letter queue redrive'), so the move back cannot "
+    "collide with the original send"
 )
 def test_a_redriven_job_shows_its_new_run_to_a_subscriber_who_saw_it_fail(
     aws: LocalAws, s3: S3Client
