@@ -1,21 +1,31 @@
 """Stopping a hub when its server stops, so a fan-out hub's instance queue goes at once
-instead of waiting for a sweep.
+instead of waiting for a sweep. systemd and Kubernetes send SIGTERM to the whole process
+group: every process of the server gets it at once, workers included.
 
-- ASGI servers (uvicorn, hypercorn): ``asgi_app(hub, ..., manage_hub=True)`` starts the hub
-  at lifespan startup and stops it at lifespan shutdown; a Starlette app does the same in
-  its own lifespan.
+- uvicorn: ``asgi_app(hub, ..., manage_hub=True)`` starts the hub at lifespan startup and
+  stops it at lifespan shutdown; a Starlette app does the same in its own lifespan.
+- hypercorn: the same app. Its workers leave SIGTERM to the default action (the master
+  tells them to stop), so the group's SIGTERM would kill a worker before its lifespan
+  shutdown: the fallback below stops the hub first.
 - gunicorn: :func:`stop_on_sigterm` in the ``post_worker_init`` hook, and ``hub.stop()`` in
   ``worker_exit`` (and ``on_exit`` with ``--preload``). A gthread worker waits up to its
   graceful timeout for open connections, and SSE streams never end by themselves: without
   stopping the hub at the signal, the worker is killed before ``worker_exit`` runs.
-- Anything else: a fan-out hub still running at a normal interpreter exit is stopped by an
-  ``atexit`` handler. Only SIGKILL (or a crash) leaves the queue for the sweep.
+- waitress (and anything else that installs no SIGTERM handler): the fallback below.
+
+The fallback, :func:`stop_hubs_at_unhandled_sigterm`: a fan-out hub started in the main
+thread (or by ``asgi_app``'s lifespan) installs, when SIGTERM's action is still the default,
+a handler that stops the process's running fan-out hubs and then lets the default action
+kill the process (it ends by SIGTERM as before, only later). A server that handles SIGTERM
+itself is left alone. A hub still running at a normal interpreter exit is stopped by an
+``atexit`` handler. Only SIGKILL (or a crash) leaves the queue for the sweep.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
-import sys
 import threading
 from collections.abc import Iterable
 from types import FrameType
@@ -24,7 +34,31 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transflow.streaming.hub import ProgressHub
 
-__all__ = ["stop_on_sigterm"]
+__all__ = ["stop_hubs_at_unhandled_sigterm", "stop_on_sigterm"]
+
+log = logging.getLogger(__name__)
+
+
+def _stop_then_die(signum: int, stop: object) -> None:
+    try:
+        if callable(stop):
+            stop()
+    except Exception:
+        log.exception("stopping the hub at signal %d failed; a sweep will clean up", signum)
+    finally:
+        # The handler has put the default action back: this ends the process as the
+        # signal would have, after the cleanup.
+        os.kill(os.getpid(), signum)
+
+
+def _stop_first(signum: int, stop: object) -> None:
+    """Put the default action back (a second signal kills at once), then stop in a thread:
+    a signal handler runs in the main thread between two bytecodes, maybe while that thread
+    holds a lock the stop needs, so it must not stop the hub itself."""
+    signal.signal(signum, signal.SIG_DFL)
+    threading.Thread(
+        target=_stop_then_die, args=(signum, stop), name="transflow-hub-stop", daemon=False
+    ).start()
 
 
 def stop_on_sigterm(
@@ -36,8 +70,8 @@ def stop_on_sigterm(
 
     The hub stops in a thread of its own (the server's loop goes on meanwhile; the process
     waits for it at exit). With no handler before (the default action), the hub is stopped
-    first and the process exits with ``128 + signal``. Call it from the main thread after the
-    server installed its own handlers (gunicorn: ``post_worker_init``)."""
+    first and the signal's default action then ends the process. Call it from the main
+    thread after the server installed its own handlers (gunicorn: ``post_worker_init``)."""
     for sig in signals:
         previous = signal.getsignal(sig)
 
@@ -46,7 +80,35 @@ def stop_on_sigterm(
                 threading.Thread(target=hub.stop, name="transflow-hub-stop").start()
                 previous(signum, frame)
             elif previous != signal.SIG_IGN:
-                hub.stop()
-                sys.exit(128 + signum)
+                _stop_first(signum, hub.stop)
 
         signal.signal(sig, handler)
+
+
+def _stop_running_hubs() -> None:
+    from transflow.streaming.hub import stop_running_hubs  # noqa: PLC0415 - hub imports us
+
+    stop_running_hubs()
+
+
+def _on_unhandled_sigterm(signum: int, _frame: FrameType | None) -> None:
+    log.info("signal %d: stopping the fan-out hubs of process %d first", signum, os.getpid())
+    _stop_first(signum, _stop_running_hubs)
+
+
+def stop_hubs_at_unhandled_sigterm() -> bool:
+    """When this is the main thread and SIGTERM's action is still the default (the process
+    would die without running ``atexit`` or a lifespan shutdown: waitress, a hypercorn
+    worker, a plain script), install a handler that stops this process's running fan-out
+    hubs and then ends the process by SIGTERM. Returns whether the handler is in place.
+    :meth:`ProgressHub.start <transflow.streaming.hub.ProgressHub.start>` calls it in
+    fan-out mode, and ``asgi_app``'s lifespan after starting its hub."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _on_unhandled_sigterm:
+        return True
+    if current != signal.SIG_DFL:
+        return False  # the server handles it: its shutdown stops the hub
+    signal.signal(signal.SIGTERM, _on_unhandled_sigterm)
+    return True
