@@ -55,6 +55,7 @@ __all__ = [
     "PROPAGATION_SEC",
     "InstanceQueue",
     "SweepReport",
+    "heartbeat_age",
     "is_missing",
     "new_instance_id",
     "queue_policy",
@@ -295,8 +296,10 @@ def _server_time(response: Mapping[str, Any]) -> float | None:
         return None
 
 
-def _age(sqs: SQSClient, url: str, fallback_now: float) -> float | None:
-    """Seconds since the queue's last heartbeat, by SQS's clock alone (None: no queue)."""
+def heartbeat_age(sqs: SQSClient, url: str, now: float | None = None) -> float | None:
+    """Seconds since the instance queue's last heartbeat, by SQS's clock alone (None: no
+    such queue). ``now`` (default: this host's clock) only stands in for an endpoint whose
+    responses carry no ``Date`` header."""
     try:
         response = sqs.get_queue_attributes(
             QueueUrl=url,
@@ -308,8 +311,7 @@ def _age(sqs: SQSClient, url: str, fallback_now: float) -> float | None:
             return None
         raise
     # Only an endpoint that sends no Date header makes us use our own clock.
-    now = _server_time(response)
-    now = fallback_now if now is None else now
+    now = _server_time(response) or (time.time() if now is None else now)
     stamps = [float(response.get("Attributes", {}).get("LastModifiedTimestamp", "0") or 0)]
     try:
         tagged = float(tags.get(LAST_SEEN_TAG, ""))
@@ -339,7 +341,7 @@ def sweep_instance_queues(
     stale_after: float,
     keep: Collection[str] = (),
     now: float | None = None,
-    propagation: float = PROPAGATION_SEC,
+    propagation: float | None = None,
 ) -> SweepReport:
     """Unsubscribe and delete the instance queues under ``prefix`` whose last heartbeat is
     more than ``stale_after`` plus ``propagation`` seconds old (never the URLs in ``keep``),
@@ -347,8 +349,10 @@ def sweep_instance_queues(
 
     The age is measured by SQS's clock alone (see the module's docstring); ``now`` (default:
     this host's clock) is used only when the endpoint's responses carry no ``Date``
-    header."""
+    header. ``propagation`` defaults to :data:`PROPAGATION_SEC` (a local endpoint shows a
+    change at once: 0 there)."""
     now = time.time() if now is None else now
+    margin = PROPAGATION_SEC if propagation is None else propagation
     # Subscriptions first: a queue made after this listing has no subscription in it, so it
     # can never be taken for a queue that is gone.
     subscriptions = list(_subscriptions(sns, topic_arn))
@@ -358,8 +362,8 @@ def sweep_instance_queues(
     alive: list[str] = []
     stale: set[str] = set()
     for name, url in names.items():
-        age = None if url in keep else _age(sqs, url, now)
-        if url in keep or (age is not None and age <= stale_after + propagation):
+        age = None if url in keep else heartbeat_age(sqs, url, now)
+        if url in keep or (age is not None and age <= stale_after + margin):
             alive.append(name)
         elif age is not None:
             stale.add(name)
