@@ -201,7 +201,7 @@ def test_a_sweeper_clock_far_ahead_or_a_hub_clock_far_behind_never_sweeps_a_live
         )
         assert report.deleted == ()
         assert report.unsubscribed == 0
-        assert sorted(report.alive) == sorted([behind.name, hub.queue_url.rsplit("/", 1)[1]])
+        assert sorted(report.alive) == sorted([behind.name, str(hub.queue_url).rsplit("/", 1)[1]])
         # A tag from the future (a hub whose clock runs ahead) does not keep a dead queue.
         future = InstanceQueue(sqs, sns, topic, prefix, clock=lambda: time.time() + 86_400)
         future.open()

@@ -244,10 +244,12 @@ class ProgressHub:
                 self._restart_in_child()
                 return self
             self._pid = os.getpid()
+            # Listed before the queue exists: a signal during start() stops the hub (which
+            # waits for start() to finish) rather than leave its new queue behind.
+            _running.add(self)
             if self.fanout_mode and self._instance is None:
                 self._open_instance()
             self.poller.start()
-            _running.add(self)
         if self.fanout_mode:
             stop_hubs_at_unhandled_sigterm()
         return self

@@ -16,7 +16,8 @@ group: every process of the server gets it at once, workers included.
 The fallback, :func:`stop_hubs_at_unhandled_sigterm`: a fan-out hub started in the main
 thread (or by ``asgi_app``'s lifespan) installs, when SIGTERM's action is still the default,
 a handler that stops the process's running fan-out hubs and then lets the default action
-kill the process (it ends by SIGTERM as before, only later). A server that handles SIGTERM
+kill the process (it ends by SIGTERM as before, only later; more SIGTERMs meanwhile are
+ignored). A server that handles SIGTERM
 itself is left alone. A hub still running at a normal interpreter exit is stopped by an
 ``atexit`` handler. Only SIGKILL (or a crash) leaves the queue for the sweep.
 """
@@ -27,9 +28,11 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import TYPE_CHECKING
+
+import attrs
 
 if TYPE_CHECKING:
     from transflow.streaming.hub import ProgressHub
@@ -39,26 +42,38 @@ __all__ = ["stop_hubs_at_unhandled_sigterm", "stop_on_sigterm"]
 log = logging.getLogger(__name__)
 
 
-def _stop_then_die(signum: int, stop: object) -> None:
-    try:
-        if callable(stop):
-            stop()
-    except Exception:
-        log.exception("stopping the hub at signal %d failed; a sweep will clean up", signum)
-    finally:
-        # The handler has put the default action back: this ends the process as the
-        # signal would have, after the cleanup.
-        os.kill(os.getpid(), signum)
+@attrs.define(eq=False)
+class _StopThenDie:
+    """A handler for a signal whose action was the default: the first signal starts ``stop``
+    in a thread, more signals meanwhile are ignored (a hypercorn master sends its own SIGTERM
+    to the workers left when one exits), and once the stop is done the default action ends
+    the process as the signal would have. The handler runs in the main thread between two
+    bytecodes, maybe while that thread holds a lock the stop needs: it never stops the hub
+    itself."""
 
+    stop: Callable[[], object]
+    _thread: threading.Thread | None = None
+    _done: bool = False
 
-def _stop_first(signum: int, stop: object) -> None:
-    """Put the default action back (a second signal kills at once), then stop in a thread:
-    a signal handler runs in the main thread between two bytecodes, maybe while that thread
-    holds a lock the stop needs, so it must not stop the hub itself."""
-    signal.signal(signum, signal.SIG_DFL)
-    threading.Thread(
-        target=_stop_then_die, args=(signum, stop), name="transflow-hub-stop", daemon=False
-    ).start()
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        if self._done:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        elif self._thread is None:
+            log.info("signal %d: stopping the fan-out hubs of process %d", signum, os.getpid())
+            self._thread = threading.Thread(
+                target=self._run, args=(signum,), name="transflow-hub-stop", daemon=False
+            )
+            self._thread.start()
+
+    def _run(self, signum: int) -> None:
+        try:
+            self.stop()
+        except Exception:
+            log.exception("stopping the hub at signal %d failed; a sweep will clean up", signum)
+        finally:
+            self._done = True
+            os.kill(os.getpid(), signum)  # the handler, in the main thread, ends the process
 
 
 def stop_on_sigterm(
@@ -80,7 +95,8 @@ def stop_on_sigterm(
                 threading.Thread(target=hub.stop, name="transflow-hub-stop").start()
                 previous(signum, frame)
             elif previous != signal.SIG_IGN:
-                _stop_first(signum, hub.stop)
+                signal.signal(signum, _StopThenDie(hub.stop))
+                signal.raise_signal(signum)
 
         signal.signal(sig, handler)
 
@@ -89,11 +105,6 @@ def _stop_running_hubs() -> None:
     from transflow.streaming.hub import stop_running_hubs  # noqa: PLC0415 - hub imports us
 
     stop_running_hubs()
-
-
-def _on_unhandled_sigterm(signum: int, _frame: FrameType | None) -> None:
-    log.info("signal %d: stopping the fan-out hubs of process %d first", signum, os.getpid())
-    _stop_first(signum, _stop_running_hubs)
 
 
 def stop_hubs_at_unhandled_sigterm() -> bool:
@@ -106,9 +117,9 @@ def stop_hubs_at_unhandled_sigterm() -> bool:
     if threading.current_thread() is not threading.main_thread():
         return False
     current = signal.getsignal(signal.SIGTERM)
-    if current is _on_unhandled_sigterm:
+    if isinstance(current, _StopThenDie):
         return True
     if current != signal.SIG_DFL:
         return False  # the server handles it: its shutdown stops the hub
-    signal.signal(signal.SIGTERM, _on_unhandled_sigterm)
+    signal.signal(signal.SIGTERM, _StopThenDie(_stop_running_hubs))
     return True
