@@ -273,9 +273,11 @@ class ProgressHub:
         self._fanout.close("the progress hub stopped")
         return stopped
 
-    def sweep(self) -> tuple[str, ...]:
-        """Unsubscribe and delete the instance queues not seen for ``instance_stale_after``
-        seconds (never this hub's own); returns their names. The hub runs it on its timer."""
+    def sweep(self, *, propagation: float | None = None) -> tuple[str, ...]:
+        """Unsubscribe and delete the instance queues whose heartbeat is older than
+        ``instance_stale_after`` seconds plus ``propagation`` (default
+        :data:`~transflow.streaming.instances.PROPAGATION_SEC`), by SQS's clock (never this
+        hub's own queue); returns their names. The hub runs it on its timer."""
         if not self.fanout_mode:
             return ()
         assert self.sns is not None
@@ -288,6 +290,7 @@ class ProgressHub:
             self.instance_prefix,
             stale_after=self.instance_stale_after,
             keep={own} if own else (),
+            propagation=propagation,
         )
         return report.deleted
 
