@@ -511,3 +511,45 @@ def test_the_announce_command_in_fanout_mode_publishes_to_the_topic(
     finally:
         hub.stop(5)
     assert _progress_queue_is_empty(sqs, report.urls.progress)
+
+
+def test_status_shows_the_topic_subscriptions_used_and_warns_near_the_limit(
+    tmp_path: Any, aws: LocalAws, sns: SNSClient, capsys: Any
+) -> None:
+    config = fanout_config(tmp_path)
+    path = str(tmp_path / "transflow.config.json")
+    common = ["--config", path, "--endpoint-url", aws.endpoint_url]
+    assert main(["queues", "ensure", *common]) == 0
+    topic = ensure_topic(sns, config)
+    hub = hub_for(config, aws, topic).start()  # one live stream process: one subscription
+    try:
+        capsys.readouterr()
+        assert main(["status", *common]) == 0
+        out = capsys.readouterr().out
+        assert "topic fan-main-progress.fifo: 1/100 subscriptions used" in out
+        assert "WARNING" not in out
+
+        def subscribe(count: int, start: int) -> None:
+            for i in range(start, start + count):  # stand-ins for other processes' queues
+                arn = f"arn:aws:sqs:{aws.region}:123456789012:other-{i}.fifo"
+                sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+        subscribe(79, 0)
+        assert main(["status", *common]) == 0  # near the limit: a warning, still healthy
+        out = capsys.readouterr().out
+        assert "80/100 subscriptions used" in out
+        assert "WARNING [topic-subscriptions-near-limit]" in out
+        assert "transflow queues sweep" in out
+        assert main(["status", "--json", *common]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["subscriptions"] == {"topic": topic, "used": 80, "limit": 100}
+        assert [w["code"] for w in report["warnings"]] == ["topic-subscriptions-near-limit"]
+        assert report["healthy"] is True
+
+        subscribe(20, 79)
+        assert main(["status", *common]) == 1  # full: a new process cannot subscribe
+        out = capsys.readouterr().out
+        assert "100/100 subscriptions used" in out
+        assert "UNHEALTHY [topic-subscriptions-full]" in out
+    finally:
+        hub.stop(5)
