@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from types import FrameType
@@ -85,8 +86,8 @@ def stop_on_sigterm(
 
     The hub stops in a thread of its own (the server's loop goes on meanwhile; the process
     waits for it at exit). With no handler before (the default action), the hub is stopped
-    first and the signal's default action then ends the process. Call it from the main
-    thread after the server installed its own handlers (gunicorn: ``post_worker_init``)."""
+    first and the process exits with ``128 + signal``. Call it from the main thread after
+    the server installed its own handlers (gunicorn: ``post_worker_init``)."""
     for sig in signals:
         previous = signal.getsignal(sig)
 
@@ -95,8 +96,8 @@ def stop_on_sigterm(
                 threading.Thread(target=hub.stop, name="transflow-hub-stop").start()
                 previous(signum, frame)
             elif previous != signal.SIG_IGN:
-                signal.signal(signum, _StopThenDie(hub.stop))
-                signal.raise_signal(signum)
+                hub.stop()
+                sys.exit(128 + signum)
 
         signal.signal(sig, handler)
 
