@@ -479,16 +479,25 @@ class ProgressHub:
 
     def emit_metrics(self) -> HubStats:
         """Write the hub's metrics in CloudWatch EMF (:mod:`transflow._aws.emf`): connected
-        subscribers now, events delivered and subscribers cut off for lagging since the last
-        call. Call it on a timer (every minute, say); returns the stats it read."""
+        subscribers now, events delivered, subscribers cut off for lagging and instance
+        queues made anew since the last call. Call it on a timer (every minute, say); returns
+        the stats it read."""
         stats = self.stats()
-        last = self._emitted or {"delivered": 0, "lagged": 0}
-        self._emitted = {"delivered": stats.delivered, "lagged": stats.lagged}
+        last = self._emitted or {"delivered": 0, "lagged": 0, "recreated": 0}
+        self._emitted = {
+            "delivered": stats.delivered,
+            "lagged": stats.lagged,
+            "recreated": stats.instance_recreated,
+        }
         emit(
             {
                 "ConnectedSubscribers": (stats.subscribers, "Count"),
                 "EventsDelivered": (stats.delivered - last["delivered"], "Count"),
                 "LaggedSubscribers": (stats.lagged - last["lagged"], "Count"),
+                "InstanceQueuesRecreated": (
+                    stats.instance_recreated - last["recreated"],
+                    "Count",
+                ),
             },
             {"Component": "hub"},
             properties={"channels": stats.channels},
