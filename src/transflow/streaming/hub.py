@@ -414,6 +414,7 @@ class ProgressHub:
         self._poller = None
         self._instance = None
         self._keeper = None
+        self._swap = threading.Lock()  # the parent's may have been held at the fork
         self._fanout = FanOut(self.buffer_size, self.replay_size, self.max_channels)
         self._pid = None
         self.start()
