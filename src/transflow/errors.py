@@ -22,6 +22,7 @@ __all__ = [
     "EmptyTemplateError",
     "EventFormatError",
     "HubForked",
+    "InstanceQueueLost",
     "JobCancelledError",
     "JobConfinementError",
     "JobFailedError",
@@ -373,6 +374,13 @@ class SubscriptionClosed(TransflowError):
 class SubscriberLagged(SubscriptionClosed):
     """The subscriber fell more events behind than its buffer holds and was cut off, so it
     would not slow the others; reconnect with the last event id it saw to resume."""
+
+
+class InstanceQueueLost(SubscriberLagged):
+    """The fan-out hub found its instance queue (or its subscription to the progress topic)
+    gone, swept or deleted from outside, and made a new one; events published in between did
+    not reach this hub. Reconnect with the last event id you saw: another instance may still
+    replay them, and the snapshot carries the upload's state."""
 
 
 class HubForked(SubscriptionClosed):

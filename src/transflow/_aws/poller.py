@@ -262,6 +262,9 @@ class QueuePoller:
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
     error_backoff_max: float = attrs.field(default=20.0, validator=positive)
     name: str = "transflow-poller"
+    on_receive_error: Callable[[Exception], bool] | None = None
+    """Told of every failed ReceiveMessage; returns True when its owner deals with the cause
+    (the hub, whose instance queue is gone), so the poller logs it without a traceback."""
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _wake: threading.Condition = attrs.field(init=False)
@@ -412,20 +415,30 @@ class QueuePoller:
                 # Full jitter: many workers throttled at once must not come back in step.
                 window = min(self.error_backoff_max, 0.1 * 2 ** min(errors, 10))
                 delay = random.uniform(0, window)  # noqa: S311 - jitter, not cryptography
-                transient = is_retryable_error(exc)
+                handled = self._owner_handles(exc)
+                quiet = handled or is_retryable_error(exc)
                 log.log(
-                    logging.WARNING if transient else logging.ERROR,
+                    logging.WARNING if quiet else logging.ERROR,
                     "%s: ReceiveMessage failed (%s); retrying in %.2fs",
                     self.name,
                     exc,
                     delay,
-                    exc_info=not transient,
+                    exc_info=not quiet,
                 )
                 self._stop_requested.wait(delay)
                 continue
             errors, attempt_id = 0, None
             self._accept(messages, asked_at)
         self._shutdown()
+
+    def _owner_handles(self, exc: Exception) -> bool:
+        if self.on_receive_error is None:
+            return False
+        try:
+            return self.on_receive_error(exc)
+        except Exception:
+            log.exception("%s: on_receive_error failed", self.name)
+            return False
 
     def _receive(self, count: int, attempt_id: str) -> list[ReceivedMessage]:
         params: dict[str, Any] = {

@@ -200,6 +200,10 @@ def _status(context: Context) -> int:
     stats = metrics.queue_stats(
         sqs, urls, cloudwatch=context.cloudwatch() if context.args.cloudwatch else None
     )
+    if context.config.sqs.fanout:
+        sns = context.sns()
+        topic = provision.ensure_topic(sns, context.config)
+        stats = attrs.evolve(stats, subscriptions=metrics.topic_subscriptions(sns, topic))
     verdict = metrics.health(
         stats,
         metrics.HealthThresholds(
@@ -213,6 +217,7 @@ def _status(context: Context) -> int:
             {
                 "healthy": verdict.healthy,
                 "problems": [attrs.asdict(p) for p in verdict.problems],
+                "warnings": [attrs.asdict(p) for p in verdict.warnings],
                 "queues": {
                     "processing": _depth_json(stats.processing),
                     "progress": _depth_json(stats.progress),
@@ -220,6 +225,15 @@ def _status(context: Context) -> int:
                 },
                 "oldestAgeSec": stats.oldest_age_sec,
                 "backlogTrend": list(stats.backlog_trend),
+                "subscriptions": (
+                    None
+                    if stats.subscriptions is None
+                    else {
+                        "topic": stats.subscriptions.topic_arn,
+                        "used": stats.subscriptions.used,
+                        "limit": stats.subscriptions.limit,
+                    }
+                ),
                 "takenAt": stats.taken_at.isoformat(),
             }
         )
@@ -233,7 +247,14 @@ def _status(context: Context) -> int:
         context.table(rows)
         if stats.oldest_age_sec is not None:
             context.print(f"oldest job waiting: {stats.oldest_age_sec:.0f}s")
+        subs = stats.subscriptions
+        if subs is not None:
+            name = subs.topic_arn.rsplit(":", 1)[-1]
+            context.print(f"topic {name}: {subs.used}/{subs.limit} subscriptions used")
         context.print()
+        for warning in verdict.warnings:
+            context.print(f"WARNING [{warning.code}] {warning.message}")
+            context.print(f"  -> {warning.hint}")
         if verdict.healthy:
             context.print("healthy")
         for problem in verdict.problems:

@@ -37,8 +37,8 @@ CONSUME = [
 # SendMessageBatch is authorised as sqs:SendMessage.
 SEND = ["sqs:SendMessage"]
 # What a hub does to its own instance queue in fan-out mode, and what a sweep does to a
-# crashed instance's: create (then read its ARN, set its policy), tag with last-seen, read
-# the tag, find by name, delete.
+# crashed instance's: create (then read its ARN, set its policy), the heartbeat (set an
+# attribute, tag with last-seen), read the tag, find by name, delete.
 MANAGE_INSTANCE_QUEUES = [
     "sqs:CreateQueue",
     "sqs:GetQueueUrl",
@@ -47,7 +47,13 @@ MANAGE_INSTANCE_QUEUES = [
     "sqs:ListQueueTags",
     "sqs:DeleteQueue",
 ]
-SWEEP_INSTANCE_QUEUES = ["sqs:GetQueueUrl", "sqs:ListQueueTags", "sqs:DeleteQueue"]
+# A sweep reads each queue's LastModifiedTimestamp (the heartbeat SQS stamps) and its tags.
+SWEEP_INSTANCE_QUEUES = [
+    "sqs:GetQueueUrl",
+    "sqs:GetQueueAttributes",
+    "sqs:ListQueueTags",
+    "sqs:DeleteQueue",
+]
 
 
 @attrs.frozen

@@ -410,6 +410,15 @@ async def _lifespan(receive: ASGIReceive, send: ASGISend, hub: Any | None) -> No
         message = await receive()
         if message["type"] == "lifespan.startup":
             if hub is not None:
+                if getattr(hub, "fanout_mode", False):
+                    # Here, in the loop's thread (the main one), before the hub starts: a
+                    # hypercorn worker dies at the group's SIGTERM before this lifespan's
+                    # shutdown unless the hub is stopped first.
+                    from transflow.streaming.shutdown import (  # noqa: PLC0415
+                        stop_hubs_at_unhandled_sigterm,
+                    )
+
+                    stop_hubs_at_unhandled_sigterm()
                 # start() and stop() make AWS calls: off the event loop.
                 await asyncio.get_running_loop().run_in_executor(None, hub.start)
             await send({"type": "lifespan.startup.complete"})

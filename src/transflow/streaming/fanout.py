@@ -594,6 +594,18 @@ class FanOut:
             sub._fanout = None
             sub._end(SubscriptionClosed(f"{why}; {sub.channel} ended"))
 
+    def end_subscribers(self, reason: Callable[[str], SubscriptionClosed]) -> int:
+        """End every subscription with ``reason(channel)`` (new ones are still accepted);
+        returns how many were ended."""
+        with self._lock:
+            subs = [s for group in (*self._exact.values(), *self._patterns.values()) for s in group]
+            self._exact.clear()
+            self._patterns.clear()
+        for sub in subs:
+            sub._fanout = None
+            sub._end(reason(sub.channel))
+        return len(subs)
+
     # -- dispatching ----------------------------------------------------------------------
 
     def _channel(self, name: str, pattern: str) -> _Channel:

@@ -14,9 +14,12 @@ replay buffer, and the number of channels remembered (least recently used are fo
 
 Fan-out mode (a :class:`~transflow.processing.destination.ProgressTopic`): for more than
 one stream process. The hub then makes its own instance queue at :meth:`ProgressHub.start`,
-subscribed to the SNS FIFO progress topic (:mod:`transflow.streaming.instances`), refreshes
-its last-seen tag on a timer, sweeps the queues of crashed instances, and unsubscribes and
-deletes its queue at :meth:`stop`.
+subscribed to the SNS FIFO progress topic (:mod:`transflow.streaming.instances`), sends its
+heartbeat on a timer, sweeps the queues of crashed instances, and unsubscribes and deletes its
+queue at :meth:`stop`. A hub that finds its queue or subscription gone (a receive answered
+``QueueDoesNotExist``, a heartbeat refused, the subscription missing) makes a new queue and
+subscription, and ends its streams with :class:`~transflow.errors.InstanceQueueLost` so their
+clients reconnect and resume (``HubStats.instance_recreated`` counts it).
 
 Processes. A hub belongs to the process that started it. One started before a fork
 (gunicorn ``--preload``, multiprocessing) is noticed by the process id: in the child, the
@@ -29,9 +32,11 @@ that it keeps consuming.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -50,11 +55,13 @@ from transflow.errors import (
     ConfigError,
     EventFormatError,
     HubForked,
+    InstanceQueueLost,
     SubscriptionDenied,
 )
 from transflow.processing.destination import ProgressDestination, ProgressTopic
 from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
-from transflow.streaming.instances import InstanceQueue, sweep_instance_queues
+from transflow.streaming.instances import InstanceQueue, is_missing, sweep_instance_queues
+from transflow.streaming.shutdown import stop_hubs_at_unhandled_sigterm
 from transflow.streaming.snapshot import UploadState, UploadStatus
 
 if TYPE_CHECKING:
@@ -87,7 +94,7 @@ def _install_process_hooks() -> None:
             return
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_parent=_after_fork_in_parent)
-        atexit.register(_stop_at_exit)
+        atexit.register(stop_running_hubs)
         _hooks_installed = True
 
 
@@ -96,9 +103,10 @@ def _after_fork_in_parent() -> None:
         hub._forked_in_parent()
 
 
-def _stop_at_exit() -> None:
-    # The fallback for a host that never calls stop(): without it a fan-out hub's instance
-    # queue outlives a clean exit and waits for a sweep. Only this process's own hubs.
+def stop_running_hubs() -> None:
+    """Stop this process's running fan-out hubs, so their instance queues go now rather than
+    at a sweep: at a normal interpreter exit (for a host that never calls stop()), and at a
+    SIGTERM nothing else handles (:mod:`transflow.streaming.shutdown`)."""
     for hub in list(_running):
         if hub.fanout_mode and hub._pid == os.getpid():
             try:
@@ -118,9 +126,12 @@ def _fresh_connections(client: Any) -> None:
 
 @attrs.frozen
 class HubStats(FanOutStats):
-    """Counters since start: the fan-out's, and the poller's."""
+    """Counters since start: the fan-out's, and the poller's (the poller of the current
+    instance queue, in fan-out mode). ``instance_recreated``: times a fan-out hub found its
+    instance queue or subscription gone and made new ones."""
 
     poller: PollerStats
+    instance_recreated: int = 0
 
 
 @attrs.define(eq=False)
@@ -169,6 +180,12 @@ class ProgressHub:
     _keeper: threading.Thread | None = attrs.field(init=False, default=None)
     _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
     _warned_fork: bool = attrs.field(init=False, default=False)
+    # Set to wake the keeper: stop() or a lost instance queue.
+    _wake: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _lost: InstanceQueue | None = attrs.field(init=False, default=None)
+    _recreated: int = attrs.field(init=False, default=0)
+    # Held while the keeper swaps queue and poller; stop() reads them under it.
+    _swap: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
@@ -238,10 +255,14 @@ class ProgressHub:
                 return self
             _install_process_hooks()
             self._pid = os.getpid()
+            # Listed before the queue exists: a signal during start() stops the hub (which
+            # waits for start() to finish) rather than leave its new queue behind.
+            _running.add(self)
             if self.fanout_mode and self._instance is None:
                 self._open_instance()
             self.poller.start()
-            _running.add(self)
+        if self.fanout_mode:
+            stop_hubs_at_unhandled_sigterm()
         return self
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -250,19 +271,24 @@ class ProgressHub:
         with self._life:
             _running.discard(self)
             self._stopping.set()
+            self._wake.set()
             mine = self._pid is None or self._pid == os.getpid()
-            stopped = self.poller.stop(timeout) if mine and self._poller is not None else True
+            # The keeper first: once it has returned, it replaces neither queue nor poller.
             if self._keeper is not None and mine:
                 self._keeper.join(timeout)
-            if self._instance is not None and mine:
-                self._instance.close()
-            self._instance = None
+            with self._swap:
+                poller, instance, self._instance = self._poller, self._instance, None
+            stopped = poller.stop(timeout) if mine and poller is not None else True
+            if instance is not None and mine:
+                instance.close()
         self._fanout.close("the progress hub stopped")
         return stopped
 
-    def sweep(self) -> tuple[str, ...]:
-        """Unsubscribe and delete the instance queues not seen for ``instance_stale_after``
-        seconds (never this hub's own); returns their names. The hub runs it on its timer."""
+    def sweep(self, *, propagation: float | None = None) -> tuple[str, ...]:
+        """Unsubscribe and delete the instance queues whose heartbeat is older than
+        ``instance_stale_after`` seconds plus ``propagation`` (default
+        :data:`~transflow.streaming.instances.PROPAGATION_SEC`), by SQS's clock (never this
+        hub's own queue); returns their names. The hub runs it on its timer."""
         if not self.fanout_mode:
             return ()
         assert self.sns is not None
@@ -275,36 +301,111 @@ class ProgressHub:
             self.instance_prefix,
             stale_after=self.instance_stale_after,
             keep={own} if own else (),
+            propagation=propagation,
         )
         return report.deleted
 
-    def _open_instance(self) -> None:
+    def _new_instance(self) -> InstanceQueue:
         assert self.sns is not None
         assert self.instance_prefix is not None
-        self._instance = InstanceQueue(
-            self.sqs, self.sns, self.progress.address, self.instance_prefix
-        )
-        self._instance.open()
+        instance = InstanceQueue(self.sqs, self.sns, self.progress.address, self.instance_prefix)
+        instance.open()
+        return instance
+
+    def _open_instance(self) -> None:
+        self._instance = self._new_instance()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._lost = None
         self._keeper = threading.Thread(target=self._keep, name="transflow-hub-keeper", daemon=True)
         self._keeper.start()
 
+    def _receive_failed(self, instance: InstanceQueue, exc: Exception) -> bool:
+        """The poller of ``instance`` could not receive: a queue that is gone wakes the
+        keeper to make a new one (the poller then logs the error without a traceback)."""
+        if not is_missing(exc):
+            return False
+        if instance is self._instance and self._lost is None:
+            self._lost = instance
+            self._wake.set()
+        return True
+
     def _keep(self) -> None:
-        # Refresh three times per stale period, so one slow refresh never gets us swept;
-        # sweep the others' leftovers on every third refresh.
+        # The heartbeat three times per stale period, so one slow one never gets us swept;
+        # sweep the others' leftovers on every third. Woken early by stop() and by a poller
+        # whose queue is gone.
         interval = self.instance_stale_after / 3
-        instance, stopping = self._instance, self._stopping
+        stopping, wake = self._stopping, self._wake
         rounds = 0
-        while not stopping.wait(interval):
-            if instance is None or self._pid != os.getpid():
+        due = time.monotonic() + interval
+        while True:
+            wake.wait(max(0.0, due - time.monotonic()))
+            wake.clear()
+            if stopping.is_set() or self._pid != os.getpid():
                 return
-            rounds += 1
-            try:
-                instance.touch()
-                if rounds % 3 == 1:
-                    self.sweep()
-            except Exception:
-                log.exception("fan-out: refreshing %s failed; trying again", instance.name)
+            instance = self._instance
+            if instance is None:
+                return
+            if self._lost is None and time.monotonic() >= due:
+                due = time.monotonic() + interval
+                rounds += 1
+                try:
+                    self._heartbeat(instance, sweep=rounds % 3 == 1)
+                except Exception:
+                    log.exception(
+                        "fan-out: the heartbeat of %s failed; trying again", instance.name
+                    )
+            if self._lost is not None:
+                try:
+                    self._recreate(self._lost)
+                except Exception:
+                    log.exception("fan-out: could not replace %s; trying again", instance.name)
+                    due = time.monotonic() + min(interval, 5.0)
+
+    def _heartbeat(self, instance: InstanceQueue, *, sweep: bool) -> None:
+        try:
+            instance.touch()
+            gone = not instance.subscribed()
+        except Exception as exc:
+            if not is_missing(exc):
+                raise
+            gone = True
+        if gone:
+            self._lost = instance
+        elif sweep:
+            self.sweep()
+
+    def _recreate(self, lost: InstanceQueue) -> None:
+        """A new instance queue and poller in place of ``lost``, whose queue or subscription
+        is gone; then the streams end so their clients resume."""
+        log.error(
+            "fan-out: instance queue %s or its subscription to %s is gone (swept or deleted "
+            "from outside); events published since did not reach this hub. Making a new "
+            "queue and ending this hub's streams so their clients reconnect and resume",
+            lost.name,
+            self.progress.address,
+        )
+        fresh = self._new_instance()
+        with self._swap:
+            if not self._stopping.is_set():
+                old_poller, self._poller = self._poller, None
+                self._instance = fresh
+                self.poller.start()
+                self._lost = None
+                self._recreated += 1
+        if self._instance is not fresh:  # stop() came first: it closes the old one
+            fresh.close()
+            return
+        ended = self._fanout.end_subscribers(
+            lambda channel: InstanceQueueLost(
+                f"this hub's instance queue was replaced; {channel} may have missed events: "
+                "reconnect with the last event id you saw"
+            )
+        )
+        lost.close()  # a subscription left to a deleted queue breaks the topic's deliveries
+        if old_poller is not None:
+            old_poller.stop(self.drain_timeout)
+        log.info("fan-out: %s replaces %s; %d streams ended", fresh.name, lost.name, ended)
 
     def _restart_in_child(self) -> None:
         """This hub was started in another process, which forked this one."""
@@ -324,6 +425,7 @@ class ProgressHub:
         self._poller = None
         self._instance = None
         self._keeper = None
+        self._swap = threading.Lock()  # the parent's may have been held at the fork
         self._fanout = FanOut(self.buffer_size, self.replay_size, self.max_channels)
         self._pid = None
         self.start()
@@ -365,12 +467,21 @@ class ProgressHub:
                 visibility_timeout=self.visibility_timeout,
                 drain_timeout=self.drain_timeout,
                 name="transflow-hub",
+                on_receive_error=(
+                    functools.partial(self._receive_failed, self._instance)
+                    if self._instance is not None
+                    else None
+                ),
             )
         return self._poller
 
     def stats(self) -> HubStats:
         """Counters since start, and the poller's."""
-        return HubStats(**attrs.asdict(self._fanout.stats()), poller=self._poller_stats())
+        return HubStats(
+            **attrs.asdict(self._fanout.stats()),
+            poller=self._poller_stats(),
+            instance_recreated=self._recreated,
+        )
 
     def _poller_stats(self) -> PollerStats:
         if self._poller is None and self.queue_url is None:
@@ -380,16 +491,25 @@ class ProgressHub:
 
     def emit_metrics(self) -> HubStats:
         """Write the hub's metrics in CloudWatch EMF (:mod:`transflow._aws.emf`): connected
-        subscribers now, events delivered and subscribers cut off for lagging since the last
-        call. Call it on a timer (every minute, say); returns the stats it read."""
+        subscribers now, events delivered, subscribers cut off for lagging and instance
+        queues made anew since the last call. Call it on a timer (every minute, say); returns
+        the stats it read."""
         stats = self.stats()
-        last = self._emitted or {"delivered": 0, "lagged": 0}
-        self._emitted = {"delivered": stats.delivered, "lagged": stats.lagged}
+        last = self._emitted or {"delivered": 0, "lagged": 0, "recreated": 0}
+        self._emitted = {
+            "delivered": stats.delivered,
+            "lagged": stats.lagged,
+            "recreated": stats.instance_recreated,
+        }
         emit(
             {
                 "ConnectedSubscribers": (stats.subscribers, "Count"),
                 "EventsDelivered": (stats.delivered - last["delivered"], "Count"),
                 "LaggedSubscribers": (stats.lagged - last["lagged"], "Count"),
+                "InstanceQueuesRecreated": (
+                    stats.instance_recreated - last["recreated"],
+                    "Count",
+                ),
             },
             {"Component": "hub"},
             properties={"channels": stats.channels},
