@@ -1,8 +1,8 @@
 """An embedded SQS/S3 endpoint for development, demos and tests: moto's server on loopback.
 
 Needs the ``local`` extra (``pip install -e '.[local]'`` in a clone of transflow). Nothing
-here is used in production; it exists so that the whole pipeline runs on a laptop with no AWS account, over
-real HTTP, exactly as it talks to AWS.
+here is used in production; it exists so that the whole pipeline runs on a laptop with no
+AWS account, over real HTTP, exactly as it talks to AWS.
 """
 
 from __future__ import annotations
