@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
+import botocore.exceptions
 
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message
 from transflow._aws.emf import emit
@@ -616,6 +617,16 @@ class _AttemptRunner:
                     "upload %s: the record changed since this attempt read it (another "
                     "delivery holds the job); its error record is not written",
                     job.upload_id,
+                )
+            except botocore.exceptions.ClientError as write_error:
+                # One line: the AWS error says all (a traceback here repeats the failure's).
+                error = write_error.response.get("Error", {})
+                log.error(  # noqa: TRY400
+                    "upload %s: the error status record was not written to bucket %r: %s: %s",
+                    job.upload_id,
+                    bucket,
+                    error.get("Code", "?"),
+                    error.get("Message", ""),
                 )
             except Exception:
                 log.exception("upload %s: the error status record was not written", job.upload_id)
