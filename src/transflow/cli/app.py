@@ -26,6 +26,7 @@ import boto3
 import botocore.exceptions
 
 from transflow._version import __version__
+from transflow.cli.regions import check_region
 from transflow.config import CONFIG_FILENAME, TransflowConfig, load_config
 from transflow.errors import TransflowError
 
@@ -131,7 +132,10 @@ class Context:
     def session(self) -> boto3.session.Session:
         """The boto3 session, with the region resolved."""
         if self._session is None:
-            self._session = boto3.session.Session(region_name=self.region)
+            region = self.region
+            if region is not None:
+                check_region(region, "--region" if self.args.region else "region")
+            self._session = boto3.session.Session(region_name=region)
         return self._session
 
     def _client(self, service: str) -> Any:

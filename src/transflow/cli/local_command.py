@@ -10,6 +10,7 @@ from pathlib import Path
 
 from transflow.cli.app import EXIT_OK, Context, command
 from transflow.cli.local import DUMMY_REGION, LocalAws, local_environment
+from transflow.cli.regions import check_region
 
 __all__: list[str] = []
 
@@ -43,7 +44,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     connection=(),
 )
 def local_command(ctx: Context) -> int:
-    region = str(ctx.args.region)
+    region = check_region(str(ctx.args.region))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

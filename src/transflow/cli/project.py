@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from transflow.cli.app import EXIT_OK, Context, command
+from transflow.cli.regions import check_region
 from transflow.config import CONFIG_FILENAME, load_config
 from transflow.errors import ConfigError
 from transflow.ops import provision
@@ -51,7 +52,7 @@ def _init(context: Context) -> int:
         },
     }
     if args.region:
-        data["region"] = args.region
+        data["region"] = check_region(args.region)
     text = json.dumps(data, indent=2) + "\n"
     # Checked by the loader itself before the file is written, so a bad flag leaves nothing.
     with tempfile.TemporaryDirectory() as scratch:

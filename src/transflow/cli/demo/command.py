@@ -11,6 +11,7 @@ import threading
 from transflow.cli.app import EXIT_OK, EXIT_UNHEALTHY, Context, command
 from transflow.cli.demo.run import print_summary, run_demo
 from transflow.cli.demo.stack import DemoSettings, DemoStack
+from transflow.cli.regions import check_region
 
 __all__: list[str] = []
 
@@ -83,6 +84,7 @@ def _logging(verbose: bool) -> None:
     connection=(),
 )
 def demo_command(ctx: Context) -> int:
+    check_region(ctx.args.region)
     _logging(ctx.args.verbose)
     report = run_demo(
         files=ctx.args.files,
@@ -129,6 +131,7 @@ def _configure_dev(parser: argparse.ArgumentParser) -> None:
     connection=(),
 )
 def dev_command(ctx: Context) -> int:
+    check_region(ctx.args.region)
     _logging(ctx.args.verbose)
     settings = DemoSettings(
         project=ctx.args.project,
