@@ -16,8 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from transflow import JobProcessor, StepContext, TemplateRegistry
-from transflow._wire.model import ProcessingJob, S3ObjectRef, UserContext
+from transflow import (
+    JobProcessor,
+    ProcessingJob,
+    S3ObjectRef,
+    StepContext,
+    TemplateRegistry,
+    UserContext,
+)
 from transflow.cli.demo.samples import tone_wav
 from transflow.processing.external import run_command
 

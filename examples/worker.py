@@ -16,9 +16,15 @@ from typing import TYPE_CHECKING
 
 import boto3
 
-from transflow import JobProcessor, StepContext, TemplateRegistry
-from transflow._aws.poller import QueuePoller, poller_client_config
-from transflow.processing.worker import make_worker, run_worker
+from transflow import (
+    JobProcessor,
+    QueuePoller,
+    StepContext,
+    TemplateRegistry,
+    make_worker,
+    poller_client_config,
+    run_worker,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         poller_client_config,
         release_immediately,
     )
+    from transflow._aws.sqs_batch import OutgoingMessage, send_batch
     from transflow._wire.channels import branch_channel, channel_matches, upload_channel
     from transflow._wire.messages import (
         ReceivedMessage,
@@ -171,6 +172,8 @@ _HOMES: dict[str, str] = {
     "current_delivery": "transflow._aws.poller",
     "poller_client_config": "transflow._aws.poller",
     "release_immediately": "transflow._aws.poller",
+    "OutgoingMessage": "transflow._aws.sqs_batch",
+    "send_batch": "transflow._aws.sqs_batch",
     "ReceivedMessage": "transflow._wire.messages",
     "ProcessingJob": "transflow._wire.model",
     "ProgressEvent": "transflow._wire.model",
@@ -282,6 +285,7 @@ __all__ = [
     "JobFormatError",
     "JobProcessor",
     "LeaseLostError",
+    "OutgoingMessage",
     "OutputFile",
     "OutputLocation",
     "OutputPathError",
@@ -356,6 +360,7 @@ __all__ = [
     "resolve_queue_urls",
     "run_worker",
     "sanitize_branch",
+    "send_batch",
     "upload_channel",
     "verify_stream_token",
     "wsgi_app",
