@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             group, action = words
             if group not in groups:
-                group_parser = top.add_parser(group, help=_GROUP_HELP.get(group, group))
+                group_help = _GROUP_HELP.get(group, group)
+                group_parser = top.add_parser(group, help=group_help, description=group_help)
                 groups[group] = group_parser.add_subparsers(
                     dest="action", metavar="ACTION", required=True
                 )

@@ -39,7 +39,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 @command(
     "local",
     help="run an embedded SQS/S3 endpoint (moto's server) until Ctrl-C and print the "
-    "environment that points boto3 and the transflow command at it (needs transflow[local])",
+    "environment that points boto3 and the transflow command at it (needs the 'local' extra)",
     configure=_configure,
     connection=(),
 )

@@ -64,7 +64,11 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
     _fail_rate_option(parser)
     parser.add_argument("--json", action="store_true", help="print only a JSON summary")
     parser.add_argument(
-        "--timeout", type=float, default=120.0, metavar="SEC", help="give up after (120)"
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SEC",
+        help="give up on the uploads after this long (default 120)",
     )
     parser.add_argument("--verbose", action="store_true", help="show the pipeline's log")
 
@@ -79,7 +83,7 @@ def _logging(verbose: bool) -> None:
 
 @command(
     "demo",
-    help="run the whole pipeline on an embedded endpoint and watch it (needs transflow[local])",
+    help="run the whole pipeline on an embedded endpoint and watch it (needs the 'local' extra)",
     configure=_configure_demo,
     connection=(),
 )
