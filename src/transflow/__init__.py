@@ -35,6 +35,10 @@ if TYPE_CHECKING:
         poller_client_config as poller_client_config,
         release_immediately as release_immediately,
     )
+    from transflow._aws.sqs_batch import (
+        OutgoingMessage as OutgoingMessage,
+        send_batch as send_batch,
+    )
     from transflow._wire.channels import (
         branch_channel as branch_channel,
         channel_matches as channel_matches,
@@ -142,6 +146,8 @@ _HOMES: dict[str, str] = {
     "current_delivery": "transflow._aws.poller",
     "poller_client_config": "transflow._aws.poller",
     "release_immediately": "transflow._aws.poller",
+    "OutgoingMessage": "transflow._aws.sqs_batch",
+    "send_batch": "transflow._aws.sqs_batch",
     "branch_channel": "transflow._wire.channels",
     "channel_matches": "transflow._wire.channels",
     "upload_channel": "transflow._wire.channels",

@@ -457,8 +457,8 @@ def _read(
                 return "environment", None
             raise ConfigError(
                 f"no {CONFIG_FILENAME} in {Path.cwd()} and no {ENV_QUEUE_URL} in the "
-                "environment: run 'transflow init', pass a path to load_config, or set the "
-                "queue URLs in the environment"
+                "environment: run 'transflow init', pass --config PATH (load_config(path) "
+                "in Python), or set the queue URLs in the environment"
             )
         file = candidate
     else:

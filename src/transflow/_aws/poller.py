@@ -188,13 +188,22 @@ class PollerStats:
     held: int
     running: int
     last_poll_at: float | None  # time.time() of the last successful ReceiveMessage
+    unrun: int = 0
+    """Released without their handler running: behind a failure in their FIFO group, or
+    not started when the poller stopped. ``released`` counts every release, failures'
+    included."""
 
     def __str__(self) -> str:
-        text = (
-            f"{self.received} received: {self.succeeded} succeeded, {self.failed} failed "
-            f"({self.released} released for a retry), {self.timed_out} timed out; "
-            f"{self.receive_calls} receive calls"
-        )
+        # The parts add up to ``received`` (but for messages still held, or lost).
+        parts = [
+            f"{self.succeeded} succeeded",
+            f"{self.failed} failed (released for a retry)",
+            f"{self.timed_out} timed out",
+            f"{self.unrun} released unrun",
+        ]
+        if self.running:
+            parts.append(f"{self.running} still running")
+        text = f"{self.received} received: {', '.join(parts)}; {self.receive_calls} receive calls"
         problems = [
             f"{count} {what}"
             for count, what in (
@@ -388,6 +397,7 @@ class QueuePoller:
                 held=len(self._lanes.held),
                 running=len(self._lanes.running()),
                 last_poll_at=self._last_poll_at,
+                unrun=self._lanes.unrun,
             )
 
     # -- the receiver ---------------------------------------------------------------------

@@ -141,7 +141,12 @@ def _dlq_redrive(context: Context) -> int:
             "'transflow status' shows the DLQ draining"
         )
     else:
-        context.print(f"moved {report.moved} job(s) back to {urls.processing}")
+        how = (
+            " (re-sent by this command: the endpoint has no StartMessageMoveTask)"
+            if report.no_move_task
+            else ""
+        )
+        context.print(f"moved {report.moved} job(s) back to {urls.processing}{how}")
     for failure in report.failed:
         context.note(f"left in the DLQ: {failure.key}: {failure.code}: {failure.message}")
     return EXIT_OK if report.ok else EXIT_UNHEALTHY

@@ -175,9 +175,26 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also read the oldest message's age and the backlog trend from CloudWatch",
     )
-    parser.add_argument("--max-dlq", type=int, default=0, metavar="N")
-    parser.add_argument("--max-age", type=float, default=900.0, metavar="SEC")
-    parser.add_argument("--max-backlog", type=int, metavar="N")
+    parser.add_argument(
+        "--max-dlq",
+        type=int,
+        default=0,
+        metavar="N",
+        help="failed jobs tolerated in the dead-letter queue (default 0: any is unhealthy)",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=900.0,
+        metavar="SEC",
+        help="how long a job may wait before it counts as stuck (default 900)",
+    )
+    parser.add_argument(
+        "--max-backlog",
+        type=int,
+        metavar="N",
+        help="waiting jobs tolerated in the processing queue (default: no limit)",
+    )
 
 
 def _depth_json(depth: metrics.QueueDepth) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message, load_claimed_job
-from transflow._aws.errors import client_error_codes
+from transflow._aws.errors import response_error_codes
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import (
@@ -121,13 +121,16 @@ class RedriveReport:
     ``mode`` is ``"move-task"`` (SQS moves the messages in the background; ``task_handle``
     identifies the task and ``moved`` is the DLQ depth when it started), ``"resend"`` (moved
     by this process) or ``"dry-run"`` (nothing moved; ``moved`` counts what would be).
-    ``failed`` lists the messages left in the DLQ, by message id, with why."""
+    ``failed`` lists the messages left in the DLQ, by message id, with why; ``no_move_task``
+    says the re-send was the fallback because the endpoint has no move task."""
 
     mode: Literal["move-task", "resend", "dry-run"]
     moved: int = 0
     failed: tuple[EntryFailure, ...] = ()
     task_handle: str | None = None
     jobs: tuple[FailedJob, ...] = ()
+    no_move_task: bool = False
+    """The endpoint has no StartMessageMoveTask (moto, LocalStack): re-sent instead."""
 
     @property
     def ok(self) -> bool:
@@ -366,9 +369,19 @@ def peek(
     return tuple(jobs)
 
 
-def _is_unsupported(exc: botocore.exceptions.ClientError) -> bool:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return bool(client_error_codes(exc) & _UNSUPPORTED) or status in (501,)
+def _is_unsupported(response: Mapping[str, Any]) -> bool:
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return bool(response_error_codes(response) & _UNSUPPORTED) or status in (501,)
+
+
+class _NoMoveTask(Exception):
+    """The endpoint lacks StartMessageMoveTask: raised from botocore's retry check, since
+    asking again cannot help (each retry is another 500 and, on moto, another traceback)."""
+
+
+def _refuse_retry_when_unsupported(response: Any = None, **_: Any) -> None:
+    if response is not None and _is_unsupported(response[1]):
+        raise _NoMoveTask(", ".join(sorted(response_error_codes(response[1]))) or "?")
 
 
 def _try_move_task(sqs: SQSClient, dlq_url: str, processing_url: str) -> RedriveReport | None:
@@ -378,15 +391,19 @@ def _try_move_task(sqs: SQSClient, dlq_url: str, processing_url: str) -> Redrive
     target = sqs.get_queue_attributes(QueueUrl=processing_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
+    hook = f"needs-retry.{sqs.meta.service_model.service_name}.StartMessageMoveTask"
+    sqs.meta.events.register_first(hook, _refuse_retry_when_unsupported, unique_id=hook)
     try:
         started = sqs.start_message_move_task(
             SourceArn=attributes["QueueArn"], DestinationArn=target
         )
-    except botocore.exceptions.ClientError as exc:
-        if _is_unsupported(exc):
+    except (_NoMoveTask, botocore.exceptions.ClientError) as exc:
+        if isinstance(exc, _NoMoveTask) or _is_unsupported(exc.response):
             log.info("the endpoint has no StartMessageMoveTask (%s); re-sending instead", exc)
             return None
         raise
+    finally:
+        sqs.meta.events.unregister(hook, unique_id=hook)
     return RedriveReport(
         mode="move-task",
         moved=int(attributes.get("ApproximateNumberOfMessages", "0")),
@@ -432,7 +449,10 @@ def redrive(
         report = _try_move_task(sqs, dlq_url, processing_url)
         if report is not None:
             return report
-    return _resend(
+        fallback = True
+    else:
+        fallback = False
+    resent = _resend(
         sqs,
         dlq_url,
         processing_url,
@@ -442,6 +462,7 @@ def redrive(
         policy=policy,
         wait_sec=wait_sec,
     )
+    return attrs.evolve(resent, no_move_task=fallback)
 
 
 def _resend(

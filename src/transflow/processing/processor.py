@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
+import botocore.exceptions
 
 from transflow._aws.claimcheck import (
     DEFAULT_CLAIM_PREFIX,
@@ -36,6 +37,7 @@ from transflow._aws.claimcheck import (
     decode_job_message,
 )
 from transflow._aws.emf import emit
+from transflow._aws.errors import client_error_code, client_error_message
 from transflow._aws.lambda_batch import (
     LambdaContext,
     PartialBatchResponse,
@@ -657,6 +659,15 @@ class _AttemptRunner:
                     "upload %s: the record changed since this attempt read it (another "
                     "delivery holds the job); its error record is not written",
                     job.upload_id,
+                )
+            except botocore.exceptions.ClientError as write_error:
+                # One line: the AWS error says all (a traceback here repeats the failure's).
+                log.error(  # noqa: TRY400
+                    "upload %s: the error status record was not written to bucket %r: %s: %s",
+                    job.upload_id,
+                    bucket,
+                    client_error_code(write_error) or "?",
+                    client_error_message(write_error),
                 )
             except Exception:
                 log.exception("upload %s: the error status record was not written", job.upload_id)

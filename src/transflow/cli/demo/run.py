@@ -10,6 +10,7 @@ wall time, not the work).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from transflow.streaming.snapshot import UploadState, UploadStatus
 __all__ = ["DemoReport", "UploadPlan", "plan_uploads", "run_demo"]
 
 MULTI_FILE_UPLOAD = 3
+_BAR = 28  # characters
 
 
 @attrs.frozen
@@ -157,8 +159,11 @@ class _Board:
     def _redraw(self) -> None:
         if self._printed:
             self.out.write(f"\x1b[{self._printed}F")
+        # A line wider than the terminal wraps and the redraw climbs too few lines: cut to
+        # the width here; the summary and a log (no terminal) get the whole reason.
+        width = shutil.get_terminal_size().columns - 1
         for label, status in self.rows.values():
-            self.out.write("\x1b[2K" + _line(label, status) + "\n")
+            self.out.write("\x1b[2K" + _line(label, status, width) + "\n")
         self._printed = len(self.rows)
         self.out.flush()
 
@@ -170,15 +175,18 @@ def _updater(board: _Board, upload_id: str, label: str) -> Callable[[UploadStatu
     return update
 
 
-def _line(label: str, status: UploadStatus) -> str:
+def _line(label: str, status: UploadStatus, width: int | None = None) -> str:
+    """One upload's bar and state, with the whole failure reason unless ``width`` cuts it."""
     percent = 100.0 if status.state is UploadState.COMPLETED else float(status.percent or 0)
-    width = 28
-    filled = int(width * percent / 100)
-    bar = "█" * filled + "·" * (width - filled)
+    filled = int(_BAR * percent / 100)
+    bar = "█" * filled + "·" * (_BAR - filled)
     note = status.state.value
     if status.state in (UploadState.ERROR, UploadState.RETRYING) and status.error:
-        note += f": {status.error[:60]}"
-    return f"{label:<34} {bar} {percent:5.1f}%  {note}"
+        note += f": {status.error}"
+    line = f"{label:<34} {bar} {percent:5.1f}%  {note}"
+    if width is not None and len(line) > width:
+        line = line[: max(width - 1, 0)] + "…"
+    return line
 
 
 def run_demo(
@@ -205,7 +213,8 @@ def run_demo(
         if not quiet:
             print(
                 f"transflow demo: {len(plans)} uploads of {files} files on {stack.endpoint_url}; "
-                f"page and SSE on {stack.http_url}",
+                f"page and SSE on {stack.http_url} while the demo runs (transflow dev keeps "
+                "them up)",
                 file=out,
                 flush=True,
             )
@@ -293,4 +302,14 @@ def print_summary(report: DemoReport, out: TextIO) -> None:
         f"{idle} idle long polls left out: empty receives follow wall time, not the work)",
         file=out,
     )
+    print(
+        "  (varies from run to run: each batch call carries the messages waiting at that "
+        "moment, so how many calls it takes follows timing)",
+        file=out,
+    )
     print(f"S3 requests: {requests['s3PerUpload']} per upload ({requests['s3']} in all)", file=out)
+    print(
+        "The demo's page and SSE server, and its embedded endpoint, stopped with it: "
+        "'transflow dev' keeps them running.",
+        file=out,
+    )
