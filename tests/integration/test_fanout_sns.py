@@ -16,7 +16,7 @@ import requests
 from examples import lambda_recovery
 from tests.support.streaming import fifo_queue, wait_until
 from transflow import (
-    HubForked,
+    HubForkedError,
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
@@ -216,7 +216,7 @@ def test_a_hub_on_the_shared_queue_refuses_to_serve_a_forked_child(sqs: SQSClien
             try:
                 hub.subscribe("upload:main:x")
                 answer = b"served"
-            except HubForked as exc:
+            except HubForkedError as exc:
                 answer = b"refused:" + str(exc).encode()[:500]
             os.write(write, answer)
             os._exit(0)

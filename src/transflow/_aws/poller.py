@@ -41,7 +41,7 @@ from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
-from transflow._wire.options import between, positive
+from transflow._wire.validators import between, positive
 from transflow.errors import ConfigError, JobConfinementError, JobFailedError, TransflowError
 
 if TYPE_CHECKING:

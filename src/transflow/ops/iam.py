@@ -17,7 +17,7 @@ from transflow._wire.naming import INSTANCE_ID_CHARS, QueueNames
 from transflow.config import TransflowConfig
 from transflow.errors import ConfigError
 
-__all__ = ["FanOut", "IamPolicies", "PolicyDocument", "PolicyStatement", "iam_policies"]
+__all__ = ["FanOutResources", "IamPolicies", "PolicyDocument", "PolicyStatement", "iam_policies"]
 
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
@@ -51,7 +51,7 @@ SWEEP_INSTANCE_QUEUES = ["sqs:GetQueueUrl", "sqs:ListQueueTags", "sqs:DeleteQueu
 
 
 @attrs.frozen
-class FanOut:
+class FanOutResources:
     """The resources of fan-out mode: the progress topic's ARN and the instance queues'
     name prefix (``{project}-{branch}-progress-``)."""
 
@@ -96,7 +96,8 @@ class IamPolicies:
     worker) that runs them. ``stream``: the server that reads progress for SSE clients.
     ``operator``: the ``transflow`` command (queues, DLQ redrive, status). ``recovery``: the
     scheduled function that announces dead-lettered jobs and fails stale uploads
-    (:func:`transflow.ops.dlq.announce`, :func:`transflow.ops.recovery.sweep_stale_uploads`)."""
+    (:func:`transflow.ops.announce.announce`,
+    :func:`transflow.ops.recovery.sweep_stale_uploads`)."""
 
     bridge: PolicyDocument
     processor: PolicyDocument
@@ -142,7 +143,7 @@ def build_policies(
     upload_bucket: str,
     output_bucket: str,
     claim_check_prefix: str | None = None,
-    fanout: FanOut | None = None,
+    fanout: FanOutResources | None = None,
 ) -> IamPolicies:
     """The documents, without checking the identifiers (the SAM template passes
     ``${AWS::AccountId}``-style placeholders). With ``fanout``, progress goes through the
@@ -406,7 +407,7 @@ def bucket_problems(
 
 def fanout_resources(
     config: TransflowConfig, *, partition: str, region: str, account_id: str
-) -> FanOut | None:
+) -> FanOutResources | None:
     """The topic and instance queue prefix of ``config`` in fan-out mode, else None (the
     configured ``sqs.progressTopicArn`` as given, or the topic ``ensure_topic`` makes)."""
     if not config.sqs.fanout:
@@ -414,4 +415,4 @@ def fanout_resources(
     topic = config.sqs.progress_topic_arn or (
         f"arn:{partition}:sns:{region}:{account_id}:{config.topic_name}"
     )
-    return FanOut(topic, config.instance_queue_prefix)
+    return FanOutResources(topic, config.instance_queue_prefix)

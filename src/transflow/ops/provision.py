@@ -521,7 +521,7 @@ def resolve_progress_destination(
     fan-out mode the SNS FIFO topic (``sqs.progressTopicArn``, else the one
     :func:`ensure_topic` makes; pass ``sns``), otherwise the progress queue, with the
     configured message size. For the operations that publish final events
-    (:func:`transflow.ops.dlq.announce`, the recovery sweep) and the worker."""
+    (:func:`transflow.ops.announce.announce`, the recovery sweep) and the worker."""
     if config.sqs.fanout:
         if sns is None:
             raise ConfigError(

@@ -36,8 +36,8 @@ from transflow.errors import (
     ChannelError,
     ConfigError,
     StreamTokenError,
-    SubscriptionClosed,
-    SubscriptionDenied,
+    SubscriptionClosedError,
+    SubscriptionDeniedError,
 )
 from transflow.streaming.cursor import is_cursor
 from transflow.streaming.sse import (
@@ -172,9 +172,9 @@ def _open(
         return refused[0], refused[1], None
     try:
         sub = hub.subscribe(channel, _last_event_id(last_event_id, query), principal=request)
-    except (SubscriptionDenied, ChannelError, SubscriptionClosed) as exc:
-        status = 403 if isinstance(exc, SubscriptionDenied) else 400
-        return (503 if isinstance(exc, SubscriptionClosed) else status), str(exc), None
+    except (SubscriptionDeniedError, ChannelError, SubscriptionClosedError) as exc:
+        status = 403 if isinstance(exc, SubscriptionDeniedError) else 400
+        return (503 if isinstance(exc, SubscriptionClosedError) else status), str(exc), None
     return 200, "", sub
 
 

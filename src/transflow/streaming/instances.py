@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LAST_SEEN_TAG",
     "InstanceQueue",
-    "SweepReport",
+    "InstanceSweepReport",
     "new_instance_id",
     "queue_policy",
     "sweep_instance_queues",
@@ -180,7 +180,7 @@ class InstanceQueue:
 
 
 @attrs.frozen
-class SweepReport:
+class InstanceSweepReport:
     """What a sweep did: queues deleted, subscriptions removed, live queues left alone."""
 
     deleted: tuple[str, ...] = ()
@@ -252,7 +252,7 @@ def sweep_instance_queues(
     stale_after: float,
     keep: Collection[str] = (),
     now: float | None = None,
-) -> SweepReport:
+) -> InstanceSweepReport:
     """Unsubscribe and delete the instance queues under ``prefix`` whose last-seen tag is
     older than ``stale_after`` seconds (never the URLs in ``keep``), and unsubscribe the
     topic's subscriptions to instance queues that no longer exist."""
@@ -287,4 +287,4 @@ def sweep_instance_queues(
                 raise
         deleted.append(name)
         log.info("fan-out: swept instance queue %s (not seen for %.0f s)", name, stale_after)
-    return SweepReport(tuple(deleted), unsubscribed, tuple(sorted(alive)))
+    return InstanceSweepReport(tuple(deleted), unsubscribed, tuple(sorted(alive)))
