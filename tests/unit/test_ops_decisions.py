@@ -14,7 +14,7 @@ from transflow._wire.messages import ReceivedMessage
 from transflow.ops.announce import announcement
 from transflow.ops.dlq import FailedJob, reason_from_status
 from transflow.ops.health import HealthThresholds, QueueDepth, QueueStats, health
-from transflow.ops.provision import (
+from transflow.ops.queue_spec import (
     check_fifo,
     desired_attributes,
     diff_attributes,
