@@ -254,13 +254,13 @@ def test_run_is_cut_to_the_lambda_time_left(tmp_path: Path) -> None:
 # -- external commands --------------------------------------------------------------------
 
 
-def test_run_command_returns_output() -> None:
+def test_run_tool_returns_output() -> None:
     result = run_tool([sys.executable, "-c", "print('hi')"], timeout=30)
     assert result.text.strip() == "hi"
     assert result.returncode == 0
 
 
-def test_run_command_failure_carries_code_and_stderr_tail() -> None:
+def test_run_tool_failure_carries_code_and_stderr_tail() -> None:
     script = "import sys; sys.stderr.write('x' * 20000 + 'the real reason'); sys.exit(3)"
     with pytest.raises(ToolFailedError) as failed:
         run_tool([sys.executable, "-c", script], timeout=30)
@@ -270,18 +270,18 @@ def test_run_command_failure_carries_code_and_stderr_tail() -> None:
     assert "exited with code 3" in str(failed.value)
 
 
-def test_run_command_bounds_stdout() -> None:
+def test_run_tool_bounds_stdout() -> None:
     result = run_tool([sys.executable, "-c", "print('y' * 100000)"], timeout=30, max_stdout=1000)
     assert result.stdout == b"y" * 1000
     assert result.stdout_truncated
 
 
-def test_run_command_timeout_kills_the_program() -> None:
+def test_run_tool_timeout_kills_the_program() -> None:
     with pytest.raises(ToolTimeoutError, match=r"did not finish within 0\.3 s"):
         run_tool([sys.executable, "-c", "import time; time.sleep(60)"], timeout=0.3)
 
 
-def test_run_command_missing_program_and_shell_strings() -> None:
+def test_run_tool_missing_program_and_shell_strings() -> None:
     with pytest.raises(ToolNotFoundError, match="not installed"):
         run_tool(["transflow-no-such-tool"], timeout=5)
     with pytest.raises(StepUsageError, match="as a list"):

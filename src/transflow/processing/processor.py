@@ -13,6 +13,10 @@ queue's redrive policy dead-letters it after ``maxReceiveCount`` deliveries.
 
 This module performs effects in order; the attempt's states and decisions are
 :mod:`transflow.processing.attempt`, the bytes go through :class:`~.storage.JobStorage`.
+
+Longer than 500 lines on purpose: what is left after those splits is one job's effects in
+the order they happen (claim check, record, inputs, steps, outputs, events, webhook), and
+what each effect does on failure reads best next to the effect.
 """
 
 from __future__ import annotations

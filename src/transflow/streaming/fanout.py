@@ -20,6 +20,10 @@ Fairness: the lock is held for O(1) per dispatch and per subscriber delivered to
 (``Last-Event-ID``) holds it for O(channels of the branch + events replayed) (an id a
 channel no longer remembers costs a scan of that channel's replay), never for a scan or sort
 of every buffered event; merging a branch's replay happens outside it.
+
+Longer than 500 lines on purpose: one lock guards the subscriptions, the replay buffers, the
+dedup window and the channel LRU, and the bounds reach across them (the total replay bytes
+evict from other channels); split over modules, that lock's invariants would be too.
 """
 
 from __future__ import annotations
