@@ -33,7 +33,6 @@ __all__ = ["FailedJob", "describe_failed", "peek", "purge", "reason_from_status"
 
 log = logging.getLogger(__name__)
 
-
 PEEK_VISIBILITY_SEC = 30
 """How long peeked messages are hidden if releasing them fails (normally they are released
 at once)."""
@@ -106,7 +105,7 @@ def reason_from_status(record: Any) -> str | None:
 # -- I/O ----------------------------------------------------------------------------------
 
 
-def receive_batch(
+def _receive(
     sqs: SQSClient, url: str, count: int, visibility: int, wait: int
 ) -> list[ReceivedMessage]:
     response = sqs.receive_message(
@@ -124,8 +123,8 @@ def _received(message: Mapping[str, Any]) -> ReceivedMessage:
     received = ReceivedMessage.from_sqs_message(message)
     attributes = message.get("MessageAttributes") or {}
     if attributes:
-        # Message attributes ride along as "attr:{name}" so plan_resend can refuse what it
-        # cannot carry; transflow's own messages have none.
+        # Message attributes ride along as "attr:{name}" so a redrive can refuse what a
+        # re-send cannot carry; transflow's own messages have none.
         extra = {
             f"attr:{name}": str(value.get("DataType", "")) for name, value in attributes.items()
         }
@@ -134,6 +133,7 @@ def _received(message: Mapping[str, Any]) -> ReceivedMessage:
 
 
 def visible_count(sqs: SQSClient, url: str) -> int:
+    """The queue's ApproximateNumberOfMessages (visible ones only)."""
     attributes = sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]
@@ -145,13 +145,15 @@ def next_batch(
 ) -> list[ReceivedMessage]:
     """A batch, short-polled first; an empty answer while the queue says it has visible
     messages gets one long poll, so a run ends promptly on an empty queue."""
-    batch = receive_batch(sqs, url, count, visibility, 0)
+    batch = _receive(sqs, url, count, visibility, 0)
     if batch or wait_sec <= 0 or visible_count(sqs, url) == 0:
         return batch
-    return receive_batch(sqs, url, count, visibility, wait_sec)
+    return _receive(sqs, url, count, visibility, wait_sec)
 
 
 def release(sqs: SQSClient, url: str, messages: Iterable[ReceivedMessage]) -> None:
+    """Make received messages visible again at once; what cannot be is logged, not raised
+    (it reappears when its visibility timeout ends)."""
     items = [(m.message_id, (m.receipt_handle, 0)) for m in messages]
     if not items:
         return

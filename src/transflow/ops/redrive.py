@@ -31,7 +31,6 @@ __all__ = ["RedriveProgress", "RedriveReport", "plan_resend", "redrive", "redriv
 
 log = logging.getLogger(__name__)
 
-
 REDRIVE_VISIBILITY_SEC = 120
 """How long a message being redriven is hidden: the time to send and delete one batch."""
 
