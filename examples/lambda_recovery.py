@@ -4,7 +4,7 @@ Run it on a schedule (the SAM template's ``RecoveryFunction`` runs it every 15 m
 EventBridge). Each run:
 
 - announces every dead-lettered job with a final ``error`` event
-  (:func:`transflow.ops.dlq.announce`), so its watchers stop waiting;
+  (:func:`transflow.ops.announce.announce`), so its watchers stop waiting;
 - fails every upload whose files stopped arriving with an ``UPLOAD_INCOMPLETE`` event and
   status record (:func:`transflow.ops.recovery.sweep_stale_uploads`).
 
@@ -37,7 +37,7 @@ import boto3
 from botocore.config import Config
 
 from transflow import load_config
-from transflow.ops.dlq import announce
+from transflow.ops.announce import announce
 from transflow.ops.provision import resolve_progress_destination, resolve_queue_urls
 from transflow.ops.recovery import sweep_stale_uploads
 

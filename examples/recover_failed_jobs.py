@@ -17,8 +17,9 @@ from transflow import (
     ensure_queues,
 )
 from transflow.cli.local import LocalAws
-from transflow.ops.dlq import peek, redrive
-from transflow.ops.metrics import health, queue_stats
+from transflow.ops.dlq import peek
+from transflow.ops.health import health, queue_stats
+from transflow.ops.redrive import redrive
 
 
 def main() -> tuple[bool, bool]:

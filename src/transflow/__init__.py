@@ -89,13 +89,13 @@ if TYPE_CHECKING:
         create_upload as create_upload,
     )
     from transflow.ops.provision import (
-        AttributeChange as AttributeChange,
         EnsureReport as EnsureReport,
         QueueUrls as QueueUrls,
         ensure_queues as ensure_queues,
         ensure_queues_report as ensure_queues_report,
         resolve_queue_urls as resolve_queue_urls,
     )
+    from transflow.ops.queue_spec import AttributeChange as AttributeChange
     from transflow.processing.context import (
         InputFile as InputFile,
         OutputFile as OutputFile,
@@ -179,12 +179,12 @@ _HOMES: dict[str, str] = {
     "UploadFile": "transflow.ingest.uploads",
     "UploadTicket": "transflow.ingest.uploads",
     "create_upload": "transflow.ingest.uploads",
-    "AttributeChange": "transflow.ops.provision",
     "EnsureReport": "transflow.ops.provision",
     "QueueUrls": "transflow.ops.provision",
     "ensure_queues": "transflow.ops.provision",
     "ensure_queues_report": "transflow.ops.provision",
     "resolve_queue_urls": "transflow.ops.provision",
+    "AttributeChange": "transflow.ops.queue_spec",
     "InputFile": "transflow.processing.context",
     "OutputFile": "transflow.processing.context",
     "OutputLocation": "transflow.processing.context",

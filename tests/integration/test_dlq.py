@@ -28,7 +28,8 @@ from transflow._aws.retry import RetryPolicy
 from transflow._wire.keys import status_key, user_folder
 from transflow.cli.app import main
 from transflow.cli.local import LocalAws, local_client_config
-from transflow.ops.dlq import RedriveProgress, peek, purge, redrive
+from transflow.ops.dlq import peek, purge
+from transflow.ops.redrive import RedriveProgress, redrive
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -16,7 +16,7 @@ import requests
 from examples import lambda_recovery
 from tests.support.streaming import fifo_queue, wait_until
 from transflow import (
-    HubForked,
+    HubForkedError,
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
@@ -32,7 +32,7 @@ from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow.cli.app import main
 from transflow.cli.local import LocalAws, local_client_config
-from transflow.errors import InstanceQueueLost, SubscriptionClosed
+from transflow.errors import InstanceQueueLostError, SubscriptionClosedError
 from transflow.ops.provision import ensure_queues_report, ensure_topic
 from transflow.processing.status import (
     ASSEMBLY_COMPLETED,
@@ -222,20 +222,20 @@ def test_a_sweeper_clock_far_ahead_or_a_hub_clock_far_behind_never_sweeps_a_live
 
 def _resumed_after_loss(
     hub: ProgressHub, sub: Any, publisher: ProgressPublisher, upload: str
-) -> tuple[InstanceQueueLost, list[ProgressEvent]]:
-    """The subscriber is ended with InstanceQueueLost; resumed with its last event id, it
+) -> tuple[InstanceQueueLostError, list[ProgressEvent]]:
+    """The subscriber is ended with InstanceQueueLostError; resumed with its last event id, it
     gets the events published after the hub made its new queue."""
-    ended: list[InstanceQueueLost] = []
+    ended: list[InstanceQueueLostError] = []
 
     def closed() -> bool:
         try:
             sub.get(timeout=0.1)
-        except InstanceQueueLost as exc:
+        except InstanceQueueLostError as exc:
             ended.append(exc)
             return True
         return False
 
-    wait_until(closed, timeout=20, what="the stream ended with InstanceQueueLost")
+    wait_until(closed, timeout=20, what="the stream ended with InstanceQueueLostError")
     again = hub.subscribe(f"upload:main:{upload}", sub.last_event_id)
     with publisher.stream(upload, "main") as stream:
         stream.emit("progress", percent=50)
@@ -298,7 +298,7 @@ def test_a_hub_whose_instance_queue_or_subscription_is_gone_makes_new_ones_and_r
         assert "is gone" in errors[0].getMessage()
     finally:
         hub.stop(5)
-    with pytest.raises(SubscriptionClosed):
+    with pytest.raises(SubscriptionClosedError):
         hub.subscribe("upload:main:up").get(timeout=0)
     assert sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls") is None
     assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
@@ -351,7 +351,7 @@ def test_a_hub_on_the_shared_queue_refuses_to_serve_a_forked_child(sqs: SQSClien
             try:
                 hub.subscribe("upload:main:x")
                 answer = b"served"
-            except HubForked as exc:
+            except HubForkedError as exc:
                 answer = b"refused:" + str(exc).encode()[:500]
             os.write(write, answer)
             os._exit(0)

@@ -27,7 +27,7 @@ from transflow import (
 from transflow._aws.poller import poller_client_config
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow.cli.local import LocalAws
-from transflow.ops.dlq import redrive
+from transflow.ops.redrive import redrive
 from transflow.streaming.snapshot import UploadState, fold_event
 
 if TYPE_CHECKING:

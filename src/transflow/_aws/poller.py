@@ -16,6 +16,11 @@ its heartbeat stops, its message goes back to the queue through visibility, its
 :class:`Delivery` is marked cancelled (handlers that run long check
 ``current_delivery().cancelled`` or ``remaining_time()``), and its result is discarded. Its
 thread stays counted against the capacity until it returns.
+
+Longer than 500 lines on purpose: the receiver, the keeper and the handler pool share one
+lock, its condition and the state it guards (lanes, counters, the stop sequence); the rules
+that keep a held message from being deleted twice or released early are checkable only when
+those three are read together. (Group ordering already lives in :mod:`transflow._aws.lanes`.)
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
-from transflow._wire.options import between, positive
+from transflow._wire.validators import between, positive
 from transflow.errors import ConfigError, JobConfinementError, JobFailedError, TransflowError
 
 if TYPE_CHECKING:

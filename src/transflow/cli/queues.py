@@ -13,7 +13,7 @@ import attrs
 from transflow._wire.model import converter
 from transflow.cli.app import EXIT_OK, EXIT_UNHEALTHY, Context, command
 from transflow.errors import ConfigError, ConfirmationRequiredError, ProvisionWarning
-from transflow.ops import metrics, provision
+from transflow.ops import health, provision
 from transflow.streaming.instances import sweep_instance_queues
 
 __all__: list[str] = []
@@ -197,7 +197,7 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _depth_json(depth: metrics.QueueDepth) -> dict[str, Any]:
+def _depth_json(depth: health.QueueDepth) -> dict[str, Any]:
     return {
         "name": depth.name,
         "visible": depth.visible,
@@ -214,16 +214,16 @@ def _depth_json(depth: metrics.QueueDepth) -> dict[str, Any]:
 def _status(context: Context) -> int:
     sqs = context.sqs()
     urls = provision.resolve_queue_urls(sqs, context.config)
-    stats = metrics.queue_stats(
+    stats = health.queue_stats(
         sqs, urls, cloudwatch=context.cloudwatch() if context.args.cloudwatch else None
     )
     if context.config.sqs.fanout:
         sns = context.sns()
         topic = provision.ensure_topic(sns, context.config)
-        stats = attrs.evolve(stats, subscriptions=metrics.topic_subscriptions(sns, topic))
-    verdict = metrics.health(
+        stats = attrs.evolve(stats, subscriptions=health.topic_subscriptions(sns, topic))
+    verdict = health.health(
         stats,
-        metrics.HealthThresholds(
+        health.HealthThresholds(
             max_dlq=context.args.max_dlq,
             max_oldest_age_sec=context.args.max_age,
             max_backlog=context.args.max_backlog,
@@ -257,7 +257,7 @@ def _status(context: Context) -> int:
     else:
         rows = [["queue", "name", "visible", "in flight", "delayed"]]
         for role in provision.ROLES:
-            depth: metrics.QueueDepth = getattr(stats, role)
+            depth: health.QueueDepth = getattr(stats, role)
             rows.append(
                 [role, depth.name, str(depth.visible), str(depth.in_flight), str(depth.delayed)]
             )

@@ -36,8 +36,8 @@ from transflow.errors import (
     ChannelError,
     ConfigError,
     StreamTokenError,
-    SubscriptionClosed,
-    SubscriptionDenied,
+    SubscriptionClosedError,
+    SubscriptionDeniedError,
 )
 from transflow.streaming.cursor import is_cursor
 from transflow.streaming.limits import StreamLimits, StreamSlot
@@ -213,10 +213,10 @@ def _open(
         return _Opened(503, slot, retry_after=limits.retry_after)
     try:
         sub = hub.subscribe(channel, _last_event_id(last_event_id, query), principal=request)
-    except (SubscriptionDenied, ChannelError, SubscriptionClosed) as exc:
+    except (SubscriptionDeniedError, ChannelError, SubscriptionClosedError) as exc:
         slot.release()
-        status = 403 if isinstance(exc, SubscriptionDenied) else 400
-        return _Opened(503 if isinstance(exc, SubscriptionClosed) else status, str(exc))
+        status = 403 if isinstance(exc, SubscriptionDeniedError) else 400
+        return _Opened(503 if isinstance(exc, SubscriptionClosedError) else status, str(exc))
     except BaseException:
         slot.release()
         raise

@@ -9,7 +9,7 @@ every subscriber whose channel matches; then the message is deleted. Subscribers
 SQS.
 
 Memory is bounded everywhere: each subscriber's buffer (a slow client is cut off with
-:class:`~transflow.errors.SubscriberLagged` rather than slowing the others), each channel's
+:class:`~transflow.errors.SubscriberLaggedError` rather than slowing the others), each channel's
 replay buffer, and the number of channels remembered (least recently used are forgotten).
 
 Fan-out mode (a :class:`~transflow.processing.destination.ProgressTopic`): for more than
@@ -18,13 +18,13 @@ subscribed to the SNS FIFO progress topic (:mod:`transflow.streaming.instances`)
 heartbeat on a timer, sweeps the queues of crashed instances, and unsubscribes and deletes its
 queue at :meth:`stop`. A hub that finds its queue or subscription gone (a receive answered
 ``QueueDoesNotExist``, a heartbeat refused, the subscription missing) makes a new queue and
-subscription, and ends its streams with :class:`~transflow.errors.InstanceQueueLost` so their
+subscription, and ends its streams with :class:`~transflow.errors.InstanceQueueLostError` so their
 clients reconnect and resume (``HubStats.instance_recreated`` counts it).
 
 Processes. A hub belongs to the process that started it. One started before a fork
 (gunicorn ``--preload``, multiprocessing) is noticed by the process id: in the child, the
 first :meth:`~ProgressHub.subscribe` restarts it in fan-out mode (a fresh instance queue and
-poller for the child) and raises :class:`~transflow.errors.HubForked` on the shared queue
+poller for the child) and raises :class:`~transflow.errors.HubForkedError` on the shared queue
 (where the parent's hub and the child's would split the events); the parent logs a warning
 that it keeps consuming.
 """
@@ -49,14 +49,14 @@ from transflow._wire.channels import parse_channel
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProgressEvent
-from transflow._wire.options import at_least, between, instance_of, positive
+from transflow._wire.validators import at_least, between, instance_of, positive
 from transflow.errors import (
     ChannelError,
     ConfigError,
     EventFormatError,
-    HubForked,
-    InstanceQueueLost,
-    SubscriptionDenied,
+    HubForkedError,
+    InstanceQueueLostError,
+    SubscriptionDeniedError,
 )
 from transflow.processing.destination import ProgressDestination, ProgressTopic
 from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
@@ -397,7 +397,7 @@ class ProgressHub:
             fresh.close()
             return
         ended = self._fanout.end_subscribers(
-            lambda channel: InstanceQueueLost(
+            lambda channel: InstanceQueueLostError(
                 f"this hub's instance queue was replaced; {channel} may have missed events: "
                 "reconnect with the last event id you saw"
             )
@@ -411,7 +411,7 @@ class ProgressHub:
         """This hub was started in another process, which forked this one."""
         parent = self._pid
         if not self.fanout_mode:
-            raise HubForked(
+            raise HubForkedError(
                 f"this ProgressHub was started in process {parent}, which forked process "
                 f"{os.getpid()}: its thread does not run here, and a second hub on the shared "
                 "progress queue would split the events with the first. Start the hub in each "
@@ -531,12 +531,12 @@ class ProgressHub:
         With ``last_event_id`` (the SSE ``Last-Event-ID``), the events after it that are still
         in the replay buffer come first. The snapshot is the status now, including events
         replayed: those with ids up to ``snapshot.last_event_id`` are already folded in.
-        Raises :class:`ChannelError` for a malformed channel, :class:`SubscriptionDenied`
-        when ``authorize`` refuses, :class:`SubscriptionClosed` when the hub has stopped.
+        Raises :class:`ChannelError` for a malformed channel, :class:`SubscriptionDeniedError`
+        when ``authorize`` refuses, :class:`SubscriptionClosedError` when the hub has stopped.
         """
         _branch, upload_id = parse_channel(channel)  # a ChannelError before authorize runs
         if self.authorize is not None and not self.authorize(principal, channel):
-            raise SubscriptionDenied(
+            raise SubscriptionDeniedError(
                 f"not allowed to subscribe to {channel}; the host's authorize hook refused it"
             )
         if self._pid is not None and self._pid != os.getpid():

@@ -55,7 +55,7 @@ __all__ = [
     "LAST_SEEN_TAG",
     "PROPAGATION_SEC",
     "InstanceQueue",
-    "SweepReport",
+    "InstanceSweepReport",
     "heartbeat_age",
     "is_missing",
     "new_instance_id",
@@ -236,7 +236,7 @@ class InstanceQueue:
 
 
 @attrs.frozen
-class SweepReport:
+class InstanceSweepReport:
     """What a sweep did: queues deleted, subscriptions removed, live queues left alone."""
 
     deleted: tuple[str, ...] = ()
@@ -332,7 +332,7 @@ def sweep_instance_queues(
     keep: Collection[str] = (),
     now: float | None = None,
     propagation: float | None = None,
-) -> SweepReport:
+) -> InstanceSweepReport:
     """Unsubscribe and delete the instance queues under ``prefix`` whose last heartbeat is
     more than ``stale_after`` plus ``propagation`` seconds old (never the URLs in ``keep``),
     and unsubscribe the topic's subscriptions to instance queues that no longer exist.
@@ -373,4 +373,4 @@ def sweep_instance_queues(
                 raise
         deleted.append(name)
         log.info("fan-out: swept instance queue %s (not seen for %.0f s)", name, stale_after)
-    return SweepReport(tuple(deleted), unsubscribed, tuple(sorted(alive)))
+    return InstanceSweepReport(tuple(deleted), unsubscribed, tuple(sorted(alive)))

@@ -15,7 +15,7 @@ from collections.abc import Hashable
 
 import attrs
 
-from transflow._wire.options import bounded_int
+from transflow._wire.validators import bounded_int
 
 __all__ = ["StreamLimitStats", "StreamLimits"]
 

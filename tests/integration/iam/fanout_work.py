@@ -28,7 +28,7 @@ from tests.support.pipeline import drain_events
 from tests.support.streaming import SseClient, wait_until, wsgi_server
 from transflow import ProgressHub, ProgressPublisher, TransflowConfig
 from transflow._wire.tokens import issue_stream_token
-from transflow.ops import dlq
+from transflow.ops import announce
 from transflow.ops.provision import ensure_topic, resolve_progress_destination
 from transflow.processing.destination import ProgressTopic
 from transflow.streaming.apps import wsgi_app
@@ -184,7 +184,7 @@ def operator_fanout_work(fan: FanOutStack) -> None:
     dead_letter(fan.stack, "up-fd")
     seen = fan.listener()
     try:
-        announced = dlq.announce(
+        announced = announce.announce(
             operator.sqs(),
             fan.stack.urls.dlq,
             resolve_progress_destination(operator.sqs(), FANOUT_CONFIG, sns=operator.sns()),
@@ -212,7 +212,7 @@ def recovery_fanout_work(fan: FanOutStack) -> None:
     dead_letter(fan.stack, "up-rf")
     seen = fan.listener()
     try:
-        announced = dlq.announce(
+        announced = announce.announce(
             recovery.sqs(),
             fan.stack.urls.dlq,
             resolve_progress_destination(recovery.sqs(), deployed, sns=recovery.sns()),

@@ -218,27 +218,7 @@ def run_demo(
                 file=out,
                 flush=True,
             )
-        followers: list[tuple[str, UploadPlan, UploadFollower]] = []
-        for plan in plans:
-            ticket = post_json(
-                f"{stack.http_url}/api/uploads",
-                {
-                    "templateId": plan.template_id,
-                    "files": [{"name": p.name, "size": p.stat().st_size} for p in plan.files],
-                },
-            )
-            upload_id = ticket["uploadId"]
-            label = f"{plan.template_id} x{len(plan.files)} {upload_id[:8]}"
-            follower = UploadFollower(
-                f"{stack.http_url}/events",
-                upload_channel(settings.branch, upload_id),
-                on_change=_updater(board, upload_id, label),
-                token=ticket.get("streamToken"),
-            ).start()
-            board.update(upload_id, label, follower.status)
-            for presigned, path in zip(ticket["files"], plan.files, strict=True):
-                post_file(presigned["url"], presigned["fields"], path)
-            followers.append((upload_id, plan, follower))
+        followers = _start_uploads(stack, settings, plans, board)
 
         deadline = time.monotonic() + timeout
         for _, _, follower in followers:
@@ -251,28 +231,65 @@ def run_demo(
         # A job that failed for the last time reaches the DLQ on the queue's next receive.
         while stack.dead_lettered() < failed and time.monotonic() < deadline:
             time.sleep(0.2)
-        outcomes = []
-        for upload_id, plan, follower in followers:
-            record = stack.upload_report(upload_id)
-            state = follower.status.state.value if follower.finished else "unfinished"
-            outcomes.append(
-                UploadOutcome(
-                    upload_id,
-                    plan.template_id,
-                    len(plan.files),
-                    state,
-                    tuple(record["outputs"]),
-                    follower.status.error if state != "completed" else None,
-                )
-            )
         return DemoReport(
-            tuple(outcomes),
+            _outcomes(stack, followers),
             stack.dead_lettered(),
             sqs_requests,
             s3_requests,
             time.monotonic() - started,
             idle_polls,
         )
+
+
+_Followed = tuple[str, UploadPlan, UploadFollower]
+
+
+def _start_uploads(
+    stack: DemoStack, settings: DemoSettings, plans: list[UploadPlan], board: _Board
+) -> list[_Followed]:
+    """Ask the demo's endpoint for a ticket per upload, follow its progress stream, then
+    post its files: the follower is on before the first file lands, so no event is missed."""
+    followers: list[_Followed] = []
+    for plan in plans:
+        ticket = post_json(
+            f"{stack.http_url}/api/uploads",
+            {
+                "templateId": plan.template_id,
+                "files": [{"name": p.name, "size": p.stat().st_size} for p in plan.files],
+            },
+        )
+        upload_id = ticket["uploadId"]
+        label = f"{plan.template_id} x{len(plan.files)} {upload_id[:8]}"
+        follower = UploadFollower(
+            f"{stack.http_url}/events",
+            upload_channel(settings.branch, upload_id),
+            on_change=_updater(board, upload_id, label),
+            token=ticket.get("streamToken"),
+        ).start()
+        board.update(upload_id, label, follower.status)
+        for presigned, path in zip(ticket["files"], plan.files, strict=True):
+            post_file(presigned["url"], presigned["fields"], path)
+        followers.append((upload_id, plan, follower))
+    return followers
+
+
+def _outcomes(stack: DemoStack, followers: list[_Followed]) -> tuple[UploadOutcome, ...]:
+    """Each upload as its stream last showed it, with the outputs its status record lists."""
+    outcomes = []
+    for upload_id, plan, follower in followers:
+        record = stack.upload_report(upload_id)
+        state = follower.status.state.value if follower.finished else "unfinished"
+        outcomes.append(
+            UploadOutcome(
+                upload_id,
+                plan.template_id,
+                len(plan.files),
+                state,
+                tuple(record["outputs"]),
+                follower.status.error if state != "completed" else None,
+            )
+        )
+    return tuple(outcomes)
 
 
 def print_summary(report: DemoReport, out: TextIO) -> None:
