@@ -23,13 +23,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist): each has its own moto server, and
+# every test starts from an empty endpoint, so they share nothing. 2 fits a 2-core machine.
+PYTEST_WORKERS ?= 2
+
 # Pure logic, no endpoint: seconds.
 unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests/unit
 
 # Everything against the embedded endpoint (and the browser test when Chromium is there).
 integration: $(STAMP)
-	$(BIN)/pytest -q tests --ignore=tests/unit
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) tests --ignore=tests/unit
 
 test: lint typecheck unit integration
 
