@@ -24,6 +24,15 @@ first :meth:`~ProgressHub.subscribe` restarts it in fan-out mode (a fresh instan
 poller for the child) and raises :class:`~transflow.errors.HubForked` on the shared queue
 (where the parent's hub and the child's would split the events); the parent logs a warning
 that it keeps consuming.
+
+One reader per shared queue. On a :class:`~transflow.processing.destination.ProgressQueue`
+the hub takes the queue's lease (:mod:`transflow.streaming.lease`) before it consumes: a
+second hub process on the same queue consumes nothing, logs an ERROR at start and refuses
+its subscribers with :class:`~transflow.errors.HubLeaseHeld` (the SSE apps answer 503 with
+the reason). A process that forks after starting its hub on the shared queue (the gunicorn
+``--preload`` master) stops consuming and gives the lease up. The fan-out core counts the
+events of an attempt that never arrive (``gaps``) and the hub logs them at ERROR, once per
+``gap_log_every`` seconds.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -50,11 +60,14 @@ from transflow.errors import (
     ConfigError,
     EventFormatError,
     HubForked,
+    HubLeaseHeld,
+    SubscriptionClosed,
     SubscriptionDenied,
 )
 from transflow.processing.destination import ProgressDestination, ProgressTopic
 from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
 from transflow.streaming.instances import InstanceQueue, sweep_instance_queues
+from transflow.streaming.lease import QueueLease
 from transflow.streaming.snapshot import UploadState, UploadStatus
 
 if TYPE_CHECKING:
@@ -100,7 +113,7 @@ def _stop_at_exit() -> None:
     # The fallback for a host that never calls stop(): without it a fan-out hub's instance
     # queue outlives a clean exit and waits for a sweep. Only this process's own hubs.
     for hub in list(_running):
-        if hub.fanout_mode and hub._pid == os.getpid():
+        if (hub.fanout_mode or hub._lease is not None) and hub._pid == os.getpid():
             try:
                 hub.stop(timeout=hub.drain_timeout)
             except Exception:
@@ -118,9 +131,14 @@ def _fresh_connections(client: Any) -> None:
 
 @attrs.frozen
 class HubStats(FanOutStats):
-    """Counters since start: the fan-out's, and the poller's."""
+    """Counters since start: the fan-out's, and the poller's. ``lease``: on the shared
+    progress queue, ``"held"`` (this hub reads it), ``"standby"`` (another hub does: this
+    one refuses its subscribers), ``"forked"`` (this process forked after starting the hub:
+    it stopped reading), ``"unleased"`` (the lease tag could not be read or written: the hub
+    reads without it); ``"none"`` in fan-out mode or before start."""
 
     poller: PollerStats
+    lease: str = "none"
 
 
 @attrs.define(eq=False)
@@ -159,6 +177,9 @@ class ProgressHub:
     instance_prefix: str | None = None
     instance_stale_after: float = attrs.field(default=300.0, validator=at_least(3))
     snapshot_source: SnapshotSource | None = None
+    lease_sec: float = attrs.field(default=30.0, validator=positive, kw_only=True)
+    gap_wait: float = attrs.field(default=30.0, validator=positive, kw_only=True)
+    gap_log_every: float = attrs.field(default=60.0, validator=positive, kw_only=True)
 
     _fanout: FanOut = attrs.field(init=False)
     _poller: QueuePoller | None = attrs.field(init=False, default=None)
@@ -169,6 +190,12 @@ class ProgressHub:
     _keeper: threading.Thread | None = attrs.field(init=False, default=None)
     _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
     _warned_fork: bool = attrs.field(init=False, default=False)
+    _lease: QueueLease | None = attrs.field(init=False, default=None)
+    _lease_state: str = attrs.field(init=False, default="none")
+    # Why subscribers are refused now (standby, or a forked parent), and with what.
+    _refusal: tuple[type[SubscriptionClosed], str] | None = attrs.field(init=False, default=None)
+    _gaps_unlogged: int = attrs.field(init=False, default=0)
+    _gaps_logged_at: float | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
@@ -178,13 +205,17 @@ class ProgressHub:
                 "client) and instance_prefix= (TransflowConfig.instance_queue_prefix); "
                 "ProgressHub.from_config(config, sqs=..., sns=...) passes both"
             )
-        self._fanout = FanOut(
+        self._fanout = self._new_fanout()
+
+    def _new_fanout(self) -> FanOut:
+        return FanOut(
             self.buffer_size,
             self.replay_size,
             self.max_channels,
             replay_bytes=self.replay_bytes,
             replay_total_bytes=self.replay_total_bytes,
             buffer_bytes=self.buffer_bytes,
+            gap_wait=self.gap_wait,
         )
 
     @classmethod
@@ -240,9 +271,99 @@ class ProgressHub:
             self._pid = os.getpid()
             if self.fanout_mode and self._instance is None:
                 self._open_instance()
+            elif not self.fanout_mode and self._lease_state in ("none", "forked"):
+                self._take_lease()
+                _running.add(self)
+                return self
             self.poller.start()
             _running.add(self)
         return self
+
+    # -- the lease on the shared queue ----------------------------------------------------
+
+    def _take_lease(self) -> None:
+        """Take the shared queue's lease and consume, or stand by refusing subscribers."""
+        lease = QueueLease(self.sqs, self.progress.address, self.lease_sec)
+        self._lease = lease
+        self._stopping = threading.Event()
+        try:
+            other = lease.acquire()
+        except Exception as exc:
+            self._lease, self._lease_state = None, "unleased"
+            log.error(  # noqa: TRY400 - the cause is the call's error code, not a bug
+                "progress hub: could not take the lease on %s (%s), so a second hub process "
+                "on this queue would split its events unnoticed (only the gap detector would "
+                "see it); this hub reads it without a lease. Allow the stream role "
+                "sqs:ListQueueTags, sqs:TagQueue and sqs:UntagQueue on the progress queue "
+                "(transflow iam prints the policy)",
+                self.progress.address,
+                exc,
+            )
+            self.poller.start()
+            return
+        if other is None:
+            self._lease_state = "held"
+            self.poller.start()
+        else:
+            self._stand_by(other)
+        self._keeper = threading.Thread(
+            target=self._keep_lease, name="transflow-hub-lease", daemon=True
+        )
+        self._keeper.start()
+
+    def _stand_by(self, other: str) -> None:
+        """Another hub holds the lease: consume nothing, refuse subscribers, say so."""
+        assert self._lease is not None
+        why = (
+            f"another progress hub ({other}) reads the progress queue "
+            f"{self.progress.address}, and SQS gives each event to one reader, so this "
+            f"process ({self._lease.holder}) serves no streams rather than a part of every "
+            "upload's events. Run one stream process per progress queue (gunicorn -w 1 "
+            "--threads N, uvicorn without --workers), or, for several processes, set "
+            "sqs.progressFanout to 'sns' (every process then gets every event)"
+        )
+        self._lease_state = "standby"
+        self._refusal = (HubLeaseHeld, why)
+        log.error("progress hub: %s", why)
+
+    def _keep_lease(self) -> None:
+        lease, stopping = self._lease, self._stopping
+        while lease is not None and not stopping.wait(lease.renew_every):
+            if self._pid != os.getpid():
+                return
+            try:
+                self._beat(lease, stopping)
+            except Exception:
+                log.exception("progress hub: renewing the lease on %s failed", lease.url)
+            self._report_gaps()
+
+    def _beat(self, lease: QueueLease, stopping: threading.Event) -> None:
+        if self._lease_state == "held":
+            other = lease.renew()
+            if other is None:
+                return
+            with self._life:
+                if stopping.is_set():
+                    return
+                # Both of us read it as ours once (see transflow.streaming.lease): step down.
+                poller, self._poller = self._poller, None
+                if poller is not None:
+                    poller.request_stop()
+                self._stand_by(other)
+                fanout, self._fanout = self._fanout, self._new_fanout()
+            fanout.close("this process lost the progress queue's lease; reconnect")
+        elif self._lease_state == "standby" and lease.acquire() is None:
+            with self._life:
+                if stopping.is_set():
+                    lease.release()
+                    return
+                self._lease_state, self._refusal = "held", None
+                self.poller.start()
+            log.warning(
+                "progress hub: %s took over the lease on %s and serves streams now",
+                lease.holder,
+                lease.url,
+            )
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop consuming and close every subscription (in fan-out mode: unsubscribe and
@@ -254,6 +375,13 @@ class ProgressHub:
             stopped = self.poller.stop(timeout) if mine and self._poller is not None else True
             if self._keeper is not None and mine:
                 self._keeper.join(timeout)
+            if self._lease is not None and mine and self._lease_state == "held":
+                try:
+                    self._lease.release()
+                except Exception:
+                    log.exception("progress hub: releasing the lease failed; it expires")
+            if mine and self._lease_state != "none":
+                self._lease_state = "none"
             if self._instance is not None and mine:
                 self._instance.close()
             self._instance = None
@@ -324,11 +452,14 @@ class ProgressHub:
         self._poller = None
         self._instance = None
         self._keeper = None
-        self._fanout = FanOut(self.buffer_size, self.replay_size, self.max_channels)
+        self._fanout = self._new_fanout()
         self._pid = None
         self.start()
 
     def _forked_in_parent(self) -> None:
+        if not self.fanout_mode and self._lease_state in ("held", "standby", "unleased"):
+            self._stop_forked_parent()
+            return
         if not self._warned_fork:
             self._warned_fork = True
             log.warning(
@@ -338,6 +469,29 @@ class ProgressHub:
                 os.getpid(),
                 self.queue_url,
             )
+
+    def _stop_forked_parent(self) -> None:
+        """A process that forks after starting its hub on the shared queue is a master
+        (gunicorn ``--preload``): its children serve, so it must not read their events."""
+        why = (
+            f"process {os.getpid()} forked after starting its progress hub, so it stopped "
+            f"reading {self.progress.address} (a gunicorn --preload master serves no streams "
+            "and must not take the workers' events). Start the hub in each worker (gunicorn "
+            "post_fork hook, or the ASGI lifespan), or set sqs.progressFanout to 'sns'"
+        )
+        self._stopping.set()
+        if self._poller is not None:
+            # What the long poll in flight brings is released (visibility 0), not handled.
+            self._poller.request_stop()
+        was_held = self._lease_state == "held"
+        self._lease_state = "forked"
+        self._refusal = (HubForked, why)
+        log.warning("progress hub: %s", why)
+        if was_held and self._lease is not None:
+            try:
+                self._lease.release()
+            except Exception:
+                log.exception("progress hub: releasing the lease failed; it expires")
 
     def __enter__(self) -> ProgressHub:
         return self.start()
@@ -370,7 +524,45 @@ class ProgressHub:
 
     def stats(self) -> HubStats:
         """Counters since start, and the poller's."""
-        return HubStats(**attrs.asdict(self._fanout.stats()), poller=self._poller_stats())
+        self._report_gaps()
+        return HubStats(
+            **attrs.asdict(self._fanout.stats()),
+            poller=self._poller_stats(),
+            lease=self._lease_state,
+        )
+
+    def _report_gaps(self) -> None:
+        """Log the gaps found, at ERROR once per ``gap_log_every`` seconds (not per event)."""
+        news, channel = self._fanout.take_gaps()
+        if not news:
+            return
+        now = time.monotonic()
+        with self._life:
+            self._gaps_unlogged += news
+            if self._gaps_logged_at is not None and now - self._gaps_logged_at < self.gap_log_every:
+                return
+            count, self._gaps_unlogged, self._gaps_logged_at = self._gaps_unlogged, 0, now
+        if self.fanout_mode:
+            cause = (
+                "the processor could not send them (its log says 'were not sent'), or they "
+                "were removed from this instance's queue"
+            )
+        else:
+            cause = (
+                f"most likely another process reads the progress queue {self.progress.address} "
+                "and took them (a second stream process: gunicorn -w N, uvicorn --workers N, "
+                "another server with the same config); else the processor could not send "
+                "them (its log says 'were not sent'). Run one stream process per progress "
+                "queue, or set sqs.progressFanout to 'sns'"
+            )
+        log.error(
+            "progress hub: %d progress events never arrived (seqs of an attempt missing for "
+            "%.0fs while later ones came; latest on %s): %s",
+            count,
+            self.gap_wait,
+            channel,
+            cause,
+        )
 
     def _poller_stats(self) -> PollerStats:
         if self._poller is None and self.queue_url is None:
@@ -383,13 +575,14 @@ class ProgressHub:
         subscribers now, events delivered and subscribers cut off for lagging since the last
         call. Call it on a timer (every minute, say); returns the stats it read."""
         stats = self.stats()
-        last = self._emitted or {"delivered": 0, "lagged": 0}
-        self._emitted = {"delivered": stats.delivered, "lagged": stats.lagged}
+        last = self._emitted or {"delivered": 0, "lagged": 0, "gaps": 0}
+        self._emitted = {"delivered": stats.delivered, "lagged": stats.lagged, "gaps": stats.gaps}
         emit(
             {
                 "ConnectedSubscribers": (stats.subscribers, "Count"),
                 "EventsDelivered": (stats.delivered - last["delivered"], "Count"),
                 "LaggedSubscribers": (stats.lagged - last["lagged"], "Count"),
+                "ProgressGaps": (stats.gaps - last.get("gaps", 0), "Count"),
             },
             {"Component": "hub"},
             properties={"channels": stats.channels},
@@ -423,6 +616,9 @@ class ProgressHub:
             with self._life:
                 if self._pid is not None and self._pid != os.getpid():
                     self._restart_in_child()
+        refusal = self._refusal
+        if refusal is not None:
+            raise refusal[0](refusal[1])
         sub = self._fanout.subscribe(channel, last_event_id, buffer_size=buffer_size)
         if upload_id is not None and self.snapshot_source is not None and _unseen(sub.snapshot):
             try:
@@ -442,6 +638,7 @@ class ProgressHub:
         # a released poison message would block its upload's FIFO group until it expires.
         try:
             self.dispatch(ProgressEvent.from_json(message.body))
+            self._report_gaps()
         except (EventFormatError, ChannelError) as exc:
             self._malformed(message, str(exc))
         except Exception as exc:  # a bug must not block the upload either
