@@ -503,6 +503,10 @@ class ProgressHub:
     def poller(self) -> QueuePoller:
         """The queue poller under the hub (for its stats and settings); made when first
         needed, at :meth:`start` at the latest."""
+        with self._life:  # the lease keeper may make it at the same time
+            return self._poller or self._make_poller()
+
+    def _make_poller(self) -> QueuePoller:
         if self._poller is None:
             url = self.queue_url
             if url is None:
