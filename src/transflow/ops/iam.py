@@ -48,6 +48,8 @@ MANAGE_INSTANCE_QUEUES = [
     "sqs:DeleteQueue",
 ]
 SWEEP_INSTANCE_QUEUES = ["sqs:GetQueueUrl", "sqs:ListQueueTags", "sqs:DeleteQueue"]
+# The hub lease on the shared progress queue: read the tag, write the next beat, give it up.
+HUB_LEASE = ["sqs:ListQueueTags", "sqs:TagQueue", "sqs:UntagQueue"]
 
 
 @attrs.frozen
@@ -217,7 +219,10 @@ def build_policies(
     # seen comes from its status record; the stream role reads those and no other output.
     status_records = f"arn:{partition}:s3:::{output_bucket}/{outputs}*/{STATUS_RECORD_NAME}"
     read_status = _statement("ReadStatusRecords", ["s3:GetObject"], [status_records])
-    stream = [_statement("ConsumeProgress", CONSUME, [progress]), read_status]
+    # The hub lease (transflow.streaming.lease): a tag on the progress queue says which hub
+    # reads it, so a second stream process refuses loudly instead of splitting the events.
+    lease = _statement("LeaseProgressQueue", HUB_LEASE, [progress])
+    stream = [_statement("ConsumeProgress", CONSUME, [progress]), lease, read_status]
     fanout_operator: list[PolicyStatement] = []
     fanout_recovery: list[PolicyStatement] = []
     if fanout is not None:
