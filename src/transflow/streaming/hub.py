@@ -22,8 +22,8 @@ Processes. A hub belongs to the process that started it. One started before a fo
 (gunicorn ``--preload``, multiprocessing) is noticed by the process id: in the child, the
 first :meth:`~ProgressHub.subscribe` restarts it in fan-out mode (a fresh instance queue and
 poller for the child) and raises :class:`~transflow.errors.HubForked` on the shared queue
-(where the parent's hub and the child's would split the events); the parent logs a warning
-that it keeps consuming.
+(where the parent's hub and the child's would split the events); in fan-out mode the parent
+logs a warning that it keeps consuming, on the shared queue it stops (see below).
 
 One reader per shared queue. On a :class:`~transflow.processing.destination.ProgressQueue`
 the hub takes the queue's lease (:mod:`transflow.streaming.lease`) before it consumes: a
@@ -146,12 +146,16 @@ class ProgressHub:
     """Consumes the progress queue and dispatches each event to the matching subscribers.
 
     ``progress`` says where progress goes (see :meth:`from_config`): a
-    :class:`~transflow.processing.destination.ProgressQueue`, read by this hub alone (two
-    hubs on one queue split the events between them); or, for more than one process, a
+    :class:`~transflow.processing.destination.ProgressQueue`, read by this hub alone (it
+    takes the queue's lease for ``lease_sec`` seconds, renewed; a second hub on the queue
+    consumes nothing and refuses subscribers with :class:`~transflow.errors.HubLeaseHeld`);
+    or, for more than one process, a
     :class:`~transflow.processing.destination.ProgressTopic` with ``sns`` and
     ``instance_prefix`` (from :attr:`TransflowConfig.instance_queue_prefix
     <transflow.TransflowConfig>`): each hub then gets every event through its own instance
-    queue. ``authorize(principal, channel)`` decides who may subscribe to what.
+    queue. ``authorize(principal, channel)`` decides who may subscribe to what. Events of
+    an attempt missing for ``gap_wait`` seconds while later ones came are counted
+    (``stats().gaps``) and logged at ERROR at most once per ``gap_log_every`` seconds.
     ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
     :class:`~transflow.streaming.records.StatusRecordSnapshots`). Every option is checked
     here: one out of range raises :class:`~transflow.errors.ConfigError`.
