@@ -275,9 +275,11 @@ class ProgressHub:
             self._pid = os.getpid()
             if self.fanout_mode and self._instance is None:
                 self._open_instance()
-            elif not self.fanout_mode and self._lease_state in ("none", "forked"):
-                self._take_lease()
-                _running.add(self)
+            elif not self.fanout_mode:
+                # Started already (any state but "none"): the lease decides, not a 2nd call.
+                if self._lease_state == "none":
+                    self._take_lease()
+                    _running.add(self)
                 return self
             self.poller.start()
             _running.add(self)
@@ -376,9 +378,12 @@ class ProgressHub:
             _running.discard(self)
             self._stopping.set()
             mine = self._pid is None or self._pid == os.getpid()
+            keeper = self._keeper if mine else None
+        if keeper is not None:
+            # Outside the lock: the lease keeper takes it to step down or take over.
+            keeper.join(timeout)
+        with self._life:
             stopped = self.poller.stop(timeout) if mine and self._poller is not None else True
-            if self._keeper is not None and mine:
-                self._keeper.join(timeout)
             if self._lease is not None and mine and self._lease_state == "held":
                 try:
                     self._lease.release()
