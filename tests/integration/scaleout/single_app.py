@@ -2,7 +2,8 @@
 shared progress queue, served by the WSGI app (``wsgi``, the hub started at import: in each
 gunicorn worker, or in the master under ``--preload``) and the ASGI app (``asgi``, the hub
 started in each uvicorn worker's lifespan). With ``SINGLE_CALLS`` set, each ReceiveMessage
-and DeleteMessage(Batch) the hub's client makes is written there with its process id."""
+and DeleteMessage(Batch) the hub's client makes is written there with its process id, and
+each fork as "forked" by the parent."""
 
 from __future__ import annotations
 
@@ -24,13 +25,20 @@ _sqs = _session.client(
 _calls = os.environ.get("SINGLE_CALLS")
 
 
-def _record(model: Any, **_: Any) -> None:
-    if _calls and model.name in ("ReceiveMessage", "DeleteMessage", "DeleteMessageBatch"):
+def _write(what: str) -> None:
+    if _calls:
         with open(_calls, "a") as out:
-            out.write(f"{os.getpid()} {model.name}\n")
+            out.write(f"{os.getpid()} {what}\n")
+
+
+def _record(model: Any, **_: Any) -> None:
+    if model.name in ("ReceiveMessage", "DeleteMessage", "DeleteMessageBatch"):
+        _write(model.name)
 
 
 _sqs.meta.events.register("before-call.sqs", _record)
+# Registered before the hub starts, so the mark comes before the hub's own at-fork hook.
+os.register_at_fork(after_in_parent=lambda: _write("forked"))
 hub = ProgressHub(_sqs, ProgressQueue(os.environ["SINGLE_PROGRESS_URL"]), wait_time_seconds=1)
 
 asgi = asgi_app(hub, allow_anonymous=True, heartbeat=1.0, retry=1000, manage_hub=True)
