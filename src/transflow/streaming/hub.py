@@ -387,8 +387,9 @@ class ProgressHub:
             if self._lease is not None and mine and self._lease_state == "held":
                 try:
                     self._lease.release()
-                except Exception:
-                    log.exception("progress hub: releasing the lease failed; it expires")
+                except Exception as exc:
+                    # At exit the endpoint may be gone already: no traceback, the lease expires.
+                    log.warning("progress hub: releasing the lease failed (%s); it expires", exc)
             if mine and self._lease_state != "none":
                 self._lease_state = "none"
             if self._instance is not None and mine:
@@ -499,8 +500,8 @@ class ProgressHub:
         if was_held and self._lease is not None:
             try:
                 self._lease.release()
-            except Exception:
-                log.exception("progress hub: releasing the lease failed; it expires")
+            except Exception as exc:
+                log.warning("progress hub: releasing the lease failed (%s); it expires", exc)
 
     def __enter__(self) -> ProgressHub:
         return self.start()
