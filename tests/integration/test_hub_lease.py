@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import botocore.exceptions
 import pytest
 
 from tests.support.streaming import fifo_queue, wait_until
@@ -17,6 +18,8 @@ from transflow.streaming.lease import LEASE_TAG
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+    from transflow.cli.local import LocalAws
 
 LEASE_SEC = 1.5  # a beat every half second
 
@@ -113,3 +116,29 @@ def test_a_holder_whose_lease_was_taken_steps_down_and_closes_its_streams(
         holder.stop(5)
     # Not ours any more: stop leaves the other's tag alone.
     assert sqs.list_queue_tags(QueueUrl=url)["Tags"][LEASE_TAG] == "other:1:cafe 1"
+
+
+def test_a_hub_refused_the_tag_says_so_and_reads_unleased(
+    aws: LocalAws, caplog: pytest.LogCaptureFixture
+) -> None:
+    sqs = aws.sqs()  # its own client: the refusal below stays on it
+
+    def deny(**_: object) -> None:
+        error = {"Error": {"Code": "AccessDenied", "Message": "not authorized"}}
+        raise botocore.exceptions.ClientError(error, "ListQueueTags")  # type: ignore[arg-type]
+
+    url = fifo_queue(sqs, "lease-denied-progress.fifo")
+    sqs.meta.events.register("before-call.sqs.ListQueueTags", deny)
+    caplog.set_level(logging.ERROR, logger="transflow.streaming.hub")
+    unleased = hub(sqs, url).start()
+    try:
+        assert unleased.stats().lease == "unleased"
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1
+        assert "AccessDenied" in errors[0]
+        assert "sqs:ListQueueTags, sqs:TagQueue and sqs:UntagQueue" in errors[0]
+        sub = unleased.subscribe("upload:main:u")
+        sent = publish(sqs, url, "u", 3)
+        assert seqs_of(sub, 3) == sent
+    finally:
+        unleased.stop(5)
