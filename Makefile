@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: scaleout test lint typecheck unit integration venv clean demo dev docs bench soak
+.PHONY: fidelity scaleout test lint typecheck unit integration venv clean demo dev docs bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,27 @@ integration: $(STAMP)
 
 test: lint typecheck unit integration
 
+# The ingest, processing, streaming and fan-out integration tests again on LocalStack (host
+# mode, no Docker; its own venv, as its runtime pins botocore and moto versions of its own).
+# Tests marked moto_only are skipped there. See tests/fidelity/run.py.
+LOCALSTACK_VENV := .venv-localstack
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
+FIDELITY_TESTS := $(addprefix tests/integration/test_,$(addsuffix .py,\
+	smoke_sqs sqs_batch bridge bridge_confinement bridge_hostile poller processor \
+	processor_edges claimcheck completed_once dlq dlq_announce recovery redrive_progress \
+	reupload worker progress_publisher hub sse_servers streaming_examples fanout_sns \
+	sns_limits hub_delivery forged_jobs))
+
+$(LOCALSTACK_STAMP): tests/fidelity/requirements-localstack.txt
+	$(PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet -r tests/fidelity/requirements-localstack.txt
+	touch $(LOCALSTACK_STAMP)
+
+fidelity: $(STAMP) $(LOCALSTACK_STAMP)
+	$(BIN)/python tests/fidelity/run.py --localstack $(LOCALSTACK_VENV)/bin/python -- \
+		-q -p no:cacheprovider $(FIDELITY_TESTS)
+
 # The whole pipeline on an embedded endpoint: no AWS account, no Docker.
 demo: $(STAMP)
 	$(BIN)/transflow demo
@@ -45,7 +66,7 @@ docs: $(STAMP)
 	$(BIN)/python docs/gen_api.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LOCALSTACK_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # Benchmarks and the soak: not part of `make test` (tests/integration/test_bench_smoke.py
 # runs each script at a tiny size). Results land in bench/results/.

@@ -36,7 +36,7 @@ HANDLERS: dict[str, str] = {
     "bridge (examples/lambda_bridge.py)": "import examples.lambda_bridge",
     "processor (examples/lambda_processor.py)": "import examples.lambda_processor",
     "SSE stream (ProgressHub, sse)": "from transflow import ProgressHub, sse, upload_channel",
-    "scheduled DLQ announce (transflow.ops.dlq)": "from transflow.ops import dlq",
+    "scheduled DLQ announce (transflow.ops.announce)": "from transflow.ops import announce",
     "import transflow (the facade)": "import transflow",
 }
 # The handlers the target applies to, and the target, in milliseconds over boto3.

@@ -23,16 +23,25 @@ its subscription). Measured per run:
 - SNS and SQS requests per operation (botocore event hooks,
   :class:`~transflow._aws.metering.RequestCounter`): the publisher's and the hubs'.
 
+With ``--entry-failure-every N``, one entry per N entries of the publisher's PublishBatch
+calls fails as AWS fails a transient entry (``bench.faults.EntryFailures``): the publisher
+must send it again, and every subscriber must still get every event, the retried one after
+its successors. A subscriber reads until it has all its channel's events (or, once its
+terminal event came, a few seconds more), so a late event is counted, not cut off. Its
+figures go to ``fanout_instances_entry_failures``.
+
 moto delivers SNS → SQS FIFO inside the PublishBatch call, so publish → subscriber here
 is the hub's long poll plus its dispatch; on AWS, SNS's own delivery time comes on top.
 
-Run: ``python -m bench.fanout_instances [--subscribers N] [--channels C]``.
+Run: ``python -m bench.fanout_instances [--subscribers N] [--channels C]
+[--entry-failure-every N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -53,6 +62,7 @@ from bench.common import (
     serve,
     write_result,
 )
+from bench.faults import EntryFailures
 from bench.pipeline import BRANCH
 from transflow import (
     ProgressEvent,
@@ -72,6 +82,9 @@ from transflow.ops.provision import ensure_topic
 TERMINAL = (ProgressType.DONE, ProgressType.ERROR)
 HUB_TARGET_MS = 50.0
 """The issue's goal for the hub's own added latency, p99, at 1,000 subscribers."""
+STRAGGLER_GRACE = 10.0
+"""Seconds a subscriber that has its terminal event waits for events still missing (one
+sent again after a failed entry arrives after its successors)."""
 
 
 def upload_id(n: int) -> str:
@@ -124,11 +137,24 @@ class _TimedHub(ProgressHub):
         return count
 
 
-def publish(endpoint_url: str, topic: str, channels: int, events: int, interval: float) -> None:
-    """(The child process.) Send every channel's events to the topic; print, as JSON, when
-    each PublishBatch started and returned and the requests made."""
+def publish(
+    endpoint_url: str,
+    topic: str,
+    channels: int,
+    events: int,
+    interval: float,
+    *,
+    entry_failure_every: int = 0,
+) -> None:
+    """(The child process.) Send every channel's events to the topic, failing one entry per
+    ``entry_failure_every`` (0: none); print, as JSON, when each PublishBatch started and
+    returned, the requests made and the failures injected."""
     counter = BenchCounter()
-    publisher = _TimedPublisher(ProgressTopic(topic), sns=Endpoint(endpoint_url).sns(counter))
+    sns = Endpoint(endpoint_url).sns(counter)
+    failures = (
+        EntryFailures(sns, "PublishBatch", entry_failure_every) if entry_failure_every else None
+    )
+    publisher = _TimedPublisher(ProgressTopic(topic), sns=sns)
     publisher.started, publisher.returned = {}, {}
     _emit_all(publisher, channels, events, interval)
     report = {
@@ -136,6 +162,8 @@ def publish(endpoint_url: str, topic: str, channels: int, events: int, interval:
         "returned": publisher.returned,
         "sns": by_operation(counter, "sns"),
         "cpu": time.process_time(),
+        "entries": failures.entries if failures else 0,
+        "injected": failures.injected if failures else 0,
     }
     print(json.dumps(report), flush=True)
 
@@ -159,19 +187,30 @@ def _emit_all(publisher: ProgressPublisher, channels: int, events: int, interval
 
 
 async def _follow(
-    sub: Subscription, hub: int, seen: list[tuple[str, int, float]], deadline: float
-) -> int:
-    """Read one subscription to its terminal event (or the deadline); return the count."""
-    count = 0
-    while (left := deadline - time.monotonic()) > 0:
+    sub: Subscription,
+    hub: int,
+    seen: list[tuple[str, int, float]],
+    deadline: float,
+    events: int,
+) -> tuple[int, int]:
+    """Read one subscription until it has its channel's ``events`` (or the deadline, or
+    :data:`STRAGGLER_GRACE` after its terminal event); return the count of distinct events
+    and of duplicates."""
+    got: set[str] = set()
+    duplicates = 0
+    while len(got) < events and (left := deadline - time.monotonic()) > 0:
         event = await sub.aget(timeout=left)
         if event is None:
             break
-        seen.append((_key(event.upload_id, event.seq), hub, time.time()))
-        count += 1
+        key = _key(event.upload_id, event.seq)
+        if key in got:
+            duplicates += 1
+            continue
+        got.add(key)
+        seen.append((key, hub, time.time()))
         if event.type in TERMINAL:
-            break
-    return count
+            deadline = min(deadline, time.monotonic() + STRAGGLER_GRACE)
+    return len(got), duplicates
 
 
 def run_instances(
@@ -184,6 +223,7 @@ def run_instances(
     interval: float,
     hub_wait: int,
     timeout: float,
+    entry_failure_every: int = 0,
 ) -> dict[str, Any]:
     """One run with ``instances`` hubs; its figures."""
     ep.reset()
@@ -218,6 +258,8 @@ def run_instances(
             str(channels),
             str(events),
             str(interval),
+            "--entry-failure-every",
+            str(entry_failure_every),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -226,14 +268,14 @@ def run_instances(
     )
     seen: list[tuple[str, int, float]] = []
 
-    async def main() -> tuple[list[int], float]:
+    async def main() -> tuple[list[tuple[int, int]], float]:
         subs = [
             (i, hubs[i].subscribe(upload_channel(BRANCH, upload_id(n % channels))))
             for n in range(subscribers)
             for i in (n % instances,)
         ]
         deadline = time.monotonic() + timeout
-        tasks = [asyncio.create_task(_follow(s, hub, seen, deadline)) for hub, s in subs]
+        tasks = [asyncio.create_task(_follow(s, hub, seen, deadline, events)) for hub, s in subs]
         await asyncio.sleep(0)  # every task is waiting on its subscription
         wall0 = time.perf_counter()
         assert child.stdin is not None
@@ -246,7 +288,7 @@ def run_instances(
         return list(counts), wall
 
     try:
-        counts, wall = asyncio.run(main())
+        followed, wall = asyncio.run(main())
         assert child.stdout is not None
         report = json.loads(child.stdout.read().strip().splitlines()[-1])
         child.wait(timeout=30)
@@ -265,12 +307,17 @@ def run_instances(
     added = [value for hub in hubs for value in hub.added]
     dispatching = [value for hub in hubs for value in hub.dispatching]
     per_hub = max(len(range(i, subscribers, instances)) for i in range(instances))
+    counts = [distinct for distinct, _ in followed]
     delivered, expected = sum(counts), subscribers * events
     return {
         "instances": instances,
         "subscribers_per_instance": per_hub,
         "delivered": delivered,
         "expected": expected,
+        "delivered_percent": round(100.0 * delivered / expected, 2) if expected else 100.0,
+        "duplicates": sum(dup for _, dup in followed),
+        "entries_published": report["entries"],
+        "entry_failures_injected": report["injected"],
         "subscribers_complete": sum(1 for c in counts if c == events),
         "latency_ms_publish_to_subscriber": quantiles_ms(publish_lat),
         "latency_ms_publish_returned_to_subscriber": quantiles_ms(returned_lat),
@@ -301,6 +348,7 @@ def run(
     interval: float = 1.0,
     hub_wait: int = 1,
     timeout: float = 120.0,
+    entry_failure_every: int = 0,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
@@ -314,6 +362,7 @@ def run(
             interval=interval,
             hub_wait=hub_wait,
             timeout=timeout,
+            entry_failure_every=entry_failure_every,
         )
         for n in instances
     ]
@@ -325,6 +374,7 @@ def run(
             "events_per_channel": events,
             "interval_s": interval,
             "hub_wait_s": hub_wait,
+            "entry_failure_every": entry_failure_every,
         },
         "hub_target_ms_p99": HUB_TARGET_MS,
         "runs": runs,
@@ -334,6 +384,14 @@ def run(
             r["instances"],
             r["subscribers_per_instance"],
             f"{r['delivered']:,} / {r['expected']:,}",
+            *(
+                [
+                    f"{r['delivered_percent']:g} %",
+                    f"{r['entry_failures_injected']:,} / {r['entries_published']:,}",
+                ]
+                if entry_failure_every
+                else []
+            ),
             f"{r['subscribers_complete']:,} / {subscribers:,}",
             "{p50} / {p99}".format(**r["latency_ms_publish_to_subscriber"]),
             "{p50} / {p99}".format(**r["latency_ms_publish_returned_to_subscriber"]),
@@ -350,6 +408,11 @@ def run(
             "instances",
             "subscribers / instance",
             "delivered / expected",
+            *(
+                ["delivered %", "injected entry failures / entries sent"]
+                if entry_failure_every
+                else []
+            ),
             "subscribers with every event",
             "publish → subscriber p50 / p99 ms",
             "publish returned → subscriber p50 / p99 ms",
@@ -366,9 +429,17 @@ def run(
         f"channel ({channels * events:,} published), hubs long-polling {hub_wait} s; "
         f"target for the hub's added latency: p99 < {HUB_TARGET_MS:g} ms."
     )
+    title = "Fan-out mode: SNS FIFO topic, " + ", ".join(str(n) for n in instances)
+    title += " hub instances"
+    if entry_failure_every:
+        table += (
+            f" One PublishBatch entry in {entry_failure_every} failed (InternalError, sent "
+            "again by the publisher)."
+        )
+        title += f", one entry failure per {entry_failure_every} published"
     write_result(
-        "fanout_instances",
-        "Fan-out mode: SNS FIFO topic, " + ", ".join(str(n) for n in instances) + " hub instances",
+        "fanout_instances_entry_failures" if entry_failure_every else "fanout_instances",
+        title,
         table,
         data,
         out,
@@ -381,8 +452,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     fanout_arguments(parser, channels=50, interval=1.0)
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 4], help="default 1 2 4")
+    parser.add_argument(
+        "--entry-failure-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fail one PublishBatch entry per N sent, as a transient AWS failure (default: none)",
+    )
     args = parser.parse_args(argv)
-    if publisher_child(args, publish):
+    if args.entry_failure_every < 0:
+        parser.error("--entry-failure-every must be 0 (none) or more")
+    if publisher_child(
+        args, functools.partial(publish, entry_failure_every=args.entry_failure_every)
+    ):
         return 0
     with serve() as ep:
         run(
@@ -392,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             channels=args.channels,
             events=args.events,
             interval=args.interval,
+            entry_failure_every=args.entry_failure_every,
         )
     return 0
 

@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         cost.run(ep, uploads=1000 if args.full else 300, baseline_uploads=100 if args.full else 60)
         fanout.run(ep, subscribers=1000, channels=200, events=6, interval=2.0)
         fanout_instances.run(ep, instances=(1, 2, 4), subscribers=1000, channels=50)
+        # The "Done when": 100 % delivered with one entry failure per 50 published.
+        fanout_instances.run(
+            ep, instances=(1, 2, 4), subscribers=1000, channels=50, entry_failure_every=50
+        )
         big_upload.run(ep, files=10_000 if args.full else 2_000)
     # No endpoint: fresh interpreters importing each Lambda handler, after the rest is done.
     cold_import.run(rounds=100 if args.full else 40)

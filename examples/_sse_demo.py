@@ -7,8 +7,7 @@ import json
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from transflow import ProgressEvent
-from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow import OutgoingMessage, ProgressEvent, send_batch
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

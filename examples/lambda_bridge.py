@@ -56,8 +56,7 @@ def main() -> list[str]:
     # The demo's imports stay here, out of the handler's cold start.
     import requests  # noqa: PLC0415 - the browser's part of the demo; a dev dependency
 
-    from transflow import UploadFile, create_upload  # noqa: PLC0415
-    from transflow._aws.claimcheck import decode_job_message  # noqa: PLC0415
+    from transflow import ProcessingJob, UploadFile, create_upload  # noqa: PLC0415
     from transflow.cli.local import LocalAws, local_client_config  # noqa: PLC0415
 
     with LocalAws() as aws:
@@ -135,9 +134,11 @@ def main() -> list[str]:
         messages = sqs.receive_message(QueueUrl=jobs_url, MaxNumberOfMessages=10)["Messages"]
         keys: list[str] = []
         for message in messages:
-            job = decode_job_message(message["Body"])
-            print("queued", job.upload_id, [o.key for o in getattr(job, "objects", ())])
-            keys.extend(o.key for o in getattr(job, "objects", ()))
+            # Two small files: the job is in the message (a large one would be a claim
+            # check, which the processor resolves).
+            job = ProcessingJob.from_json(message["Body"])
+            print("queued", job.upload_id, [o.key for o in job.objects])
+            keys.extend(o.key for o in job.objects)
         return keys
 
 

@@ -4,7 +4,7 @@ Run it on a schedule (the SAM template's ``RecoveryFunction`` runs it every 15 m
 EventBridge). Each run:
 
 - announces every dead-lettered job with a final ``error`` event
-  (:func:`transflow.ops.dlq.announce`), so its watchers stop waiting;
+  (:func:`transflow.ops.announce.announce`), so its watchers stop waiting;
 - fails every upload whose files stopped arriving with an ``UPLOAD_INCOMPLETE`` event and
   status record (:func:`transflow.ops.recovery.sweep_stale_uploads`).
 
@@ -34,12 +34,10 @@ import time
 from typing import Any
 
 import boto3
-import requests
 from botocore.config import Config
 
-from transflow import UploadFile, create_upload, load_config
-from transflow.cli.local import LocalAws, local_client_config
-from transflow.ops.dlq import announce
+from transflow import load_config
+from transflow.ops.announce import announce
 from transflow.ops.provision import resolve_progress_destination, resolve_queue_urls
 from transflow.ops.recovery import sweep_stale_uploads
 
@@ -92,6 +90,13 @@ def handler(event: dict[str, Any], context: Any, *, clock: Any = time.time) -> d
 
 def main() -> list[dict[str, Any]]:
     """An upload of two files of which only one arrives; two runs an hour and a half later."""
+    # The demo's imports stay here: the handler needs none of them (requests is not even a
+    # dependency of transflow, only of its dev extra).
+    import requests  # noqa: PLC0415
+
+    from transflow import UploadFile, create_upload  # noqa: PLC0415
+    from transflow.cli.local import LocalAws, local_client_config  # noqa: PLC0415
+
     with LocalAws() as aws:
         s3 = aws.s3(local_client_config(signature_version="s3v4"))
         sqs = aws.sqs()

@@ -16,10 +16,10 @@ from transflow import (
     count_requests,
     ensure_queues,
 )
-from transflow._wire.keys import status_key
 from transflow.cli.local import LocalAws
-from transflow.ops.dlq import peek, redrive
-from transflow.ops.metrics import health, queue_stats
+from transflow.ops.dlq import peek
+from transflow.ops.health import health, queue_stats
+from transflow.ops.redrive import redrive
 
 
 def main() -> tuple[bool, bool]:
@@ -48,7 +48,8 @@ def main() -> tuple[bool, bool]:
         s3.create_bucket(Bucket="outputs")
         s3.put_object(
             Bucket="outputs",
-            Key=status_key("main", job.upload_id),
+            # The status record's key: outputs/{branch}/{uploadId}/status.json (templates.md).
+            Key=f"outputs/main/{job.upload_id}/status.json",
             Body=b'{"ok": "ASSEMBLY_FAILED", "error": "STEP_FAILED", "message": "truncated"}',
         )
 

@@ -23,7 +23,7 @@ from transflow import (
     ProgressHub,
     ProgressQueue,
     StreamTokenError,
-    SubscriptionDenied,
+    SubscriptionDeniedError,
     issue_stream_token,
     poller_client_config,
     sse,
@@ -54,7 +54,7 @@ def create_app(hub: ProgressHub, stream_secret: str) -> Flask:
                 request.headers.get("Last-Event-ID"),  # the browser sends it on reconnect
                 principal=request,
             )
-        except SubscriptionDenied:
+        except SubscriptionDeniedError:
             abort(403)
         # Flask streams a generator as it yields; closing it (client gone) unsubscribes.
         return Response(sse.stream(subscription), headers=list(sse.HEADERS))

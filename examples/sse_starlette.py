@@ -26,7 +26,7 @@ from transflow import (
     ProgressHub,
     ProgressQueue,
     StreamTokenError,
-    SubscriptionDenied,
+    SubscriptionDeniedError,
     asgi_app,
     issue_stream_token,
     poller_client_config,
@@ -56,7 +56,7 @@ def create_app(hub: ProgressHub, stream_secret: str) -> Starlette:
                 request.headers.get("last-event-id"),
                 principal=request,
             )
-        except SubscriptionDenied:
+        except SubscriptionDeniedError:
             return PlainTextResponse("forbidden", status_code=403)
         return StreamingResponse(sse.astream(subscription), headers=dict(sse.HEADERS))
 

@@ -1,7 +1,7 @@
 """An audio template built on ffmpeg and ffprobe: probe, transcode to AAC, cut a preview.
 
 Register it on the registry of your processor (see examples/lambda_processor.py). In Lambda,
-ffmpeg comes from a layer or a container image; ``ctx.run`` raises CommandNotFoundError with
+ffmpeg comes from a layer or a container image; ``ctx.run`` raises ToolNotFoundError with
 that advice when it is missing.
 
 Run the demo (needs ffmpeg on PATH and the ``local`` extra):
@@ -26,7 +26,7 @@ from transflow import (
     UserContext,
 )
 from transflow.cli.demo.samples import tone_wav
-from transflow.processing.external import run_command
+from transflow.processing.external import run_tool
 
 PREVIEW_SECONDS = 10
 # No prompts, overwrite, errors only: ctx.run keeps the tail of stderr for the error message.
@@ -141,7 +141,7 @@ def _duration(media: bytes) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "media"
         path.write_bytes(media)
-        probe = run_command(
+        probe = run_tool(
             ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", str(path)],
             timeout=60,
         )

@@ -1,7 +1,8 @@
 """A worker for the processing queue outside Lambda (ECS, EC2, a laptop).
 
 Copy this file, put your templates in ``registry``, and run it with the ``transflow``
-command (SIGTERM drains gracefully):
+command from the folder that holds ``examples/`` (the module is found from the current
+directory, as with ``python -m``; SIGTERM drains gracefully):
 
     transflow worker --templates examples.worker:registry --upload-bucket my-uploads \
         --output-bucket my-outputs

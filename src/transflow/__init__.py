@@ -35,6 +35,10 @@ if TYPE_CHECKING:
         poller_client_config as poller_client_config,
         release_immediately as release_immediately,
     )
+    from transflow._aws.sqs_batch import (
+        OutgoingMessage as OutgoingMessage,
+        send_batch as send_batch,
+    )
     from transflow._wire.channels import (
         branch_channel as branch_channel,
         channel_matches as channel_matches,
@@ -85,13 +89,13 @@ if TYPE_CHECKING:
         create_upload as create_upload,
     )
     from transflow.ops.provision import (
-        AttributeChange as AttributeChange,
         EnsureReport as EnsureReport,
         QueueUrls as QueueUrls,
         ensure_queues as ensure_queues,
         ensure_queues_report as ensure_queues_report,
         resolve_queue_urls as resolve_queue_urls,
     )
+    from transflow.ops.queue_spec import AttributeChange as AttributeChange
     from transflow.processing.context import (
         InputFile as InputFile,
         OutputFile as OutputFile,
@@ -123,6 +127,10 @@ if TYPE_CHECKING:
         UploadStatus as UploadStatus,
     )
     from transflow.streaming import sse as sse
+    from transflow.streaming.limits import (
+        StreamLimits as StreamLimits,
+        StreamLimitStats as StreamLimitStats,
+    )
     # isort: on
 
 # Where each lazily imported public name lives: the one list of the public API besides
@@ -138,6 +146,8 @@ _HOMES: dict[str, str] = {
     "current_delivery": "transflow._aws.poller",
     "poller_client_config": "transflow._aws.poller",
     "release_immediately": "transflow._aws.poller",
+    "OutgoingMessage": "transflow._aws.sqs_batch",
+    "send_batch": "transflow._aws.sqs_batch",
     "branch_channel": "transflow._wire.channels",
     "channel_matches": "transflow._wire.channels",
     "upload_channel": "transflow._wire.channels",
@@ -169,12 +179,12 @@ _HOMES: dict[str, str] = {
     "UploadFile": "transflow.ingest.uploads",
     "UploadTicket": "transflow.ingest.uploads",
     "create_upload": "transflow.ingest.uploads",
-    "AttributeChange": "transflow.ops.provision",
     "EnsureReport": "transflow.ops.provision",
     "QueueUrls": "transflow.ops.provision",
     "ensure_queues": "transflow.ops.provision",
     "ensure_queues_report": "transflow.ops.provision",
     "resolve_queue_urls": "transflow.ops.provision",
+    "AttributeChange": "transflow.ops.queue_spec",
     "InputFile": "transflow.processing.context",
     "OutputFile": "transflow.processing.context",
     "OutputLocation": "transflow.processing.context",
@@ -196,6 +206,8 @@ _HOMES: dict[str, str] = {
     "Subscription": "transflow.streaming.fanout",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
+    "StreamLimits": "transflow.streaming.limits",
+    "StreamLimitStats": "transflow.streaming.limits",
     "UploadState": "transflow.streaming.snapshot",
     "UploadStatus": "transflow.streaming.snapshot",
 }

@@ -5,6 +5,9 @@ deployment decides (queue URLs, region). Environment variables win over the file
 problem found is reported at once, each with its key path, its value and what is allowed.
 
 Pure: reads one file and a mapping; no AWS.
+
+A little over 500 lines: the option table (one rule per kind of option) and the loader that
+reports every problem at once share those rules, and a third of the module is that table.
 """
 
 from __future__ import annotations
@@ -88,7 +91,9 @@ def _queue_url(where: str, value: object) -> str | None:
         return None
     return (
         f"{where}: {show(value)} is not a FIFO queue URL; expected "
-        "https://sqs.{region}.amazonaws.com/{account}/{name}.fifo (every transflow queue "
+        "https://sqs.{region}.amazonaws.com/{account}/{name}.fifo, or on a local endpoint "
+        "http://host:port/{account}/{name}.fifo or LocalStack's "
+        "http://host:port/queue/{region}/{account}/{name}.fifo (every transflow queue "
         "is FIFO; copy the URL from 'transflow provision' or the SQS console)"
     )
 
@@ -455,8 +460,8 @@ def _read(
                 return "environment", None
             raise ConfigError(
                 f"no {CONFIG_FILENAME} in {Path.cwd()} and no {ENV_QUEUE_URL} in the "
-                "environment: run 'transflow init', pass a path to load_config, or set the "
-                "queue URLs in the environment"
+                "environment: run 'transflow init', pass --config PATH (load_config(path) "
+                "in Python), or set the queue URLs in the environment"
             )
         file = candidate
     else:

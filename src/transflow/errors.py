@@ -12,17 +12,14 @@ __all__ = [
     "BatchFailedError",
     "BridgeError",
     "ChannelError",
-    "CommandError",
-    "CommandFailedError",
-    "CommandNotFoundError",
-    "CommandTimeoutError",
     "ConfigError",
     "ConfirmationRequiredError",
     "DuplicateTemplateError",
     "EmptyTemplateError",
     "EventFormatError",
-    "HubForked",
-    "HubLeaseHeld",
+    "HubForkedError",
+    "HubLeaseHeldError",
+    "InstanceQueueLostError",
     "JobCancelledError",
     "JobConfinementError",
     "JobFailedError",
@@ -36,14 +33,18 @@ __all__ = [
     "SseEncodingError",
     "StepUsageError",
     "StreamTokenError",
-    "StreamTokenExpired",
-    "StreamTokenForged",
-    "StreamTokenMalformed",
-    "SubscriberLagged",
-    "SubscriptionClosed",
-    "SubscriptionDenied",
+    "StreamTokenExpiredError",
+    "StreamTokenForgedError",
+    "StreamTokenMalformedError",
+    "SubscriberLaggedError",
+    "SubscriptionClosedError",
+    "SubscriptionDeniedError",
     "TemplateDefinitionError",
     "TemplateNotFoundError",
+    "ToolError",
+    "ToolFailedError",
+    "ToolNotFoundError",
+    "ToolTimeoutError",
     "TransflowError",
     "UnknownConfigKeyWarning",
     "UploadError",
@@ -226,8 +227,8 @@ class StepUsageError(TransflowError, ValueError):
     """A step called the StepContext with arguments it cannot accept."""
 
 
-class CommandError(TransflowError):
-    """An external command run with ``ctx.run`` did not succeed."""
+class ToolError(TransflowError):
+    """An external tool run with ``ctx.run`` did not succeed."""
 
     def __init__(self, message: str, args: Iterable[str], stderr_tail: str = "") -> None:
         self.command: tuple[str, ...] = tuple(args)
@@ -235,11 +236,11 @@ class CommandError(TransflowError):
         super().__init__(message)
 
 
-class CommandNotFoundError(CommandError):
+class ToolNotFoundError(ToolError):
     """The program of ``ctx.run`` is not installed (not on PATH)."""
 
 
-class CommandFailedError(CommandError):
+class ToolFailedError(ToolError):
     """The command exited with a non-zero code; ``returncode`` and ``stderr_tail`` say why."""
 
     def __init__(self, args: Iterable[str], returncode: int, stderr_tail: str) -> None:
@@ -253,7 +254,7 @@ class CommandFailedError(CommandError):
         )
 
 
-class CommandTimeoutError(CommandError):
+class ToolTimeoutError(ToolError):
     """The command ran longer than its timeout and was killed."""
 
     def __init__(self, args: Iterable[str], timeout: float, stderr_tail: str) -> None:
@@ -363,27 +364,34 @@ class ChannelError(TransflowError, ValueError):
     """A progress channel is neither ``upload:{branch}:{uploadId}`` nor ``upload:{branch}:*``."""
 
 
-class SubscriptionDenied(TransflowError, PermissionError):
+class SubscriptionDeniedError(TransflowError, PermissionError):
     """The hub's ``authorize`` hook refused this principal the channel."""
 
 
-class SubscriptionClosed(TransflowError):
+class SubscriptionClosedError(TransflowError):
     """The subscription ended: closed by its owner, or its hub stopped. Subscribe again."""
 
 
-class SubscriberLagged(SubscriptionClosed):
+class SubscriberLaggedError(SubscriptionClosedError):
     """The subscriber fell more events behind than its buffer holds and was cut off, so it
     would not slow the others; reconnect with the last event id it saw to resume."""
 
 
-class HubForked(SubscriptionClosed):
+class InstanceQueueLostError(SubscriberLaggedError):
+    """The fan-out hub found its instance queue (or its subscription to the progress topic)
+    gone, swept or deleted from outside, and made a new one; events published in between did
+    not reach this hub. Reconnect with the last event id you saw: another instance may still
+    replay them, and the snapshot carries the upload's state."""
+
+
+class HubForkedError(SubscriptionClosedError):
     """A :class:`~transflow.ProgressHub` on the shared progress queue was started in another
     process (before a fork: gunicorn ``--preload``, multiprocessing) and cannot serve this
     one; start the hub in each worker, or use fan-out mode (``sqs.progressFanout: "sns"``),
     where a forked hub restarts with a queue of its own."""
 
 
-class HubLeaseHeld(SubscriptionClosed):
+class HubLeaseHeldError(SubscriptionClosedError):
     """Another :class:`~transflow.ProgressHub` process holds the lease on the shared
     progress queue, so this one consumes nothing and serves no streams (SQS would give each
     event to one of them: every browser would see a part). Run one stream process per
@@ -400,14 +408,14 @@ class StreamTokenError(TransflowError, PermissionError):
     changed) or expired. Answer 401; the browser asks its host for a fresh token."""
 
 
-class StreamTokenMalformed(StreamTokenError):
+class StreamTokenMalformedError(StreamTokenError):
     """The text is not a transflow stream token (wrong version, shape, encoding or length)."""
 
 
-class StreamTokenForged(StreamTokenError):
+class StreamTokenForgedError(StreamTokenError):
     """The token's signature does not match: it was changed, made up, or signed with another
     secret (check that every server shares ``TRANSFLOW_STREAM_SECRET``)."""
 
 
-class StreamTokenExpired(StreamTokenError):
+class StreamTokenExpiredError(StreamTokenError):
     """The token was genuine but its time is up; ask the host for a fresh one."""

@@ -68,6 +68,11 @@ def test_the_page_uploads_files_and_follows_them_to_their_outputs(
     notes = write_document(tmp_path / "notes.txt", words=3000)
 
     browser.get(stack.http_url + "/")
+    chooser = browser.find_element(By.ID, "files")
+    # The chooser offers what the chosen template takes: WAVs, then any file.
+    assert chooser.get_attribute("accept") == ".wav,audio/wav,audio/x-wav"
+    Select(browser.find_element(By.ID, "template")).select_by_value("document-archive")
+    assert chooser.get_attribute("accept") == ""
     upload(browser, "audio-normalise", tones)
     WebDriverWait(browser, 10).until(
         lambda b: len(b.find_elements(By.CSS_SELECTOR, ".upload")) == 1
@@ -86,6 +91,8 @@ def test_the_page_uploads_files_and_follows_them_to_their_outputs(
     assert [c.get_attribute("data-percent") for c in cards] == ["100", "100"]
     outputs = [c.get_attribute("data-outputs") or "" for c in cards]
     assert outputs == ["2", "2"]  # 2 WAVs; 1 gzip + 1 manifest
+    # Past the bridge, the "waiting for the bridge" note is gone.
+    assert all("waiting" not in c.find_element(By.CSS_SELECTOR, ".log").text for c in cards)
 
     links = browser.find_elements(By.CSS_SELECTOR, "a.output")
     assert len(links) == 4

@@ -78,6 +78,31 @@ def test_fanout_instances(ep: Endpoint, tmp_path: Path) -> None:
     _written(tmp_path, "fanout_instances")
 
 
+def test_fanout_instances_with_entry_failures(ep: Endpoint, tmp_path: Path) -> None:
+    # One PublishBatch entry in 3 fails (transient): each is sent again, after its
+    # successors, and still reaches every subscriber.
+    data = fanout_instances.run(
+        ep,
+        instances=(2,),
+        subscribers=6,
+        channels=2,
+        events=4,
+        interval=0.05,
+        timeout=30,
+        entry_failure_every=3,
+        out=tmp_path,
+        quiet=True,
+    )
+    for run in data["runs"]:
+        assert run["entry_failures_injected"] >= 2
+        assert run["entries_published"] == 8 + run["entry_failures_injected"]
+        assert run["delivered"] == run["expected"] == 24
+        assert run["delivered_percent"] == 100.0
+        assert run["duplicates"] == 0
+        assert run["subscribers_complete"] == 6
+    _written(tmp_path, "fanout_instances_entry_failures")
+
+
 def test_soak(ep: Endpoint, tmp_path: Path) -> None:
     # The script's paths (a worker crash, a job outliving its visibility, the invariants),
     # without random faults: their timing is for `make soak`, not for a test that must not

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,3 +65,25 @@ def test_init_writes_the_region_it_is_given(
     assert main(["init", "--project", "myapp", "--region", "eu-west-1"]) == 0
     data = json.loads((tmp_path / "transflow.config.json").read_text())
     assert data["region"] == "eu-west-1"
+
+
+def test_a_taken_port_fails_at_once_and_suggests_another() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Before, the embedded server waited forever for a bind that had failed: the
+        # subprocess deadline fired instead of an exit.
+        done = subprocess.run(
+            [sys.executable, "-m", "transflow", "local", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"port {port}" in done.stderr
+    assert "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""  # no environment printed for an endpoint that is not there

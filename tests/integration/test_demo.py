@@ -68,6 +68,10 @@ def test_the_demo_command_draws_progress_and_a_summary() -> None:
     assert "100.0%" in result.stdout
     assert "normalised/take-3.wav" in result.stdout
     assert "SQS requests:" in result.stdout
+    assert "varies from run to run" in result.stdout  # why two runs differ
+    # The page's address is good while the demo runs, and the end says it is gone.
+    assert "while the demo runs" in result.stdout.splitlines()[0]
+    assert result.stdout.rstrip().endswith("'transflow dev' keeps them running.")
     assert result.stderr == ""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import botocore.awsrequest
@@ -25,8 +26,10 @@ from transflow import (
 from transflow._aws.claimcheck import store_claimed_job
 from transflow._aws.retry import RetryPolicy
 from transflow._wire.keys import status_key, user_folder
+from transflow.cli.app import main
 from transflow.cli.local import LocalAws, local_client_config
-from transflow.ops.dlq import RedriveProgress, peek, purge, redrive
+from transflow.ops.dlq import peek, purge
+from transflow.ops.redrive import RedriveProgress, redrive
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -218,6 +221,7 @@ def test_peek_shows_the_receive_count_from_before_it(bare_sqs: SQSClient, urls: 
 # -- redrive ------------------------------------------------------------------------------
 
 
+@pytest.mark.moto_only("moto has no StartMessageMoveTask; LocalStack has it")
 def test_redrive_without_move_task_moves_everything_in_group_order(
     bare_sqs: SQSClient, urls: QueueUrls
 ) -> None:
@@ -387,20 +391,52 @@ def test_redrive_with_move_task_support_asks_sqs(bare_sqs: SQSClient, urls: Queu
     assert report.mode == "move-task"
     assert report.task_handle == "task-1"
     assert report.moved == 2
+    # The account is the endpoint's (moto's 123456789012, LocalStack's 000000000000).
+    account = urls.dlq.rstrip("/").split("/")[-2]
     assert asked == [
         {
-            "SourceArn": "arn:aws:sqs:us-east-1:123456789012:shop-main-dlq.fifo",
-            "DestinationArn": "arn:aws:sqs:us-east-1:123456789012:shop-main-processing.fifo",
+            "SourceArn": f"arn:aws:sqs:us-east-1:{account}:shop-main-dlq.fifo",
+            "DestinationArn": f"arn:aws:sqs:us-east-1:{account}:shop-main-processing.fifo",
         }
     ]
     assert depth(bare_sqs, urls.processing) == 0  # nothing re-sent by us
 
 
+@pytest.mark.moto_only("moto has no StartMessageMoveTask; LocalStack has it")
 def test_insisting_on_a_move_task_where_there_is_none_is_an_error(
     bare_sqs: SQSClient, urls: QueueUrls
 ) -> None:
     with pytest.raises(TransflowError, match="does not support StartMessageMoveTask"):
         redrive(bare_sqs, urls.dlq, urls.processing, use_move_task=True)
+
+
+def test_the_command_asks_an_endpoint_without_move_task_once_and_says_it_re_sent(
+    aws: LocalAws,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+    assert main(["init", "--project", "shop", "--max-receive-count", "2"]) == 0
+    urls = ensure_queues(aws.sqs(), CONFIG)
+    send_to_dlq(aws.sqs(), urls, [job("a", 1), job("b", 2)])
+    capsys.readouterr()
+    caplog.clear()
+
+    # The command's own clients retry a 500 as AWS's would: before, moto's traceback of
+    # the missing action came once per attempt.
+    assert main(["dlq", "redrive"]) == 0
+
+    out, err = capsys.readouterr()
+    assert "moved 2 job(s) back" in out
+    assert "the endpoint has no StartMessageMoveTask" in out
+    assert "Traceback" not in err
+    server = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    assert not [line for line in server if "Traceback" in line]
+    assert sum("start_message_move_task" in line for line in server) == 1, server
+    assert depth(aws.sqs(), urls.dlq) == 0
 
 
 # -- purge --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from transflow._aws.poller import poller_client_config
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow.cli.app import main
 from transflow.cli.local import LocalAws
-from transflow.ops.dlq import announce
+from transflow.ops.announce import announce
 from transflow.streaming.snapshot import UploadState, UploadStatus, fold_event
 
 if TYPE_CHECKING:

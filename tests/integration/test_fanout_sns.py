@@ -16,7 +16,7 @@ import requests
 from examples import lambda_recovery
 from tests.support.streaming import fifo_queue, wait_until
 from transflow import (
-    HubForked,
+    HubForkedError,
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
@@ -32,6 +32,7 @@ from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow.cli.app import main
 from transflow.cli.local import LocalAws, local_client_config
+from transflow.errors import InstanceQueueLostError, SubscriptionClosedError
 from transflow.ops.provision import ensure_queues_report, ensure_topic
 from transflow.processing.status import (
     ASSEMBLY_COMPLETED,
@@ -39,7 +40,12 @@ from transflow.processing.status import (
     ResultRecord,
 )
 from transflow.processing.storage import write_status_record
-from transflow.streaming.instances import LAST_SEEN_TAG, InstanceQueue, sweep_instance_queues
+from transflow.streaming import instances
+from transflow.streaming.instances import (
+    InstanceQueue,
+    heartbeat_age,
+    sweep_instance_queues,
+)
 from transflow.streaming.records import StatusRecordSnapshots
 
 if TYPE_CHECKING:
@@ -72,6 +78,16 @@ def hub_for(config: TransflowConfig, aws: LocalAws, topic: str, **options: Any) 
         progress=ProgressTopic(topic),
         wait_time_seconds=1,
         **options,
+    )
+
+
+def silent_for(sqs: SQSClient, url: str, seconds: float) -> None:
+    """Until SQS's own clock says the queue's last heartbeat is over ``seconds`` old: a
+    crashed instance's queue, aged for real (staleness is never read from a host's clock)."""
+    wait_until(
+        lambda: (heartbeat_age(sqs, url) or 0.0) > seconds,
+        timeout=seconds + 20,
+        what=f"{url} silent for {seconds}s by SQS's clock",
     )
 
 
@@ -113,6 +129,10 @@ def test_every_hub_instance_gets_every_event_in_order_and_cleans_up(
     assert sqs.list_queues(QueueNamePrefix="fan-main-progress-").get("QueueUrls") is None
 
 
+@pytest.mark.moto_only(
+    "moto answers PublishBatch with neither Successful nor Failed when a subscribed queue is "
+    "gone; SNS (and LocalStack) accept the batch and fail the delivery later"
+)
 def test_a_batch_the_topic_answers_with_nothing_is_a_failure_not_a_silent_loss(
     tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient
 ) -> None:
@@ -141,15 +161,16 @@ def test_a_sweep_removes_dead_instances_and_leaves_live_ones(
     live.open()
     dead.open()
     assert dead.url is not None
-    sqs.tag_queue(QueueUrl=dead.url, Tags={LAST_SEEN_TAG: "1000"})
     # A queue of another branch whose name only starts the same way is never touched.
     other = fifo_queue(sqs, f"{prefix}not-an-instance.fifo")
     orphan = InstanceQueue(sqs, sns, topic, prefix)
     orphan.open()
     assert orphan.url is not None
     sqs.delete_queue(QueueUrl=orphan.url)  # subscription left without a queue
+    silent_for(sqs, dead.url, 3)
+    live.touch()  # the live hub's heartbeat; the dead one sent none since it opened
 
-    report = sweep_instance_queues(sqs, sns, topic, prefix, stale_after=60)
+    report = sweep_instance_queues(sqs, sns, topic, prefix, stale_after=2, propagation=0)
 
     assert report.deleted == (dead.name,)
     assert report.unsubscribed == 2
@@ -163,6 +184,124 @@ def test_a_sweep_removes_dead_instances_and_leaves_live_ones(
     # Delivery works again for the survivors.
     publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, policy=FAST)
     assert publisher.send([ProgressEvent.create("start", upload_id="x", branch="main")], "1").ok
+
+
+def test_a_sweeper_clock_far_ahead_or_a_hub_clock_far_behind_never_sweeps_a_live_queue(
+    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient
+) -> None:
+    # Staleness is SQS's time (the Date header) minus SQS's LastModifiedTimestamp: the
+    # clocks of the sweeping host and of the hub play no part.
+    config = fanout_config(tmp_path)
+    topic = ensure_topic(sns, config)
+    prefix = config.instance_queue_prefix
+    behind = InstanceQueue(sqs, sns, topic, prefix, clock=lambda: 1000.0)  # its tag: 1970
+    behind.open()
+    behind.touch()
+    hub = hub_for(config, aws, topic).start()
+    try:
+        ahead = time.time() + 10 * config.sqs.instance_stale_sec
+        report = sweep_instance_queues(
+            sqs, sns, topic, prefix, stale_after=config.sqs.instance_stale_sec, now=ahead
+        )
+        assert report.deleted == ()
+        assert report.unsubscribed == 0
+        assert sorted(report.alive) == sorted([behind.name, str(hub.queue_url).rsplit("/", 1)[1]])
+        # A tag from the future (a hub whose clock runs ahead) does not keep a dead queue.
+        future = InstanceQueue(sqs, sns, topic, prefix, clock=lambda: time.time() + 86_400)
+        future.open()
+        assert future.url is not None
+        silent_for(sqs, future.url, 3)
+        behind.touch()
+        report = sweep_instance_queues(
+            sqs, sns, topic, prefix, stale_after=2, propagation=0, keep={str(hub.queue_url)}
+        )
+        assert report.deleted == (future.name,)
+    finally:
+        hub.stop(5)
+
+
+def _resumed_after_loss(
+    hub: ProgressHub, sub: Any, publisher: ProgressPublisher, upload: str
+) -> tuple[InstanceQueueLostError, list[ProgressEvent]]:
+    """The subscriber is ended with InstanceQueueLostError; resumed with its last event id, it
+    gets the events published after the hub made its new queue."""
+    ended: list[InstanceQueueLostError] = []
+
+    def closed() -> bool:
+        try:
+            sub.get(timeout=0.1)
+        except InstanceQueueLostError as exc:
+            ended.append(exc)
+            return True
+        return False
+
+    wait_until(closed, timeout=20, what="the stream ended with InstanceQueueLostError")
+    again = hub.subscribe(f"upload:main:{upload}", sub.last_event_id)
+    with publisher.stream(upload, "main") as stream:
+        stream.emit("progress", percent=50)
+        stream.emit("done")
+    got: list[ProgressEvent] = []
+
+    def arrived() -> bool:
+        event = again.get(timeout=0.1)
+        if event is not None:
+            got.append(event)
+        return any(e.type.value == "done" for e in got)
+
+    wait_until(arrived, timeout=20, what="the events published after the recovery")
+    return ended[0], got
+
+
+@pytest.mark.parametrize("lost", ["queue", "subscription"])
+def test_a_hub_whose_instance_queue_or_subscription_is_gone_makes_new_ones_and_resumes(
+    tmp_path: Any, aws: LocalAws, sns: SNSClient, lost: str, caplog: Any
+) -> None:
+    sqs = aws.sqs()
+    config = fanout_config(tmp_path)
+    topic = ensure_topic(sns, config)
+    prefix = config.instance_queue_prefix
+    hub = ProgressHub(
+        aws.sqs(),
+        ProgressTopic(topic),
+        sns=aws.sns(),
+        instance_prefix=prefix,
+        wait_time_seconds=1,
+        instance_stale_after=3,  # a heartbeat a second: a lost subscription is seen soon
+    ).start()
+    publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, flush_after=0.0, policy=FAST)
+    try:
+        sub = hub.subscribe("upload:main:up")
+        with publisher.stream("up", "main") as stream:
+            stream.emit("start")
+        first = sub.get(timeout=10)
+        assert first is not None
+        assert first.type.value == "start"
+        old = hub.queue_url
+        assert old is not None
+        (subscription,) = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        if lost == "queue":  # swept by another host, or deleted by an operator
+            sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+            sqs.delete_queue(QueueUrl=old)
+        else:  # the subscription alone: the queue stays, and nothing reaches it
+            sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+        ended, got = _resumed_after_loss(hub, sub, publisher, "up")
+        assert "up" in str(ended)
+        assert [e.type.value for e in got] == ["progress", "done"]
+        assert hub.stats().instance_recreated == 1
+        assert hub.queue_url != old
+        urls = sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls") or []
+        assert urls == [hub.queue_url]  # the old queue is gone too
+        (now,) = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+        assert now["Endpoint"].endswith(str(hub.queue_url).rsplit("/", 1)[1])
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert "is gone" in errors[0].getMessage()
+    finally:
+        hub.stop(5)
+    with pytest.raises(SubscriptionClosedError):
+        hub.subscribe("upload:main:up").get(timeout=0)
+    assert sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls") is None
+    assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
 
 
 def test_a_hub_snapshot_comes_from_the_status_record_when_it_has_not_seen_the_upload(
@@ -212,7 +351,7 @@ def test_a_hub_on_the_shared_queue_refuses_to_serve_a_forked_child(sqs: SQSClien
             try:
                 hub.subscribe("upload:main:x")
                 answer = b"served"
-            except HubForked as exc:
+            except HubForkedError as exc:
                 answer = b"refused:" + str(exc).encode()[:500]
             os.write(write, answer)
             os._exit(0)
@@ -240,8 +379,9 @@ def test_fanout_mode_needs_its_topic_and_clients(tmp_path: Any, aws: LocalAws) -
 
 
 def test_the_cli_ensures_the_topic_and_sweeps_crashed_instances(
-    tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient, capsys: Any
+    tmp_path: Any, aws: LocalAws, sns: SNSClient, capsys: Any, monkeypatch: Any
 ) -> None:
+    sqs = aws.sqs()
     from transflow.cli.app import main
 
     config = fanout_config(tmp_path)
@@ -250,11 +390,15 @@ def test_the_cli_ensures_the_topic_and_sweeps_crashed_instances(
     assert main(["queues", "ensure", *common]) == 0
     assert ":fan-main-progress.fifo" in capsys.readouterr().out
     topic = ensure_topic(sns, config)
-    crashed = InstanceQueue(sqs, sns, topic, config.instance_queue_prefix, clock=lambda: 1000.0)
+    crashed = InstanceQueue(sqs, sns, topic, config.instance_queue_prefix)
     crashed.open()
     live = InstanceQueue(sqs, sns, topic, config.instance_queue_prefix)
     live.open()
-    assert main(["queues", "sweep", *common]) == 0
+    assert crashed.url is not None
+    silent_for(sqs, crashed.url, 3)
+    live.touch()
+    monkeypatch.setattr(instances, "PROPAGATION_SEC", 0.0)  # moto shows a change at once
+    assert main(["queues", "sweep", "--stale-after", "2", *common]) == 0
     out = capsys.readouterr().out
     assert f"deleted  {crashed.name}" in out
     assert "1 stale instance queues deleted, 1 subscriptions removed, 1 live" in out
@@ -371,3 +515,45 @@ def test_the_announce_command_in_fanout_mode_publishes_to_the_topic(
     finally:
         hub.stop(5)
     assert _progress_queue_is_empty(sqs, report.urls.progress)
+
+
+def test_status_shows_the_topic_subscriptions_used_and_warns_near_the_limit(
+    tmp_path: Any, aws: LocalAws, sns: SNSClient, capsys: Any
+) -> None:
+    config = fanout_config(tmp_path)
+    path = str(tmp_path / "transflow.config.json")
+    common = ["--config", path, "--endpoint-url", aws.endpoint_url]
+    assert main(["queues", "ensure", *common]) == 0
+    topic = ensure_topic(sns, config)
+    hub = hub_for(config, aws, topic).start()  # one live stream process: one subscription
+    try:
+        capsys.readouterr()
+        assert main(["status", *common]) == 0
+        out = capsys.readouterr().out
+        assert "topic fan-main-progress.fifo: 1/100 subscriptions used" in out
+        assert "WARNING" not in out
+
+        def subscribe(count: int, start: int) -> None:
+            for i in range(start, start + count):  # stand-ins for other processes' queues
+                arn = f"arn:aws:sqs:{aws.region}:123456789012:other-{i}.fifo"
+                sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+        subscribe(79, 0)
+        assert main(["status", *common]) == 0  # near the limit: a warning, still healthy
+        out = capsys.readouterr().out
+        assert "80/100 subscriptions used" in out
+        assert "WARNING [topic-subscriptions-near-limit]" in out
+        assert "transflow queues sweep" in out
+        assert main(["status", "--json", *common]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["subscriptions"] == {"topic": topic, "used": 80, "limit": 100}
+        assert [w["code"] for w in report["warnings"]] == ["topic-subscriptions-near-limit"]
+        assert report["healthy"] is True
+
+        subscribe(20, 79)
+        assert main(["status", *common]) == 1  # full: a new process cannot subscribe
+        out = capsys.readouterr().out
+        assert "100/100 subscriptions used" in out
+        assert "UNHEALTHY [topic-subscriptions-full]" in out
+    finally:
+        hub.stop(5)

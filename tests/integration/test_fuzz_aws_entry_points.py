@@ -45,7 +45,8 @@ from transflow import (
     TemplateRegistry,
 )
 from transflow._aws.retry import RetryPolicy
-from transflow.ops.dlq import announce, peek
+from transflow.ops.announce import announce
+from transflow.ops.dlq import peek
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

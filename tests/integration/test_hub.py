@@ -13,9 +13,9 @@ from transflow import (
     ProgressEvent,
     ProgressHub,
     ProgressQueue,
-    SubscriberLagged,
+    SubscriberLaggedError,
     Subscription,
-    SubscriptionClosed,
+    SubscriptionClosedError,
     UploadState,
     branch_channel,
     upload_channel,
@@ -43,7 +43,7 @@ def drain(sub: Subscription) -> list[ProgressEvent]:
     try:
         while (got := sub.get(timeout=0)) is not None:
             out.append(got)
-    except SubscriptionClosed:
+    except SubscriptionClosedError:
         pass  # closed when its hub stopped: what it buffered was all read above
     return out
 
@@ -146,7 +146,7 @@ def test_snapshot_first_then_live_and_resume_by_last_event_id(sqs: SQSClient) ->
         assert [e.event_id for e in drain(branch)] == ["abc:10", "xyz:1", "abc:11"]
         assert {s.upload_id for s in branch.snapshots} == {"abc", "xyz"}
     assert [e.seq for e in drain(first)] == [10, 11]  # what it had buffered is still read
-    with pytest.raises(SubscriptionClosed, match="hub stopped"):
+    with pytest.raises(SubscriptionClosedError, match="hub stopped"):
         first.get(timeout=1)
 
 
@@ -167,7 +167,7 @@ def test_a_slow_subscriber_is_cut_off_without_delaying_the_others(sqs: SQSClient
         assert slow.get(timeout=10) is not None  # the slow one reads one event, then stalls
         publish(sqs, url, [event("main", "big", s) for s in range(2, 61)])
         wait_until(lambda: len(fast_got) == 60, what="the fast subscriber to get all 60")
-        with pytest.raises(SubscriberLagged, match="reconnect"):
+        with pytest.raises(SubscriberLaggedError, match="reconnect"):
             slow.get(timeout=1)
         assert hub.stats().lagged == 1
         assert [e.seq for e in fast_got] == list(range(1, 61))

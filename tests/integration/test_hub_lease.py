@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.streaming import fifo_queue, wait_until
 from transflow import ProgressHub, ProgressPublisher, ProgressQueue
-from transflow.errors import HubLeaseHeld, SubscriptionClosed
+from transflow.errors import HubLeaseHeldError, SubscriptionClosedError
 from transflow.streaming.lease import LEASE_TAG
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def test_a_second_hub_on_the_queue_refuses_loudly_and_takes_over_when_the_first_
         assert len(errors) == 1
         assert "another progress hub" in errors[0]
         assert "sqs.progressFanout to 'sns'" in errors[0]
-        with pytest.raises(HubLeaseHeld, match="serves no streams"):
+        with pytest.raises(HubLeaseHeldError, match="serves no streams"):
             second.subscribe("upload:main:u")
         # The holder gets every event: the one on standby reads nothing.
         sub = first.subscribe("upload:main:u")
@@ -87,7 +87,7 @@ def test_the_lease_of_a_dead_holder_is_taken_once_its_tag_stopped_changing(
     late = hub(sqs, url).start()
     try:
         assert late.stats().lease == "standby"
-        with pytest.raises(HubLeaseHeld, match="elsewhere:4242:deadbeef"):
+        with pytest.raises(HubLeaseHeldError, match="elsewhere:4242:deadbeef"):
             late.subscribe("upload:main:u")
         wait_until(lambda: late.stats().lease == "held", 10, "the take-over")
         sub = late.subscribe("upload:main:u")
@@ -108,9 +108,9 @@ def test_a_holder_whose_lease_was_taken_steps_down_and_closes_its_streams(
         # theirs; the later write won.
         sqs.tag_queue(QueueUrl=url, Tags={LEASE_TAG: "other:1:cafe 1"})
         wait_until(lambda: holder.stats().lease == "standby", 10, "stepping down")
-        with pytest.raises(SubscriptionClosed, match="lost the progress queue's lease"):
+        with pytest.raises(SubscriptionClosedError, match="lost the progress queue's lease"):
             sub.get(5)
-        with pytest.raises(HubLeaseHeld, match="other:1:cafe"):
+        with pytest.raises(HubLeaseHeldError, match="other:1:cafe"):
             holder.subscribe("upload:main:u")
     finally:
         holder.stop(5)

@@ -14,7 +14,7 @@ from cfnlint.api import lint
 from transflow import SqsConfig, TransflowConfig, count_requests, ensure_queues
 from transflow.cli.app import main
 from transflow.cli.local import LocalAws
-from transflow.ops.metrics import HealthThresholds, health, queue_stats
+from transflow.ops.health import HealthThresholds, health, queue_stats
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient

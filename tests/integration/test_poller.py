@@ -185,6 +185,13 @@ def test_graceful_stop_releases_messages_not_started(sqs: SQSClient) -> None:
     go.set()
     assert poller.stop()
     assert poller.stats().deleted == 1
+    # The stop line adds up: the seven were released without running, not failed.
+    stats = poller.stats()
+    assert (stats.succeeded, stats.failed, stats.unrun) == (1, 0, 7)
+    assert stats.received == stats.succeeded + stats.failed + stats.timed_out + stats.unrun
+    assert str(stats).startswith(
+        "8 received: 1 succeeded, 0 failed (released for a retry), 0 timed out, 7 released unrun;"
+    )
     # Nothing is left invisible: the seven are receivable at once, in order.
     assert queue_counts(sqs, url) == (7, 0)
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]

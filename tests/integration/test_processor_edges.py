@@ -172,3 +172,27 @@ def test_a_cancelled_delivery_stops_before_the_next_step_and_records_nothing(
     assert not stored.completed
     assert stored.error is None  # no error recorded: another delivery may be running it
     assert "error" not in events(sqs, progress)
+
+
+def test_a_missing_output_bucket_is_one_line_per_attempt_not_a_traceback(
+    setup: tuple[str, ProcessingJob], sqs: SQSClient, s3: S3Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    progress, job = setup
+    registry = TemplateRegistry()
+    registry.template("t").step("one")(lambda _ctx: None)
+    processor = JobProcessor(
+        registry,
+        s3_client=s3,
+        sqs_client=sqs,
+        progress=ProgressQueue(progress),
+        upload_bucket="uploads",
+        output_bucket="nobucket",
+        max_receive_count=3,
+    )
+    with pytest.raises(JobFailedError):
+        processor.run_job(job)
+    unwritten = [r for r in caplog.records if "status record was not written" in r.getMessage()]
+    assert len(unwritten) == 1
+    # Before: the ~30-line chained NoSuchBucket traceback, without the bucket's name.
+    assert unwritten[0].exc_info is None
+    assert "'nobucket': NoSuchBucket" in unwritten[0].getMessage()

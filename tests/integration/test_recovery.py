@@ -16,7 +16,7 @@ from transflow._wire.keys import status_key
 from transflow.cli.local import LocalAws, local_client_config
 from transflow.ops.recovery import (
     INCOMPLETE_ERROR,
-    SweepReport,
+    StaleUploadReport,
     quiet_folders,
     sweep_stale_uploads,
 )
@@ -73,7 +73,7 @@ def test_an_upload_whose_files_stopped_arriving_ends_on_an_error_once(aws: Local
     record = AssemblyStatus(processed, processed, "audio-processing", "main", None, "fp", 1, "t")
     s3.put_object(Bucket=BUCKET, Key=key, Body=record.to_json().encode())
 
-    def sweep(after: float) -> SweepReport:
+    def sweep(after: float) -> StaleUploadReport:
         return sweep_stale_uploads(
             s3,
             sqs,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests.support.streaming import wait_until
 from transflow import (
     JobProcessor,
@@ -25,13 +27,22 @@ from transflow import (
 from transflow._aws.poller import poller_client_config
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow.cli.local import LocalAws
-from transflow.ops.dlq import redrive
+from transflow.ops.redrive import redrive
 from transflow.streaming.snapshot import UploadState, fold_event
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
+@pytest.mark.localstack_xfail(
+    "LocalStack has StartMessageMoveTask, and its move keeps the message's deduplication id: "
+    "within 5 minutes of the original send the processing queue drops the moved job as a "
+    "duplicate while the task reports it moved (moto has no move task, so redrive re-sends "
+    "with a fresh deduplication id and the job runs). Not so on AWS: SQS replaces a message's "
+    "deduplication id with its message id when it moves it to a FIFO dead-letter queue "
+    "(SQS Developer Guide, 'Configure a dead-letter queue redrive'), so the move back cannot "
+    "collide with the original send"
+)
 def test_a_redriven_job_shows_its_new_run_to_a_subscriber_who_saw_it_fail(
     aws: LocalAws, s3: S3Client
 ) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tests.support.endpoint import on_other_endpoint
 from tests.support.vectors import load_vector
-from transflow import ProcessingJob, count_requests, queue_names
+from transflow import ProcessingJob, count_requests, load_config, queue_names
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -62,3 +63,15 @@ def test_empty_receives_are_counted_apart(sqs: SQSClient) -> None:
     assert counter.busy_total("sqs") == 2
     sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)  # detached: not counted
     assert counter.empty_receives == 1
+
+
+def test_the_endpoints_own_queue_urls_are_accepted_by_the_config(sqs: SQSClient) -> None:
+    # moto's http://host:port/{account}/{name}; under `make fidelity`, LocalStack's path-style
+    # http://host:port/queue/{region}/{account}/{name}, which the config used to refuse.
+    url = sqs.create_queue(QueueName="shop-main-processing.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    if on_other_endpoint():
+        assert "/queue/us-east-1/" in url
+    config = load_config(env={"SQS_QUEUE_URL": url, "TRANSFLOW_PROJECT": "shop"})
+    assert config.sqs.queue_url == url

@@ -146,6 +146,48 @@ def test_delete_reports_a_stale_receipt_handle_and_deletes_the_rest(bare_sqs: SQ
     assert counter.count("DeleteMessageBatch") == 2
 
 
+@pytest.mark.parametrize(
+    "code", ["ReceiptHandleIsInvalid", "AWS.SimpleQueueService.ReceiptHandleIsInvalid"]
+)
+def test_an_invalid_receipt_handle_is_never_retried_whatever_sender_fault_says(
+    bare_sqs: SQSClient, code: str
+) -> None:
+    # LocalStack answers a stale handle this way (SenderFault=false): retrying it only
+    # repeats the call until the attempts run out.
+    url = fifo(bare_sqs)
+    send_batch(bare_sqs, url, messages(3, groups=3), policy=FAST)
+    received = bare_sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert len(received) == 3
+    faults = EntryFaults(
+        bare_sqs,
+        "DeleteMessageBatch",
+        lambda _call, entry: (code, False) if entry["Id"] == "e1" else None,
+    )
+    handles = [(f"m{i}", m["ReceiptHandle"]) for i, m in enumerate(received)]
+    with count_requests(bare_sqs) as counter:
+        result = delete_batch(bare_sqs, url, handles, policy=FAST)
+    assert faults.injected == 1
+    assert [(f.key, f.code, f.sender_fault) for f in result.failed] == [("m1", code, False)]
+    assert set(result.succeeded) == {"m0", "m2"}
+    assert counter.count("DeleteMessageBatch") == 1
+    assert result.calls == 1
+
+
+def test_a_real_receipt_handle_of_another_queue_is_reported_after_one_call(
+    bare_sqs: SQSClient,
+) -> None:
+    # A genuine handle, but not this queue's: LocalStack answers ReceiptHandleIsInvalid with
+    # SenderFault=false; before the code came first, that took FAST.attempts calls.
+    url, other = fifo(bare_sqs), fifo(bare_sqs, "other.fifo")
+    send_batch(bare_sqs, other, messages(1), policy=FAST)
+    (message,) = bare_sqs.receive_message(QueueUrl=other)["Messages"]
+    with count_requests(bare_sqs) as counter:
+        result = delete_batch(bare_sqs, url, [("foreign", message["ReceiptHandle"])], policy=FAST)
+    assert [f.key for f in result.failed] == ["foreign"]
+    assert "ReceiptHandle" in result.failed[0].code
+    assert counter.count("DeleteMessageBatch") == 1
+
+
 def test_change_visibility_releases_messages(bare_sqs: SQSClient) -> None:
     url = fifo(bare_sqs)
     send_batch(bare_sqs, url, messages(3), policy=FAST)

@@ -30,6 +30,7 @@ from transflow import (
 from transflow._aws.poller import poller_client_config
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire.keys import status_key
+from transflow.cli.app import main
 from transflow.cli.local import LocalAws
 from transflow.processing.storage import read_status_record as load_status
 from transflow.processing.worker import make_worker
@@ -224,3 +225,71 @@ class _NotYet:
 
 
 _NONE = _NotYet()
+
+
+def test_the_installed_command_finds_the_templates_module_in_the_working_directory(
+    aws: LocalAws, s3: S3Client, pipeline: TransflowConfig, tmp_path: Path
+) -> None:
+    # The console script, not 'python -m': its sys.path starts with its own folder, so
+    # before, 'examples' (in the working directory) was not found: rc 2 at once.
+    script = Path(sys.executable).with_name("transflow")
+    urls = ensure_queues(aws.sqs(), pipeline)
+    config = tmp_path / "transflow.config.json"
+    config.write_text(json.dumps({"project": "wk", "sqs": {"maxReceiveCount": 2}}))
+    job = ProcessingJob("up-4", "checksums", put_inputs(s3, "up-4", {"d.txt": b"delta"}), "main")
+    queue_job(aws.sqs(), urls.processing, job)
+    # This checkout's src (the editable install may point at another tree), not the root.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "AWS_ENDPOINT_URL": aws.endpoint_url}
+    process = subprocess.Popen(
+        [
+            *(str(script), "worker", "--templates", "examples.worker:registry"),
+            *("--output-bucket", "outputs", "--upload-bucket", "uploads"),
+            *("--poll-wait", "1", "--config", str(config)),
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: (
+                process.poll() is not None
+                or (load_status(s3, "outputs", status_key("main", "up-4")) or _NONE).completed
+            ),
+            timeout=60,
+            what="the worker process to complete the job",
+        )
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "1 received: 1 succeeded" in err
+    # botocore's INFO lines are the command's noise, not its news.
+    assert "Found credentials" not in err
+    assert "botocore" not in err
+
+
+def test_a_missing_output_bucket_is_one_line_at_start(
+    aws: LocalAws,
+    pipeline: TransflowConfig,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ensure_queues(aws.sqs(), pipeline)
+    config = tmp_path / "transflow.config.json"
+    config.write_text(json.dumps({"project": "wk", "sqs": {"maxReceiveCount": 2}}))
+    code = main(
+        [
+            *("worker", "--templates", "examples.worker:registry", "--output-bucket", "nobucket"),
+            *("--upload-bucket", "uploads"),
+            *("--config", str(config), "--endpoint-url", aws.endpoint_url),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert "output bucket 'nobucket' does not exist" in err
+    assert "--output-bucket" in err

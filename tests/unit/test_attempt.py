@@ -12,13 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transflow import (
-    CommandTimeoutError,
     EmptyTemplateError,
     JobCancelledError,
     OutputFile,
     ProcessingJob,
     S3ObjectRef,
     StepUsageError,
+    ToolTimeoutError,
 )
 from transflow._aws.poller import Delivery
 from transflow._wire.messages import ReceivedMessage
@@ -98,7 +98,7 @@ def test_completion_is_confirmed_only_by_this_attempts_record() -> None:
     [
         (EmptyTemplateError("audio"), None, "TEMPLATE_HAS_NO_STEPS"),
         (InputUnavailableError("gone"), None, "INPUT_UNAVAILABLE"),
-        (CommandTimeoutError(["ffmpeg"], 1, ""), "encode", "COMMAND_TIMEOUT"),
+        (ToolTimeoutError(["ffmpeg"], 1, ""), "encode", "COMMAND_TIMEOUT"),
         (StepUsageError("bad"), "encode", "STEP_USAGE_ERROR"),
         (RuntimeError(), "encode", "STEP_FAILED"),
         (RuntimeError("x"), None, "JOB_FAILED"),

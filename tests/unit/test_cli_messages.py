@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 import pytest
 
 from transflow.cli.app import main
+from transflow.cli.regions import check_region
 
 
 @pytest.fixture
@@ -66,3 +68,36 @@ def test_a_bad_fail_rate_says_what_is_wanted(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert "not a share between 0 and 1" in err
     assert "_rate" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--region", "mars-west-9", "--endpoint-url", "http://127.0.0.1:9"],
+        ["dlq", "peek", "--region", "mars-west-9"],
+        ["init", "--project", "other", "--force", "--region", "mars-west-9"],
+        ["local", "--port", "0", "--region", "mars-west-9"],
+    ],
+)
+def test_a_region_no_partition_has_is_one_line_before_any_call(
+    project: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before: "GetQueueUrl failed: 500: <!doctype html>…" from moto, or a DNS failure on AWS.
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "'mars-west-9' is not an AWS region" in err
+    assert "html" not in err.lower()
+
+
+def test_every_region_botocore_lists_passes_and_new_ones_of_a_partition_too() -> None:
+    session = boto3.session.Session()
+    regions = {
+        region
+        for partition in session.get_available_partitions()
+        for service in ("sqs", "s3")
+        for region in session.get_available_regions(service, partition)
+    }
+    assert "us-east-1" in regions
+    for region in [*sorted(regions), "eu-north-9", "us-gov-east-7", "cn-south-3"]:
+        assert check_region(region) == region

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from transflow.cli.demo.run import plan_uploads
+from transflow.cli.demo.run import _line, plan_uploads
 from transflow.cli.demo.templates import AUDIO_TEMPLATE, DOCUMENT_TEMPLATE, FailurePlan
+from transflow.streaming.snapshot import UploadState, UploadStatus
 
 
 def test_plan_has_one_multi_file_upload_and_real_files(tmp_path: Path) -> None:
@@ -28,3 +29,13 @@ def test_fail_rate_is_an_exact_share(rate: float, uploads: int, failing: int) ->
     chosen = [i for i in ids if plan.choose(i)]
     assert len(chosen) == failing
     assert [i for i in ids if plan.fails(i)] == chosen  # a redelivery fails again
+
+
+def test_a_failure_reason_is_shown_whole_unless_a_terminal_is_narrower() -> None:
+    reason = "chosen to fail by --fail-rate 0.5 (on every attempt); " + "x" * 80
+    status = UploadStatus("upload:main:u1", state=UploadState.ERROR, error=reason)
+    # Before, the reason was cut at 60 characters wherever it was shown.
+    assert _line("document-archive x1 u1", status).endswith(f"error: {reason}")
+    cut = _line("document-archive x1 u1", status, width=100)
+    assert len(cut) == 100
+    assert cut.endswith("…")

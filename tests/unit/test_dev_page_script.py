@@ -32,6 +32,7 @@ const nodes = { uploads: new Node("div"), "upload-form": new Node("form"),
                 files: new Node("input"), template: new Node("select") };
 nodes.files.files = [{ name: "a.wav", type: "audio/wav", size: 3 }];
 nodes.template.value = "audio-normalise";
+nodes.template.selectedOptions = [{ dataset: { accept: ".wav,audio/wav" } }];
 const sources = [];
 const context = {
   console,
@@ -47,6 +48,12 @@ const context = {
 vm.createContext(context);
 vm.runInContext(fs.readFileSync(process.argv[2], "utf8"), context);
 const out = {};
+out.accept = [nodes.files.accept];
+nodes.template.selectedOptions = [{ dataset: {} }];
+nodes.template.listeners.change();
+out.accept.push(nodes.files.accept);
+nodes.template.selectedOptions = [{ dataset: { accept: ".wav,audio/wav" } }];
+nodes.template.listeners.change();
 const view = vm.runInContext("card", context)({ uploadId: "u1" }, [{ name: "a.wav" }]);
 const box = nodes.uploads.children[0];
 const [, bar, state, log] = box.children;
@@ -92,3 +99,6 @@ def test_cards_show_failures_once_and_the_chooser_is_cleared(tmp_path: Path) -> 
     state, log = out["errorTexts"]
     assert "boom" in state
     assert "boom" not in log  # said once, on the state line
+    assert log == ""  # not "uploaded; waiting for the bridge" under the error
+    # The chooser takes what the chosen template's option declares, else anything.
+    assert out["accept"] == [".wav,audio/wav", ""]

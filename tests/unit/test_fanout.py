@@ -20,10 +20,10 @@ from transflow import (
     ProgressQueue,
     QueuePoller,
     ReceivedMessage,
-    SubscriberLagged,
+    SubscriberLaggedError,
     Subscription,
-    SubscriptionClosed,
-    SubscriptionDenied,
+    SubscriptionClosedError,
+    SubscriptionDeniedError,
     UploadState,
     branch_channel,
     poller_client_config,
@@ -171,7 +171,7 @@ def test_a_subscriber_more_than_its_buffer_behind_is_cut_off_alone(buffer: int, 
         fanout.dispatch(event("big", seq))
     assert seqs(drain(fast)) == list(range(1, sent + 1))
     if sent > buffer:
-        with pytest.raises(SubscriberLagged, match="reconnect with the last event id"):
+        with pytest.raises(SubscriberLaggedError, match="reconnect with the last event id"):
             slow.get(timeout=0)
         assert slow.closed
         assert fanout.stats().lagged == 1
@@ -193,9 +193,9 @@ def test_close_ends_every_subscription_after_what_it_buffered() -> None:
     assert fanout.stats().subscribers == 0
     for sub in (exact, pattern):
         assert seqs(drain_until_closed(sub)) == [1]
-    with pytest.raises(SubscriptionClosed, match="hub stopped; upload:main:u ended"):
+    with pytest.raises(SubscriptionClosedError, match="hub stopped; upload:main:u ended"):
         exact.get(timeout=0)
-    with pytest.raises(SubscriptionClosed, match="has stopped"):
+    with pytest.raises(SubscriptionClosedError, match="has stopped"):
         fanout.subscribe(upload_channel("main", "u"))
 
 
@@ -204,7 +204,7 @@ def drain_until_closed(sub: Subscription) -> list[ProgressEvent]:
     while True:
         try:
             got = sub.get(timeout=0)
-        except SubscriptionClosed:
+        except SubscriptionClosedError:
             return out
         assert got is not None, "a closed subscription should raise once drained"
         out.append(got)
@@ -260,9 +260,9 @@ def test_the_hub_parses_messages_and_hands_events_to_its_fan_out() -> None:
 
     hub = ProgressHub(NoClient(), ProgressQueue("https://queue/progress.fifo"), authorize=authorize)  # type: ignore[arg-type]
     sub = hub.subscribe(upload_channel("main", "u"), principal="alice")
-    with pytest.raises(SubscriptionDenied):
+    with pytest.raises(SubscriptionDeniedError):
         hub.subscribe(upload_channel("main", "u"), principal="mallory")
-    with pytest.raises(SubscriptionDenied):
+    with pytest.raises(SubscriptionDeniedError):
         hub.subscribe(branch_channel("dev"), principal="alice")
     for bad in ["", "upload:main", "uploads:main:x", "upload::x", "upload:main:"]:
         with pytest.raises(ChannelError, match="not a progress channel"):
@@ -285,7 +285,7 @@ def test_the_hub_parses_messages_and_hands_events_to_its_fan_out() -> None:
     assert (stats.dispatched, stats.duplicates, stats.malformed) == (2, 1, 2)
     assert stats.poller.state == "new"
     assert hub.stop()
-    with pytest.raises(SubscriptionClosed):
+    with pytest.raises(SubscriptionClosedError):
         hub.subscribe(upload_channel("main", "u"), principal="alice")
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from transflow import (
     ConfigError,
     ProgressEvent,
-    SubscriberLagged,
+    SubscriberLaggedError,
     Subscription,
     branch_channel,
     upload_channel,
@@ -297,7 +297,7 @@ def test_a_subscriber_over_its_byte_budget_is_cut_off_alone_and_resumes() -> Non
         assert reader.get(timeout=0) is not None
     assert peak <= 8 << 20
     assert stalled.pending_bytes == 0  # freed at the cut
-    with pytest.raises(SubscriberLagged, match=r"bytes of events behind.*reconnect"):
+    with pytest.raises(SubscriberLaggedError, match=r"bytes of events behind.*reconnect"):
         stalled.get(timeout=0)
     stats = fanout.stats()
     assert (stats.lagged, stats.lagged_bytes, stats.subscribers) == (1, 1, 1)
@@ -317,7 +317,7 @@ def test_one_event_larger_than_the_budget_reaches_a_reader_that_is_caught_up() -
     assert sub.get(timeout=0) is not None
     fanout.dispatch(big("u", 2, kib=4))
     fanout.dispatch(big("u", 3, kib=4))  # now it is behind: over the budget
-    with pytest.raises(SubscriberLagged):
+    with pytest.raises(SubscriberLaggedError):
         sub.get(timeout=0)
     assert fanout.stats().lagged_bytes == 1
 

@@ -38,7 +38,9 @@ from transflow import (
 from transflow._aws.claimcheck import ClaimCheck, decode_job_message
 from transflow._wire.tokens import verify_stream_token
 from transflow.ingest.s3events import parse_event
-from transflow.ops.dlq import FailedJob, announcement, describe_failed, plan_resend
+from transflow.ops.announce import announcement
+from transflow.ops.dlq import FailedJob, describe_failed
+from transflow.ops.redrive import plan_resend
 from transflow.processing.webhooks import sign, verify
 from transflow.streaming.apps import wsgi_app
 from transflow.streaming.sse import bearer_token, channel_from_query

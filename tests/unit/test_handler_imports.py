@@ -46,6 +46,8 @@ def loaded_after(statement: str) -> set[str]:
                 "argparse",
             },
         ),
+        # "Copy this file into your project": requests is not a dependency of transflow.
+        ("import examples.lambda_recovery", {"requests", "transflow.cli", "moto"}),
         ("from transflow import ProgressHub, sse", {"asyncio", "transflow.ingest"}),
     ],
 )

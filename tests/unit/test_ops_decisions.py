@@ -11,20 +11,16 @@ from hypothesis import strategies as st
 
 from transflow import ProgressEvent, ProvisionError, TransflowConfig
 from transflow._wire.messages import ReceivedMessage
-from transflow.ops.dlq import (
-    FailedJob,
-    announcement,
-    plan_resend,
-    reason_from_status,
-    redrive_dedup_id,
-)
-from transflow.ops.metrics import HealthThresholds, QueueDepth, QueueStats, health
-from transflow.ops.provision import (
+from transflow.ops.announce import announcement
+from transflow.ops.dlq import FailedJob, reason_from_status
+from transflow.ops.health import HealthThresholds, QueueDepth, QueueStats, health
+from transflow.ops.queue_spec import (
     check_fifo,
     desired_attributes,
     diff_attributes,
     visibility_warning,
 )
+from transflow.ops.redrive import plan_resend, redrive_dedup_id
 
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:shop-main-dlq.fifo"
 

@@ -115,7 +115,7 @@ def test_a_handler_loads_only_its_rooms(statement: str, forbidden: tuple[str, ..
         (
             "from transflow.ops.provision import resolve_progress_destination, resolve_queue_urls\n"
             "from transflow.ops.recovery import sweep_stale_uploads\n"
-            "from transflow.ops.dlq import announce",
+            "from transflow.ops.announce import announce",
             {"transflow.ops.sam", "transflow.ops.iam", "transflow.ops._yaml"},
         ),
         # The bridge reads upload metadata; it never signs uploads.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import botocore.exceptions
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -82,3 +83,35 @@ def test_classification() -> None:
     assert is_retryable_entry("InternalError", True)
     assert is_retryable_entry("Anything", False)
     assert not is_retryable_entry("InvalidParameterValue", True)
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("ReceiptHandleIsInvalid", ""),
+        ("AWS.SimpleQueueService.ReceiptHandleIsInvalid", "whatever"),
+        ("InvalidReceiptHandle", ""),
+        (
+            "InvalidParameterValue",
+            "Value abc for parameter ReceiptHandle is invalid. Reason: "
+            "The receipt handle has expired.",
+        ),
+        ("InvalidParameterValue", "The input receipt handle is invalid."),
+        ("MessageNotInflight", ""),
+    ],
+)
+@pytest.mark.parametrize("sender_fault", [False, True])
+def test_an_invalid_receipt_handle_is_never_retried(
+    code: str, message: str, sender_fault: bool
+) -> None:
+    assert not is_retryable_entry(code, sender_fault, message)
+    response = _response(code, 500)
+    response["Error"]["Message"] = message
+    error = botocore.exceptions.ClientError(response, "DeleteMessage")
+    assert not is_retryable_error(error)
+
+
+def test_the_code_decides_before_sender_fault() -> None:
+    assert is_retryable_entry("ThrottlingException", True)
+    assert is_retryable_entry("InvalidParameterValue", False, "some other parameter")
+    assert not is_retryable_entry("InvalidParameterValue", True, "some other parameter")

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.streaming import SseEvent, SseParser, parse_all
-from transflow import ChannelError, ProgressEvent, SseEncodingError, SubscriptionClosed
+from transflow import ChannelError, ProgressEvent, SseEncodingError, SubscriptionClosedError
 from transflow.streaming.sse import HEADERS, astream, channel_from_query, comment, encode, stream
 
 
@@ -140,7 +140,7 @@ class FakeClosedSubscription:
 
     def get(self, timeout: float | None = None) -> ProgressEvent | None:
         if not self.events:
-            raise SubscriptionClosed("done")
+            raise SubscriptionClosedError("done")
         return self.events.pop(0)
 
     async def aget(self, timeout: float | None = None) -> ProgressEvent | None:

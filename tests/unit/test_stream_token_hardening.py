@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from transflow import (
     ConfigError,
     StreamTokenError,
-    StreamTokenForged,
-    StreamTokenMalformed,
+    StreamTokenForgedError,
+    StreamTokenMalformedError,
     TransflowConfig,
     issue_stream_token,
     load_config,
@@ -65,14 +65,14 @@ def test_only_the_canonical_encoding_of_the_signature_verifies() -> None:
         assert base64.urlsafe_b64decode(mac + "=") == base64.urlsafe_b64decode(
             token.rsplit(".", 1)[1] + "="
         )
-        with pytest.raises(StreamTokenMalformed, match="canonical"):
+        with pytest.raises(StreamTokenMalformedError, match="canonical"):
             verify_stream_token(SECRET, other, now=NOW)
     assert verify_stream_token(SECRET, token, now=NOW).channel == CHANNEL
 
 
 def test_a_genuine_token_living_ten_years_is_refused() -> None:
     far = issue_stream_token(SECRET, CHANNEL, ttl=60, now=NOW + TEN_YEARS)
-    with pytest.raises(StreamTokenForged, match="longer than"):
+    with pytest.raises(StreamTokenForgedError, match="longer than"):
         verify_stream_token(SECRET, far, now=NOW)
     # The longest token issued now verifies, and so does one from a clock a little ahead.
     longest = issue_stream_token(SECRET, CHANNEL, ttl=MAX_TOKEN_TTL, now=NOW)
@@ -80,7 +80,7 @@ def test_a_genuine_token_living_ten_years_is_refused() -> None:
     ahead = issue_stream_token(SECRET, CHANNEL, ttl=MAX_TOKEN_TTL, now=NOW + MAX_CLOCK_SKEW)
     verify_stream_token(SECRET, ahead, now=NOW)
     beyond = issue_stream_token(SECRET, CHANNEL, ttl=MAX_TOKEN_TTL, now=NOW + MAX_CLOCK_SKEW + 1)
-    with pytest.raises(StreamTokenForged):
+    with pytest.raises(StreamTokenForgedError):
         verify_stream_token(SECRET, beyond, now=NOW)
 
 
@@ -158,10 +158,10 @@ def test_rotation_keeps_live_streams() -> None:
     access = _Access.build("app", step2.stream_secret, None, False)
     for signer in (SECRET, NEW):
         assert access.refusal(None, CHANNEL, issue_stream_token(signer, CHANNEL)) is None
-    with pytest.raises(StreamTokenForged):
+    with pytest.raises(StreamTokenForgedError):
         verify_stream_token(SECRET, new_token, now=NOW)
     # Step 3: the old secret is gone, and so are its tokens.
-    with pytest.raises(StreamTokenForged):
+    with pytest.raises(StreamTokenForgedError):
         verify_stream_token(NEW, old_token, now=NOW)
     with pytest.raises(ConfigError, match="empty"):
         check_stream_secret([])
@@ -175,7 +175,7 @@ def test_a_token_signed_with_any_listed_secret_verifies(keys: list[str], data: A
     assert verify_stream_token(tuple(keys), token, now=NOW).channel == CHANNEL
     others = [k for k in keys if k != signer]
     if others:
-        with pytest.raises(StreamTokenForged):
+        with pytest.raises(StreamTokenForgedError):
             verify_stream_token(others, token, now=NOW)
 
 

@@ -16,9 +16,9 @@ from transflow import (
     ChannelError,
     ConfigError,
     StreamTokenError,
-    StreamTokenExpired,
-    StreamTokenForged,
-    StreamTokenMalformed,
+    StreamTokenExpiredError,
+    StreamTokenForgedError,
+    StreamTokenMalformedError,
     UploadTicket,
     UserContext,
     create_upload,
@@ -46,7 +46,7 @@ def test_a_token_grants_its_channel_to_its_user_until_it_expires() -> None:
     assert not grant.allows("upload:main:up-2")
     assert not grant.allows("upload:main:*")  # one upload's token never opens the branch
     assert not grant.is_operator
-    with pytest.raises(StreamTokenExpired, match="expired"):
+    with pytest.raises(StreamTokenExpiredError, match="expired"):
         verify_stream_token(SECRET, token, now=NOW + 60)
 
 
@@ -71,15 +71,15 @@ def _reseal(token: str, change: dict[str, object]) -> str:
 
 def test_changed_or_foreign_tokens_are_forged() -> None:
     token = issue_stream_token(SECRET, CHANNEL, ttl=60, now=NOW)
-    with pytest.raises(StreamTokenForged, match="another secret"):
+    with pytest.raises(StreamTokenForgedError, match="another secret"):
         verify_stream_token(OTHER, token, now=NOW)
     changes: list[dict[str, object]] = [{"c": "upload:main:*"}, {"e": NOW + 10**6}, {"u": "r"}]
     for change in changes:
-        with pytest.raises(StreamTokenForged):
+        with pytest.raises(StreamTokenForgedError):
             verify_stream_token(SECRET, _reseal(token, change), now=NOW)
     # A forged token is refused as forged even when its claimed expiry is past.
     expired = issue_stream_token(OTHER, CHANNEL, ttl=1, now=NOW - 100)
-    with pytest.raises(StreamTokenForged):
+    with pytest.raises(StreamTokenForgedError):
         verify_stream_token(SECRET, expired, now=NOW)
 
 
@@ -100,13 +100,13 @@ def test_changed_or_foreign_tokens_are_forged() -> None:
     ],
 )
 def test_malformed_tokens_are_malformed(text: str) -> None:
-    with pytest.raises(StreamTokenMalformed):
+    with pytest.raises(StreamTokenMalformedError):
         verify_stream_token(SECRET, text, now=NOW)
 
 
 def test_non_strings_are_malformed() -> None:
     for value in (None, b"tf1.a.b", 42, ["tf1"]):
-        with pytest.raises(StreamTokenMalformed):
+        with pytest.raises(StreamTokenMalformedError):
             verify_stream_token(SECRET, value, now=NOW)
 
 

@@ -17,9 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transflow import (
-    CommandFailedError,
-    CommandNotFoundError,
-    CommandTimeoutError,
     DuplicateTemplateError,
     JobProcessor,
     OutputFile,
@@ -34,11 +31,14 @@ from transflow import (
     TemplateDefinitionError,
     TemplateNotFoundError,
     TemplateRegistry,
+    ToolFailedError,
+    ToolNotFoundError,
+    ToolTimeoutError,
 )
 from transflow._aws.lambda_batch import BatchGate
-from transflow.processing.attempt import error_code
+from transflow.processing.attempt import failure_code
 from transflow.processing.context import OutputLocation, output_key
-from transflow.processing.external import run_command
+from transflow.processing.external import run_tool
 from transflow.processing.progress import SEQS_PER_MS, first_seq, should_flush
 from transflow.processing.progress import progress_dedup_id as dedup_id
 from transflow.processing.status import AssemblyStatus, ResultRecord, UploadRecord
@@ -247,45 +247,45 @@ def test_publish_refuses_the_processors_events_and_non_json(tmp_path: Path) -> N
 
 def test_run_is_cut_to_the_lambda_time_left(tmp_path: Path) -> None:
     runtime = _Runtime(left=4.0)  # below the reserve: nothing may start
-    with pytest.raises(CommandTimeoutError):
+    with pytest.raises(ToolTimeoutError):
         _context(tmp_path, runtime).run([sys.executable, "-c", "pass"])
 
 
 # -- external commands --------------------------------------------------------------------
 
 
-def test_run_command_returns_output() -> None:
-    result = run_command([sys.executable, "-c", "print('hi')"], timeout=30)
+def test_run_tool_returns_output() -> None:
+    result = run_tool([sys.executable, "-c", "print('hi')"], timeout=30)
     assert result.text.strip() == "hi"
     assert result.returncode == 0
 
 
-def test_run_command_failure_carries_code_and_stderr_tail() -> None:
+def test_run_tool_failure_carries_code_and_stderr_tail() -> None:
     script = "import sys; sys.stderr.write('x' * 20000 + 'the real reason'); sys.exit(3)"
-    with pytest.raises(CommandFailedError) as failed:
-        run_command([sys.executable, "-c", script], timeout=30)
+    with pytest.raises(ToolFailedError) as failed:
+        run_tool([sys.executable, "-c", script], timeout=30)
     assert failed.value.returncode == 3
     assert failed.value.stderr_tail.endswith("the real reason")
     assert len(failed.value.stderr_tail) <= 8 * 1024
     assert "exited with code 3" in str(failed.value)
 
 
-def test_run_command_bounds_stdout() -> None:
-    result = run_command([sys.executable, "-c", "print('y' * 100000)"], timeout=30, max_stdout=1000)
+def test_run_tool_bounds_stdout() -> None:
+    result = run_tool([sys.executable, "-c", "print('y' * 100000)"], timeout=30, max_stdout=1000)
     assert result.stdout == b"y" * 1000
     assert result.stdout_truncated
 
 
-def test_run_command_timeout_kills_the_program() -> None:
-    with pytest.raises(CommandTimeoutError, match=r"did not finish within 0\.3 s"):
-        run_command([sys.executable, "-c", "import time; time.sleep(60)"], timeout=0.3)
+def test_run_tool_timeout_kills_the_program() -> None:
+    with pytest.raises(ToolTimeoutError, match=r"did not finish within 0\.3 s"):
+        run_tool([sys.executable, "-c", "import time; time.sleep(60)"], timeout=0.3)
 
 
-def test_run_command_missing_program_and_shell_strings() -> None:
-    with pytest.raises(CommandNotFoundError, match="not installed"):
-        run_command(["transflow-no-such-tool"], timeout=5)
+def test_run_tool_missing_program_and_shell_strings() -> None:
+    with pytest.raises(ToolNotFoundError, match="not installed"):
+        run_tool(["transflow-no-such-tool"], timeout=5)
     with pytest.raises(StepUsageError, match="as a list"):
-        run_command("ffmpeg -i x", timeout=5)
+        run_tool("ffmpeg -i x", timeout=5)
 
 
 # -- processor and publisher decisions ----------------------------------------------------
@@ -310,12 +310,12 @@ def test_batch_gate_stops_a_failed_group_and_everything_when_time_is_short() -> 
 
 
 def test_error_codes() -> None:
-    assert error_code(TemplateNotFoundError("x", []), None) == "TEMPLATE_NOT_FOUND"
-    assert error_code(OutputPathError("x"), "s") == "OUTPUT_PATH_REFUSED"
-    assert error_code(CommandTimeoutError(["ffmpeg"], 1, ""), "s") == "COMMAND_TIMEOUT"
-    assert error_code(CommandFailedError(["ffmpeg"], 1, ""), "s") == "COMMAND_FAILED"
-    assert error_code(RuntimeError(), "s") == "STEP_FAILED"
-    assert error_code(RuntimeError(), None) == "JOB_FAILED"
+    assert failure_code(TemplateNotFoundError("x", []), None) == "TEMPLATE_NOT_FOUND"
+    assert failure_code(OutputPathError("x"), "s") == "OUTPUT_PATH_REFUSED"
+    assert failure_code(ToolTimeoutError(["ffmpeg"], 1, ""), "s") == "COMMAND_TIMEOUT"
+    assert failure_code(ToolFailedError(["ffmpeg"], 1, ""), "s") == "COMMAND_FAILED"
+    assert failure_code(RuntimeError(), "s") == "STEP_FAILED"
+    assert failure_code(RuntimeError(), None) == "JOB_FAILED"
 
 
 def test_seq_and_dedup_ids() -> None:

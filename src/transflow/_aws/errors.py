@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import botocore.exceptions
 
-__all__ = ["client_error_code", "client_error_codes", "client_error_message"]
+__all__ = [
+    "client_error_code",
+    "client_error_codes",
+    "client_error_message",
+    "response_error_codes",
+]
 
 
 def client_error_code(exc: botocore.exceptions.ClientError) -> str:
@@ -16,7 +24,13 @@ def client_error_codes(exc: botocore.exceptions.ClientError) -> frozenset[str]:
     """The error code and, when there is one, the query-protocol code beside it: SQS's JSON
     protocol answers ``QueueDoesNotExist`` with ``AWS.SimpleQueueService.NonExistentQueue``
     as its ``QueryErrorCode``, and endpoints differ in which of the two they send."""
-    error = exc.response.get("Error", {})
+    return response_error_codes(exc.response)
+
+
+def response_error_codes(response: Mapping[str, Any]) -> frozenset[str]:
+    """:func:`client_error_codes` of a parsed response (a botocore hook sees the response
+    before any exception is made of it)."""
+    error = response.get("Error", {})
     return frozenset(str(code) for code in (error.get("Code"), error.get("QueryErrorCode")) if code)
 
 

@@ -83,6 +83,8 @@ class Lanes:
     held: dict[str, Held] = attrs.field(init=False, factory=dict)
     to_delete: list[Held] = attrs.field(init=False, factory=list)
     to_release: list[tuple[Held, int]] = attrs.field(init=False, factory=list)
+    unrun: int = attrs.field(init=False, default=0)
+    """Messages released without their handler running (skipped, or not started)."""
     _lanes: dict[str, _Lane] = attrs.field(init=False, factory=dict)
     _tokens: Iterator[int] = attrs.field(init=False, factory=itertools.count)
 
@@ -106,6 +108,7 @@ class Lanes:
             if stopping:
                 # The long poll in flight when stop came: never started, so released.
                 self.to_release.append((held, 0))
+                self.unrun += 1
                 continue
             key = lane_key(message, self.fifo)
             lane = self._lanes.get(key)
@@ -153,6 +156,7 @@ class Lanes:
             skipped = lane.pending.popleft()
             skipped.state, skipped.heartbeat = "settling", False
             self.to_release.append((skipped, 0))
+            self.unrun += 1
 
     def running(self) -> list[Held]:
         """Messages whose handler runs and counts (abandoned ones still hold a thread)."""

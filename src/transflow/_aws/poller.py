@@ -16,6 +16,11 @@ its heartbeat stops, its message goes back to the queue through visibility, its
 :class:`Delivery` is marked cancelled (handlers that run long check
 ``current_delivery().cancelled`` or ``remaining_time()``), and its result is discarded. Its
 thread stays counted against the capacity until it returns.
+
+Longer than 500 lines on purpose: the receiver, the keeper and the handler pool share one
+lock, its condition and the state it guards (lanes, counters, the stop sequence); the rules
+that keep a held message from being deleted twice or released early are checkable only when
+those three are read together. (Group ordering already lives in :mod:`transflow._aws.lanes`.)
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
-from transflow._wire.options import between, positive
+from transflow._wire.validators import between, positive
 from transflow.errors import ConfigError, JobConfinementError, JobFailedError, TransflowError
 
 if TYPE_CHECKING:
@@ -188,13 +193,22 @@ class PollerStats:
     held: int
     running: int
     last_poll_at: float | None  # time.time() of the last successful ReceiveMessage
+    unrun: int = 0
+    """Released without their handler running: behind a failure in their FIFO group, or
+    not started when the poller stopped. ``released`` counts every release, failures'
+    included."""
 
     def __str__(self) -> str:
-        text = (
-            f"{self.received} received: {self.succeeded} succeeded, {self.failed} failed "
-            f"({self.released} released for a retry), {self.timed_out} timed out; "
-            f"{self.receive_calls} receive calls"
-        )
+        # The parts add up to ``received`` (but for messages still held, or lost).
+        parts = [
+            f"{self.succeeded} succeeded",
+            f"{self.failed} failed (released for a retry)",
+            f"{self.timed_out} timed out",
+            f"{self.unrun} released unrun",
+        ]
+        if self.running:
+            parts.append(f"{self.running} still running")
+        text = f"{self.received} received: {', '.join(parts)}; {self.receive_calls} receive calls"
         problems = [
             f"{count} {what}"
             for count, what in (
@@ -262,6 +276,9 @@ class QueuePoller:
     policy: RetryPolicy = attrs.field(factory=RetryPolicy)
     error_backoff_max: float = attrs.field(default=20.0, validator=positive)
     name: str = "transflow-poller"
+    on_receive_error: Callable[[Exception], bool] | None = None
+    """Told of every failed ReceiveMessage; returns True when its owner deals with the cause
+    (the hub, whose instance queue is gone), so the poller logs it without a traceback."""
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _wake: threading.Condition = attrs.field(init=False)
@@ -385,6 +402,7 @@ class QueuePoller:
                 held=len(self._lanes.held),
                 running=len(self._lanes.running()),
                 last_poll_at=self._last_poll_at,
+                unrun=self._lanes.unrun,
             )
 
     # -- the receiver ---------------------------------------------------------------------
@@ -412,20 +430,30 @@ class QueuePoller:
                 # Full jitter: many workers throttled at once must not come back in step.
                 window = min(self.error_backoff_max, 0.1 * 2 ** min(errors, 10))
                 delay = random.uniform(0, window)  # noqa: S311 - jitter, not cryptography
-                transient = is_retryable_error(exc)
+                handled = self._owner_handles(exc)
+                quiet = handled or is_retryable_error(exc)
                 log.log(
-                    logging.WARNING if transient else logging.ERROR,
+                    logging.WARNING if quiet else logging.ERROR,
                     "%s: ReceiveMessage failed (%s); retrying in %.2fs",
                     self.name,
                     exc,
                     delay,
-                    exc_info=not transient,
+                    exc_info=not quiet,
                 )
                 self._stop_requested.wait(delay)
                 continue
             errors, attempt_id = 0, None
             self._accept(messages, asked_at)
         self._shutdown()
+
+    def _owner_handles(self, exc: Exception) -> bool:
+        if self.on_receive_error is None:
+            return False
+        try:
+            return self.on_receive_error(exc)
+        except Exception:
+            log.exception("%s: on_receive_error failed", self.name)
+            return False
 
     def _receive(self, count: int, attempt_id: str) -> list[ReceivedMessage]:
         params: dict[str, Any] = {

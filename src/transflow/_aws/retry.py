@@ -10,9 +10,16 @@ import botocore.exceptions
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tenacity.retry import retry_base
 
-from transflow._aws.errors import client_error_code
+from transflow._aws.errors import client_error_code, client_error_message
 
-__all__ = ["RETRYABLE_CODES", "RetryPolicy", "is_retryable_error"]
+__all__ = [
+    "PERMANENT_CODES",
+    "RETRYABLE_CODES",
+    "RetryPolicy",
+    "is_permanent_failure",
+    "is_retryable_entry",
+    "is_retryable_error",
+]
 
 # Error codes AWS documents as transient for SQS (and S3, which shares the helper).
 RETRYABLE_CODES = frozenset(
@@ -36,6 +43,29 @@ RETRYABLE_CODES = frozenset(
         "AWS.SimpleQueueService.ServiceUnavailable",
     }
 )
+# Error codes that no retry can cure, whatever the response's SenderFault or status says:
+# LocalStack answers a stale receipt handle with SenderFault=false, and retrying it only
+# multiplies calls (each try gets the same answer).
+PERMANENT_CODES = frozenset(
+    {
+        "ReceiptHandleIsInvalid",
+        "InvalidReceiptHandle",
+        "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+        "AWS.SimpleQueueService.InvalidReceiptHandle",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+        "BatchEntryIdsNotDistinct",
+        "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+        "InvalidBatchEntryId",
+        "AWS.SimpleQueueService.InvalidBatchEntryId",
+        "InvalidMessageContents",
+        "MessageTooLong",
+    }
+)
+# Codes generic enough that only the message tells a bad receipt handle apart.
+_GENERIC_INVALID_CODES = frozenset(
+    {"InvalidParameterValue", "InvalidParameterValueException", "ValidationError"}
+)
 _CONNECTION_ERRORS = (
     botocore.exceptions.ConnectionError,
     botocore.exceptions.HTTPClientError,
@@ -43,13 +73,32 @@ _CONNECTION_ERRORS = (
 )
 
 
+def is_permanent_failure(code: str, message: str = "") -> bool:
+    """Whether an error code (with its message) means the same request can never succeed:
+    an invalid or stale receipt handle above all, which SenderFault does not always flag."""
+    if code in PERMANENT_CODES:
+        return True
+    return code in _GENERIC_INVALID_CODES and "receipt handle" in message.lower()
+
+
+def is_retryable_entry(code: str, sender_fault: bool, message: str = "") -> bool:
+    """Whether a failed batch entry may succeed if sent again. The code decides first
+    (permanent, then transient); only an unknown code leaves it to SenderFault."""
+    if is_permanent_failure(code, message):
+        return False
+    return code in RETRYABLE_CODES or not sender_fault
+
+
 def is_retryable_error(exc: BaseException) -> bool:
     """Whether a failed call may succeed if made again (throttling, 5xx, network)."""
     if isinstance(exc, _CONNECTION_ERRORS):
         return True
     if isinstance(exc, botocore.exceptions.ClientError):
+        code = client_error_code(exc)
+        if is_permanent_failure(code, client_error_message(exc)):
+            return False
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return client_error_code(exc) in RETRYABLE_CODES or status == 429 or status >= 500
+        return code in RETRYABLE_CODES or status == 429 or status >= 500
     return False
 
 

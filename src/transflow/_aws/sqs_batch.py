@@ -4,9 +4,10 @@ ChangeMessageVisibilityBatch, with every entry of every response checked.
 Callers give each item a key of their own; this module assigns the wire entry ids (valid,
 unique per call), splits items into calls of at most 10 entries and the configured byte
 limit, retries what AWS says may be retried (throttling, server errors, dropped connections,
-entries failed without sender fault) with exponential backoff and jitter, splits a call
-refused whole as ``BatchRequestTooLong`` in halves, and reports the rest. It never raises
-for a failed entry: the caller decides what a failure means.
+entries failed without sender fault, unless their code says no retry can help, such as a
+stale receipt handle) with exponential backoff and jitter, splits a call refused whole as
+``BatchRequestTooLong`` in halves, and reports the rest. It never raises for a failed entry:
+the caller decides what a failure means.
 
 The decisions (planning, classification) are plain functions; the I/O is the three
 ``*_batch`` functions.
@@ -21,7 +22,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 from tenacity import RetryError, retry_if_exception_type
 
-from transflow._aws.retry import RETRYABLE_CODES, RetryPolicy, is_retryable_error
+from transflow._aws.retry import (
+    RetryPolicy,
+    is_retryable_entry,
+    is_retryable_error,
+)
 from transflow._aws.s3 import error_code
 from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT
 
@@ -34,6 +39,7 @@ __all__ = [
     "OutgoingMessage",
     "change_visibility_batch",
     "delete_batch",
+    "is_retryable_entry",
     "message_size",
     "plan_batches",
     "send_batch",
@@ -143,11 +149,6 @@ def plan_batches(
     return batches, too_large
 
 
-def is_retryable_entry(code: str, sender_fault: bool) -> bool:
-    """Whether a failed batch entry may succeed if sent again."""
-    return code in RETRYABLE_CODES or not sender_fault
-
-
 # -- I/O ----------------------------------------------------------------------------------
 
 
@@ -171,7 +172,7 @@ class _Progress(Generic[T]):
             failure = EntryFailure(
                 key, bad.get("Code", ""), bad.get("Message", ""), bad["SenderFault"]
             )
-            if is_retryable_entry(failure.code, failure.sender_fault):
+            if is_retryable_entry(failure.code, failure.sender_fault, failure.message):
                 self.last_error[key] = failure
             else:
                 self.failed.append(failure)

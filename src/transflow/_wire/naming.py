@@ -50,9 +50,11 @@ _LONGEST_SUFFIX = max(len(f"-{s}.fifo") for s in _SUFFIXES)
 _HASH_CHARS = 8
 _FIFO_QUEUE_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_QUEUE_NAME - len('.fifo')}}}\.fifo")
 # https://sqs.{region}.amazonaws.com/{account}/{name}, and the same shape on local
-# endpoints (moto, LocalStack, ElasticMQ: http://host:port/{account}/{name}).
+# endpoints (moto, ElasticMQ, LocalStack: http://host:port/{account}/{name}), plus
+# LocalStack's path-style form http://host:port/queue/{region}/{account}/{name}.
 _QUEUE_URL = re.compile(
-    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[A-Za-z0-9_-]+/([A-Za-z0-9_-]+(?:\.fifo)?)"
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/(?:queue/[a-z0-9-]+/)?[A-Za-z0-9_-]+/"
+    r"([A-Za-z0-9_-]+(?:\.fifo)?)"
 )
 INSTANCE_ID_CHARS = 12
 """Length of a hub instance id (lowercase hex) in its queue's name."""

@@ -39,9 +39,9 @@ from transflow._wire.naming import branch_problem
 from transflow.errors import (
     ChannelError,
     ConfigError,
-    StreamTokenExpired,
-    StreamTokenForged,
-    StreamTokenMalformed,
+    StreamTokenExpiredError,
+    StreamTokenForgedError,
+    StreamTokenMalformedError,
 )
 
 __all__ = [
@@ -245,43 +245,45 @@ def verify_stream_token(
     """The grant a token carries, once its signature (compared in constant time with every
     secret of the list) and expiry check out.
 
-    Raises :class:`StreamTokenMalformed` for anything that is not a token of this version
+    Raises :class:`StreamTokenMalformedError` for anything that is not a token of this version
     in its one canonical encoding (including non-ASCII or over-long text),
-    :class:`StreamTokenForged` when the signature matches no secret or the token claims to
+    :class:`StreamTokenForgedError` when the signature matches no secret or the token claims to
     live longer than :data:`MAX_TOKEN_TTL` (plus :data:`MAX_CLOCK_SKEW`) from now,
-    :class:`StreamTokenExpired` when it is genuine but too old. Never any other error for
+    :class:`StreamTokenExpiredError` when it is genuine but too old. Never any other error for
     any token; :class:`ConfigError` for a weak secret or a bad ``now``."""
     keys = _keys(secret)
     clock = _clock(now)
     if not isinstance(token, str) or not token:
-        raise StreamTokenMalformed("no stream token given; pass the token from the upload ticket")
+        raise StreamTokenMalformedError(
+            "no stream token given; pass the token from the upload ticket"
+        )
     if len(token) > MAX_TOKEN_CHARS or not token.isascii():
-        raise StreamTokenMalformed(
+        raise StreamTokenMalformedError(
             f"a stream token is ASCII and at most {MAX_TOKEN_CHARS} characters; this is not one"
         )
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != TOKEN_VERSION:
-        raise StreamTokenMalformed(
+        raise StreamTokenMalformedError(
             f"a stream token reads '{TOKEN_VERSION}.<payload>.<signature>'; this one does not "
             "(ask the host for a fresh token)"
         )
     _, payload, mac_text = parts
     if not _B64URL.fullmatch(payload) or not _B64URL.fullmatch(mac_text):
-        raise StreamTokenMalformed("the stream token holds characters outside URL-safe base64")
+        raise StreamTokenMalformedError("the stream token holds characters outside URL-safe base64")
     if len(mac_text) != _MAC_CHARS:
-        raise StreamTokenMalformed("the stream token's signature has the wrong length")
+        raise StreamTokenMalformedError("the stream token's signature has the wrong length")
     try:
         given = _unb64(mac_text)
     except (binascii.Error, ValueError) as exc:
-        raise StreamTokenMalformed("the stream token's signature is not base64") from exc
+        raise StreamTokenMalformedError("the stream token's signature is not base64") from exc
     # Base64 of 32 bytes leaves two spare bits in the last character, which the decoder
     # ignores: without this, four spellings of one signature would all verify.
     if _b64(given) != mac_text:
-        raise StreamTokenMalformed("the stream token's signature is not in canonical base64")
+        raise StreamTokenMalformedError("the stream token's signature is not in canonical base64")
     # Every secret is tried (no early exit), so the time taken does not tell which matched.
     matches = [hmac.compare_digest(_mac(key, payload), given) for key in keys]
     if not any(matches):
-        raise StreamTokenForged(
+        raise StreamTokenForgedError(
             "the stream token's signature does not match: it was changed, or signed with "
             "another secret; refuse it"
         )
@@ -289,12 +291,12 @@ def verify_stream_token(
     if grant.expires_at > clock + MAX_TOKEN_TTL + MAX_CLOCK_SKEW:
         # Only a leaked secret (or a badly wrong clock) makes such a token: refuse it so a
         # leak cannot mint a stream pass that outlives the rotation of the secret.
-        raise StreamTokenForged(
+        raise StreamTokenForgedError(
             f"the stream token for {grant.channel} claims to live longer than the "
             f"{MAX_TOKEN_TTL} seconds any token may; refuse it (and check the issuer's clock)"
         )
     if grant.expires_at <= clock:
-        raise StreamTokenExpired(
+        raise StreamTokenExpiredError(
             f"the stream token for {grant.channel} expired; ask the host for a fresh one"
         )
     return grant
@@ -306,9 +308,9 @@ def _grant(payload: str) -> StreamGrant:
     try:
         data = json.loads(_unb64(payload))
     except (binascii.Error, ValueError, RecursionError) as exc:
-        raise StreamTokenMalformed("the stream token's payload is not JSON") from exc
+        raise StreamTokenMalformedError("the stream token's payload is not JSON") from exc
     if not isinstance(data, dict):
-        raise StreamTokenMalformed("the stream token's payload is not an object")
+        raise StreamTokenMalformedError("the stream token's payload is not an object")
     channel, user, expires = data.get("c"), data.get("u"), data.get("e")
     if (
         not isinstance(channel, str)
@@ -316,5 +318,5 @@ def _grant(payload: str) -> StreamGrant:
         or isinstance(expires, bool)
         or not isinstance(expires, int)
     ):
-        raise StreamTokenMalformed("the stream token's payload lacks a channel or an expiry")
+        raise StreamTokenMalformedError("the stream token's payload lacks a channel or an expiry")
     return StreamGrant(channel, user, expires)

@@ -27,6 +27,7 @@ import botocore.exceptions
 
 from transflow._aws.errors import client_error_code, client_error_message
 from transflow._version import __version__
+from transflow.cli.regions import check_region
 from transflow.config import CONFIG_FILENAME, TransflowConfig, load_config
 from transflow.errors import TransflowError
 
@@ -133,7 +134,10 @@ class Context:
     def session(self) -> boto3.session.Session:
         """The boto3 session, with the region resolved."""
         if self._session is None:
-            self._session = boto3.session.Session(region_name=self.region)
+            region = self.region
+            if region is not None:
+                check_region(region, "--region" if self.args.region else "region")
+            self._session = boto3.session.Session(region_name=region)
         return self._session
 
     def _client(self, service: str) -> Any:
@@ -252,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             group, action = words
             if group not in groups:
-                group_parser = top.add_parser(group, help=_GROUP_HELP.get(group, group))
+                group_help = _GROUP_HELP.get(group, group)
+                group_parser = top.add_parser(group, help=group_help, description=group_help)
                 groups[group] = group_parser.add_subparsers(
                     dest="action", metavar="ACTION", required=True
                 )

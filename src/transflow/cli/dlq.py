@@ -8,7 +8,7 @@ import argparse
 from transflow._wire.model import converter
 from transflow.cli.app import EXIT_OK, EXIT_UNHEALTHY, Context, command
 from transflow.errors import ConfirmationRequiredError
-from transflow.ops import dlq, provision
+from transflow.ops import announce, dlq, provision, redrive
 
 __all__: list[str] = []
 
@@ -75,7 +75,7 @@ def _dlq_announce(context: Context) -> int:
     bucket = context.args.output_bucket
     # In fan-out mode no hub reads the progress queue: the events go to the topic.
     sns = context.sns() if config.sqs.fanout else None
-    report = dlq.announce(
+    report = announce.announce(
         context.sqs(),
         urls.dlq,
         provision.resolve_progress_destination(context.sqs(), config, sns=sns),
@@ -115,13 +115,13 @@ def _dlq_redrive(context: Context) -> int:
     # or a pipe gets.
     live = context.err.isatty()
 
-    def progress(step: dlq.RedriveProgress) -> None:
+    def progress(step: redrive.RedriveProgress) -> None:
         if live:
             of = f"/{step.limit}" if step.limit else ""
             context.err.write(f"\rredrive: {step.moved}{of} moved, {step.failed} left behind")
             context.err.flush()
 
-    report = dlq.redrive(
+    report = redrive.redrive(
         sqs,
         urls.dlq,
         urls.processing,
@@ -141,7 +141,12 @@ def _dlq_redrive(context: Context) -> int:
             "'transflow status' shows the DLQ draining"
         )
     else:
-        context.print(f"moved {report.moved} job(s) back to {urls.processing}")
+        how = (
+            " (re-sent by this command: the endpoint has no StartMessageMoveTask)"
+            if report.no_move_task
+            else ""
+        )
+        context.print(f"moved {report.moved} job(s) back to {urls.processing}{how}")
     for failure in report.failed:
         context.note(f"left in the DLQ: {failure.key}: {failure.code}: {failure.message}")
     return EXIT_OK if report.ok else EXIT_UNHEALTHY

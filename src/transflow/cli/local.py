@@ -1,14 +1,18 @@
 """An embedded SQS/S3 endpoint for development, demos and tests: moto's server on loopback.
 
-Needs the ``local`` extra (``pip install 'transflow[local]'``). Nothing here is used in
-production; it exists so that the whole pipeline runs on a laptop with no AWS account, over
-real HTTP, exactly as it talks to AWS.
+Needs the ``local`` extra (``pip install -e '.[local]'`` in a clone of transflow). Nothing
+here is used in production; it exists so that the whole pipeline runs on a laptop with no
+AWS account, over real HTTP, exactly as it talks to AWS.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import re
 import secrets
+import socket
+import threading
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +28,56 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["LocalAws", "local_client_config", "local_environment"]
+__all__ = ["LocalAws", "PortInUseError", "local_client_config", "local_environment"]
 
 DUMMY_REGION = "us-east-1"
 DUMMY_KEY = "testing"
+START_TIMEOUT_SEC = 30.0
+"""How long :meth:`LocalAws.start` waits for the server to listen."""
+
+_UNIMPLEMENTED = re.compile(r"NotImplementedError: The (\w+) action has not been implemented")
+
+
+class PortInUseError(TransflowError):
+    """The embedded endpoint's port is taken by another program."""
+
+
+class _UnimplementedActionFilter(logging.Filter):
+    """moto answers an action it lacks with a 500 and logs its whole traceback; transflow
+    calls such actions on purpose (StartMessageMoveTask, then it re-sends), so the log
+    gets one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = _UNIMPLEMENTED.search(record.getMessage())
+        if found is not None:
+            record.msg = (
+                f"the embedded endpoint has no {found[1]}: answered 500 (transflow falls "
+                "back where it can)"
+            )
+            record.args = ()
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortInUseError` when something listens on ``host:port``: moto's
+    server would print werkzeug's message in its thread and then wait forever."""
+    if port == 0:
+        return
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # As werkzeug binds: SO_REUSEADDR, so a socket in TIME_WAIT does not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise PortInUseError(
+                f"port {port} on {host} is in use by another program (another 'transflow "
+                "local'?): stop it, or pick another port with --port N (0 picks a free one)"
+            ) from exc
+        raise
+    finally:
+        probe.close()
 
 
 def local_environment(
@@ -79,13 +129,31 @@ class LocalAws:
             from moto.server import ThreadedMotoServer  # noqa: PLC0415
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise TransflowError(
-                "the embedded endpoint needs moto's server: pip install 'transflow[local]'"
+                "the embedded endpoint needs moto's server, from transflow's 'local' extra: "
+                "pip install -e '.[local]' in a clone of transflow (transflow is not on PyPI)"
             ) from exc
         if self.quiet:
             # moto's server logs every request through werkzeug at INFO.
-            logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            werkzeug = logging.getLogger("werkzeug")
+            werkzeug.setLevel(logging.WARNING)
+            if not any(isinstance(f, _UnimplementedActionFilter) for f in werkzeug.filters):
+                werkzeug.addFilter(_UnimplementedActionFilter())
+        _check_port_free(self.host, self.port)
         server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        server.start()
+        # moto's start() waits without end when the bind fails in its thread (a port taken
+        # between the check above and now): wait here, with a deadline, instead.
+        started = threading.Event()
+
+        def start() -> None:
+            server.start()
+            started.set()
+
+        threading.Thread(target=start, name="transflow-local-start", daemon=True).start()
+        if not started.wait(START_TIMEOUT_SEC):
+            raise PortInUseError(
+                f"the embedded endpoint did not start on {self.host}:{self.port} within "
+                f"{START_TIMEOUT_SEC:.0f} s (is the port in use?): pick another with --port N"
+            )
         self._server = server
         self._bound_port = server.get_host_and_port()[1]
         return self

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from transflow.cli.app import EXIT_OK, Context, command
 from transflow.cli.local import DUMMY_REGION, LocalAws, local_environment
+from transflow.cli.regions import check_region
 
 __all__: list[str] = []
 
@@ -38,12 +39,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 @command(
     "local",
     help="run an embedded SQS/S3 endpoint (moto's server) until Ctrl-C and print the "
-    "environment that points boto3 and the transflow command at it (needs transflow[local])",
+    "environment that points boto3 and the transflow command at it (needs the 'local' extra)",
     configure=_configure,
     connection=(),
 )
 def local_command(ctx: Context) -> int:
-    region = str(ctx.args.region)
+    region = check_region(str(ctx.args.region))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from transflow.cli.app import EXIT_OK, Context, command
+from transflow.cli.regions import check_region
 from transflow.config import CONFIG_FILENAME, load_config
 from transflow.errors import ConfigError
 from transflow.ops.iam import iam_policies
@@ -24,10 +25,35 @@ __all__: list[str] = []
 def _configure_init(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", help="the project name (part of every queue name)")
     parser.add_argument("--branch", default="main", help="the branch (default: main)")
-    parser.add_argument("--visibility-timeout", type=int, default=960, metavar="SEC")
-    parser.add_argument("--max-receive-count", type=int, default=3, metavar="N")
-    parser.add_argument("--batch-size", type=int, default=10, metavar="N")
-    parser.add_argument("--retention", type=int, default=14 * 24 * 3600, metavar="SEC")
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=960,
+        metavar="SEC",
+        help="the processing queue's visibility timeout: at least six times the processing "
+        "function's timeout (default 960)",
+    )
+    parser.add_argument(
+        "--max-receive-count",
+        type=int,
+        default=3,
+        metavar="N",
+        help="deliveries a job gets before it moves to the dead-letter queue (default 3)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=10,
+        metavar="N",
+        help="jobs per Lambda invocation of the processor, 1-10 (default 10)",
+    )
+    parser.add_argument(
+        "--retention",
+        type=int,
+        default=14 * 24 * 3600,
+        metavar="SEC",
+        help="how long the queues keep a message, 60-1209600 (default 1209600: 14 days)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
 
 
@@ -51,13 +77,17 @@ def _init(context: Context) -> int:
         },
     }
     if args.region:
-        data["region"] = args.region
+        data["region"] = check_region(args.region)
     text = json.dumps(data, indent=2) + "\n"
     # Checked by the loader itself before the file is written, so a bad flag leaves nothing.
     with tempfile.TemporaryDirectory() as scratch:
         trial = Path(scratch) / CONFIG_FILENAME
         trial.write_text(text, encoding="utf-8")
-        config = load_config(trial, env={})
+        try:
+            config = load_config(trial, env={})
+        except ConfigError as exc:
+            # The problems are the flags' and the file to be is the one the user named.
+            raise ConfigError(str(exc).replace(str(trial), str(path))) from exc
     path.write_text(text, encoding="utf-8")
     names = config.queue_names
     context.print(f"wrote {path}: queues {names.processing}, {names.progress}, {names.dlq}")
@@ -68,8 +98,17 @@ def _init(context: Context) -> int:
 
 
 def _configure_buckets(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--upload-bucket", required=True, metavar="BUCKET")
-    parser.add_argument("--output-bucket", metavar="BUCKET", help="default: the upload bucket")
+    parser.add_argument(
+        "--upload-bucket",
+        required=True,
+        metavar="BUCKET",
+        help="the bucket browsers upload to (required)",
+    )
+    parser.add_argument(
+        "--output-bucket",
+        metavar="BUCKET",
+        help="the bucket templates write to (default: the upload bucket)",
+    )
     parser.add_argument(
         "--claim-check-prefix",
         metavar="PREFIX",
@@ -80,7 +119,11 @@ def _configure_buckets(parser: argparse.ArgumentParser) -> None:
 def _configure_iam(parser: argparse.ArgumentParser) -> None:
     _configure_buckets(parser)
     parser.add_argument("--account-id", help="default: the caller's account (STS)")
-    parser.add_argument("--partition", default="aws")
+    parser.add_argument(
+        "--partition",
+        default="aws",
+        help="the ARN partition: aws, aws-cn or aws-us-gov (default aws)",
+    )
     parser.add_argument(
         "--role",
         choices=["all", "bridge", "processor", "stream", "operator", "recovery"],
@@ -113,12 +156,38 @@ def _iam_policy(context: Context) -> int:
 def _configure_sam(parser: argparse.ArgumentParser) -> None:
     _configure_buckets(parser)
     parser.add_argument("--code-uri", default=".", help="the functions' code (default: .)")
-    parser.add_argument("--bridge-handler", default="app.bridge_handler")
-    parser.add_argument("--processor-handler", default="app.processor_handler")
-    parser.add_argument("--runtime", default="python3.12")
-    parser.add_argument("--function-timeout", type=int, metavar="SEC")
-    parser.add_argument("--memory", type=int, default=1024, metavar="MB")
-    parser.add_argument("--maximum-concurrency", type=int, metavar="N")
+    parser.add_argument(
+        "--bridge-handler",
+        default="app.bridge_handler",
+        help="the grouping bridge's Lambda handler, module.function (default app.bridge_handler)",
+    )
+    parser.add_argument(
+        "--processor-handler",
+        default="app.processor_handler",
+        help="the job processor's Lambda handler (default app.processor_handler)",
+    )
+    parser.add_argument(
+        "--runtime", default="python3.12", help="the functions' Lambda runtime (default python3.12)"
+    )
+    parser.add_argument(
+        "--function-timeout",
+        type=int,
+        metavar="SEC",
+        help="the processor's timeout (default: a sixth of the visibility timeout)",
+    )
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=1024,
+        metavar="MB",
+        help="the processor's memory, 128-10240 (default 1024)",
+    )
+    parser.add_argument(
+        "--maximum-concurrency",
+        type=int,
+        metavar="N",
+        help="the most processor instances the queue may run at once, 2-1000 (default: no limit)",
+    )
     parser.add_argument(
         "--bridge-trigger",
         choices=["queue", "s3"],
@@ -129,7 +198,8 @@ def _configure_sam(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recovery-handler",
         default="app.recovery_handler",
-        help="the scheduled recovery function's handler; 'none' for no such function",
+        help="the scheduled recovery function's handler; 'none' for no such function "
+        "(default app.recovery_handler)",
     )
     parser.add_argument(
         "--stale-upload-age", type=int, default=3600, metavar="SEC", help="default: 3600"

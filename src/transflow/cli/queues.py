@@ -13,7 +13,7 @@ import attrs
 from transflow._wire.model import converter
 from transflow.cli.app import EXIT_OK, EXIT_UNHEALTHY, Context, command
 from transflow.errors import ConfigError, ConfirmationRequiredError, ProvisionWarning
-from transflow.ops import metrics, provision
+from transflow.ops import health, provision
 from transflow.streaming.instances import sweep_instance_queues
 
 __all__: list[str] = []
@@ -175,12 +175,29 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also read the oldest message's age and the backlog trend from CloudWatch",
     )
-    parser.add_argument("--max-dlq", type=int, default=0, metavar="N")
-    parser.add_argument("--max-age", type=float, default=900.0, metavar="SEC")
-    parser.add_argument("--max-backlog", type=int, metavar="N")
+    parser.add_argument(
+        "--max-dlq",
+        type=int,
+        default=0,
+        metavar="N",
+        help="failed jobs tolerated in the dead-letter queue (default 0: any is unhealthy)",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=900.0,
+        metavar="SEC",
+        help="how long a job may wait before it counts as stuck (default 900)",
+    )
+    parser.add_argument(
+        "--max-backlog",
+        type=int,
+        metavar="N",
+        help="waiting jobs tolerated in the processing queue (default: no limit)",
+    )
 
 
-def _depth_json(depth: metrics.QueueDepth) -> dict[str, Any]:
+def _depth_json(depth: health.QueueDepth) -> dict[str, Any]:
     return {
         "name": depth.name,
         "visible": depth.visible,
@@ -197,12 +214,16 @@ def _depth_json(depth: metrics.QueueDepth) -> dict[str, Any]:
 def _status(context: Context) -> int:
     sqs = context.sqs()
     urls = provision.resolve_queue_urls(sqs, context.config)
-    stats = metrics.queue_stats(
+    stats = health.queue_stats(
         sqs, urls, cloudwatch=context.cloudwatch() if context.args.cloudwatch else None
     )
-    verdict = metrics.health(
+    if context.config.sqs.fanout:
+        sns = context.sns()
+        topic = provision.ensure_topic(sns, context.config)
+        stats = attrs.evolve(stats, subscriptions=health.topic_subscriptions(sns, topic))
+    verdict = health.health(
         stats,
-        metrics.HealthThresholds(
+        health.HealthThresholds(
             max_dlq=context.args.max_dlq,
             max_oldest_age_sec=context.args.max_age,
             max_backlog=context.args.max_backlog,
@@ -213,6 +234,7 @@ def _status(context: Context) -> int:
             {
                 "healthy": verdict.healthy,
                 "problems": [attrs.asdict(p) for p in verdict.problems],
+                "warnings": [attrs.asdict(p) for p in verdict.warnings],
                 "queues": {
                     "processing": _depth_json(stats.processing),
                     "progress": _depth_json(stats.progress),
@@ -220,20 +242,36 @@ def _status(context: Context) -> int:
                 },
                 "oldestAgeSec": stats.oldest_age_sec,
                 "backlogTrend": list(stats.backlog_trend),
+                "subscriptions": (
+                    None
+                    if stats.subscriptions is None
+                    else {
+                        "topic": stats.subscriptions.topic_arn,
+                        "used": stats.subscriptions.used,
+                        "limit": stats.subscriptions.limit,
+                    }
+                ),
                 "takenAt": stats.taken_at.isoformat(),
             }
         )
     else:
         rows = [["queue", "name", "visible", "in flight", "delayed"]]
         for role in provision.ROLES:
-            depth: metrics.QueueDepth = getattr(stats, role)
+            depth: health.QueueDepth = getattr(stats, role)
             rows.append(
                 [role, depth.name, str(depth.visible), str(depth.in_flight), str(depth.delayed)]
             )
         context.table(rows)
         if stats.oldest_age_sec is not None:
             context.print(f"oldest job waiting: {stats.oldest_age_sec:.0f}s")
+        subs = stats.subscriptions
+        if subs is not None:
+            name = subs.topic_arn.rsplit(":", 1)[-1]
+            context.print(f"topic {name}: {subs.used}/{subs.limit} subscriptions used")
         context.print()
+        for warning in verdict.warnings:
+            context.print(f"WARNING [{warning.code}] {warning.message}")
+            context.print(f"  -> {warning.hint}")
         if verdict.healthy:
             context.print("healthy")
         for problem in verdict.problems:

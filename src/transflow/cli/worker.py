@@ -6,8 +6,12 @@ import argparse
 import importlib
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING
 
+import botocore.exceptions
+
+from transflow._aws.errors import client_error_code
 from transflow._aws.poller import poller_client_config
 from transflow.cli.app import Context, command
 from transflow.errors import ConfigError
@@ -25,10 +29,14 @@ __all__ = ["load_registry", "webhook_sender"]
 
 def load_registry(spec: str) -> TemplateRegistry:
     """``package.module:name``: a TemplateRegistry, or a function of no arguments that
-    returns one."""
+    returns one. The module is looked up from the working directory first, as ``python -m``,
+    uvicorn and gunicorn do (the ``transflow`` script's own folder is what Python would
+    search otherwise)."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"--templates {spec!r}: expected 'package.module:registry'")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import failure is the module's: one line
@@ -54,15 +62,40 @@ def load_registry(spec: str) -> TemplateRegistry:
     return found
 
 
+def _check_output_buckets(ctx: Context, registry: TemplateRegistry) -> None:
+    """Every job would fail on a missing output bucket, each attempt with the same error:
+    say it once, at start."""
+    named = {t.output_bucket for t in registry if t.output_bucket}
+    if ctx.args.output_bucket:
+        named.add(ctx.args.output_bucket)
+    for bucket in sorted(named):
+        try:
+            ctx.s3().head_bucket(Bucket=bucket)
+        except botocore.exceptions.ClientError as exc:
+            code = client_error_code(exc)
+            # Only a missing bucket stops the worker: a role without s3:ListBucket gets a 403
+            # for a bucket it may well write to.
+            if code in ("404", "NoSuchBucket"):
+                raise ConfigError(
+                    f"output bucket {bucket!r} does not exist: create it (aws s3 mb "
+                    f"s3://{bucket}) or pass --output-bucket with one that does"
+                ) from exc
+
+
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--templates",
         required=True,
         metavar="MODULE:NAME",
-        help="where your TemplateRegistry is, e.g. myapp.templates:registry",
+        help="where your TemplateRegistry is, e.g. myapp.templates:registry; the module is "
+        "found from the current directory first, as with 'python -m'",
     )
     parser.add_argument("--concurrency", type=int, default=4, help="jobs at once (default 4)")
-    parser.add_argument("--output-bucket", help="for templates that do not name one")
+    parser.add_argument(
+        "--output-bucket",
+        metavar="BUCKET",
+        help="for templates that do not name one (checked to exist at start)",
+    )
     parser.add_argument(
         "--upload-bucket",
         default=os.environ.get("TRANSFLOW_UPLOAD_BUCKET") or None,
@@ -140,6 +173,10 @@ def webhook_sender(args: argparse.Namespace, registry: TemplateRegistry) -> Webh
 @command("worker", help="run jobs from the processing queue until SIGTERM", configure=_configure)
 def worker_command(ctx: Context) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Their INFO lines ("Found credentials in environment variables") are not the worker's
+    # news; here only, never in the library, which leaves logging to its host.
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     registry = load_registry(ctx.args.templates)
     webhooks = webhook_sender(ctx.args, registry)
     if not ctx.args.upload_bucket:
@@ -148,6 +185,7 @@ def worker_command(ctx: Context) -> int:
             "TRANSFLOW_UPLOAD_BUCKET (jobs are only read from it)"
         )
     config = ctx.config
+    _check_output_buckets(ctx, registry)
     urls = resolve_queue_urls(ctx.sqs(), config)
     sqs: SQSClient = ctx.session().client(
         "sqs",

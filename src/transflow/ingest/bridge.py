@@ -30,7 +30,7 @@ from transflow._aws.lambda_batch import (
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
-from transflow._wire import options
+from transflow._wire import validators
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import BridgeError, UploadMetadataError
@@ -157,26 +157,26 @@ class GroupingBridge:
 
     sqs_client: SQSClient
     s3_client: S3Client
-    queue_url: str = attrs.field(kw_only=True, validator=options.non_empty_text)
-    upload_bucket: str = attrs.field(kw_only=True, validator=options.non_empty_text)
+    queue_url: str = attrs.field(kw_only=True, validator=validators.non_empty_text)
+    upload_bucket: str = attrs.field(kw_only=True, validator=validators.non_empty_text)
     claim_bucket: str | None = attrs.field(
-        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
+        default=None, kw_only=True, validator=validators.optional(validators.non_empty_text)
     )
     claim_prefix: str = attrs.field(
-        default=DEFAULT_CLAIM_PREFIX, kw_only=True, validator=options.non_empty_text
+        default=DEFAULT_CLAIM_PREFIX, kw_only=True, validator=validators.non_empty_text
     )
     max_message_bytes: int = attrs.field(
         default=MAX_MESSAGE_BYTES,
         kw_only=True,
-        validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1]),
+        validator=validators.bounded_int(1, MESSAGE_BYTES_RANGE[1]),
     )
     head_concurrency: int = attrs.field(
-        default=16, kw_only=True, validator=options.bounded_int(1, 256)
+        default=16, kw_only=True, validator=validators.bounded_int(1, 256)
     )
     default_branch: str = attrs.field(default="main", kw_only=True, converter=sanitize_branch)
     whole_uploads: bool = attrs.field(default=True, kw_only=True)
     retry: RetryPolicy = attrs.field(
-        factory=RetryPolicy, kw_only=True, validator=options.instance_of(RetryPolicy)
+        factory=RetryPolicy, kw_only=True, validator=validators.instance_of(RetryPolicy)
     )
 
     # -- entry points ------------------------------------------------------------------

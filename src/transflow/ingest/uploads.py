@@ -10,6 +10,9 @@ refuses an upload that strays from what was signed. Framework-agnostic: return
 The metadata written here is read back on the bridge's side: its format (the keys, the
 encoding of ``fields``, :func:`read_upload_metadata`) lives in :mod:`transflow.ingest.metadata`,
 so that one module owns it and the bridge's cold start does not load the signing side.
+
+A little over 500 lines: :func:`create_upload` is split into its steps (checks, plan,
+signing, token) below it, and the steps read best next to the one function that runs them.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from transflow._wire.naming import INSTANCE_ID_CHARS, QueueNames
 from transflow.config import TransflowConfig
 from transflow.errors import ConfigError
 
-__all__ = ["FanOut", "IamPolicies", "PolicyDocument", "PolicyStatement", "iam_policies"]
+__all__ = ["FanOutResources", "IamPolicies", "PolicyDocument", "PolicyStatement", "iam_policies"]
 
 _ACCOUNT = re.compile(r"\d{12}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
@@ -37,8 +37,8 @@ CONSUME = [
 # SendMessageBatch is authorised as sqs:SendMessage.
 SEND = ["sqs:SendMessage"]
 # What a hub does to its own instance queue in fan-out mode, and what a sweep does to a
-# crashed instance's: create (then read its ARN, set its policy), tag with last-seen, read
-# the tag, find by name, delete.
+# crashed instance's: create (then read its ARN, set its policy), the heartbeat (set an
+# attribute, tag with last-seen), read the tag, find by name, delete.
 MANAGE_INSTANCE_QUEUES = [
     "sqs:CreateQueue",
     "sqs:GetQueueUrl",
@@ -47,13 +47,19 @@ MANAGE_INSTANCE_QUEUES = [
     "sqs:ListQueueTags",
     "sqs:DeleteQueue",
 ]
-SWEEP_INSTANCE_QUEUES = ["sqs:GetQueueUrl", "sqs:ListQueueTags", "sqs:DeleteQueue"]
+# A sweep reads each queue's LastModifiedTimestamp (the heartbeat SQS stamps) and its tags.
+SWEEP_INSTANCE_QUEUES = [
+    "sqs:GetQueueUrl",
+    "sqs:GetQueueAttributes",
+    "sqs:ListQueueTags",
+    "sqs:DeleteQueue",
+]
 # The hub lease on the shared progress queue: read the tag, write the next beat, give it up.
 HUB_LEASE = ["sqs:ListQueueTags", "sqs:TagQueue", "sqs:UntagQueue"]
 
 
 @attrs.frozen
-class FanOut:
+class FanOutResources:
     """The resources of fan-out mode: the progress topic's ARN and the instance queues'
     name prefix (``{project}-{branch}-progress-``)."""
 
@@ -98,7 +104,8 @@ class IamPolicies:
     worker) that runs them. ``stream``: the server that reads progress for SSE clients.
     ``operator``: the ``transflow`` command (queues, DLQ redrive, status). ``recovery``: the
     scheduled function that announces dead-lettered jobs and fails stale uploads
-    (:func:`transflow.ops.dlq.announce`, :func:`transflow.ops.recovery.sweep_stale_uploads`)."""
+    (:func:`transflow.ops.announce.announce`,
+    :func:`transflow.ops.recovery.sweep_stale_uploads`)."""
 
     bridge: PolicyDocument
     processor: PolicyDocument
@@ -134,6 +141,99 @@ def _document(*statements: PolicyStatement) -> PolicyDocument:
     return PolicyDocument(Version="2012-10-17", Statement=list(statements))
 
 
+@attrs.frozen
+class _Grants:
+    """What every role's statements are built from: the branch's resources, and the
+    statements several roles share (each method makes a fresh one)."""
+
+    names: QueueNames
+    branch: str
+    partition: str
+    region: str
+    account_id: str
+    upload_bucket: str
+    output_bucket: str
+    claim_check_prefix: str | None
+    fanout: FanOutResources | None
+
+    def queue(self, name: str) -> str:
+        return f"arn:{self.partition}:sqs:{self.region}:{self.account_id}:{name}"
+
+    def objects(self, bucket: str, prefix: str) -> str:
+        return f"arn:{self.partition}:s3:::{bucket}/{prefix}*"
+
+    @property
+    def uploads(self) -> str:
+        return f"uploads/{self.branch}/"
+
+    @property
+    def outputs(self) -> str:
+        return f"outputs/{self.branch}/"
+
+    @property
+    def status_records(self) -> str:
+        return (
+            f"arn:{self.partition}:s3:::{self.output_bucket}/{self.outputs}*/{STATUS_RECORD_NAME}"
+        )
+
+    def read_uploads(self) -> PolicyStatement:
+        return _statement(
+            "ReadUploads", ["s3:GetObject"], [self.objects(self.upload_bucket, self.uploads)]
+        )
+
+    def read_claims(self) -> PolicyStatement:
+        # Whoever receives a job's message (processor, operator, recovery) reads its claim.
+        return _statement("ReadClaimChecks", ["s3:GetObject"], [self.claims()])
+
+    def claims(self) -> str:
+        # Where the bridge puts a job too large for one message: by default beside the
+        # upload (the GroupingBridge's claim_prefix, then the branch), else the prefix given,
+        # in the output bucket.
+        if self.claim_check_prefix is None:
+            return self.objects(self.upload_bucket, f"{DEFAULT_CLAIM_PREFIX}{self.branch}/")
+        return self.objects(self.output_bucket, self.claim_check_prefix)
+
+    def list_outputs(self) -> PolicyStatement:
+        # Without s3:ListBucket a HeadObject of a missing key answers 403 instead of 404, and
+        # a processor checking whether an output already exists cannot tell "absent" from
+        # "denied".
+        return _statement(
+            "ListOwnOutputs",
+            ["s3:ListBucket"],
+            [f"arn:{self.partition}:s3:::{self.output_bucket}"],
+            Condition(StringLike={"s3:prefix": [f"{self.outputs}*"]}),
+        )
+
+    def list_uploads(self) -> PolicyStatement:
+        return _statement(
+            "ListUploads",
+            ["s3:ListBucket"],
+            [f"arn:{self.partition}:s3:::{self.upload_bucket}"],
+            Condition(StringLike={"s3:prefix": [f"{self.uploads}*"]}),
+        )
+
+    def read_status(self) -> PolicyStatement:
+        # StatusRecordSnapshots (docs/streaming.md): the snapshot of an upload the hub has
+        # not seen comes from its status record; the stream role reads those and no other
+        # output.
+        return _statement("ReadStatusRecords", ["s3:GetObject"], [self.status_records])
+
+    def instances(self, fanout: FanOutResources) -> str:
+        # Exactly `{prefix}` + the instance id + `.fifo` ("?" is one character in IAM), so
+        # the queues of a branch whose name merely starts the same way stay out of reach.
+        return self.queue(fanout.instance_prefix + "?" * INSTANCE_ID_CHARS + ".fifo")
+
+    def list_queues(self) -> PolicyStatement:
+        # ListQueues has no resource-level permissions beyond the account's queues.
+        return _statement("FindInstanceQueues", ["sqs:ListQueues"], [self.queue("*")])
+
+
+def _unsubscribe() -> PolicyStatement:
+    # Unsubscribe has no resource-level permissions on AWS; SNS itself lets only the
+    # subscription's or the topic's owner remove an SQS subscription.
+    return _statement("LeaveProgressTopic", ["sns:Unsubscribe"], ["*"])
+
+
 def build_policies(
     names: QueueNames,
     *,
@@ -144,132 +244,110 @@ def build_policies(
     upload_bucket: str,
     output_bucket: str,
     claim_check_prefix: str | None = None,
-    fanout: FanOut | None = None,
+    fanout: FanOutResources | None = None,
 ) -> IamPolicies:
     """The documents, without checking the identifiers (the SAM template passes
     ``${AWS::AccountId}``-style placeholders). With ``fanout``, progress goes through the
     SNS FIFO topic to one queue per hub instance."""
-
-    def queue(name: str) -> str:
-        return f"arn:{partition}:sqs:{region}:{account_id}:{name}"
-
-    def objects(bucket: str, prefix: str) -> str:
-        return f"arn:{partition}:s3:::{bucket}/{prefix}*"
-
-    uploads = f"uploads/{branch}/"
-    outputs = f"outputs/{branch}/"
-    processing, progress, dlq = queue(names.processing), queue(names.progress), queue(names.dlq)
-    uploads_queue = queue(names.uploads)
-    # Where the bridge puts a job too large for one message: by default beside the upload
-    # (the GroupingBridge's claim_prefix, then the branch), else the prefix given, in the
-    # output bucket. Whoever receives the job's message (processor, operator) reads it.
-    claims = (
-        objects(upload_bucket, f"{DEFAULT_CLAIM_PREFIX}{branch}/")
-        if claim_check_prefix is None
-        else objects(output_bucket, claim_check_prefix)
+    grants = _Grants(
+        names,
+        branch,
+        partition,
+        region,
+        account_id,
+        upload_bucket,
+        output_bucket,
+        claim_check_prefix,
+        fanout,
     )
-    read_uploads = _statement("ReadUploads", ["s3:GetObject"], [objects(upload_bucket, uploads)])
-    read_claims = _statement("ReadClaimChecks", ["s3:GetObject"], [claims])
-    # Without s3:ListBucket a HeadObject of a missing key answers 403 instead of 404, and a
-    # processor checking whether an output already exists cannot tell "absent" from "denied".
-    list_outputs = _statement(
-        "ListOwnOutputs",
-        ["s3:ListBucket"],
-        [f"arn:{partition}:s3:::{output_bucket}"],
-        Condition(StringLike={"s3:prefix": [f"{outputs}*"]}),
+    return IamPolicies(
+        bridge=_document(*_bridge(grants)),
+        processor=_document(*_processor(grants)),
+        stream=_document(*_stream(grants)),
+        operator=_document(*_operator(grants)),
+        recovery=_document(*_recovery(grants)),
     )
 
-    list_uploads = _statement(
-        "ListUploads",
-        ["s3:ListBucket"],
-        [f"arn:{partition}:s3:::{upload_bucket}"],
-        Condition(StringLike={"s3:prefix": [f"{uploads}*"]}),
-    )
 
-    bridge = [
+def _bridge(g: _Grants) -> list[PolicyStatement]:
+    return [
         # HeadObject (the upload's metadata) is authorized as s3:GetObject.
-        read_uploads,
+        g.read_uploads(),
         # A whole upload is complete when the last file's notification finds every file
         # under the upload's prefix (ListObjectsV2).
-        list_uploads,
-        _statement("QueueJobs", SEND, [processing]),
-        _statement("StoreClaimChecks", ["s3:PutObject"], [claims]),
+        g.list_uploads(),
+        _statement("QueueJobs", SEND, [g.queue(g.names.processing)]),
+        _statement("StoreClaimChecks", ["s3:PutObject"], [g.claims()]),
         # S3 notifies the standard queue {project}-{branch}-uploads; Lambda's event source
         # mapping polls it with the function's role (a direct S3 trigger does not use it).
-        _statement("ConsumeUploadNotifications", CONSUME, [uploads_queue]),
+        _statement("ConsumeUploadNotifications", CONSUME, [g.queue(g.names.uploads)]),
     ]
 
-    if fanout is None:
-        publish_progress = _statement("PublishProgress", SEND, [progress])
+
+def _processor(g: _Grants) -> list[PolicyStatement]:
+    if g.fanout is None:
+        publish_progress = _statement("PublishProgress", SEND, [g.queue(g.names.progress)])
     else:
         # PublishBatch is authorised as sns:Publish.
-        publish_progress = _statement("PublishProgressToTopic", ["sns:Publish"], [fanout.topic_arn])
-    processor = [
-        _statement("ConsumeJobs", CONSUME, [processing]),
+        publish_progress = _statement(
+            "PublishProgressToTopic", ["sns:Publish"], [g.fanout.topic_arn]
+        )
+    return [
+        _statement("ConsumeJobs", CONSUME, [g.queue(g.names.processing)]),
         publish_progress,
-        read_uploads,
+        g.read_uploads(),
         _statement(
-            "WriteOutputs", ["s3:GetObject", "s3:PutObject"], [objects(output_bucket, outputs)]
+            "WriteOutputs",
+            ["s3:GetObject", "s3:PutObject"],
+            [g.objects(g.output_bucket, g.outputs)],
         ),
-        list_outputs,
-        read_claims,
+        g.list_outputs(),
+        g.read_claims(),
     ]
 
-    # StatusRecordSnapshots (docs/streaming.md): the snapshot of an upload the hub has not
-    # seen comes from its status record; the stream role reads those and no other output.
-    status_records = f"arn:{partition}:s3:::{output_bucket}/{outputs}*/{STATUS_RECORD_NAME}"
-    read_status = _statement("ReadStatusRecords", ["s3:GetObject"], [status_records])
-    # The hub lease (transflow.streaming.lease): a tag on the progress queue says which hub
-    # reads it, so a second stream process refuses loudly instead of splitting the events.
-    lease = _statement("LeaseProgressQueue", HUB_LEASE, [progress])
-    stream = [_statement("ConsumeProgress", CONSUME, [progress]), lease, read_status]
-    fanout_operator: list[PolicyStatement] = []
-    fanout_recovery: list[PolicyStatement] = []
-    if fanout is not None:
-        # Exactly `{prefix}` + the instance id + `.fifo` ("?" is one character in IAM), so
-        # the queues of a branch whose name merely starts the same way stay out of reach.
-        instances = queue(fanout.instance_prefix + "?" * INSTANCE_ID_CHARS + ".fifo")
-        topic = fanout.topic_arn
-        # ListQueues has no resource-level permissions beyond the account's queues.
-        list_queues = _statement("FindInstanceQueues", ["sqs:ListQueues"], [queue("*")])
-        # Unsubscribe has no resource-level permissions on AWS; SNS itself lets only the
-        # subscription's or the topic's owner remove an SQS subscription.
-        unsubscribe = _statement("LeaveProgressTopic", ["sns:Unsubscribe"], ["*"])
-        stream = [
-            _statement("ConsumeInstanceQueues", CONSUME, [instances]),
-            _statement("ManageInstanceQueues", MANAGE_INSTANCE_QUEUES, [instances]),
-            # Only SQS subscriptions of instance queues: a compromised stream host cannot
-            # add an https, e-mail or foreign-queue subscription that reads the branch.
-            _statement(
-                "SubscribeInstanceQueues",
-                ["sns:Subscribe"],
-                [topic],
-                Condition(
-                    StringEquals={"sns:Protocol": ["sqs"]},
-                    StringLike={"sns:Endpoint": [instances]},
-                ),
-            ),
-            # The sweep of crashed instances lists the topic's subscriptions.
-            _statement("FindTopicSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic]),
-            unsubscribe,
-            list_queues,
-            read_status,
-        ]
-        # The scheduled recovery's final errors go where progress goes: the topic.
-        fanout_recovery = [_statement("AnnounceErrorsToTopic", ["sns:Publish"], [topic])]
-        fanout_operator = [
-            # `transflow queues ensure`: CreateTopic with tags needs sns:TagResource too.
-            _statement("ManageProgressTopic", ["sns:CreateTopic", "sns:TagResource"], [topic]),
-            # `transflow dlq announce`: in fan-out mode the final error goes to the topic.
-            _statement("AnnounceFailedJobsToTopic", ["sns:Publish"], [topic]),
-            # `transflow queues sweep`: the queues of crashed hub instances.
-            _statement("SweepInstanceQueues", SWEEP_INSTANCE_QUEUES, [instances]),
-            _statement("SweepSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic]),
-            unsubscribe,
-            list_queues,
-        ]
 
-    operator = [
+def _stream(g: _Grants) -> list[PolicyStatement]:
+    if g.fanout is None:
+        progress = g.queue(g.names.progress)
+        return [
+            _statement("ConsumeProgress", CONSUME, [progress]),
+            # The hub lease (transflow.streaming.lease): a tag on the progress queue says which
+            # hub reads it, so a second stream process refuses loudly instead of splitting the
+            # events.
+            _statement("LeaseProgressQueue", HUB_LEASE, [progress]),
+            g.read_status(),
+        ]
+    instances = g.instances(g.fanout)
+    topic = g.fanout.topic_arn
+    return [
+        _statement("ConsumeInstanceQueues", CONSUME, [instances]),
+        _statement("ManageInstanceQueues", MANAGE_INSTANCE_QUEUES, [instances]),
+        # Only SQS subscriptions of instance queues: a compromised stream host cannot add an
+        # https, e-mail or foreign-queue subscription that reads the branch.
+        _statement(
+            "SubscribeInstanceQueues",
+            ["sns:Subscribe"],
+            [topic],
+            Condition(
+                StringEquals={"sns:Protocol": ["sqs"]},
+                StringLike={"sns:Endpoint": [instances]},
+            ),
+        ),
+        # The sweep of crashed instances lists the topic's subscriptions.
+        _statement("FindTopicSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic]),
+        _unsubscribe(),
+        g.list_queues(),
+        g.read_status(),
+    ]
+
+
+def _operator(g: _Grants) -> list[PolicyStatement]:
+    processing, progress, dlq = (
+        g.queue(g.names.processing),
+        g.queue(g.names.progress),
+        g.queue(g.names.dlq),
+    )
+    statements = [
         _statement(
             "ManageQueues",
             [
@@ -299,46 +377,57 @@ def build_policies(
         _statement("RequeueJobs", SEND, [processing]),
         # `transflow dlq announce`: the final error event of a dead-lettered upload.
         _statement("AnnounceFailedJobs", SEND, [progress]),
-        _statement("ReadStatusRecords", ["s3:GetObject"], [objects(output_bucket, outputs)]),
+        _statement("ReadStatusRecords", ["s3:GetObject"], [g.objects(g.output_bucket, g.outputs)]),
         # `dlq peek` and `dlq announce` show the job a claim check in the DLQ stands for.
-        read_claims,
+        g.read_claims(),
         # CloudWatch has no resource-level permissions for reading metrics.
         _statement("ReadQueueMetrics", ["cloudwatch:GetMetricStatistics"], ["*"]),
-        *fanout_operator,
     ]
+    if g.fanout is None:
+        return statements
+    topic = g.fanout.topic_arn
+    return [
+        *statements,
+        # `transflow queues ensure`: CreateTopic with tags needs sns:TagResource too.
+        _statement("ManageProgressTopic", ["sns:CreateTopic", "sns:TagResource"], [topic]),
+        # `transflow dlq announce`: in fan-out mode the final error goes to the topic.
+        _statement("AnnounceFailedJobsToTopic", ["sns:Publish"], [topic]),
+        # `transflow queues sweep`: the queues of crashed hub instances.
+        _statement("SweepInstanceQueues", SWEEP_INSTANCE_QUEUES, [g.instances(g.fanout)]),
+        _statement("SweepSubscriptions", ["sns:ListSubscriptionsByTopic"], [topic]),
+        _unsubscribe(),
+        g.list_queues(),
+    ]
+
+
+def _recovery(g: _Grants) -> list[PolicyStatement]:
     # Its own role, not the operator's: it runs unattended on a schedule, so it gets neither
     # the operator's purge, redrive and queue management nor a write to job outputs.
-    recovery = [
+    statements = [
         # announce peeks at the DLQ (receive, then visibility 0 again; an empty answer asks
         # the queue's depth before a long poll) and never deletes.
         _statement(
             "PeekDeadLetters",
             ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"],
-            [dlq],
+            [g.queue(g.names.dlq)],
         ),
         # The final error events of dead-lettered jobs and of stale uploads.
-        _statement("AnnounceErrors", SEND, [progress]),
+        _statement("AnnounceErrors", SEND, [g.queue(g.names.progress)]),
         # The sweep lists the branch's uploads and reads each quiet folder's metadata.
-        list_uploads,
-        read_uploads,
+        g.list_uploads(),
+        g.read_uploads(),
         # announce shows the job a claim check in the DLQ stands for.
-        read_claims,
+        g.read_claims(),
         # The sweep reads a status record that is usually absent: 404, not 403.
-        list_outputs,
-        _statement(
-            "WriteStatusRecords",
-            ["s3:GetObject", "s3:PutObject"],
-            [f"arn:{partition}:s3:::{output_bucket}/{outputs}*/{STATUS_RECORD_NAME}"],
-        ),
-        *fanout_recovery,
+        g.list_outputs(),
+        _statement("WriteStatusRecords", ["s3:GetObject", "s3:PutObject"], [g.status_records]),
     ]
-    return IamPolicies(
-        bridge=_document(*bridge),
-        processor=_document(*processor),
-        stream=_document(*stream),
-        operator=_document(*operator),
-        recovery=_document(*recovery),
-    )
+    if g.fanout is not None:
+        # The scheduled recovery's final errors go where progress goes: the topic.
+        statements.append(
+            _statement("AnnounceErrorsToTopic", ["sns:Publish"], [g.fanout.topic_arn])
+        )
+    return statements
 
 
 def iam_policies(
@@ -411,7 +500,7 @@ def bucket_problems(
 
 def fanout_resources(
     config: TransflowConfig, *, partition: str, region: str, account_id: str
-) -> FanOut | None:
+) -> FanOutResources | None:
     """The topic and instance queue prefix of ``config`` in fan-out mode, else None (the
     configured ``sqs.progressTopicArn`` as given, or the topic ``ensure_topic`` makes)."""
     if not config.sqs.fanout:
@@ -419,4 +508,4 @@ def fanout_resources(
     topic = config.sqs.progress_topic_arn or (
         f"arn:{partition}:sns:{region}:{account_id}:{config.topic_name}"
     )
-    return FanOut(topic, config.instance_queue_prefix)
+    return FanOutResources(topic, config.instance_queue_prefix)

@@ -12,7 +12,7 @@ alone, and the sweep writes its record only if there is still none (a conditiona
 its write keeps its record. A file that still arrives later makes the bridge send the job as
 usual, and the processor then overwrites the failed record.
 
-Run it on a schedule next to :func:`transflow.ops.dlq.announce` (the SAM template's
+Run it on a schedule next to :func:`transflow.ops.announce.announce` (the SAM template's
 recovery function does both; see examples/lambda_recovery.py).
 """
 
@@ -51,7 +51,7 @@ __all__ = [
     "INCOMPLETE_ERROR",
     "QuietFolder",
     "StaleUpload",
-    "SweepReport",
+    "StaleUploadReport",
     "quiet_folders",
     "sweep_stale_uploads",
 ]
@@ -91,7 +91,7 @@ class StaleUpload:
 
 
 @attrs.frozen
-class SweepReport:
+class StaleUploadReport:
     """What one sweep did. ``failed`` are the uploads it closed now; ``closed`` those that
     already had a status record; ``problems`` folders it could not judge, and why."""
 
@@ -215,7 +215,7 @@ def sweep_stale_uploads(
     horizon: dt.timedelta = DEFAULT_HORIZON,
     clock: Callable[[], float] = time.time,
     policy: RetryPolicy | None = None,
-) -> SweepReport:
+) -> StaleUploadReport:
     """Fail every upload of ``branch`` whose files stopped arriving ``max_age`` ago.
 
     For each: a final ``error`` event (``error: UPLOAD_INCOMPLETE``, ``retrying: false``) on
@@ -255,7 +255,7 @@ def sweep_stale_uploads(
     failed = _close(
         s3, publisher, stale, output_bucket=output_bucket, now=now, problems=problems, closed=closed
     )
-    report = SweepReport(len(folders), tuple(failed), tuple(closed), tuple(problems))
+    report = StaleUploadReport(len(folders), tuple(failed), tuple(closed), tuple(problems))
     log.info(
         "stale-upload sweep: %d quiet folder(s), %d upload(s) failed now, %d already closed, "
         "%d problem(s)",

@@ -5,7 +5,7 @@ The queues (as :mod:`transflow.ops.provision` makes them); the upload bucket, wh
 (with its own dead-letter queue) that the bridge function consumes in batches with
 ReportBatchItemFailures, so no upload is lost to a failed invocation; the processing
 function with an SQS event source mapping (batch size, ReportBatchItemFailures, maximum
-concurrency); a scheduled recovery function (:func:`transflow.ops.dlq.announce` and
+concurrency); a scheduled recovery function (:func:`transflow.ops.announce.announce` and
 :func:`transflow.ops.recovery.sweep_stale_uploads`); CloudWatch alarms on the dead-letter
 queues and on the age of the oldest job; environment and least-privilege roles
 (:mod:`transflow.ops.iam`). Pure: builds text.
@@ -28,7 +28,7 @@ from transflow.config import ENV_PROGRESS_TOPIC_ARN, TransflowConfig
 from transflow.errors import ConfigError
 from transflow.ops._yaml import dump
 from transflow.ops.iam import (
-    FanOut,
+    FanOutResources,
     PolicyDocument,
     bucket_problems,
     build_policies,
@@ -350,7 +350,7 @@ def _upload_bucket(config: TransflowConfig, options: SamOptions) -> dict[str, An
 
 
 def _environment(
-    config: TransflowConfig, options: SamOptions, fanout: FanOut | None
+    config: TransflowConfig, options: SamOptions, fanout: FanOutResources | None
 ) -> dict[str, Any]:
     """The functions' environment: what :func:`transflow.load_config` and the handlers read."""
     sqs = config.sqs
@@ -610,7 +610,7 @@ def _alarms(config: TransflowConfig, options: SamOptions) -> dict[str, Any]:
 
 
 def _outputs(
-    options: SamOptions, environment: dict[str, Any], fanout: FanOut | None
+    options: SamOptions, environment: dict[str, Any], fanout: FanOutResources | None
 ) -> dict[str, Any]:
     uploads_queues = {
         "UploadsQueueUrl": {"Value": {"Ref": "UploadsQueue"}},

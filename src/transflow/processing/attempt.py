@@ -19,14 +19,14 @@ import attrs
 from transflow._wire.keys import STATUS_RECORD_NAME, job_output_prefix
 from transflow._wire.model import ProcessingJob
 from transflow.errors import (
-    CommandError,
-    CommandTimeoutError,
     ConfigError,
     EmptyTemplateError,
     JobCancelledError,
     OutputPathError,
     StepUsageError,
     TemplateNotFoundError,
+    ToolError,
+    ToolTimeoutError,
     TransflowError,
 )
 from transflow.processing.context import InputFile, OutputFile
@@ -50,7 +50,7 @@ __all__ = [
     "completion_conflict",
     "completion_stored",
     "decide_failure",
-    "error_code",
+    "failure_code",
     "previous_verdict",
     "result_count",
 ]
@@ -62,8 +62,8 @@ _ERROR_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (ConfigError, "CONFIGURATION_ERROR"),
     (InputUnavailableError, "INPUT_UNAVAILABLE"),
     (OutputPathError, "OUTPUT_PATH_REFUSED"),
-    (CommandTimeoutError, "COMMAND_TIMEOUT"),
-    (CommandError, "COMMAND_FAILED"),
+    (ToolTimeoutError, "COMMAND_TIMEOUT"),
+    (ToolError, "COMMAND_FAILED"),
     (StepUsageError, "STEP_USAGE_ERROR"),
 )
 RECORD_MESSAGE_CHARS = 2000
@@ -72,7 +72,7 @@ EVENT_MESSAGE_CHARS = 1000
 """How much of it the ``error`` progress event carries (events share a 256 KiB message)."""
 
 
-def error_code(exc: BaseException, step: str | None) -> str:
+def failure_code(exc: BaseException, step: str | None) -> str:
     """The status record's ``error`` code for a failure."""
     for kind, code in _ERROR_CODES:
         if isinstance(exc, kind):
@@ -312,7 +312,7 @@ def decide_failure(
     attempt = state.attempt
     final = max_receive_count is not None and attempt >= max_receive_count
     return FailureDecision(
-        code=error_code(exc, state.step),
+        code=failure_code(exc, state.step),
         text=str(exc) or type(exc).__name__,
         step=state.step,
         attempt=attempt,

@@ -23,7 +23,7 @@ from transflow._wire.model import JsonValue, ProcessingJob, ProgressType, UserCo
 from transflow.errors import OutputPathError, StepUsageError
 
 if TYPE_CHECKING:
-    from transflow.processing.external import CommandResult
+    from transflow.processing.external import ToolResult
 
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",
@@ -259,20 +259,20 @@ class StepContext:
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         max_stdout: int = 10 * 1024 * 1024,
-    ) -> CommandResult:
-        """Run an external tool in the job's directory; see :func:`~.external.run_command`.
+    ) -> ToolResult:
+        """Run an external tool in the job's directory; see :func:`~.external.run_tool`.
 
         The timeout defaults to 600 s and is cut to the Lambda time left (minus a small
         reserve), so a hung tool fails the job cleanly instead of the Lambda timing out."""
         # Imported on first use: most templates never run a tool, and a Lambda's cold start
         # should not pay for the subprocess machinery they do not use.
-        from transflow.processing.external import run_command  # noqa: PLC0415
+        from transflow.processing.external import run_tool  # noqa: PLC0415
 
         limit = DEFAULT_COMMAND_TIMEOUT if timeout is None else timeout
         left = self.remaining_time()
         if math.isfinite(left):
             limit = min(limit, left - COMMAND_TIME_RESERVE)
-        return run_command(
+        return run_tool(
             args,
             timeout=limit,
             cwd=cwd if cwd is not None else self.work_dir,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from transflow._wire import options
+from transflow._wire import validators
 from transflow._wire.limits import (
     MAX_BATCH_ENTRIES,
     MAX_MESSAGE_BYTES,
@@ -101,9 +101,9 @@ class ProgressQueue(ProgressDestination):
     ``max_message_bytes`` is the queue's configured limit (``sqs.maxMessageBytes``, 1 KiB to
     1 MiB); SQS applies it to one message and to one SendMessageBatch call alike."""
 
-    url: str = attrs.field(validator=options.non_empty_text)
+    url: str = attrs.field(validator=validators.non_empty_text)
     max_message_bytes: int = attrs.field(
-        default=MAX_MESSAGE_BYTES, validator=options.bounded_int(1, MESSAGE_BYTES_RANGE[1])
+        default=MAX_MESSAGE_BYTES, validator=validators.bounded_int(1, MESSAGE_BYTES_RANGE[1])
     )
 
     @property
@@ -123,7 +123,7 @@ class ProgressTopic(ProgressDestination):
     SNS's limits apply, not the queues': 256 KiB per message and per PublishBatch call (all
     entries together), ten entries per call."""
 
-    arn: str = attrs.field(validator=options.non_empty_text)
+    arn: str = attrs.field(validator=validators.non_empty_text)
 
     @property
     def address(self) -> str:

@@ -21,20 +21,20 @@ from typing import IO
 import attrs
 
 from transflow.errors import (
-    CommandFailedError,
-    CommandNotFoundError,
-    CommandTimeoutError,
     StepUsageError,
+    ToolFailedError,
+    ToolNotFoundError,
+    ToolTimeoutError,
 )
 
-__all__ = ["CommandResult", "run_command"]
+__all__ = ["ToolResult", "run_tool"]
 
 _CHUNK = 65_536
 
 
 @attrs.frozen
-class CommandResult:
-    """A command that exited with code 0."""
+class ToolResult:
+    """A tool run that exited with code 0."""
 
     args: tuple[str, ...]
     returncode: int
@@ -79,7 +79,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-def run_command(
+def run_tool(
     args: Sequence[str | os.PathLike[str]],
     *,
     timeout: float,
@@ -87,12 +87,12 @@ def run_command(
     env: Mapping[str, str] | None = None,
     max_stdout: int = 10 * 1024 * 1024,
     max_stderr: int = 8 * 1024,
-) -> CommandResult:
+) -> ToolResult:
     """Run ``args`` (no shell) and wait at most ``timeout`` seconds.
 
-    Raises :class:`CommandNotFoundError` when the program is not installed,
-    :class:`CommandTimeoutError` when it ran too long (it is killed), and
-    :class:`CommandFailedError` (with ``returncode`` and ``stderr_tail``) when it exited
+    Raises :class:`ToolNotFoundError` when the program is not installed,
+    :class:`ToolTimeoutError` when it ran too long (it is killed), and
+    :class:`ToolFailedError` (with ``returncode`` and ``stderr_tail``) when it exited
     with a non-zero code."""
     if isinstance(args, str | bytes) or not args:
         raise StepUsageError(
@@ -100,7 +100,7 @@ def run_command(
             "['ffmpeg', '-i', str(path), 'out.m4a'], never a shell string"
         )
     if timeout <= 0:
-        raise CommandTimeoutError([os.fspath(a) for a in args], max(timeout, 0.0), "")
+        raise ToolTimeoutError([os.fspath(a) for a in args], max(timeout, 0.0), "")
     argv = tuple(os.fspath(a) for a in args)
     try:
         process = subprocess.Popen(  # noqa: S603 - argv list, no shell: the caller's own tool
@@ -113,7 +113,7 @@ def run_command(
             start_new_session=os.name == "posix",
         )
     except FileNotFoundError as exc:
-        raise CommandNotFoundError(
+        raise ToolNotFoundError(
             f"{argv[0]!r} is not installed or not on PATH: install it (in Lambda, add it "
             "with a layer or a container image)",
             argv,
@@ -147,7 +147,7 @@ def run_command(
             reader.join()
     stderr_tail = b"".join(tail)[-max_stderr:].decode("utf-8", "replace")
     if timed_out:
-        raise CommandTimeoutError(argv, timeout, stderr_tail)
+        raise ToolTimeoutError(argv, timeout, stderr_tail)
     if process.returncode != 0:
-        raise CommandFailedError(argv, process.returncode, stderr_tail)
-    return CommandResult(argv, 0, b"".join(head), stderr_tail, bool(truncated))
+        raise ToolFailedError(argv, process.returncode, stderr_tail)
+    return ToolResult(argv, 0, b"".join(head), stderr_tail, bool(truncated))

@@ -13,6 +13,10 @@ queue's redrive policy dead-letters it after ``maxReceiveCount`` deliveries.
 
 This module performs effects in order; the attempt's states and decisions are
 :mod:`transflow.processing.attempt`, the bytes go through :class:`~.storage.JobStorage`.
+
+Longer than 500 lines on purpose: what is left after those splits is one job's effects in
+the order they happen (claim check, record, inputs, steps, outputs, events, webhook), and
+what each effect does on failure reads best next to the effect.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
+import botocore.exceptions
 
 from transflow._aws.claimcheck import (
     DEFAULT_CLAIM_PREFIX,
@@ -36,13 +41,14 @@ from transflow._aws.claimcheck import (
     decode_job_message,
 )
 from transflow._aws.emf import emit
+from transflow._aws.errors import client_error_code, client_error_message
 from transflow._aws.lambda_batch import (
     LambdaContext,
     PartialBatchResponse,
     process_partial_response,
 )
 from transflow._aws.retry import RetryPolicy
-from transflow._wire import options
+from transflow._wire import validators
 from transflow._wire.keys import claim_key_problems, job_key_problems, job_object_problems
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
@@ -163,29 +169,29 @@ class JobProcessor:
     checked here: a wrong one raises :class:`ConfigError`.
     """
 
-    registry: TemplateRegistry = attrs.field(validator=options.instance_of(TemplateRegistry))
+    registry: TemplateRegistry = attrs.field(validator=validators.instance_of(TemplateRegistry))
     s3_client: S3Client = attrs.field(kw_only=True)
     sqs_client: SQSClient = attrs.field(kw_only=True)
     progress: ProgressDestination = attrs.field(
-        kw_only=True, validator=options.instance_of(ProgressDestination)
+        kw_only=True, validator=validators.instance_of(ProgressDestination)
     )
     output_bucket: str | None = attrs.field(
-        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
+        default=None, kw_only=True, validator=validators.optional(validators.non_empty_text)
     )
-    time_margin: float = attrs.field(default=30.0, kw_only=True, validator=options.seconds())
+    time_margin: float = attrs.field(default=30.0, kw_only=True, validator=validators.seconds())
     max_receive_count: int | None = attrs.field(
-        default=None, kw_only=True, validator=options.optional(options.bounded_int(1, 1_000))
+        default=None, kw_only=True, validator=validators.optional(validators.bounded_int(1, 1_000))
     )
     raise_on_total_failure: bool = attrs.field(default=False, kw_only=True)
-    flush_after: float = attrs.field(default=0.5, kw_only=True, validator=options.seconds())
+    flush_after: float = attrs.field(default=0.5, kw_only=True, validator=validators.seconds())
     work_dir: str | None = attrs.field(
-        default=None, kw_only=True, validator=options.optional(options.non_empty_text)
+        default=None, kw_only=True, validator=validators.optional(validators.non_empty_text)
     )
     retry_policy: RetryPolicy = attrs.field(
-        factory=RetryPolicy, kw_only=True, validator=options.instance_of(RetryPolicy)
+        factory=RetryPolicy, kw_only=True, validator=validators.instance_of(RetryPolicy)
     )
     webhooks: WebhookSender = attrs.field(
-        factory=WebhookSender, kw_only=True, validator=options.instance_of(WebhookSender)
+        factory=WebhookSender, kw_only=True, validator=validators.instance_of(WebhookSender)
     )
     storage: JobStorage = attrs.field(
         default=attrs.Factory(lambda self: S3JobStorage(self.s3_client), takes_self=True),
@@ -193,17 +199,17 @@ class JobProcessor:
     )
     # Fan-out mode (a ProgressTopic): the client that publishes to it.
     sns_client: SNSClient | None = attrs.field(default=None, kw_only=True)
-    upload_bucket: str = attrs.field(kw_only=True, validator=options.non_empty_text)
+    upload_bucket: str = attrs.field(kw_only=True, validator=validators.non_empty_text)
     claim_buckets: frozenset[str] | None = attrs.field(
         default=None, kw_only=True, converter=_bucket_set
     )
     claim_prefix: str = attrs.field(
-        default=DEFAULT_CLAIM_PREFIX, kw_only=True, validator=options.non_empty_text
+        default=DEFAULT_CLAIM_PREFIX, kw_only=True, validator=validators.non_empty_text
     )
     max_claim_bytes: int = attrs.field(
         default=MAX_CLAIM_CHECK_BYTES,
         kw_only=True,
-        validator=options.bounded_int(1_024, 256 * 1024 * 1024),
+        validator=validators.bounded_int(1_024, 256 * 1024 * 1024),
     )
     publisher: ProgressPublisher = attrs.field(init=False)
 
@@ -657,6 +663,15 @@ class _AttemptRunner:
                     "upload %s: the record changed since this attempt read it (another "
                     "delivery holds the job); its error record is not written",
                     job.upload_id,
+                )
+            except botocore.exceptions.ClientError as write_error:
+                # One line: the AWS error says all (a traceback here repeats the failure's).
+                log.error(  # noqa: TRY400
+                    "upload %s: the error status record was not written to bucket %r: %s: %s",
+                    job.upload_id,
+                    bucket,
+                    client_error_code(write_error) or "?",
+                    client_error_message(write_error),
                 )
             except Exception:
                 log.exception("upload %s: the error status record was not written", job.upload_id)

@@ -49,7 +49,7 @@ from transflow._aws.sqs_batch import (
     message_size,
     send_batch,
 )
-from transflow._wire import options
+from transflow._wire import validators
 from transflow._wire.limits import MAX_BATCH_ENTRIES
 from transflow._wire.model import ProgressEvent, ProgressType
 from transflow.errors import ConfigError, ProgressEventTooLargeError
@@ -122,16 +122,16 @@ class ProgressPublisher:
     """
 
     destination: ProgressDestination = attrs.field(
-        validator=options.instance_of(ProgressDestination)
+        validator=validators.instance_of(ProgressDestination)
     )
     sqs: SQSClient | None = attrs.field(default=None, kw_only=True)
     sns: SNSClient | None = attrs.field(default=None, kw_only=True)
-    flush_after: float = attrs.field(default=0.5, kw_only=True, validator=options.seconds())
+    flush_after: float = attrs.field(default=0.5, kw_only=True, validator=validators.seconds())
     policy: RetryPolicy = attrs.field(
-        factory=RetryPolicy, kw_only=True, validator=options.instance_of(RetryPolicy)
+        factory=RetryPolicy, kw_only=True, validator=validators.instance_of(RetryPolicy)
     )
     clock: Callable[[], float] = attrs.field(
-        default=time.time, kw_only=True, validator=options.callable_
+        default=time.time, kw_only=True, validator=validators.callable_
     )
 
     def __attrs_post_init__(self) -> None:
@@ -172,7 +172,7 @@ class ProgressPublisher:
         within its limits, with their own group and deduplication ids. A message over the
         destination's limit fails alone (``MessageTooLarge``). Unlike :meth:`send`, a client
         error is raised: for callers whose events are the last word on an upload
-        (:func:`transflow.ops.dlq.announce`, the recovery sweep) and who report what was not
+        (:func:`transflow.ops.announce.announce`, the recovery sweep) and who report what was not
         sent."""
         where = self.destination
         if isinstance(where, ProgressTopic):

@@ -40,7 +40,7 @@ from tenacity import (
 from transflow._aws.emf import emit
 from transflow._aws.retry import RetryPolicy
 from transflow._version import __version__
-from transflow._wire import options
+from transflow._wire import validators
 from transflow.errors import ConfigError, WebhookDestinationError, WebhookSignatureError
 from transflow.processing.webhook_destinations import (
     Address,
@@ -306,21 +306,21 @@ class WebhookSender:
     system's CAs by default: pass one that trusts your private CA for an internal receiver).
     """
 
-    timeout: float = attrs.field(default=10.0, validator=options.seconds(strict=True))
-    attempts: int = attrs.field(default=4, validator=options.bounded_int(1))
-    initial_wait: float = attrs.field(default=0.2, validator=options.seconds())
-    max_wait: float = attrs.field(default=5.0, validator=options.seconds())
-    deadline: float = attrs.field(default=30.0, validator=options.seconds(strict=True))
+    timeout: float = attrs.field(default=10.0, validator=validators.seconds(strict=True))
+    attempts: int = attrs.field(default=4, validator=validators.bounded_int(1))
+    initial_wait: float = attrs.field(default=0.2, validator=validators.seconds())
+    max_wait: float = attrs.field(default=5.0, validator=validators.seconds())
+    deadline: float = attrs.field(default=30.0, validator=validators.seconds(strict=True))
     allow_http: bool = attrs.field(default=False, kw_only=True)
     allowed_hosts: Collection[str] = attrs.field(default=(), kw_only=True)
     allowed_networks: Collection[str | Network] = attrs.field(default=(), kw_only=True)
     resolver: Resolver = attrs.field(
-        default=system_resolver, kw_only=True, validator=options.callable_, repr=False
+        default=system_resolver, kw_only=True, validator=validators.callable_, repr=False
     )
     ssl_context: ssl.SSLContext | None = attrs.field(
         default=None,
         kw_only=True,
-        validator=options.optional(options.instance_of(ssl.SSLContext)),
+        validator=validators.optional(validators.instance_of(ssl.SSLContext)),
         repr=False,
     )
     _policy: DestinationPolicy = attrs.field(init=False, repr=False)

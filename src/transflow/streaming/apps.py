@@ -36,10 +36,11 @@ from transflow.errors import (
     ChannelError,
     ConfigError,
     StreamTokenError,
-    SubscriptionClosed,
-    SubscriptionDenied,
+    SubscriptionClosedError,
+    SubscriptionDeniedError,
 )
 from transflow.streaming.cursor import is_cursor
+from transflow.streaming.limits import StreamLimits, StreamSlot
 from transflow.streaming.sse import (
     DEFAULT_HEARTBEAT,
     HEADERS,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     # The streams' protocol of a subscription: private to the streaming room.
     from transflow.streaming.sse import _Feed
 
-__all__ = ["Authorize", "asgi_app", "wsgi_app"]
+__all__ = ["Authorize", "StreamOwner", "asgi_app", "wsgi_app"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ _MAX_QUERY_FIELDS = 16
 
 Authorize = Callable[[Any, str], bool]
 """``authorize(request, channel) -> bool``: the request is the WSGI environ or the ASGI scope."""
+
+StreamOwner = Callable[[Any], str | None]
+"""``stream_owner(request) -> str | None``: whose streams a request the ``authorize`` hook let
+in counts with under ``max_streams_per_token`` (a user or session id); None: only the
+process cap applies."""
 
 
 class _Hub(Protocol):
@@ -92,6 +98,7 @@ class _Access:
     secret: StreamSecret | None = attrs.field(repr=False)
     authorize: Authorize | None
     allow_anonymous: bool
+    stream_owner: StreamOwner | None = None
 
     @classmethod
     def build(
@@ -100,6 +107,7 @@ class _Access:
         secret: StreamSecret | None,
         authorize: Authorize | None,
         allow_anonymous: bool,
+        stream_owner: StreamOwner | None = None,
     ) -> _Access:
         if secret is not None:
             check_stream_secret(secret)
@@ -110,17 +118,32 @@ class _Access:
                 "stream tokens create_upload issues, or authorize= for your own auth; pass "
                 "allow_anonymous=True only if anyone who reaches it may follow any upload"
             )
-        return cls(secret, authorize, allow_anonymous)
+        if stream_owner is not None and not callable(stream_owner):
+            raise ConfigError(f"{what} stream_owner must be callable, not {stream_owner!r}")
+        return cls(secret, authorize, allow_anonymous, stream_owner)
 
-    def refusal(self, request: Any, channel: str, token: str | None) -> tuple[int, str] | None:
-        """None when the request may stream ``channel``, else (status, reason)."""
+    def _is_ours(self, token: str | None) -> bool:
         # With a hook too, only tokens of our format are ours: the host's own bearer
         # tokens go to its hook.
-        if (
+        return (
             token is not None
             and self.secret is not None
             and (self.authorize is None or token.startswith(TOKEN_VERSION + "."))
-        ):
+        )
+
+    def owner(self, request: Any, token: str | None) -> str | None:
+        """Whose streams a request that may stream counts with: its token's (by signature,
+        so each distinct token has its own cap), else what ``stream_owner`` says."""
+        if token is not None and self._is_ours(token):
+            return "token:" + token.rpartition(".")[2]
+        if self.authorize is not None and self.stream_owner is not None:
+            named = self.stream_owner(request)
+            return None if named is None else f"owner:{named}"
+        return None
+
+    def refusal(self, request: Any, channel: str, token: str | None) -> tuple[int, str] | None:
+        """None when the request may stream ``channel``, else (status, reason)."""
+        if token is not None and self.secret is not None and self._is_ours(token):
             return _token_refusal(self.secret, token, channel)
         if self.authorize is not None:
             allowed = self.authorize(request, channel)
@@ -153,29 +176,59 @@ def _token_refusal(secret: StreamSecret, token: str, channel: str) -> tuple[int,
     )
 
 
+@attrs.frozen
+class _Opened:
+    """What a request gets: a stream (its subscription and its slot under the caps), or a
+    status and a one-line reason (with ``Retry-After`` when a cap was full)."""
+
+    status: int
+    message: str = ""
+    sub: _Feed | None = None
+    slot: StreamSlot | None = None
+    retry_after: int | None = None
+
+
 def _open(
     hub: _Hub,
     access: _Access,
+    limits: StreamLimits,
     request: Any,
     query_string: str,
     *,
     last_event_id: str | None,
     authorization: str | None,
-) -> tuple[int, str, _Feed | None]:
+) -> _Opened:
     try:
         query = parse_qs(query_string, keep_blank_values=False, max_num_fields=_MAX_QUERY_FIELDS)
         channel = channel_from_query(query)
     except ValueError as exc:  # ChannelError, or too many fields for parse_qs
-        return 400, str(exc), None
-    refused = access.refusal(request, channel, bearer_token(authorization, query))
+        return _Opened(400, str(exc))
+    token = bearer_token(authorization, query)
+    refused = access.refusal(request, channel, token)
     if refused is not None:
-        return refused[0], refused[1], None
+        return _Opened(*refused)
+    # After access: a request that may not stream never takes (or is told about) a slot.
+    slot = limits.acquire(access.owner(request, token))
+    if isinstance(slot, str):
+        return _Opened(503, slot, retry_after=limits.retry_after)
     try:
         sub = hub.subscribe(channel, _last_event_id(last_event_id, query), principal=request)
-    except (SubscriptionDenied, ChannelError, SubscriptionClosed) as exc:
-        status = 403 if isinstance(exc, SubscriptionDenied) else 400
-        return (503 if isinstance(exc, SubscriptionClosed) else status), str(exc), None
-    return 200, "", sub
+    except (SubscriptionDeniedError, ChannelError, SubscriptionClosedError) as exc:
+        slot.release()
+        status = 403 if isinstance(exc, SubscriptionDeniedError) else 400
+        return _Opened(503 if isinstance(exc, SubscriptionClosedError) else status, str(exc))
+    except BaseException:
+        slot.release()
+        raise
+    return _Opened(200, sub=sub, slot=slot)
+
+
+def _limits(limits: object) -> StreamLimits:
+    if limits is None:
+        return StreamLimits()
+    if not isinstance(limits, StreamLimits):
+        raise ConfigError(f"limits must be a transflow.StreamLimits, not {limits!r}")
+    return limits
 
 
 _STATUS = {
@@ -197,6 +250,8 @@ def wsgi_app(
     allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
+    limits: StreamLimits | None = None,
+    stream_owner: StreamOwner | None = None,
 ) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
     """A WSGI app for ``GET ?channel=…`` / ``?branch=…`` that honours ``Last-Event-ID``.
 
@@ -212,27 +267,46 @@ def wsgi_app(
     The hub's own ``authorize`` hook is called too, with the environ as principal. Each open
     stream holds one server thread, so run it on a threaded server sized for the
     connections you expect (or use the ASGI app).
+
+    ``limits`` (a :class:`~transflow.streaming.limits.StreamLimits`; 10,000 streams per
+    app and 16 per token by default) caps the streams open at once: one over a cap is a
+    503 with ``Retry-After`` and a one-line reason. Each distinct stream token has its own
+    per-token cap; a request the ``authorize`` hook let in counts under the key
+    ``stream_owner(environ)`` returns (a user id, say), or only under the process cap
+    without it. A stream gives its slot back however it ends.
     """
-    access = _Access.build("wsgi_app", secret, authorize, allow_anonymous)
+    access = _Access.build("wsgi_app", secret, authorize, allow_anonymous, stream_owner)
+    caps = _limits(limits)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD", "GET") != "GET":
             start_response(_STATUS[405], [("Content-Type", "text/plain"), ("Allow", "GET")])
             return [b"only GET streams events\n"]
-        status, message, sub = _open(
+        opened = _open(
             hub,
             access,
+            caps,
             environ,
             environ.get("QUERY_STRING", ""),
             last_event_id=environ.get("HTTP_LAST_EVENT_ID"),
             authorization=environ.get("HTTP_AUTHORIZATION"),
         )
-        if sub is None:
+        sub, slot = opened.sub, opened.slot
+        if sub is None or slot is None:
             headers = [("Content-Type", "text/plain; charset=utf-8")]
-            start_response(_STATUS[status], headers + ([_CHALLENGE] if status == 401 else []))
-            return [message.encode() + b"\n"]
-        start_response(_STATUS[200], list(HEADERS))
-        return _WsgiBody(stream(sub, heartbeat=heartbeat, retry=retry), sub)
+            if opened.status == 401:
+                headers.append(_CHALLENGE)
+            if opened.retry_after is not None:
+                headers.append(("Retry-After", str(opened.retry_after)))
+            start_response(_STATUS[opened.status], headers)
+            return [opened.message.encode() + b"\n"]
+        try:
+            start_response(_STATUS[200], list(HEADERS))
+        except BaseException:
+            sub.close()
+            slot.release()
+            raise
+        return _WsgiBody(stream(sub, heartbeat=heartbeat, retry=retry), sub, slot)
 
     return app
 
@@ -245,6 +319,7 @@ class _WsgiBody:
 
     chunks: Generator[bytes, None, None]
     subscription: _Feed
+    slot: StreamSlot
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks
@@ -253,7 +328,10 @@ class _WsgiBody:
         try:
             self.chunks.close()
         finally:
-            self.subscription.close()
+            try:
+                self.subscription.close()
+            finally:
+                self.slot.release()
 
 
 ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -269,6 +347,8 @@ def asgi_app(
     allow_anonymous: bool = False,
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
+    limits: StreamLimits | None = None,
+    stream_owner: StreamOwner | None = None,
     manage_hub: bool = False,
 ) -> Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]:
     """An ASGI app for ``GET ?channel=…`` / ``?branch=…`` that honours ``Last-Event-ID``.
@@ -279,9 +359,11 @@ def asgi_app(
     client disconnects. With ``manage_hub``, the app starts the hub at lifespan startup and
     stops it at lifespan shutdown (in fan-out mode: its instance queue is unsubscribed and
     deleted when the server stops); otherwise lifespan messages are only acknowledged, and
-    the host's own lifespan starts and stops the hub.
+    the host's own lifespan starts and stops the hub. ``limits`` and ``stream_owner``
+    (called with the scope) cap the streams open at once as for :func:`wsgi_app`.
     """
-    access = _Access.build("asgi_app", secret, authorize, allow_anonymous)
+    access = _Access.build("asgi_app", secret, authorize, allow_anonymous, stream_owner)
+    caps = _limits(limits)
 
     async def app(scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         if scope["type"] == "lifespan":
@@ -295,19 +377,28 @@ def asgi_app(
             await _plain(send, 405, "only GET streams events\n", [(b"allow", b"GET")])
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        status, message, sub = _open(
+        opened = _open(
             hub,
             access,
+            caps,
             scope,
             scope.get("query_string", b"").decode("latin-1"),
             last_event_id=headers.get("last-event-id"),
             authorization=headers.get("authorization"),
         )
-        if sub is None:
-            challenge = [(b"www-authenticate", _CHALLENGE[1].encode())] if status == 401 else []
-            await _plain(send, status, message + "\n", challenge)
+        sub, slot = opened.sub, opened.slot
+        if sub is None or slot is None:
+            extra = []
+            if opened.status == 401:
+                extra.append((b"www-authenticate", _CHALLENGE[1].encode()))
+            if opened.retry_after is not None:
+                extra.append((b"retry-after", str(opened.retry_after).encode()))
+            await _plain(send, opened.status, opened.message + "\n", extra)
             return
-        await _serve(sub, receive, send, heartbeat=heartbeat, retry=retry)
+        try:
+            await _serve(sub, receive, send, heartbeat=heartbeat, retry=retry)
+        finally:
+            slot.release()
 
     return app
 
@@ -319,6 +410,15 @@ async def _lifespan(receive: ASGIReceive, send: ASGISend, hub: Any | None) -> No
         message = await receive()
         if message["type"] == "lifespan.startup":
             if hub is not None:
+                if getattr(hub, "fanout_mode", False):
+                    # Here, in the loop's thread (the main one), before the hub starts: a
+                    # hypercorn worker dies at the group's SIGTERM before this lifespan's
+                    # shutdown unless the hub is stopped first.
+                    from transflow.streaming.shutdown import (  # noqa: PLC0415
+                        stop_hubs_at_unhandled_sigterm,
+                    )
+
+                    stop_hubs_at_unhandled_sigterm()
                 # start() and stop() make AWS calls: off the event loop.
                 await asyncio.get_running_loop().run_in_executor(None, hub.start)
             await send({"type": "lifespan.startup.complete"})

@@ -5,7 +5,7 @@ and a bounded replay buffer; it hands each new event to every subscriber of the 
 its branch pattern (``upload:{branch}:*``), drops redeliveries by identity (the upload's
 channel and the event's ``seq``, remembered in a bounded window), cuts off a subscriber that
 fell ``buffer_size`` events or ``buffer_bytes`` bytes behind
-(:class:`~transflow.errors.SubscriberLagged`), and on subscribe replays what came after a
+(:class:`~transflow.errors.SubscriberLaggedError`), and on subscribe replays what came after a
 ``Last-Event-ID`` (for a branch pattern, a :mod:`~transflow.streaming.cursor`). It starts
 no thread: whoever receives events (the :class:`~transflow.streaming.hub.ProgressHub`, a
 test, a host) calls :meth:`FanOut.dispatch`; a lock makes that safe from several threads.
@@ -20,6 +20,10 @@ Fairness: the lock is held for O(1) per dispatch and per subscriber delivered to
 (``Last-Event-ID``) holds it for O(channels of the branch + events replayed) (an id a
 channel no longer remembers costs a scan of that channel's replay), never for a scan or sort
 of every buffered event; merging a branch's replay happens outside it.
+
+Longer than 500 lines on purpose: one lock guards the subscriptions, the replay buffers, the
+dedup window and the channel LRU, and the bounds reach across them (the total replay bytes
+evict from other channels); split over modules, that lock's invariants would be too.
 """
 
 from __future__ import annotations
@@ -37,12 +41,12 @@ import attrs
 
 from transflow._wire.channels import branch_channel, parse_channel, upload_channel
 from transflow._wire.model import MAX_SEQ, ProgressEvent
-from transflow._wire.options import at_least, bounded_int, positive
+from transflow._wire.validators import at_least, bounded_int, positive
 from transflow.errors import (
     ChannelError,
     EventFormatError,
-    SubscriberLagged,
-    SubscriptionClosed,
+    SubscriberLaggedError,
+    SubscriptionClosedError,
     TransflowError,
 )
 from transflow.processing.progress import SEQS_PER_MS
@@ -98,7 +102,7 @@ class Subscription:
     """A subscriber's view of one channel or branch pattern.
 
     Iterate it for the events, in order (the iteration ends when it is closed, and raises
-    :class:`SubscriberLagged` if it fell too far behind), or call :meth:`get` / :meth:`aget`
+    :class:`SubscriberLaggedError` if it fell too far behind), or call :meth:`get` / :meth:`aget`
     with a timeout. ``snapshot`` is the folded status of the upload at the moment of
     subscribing (for a branch pattern, ``snapshots`` holds one per known upload).
     """
@@ -110,7 +114,7 @@ class Subscription:
     # (event, bytes of its wire JSON), so the byte budget is given back as events are taken
     _items: deque[tuple[ProgressEvent, int]] = attrs.field(factory=deque, repr=False)
     _cond: threading.Condition = attrs.field(factory=threading.Condition, repr=False)
-    _closed: SubscriptionClosed | None = attrs.field(default=None, repr=False)
+    _closed: SubscriptionClosedError | None = attrs.field(default=None, repr=False)
     _wakers: set[Callable[[], None]] = attrs.field(factory=set, repr=False)
     # Decided once, by the fan-out that registered it: unsubscribing must look in the same
     # registry (upload:main:x:* is an upload id "x:*", not a branch pattern).
@@ -196,7 +200,7 @@ class Subscription:
                 self._items.clear()  # free the memory now; the client resumes by Last-Event-ID
                 self._held = 0
                 self._end(
-                    SubscriberLagged(
+                    SubscriberLaggedError(
                         f"subscriber of {self.channel} fell {behind} behind and was "
                         "disconnected; reconnect with the last event id you saw"
                     )
@@ -208,7 +212,7 @@ class Subscription:
             self._wake()
             return None
 
-    def _end(self, reason: SubscriptionClosed) -> None:
+    def _end(self, reason: SubscriptionClosedError) -> None:
         with self._cond:
             if self._closed is None:
                 self._closed = reason
@@ -237,8 +241,8 @@ class Subscription:
 
     def get(self, timeout: float | None = None) -> ProgressEvent | None:
         """The next event, waiting up to ``timeout`` seconds (None: forever); None when the
-        time ran out. Raises :class:`SubscriptionClosed` once closed and drained, and
-        :class:`SubscriberLagged` if the subscriber was cut off."""
+        time ran out. Raises :class:`SubscriptionClosedError` once closed and drained, and
+        :class:`SubscriberLaggedError` if the subscriber was cut off."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
@@ -292,15 +296,15 @@ class Subscription:
         fanout, self._fanout = self._fanout, None
         if fanout is not None:
             fanout._unsubscribe(self)
-        self._end(SubscriptionClosed(f"subscription to {self.channel} closed"))
+        self._end(SubscriptionClosedError(f"subscription to {self.channel} closed"))
 
     def __iter__(self) -> Iterator[ProgressEvent]:
         while True:
             try:
                 event = self.get()
-            except SubscriberLagged:
+            except SubscriberLaggedError:
                 raise
-            except SubscriptionClosed:
+            except SubscriptionClosedError:
                 return
             if event is not None:
                 yield event
@@ -458,7 +462,7 @@ class FanOut:
         a branch pattern, after the cursor its event ids carry; a plain ``{uploadId}:{seq}``
         resumes after that event in this fan-out's arrival order). Raises
         :class:`~transflow.errors.ChannelError` for a malformed channel and
-        :class:`SubscriptionClosed` once :meth:`close` was called."""
+        :class:`SubscriptionClosedError` once :meth:`close` was called."""
         _branch, upload_id = parse_channel(channel)
         pattern = upload_id is None
         cursor = Cursor.parse(last_event_id, self.cursor_uploads) if pattern else None
@@ -467,7 +471,9 @@ class FanOut:
         budget = buffer_bytes or self.buffer_bytes
         with self._lock:
             if self._closed:
-                raise SubscriptionClosed("the progress hub has stopped; subscribe to a running hub")
+                raise SubscriptionClosedError(
+                    "the progress hub has stopped; subscribe to a running hub"
+                )
             if pattern:
                 names = list(self._branches.get(channel, ()))
                 known = [self._channels[name] for name in names]
@@ -616,7 +622,19 @@ class FanOut:
             self._patterns.clear()
         for sub in subs:
             sub._fanout = None
-            sub._end(SubscriptionClosed(f"{why}; {sub.channel} ended"))
+            sub._end(SubscriptionClosedError(f"{why}; {sub.channel} ended"))
+
+    def end_subscribers(self, reason: Callable[[str], SubscriptionClosedError]) -> int:
+        """End every subscription with ``reason(channel)`` (new ones are still accepted);
+        returns how many were ended."""
+        with self._lock:
+            subs = [s for group in (*self._exact.values(), *self._patterns.values()) for s in group]
+            self._exact.clear()
+            self._patterns.clear()
+        for sub in subs:
+            sub._fanout = None
+            sub._end(reason(sub.channel))
+        return len(subs)
 
     # -- dispatching ----------------------------------------------------------------------
 

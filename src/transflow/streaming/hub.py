@@ -9,35 +9,44 @@ every subscriber whose channel matches; then the message is deleted. Subscribers
 SQS.
 
 Memory is bounded everywhere: each subscriber's buffer (a slow client is cut off with
-:class:`~transflow.errors.SubscriberLagged` rather than slowing the others), each channel's
+:class:`~transflow.errors.SubscriberLaggedError` rather than slowing the others), each channel's
 replay buffer, and the number of channels remembered (least recently used are forgotten).
 
 Fan-out mode (a :class:`~transflow.processing.destination.ProgressTopic`): for more than
 one stream process. The hub then makes its own instance queue at :meth:`ProgressHub.start`,
-subscribed to the SNS FIFO progress topic (:mod:`transflow.streaming.instances`), refreshes
-its last-seen tag on a timer, sweeps the queues of crashed instances, and unsubscribes and
-deletes its queue at :meth:`stop`.
+subscribed to the SNS FIFO progress topic (:mod:`transflow.streaming.instances`), sends its
+heartbeat on a timer, sweeps the queues of crashed instances, and unsubscribes and deletes its
+queue at :meth:`stop`. A hub that finds its queue or subscription gone (a receive answered
+``QueueDoesNotExist``, a heartbeat refused, the subscription missing) makes a new queue and
+subscription, and ends its streams with :class:`~transflow.errors.InstanceQueueLostError` so their
+clients reconnect and resume (``HubStats.instance_recreated`` counts it).
 
 Processes. A hub belongs to the process that started it. One started before a fork
 (gunicorn ``--preload``, multiprocessing) is noticed by the process id: in the child, the
 first :meth:`~ProgressHub.subscribe` restarts it in fan-out mode (a fresh instance queue and
-poller for the child) and raises :class:`~transflow.errors.HubForked` on the shared queue
-(where the parent's hub and the child's would split the events); in fan-out mode the parent
-logs a warning that it keeps consuming, on the shared queue it stops (see below).
+poller for the child) and raises :class:`~transflow.errors.HubForkedError` on the shared
+queue (where the parent's hub and the child's would split the events); in fan-out mode the
+parent logs a warning that it keeps consuming, on the shared queue it stops (see below).
 
 One reader per shared queue. On a :class:`~transflow.processing.destination.ProgressQueue`
 the hub takes the queue's lease (:mod:`transflow.streaming.lease`) before it consumes: a
 second hub process on the same queue consumes nothing, logs an ERROR at start and refuses
-its subscribers with :class:`~transflow.errors.HubLeaseHeld` (the SSE apps answer 503 with
-the reason). A process that forks after starting its hub on the shared queue (the gunicorn
-``--preload`` master) stops consuming and gives the lease up. The fan-out core counts the
-events of an attempt that never arrive (``gaps``) and the hub logs them at ERROR, once per
-``gap_log_every`` seconds.
+its subscribers with :class:`~transflow.errors.HubLeaseHeldError` (the SSE apps answer 503
+with the reason). A process that forks after starting its hub on the shared queue (the
+gunicorn ``--preload`` master) stops consuming and gives the lease up. The fan-out core
+counts the events of an attempt that never arrive (``gaps``) and the hub logs them at ERROR,
+once per ``gap_log_every`` seconds.
+
+Keepers. Each started hub runs one keeper thread: the lease keeper on the shared queue
+(renew, take over, step down), the instance keeper in fan-out mode (heartbeat, sweep, a new
+instance queue in place of a lost one). :meth:`ProgressHub.stop` joins it before it takes
+the hub's locks, since either keeper takes one of them.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -54,20 +63,22 @@ from transflow._wire.channels import parse_channel
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProgressEvent
-from transflow._wire.options import at_least, between, instance_of, positive
+from transflow._wire.validators import at_least, between, instance_of, positive
 from transflow.errors import (
     ChannelError,
     ConfigError,
     EventFormatError,
-    HubForked,
-    HubLeaseHeld,
-    SubscriptionClosed,
-    SubscriptionDenied,
+    HubForkedError,
+    HubLeaseHeldError,
+    InstanceQueueLostError,
+    SubscriptionClosedError,
+    SubscriptionDeniedError,
 )
 from transflow.processing.destination import ProgressDestination, ProgressTopic
 from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
-from transflow.streaming.instances import InstanceQueue, sweep_instance_queues
+from transflow.streaming.instances import InstanceQueue, is_missing, sweep_instance_queues
 from transflow.streaming.lease import QueueLease
+from transflow.streaming.shutdown import stop_hubs_at_unhandled_sigterm
 from transflow.streaming.snapshot import UploadState, UploadStatus
 
 if TYPE_CHECKING:
@@ -100,7 +111,7 @@ def _install_process_hooks() -> None:
             return
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_parent=_after_fork_in_parent)
-        atexit.register(_stop_at_exit)
+        atexit.register(stop_running_hubs)
         _hooks_installed = True
 
 
@@ -109,9 +120,11 @@ def _after_fork_in_parent() -> None:
         hub._forked_in_parent()
 
 
-def _stop_at_exit() -> None:
-    # The fallback for a host that never calls stop(): without it a fan-out hub's instance
-    # queue outlives a clean exit and waits for a sweep. Only this process's own hubs.
+def stop_running_hubs() -> None:
+    """Stop this process's running fan-out hubs, so their instance queues go now rather than
+    at a sweep, and its hubs holding a shared queue's lease, so it is free now rather than
+    at expiry: at a normal interpreter exit (for a host that never calls stop()), and at a
+    SIGTERM nothing else handles (:mod:`transflow.streaming.shutdown`)."""
     for hub in list(_running):
         if (hub.fanout_mode or hub._lease is not None) and hub._pid == os.getpid():
             try:
@@ -131,13 +144,16 @@ def _fresh_connections(client: Any) -> None:
 
 @attrs.frozen
 class HubStats(FanOutStats):
-    """Counters since start: the fan-out's, and the poller's. ``lease``: on the shared
+    """Counters since start: the fan-out's, and the poller's (the poller of the current
+    instance queue, in fan-out mode). ``instance_recreated``: times a fan-out hub found its
+    instance queue or subscription gone and made new ones. ``lease``: on the shared
     progress queue, ``"held"`` (this hub reads it), ``"standby"`` (another hub does: this
     one refuses its subscribers), ``"forked"`` (this process forked after starting the hub:
     it stopped reading), ``"unleased"`` (the lease tag could not be read or written: the hub
     reads without it); ``"none"`` in fan-out mode or before start."""
 
     poller: PollerStats
+    instance_recreated: int = 0
     lease: str = "none"
 
 
@@ -148,7 +164,7 @@ class ProgressHub:
     ``progress`` says where progress goes (see :meth:`from_config`): a
     :class:`~transflow.processing.destination.ProgressQueue`, read by this hub alone (it
     takes the queue's lease for ``lease_sec`` seconds, renewed; a second hub on the queue
-    consumes nothing and refuses subscribers with :class:`~transflow.errors.HubLeaseHeld`);
+    consumes nothing and refuses subscribers with :class:`~transflow.errors.HubLeaseHeldError`);
     or, for more than one process, a
     :class:`~transflow.processing.destination.ProgressTopic` with ``sns`` and
     ``instance_prefix`` (from :attr:`TransflowConfig.instance_queue_prefix
@@ -194,10 +210,18 @@ class ProgressHub:
     _keeper: threading.Thread | None = attrs.field(init=False, default=None)
     _stopping: threading.Event = attrs.field(init=False, factory=threading.Event)
     _warned_fork: bool = attrs.field(init=False, default=False)
+    # Set to wake the keeper: stop() or a lost instance queue.
+    _wake: threading.Event = attrs.field(init=False, factory=threading.Event)
+    _lost: InstanceQueue | None = attrs.field(init=False, default=None)
+    _recreated: int = attrs.field(init=False, default=0)
+    # Held while the keeper swaps queue and poller; stop() reads them under it.
+    _swap: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _lease: QueueLease | None = attrs.field(init=False, default=None)
     _lease_state: str = attrs.field(init=False, default="none")
     # Why subscribers are refused now (standby, or a forked parent), and with what.
-    _refusal: tuple[type[SubscriptionClosed], str] | None = attrs.field(init=False, default=None)
+    _refusal: tuple[type[SubscriptionClosedError], str] | None = attrs.field(
+        init=False, default=None
+    )
     _gaps_unlogged: int = attrs.field(init=False, default=0)
     _gaps_logged_at: float | None = attrs.field(init=False, default=None)
 
@@ -265,24 +289,27 @@ class ProgressHub:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> ProgressHub:
-        """Start consuming (in fan-out mode: make and subscribe the instance queue first);
-        returns self."""
+        """Start consuming (in fan-out mode: make and subscribe the instance queue first; on
+        the shared queue: take its lease first, or stand by); returns self."""
         with self._life:
             if self._pid is not None and self._pid != os.getpid():
                 self._restart_in_child()
                 return self
             _install_process_hooks()
             self._pid = os.getpid()
+            # Listed before the queue exists: a signal during start() stops the hub (which
+            # waits for start() to finish) rather than leave its new queue behind.
+            _running.add(self)
             if self.fanout_mode and self._instance is None:
                 self._open_instance()
             elif not self.fanout_mode:
                 # Started already (any state but "none"): the lease decides, not a 2nd call.
                 if self._lease_state == "none":
                     self._take_lease()
-                    _running.add(self)
                 return self
             self.poller.start()
-            _running.add(self)
+        if self.fanout_mode:
+            stop_hubs_at_unhandled_sigterm()
         return self
 
     # -- the lease on the shared queue ----------------------------------------------------
@@ -290,7 +317,7 @@ class ProgressHub:
     def _take_lease(self) -> None:
         """Take the shared queue's lease and consume, or stand by refusing subscribers."""
         lease = QueueLease(self.sqs, self.progress.address, self.lease_sec)
-        self._lease = lease
+        self._lease, self._refusal = lease, None
         self._stopping = threading.Event()
         try:
             other = lease.acquire()
@@ -329,7 +356,7 @@ class ProgressHub:
             "sqs.progressFanout to 'sns' (every process then gets every event)"
         )
         self._lease_state = "standby"
-        self._refusal = (HubLeaseHeld, why)
+        self._refusal = (HubLeaseHeldError, why)
         log.error("progress hub: %s", why)
 
     def _keep_lease(self) -> None:
@@ -373,17 +400,25 @@ class ProgressHub:
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop consuming and close every subscription (in fan-out mode: unsubscribe and
-        delete the instance queue); returns whether the poller stopped within ``timeout``."""
+        delete the instance queue; on the shared queue: give its lease up); returns whether
+        the poller stopped within ``timeout``."""
         with self._life:
             _running.discard(self)
             self._stopping.set()
+            self._wake.set()
             mine = self._pid is None or self._pid == os.getpid()
             keeper = self._keeper if mine else None
         if keeper is not None:
-            # Outside the lock: the lease keeper takes it to step down or take over.
+            # The keeper first, and outside the locks: the lease keeper takes ``_life`` to
+            # step down or take over, the instance keeper ``_swap`` to replace a lost queue.
+            # Once it has returned it replaces neither queue nor poller nor lease state.
             keeper.join(timeout)
+        with self._life, self._swap:
+            poller, instance, self._instance = self._poller, self._instance, None
+        # Unlocked too: a message handler logging gaps takes ``_life``.
+        stopped = poller.stop(timeout) if mine and poller is not None else True
         with self._life:
-            stopped = self.poller.stop(timeout) if mine and self._poller is not None else True
+            # Only once the poller stopped: another hub may take the lease as soon as it goes.
             if self._lease is not None and mine and self._lease_state == "held":
                 try:
                     self._lease.release()
@@ -392,15 +427,16 @@ class ProgressHub:
                     log.warning("progress hub: releasing the lease failed (%s); it expires", exc)
             if mine and self._lease_state != "none":
                 self._lease_state = "none"
-            if self._instance is not None and mine:
-                self._instance.close()
-            self._instance = None
+            if instance is not None and mine:
+                instance.close()
         self._fanout.close("the progress hub stopped")
         return stopped
 
-    def sweep(self) -> tuple[str, ...]:
-        """Unsubscribe and delete the instance queues not seen for ``instance_stale_after``
-        seconds (never this hub's own); returns their names. The hub runs it on its timer."""
+    def sweep(self, *, propagation: float | None = None) -> tuple[str, ...]:
+        """Unsubscribe and delete the instance queues whose heartbeat is older than
+        ``instance_stale_after`` seconds plus ``propagation`` (default
+        :data:`~transflow.streaming.instances.PROPAGATION_SEC`), by SQS's clock (never this
+        hub's own queue); returns their names. The hub runs it on its timer."""
         if not self.fanout_mode:
             return ()
         assert self.sns is not None
@@ -413,42 +449,121 @@ class ProgressHub:
             self.instance_prefix,
             stale_after=self.instance_stale_after,
             keep={own} if own else (),
+            propagation=propagation,
         )
         return report.deleted
 
-    def _open_instance(self) -> None:
+    def _new_instance(self) -> InstanceQueue:
         assert self.sns is not None
         assert self.instance_prefix is not None
-        self._instance = InstanceQueue(
-            self.sqs, self.sns, self.progress.address, self.instance_prefix
-        )
-        self._instance.open()
+        instance = InstanceQueue(self.sqs, self.sns, self.progress.address, self.instance_prefix)
+        instance.open()
+        return instance
+
+    def _open_instance(self) -> None:
+        self._instance = self._new_instance()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._lost = None
         self._keeper = threading.Thread(target=self._keep, name="transflow-hub-keeper", daemon=True)
         self._keeper.start()
 
+    def _receive_failed(self, instance: InstanceQueue, exc: Exception) -> bool:
+        """The poller of ``instance`` could not receive: a queue that is gone wakes the
+        keeper to make a new one (the poller then logs the error without a traceback)."""
+        if not is_missing(exc):
+            return False
+        if instance is self._instance and self._lost is None:
+            self._lost = instance
+            self._wake.set()
+        return True
+
     def _keep(self) -> None:
-        # Refresh three times per stale period, so one slow refresh never gets us swept;
-        # sweep the others' leftovers on every third refresh.
+        # The heartbeat three times per stale period, so one slow one never gets us swept;
+        # sweep the others' leftovers on every third. Woken early by stop() and by a poller
+        # whose queue is gone.
         interval = self.instance_stale_after / 3
-        instance, stopping = self._instance, self._stopping
+        stopping, wake = self._stopping, self._wake
         rounds = 0
-        while not stopping.wait(interval):
-            if instance is None or self._pid != os.getpid():
+        due = time.monotonic() + interval
+        while True:
+            wake.wait(max(0.0, due - time.monotonic()))
+            wake.clear()
+            if stopping.is_set() or self._pid != os.getpid():
                 return
-            rounds += 1
-            try:
-                instance.touch()
-                if rounds % 3 == 1:
-                    self.sweep()
-            except Exception:
-                log.exception("fan-out: refreshing %s failed; trying again", instance.name)
+            instance = self._instance
+            if instance is None:
+                return
+            if self._lost is None and time.monotonic() >= due:
+                due = time.monotonic() + interval
+                rounds += 1
+                try:
+                    self._heartbeat(instance, sweep=rounds % 3 == 1)
+                except Exception:
+                    log.exception(
+                        "fan-out: the heartbeat of %s failed; trying again", instance.name
+                    )
+            if self._lost is not None:
+                try:
+                    self._recreate(self._lost)
+                except Exception:
+                    log.exception("fan-out: could not replace %s; trying again", instance.name)
+                    due = time.monotonic() + min(interval, 5.0)
+
+    def _heartbeat(self, instance: InstanceQueue, *, sweep: bool) -> None:
+        try:
+            instance.touch()
+            gone = not instance.subscribed()
+        except Exception as exc:
+            if not is_missing(exc):
+                raise
+            gone = True
+        if gone:
+            self._lost = instance
+        elif sweep:
+            self.sweep()
+
+    def _recreate(self, lost: InstanceQueue) -> None:
+        """A new instance queue and poller in place of ``lost``, whose queue or subscription
+        is gone; then the streams end so their clients resume."""
+        log.error(
+            "fan-out: instance queue %s or its subscription to %s is gone (swept or deleted "
+            "from outside); events published since did not reach this hub. Making a new "
+            "queue and ending this hub's streams so their clients reconnect and resume",
+            lost.name,
+            self.progress.address,
+        )
+        fresh = self._new_instance()
+        with self._swap:
+            if not self._stopping.is_set():
+                # Not through the ``poller`` property, which takes ``_life``: stop() holds it
+                # while it waits for ``_swap``. ``_poller`` is never None meanwhile, so no
+                # other thread makes a poller for the old queue.
+                self._instance = fresh
+                new_poller = self._new_poller()
+                old_poller, self._poller = self._poller, new_poller
+                new_poller.start()
+                self._lost = None
+                self._recreated += 1
+        if self._instance is not fresh:  # stop() came first: it closes the old one
+            fresh.close()
+            return
+        ended = self._fanout.end_subscribers(
+            lambda channel: InstanceQueueLostError(
+                f"this hub's instance queue was replaced; {channel} may have missed events: "
+                "reconnect with the last event id you saw"
+            )
+        )
+        lost.close()  # a subscription left to a deleted queue breaks the topic's deliveries
+        if old_poller is not None:
+            old_poller.stop(self.drain_timeout)
+        log.info("fan-out: %s replaces %s; %d streams ended", fresh.name, lost.name, ended)
 
     def _restart_in_child(self) -> None:
         """This hub was started in another process, which forked this one."""
         parent = self._pid
         if not self.fanout_mode:
-            raise HubForked(
+            raise HubForkedError(
                 f"this ProgressHub was started in process {parent}, which forked process "
                 f"{os.getpid()}: its thread does not run here, and a second hub on the shared "
                 "progress queue would split the events with the first. Start the hub in each "
@@ -462,6 +577,7 @@ class ProgressHub:
         self._poller = None
         self._instance = None
         self._keeper = None
+        self._swap = threading.Lock()  # the parent's may have been held at the fork
         self._fanout = self._new_fanout()
         self._pid = None
         self.start()
@@ -495,7 +611,7 @@ class ProgressHub:
             self._poller.request_stop()
         was_held = self._lease_state == "held"
         self._lease_state = "forked"
-        self._refusal = (HubForked, why)
+        self._refusal = (HubForkedError, why)
         log.warning("progress hub: %s", why)
         if was_held and self._lease is not None:
             try:
@@ -514,27 +630,33 @@ class ProgressHub:
         """The queue poller under the hub (for its stats and settings); made when first
         needed, at :meth:`start` at the latest."""
         with self._life:  # the lease keeper may make it at the same time
-            return self._poller or self._make_poller()
+            if self._poller is None:
+                self._poller = self._new_poller()
+            return self._poller
 
-    def _make_poller(self) -> QueuePoller:
-        if self._poller is None:
-            url = self.queue_url
-            if url is None:
-                raise ConfigError(
-                    "the hub's instance queue exists once the hub started: call start() first"
-                )
-            self._poller = QueuePoller(
-                self.sqs,
-                url,
-                self._on_message,
-                concurrency=self.concurrency,
-                max_in_flight=self.max_in_flight,
-                wait_time_seconds=self.wait_time_seconds,
-                visibility_timeout=self.visibility_timeout,
-                drain_timeout=self.drain_timeout,
-                name="transflow-hub",
+    def _new_poller(self) -> QueuePoller:
+        """A poller of :attr:`queue_url` (the current instance queue in fan-out mode)."""
+        url = self.queue_url
+        if url is None:
+            raise ConfigError(
+                "the hub's instance queue exists once the hub started: call start() first"
             )
-        return self._poller
+        return QueuePoller(
+            self.sqs,
+            url,
+            self._on_message,
+            concurrency=self.concurrency,
+            max_in_flight=self.max_in_flight,
+            wait_time_seconds=self.wait_time_seconds,
+            visibility_timeout=self.visibility_timeout,
+            drain_timeout=self.drain_timeout,
+            name="transflow-hub",
+            on_receive_error=(
+                functools.partial(self._receive_failed, self._instance)
+                if self._instance is not None
+                else None
+            ),
+        )
 
     def stats(self) -> HubStats:
         """Counters since start, and the poller's."""
@@ -542,6 +664,7 @@ class ProgressHub:
         return HubStats(
             **attrs.asdict(self._fanout.stats()),
             poller=self._poller_stats(),
+            instance_recreated=self._recreated,
             lease=self._lease_state,
         )
 
@@ -586,17 +709,27 @@ class ProgressHub:
 
     def emit_metrics(self) -> HubStats:
         """Write the hub's metrics in CloudWatch EMF (:mod:`transflow._aws.emf`): connected
-        subscribers now, events delivered and subscribers cut off for lagging since the last
-        call. Call it on a timer (every minute, say); returns the stats it read."""
+        subscribers now, events delivered, subscribers cut off for lagging, events that never
+        arrived (gaps) and instance queues made anew since the last call. Call it on a timer
+        (every minute, say); returns the stats it read."""
         stats = self.stats()
-        last = self._emitted or {"delivered": 0, "lagged": 0, "gaps": 0}
-        self._emitted = {"delivered": stats.delivered, "lagged": stats.lagged, "gaps": stats.gaps}
+        last = self._emitted or {"delivered": 0, "lagged": 0, "gaps": 0, "recreated": 0}
+        self._emitted = {
+            "delivered": stats.delivered,
+            "lagged": stats.lagged,
+            "gaps": stats.gaps,
+            "recreated": stats.instance_recreated,
+        }
         emit(
             {
                 "ConnectedSubscribers": (stats.subscribers, "Count"),
                 "EventsDelivered": (stats.delivered - last["delivered"], "Count"),
                 "LaggedSubscribers": (stats.lagged - last["lagged"], "Count"),
-                "ProgressGaps": (stats.gaps - last.get("gaps", 0), "Count"),
+                "ProgressGaps": (stats.gaps - last["gaps"], "Count"),
+                "InstanceQueuesRecreated": (
+                    stats.instance_recreated - last["recreated"],
+                    "Count",
+                ),
             },
             {"Component": "hub"},
             properties={"channels": stats.channels},
@@ -618,12 +751,12 @@ class ProgressHub:
         With ``last_event_id`` (the SSE ``Last-Event-ID``), the events after it that are still
         in the replay buffer come first. The snapshot is the status now, including events
         replayed: those with ids up to ``snapshot.last_event_id`` are already folded in.
-        Raises :class:`ChannelError` for a malformed channel, :class:`SubscriptionDenied`
-        when ``authorize`` refuses, :class:`SubscriptionClosed` when the hub has stopped.
+        Raises :class:`ChannelError` for a malformed channel, :class:`SubscriptionDeniedError`
+        when ``authorize`` refuses, :class:`SubscriptionClosedError` when the hub has stopped.
         """
         _branch, upload_id = parse_channel(channel)  # a ChannelError before authorize runs
         if self.authorize is not None and not self.authorize(principal, channel):
-            raise SubscriptionDenied(
+            raise SubscriptionDeniedError(
                 f"not allowed to subscribe to {channel}; the host's authorize hook refused it"
             )
         if self._pid is not None and self._pid != os.getpid():

@@ -9,7 +9,9 @@ instead, and each hub instance (each process) owns a queue
   tags it with its instance, process and a ``transflow:last-seen`` time, and subscribes it
   to the topic with raw message delivery (the body is the event's JSON, as on the shared
   queue);
-- :meth:`InstanceQueue.touch` refreshes the last-seen tag (the hub does it on a timer);
+- :meth:`InstanceQueue.touch` is the hub's heartbeat (on a timer): a SetQueueAttributes
+  call, which SQS stamps as the queue's ``LastModifiedTimestamp``, and the last-seen tag
+  (for operators, and for the sweeps of older versions during a rolling upgrade);
 - :meth:`InstanceQueue.close` unsubscribes, then deletes the queue. In that order: a
   subscription whose queue is gone fails the deliveries to it (and, in moto, the publisher's
   whole batch).
@@ -17,18 +19,26 @@ instead, and each hub instance (each process) owns a queue
 A crashed instance cannot close its queue; :func:`sweep_instance_queues` (run by every hub on
 its timer, and by ``transflow queues sweep``) unsubscribes and deletes the instance queues not
 seen for longer than the stale time, and unsubscribes subscriptions left without a queue.
+
+Staleness never depends on the clock of any host: a queue's age is SQS's time (the ``Date``
+header of the GetQueueAttributes response) minus its ``LastModifiedTimestamp`` (stamped by
+SQS at the heartbeat), both read from one response. A sweeper whose clock runs ahead, or a
+hub whose clock runs behind, cannot get a live queue swept. The last-seen tag (written with
+the hub's clock) only counts when it is not later than SQS's time, so it can keep a queue of
+an older version alive, never make one look stale.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import botocore.exceptions
@@ -43,8 +53,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LAST_SEEN_TAG",
+    "PROPAGATION_SEC",
     "InstanceQueue",
-    "SweepReport",
+    "InstanceSweepReport",
+    "heartbeat_age",
+    "is_missing",
     "new_instance_id",
     "queue_policy",
     "sweep_instance_queues",
@@ -57,6 +70,20 @@ LAST_SEEN_TAG = "transflow:last-seen"
 _INSTANCE_TAG = "transflow:instance"
 _RETENTION_SEC = 3600  # an event older than this is of no use to a progress bar
 _NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+_SUBSCRIPTION_NOT_FOUND = frozenset({"NotFound", "NotFoundException"})
+# Set back and forth by the heartbeat: a value that changes is a change SQS must stamp. The
+# hub's poller passes WaitTimeSeconds on every receive, so the queue's default is unused.
+_HEARTBEAT_ATTRIBUTE = "ReceiveMessageWaitTimeSeconds"
+PROPAGATION_SEC = 60.0
+"""How late an attribute change may show in SQS's answers (AWS: "up to 60 seconds"): a sweep
+waits this long past the stale time before it takes a queue for dead."""
+
+
+def is_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` says a queue or a subscription does not exist."""
+    if not isinstance(exc, botocore.exceptions.ClientError):
+        return False
+    return client_error_code(exc) in _NOT_FOUND | _SUBSCRIPTION_NOT_FOUND
 
 
 def new_instance_id() -> str:
@@ -107,6 +134,7 @@ class InstanceQueue:
     url: str | None = attrs.field(init=False, default=None)
     arn: str | None = attrs.field(init=False, default=None)
     subscription_arn: str | None = attrs.field(init=False, default=None)
+    _beats: int = attrs.field(init=False, default=0)
 
     @property
     def name(self) -> str:
@@ -155,32 +183,60 @@ class InstanceQueue:
         return url
 
     def touch(self) -> None:
-        """Refresh the last-seen tag, so no sweep takes the queue for a crashed instance's."""
-        if self.url is not None:
-            url = self.url
-            _retrying(
-                self.policy,
-                lambda: self.sqs.tag_queue(
-                    QueueUrl=url, Tags={LAST_SEEN_TAG: str(int(self.clock()))}
-                ),
-            )
+        """The heartbeat, so no sweep takes the queue for a crashed instance's: a change of
+        the queue's attributes (SQS stamps its ``LastModifiedTimestamp``) and the last-seen
+        tag. Raises the ClientError :func:`is_missing` recognizes when the queue is gone."""
+        if self.url is None or self.arn is None:
+            return
+        url, arn = self.url, self.arn
+        self._beats += 1
+        attributes = {
+            # Sent again each time: moto drops a policy left out of SetQueueAttributes.
+            "Policy": queue_policy(arn, self.topic_arn),
+            _HEARTBEAT_ATTRIBUTE: str(self._beats % 2),
+        }
+        _retrying(
+            self.policy,
+            lambda: self.sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes),  # type: ignore[arg-type]
+        )
+        _retrying(
+            self.policy,
+            lambda: self.sqs.tag_queue(QueueUrl=url, Tags={LAST_SEEN_TAG: str(int(self.clock()))}),
+        )
+
+    def subscribed(self) -> bool:
+        """Whether the topic still has the queue's subscription (a sweep or an operator may
+        have removed it while the queue stayed). Read from the topic's subscriptions (at
+        most 100 on a FIFO topic: one page), with the permission the hub has anyway."""
+        if self.subscription_arn is None:
+            return False
+        return any(
+            arn == self.subscription_arn for arn, _ in _subscriptions(self.sns, self.topic_arn)
+        )
 
     def close(self) -> None:
         """Unsubscribe, then delete the queue (a queue deleted while subscribed breaks the
         topic's deliveries); errors are logged, since a sweep cleans up what is left."""
         subscription, self.subscription_arn = self.subscription_arn, None
         url, self.url = self.url, None
+        if subscription is not None:
+            sub = subscription
+            self._remove(lambda: self.sns.unsubscribe(SubscriptionArn=sub))
+        if url is not None:
+            self._remove(lambda: self.sqs.delete_queue(QueueUrl=url))
+
+    def _remove(self, call: Callable[[], object]) -> None:
         try:
-            if subscription is not None:
-                _retrying(self.policy, lambda: self.sns.unsubscribe(SubscriptionArn=subscription))
-            if url is not None:
-                _retrying(self.policy, lambda: self.sqs.delete_queue(QueueUrl=url))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-            log.exception("fan-out: could not remove instance queue %s; a sweep will", self.name)
+            _retrying(self.policy, call)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            if not is_missing(exc):  # gone already (a sweep, an operator): nothing to do
+                log.exception(
+                    "fan-out: could not remove instance queue %s; a sweep will", self.name
+                )
 
 
 @attrs.frozen
-class SweepReport:
+class InstanceSweepReport:
     """What a sweep did: queues deleted, subscriptions removed, live queues left alone."""
 
     deleted: tuple[str, ...] = ()
@@ -219,18 +275,41 @@ def _subscriptions(sns: SNSClient, topic_arn: str) -> Iterator[tuple[str, str]]:
             return
 
 
-def _last_seen(sqs: SQSClient, url: str) -> float | None:
+def _server_time(response: Mapping[str, Any]) -> float | None:
+    """SQS's time when it answered: the response's ``Date`` header (1 s resolution)."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if not date:
+        return None
     try:
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def heartbeat_age(sqs: SQSClient, url: str, now: float | None = None) -> float | None:
+    """Seconds since the instance queue's last heartbeat, by SQS's clock alone (None: no
+    such queue). ``now`` (default: this host's clock) only stands in for an endpoint whose
+    responses carry no ``Date`` header."""
+    try:
+        response = sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["LastModifiedTimestamp"],
+        )
         tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
     except botocore.exceptions.ClientError as exc:
         if client_error_code(exc) in _NOT_FOUND:
             return None
         raise
-    text = tags.get(LAST_SEEN_TAG, "")
+    # Only an endpoint that sends no Date header makes us use our own clock.
+    now = _server_time(response) or (time.time() if now is None else now)
+    stamps = [float(response.get("Attributes", {}).get("LastModifiedTimestamp", "0") or 0)]
     try:
-        return float(text)
+        tagged = float(tags.get(LAST_SEEN_TAG, ""))
     except ValueError:
-        return 0.0  # no tag (or a broken one): nobody refreshes it, so it is stale
+        tagged = None
+    if tagged is not None and tagged <= now:
+        stamps.append(tagged)  # an older version's heartbeat; a tag from the future is no proof
+    return max(0.0, now - max(stamps))
 
 
 def _exists(sqs: SQSClient, name: str) -> bool:
@@ -252,11 +331,18 @@ def sweep_instance_queues(
     stale_after: float,
     keep: Collection[str] = (),
     now: float | None = None,
-) -> SweepReport:
-    """Unsubscribe and delete the instance queues under ``prefix`` whose last-seen tag is
-    older than ``stale_after`` seconds (never the URLs in ``keep``), and unsubscribe the
-    topic's subscriptions to instance queues that no longer exist."""
+    propagation: float | None = None,
+) -> InstanceSweepReport:
+    """Unsubscribe and delete the instance queues under ``prefix`` whose last heartbeat is
+    more than ``stale_after`` plus ``propagation`` seconds old (never the URLs in ``keep``),
+    and unsubscribe the topic's subscriptions to instance queues that no longer exist.
+
+    The age is measured by SQS's clock alone (see the module's docstring); ``now`` (default:
+    this host's clock) is used only when the endpoint's responses carry no ``Date``
+    header. ``propagation`` defaults to :data:`PROPAGATION_SEC` (a local endpoint shows a
+    change at once: 0 there)."""
     now = time.time() if now is None else now
+    margin = PROPAGATION_SEC if propagation is None else propagation
     # Subscriptions first: a queue made after this listing has no subscription in it, so it
     # can never be taken for a queue that is gone.
     subscriptions = list(_subscriptions(sns, topic_arn))
@@ -266,10 +352,10 @@ def sweep_instance_queues(
     alive: list[str] = []
     stale: set[str] = set()
     for name, url in names.items():
-        seen = _last_seen(sqs, url)
-        if url in keep or (seen is not None and now - seen <= stale_after):
+        age = None if url in keep else heartbeat_age(sqs, url, now)
+        if url in keep or (age is not None and age <= stale_after + margin):
             alive.append(name)
-        elif seen is not None:
+        elif age is not None:
             stale.add(name)
     unsubscribed = 0
     for subscription, endpoint in subscriptions:
@@ -287,4 +373,4 @@ def sweep_instance_queues(
                 raise
         deleted.append(name)
         log.info("fan-out: swept instance queue %s (not seen for %.0f s)", name, stale_after)
-    return SweepReport(tuple(deleted), unsubscribed, tuple(sorted(alive)))
+    return InstanceSweepReport(tuple(deleted), unsubscribed, tuple(sorted(alive)))

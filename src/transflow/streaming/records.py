@@ -25,7 +25,7 @@ import botocore.exceptions
 from transflow._wire.channels import parse_channel
 from transflow._wire.keys import status_key
 from transflow._wire.naming import is_canonical_branch
-from transflow._wire.options import at_least
+from transflow._wire.validators import at_least
 from transflow.processing.status import ASSEMBLY_COMPLETED, AssemblyStatus
 from transflow.processing.storage import read_status_record
 from transflow.streaming.snapshot import OutputSeen, UploadState, UploadStatus

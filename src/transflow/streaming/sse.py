@@ -18,7 +18,12 @@ from collections.abc import AsyncIterator, Generator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from transflow._wire.channels import branch_channel, upload_channel
-from transflow.errors import ChannelError, SseEncodingError, SubscriberLagged, SubscriptionClosed
+from transflow.errors import (
+    ChannelError,
+    SseEncodingError,
+    SubscriberLaggedError,
+    SubscriptionClosedError,
+)
 
 if TYPE_CHECKING:
     from transflow._wire.model import ProgressEvent
@@ -160,7 +165,7 @@ def _opening(subscription: _Feed, retry: int | None) -> bytes:
     return encode(snapshot, event="snapshot", retry=retry)
 
 
-def _lagged(error: SubscriberLagged) -> bytes:
+def _lagged(error: SubscriberLaggedError) -> bytes:
     return encode(json.dumps({"message": str(error)}), event="lagged")
 
 
@@ -180,10 +185,10 @@ def stream(
         while True:
             try:
                 event = subscription.get(timeout=heartbeat)
-            except SubscriberLagged as exc:
+            except SubscriberLaggedError as exc:
                 yield _lagged(exc)
                 return
-            except SubscriptionClosed:
+            except SubscriptionClosedError:
                 return
             chunk = comment() if event is None else _event_bytes(event, subscription)
             if chunk is not None:
@@ -204,10 +209,10 @@ async def astream(
         while True:
             try:
                 event = await subscription.aget(timeout=heartbeat)
-            except SubscriberLagged as exc:
+            except SubscriberLaggedError as exc:
                 yield _lagged(exc)
                 return
-            except SubscriptionClosed:
+            except SubscriptionClosedError:
                 return
             chunk = comment() if event is None else _event_bytes(event, subscription)
             if chunk is not None:

@@ -28,11 +28,11 @@ from tests.support.pipeline import drain_events
 from tests.support.streaming import SseClient, wait_until, wsgi_server
 from transflow import ProgressHub, ProgressPublisher, TransflowConfig
 from transflow._wire.tokens import issue_stream_token
-from transflow.ops import dlq
+from transflow.ops import announce
 from transflow.ops.provision import ensure_topic, resolve_progress_destination
 from transflow.processing.destination import ProgressTopic
 from transflow.streaming.apps import wsgi_app
-from transflow.streaming.instances import LAST_SEEN_TAG, InstanceQueue, sweep_instance_queues
+from transflow.streaming.instances import InstanceQueue, heartbeat_age, sweep_instance_queues
 
 FANOUT_CONFIG = TransflowConfig(project="iamapp")
 FANOUT_CONFIG = attrs.evolve(
@@ -62,12 +62,18 @@ class FanOutStack:
         queue.open()
         return queue
 
-    def crashed_instance(self) -> str:
-        """The queue of an instance that died without cleaning up: subscribed, and not seen
-        for long; returns its name."""
+    def crashed_instance(self, silent: float = 4.0) -> str:
+        """The queue of an instance that died without cleaning up: subscribed, and without
+        a heartbeat for ``silent`` seconds by SQS's clock; returns its name."""
         queue = self.listener()
-        assert queue.url is not None
-        self.stack.harness.sqs().tag_queue(QueueUrl=queue.url, Tags={LAST_SEEN_TAG: "1000"})
+        url = queue.url
+        assert url is not None
+        sqs = self.stack.harness.sqs()
+        wait_until(
+            lambda: (heartbeat_age(sqs, url) or 0.0) > silent,
+            timeout=silent + 20,
+            what="the crashed instance's queue gone silent",
+        )
         return queue.name
 
 
@@ -115,6 +121,7 @@ def fanout_servers(fan: FanOutStack, count: int) -> Iterator[tuple[list[Progress
                 sns=role.sns(),
                 instance_prefix=fan.prefix,
                 wait_time_seconds=1,
+                instance_stale_after=3,  # a heartbeat a second, as the stream role
             )
             servers.enter_context(hub)
             app = wsgi_app(hub, heartbeat=0.5, secret=STREAM_SECRET)
@@ -150,7 +157,7 @@ def stream_fanout_work(fan: FanOutStack) -> None:
                 what="the events on both streams",
             )
             assert [progress_types(c) for c in clients] == [["start", "done"]] * 2, stream.denied
-            assert hubs[0].sweep() == (crashed,)
+            assert hubs[0].sweep(propagation=0) == (crashed,)
         finally:
             for client in clients:
                 client.close()
@@ -170,14 +177,14 @@ def operator_fanout_work(fan: FanOutStack) -> None:
     assert ensure_topic(operator.sns(), FANOUT_CONFIG) == fan.topic_arn
     crashed = fan.crashed_instance()
     report = sweep_instance_queues(
-        operator.sqs(), operator.sns(), fan.topic_arn, fan.prefix, stale_after=60
+        operator.sqs(), operator.sns(), fan.topic_arn, fan.prefix, stale_after=3, propagation=0
     )
     assert (report.deleted, report.unsubscribed) == ((crashed,), 1), report
     assert fan.instance_queues() == []
     dead_letter(fan.stack, "up-fd")
     seen = fan.listener()
     try:
-        announced = dlq.announce(
+        announced = announce.announce(
             operator.sqs(),
             fan.stack.urls.dlq,
             resolve_progress_destination(operator.sqs(), FANOUT_CONFIG, sns=operator.sns()),
@@ -205,7 +212,7 @@ def recovery_fanout_work(fan: FanOutStack) -> None:
     dead_letter(fan.stack, "up-rf")
     seen = fan.listener()
     try:
-        announced = dlq.announce(
+        announced = announce.announce(
             recovery.sqs(),
             fan.stack.urls.dlq,
             resolve_progress_destination(recovery.sqs(), deployed, sns=recovery.sns()),

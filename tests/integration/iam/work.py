@@ -39,9 +39,9 @@ from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import OutgoingMessage, delete_batch, send_batch
 from transflow._wire.keys import status_key
 from transflow._wire.tokens import issue_stream_token
-from transflow.ops import dlq
+from transflow.ops import announce, dlq, redrive
+from transflow.ops.health import queue_stats
 from transflow.ops.iam import DEFAULT_CLAIM_PREFIX, PolicyDocument
-from transflow.ops.metrics import queue_stats
 from transflow.ops.provision import QueueUrls, resolve_queue_urls
 from transflow.ops.recovery import INCOMPLETE_ERROR, sweep_stale_uploads
 from transflow.processing.status import ASSEMBLY_COMPLETED, AssemblyStatus
@@ -380,11 +380,11 @@ def operator_work(stack: Stack) -> None:
     (job,) = dlq.peek(sqs, urls.dlq, s3=s3, output_bucket=OUTPUTS)
     assert (job.upload_id, job.template_id, job.body_error) == ("up-d", "audio-demo", None)
     assert job.reason == "DECODE_FAILED: not audio"
-    announced = dlq.announce(
+    announced = announce.announce(
         sqs, urls.dlq, ProgressQueue(urls.progress), s3=s3, output_bucket=OUTPUTS
     )
     assert announced.announced == ("up-d",), announced
-    redriven = dlq.redrive(sqs, urls.dlq, urls.processing, use_move_task=False, policy=FAST)
+    redriven = redrive.redrive(sqs, urls.dlq, urls.processing, use_move_task=False, policy=FAST)
     assert (redriven.moved, redriven.ok) == (1, True), redriven
     assert dlq.purge(sqs, urls.dlq, confirm=urls.dlq.rsplit("/", 1)[-1]) == 0
     stats = queue_stats(sqs, urls, cloudwatch=operator.cloudwatch())
@@ -413,7 +413,7 @@ def recovery_work(stack: Stack) -> None:
     recovery = stack.roles["recovery"]
     sqs, s3 = recovery.sqs(), recovery.s3()
     later = time.time() + 5400
-    announced = dlq.announce(
+    announced = announce.announce(
         sqs,
         stack.urls.dlq,
         ProgressQueue(stack.urls.progress),

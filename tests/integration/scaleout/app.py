@@ -25,7 +25,7 @@ hub = ProgressHub(
     sns=_session.client("sns", endpoint_url=_endpoint, config=local_client_config()),
     instance_prefix=os.environ["SCALEOUT_PREFIX"],
     wait_time_seconds=1,
-    instance_stale_after=60,
+    instance_stale_after=6,  # a heartbeat every 2 s: a killed instance is stale in seconds
 )
 
 asgi = asgi_app(hub, allow_anonymous=True, heartbeat=1.0, retry=1000, manage_hub=True)

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.integration.scaleout.support import Follower, Server, servers
+from tests.support.streaming import wait_until
 from transflow import ProgressPublisher, ProgressTopic, load_config
 from transflow.ops.provision import ensure_topic
-from transflow.streaming.instances import LAST_SEEN_TAG, sweep_instance_queues
+from transflow.streaming.instances import heartbeat_age, sweep_instance_queues
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -103,12 +104,17 @@ def test_subscribers_on_four_processes_get_everything_a_killed_one_is_swept_and_
         followers = follow(survivors, ["again"], 4)
         check_all_delivered(followers, publish(publisher, ["again"]))
 
-        # Its queue outlives it until a sweep finds it stale.
+        # Its queue outlives it until a sweep finds it stale by SQS's clock; the others
+        # send their heartbeat every 2 s.
         queues = instance_queues(sqs, prefix)
         dead = [u for u, tags in queues.items() if tags.get("transflow:pid") == str(victim_pid)]
         assert len(dead) == 1
-        sqs.tag_queue(QueueUrl=dead[0], Tags={LAST_SEEN_TAG: "1000"})  # as if long ago
-        report = sweep_instance_queues(sqs, sns, topic, prefix, stale_after=60)
+        wait_until(
+            lambda: (heartbeat_age(sqs, dead[0]) or 0.0) > 5,
+            timeout=30,
+            what="the killed instance's queue silent for 5 s",
+        )
+        report = sweep_instance_queues(sqs, sns, topic, prefix, stale_after=5, propagation=0)
         assert report.deleted == (dead[0].rsplit("/", 1)[1],)
         assert len(report.alive) == len(queues) - 1
     # SIGTERM to gunicorn (its workers stop their hubs at the signal) and to uvicorn (the

@@ -11,6 +11,7 @@ import threading
 from transflow.cli.app import EXIT_OK, EXIT_UNHEALTHY, Context, command
 from transflow.cli.demo.run import print_summary, run_demo
 from transflow.cli.demo.stack import DemoSettings, DemoStack
+from transflow.cli.regions import check_region
 
 __all__: list[str] = []
 
@@ -63,7 +64,11 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
     _fail_rate_option(parser)
     parser.add_argument("--json", action="store_true", help="print only a JSON summary")
     parser.add_argument(
-        "--timeout", type=float, default=120.0, metavar="SEC", help="give up after (120)"
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SEC",
+        help="give up on the uploads after this long (default 120)",
     )
     parser.add_argument("--verbose", action="store_true", help="show the pipeline's log")
 
@@ -78,11 +83,12 @@ def _logging(verbose: bool) -> None:
 
 @command(
     "demo",
-    help="run the whole pipeline on an embedded endpoint and watch it (needs transflow[local])",
+    help="run the whole pipeline on an embedded endpoint and watch it (needs the 'local' extra)",
     configure=_configure_demo,
     connection=(),
 )
 def demo_command(ctx: Context) -> int:
+    check_region(ctx.args.region)
     _logging(ctx.args.verbose)
     report = run_demo(
         files=ctx.args.files,
@@ -129,6 +135,7 @@ def _configure_dev(parser: argparse.ArgumentParser) -> None:
     connection=(),
 )
 def dev_command(ctx: Context) -> int:
+    check_region(ctx.args.region)
     _logging(ctx.args.verbose)
     settings = DemoSettings(
         project=ctx.args.project,

@@ -10,6 +10,7 @@ wall time, not the work).
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from transflow.streaming.snapshot import UploadState, UploadStatus
 __all__ = ["DemoReport", "UploadPlan", "plan_uploads", "run_demo"]
 
 MULTI_FILE_UPLOAD = 3
+_BAR = 28  # characters
 
 
 @attrs.frozen
@@ -157,8 +159,11 @@ class _Board:
     def _redraw(self) -> None:
         if self._printed:
             self.out.write(f"\x1b[{self._printed}F")
+        # A line wider than the terminal wraps and the redraw climbs too few lines: cut to
+        # the width here; the summary and a log (no terminal) get the whole reason.
+        width = shutil.get_terminal_size().columns - 1
         for label, status in self.rows.values():
-            self.out.write("\x1b[2K" + _line(label, status) + "\n")
+            self.out.write("\x1b[2K" + _line(label, status, width) + "\n")
         self._printed = len(self.rows)
         self.out.flush()
 
@@ -170,15 +175,18 @@ def _updater(board: _Board, upload_id: str, label: str) -> Callable[[UploadStatu
     return update
 
 
-def _line(label: str, status: UploadStatus) -> str:
+def _line(label: str, status: UploadStatus, width: int | None = None) -> str:
+    """One upload's bar and state, with the whole failure reason unless ``width`` cuts it."""
     percent = 100.0 if status.state is UploadState.COMPLETED else float(status.percent or 0)
-    width = 28
-    filled = int(width * percent / 100)
-    bar = "█" * filled + "·" * (width - filled)
+    filled = int(_BAR * percent / 100)
+    bar = "█" * filled + "·" * (_BAR - filled)
     note = status.state.value
     if status.state in (UploadState.ERROR, UploadState.RETRYING) and status.error:
-        note += f": {status.error[:60]}"
-    return f"{label:<34} {bar} {percent:5.1f}%  {note}"
+        note += f": {status.error}"
+    line = f"{label:<34} {bar} {percent:5.1f}%  {note}"
+    if width is not None and len(line) > width:
+        line = line[: max(width - 1, 0)] + "…"
+    return line
 
 
 def run_demo(
@@ -205,31 +213,12 @@ def run_demo(
         if not quiet:
             print(
                 f"transflow demo: {len(plans)} uploads of {files} files on {stack.endpoint_url}; "
-                f"page and SSE on {stack.http_url}",
+                f"page and SSE on {stack.http_url} while the demo runs (transflow dev keeps "
+                "them up)",
                 file=out,
                 flush=True,
             )
-        followers: list[tuple[str, UploadPlan, UploadFollower]] = []
-        for plan in plans:
-            ticket = post_json(
-                f"{stack.http_url}/api/uploads",
-                {
-                    "templateId": plan.template_id,
-                    "files": [{"name": p.name, "size": p.stat().st_size} for p in plan.files],
-                },
-            )
-            upload_id = ticket["uploadId"]
-            label = f"{plan.template_id} x{len(plan.files)} {upload_id[:8]}"
-            follower = UploadFollower(
-                f"{stack.http_url}/events",
-                upload_channel(settings.branch, upload_id),
-                on_change=_updater(board, upload_id, label),
-                token=ticket.get("streamToken"),
-            ).start()
-            board.update(upload_id, label, follower.status)
-            for presigned, path in zip(ticket["files"], plan.files, strict=True):
-                post_file(presigned["url"], presigned["fields"], path)
-            followers.append((upload_id, plan, follower))
+        followers = _start_uploads(stack, settings, plans, board)
 
         deadline = time.monotonic() + timeout
         for _, _, follower in followers:
@@ -242,28 +231,65 @@ def run_demo(
         # A job that failed for the last time reaches the DLQ on the queue's next receive.
         while stack.dead_lettered() < failed and time.monotonic() < deadline:
             time.sleep(0.2)
-        outcomes = []
-        for upload_id, plan, follower in followers:
-            record = stack.upload_report(upload_id)
-            state = follower.status.state.value if follower.finished else "unfinished"
-            outcomes.append(
-                UploadOutcome(
-                    upload_id,
-                    plan.template_id,
-                    len(plan.files),
-                    state,
-                    tuple(record["outputs"]),
-                    follower.status.error if state != "completed" else None,
-                )
-            )
         return DemoReport(
-            tuple(outcomes),
+            _outcomes(stack, followers),
             stack.dead_lettered(),
             sqs_requests,
             s3_requests,
             time.monotonic() - started,
             idle_polls,
         )
+
+
+_Followed = tuple[str, UploadPlan, UploadFollower]
+
+
+def _start_uploads(
+    stack: DemoStack, settings: DemoSettings, plans: list[UploadPlan], board: _Board
+) -> list[_Followed]:
+    """Ask the demo's endpoint for a ticket per upload, follow its progress stream, then
+    post its files: the follower is on before the first file lands, so no event is missed."""
+    followers: list[_Followed] = []
+    for plan in plans:
+        ticket = post_json(
+            f"{stack.http_url}/api/uploads",
+            {
+                "templateId": plan.template_id,
+                "files": [{"name": p.name, "size": p.stat().st_size} for p in plan.files],
+            },
+        )
+        upload_id = ticket["uploadId"]
+        label = f"{plan.template_id} x{len(plan.files)} {upload_id[:8]}"
+        follower = UploadFollower(
+            f"{stack.http_url}/events",
+            upload_channel(settings.branch, upload_id),
+            on_change=_updater(board, upload_id, label),
+            token=ticket.get("streamToken"),
+        ).start()
+        board.update(upload_id, label, follower.status)
+        for presigned, path in zip(ticket["files"], plan.files, strict=True):
+            post_file(presigned["url"], presigned["fields"], path)
+        followers.append((upload_id, plan, follower))
+    return followers
+
+
+def _outcomes(stack: DemoStack, followers: list[_Followed]) -> tuple[UploadOutcome, ...]:
+    """Each upload as its stream last showed it, with the outputs its status record lists."""
+    outcomes = []
+    for upload_id, plan, follower in followers:
+        record = stack.upload_report(upload_id)
+        state = follower.status.state.value if follower.finished else "unfinished"
+        outcomes.append(
+            UploadOutcome(
+                upload_id,
+                plan.template_id,
+                len(plan.files),
+                state,
+                tuple(record["outputs"]),
+                follower.status.error if state != "completed" else None,
+            )
+        )
+    return tuple(outcomes)
 
 
 def print_summary(report: DemoReport, out: TextIO) -> None:
@@ -293,4 +319,14 @@ def print_summary(report: DemoReport, out: TextIO) -> None:
         f"{idle} idle long polls left out: empty receives follow wall time, not the work)",
         file=out,
     )
+    print(
+        "  (varies from run to run: each batch call carries the messages waiting at that "
+        "moment, so how many calls it takes follows timing)",
+        file=out,
+    )
     print(f"S3 requests: {requests['s3PerUpload']} per upload ({requests['s3']} in all)", file=out)
+    print(
+        "The demo's page and SSE server, and its embedded endpoint, stopped with it: "
+        "'transflow dev' keeps them running.",
+        file=out,
+    )

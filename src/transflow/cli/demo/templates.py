@@ -78,7 +78,7 @@ def demo_registry(*, output_bucket: str, failures: FailurePlan | None = None) ->
     def check_failure(ctx: StepContext) -> None:
         if failures is not None and failures.fails(ctx.upload_id):
             raise SimulatedFailure(
-                f"upload {ctx.upload_id} was chosen to fail by --fail-rate {failures.rate}"
+                f"chosen to fail by --fail-rate {failures.rate} (on every attempt)"
             )
 
     @audio.step("normalise")

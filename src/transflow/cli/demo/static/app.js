@@ -2,6 +2,17 @@
 "use strict";
 
 const uploads = document.getElementById("uploads");
+const chooser = document.getElementById("files");
+const templates = document.getElementById("template");
+const WAITING = "uploaded; waiting for the bridge";
+
+// The chooser offers only what the chosen template takes, when its option says (data-accept).
+function restrictChooser() {
+  const option = templates.selectedOptions ? templates.selectedOptions[0] : undefined;
+  chooser.accept = (option && option.dataset.accept) || "";
+}
+templates.addEventListener("change", restrictChooser);
+restrictChooser();
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -33,11 +44,14 @@ function card(ticket, files) {
       box.className = `upload ${status.state}`;
       box.dataset.state = status.state;
       box.dataset.percent = String(percent);
+      // The bridge has the upload once anything happened: the waiting note is stale.
+      if (status.state !== "queued" && log.textContent === WAITING) log.textContent = "";
       const failing = status.state === "error" || status.state === "retrying";
       state.textContent = status.state === "error" ? "failed" : `${status.state} ${percent}%`;
       if (failing && status.error) state.textContent += ` — ${status.error}`;
     },
     note(text) { log.textContent = text; },
+    uploaded() { if ((box.dataset.state || "queued") === "queued") log.textContent = WAITING; },
     async links() {
       const report = await (await fetch(`api/uploads/${encodeURIComponent(ticket.uploadId)}`)).json();
       outputs.replaceChildren(...report.outputs.map((o) => {
@@ -116,11 +130,10 @@ async function postFile(target, file) {
 
 document.getElementById("upload-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const chooser = document.getElementById("files");
   const files = Array.from(chooser.files);
   if (!files.length) return;
   chooser.value = "";  // ready for the next upload; the card lists these files
-  const templateId = document.getElementById("template").value;
+  const templateId = templates.value;
   const response = await fetch("api/uploads", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
@@ -132,7 +145,7 @@ document.getElementById("upload-form").addEventListener("submit", async (event) 
   const done = follow(ticket, view);  // subscribe first: nothing is missed
   try {
     await Promise.all(ticket.files.map((target, i) => postFile(target, files[i])));
-    view.note("uploaded; waiting for the bridge");
+    view.uploaded();
   } catch (err) {
     view.note(String(err));
   }

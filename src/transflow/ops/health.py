@@ -4,6 +4,9 @@
 and, only when the caller passes a CloudWatch client, the age of the processing queue's
 oldest message and its recent backlog. :func:`health` turns stats into a verdict with
 thresholds the caller sets; it is pure, so alarms and tests can call it on any numbers.
+In fan-out mode, :func:`topic_subscriptions` counts the progress topic's subscriptions (one
+per stream process): SNS allows 100 per FIFO topic, and a hub that cannot subscribe cannot
+start.
 """
 
 from __future__ import annotations
@@ -19,17 +22,25 @@ from transflow.ops.provision import QueueUrls
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 __all__ = [
+    "FIFO_TOPIC_SUBSCRIPTIONS",
     "HealthProblem",
     "HealthThresholds",
     "HealthVerdict",
     "QueueDepth",
     "QueueStats",
+    "TopicSubscriptions",
     "health",
     "queue_stats",
+    "topic_subscriptions",
 ]
+
+FIFO_TOPIC_SUBSCRIPTIONS = 100
+"""How many subscriptions SNS allows a FIFO topic: at most this many stream processes (hub
+instances, leftovers waiting for a sweep included) per branch in fan-out mode."""
 
 _DEPTH_ATTRIBUTES = (
     "ApproximateNumberOfMessages",
@@ -54,6 +65,15 @@ class QueueDepth:
 
 
 @attrs.frozen
+class TopicSubscriptions:
+    """The progress topic's subscriptions (fan-out mode): ``used`` of ``limit``."""
+
+    topic_arn: str
+    used: int
+    limit: int = FIFO_TOPIC_SUBSCRIPTIONS
+
+
+@attrs.frozen
 class QueueStats:
     """The state of a branch's queues at ``taken_at``.
 
@@ -67,6 +87,8 @@ class QueueStats:
     taken_at: datetime
     oldest_age_sec: float | None = None
     backlog_trend: tuple[float, ...] = ()
+    subscriptions: TopicSubscriptions | None = None
+    """In fan-out mode, the progress topic's subscriptions (:func:`topic_subscriptions`)."""
 
 
 @attrs.frozen
@@ -77,12 +99,15 @@ class HealthThresholds:
     ``max_oldest_age_sec``: how long a job may wait before it counts as stuck.
     ``max_backlog``: visible jobs tolerated in the processing queue (None: no limit).
     ``growth_points``: how many rising minutes of backlog (CloudWatch) or a rise since the
-    previous sample count as a growing backlog."""
+    previous sample count as a growing backlog. ``warn_subscriptions``: the progress
+    topic's subscriptions from which a warning says the limit is near (at the limit, the
+    branch is unhealthy)."""
 
     max_dlq: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     max_oldest_age_sec: float = attrs.field(default=900.0, validator=attrs.validators.gt(0))
     max_backlog: int | None = None
     growth_points: int = attrs.field(default=5, validator=attrs.validators.ge(2))
+    warn_subscriptions: int = attrs.field(default=80, validator=attrs.validators.ge(1))
 
 
 @attrs.frozen
@@ -96,9 +121,11 @@ class HealthProblem:
 
 @attrs.frozen
 class HealthVerdict:
-    """Whether the branch is healthy, and every reason it is not."""
+    """Whether the branch is healthy, every reason it is not, and what is not a problem yet
+    but soon will be (``warnings``: they leave it healthy)."""
 
     problems: tuple[HealthProblem, ...] = ()
+    warnings: tuple[HealthProblem, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -162,7 +189,30 @@ def health(
                 "errors and throttles",
             )
         )
-    return HealthVerdict(tuple(problems))
+    warnings = []
+    subs = stats.subscriptions
+    if subs is not None and subs.used >= subs.limit:
+        problems.append(
+            HealthProblem(
+                "topic-subscriptions-full",
+                f"{subs.used} of {subs.limit} subscriptions of {subs.topic_arn} are used: a "
+                "new stream process cannot subscribe its instance queue",
+                "run 'transflow queues sweep' to remove crashed instances' leftovers; more "
+                "stream processes per branch need fewer, larger processes (SNS allows 100 "
+                "subscriptions per FIFO topic)",
+            )
+        )
+    elif subs is not None and subs.used >= limits.warn_subscriptions:
+        warnings.append(
+            HealthProblem(
+                "topic-subscriptions-near-limit",
+                f"{subs.used} of {subs.limit} subscriptions of {subs.topic_arn} are used",
+                "each stream process (and each crashed one until a sweep) holds one: run "
+                "'transflow queues sweep', and keep the processes per branch below "
+                f"{subs.limit}",
+            )
+        )
+    return HealthVerdict(tuple(problems), tuple(warnings))
 
 
 def _depth(sqs: SQSClient, url: str) -> QueueDepth:
@@ -199,6 +249,23 @@ def _series(
     )
     points = sorted(response.get("Datapoints", []), key=lambda p: p["Timestamp"])
     return [float(p[statistic]) for p in points if statistic in p]  # type: ignore[literal-required]
+
+
+def topic_subscriptions(sns: SNSClient, topic_arn: str) -> TopicSubscriptions:
+    """Count ``topic_arn``'s subscriptions (ListSubscriptionsByTopic, 100 a page: one or two
+    requests on a FIFO topic)."""
+    used = 0
+    token: str | None = None
+    while True:
+        page = (
+            sns.list_subscriptions_by_topic(TopicArn=topic_arn, NextToken=token)
+            if token
+            else sns.list_subscriptions_by_topic(TopicArn=topic_arn)
+        )
+        used += len(page.get("Subscriptions", []))
+        token = page.get("NextToken")
+        if not token:
+            return TopicSubscriptions(topic_arn, used)
 
 
 def queue_stats(
