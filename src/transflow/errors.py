@@ -18,6 +18,7 @@ __all__ = [
     "EmptyTemplateError",
     "EventFormatError",
     "HubForkedError",
+    "HubLeaseHeldError",
     "InstanceQueueLostError",
     "JobCancelledError",
     "JobConfinementError",
@@ -388,6 +389,13 @@ class HubForkedError(SubscriptionClosedError):
     process (before a fork: gunicorn ``--preload``, multiprocessing) and cannot serve this
     one; start the hub in each worker, or use fan-out mode (``sqs.progressFanout: "sns"``),
     where a forked hub restarts with a queue of its own."""
+
+
+class HubLeaseHeldError(SubscriptionClosedError):
+    """Another :class:`~transflow.ProgressHub` process holds the lease on the shared
+    progress queue, so this one consumes nothing and serves no streams (SQS would give each
+    event to one of them: every browser would see a part). Run one stream process per
+    progress queue, or use fan-out mode (``sqs.progressFanout: "sns"``)."""
 
 
 class SseEncodingError(TransflowError, ValueError):

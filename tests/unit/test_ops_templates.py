@@ -50,7 +50,7 @@ def test_policies_name_exact_queue_arns_and_prefixes() -> None:
     # Jobs go out to the processing queue; S3 notifications come in from the uploads queue.
     assert bridge_sqs == {("sqs:SendMessage", processing)} | {(a, uploads) for a in CONSUME}
     assert "arn:aws:s3:::shop-uploads/uploads/feature-checkout/*" in bridge[0]["Resource"]
-    assert sqs_resources(policies.stream) == [progress]
+    assert sqs_resources(policies.stream) == [progress, progress]  # consume; the hub lease
     processor_sqs = {
         (a, r)
         for s in policies.processor["Statement"]

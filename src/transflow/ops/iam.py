@@ -54,6 +54,8 @@ SWEEP_INSTANCE_QUEUES = [
     "sqs:ListQueueTags",
     "sqs:DeleteQueue",
 ]
+# The hub lease on the shared progress queue: read the tag, write the next beat, give it up.
+HUB_LEASE = ["sqs:ListQueueTags", "sqs:TagQueue", "sqs:UntagQueue"]
 
 
 @attrs.frozen
@@ -306,8 +308,13 @@ def _processor(g: _Grants) -> list[PolicyStatement]:
 
 def _stream(g: _Grants) -> list[PolicyStatement]:
     if g.fanout is None:
+        progress = g.queue(g.names.progress)
         return [
-            _statement("ConsumeProgress", CONSUME, [g.queue(g.names.progress)]),
+            _statement("ConsumeProgress", CONSUME, [progress]),
+            # The hub lease (transflow.streaming.lease): a tag on the progress queue says which
+            # hub reads it, so a second stream process refuses loudly instead of splitting the
+            # events.
+            _statement("LeaseProgressQueue", HUB_LEASE, [progress]),
             g.read_status(),
         ]
     instances = g.instances(g.fanout)

@@ -41,7 +41,7 @@ import attrs
 
 from transflow._wire.channels import branch_channel, parse_channel, upload_channel
 from transflow._wire.model import MAX_SEQ, ProgressEvent
-from transflow._wire.validators import at_least, bounded_int
+from transflow._wire.validators import at_least, bounded_int, positive
 from transflow.errors import (
     ChannelError,
     EventFormatError,
@@ -49,6 +49,7 @@ from transflow.errors import (
     SubscriptionClosedError,
     TransflowError,
 )
+from transflow.processing.progress import SEQS_PER_MS
 from transflow.streaming.cursor import MAX_CURSOR_UPLOADS, Cursor, upload_key
 from transflow.streaming.snapshot import UploadStatus, fold_event
 
@@ -329,6 +330,8 @@ class _Channel:
     # The identities (seqs) dispatched most recently, oldest first, with their arrival
     # numbers: the dedup window, and where a resume finds its place in the replay.
     seen: OrderedDict[int, int] = attrs.field(factory=OrderedDict)
+    # The highest seq dispatched: an event above top + 1 leaves holes (see FanOut.gap_wait).
+    top: int | None = None
 
 
 @attrs.frozen
@@ -341,7 +344,9 @@ class FanOutStats:
     subscribers cut off for falling behind, ``lagged_bytes`` of them for holding more than
     their byte budget. ``replay_bytes``: the bytes the replay buffers hold now;
     ``replay_evicted``: events dropped from them (or never kept) to stay within the byte
-    budgets. ``identities``: the identities remembered for dedup now."""
+    budgets. ``identities``: the identities remembered for dedup now. ``gaps``: events
+    missing for good, a seq of an attempt that never arrived within ``gap_wait`` while its
+    successors did (another reader on the queue, or a publish that failed)."""
 
     subscribers: int
     channels: int
@@ -354,6 +359,7 @@ class FanOutStats:
     replay_evicted: int
     lagged_bytes: int
     identities: int
+    gaps: int
 
 
 @attrs.define(eq=False)
@@ -367,7 +373,16 @@ class FanOut:
     delivered live but not kept. The last ``dedup_size`` identities of each channel, and
     ``dedup_total`` in all (the least recently active channels forget first), are
     remembered to drop redeliveries. A branch pattern's event ids list at most
-    ``cursor_uploads`` uploads (see :mod:`transflow.streaming.cursor`)."""
+    ``cursor_uploads`` uploads (see :mod:`transflow.streaming.cursor`).
+
+    Gaps. Within one attempt at a job, ``seq`` rises by exactly 1
+    (:class:`~transflow.processing.progress.ProgressStream`), and a new attempt starts at a
+    multiple of :data:`~transflow.processing.progress.SEQS_PER_MS`. So an event above its
+    channel's highest seq + 1 leaves holes: the seqs in between (or, for a jump of more than
+    ``SEQS_PER_MS``, a new attempt's seqs from its start). A hole filled within
+    ``gap_wait`` seconds was a late event; one still open then is a gap, counted in
+    ``gaps`` and handed once to :meth:`take_gaps`. At most ``max_holes`` holes are watched
+    (the oldest count as gaps early)."""
 
     buffer_size: int = attrs.field(default=1000, validator=at_least(1))
     replay_size: int = attrs.field(default=1000, validator=at_least(0))
@@ -381,7 +396,14 @@ class FanOut:
         default=16, validator=bounded_int(1, MAX_CURSOR_UPLOADS), kw_only=True
     )
 
+    gap_wait: float = attrs.field(default=30.0, validator=positive, kw_only=True)
+    max_holes: int = attrs.field(default=1 << 14, validator=at_least(1), kw_only=True)
+
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    # (channel, seq) of each missing event, with when it went missing, oldest first.
+    _holes: OrderedDict[tuple[str, int], float] = attrs.field(init=False, factory=OrderedDict)
+    _gap_news: int = attrs.field(init=False, default=0)
+    _gap_channel: str | None = attrs.field(init=False, default=None)
     _channels: OrderedDict[str, _Channel] = attrs.field(init=False, factory=OrderedDict)
     # Each branch pattern's channels, so a branch subscribe never scans other branches'.
     _branches: dict[str, dict[str, None]] = attrs.field(init=False, factory=dict)
@@ -406,6 +428,7 @@ class FanOut:
                 "lagged",
                 "lagged_bytes",
                 "replay_evicted",
+                "gaps",
             ),
             0,
         ),
@@ -415,6 +438,7 @@ class FanOut:
     def stats(self) -> FanOutStats:
         """The counters now."""
         with self._lock:
+            self._expire_holes()
             return FanOutStats(
                 subscribers=sum(len(s) for s in (*self._exact.values(), *self._patterns.values())),
                 channels=len(self._channels),
@@ -684,6 +708,46 @@ class FanOut:
         if not known.seen:
             del self._remembering[name]
 
+    def _track(self, name: str, known: _Channel, seq: int) -> None:
+        """Note the holes ``seq`` leaves, or the hole it fills (called with the lock)."""
+        top = known.top
+        if self._holes.pop((name, seq), None) is not None or (top is not None and seq <= top):
+            return
+        known.top = seq
+        if top is None:
+            return  # the first event heard of: what came before is not ours to know
+        # The same attempt, or a new one from its first seq (SEQS_PER_MS apart at least).
+        low = top + 1 if seq - top <= SEQS_PER_MS else seq - seq % SEQS_PER_MS
+        now = time.monotonic()
+        for missing in range(low, seq):
+            self._holes[(name, missing)] = now
+        while len(self._holes) > self.max_holes:
+            self._gap(self._holes.popitem(last=False)[0][0])
+
+    def _gap(self, channel: str) -> None:
+        self._counts["gaps"] += 1
+        self._gap_news += 1
+        self._gap_channel = channel
+
+    def _expire_holes(self, now: float | None = None) -> None:
+        limit = (time.monotonic() if now is None else now) - self.gap_wait
+        while self._holes:
+            (channel, _seq), since = next(iter(self._holes.items()))
+            if since > limit:
+                return
+            del self._holes[(channel, _seq)]
+            self._gap(channel)
+
+    def take_gaps(self, now: float | None = None) -> tuple[int, str | None]:
+        """The gaps found since the last call (holes still open ``gap_wait`` seconds before
+        ``now``, a :func:`time.monotonic` time, by default the present), and the channel of
+        the latest; the caller logs them."""
+        with self._lock:
+            self._expire_holes(now)
+            news, channel = self._gap_news, self._gap_channel
+            self._gap_news, self._gap_channel = 0, None
+        return news, channel
+
     def malformed(self) -> None:
         """Count a message that was not an event (the caller logs and drops it)."""
         with self._lock:
@@ -708,6 +772,7 @@ class FanOut:
             arrival = next(self._arrivals)
             if event.seq is not None:
                 self._remember(event.channel, known, event.seq, arrival)
+                self._track(event.channel, known, event.seq)
             known.status = fold_event(known.status, event)
             self._keep(event.channel, known, (arrival, event, size))
             targets = [*self._exact.get(event.channel, ()), *self._patterns.get(pattern, ())]

@@ -24,9 +24,23 @@ clients reconnect and resume (``HubStats.instance_recreated`` counts it).
 Processes. A hub belongs to the process that started it. One started before a fork
 (gunicorn ``--preload``, multiprocessing) is noticed by the process id: in the child, the
 first :meth:`~ProgressHub.subscribe` restarts it in fan-out mode (a fresh instance queue and
-poller for the child) and raises :class:`~transflow.errors.HubForkedError` on the shared queue
-(where the parent's hub and the child's would split the events); the parent logs a warning
-that it keeps consuming.
+poller for the child) and raises :class:`~transflow.errors.HubForkedError` on the shared
+queue (where the parent's hub and the child's would split the events); in fan-out mode the
+parent logs a warning that it keeps consuming, on the shared queue it stops (see below).
+
+One reader per shared queue. On a :class:`~transflow.processing.destination.ProgressQueue`
+the hub takes the queue's lease (:mod:`transflow.streaming.lease`) before it consumes: a
+second hub process on the same queue consumes nothing, logs an ERROR at start and refuses
+its subscribers with :class:`~transflow.errors.HubLeaseHeldError` (the SSE apps answer 503
+with the reason). A process that forks after starting its hub on the shared queue (the
+gunicorn ``--preload`` master) stops consuming and gives the lease up. The fan-out core
+counts the events of an attempt that never arrive (``gaps``) and the hub logs them at ERROR,
+once per ``gap_log_every`` seconds.
+
+Keepers. Each started hub runs one keeper thread: the lease keeper on the shared queue
+(renew, take over, step down), the instance keeper in fan-out mode (heartbeat, sweep, a new
+instance queue in place of a lost one). :meth:`ProgressHub.stop` joins it before it takes
+the hub's locks, since either keeper takes one of them.
 """
 
 from __future__ import annotations
@@ -55,12 +69,15 @@ from transflow.errors import (
     ConfigError,
     EventFormatError,
     HubForkedError,
+    HubLeaseHeldError,
     InstanceQueueLostError,
+    SubscriptionClosedError,
     SubscriptionDeniedError,
 )
 from transflow.processing.destination import ProgressDestination, ProgressTopic
 from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
 from transflow.streaming.instances import InstanceQueue, is_missing, sweep_instance_queues
+from transflow.streaming.lease import QueueLease
 from transflow.streaming.shutdown import stop_hubs_at_unhandled_sigterm
 from transflow.streaming.snapshot import UploadState, UploadStatus
 
@@ -105,10 +122,11 @@ def _after_fork_in_parent() -> None:
 
 def stop_running_hubs() -> None:
     """Stop this process's running fan-out hubs, so their instance queues go now rather than
-    at a sweep: at a normal interpreter exit (for a host that never calls stop()), and at a
+    at a sweep, and its hubs holding a shared queue's lease, so it is free now rather than
+    at expiry: at a normal interpreter exit (for a host that never calls stop()), and at a
     SIGTERM nothing else handles (:mod:`transflow.streaming.shutdown`)."""
     for hub in list(_running):
-        if hub.fanout_mode and hub._pid == os.getpid():
+        if (hub.fanout_mode or hub._lease is not None) and hub._pid == os.getpid():
             try:
                 hub.stop(timeout=hub.drain_timeout)
             except Exception:
@@ -128,10 +146,15 @@ def _fresh_connections(client: Any) -> None:
 class HubStats(FanOutStats):
     """Counters since start: the fan-out's, and the poller's (the poller of the current
     instance queue, in fan-out mode). ``instance_recreated``: times a fan-out hub found its
-    instance queue or subscription gone and made new ones."""
+    instance queue or subscription gone and made new ones. ``lease``: on the shared
+    progress queue, ``"held"`` (this hub reads it), ``"standby"`` (another hub does: this
+    one refuses its subscribers), ``"forked"`` (this process forked after starting the hub:
+    it stopped reading), ``"unleased"`` (the lease tag could not be read or written: the hub
+    reads without it); ``"none"`` in fan-out mode or before start."""
 
     poller: PollerStats
     instance_recreated: int = 0
+    lease: str = "none"
 
 
 @attrs.define(eq=False)
@@ -139,12 +162,16 @@ class ProgressHub:
     """Consumes the progress queue and dispatches each event to the matching subscribers.
 
     ``progress`` says where progress goes (see :meth:`from_config`): a
-    :class:`~transflow.processing.destination.ProgressQueue`, read by this hub alone (two
-    hubs on one queue split the events between them); or, for more than one process, a
+    :class:`~transflow.processing.destination.ProgressQueue`, read by this hub alone (it
+    takes the queue's lease for ``lease_sec`` seconds, renewed; a second hub on the queue
+    consumes nothing and refuses subscribers with :class:`~transflow.errors.HubLeaseHeldError`);
+    or, for more than one process, a
     :class:`~transflow.processing.destination.ProgressTopic` with ``sns`` and
     ``instance_prefix`` (from :attr:`TransflowConfig.instance_queue_prefix
     <transflow.TransflowConfig>`): each hub then gets every event through its own instance
-    queue. ``authorize(principal, channel)`` decides who may subscribe to what.
+    queue. ``authorize(principal, channel)`` decides who may subscribe to what. Events of
+    an attempt missing for ``gap_wait`` seconds while later ones came are counted
+    (``stats().gaps``) and logged at ERROR at most once per ``gap_log_every`` seconds.
     ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
     :class:`~transflow.streaming.records.StatusRecordSnapshots`). Every option is checked
     here: one out of range raises :class:`~transflow.errors.ConfigError`.
@@ -170,6 +197,9 @@ class ProgressHub:
     instance_prefix: str | None = None
     instance_stale_after: float = attrs.field(default=300.0, validator=at_least(3))
     snapshot_source: SnapshotSource | None = None
+    lease_sec: float = attrs.field(default=30.0, validator=positive, kw_only=True)
+    gap_wait: float = attrs.field(default=30.0, validator=positive, kw_only=True)
+    gap_log_every: float = attrs.field(default=60.0, validator=positive, kw_only=True)
 
     _fanout: FanOut = attrs.field(init=False)
     _poller: QueuePoller | None = attrs.field(init=False, default=None)
@@ -186,6 +216,14 @@ class ProgressHub:
     _recreated: int = attrs.field(init=False, default=0)
     # Held while the keeper swaps queue and poller; stop() reads them under it.
     _swap: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+    _lease: QueueLease | None = attrs.field(init=False, default=None)
+    _lease_state: str = attrs.field(init=False, default="none")
+    # Why subscribers are refused now (standby, or a forked parent), and with what.
+    _refusal: tuple[type[SubscriptionClosedError], str] | None = attrs.field(
+        init=False, default=None
+    )
+    _gaps_unlogged: int = attrs.field(init=False, default=0)
+    _gaps_logged_at: float | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
@@ -195,13 +233,17 @@ class ProgressHub:
                 "client) and instance_prefix= (TransflowConfig.instance_queue_prefix); "
                 "ProgressHub.from_config(config, sqs=..., sns=...) passes both"
             )
-        self._fanout = FanOut(
+        self._fanout = self._new_fanout()
+
+    def _new_fanout(self) -> FanOut:
+        return FanOut(
             self.buffer_size,
             self.replay_size,
             self.max_channels,
             replay_bytes=self.replay_bytes,
             replay_total_bytes=self.replay_total_bytes,
             buffer_bytes=self.buffer_bytes,
+            gap_wait=self.gap_wait,
         )
 
     @classmethod
@@ -247,8 +289,8 @@ class ProgressHub:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> ProgressHub:
-        """Start consuming (in fan-out mode: make and subscribe the instance queue first);
-        returns self."""
+        """Start consuming (in fan-out mode: make and subscribe the instance queue first; on
+        the shared queue: take its lease first, or stand by); returns self."""
         with self._life:
             if self._pid is not None and self._pid != os.getpid():
                 self._restart_in_child()
@@ -260,25 +302,131 @@ class ProgressHub:
             _running.add(self)
             if self.fanout_mode and self._instance is None:
                 self._open_instance()
+            elif not self.fanout_mode:
+                # Started already (any state but "none"): the lease decides, not a 2nd call.
+                if self._lease_state == "none":
+                    self._take_lease()
+                return self
             self.poller.start()
         if self.fanout_mode:
             stop_hubs_at_unhandled_sigterm()
         return self
 
+    # -- the lease on the shared queue ----------------------------------------------------
+
+    def _take_lease(self) -> None:
+        """Take the shared queue's lease and consume, or stand by refusing subscribers."""
+        lease = QueueLease(self.sqs, self.progress.address, self.lease_sec)
+        self._lease, self._refusal = lease, None
+        self._stopping = threading.Event()
+        try:
+            other = lease.acquire()
+        except Exception as exc:
+            self._lease, self._lease_state = None, "unleased"
+            log.error(  # noqa: TRY400 - the cause is the call's error code, not a bug
+                "progress hub: could not take the lease on %s (%s), so a second hub process "
+                "on this queue would split its events unnoticed (only the gap detector would "
+                "see it); this hub reads it without a lease. Allow the stream role "
+                "sqs:ListQueueTags, sqs:TagQueue and sqs:UntagQueue on the progress queue "
+                "(transflow iam prints the policy)",
+                self.progress.address,
+                exc,
+            )
+            self.poller.start()
+            return
+        if other is None:
+            self._lease_state = "held"
+            self.poller.start()
+        else:
+            self._stand_by(other)
+        self._keeper = threading.Thread(
+            target=self._keep_lease, name="transflow-hub-lease", daemon=True
+        )
+        self._keeper.start()
+
+    def _stand_by(self, other: str) -> None:
+        """Another hub holds the lease: consume nothing, refuse subscribers, say so."""
+        assert self._lease is not None
+        why = (
+            f"another progress hub ({other}) reads the progress queue "
+            f"{self.progress.address}, and SQS gives each event to one reader, so this "
+            f"process ({self._lease.holder}) serves no streams rather than a part of every "
+            "upload's events. Run one stream process per progress queue (gunicorn -w 1 "
+            "--threads N, uvicorn without --workers), or, for several processes, set "
+            "sqs.progressFanout to 'sns' (every process then gets every event)"
+        )
+        self._lease_state = "standby"
+        self._refusal = (HubLeaseHeldError, why)
+        log.error("progress hub: %s", why)
+
+    def _keep_lease(self) -> None:
+        lease, stopping = self._lease, self._stopping
+        while lease is not None and not stopping.wait(lease.renew_every):
+            if self._pid != os.getpid():
+                return
+            try:
+                self._beat(lease, stopping)
+            except Exception:
+                log.exception("progress hub: renewing the lease on %s failed", lease.url)
+            self._report_gaps()
+
+    def _beat(self, lease: QueueLease, stopping: threading.Event) -> None:
+        if self._lease_state == "held":
+            other = lease.renew()
+            if other is None:
+                return
+            with self._life:
+                if stopping.is_set():
+                    return
+                # Both of us read it as ours once (see transflow.streaming.lease): step down.
+                poller, self._poller = self._poller, None
+                if poller is not None:
+                    poller.request_stop()
+                self._stand_by(other)
+                fanout, self._fanout = self._fanout, self._new_fanout()
+            fanout.close("this process lost the progress queue's lease; reconnect")
+        elif self._lease_state == "standby" and lease.acquire() is None:
+            with self._life:
+                if stopping.is_set():
+                    lease.release()
+                    return
+                self._lease_state, self._refusal = "held", None
+                self.poller.start()
+            log.warning(
+                "progress hub: %s took over the lease on %s and serves streams now",
+                lease.holder,
+                lease.url,
+            )
+
     def stop(self, timeout: float | None = None) -> bool:
         """Stop consuming and close every subscription (in fan-out mode: unsubscribe and
-        delete the instance queue); returns whether the poller stopped within ``timeout``."""
+        delete the instance queue; on the shared queue: give its lease up); returns whether
+        the poller stopped within ``timeout``."""
         with self._life:
             _running.discard(self)
             self._stopping.set()
             self._wake.set()
             mine = self._pid is None or self._pid == os.getpid()
-            # The keeper first: once it has returned, it replaces neither queue nor poller.
-            if self._keeper is not None and mine:
-                self._keeper.join(timeout)
-            with self._swap:
-                poller, instance, self._instance = self._poller, self._instance, None
-            stopped = poller.stop(timeout) if mine and poller is not None else True
+            keeper = self._keeper if mine else None
+        if keeper is not None:
+            # The keeper first, and outside the locks: the lease keeper takes ``_life`` to
+            # step down or take over, the instance keeper ``_swap`` to replace a lost queue.
+            # Once it has returned it replaces neither queue nor poller nor lease state.
+            keeper.join(timeout)
+        with self._life, self._swap:
+            poller, instance, self._instance = self._poller, self._instance, None
+        # Unlocked too: a message handler logging gaps takes ``_life``.
+        stopped = poller.stop(timeout) if mine and poller is not None else True
+        with self._life:
+            # Only once the poller stopped: another hub may take the lease as soon as it goes.
+            if self._lease is not None and mine and self._lease_state == "held":
+                try:
+                    self._lease.release()
+                except Exception as exc:
+                    # At exit the endpoint may be gone already: no traceback, the lease expires.
+                    log.warning("progress hub: releasing the lease failed (%s); it expires", exc)
+            if mine and self._lease_state != "none":
+                self._lease_state = "none"
             if instance is not None and mine:
                 instance.close()
         self._fanout.close("the progress hub stopped")
@@ -388,9 +536,13 @@ class ProgressHub:
         fresh = self._new_instance()
         with self._swap:
             if not self._stopping.is_set():
-                old_poller, self._poller = self._poller, None
+                # Not through the ``poller`` property, which takes ``_life``: stop() holds it
+                # while it waits for ``_swap``. ``_poller`` is never None meanwhile, so no
+                # other thread makes a poller for the old queue.
                 self._instance = fresh
-                self.poller.start()
+                new_poller = self._new_poller()
+                old_poller, self._poller = self._poller, new_poller
+                new_poller.start()
                 self._lost = None
                 self._recreated += 1
         if self._instance is not fresh:  # stop() came first: it closes the old one
@@ -426,11 +578,14 @@ class ProgressHub:
         self._instance = None
         self._keeper = None
         self._swap = threading.Lock()  # the parent's may have been held at the fork
-        self._fanout = FanOut(self.buffer_size, self.replay_size, self.max_channels)
+        self._fanout = self._new_fanout()
         self._pid = None
         self.start()
 
     def _forked_in_parent(self) -> None:
+        if not self.fanout_mode and self._lease_state in ("held", "standby", "unleased"):
+            self._stop_forked_parent()
+            return
         if not self._warned_fork:
             self._warned_fork = True
             log.warning(
@@ -440,6 +595,29 @@ class ProgressHub:
                 os.getpid(),
                 self.queue_url,
             )
+
+    def _stop_forked_parent(self) -> None:
+        """A process that forks after starting its hub on the shared queue is a master
+        (gunicorn ``--preload``): its children serve, so it must not read their events."""
+        why = (
+            f"process {os.getpid()} forked after starting its progress hub, so it stopped "
+            f"reading {self.progress.address} (a gunicorn --preload master serves no streams "
+            "and must not take the workers' events). Start the hub in each worker (gunicorn "
+            "post_fork hook, or the ASGI lifespan), or set sqs.progressFanout to 'sns'"
+        )
+        self._stopping.set()
+        if self._poller is not None:
+            # What the long poll in flight brings is released (visibility 0), not handled.
+            self._poller.request_stop()
+        was_held = self._lease_state == "held"
+        self._lease_state = "forked"
+        self._refusal = (HubForkedError, why)
+        log.warning("progress hub: %s", why)
+        if was_held and self._lease is not None:
+            try:
+                self._lease.release()
+            except Exception as exc:
+                log.warning("progress hub: releasing the lease failed (%s); it expires", exc)
 
     def __enter__(self) -> ProgressHub:
         return self.start()
@@ -451,36 +629,76 @@ class ProgressHub:
     def poller(self) -> QueuePoller:
         """The queue poller under the hub (for its stats and settings); made when first
         needed, at :meth:`start` at the latest."""
-        if self._poller is None:
-            url = self.queue_url
-            if url is None:
-                raise ConfigError(
-                    "the hub's instance queue exists once the hub started: call start() first"
-                )
-            self._poller = QueuePoller(
-                self.sqs,
-                url,
-                self._on_message,
-                concurrency=self.concurrency,
-                max_in_flight=self.max_in_flight,
-                wait_time_seconds=self.wait_time_seconds,
-                visibility_timeout=self.visibility_timeout,
-                drain_timeout=self.drain_timeout,
-                name="transflow-hub",
-                on_receive_error=(
-                    functools.partial(self._receive_failed, self._instance)
-                    if self._instance is not None
-                    else None
-                ),
+        with self._life:  # the lease keeper may make it at the same time
+            if self._poller is None:
+                self._poller = self._new_poller()
+            return self._poller
+
+    def _new_poller(self) -> QueuePoller:
+        """A poller of :attr:`queue_url` (the current instance queue in fan-out mode)."""
+        url = self.queue_url
+        if url is None:
+            raise ConfigError(
+                "the hub's instance queue exists once the hub started: call start() first"
             )
-        return self._poller
+        return QueuePoller(
+            self.sqs,
+            url,
+            self._on_message,
+            concurrency=self.concurrency,
+            max_in_flight=self.max_in_flight,
+            wait_time_seconds=self.wait_time_seconds,
+            visibility_timeout=self.visibility_timeout,
+            drain_timeout=self.drain_timeout,
+            name="transflow-hub",
+            on_receive_error=(
+                functools.partial(self._receive_failed, self._instance)
+                if self._instance is not None
+                else None
+            ),
+        )
 
     def stats(self) -> HubStats:
         """Counters since start, and the poller's."""
+        self._report_gaps()
         return HubStats(
             **attrs.asdict(self._fanout.stats()),
             poller=self._poller_stats(),
             instance_recreated=self._recreated,
+            lease=self._lease_state,
+        )
+
+    def _report_gaps(self) -> None:
+        """Log the gaps found, at ERROR once per ``gap_log_every`` seconds (not per event)."""
+        news, channel = self._fanout.take_gaps()
+        if not news:
+            return
+        now = time.monotonic()
+        with self._life:
+            self._gaps_unlogged += news
+            if self._gaps_logged_at is not None and now - self._gaps_logged_at < self.gap_log_every:
+                return
+            count, self._gaps_unlogged, self._gaps_logged_at = self._gaps_unlogged, 0, now
+        if self.fanout_mode:
+            cause = (
+                "the processor could not send them (its log says 'were not sent'), or they "
+                "were removed from this instance's queue"
+            )
+        else:
+            cause = (
+                f"most likely another process reads the progress queue {self.progress.address} "
+                "and took them (a second stream process: gunicorn -w N, uvicorn --workers N, "
+                "another server with the same config); else the processor could not send "
+                "them (its log says 'were not sent'). Run one stream process per progress "
+                "queue, or set sqs.progressFanout to 'sns'"
+            )
+        log.error(
+            "progress hub: %d progress events never arrived (seqs of an attempt missing for "
+            "%.0fs while later ones came; latest on %s): %s",
+            count,
+            self.gap_wait,
+            channel,
+            cause,
         )
 
     def _poller_stats(self) -> PollerStats:
@@ -491,14 +709,15 @@ class ProgressHub:
 
     def emit_metrics(self) -> HubStats:
         """Write the hub's metrics in CloudWatch EMF (:mod:`transflow._aws.emf`): connected
-        subscribers now, events delivered, subscribers cut off for lagging and instance
-        queues made anew since the last call. Call it on a timer (every minute, say); returns
-        the stats it read."""
+        subscribers now, events delivered, subscribers cut off for lagging, events that never
+        arrived (gaps) and instance queues made anew since the last call. Call it on a timer
+        (every minute, say); returns the stats it read."""
         stats = self.stats()
-        last = self._emitted or {"delivered": 0, "lagged": 0, "recreated": 0}
+        last = self._emitted or {"delivered": 0, "lagged": 0, "gaps": 0, "recreated": 0}
         self._emitted = {
             "delivered": stats.delivered,
             "lagged": stats.lagged,
+            "gaps": stats.gaps,
             "recreated": stats.instance_recreated,
         }
         emit(
@@ -506,6 +725,7 @@ class ProgressHub:
                 "ConnectedSubscribers": (stats.subscribers, "Count"),
                 "EventsDelivered": (stats.delivered - last["delivered"], "Count"),
                 "LaggedSubscribers": (stats.lagged - last["lagged"], "Count"),
+                "ProgressGaps": (stats.gaps - last["gaps"], "Count"),
                 "InstanceQueuesRecreated": (
                     stats.instance_recreated - last["recreated"],
                     "Count",
@@ -543,6 +763,9 @@ class ProgressHub:
             with self._life:
                 if self._pid is not None and self._pid != os.getpid():
                     self._restart_in_child()
+        refusal = self._refusal
+        if refusal is not None:
+            raise refusal[0](refusal[1])
         sub = self._fanout.subscribe(channel, last_event_id, buffer_size=buffer_size)
         if upload_id is not None and self.snapshot_source is not None and _unseen(sub.snapshot):
             try:
@@ -562,6 +785,7 @@ class ProgressHub:
         # a released poison message would block its upload's FIFO group until it expires.
         try:
             self.dispatch(ProgressEvent.from_json(message.body))
+            self._report_gaps()
         except (EventFormatError, ChannelError) as exc:
             self._malformed(message, str(exc))
         except Exception as exc:  # a bug must not block the upload either

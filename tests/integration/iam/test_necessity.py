@@ -24,6 +24,7 @@ NEEDED = [
     ("processor", "WriteOutputs"),
     ("processor", "ReadClaimChecks"),
     ("stream", "ConsumeProgress"),
+    ("stream", "LeaseProgressQueue"),
     ("stream", "ReadStatusRecords"),
     ("operator", "ManageQueues"),
     ("operator", "RecoverFailedJobs"),
@@ -81,7 +82,11 @@ def test_every_statement_is_proven_needed_or_says_why_not() -> None:
         for role, document in fanout.by_role().items()
         for statement in document["Statement"]
     }
-    replaced = {("processor", "PublishProgress"), ("stream", "ConsumeProgress")}
+    replaced = {
+        ("processor", "PublishProgress"),
+        ("stream", "ConsumeProgress"),
+        ("stream", "LeaseProgressQueue"),
+    }
     assert in_fanout == (generated - replaced) | set(NEEDED_FANOUT)
 
 

@@ -315,6 +315,9 @@ def sse_server(stack: Stack) -> Iterator[str]:
         ) as hub,
         wsgi_server(wsgi_app(hub, heartbeat=0.5, secret=STREAM_SECRET)) as base,
     ):
+        # The hub lease on the shared queue: without it a second stream process would go
+        # unnoticed (the hub reads on, "unleased", and logs an ERROR).
+        assert hub.stats().lease == "held", stack.roles["stream"].denied
         yield base
 
 
