@@ -6,7 +6,7 @@ import functools
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,12 @@ class _Runtime:
 
     def remaining_time(self) -> float:
         return self.left
+
+    def recorded_outputs(self) -> Mapping[str, Sequence[OutputFile]]:
+        return {"encode": self.outputs}
+
+    def fetch_output(self, output: OutputFile, local_path: Path) -> None:
+        local_path.write_bytes(b"fetched " + output.key.encode())
 
 
 def _context(tmp_path: Path, runtime: _Runtime) -> StepContext:

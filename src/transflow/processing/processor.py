@@ -27,7 +27,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -113,6 +113,12 @@ class _JobRun:
 
     def remaining_time(self) -> float:
         return self.deadline() if self.deadline is not None else math.inf
+
+    def recorded_outputs(self) -> Mapping[str, Sequence[OutputFile]]:
+        return self.outputs
+
+    def fetch_output(self, output: OutputFile, local_path: Path) -> None:
+        self.storage.fetch_output(output.bucket, output.key, local_path)
 
 
 def _never() -> bool:
