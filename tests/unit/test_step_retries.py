@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import botocore.exceptions
 import pytest
@@ -21,10 +22,11 @@ class Flaky(Exception):
 
 
 def client_error(code: str, status: int) -> botocore.exceptions.ClientError:
-    return botocore.exceptions.ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "GetObject",
-    )
+    response: Any = {
+        "Error": {"Code": code, "Message": "m"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return botocore.exceptions.ClientError(response, "GetObject")
 
 
 RETRY = StepRetry(on=(Flaky, botocore.exceptions.ClientError), attempts=3)
