@@ -6,8 +6,10 @@ ReportBatchItemFailures (the batch loop is :mod:`transflow._aws.lambda_batch`);
 (:mod:`transflow._aws.poller`) calls; :meth:`JobProcessor.run_job` runs a parsed job.
 
 A job: read the status record (a finished job is not run again), mark it executing, download
-the inputs into a temporary directory, run the steps in order with a :class:`StepContext`,
-write the status record, publish ``done`` (or ``error``), POST the webhook. A failure raises
+the inputs into a temporary directory, run the steps in order with a :class:`StepContext`
+(skipping those a previous delivery of the same job checkpointed, retrying a step in place
+when it declares a :class:`~.retries.StepRetry`, checkpointing each in the record), write the
+status record, publish ``done`` (or ``error``), POST the webhook. A failure raises
 :class:`JobFailedError`, so the message returns through its visibility timeout and the
 queue's redrive policy dead-letters it after ``maxReceiveCount`` deliveries.
 
