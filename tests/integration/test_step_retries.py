@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 
 from tests.support.pipeline import (
@@ -12,6 +14,7 @@ from tests.support.pipeline import (
     UPLOADS,
     Queues,
     drain_events,
+    lambda_record,
     make_buckets,
     make_queues,
     put_upload,
@@ -199,3 +202,40 @@ def test_the_retry_stops_at_the_time_budget(
         )
     assert len(tries) == 3
     assert any("out-of-time after 3 tries" in r.getMessage() for r in caplog.records)
+
+
+class _LambdaContext:
+    """Lambda's context object: the milliseconds left before the function's deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+def test_in_lambda_a_retry_never_runs_past_the_remaining_time(
+    aws: LocalAws, queues: Queues, s3: S3Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = TemplateRegistry()
+    late = registry.template("late")
+    tries: list[int] = []
+
+    @late.step(
+        "call",
+        retry=StepRetry(on=(ConnectionResetError,), attempts=5, initial=2, jitter=False),
+    )
+    def call(ctx: StepContext) -> None:
+        tries.append(1)
+        raise ConnectionResetError("down")
+
+    proc = attrs.evolve(processor(registry, aws, queues), time_margin=1.0)
+    job = job_for(s3, "late")
+    # 6.5 s left: a first wait of 2 s would leave less than the 5 s reserve.
+    with caplog.at_level(logging.WARNING, "transflow.processing.retries"):
+        response = proc.handle(
+            {"Records": [lambda_record(job.to_json(), "m-1", "up-1")]}, _LambdaContext(6.5)
+        )
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert tries == [1]
+    assert any("out-of-time after 1 tries" in r.getMessage() for r in caplog.records)

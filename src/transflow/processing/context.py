@@ -233,7 +233,8 @@ class StepContext:
         """A local copy of output ``name`` that an earlier step of this job wrote with
         :meth:`upload_result`: its file when that step ran in this delivery, else a download
         (the delivery resumed after that step's checkpoint). Pass files between steps this
-        way: a resumed delivery starts without the earlier steps' local files."""
+        way: a resumed delivery starts without the earlier steps' local files. Leave a file
+        unchanged once uploaded: in the same delivery the copy is a hard link to it."""
         found = [
             output
             for outputs in self._runtime.recorded_outputs().values()
