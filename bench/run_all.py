@@ -9,7 +9,15 @@ import argparse
 import logging
 import time
 
-from bench import big_upload, cold_import, cost, fanout, fanout_instances, throughput
+from bench import (
+    big_upload,
+    checkpoints,
+    cold_import,
+    cost,
+    fanout,
+    fanout_instances,
+    throughput,
+)
 from bench.common import serve
 
 
@@ -34,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             ep, instances=(1, 2, 4), subscribers=1000, channels=50, entry_failure_every=50
         )
         big_upload.run(ep, files=10_000 if args.full else 2_000)
+        checkpoints.run(ep, jobs=100 if args.full else 40)
     # No endpoint: fresh interpreters importing each Lambda handler, after the rest is done.
     cold_import.run(rounds=100 if args.full else 40)
     print(f"all benchmarks: {time.perf_counter() - started:.0f} s")

@@ -112,6 +112,7 @@ if TYPE_CHECKING:
         ProgressPublisher as ProgressPublisher,
         ProgressStream as ProgressStream,
     )
+    from transflow.processing.retries import StepRetry as StepRetry
     from transflow.processing.status import AssemblyStatus as AssemblyStatus
     from transflow.processing.templates import (
         Template as Template,
@@ -195,6 +196,7 @@ _HOMES: dict[str, str] = {
     "JobProcessor": "transflow.processing.processor",
     "ProgressPublisher": "transflow.processing.progress",
     "ProgressStream": "transflow.processing.progress",
+    "StepRetry": "transflow.processing.retries",
     "AssemblyStatus": "transflow.processing.status",
     "Template": "transflow.processing.templates",
     "TemplateRegistry": "transflow.processing.templates",

@@ -8,7 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
-from bench import big_upload, cold_import, cost, fanout, fanout_instances, soak, throughput
+from bench import (
+    big_upload,
+    checkpoints,
+    cold_import,
+    cost,
+    fanout,
+    fanout_instances,
+    soak,
+    throughput,
+)
 from bench.common import Endpoint
 
 from transflow.cli.local import LocalAws
@@ -40,6 +49,15 @@ def test_cost(ep: Endpoint, tmp_path: Path) -> None:
     assert data["transflow"]["completed"] == 2
     assert data["transflow"]["saw_done"] == 2
     _written(tmp_path, "cost")
+
+
+def test_checkpoints(ep: Endpoint, tmp_path: Path) -> None:
+    data = checkpoints.run(ep, jobs=2, step_seconds=0.0, output_bytes=16, out=tmp_path, quiet=True)
+    on, off = data["killed"]
+    assert on["steps_run_again"] == ["package"]  # only the unfinished step
+    assert off["redone_steps"] == 4
+    assert data["put_per_job"] == 3
+    _written(tmp_path, "checkpoints")
 
 
 def test_big_upload(ep: Endpoint, tmp_path: Path) -> None:

@@ -159,7 +159,9 @@ def test_a_job_runs_through_two_steps(
     # Batched at step starts and at done: 3 calls for 13 events, no single sends.
     assert requests.count("SendMessageBatch") == 3
     assert requests.count("SendMessage") == 0
-    assert requests.count("PutObject", "s3") == 5 + 2  # outputs + executing + completed
+    # outputs + executing + the checkpoint of the first step + completed (the last step's
+    # checkpoint is the completion record)
+    assert requests.count("PutObject", "s3") == 5 + 2 + 1
 
 
 def test_fifo_vector_fails_exactly_the_malformed_message(

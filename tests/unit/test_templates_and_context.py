@@ -6,7 +6,7 @@ import functools
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,12 @@ class _Runtime:
 
     def remaining_time(self) -> float:
         return self.left
+
+    def recorded_outputs(self) -> Mapping[str, Sequence[OutputFile]]:
+        return {"encode": self.outputs}
+
+    def fetch_output(self, output: OutputFile, local_path: Path) -> None:
+        local_path.write_bytes(b"fetched " + output.key.encode())
 
 
 def _context(tmp_path: Path, runtime: _Runtime) -> StepContext:
@@ -415,3 +421,18 @@ def _offline_processor() -> JobProcessor:
         progress=ProgressQueue("http://127.0.0.1:9/q.fifo"),
         output_bucket="out",
     )
+
+
+def test_result_file_links_an_output_of_this_delivery_and_fetches_one_of_an_earlier(
+    tmp_path: Path,
+) -> None:
+    runtime = _Runtime()
+    ctx = _context(tmp_path, runtime)
+    made = ctx.path("clip.mp3")
+    made.write_bytes(b"ID3")
+    ctx.upload_result(made, "audio/clip.mp3")
+    assert ctx.result_file("audio/clip.mp3").read_bytes() == b"ID3"  # no fetch
+    runtime.outputs.append(OutputFile("earlier", "old.txt", "out", PREFIX + "old.txt", 3, "t"))
+    assert ctx.result_file("old.txt").read_bytes() == b"fetched " + (PREFIX + "old.txt").encode()
+    with pytest.raises(StepUsageError, match="no earlier step"):
+        ctx.result_file("never.txt")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -40,6 +41,9 @@ from transflow.processing.status import (
 )
 from transflow.processing.storage import InputUnavailableError
 
+if TYPE_CHECKING:
+    from transflow.processing.templates import Step
+
 __all__ = [
     "Attempt",
     "Conflict",
@@ -52,7 +56,9 @@ __all__ = [
     "decide_failure",
     "failure_code",
     "previous_verdict",
+    "recorded_outputs",
     "result_count",
+    "resumable_steps",
 ]
 
 # Most specific first: the first match names the failure.
@@ -103,6 +109,45 @@ def previous_verdict(previous: AssemblyStatus | None, fingerprint: str) -> Verdi
     if previous.job_fingerprint != fingerprint:
         return Verdict.RERUN_CHANGED
     return Verdict.REPLAY
+
+
+def resumable_steps(
+    previous: AssemblyStatus | None, fingerprint: str, steps: Sequence[Step]
+) -> tuple[str, ...]:
+    """The steps a delivery of the job ``fingerprint`` need not run again: the longest run
+    of the template's first steps that a previous delivery of this very job checkpointed.
+    It stops at the first step that opted out (``checkpoint=False``), since the steps after
+    it may depend on what it does this time. The caller still checks that their outputs
+    exist."""
+    if previous is None or previous.completed or previous.job_fingerprint != fingerprint:
+        return ()
+    done = set(previous.checkpoints)
+    skipped: list[str] = []
+    for step in steps:
+        if not step.checkpoint or step.name not in done:
+            break
+        skipped.append(step.name)
+    return tuple(skipped)
+
+
+def _results(outputs: Mapping[str, Iterable[OutputFile]]) -> dict[str, tuple[ResultRecord, ...]]:
+    return {
+        step: tuple(
+            ResultRecord(
+                o.name, o.bucket, o.key, o.size, o.content_type, o.etag, f"s3://{o.bucket}/{o.key}"
+            )
+            for o in written
+        )
+        for step, written in outputs.items()
+    }
+
+
+def recorded_outputs(previous: AssemblyStatus, step: str) -> tuple[OutputFile, ...]:
+    """The outputs a previous delivery recorded for ``step``, as the step wrote them."""
+    return tuple(
+        OutputFile(step, r.name, r.bucket, r.key, r.size, r.content_type, r.etag)
+        for r in previous.results.get(step, ())
+    )
 
 
 def completion_stored(stored: AssemblyStatus | None, record: AssemblyStatus) -> bool:
@@ -225,6 +270,20 @@ class Attempt:
         """The attempt while ``step`` runs."""
         return attrs.evolve(self, step=step)
 
+    def checkpointed(
+        self, steps: Sequence[str], outputs: Mapping[str, Iterable[OutputFile]]
+    ) -> Attempt:
+        """The attempt once ``steps`` are finished (run now or reused), with every output
+        written so far: what a checkpoint write records."""
+        results = _results(outputs)
+        record = attrs.evolve(
+            self.record,
+            checkpoints=tuple(steps),
+            results=results,
+            bytes_output=sum(r.size for rs in results.values() for r in rs),
+        )
+        return attrs.evolve(self, record=record)
+
     def steps_done(self) -> Attempt:
         """The attempt once every step ran."""
         return attrs.evolve(self, step=None)
@@ -249,21 +308,7 @@ class Attempt:
     ) -> AssemblyStatus:
         """The final status record: ``ok`` (completed) or ``error``/``message`` (failed),
         with the outputs each step wrote and the time the attempt took."""
-        results = {
-            step: tuple(
-                ResultRecord(
-                    o.name,
-                    o.bucket,
-                    o.key,
-                    o.size,
-                    o.content_type,
-                    o.etag,
-                    f"s3://{o.bucket}/{o.key}",
-                )
-                for o in written
-            )
-            for step, written in outputs.items()
-        }
+        results = _results(outputs)
         return attrs.evolve(
             self.record,
             ok=ok,

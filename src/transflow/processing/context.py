@@ -1,9 +1,10 @@
 """What a step sees and may do: :class:`StepContext`.
 
-A step gets its job, its inputs as local files, where its outputs go, and four verbs:
-``upload_result``, ``progress``, ``publish`` and ``run``. The context does no AWS I/O itself:
-the processor hands it a :class:`JobRuntime` that stores outputs and sends events, so the
-rules here (which output names are allowed, what an event may carry) are plain code.
+A step gets its job, its inputs as local files, where its outputs go, and five verbs:
+``upload_result``, ``result_file``, ``progress``, ``publish`` and ``run``. The context does
+no AWS I/O itself: the processor hands it a :class:`JobRuntime` that stores outputs and
+sends events, so the rules here (which output names are allowed, what an event may carry)
+are plain code.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import math
 import mimetypes
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -135,6 +137,12 @@ class JobRuntime(Protocol):
     def remaining_time(self) -> float:
         """Seconds left before the Lambda deadline (``math.inf`` outside Lambda)."""
 
+    def recorded_outputs(self) -> Mapping[str, Sequence[OutputFile]]:
+        """The outputs of the job so far, by step (with those of resumed steps)."""
+
+    def fetch_output(self, output: OutputFile, local_path: Path) -> None:
+        """Download an output to ``local_path``."""
+
 
 def _json_value(name: str, value: object) -> JsonValue:
     try:
@@ -204,11 +212,45 @@ class StepContext:
         etag = self._runtime.store_output(path, self.output.bucket, key, kind)
         result = OutputFile(self.step, name, self.output.bucket, key, size, kind, etag)
         self._runtime.record_output(result)
+        self._keep_local(path, name)
         self._runtime.emit(
             ProgressType.OUTPUT,
             {"step": self.step, "name": name, "bucket": self.output.bucket, "key": key},
         )
         return result
+
+    def _keep_local(self, path: Path, name: str) -> None:
+        # Later steps of this delivery get it from result_file without a download.
+        kept = self.work_dir / "results" / name
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.unlink(missing_ok=True)
+        try:
+            os.link(path, kept)
+        except OSError:
+            shutil.copyfile(path, kept)
+
+    def result_file(self, name: str) -> Path:
+        """A local copy of output ``name`` that an earlier step of this job wrote with
+        :meth:`upload_result`: its file when that step ran in this delivery, else a download
+        (the delivery resumed after that step's checkpoint). Pass files between steps this
+        way: a resumed delivery starts without the earlier steps' local files. Leave a file
+        unchanged once uploaded: in the same delivery the copy is a hard link to it."""
+        found = [
+            output
+            for outputs in self._runtime.recorded_outputs().values()
+            for output in outputs
+            if output.name == name
+        ]
+        if not found:
+            raise StepUsageError(
+                f"result_file({name!r}): no earlier step of this job wrote an output called "
+                f"{name!r}; write it with ctx.upload_result(path, {name!r}) first"
+            )
+        kept = self.work_dir / "results" / name
+        if not kept.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            self._runtime.fetch_output(found[-1], kept)
+        return kept
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far this step is (0-100). Sent within the publisher's flush delay."""

@@ -6,8 +6,10 @@ ReportBatchItemFailures (the batch loop is :mod:`transflow._aws.lambda_batch`);
 (:mod:`transflow._aws.poller`) calls; :meth:`JobProcessor.run_job` runs a parsed job.
 
 A job: read the status record (a finished job is not run again), mark it executing, download
-the inputs into a temporary directory, run the steps in order with a :class:`StepContext`,
-write the status record, publish ``done`` (or ``error``), POST the webhook. A failure raises
+the inputs into a temporary directory, run the steps in order with a :class:`StepContext`
+(skipping those a previous delivery of the same job checkpointed, retrying a step in place
+when it declares a :class:`~.retries.StepRetry`, checkpointing each in the record), write the
+status record, publish ``done`` (or ``error``), POST the webhook. A failure raises
 :class:`JobFailedError`, so the message returns through its visibility timeout and the
 queue's redrive policy dead-letters it after ``maxReceiveCount`` deliveries.
 
@@ -27,7 +29,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -67,13 +69,14 @@ from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Ver
 from transflow.processing.context import OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
+from transflow.processing.retries import run_step
 from transflow.processing.status import AssemblyStatus, now_text, status_record_dict
 from transflow.processing.storage import (
     JobStorage,
     S3JobStorage,
     StatusConflict,
 )
-from transflow.processing.templates import Template, TemplateRegistry
+from transflow.processing.templates import Step, Template, TemplateRegistry
 from transflow.processing.webhooks import WebhookSender
 
 if TYPE_CHECKING:
@@ -112,6 +115,12 @@ class _JobRun:
 
     def remaining_time(self) -> float:
         return self.deadline() if self.deadline is not None else math.inf
+
+    def recorded_outputs(self) -> Mapping[str, Sequence[OutputFile]]:
+        return self.outputs
+
+    def fetch_output(self, output: OutputFile, local_path: Path) -> None:
+        self.storage.fetch_output(output.bucket, output.key, local_path)
 
 
 def _never() -> bool:
@@ -451,6 +460,8 @@ class _AttemptRunner:
     """The status record's ETag as this attempt last read or wrote it: every write of the
     record is conditional on it."""
     duplicate: AssemblyStatus | None = None
+    previous: AssemblyStatus | None = None
+    """The record a previous delivery left (its checkpoints let this one resume)."""
 
     @property
     def storage(self) -> JobStorage:
@@ -493,6 +504,7 @@ class _AttemptRunner:
         assert self.state.bucket is not None
         stored = self.storage.read_status(self.state.bucket, self.state.record_key)
         previous, self.etag = stored.record, stored.etag
+        self.previous = previous
         verdict = self.state.verdict(previous)
         if verdict is Verdict.RERUN_CHANGED:
             log.info(
@@ -520,6 +532,9 @@ class _AttemptRunner:
         if not template.steps:
             raise EmptyTemplateError(template.template_id)
         self._check_cancelled()
+        reused = self._reusable(template, bucket)
+        if reused:
+            self.state = self.state.checkpointed(reused, self.runtime.outputs)
         try:
             self.etag = self.storage.put_status_record(
                 bucket, self.state.record_key, self.state.record, if_match=self.etag
@@ -527,40 +542,145 @@ class _AttemptRunner:
         except StatusConflict:
             # Another delivery wrote the record since it was read: it holds the job.
             raise LeaseLostError(self.job.upload_id, None) from None
+        extra: dict[str, Any] = {"attempt": self.state.attempt, "objects": len(self.job.objects)}
+        if reused:
+            extra["resumed"] = len(reused)
         self.stream.emit(
             ProgressType.START,
             template_id=self.job.template_id,
             key=self.job.objects[0].key,
-            extra={"attempt": self.state.attempt, "objects": len(self.job.objects)},
+            extra=extra,
         )
         with tempfile.TemporaryDirectory(prefix="transflow-", dir=self.processor.work_dir) as tmp:
             work_dir = Path(tmp)
             inputs = self.storage.download_inputs(self.job, work_dir / "inputs")
             self.state = self.state.with_inputs(inputs)
             location = OutputLocation(bucket, self.state.output_prefix)
-            for step in template.steps:
+            unbroken = True  # every step so far checkpointed: a checkpoint can be resumed
+            for index, step in enumerate(template.steps):
                 self._check_cancelled()
                 self.state = self.state.entering(step.name)
+                if step.name in reused:
+                    self._replay_step(step.name)
+                    continue
                 self.stream.emit(ProgressType.STEP_START, step=step.name)
-                step.func(
-                    StepContext(
-                        self.job,
-                        template.template_id,
-                        step.name,
-                        inputs,
-                        work_dir,
-                        location,
-                        self.state.attempt,
-                        self.runtime,
-                    )
+                context = StepContext(
+                    self.job,
+                    template.template_id,
+                    step.name,
+                    inputs,
+                    work_dir,
+                    location,
+                    self.state.attempt,
+                    self.runtime,
                 )
+                self._run_step(step, context)
                 self.stream.emit(ProgressType.STEP_DONE, step=step.name)
+                unbroken = unbroken and step.checkpoint
+                # The last step's checkpoint is the completion record, written next.
+                if unbroken and index < len(template.steps) - 1:
+                    self._checkpoint(bucket, step.name)
             self.state = self.state.steps_done()
         self._check_cancelled()
         self.state = attempts.complete(
             self.state, self.runtime.outputs, duration=self._elapsed(), now=now_text()
         )
         self._save_completed(bucket)
+
+    def _reusable(self, template: Template, bucket: str) -> tuple[str, ...]:
+        """The first steps a previous delivery of this job finished whose outputs are still
+        as it recorded them (one HeadObject each); their outputs join this attempt's."""
+        steps = attempts.resumable_steps(
+            self.previous, self.state.record.job_fingerprint, template.steps
+        )
+        if not steps:
+            return ()
+        assert self.previous is not None
+        reused: list[str] = []
+        for name in steps:
+            outputs = attempts.recorded_outputs(self.previous, name)
+            changed = [
+                o.key
+                for o in outputs
+                if not self.storage.output_unchanged(o.bucket, o.key, o.etag, o.size)
+            ]
+            if changed:
+                log.warning(
+                    "upload %s: output %s of checkpointed step %r is missing or changed; "
+                    "running from that step",
+                    self.job.upload_id,
+                    changed[0],
+                    name,
+                )
+                break
+            reused.append(name)
+            if outputs:
+                self.runtime.outputs[name] = list(outputs)
+        if reused:
+            log.info(
+                "upload %s: resuming attempt %d after checkpointed steps %s",
+                self.job.upload_id,
+                self.state.attempt,
+                reused,
+            )
+        return tuple(reused)
+
+    def _replay_step(self, name: str) -> None:
+        """The events of a step a previous delivery finished, so a browser's bar is right."""
+        self.stream.emit(ProgressType.STEP_START, step=name, extra={"checkpoint": True})
+        for output in self.runtime.outputs.get(name, ()):
+            self.stream.emit(
+                ProgressType.OUTPUT,
+                step=name,
+                name=output.name,
+                bucket=output.bucket,
+                key=output.key,
+                extra={"checkpoint": True},
+            )
+        self.stream.emit(ProgressType.STEP_DONE, step=name, extra={"checkpoint": True})
+
+    def _run_step(self, step: Step, context: StepContext) -> None:
+        def once() -> None:
+            # A retried step writes its outputs again: only the last try's are recorded.
+            self.runtime.outputs.pop(step.name, None)
+            step.func(context)
+
+        def announce(next_try: int, wait: float, exc: BaseException) -> None:
+            assert step.retry is not None
+            self.stream.emit(
+                ProgressType.PROGRESS,
+                step=step.name,
+                message=f"retrying after {type(exc).__name__}: {exc}"[:500],
+                extra={
+                    "retrying": True,
+                    "try": next_try,
+                    "attempts": step.retry.attempts,
+                    "delay": round(wait, 3),
+                    "error": type(exc).__name__,
+                },
+            )
+            self.stream.flush()  # the browser hears of it before the wait, not after
+            self._check_cancelled()
+
+        run_step(
+            once,
+            step.retry,
+            step=step.name,
+            remaining=self.runtime.remaining_time,
+            on_retry=announce,
+        )
+
+    def _checkpoint(self, bucket: str, name: str) -> None:
+        """Record ``name`` finished, with its outputs: one conditional PUT of the record."""
+        self.state = self.state.checkpointed(
+            (*self.state.record.checkpoints, name), self.runtime.outputs
+        )
+        try:
+            self.etag = self.storage.put_status_record(
+                bucket, self.state.record_key, self.state.record, if_match=self.etag
+            )
+        except StatusConflict:
+            raise LeaseLostError(self.job.upload_id, name) from None
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started

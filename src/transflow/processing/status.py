@@ -1,7 +1,8 @@
 """The status record of an upload: a Transloadit-like assembly, JSON in S3.
 
 It lives at ``{output prefix}status.json`` in the output bucket (see :mod:`transflow._wire.keys`),
-is written when a job starts (``ok: ASSEMBLY_EXECUTING``), and again when it ends, with
+is written when a job starts (``ok: ASSEMBLY_EXECUTING``), after each checkpointed step (its
+name joins ``checkpoints``, its outputs ``results``), and again when it ends, with
 ``ok: ASSEMBLY_COMPLETED`` or with ``error`` and ``message``. The same record is the
 completion marker that makes re-delivery of a finished job harmless, the body of webhooks,
 and what ``transflow dlq peek`` shows. Keys are snake_case, as Transloadit writes them.
@@ -83,6 +84,9 @@ class AssemblyStatus:
     step: str | None = None
     uploads: tuple[UploadRecord, ...] = ()
     results: Mapping[str, tuple[ResultRecord, ...]] = attrs.field(factory=dict)
+    checkpoints: tuple[str, ...] = ()
+    """The steps this job finished with their outputs recorded in ``results``, in order: a
+    redelivery of the same job (same fingerprint) resumes after them."""
     bytes_received: int = 0
     bytes_output: int = 0
     execution_duration: float | None = None

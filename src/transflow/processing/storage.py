@@ -96,6 +96,15 @@ class JobStorage(Protocol):
         """Stream a local file to ``bucket``/``key``; return its ETag ("" when unknown)."""
         ...
 
+    def fetch_output(self, bucket: str, key: str, local_path: Path) -> None:
+        """Download an output the job wrote (in an earlier delivery) to ``local_path``."""
+        ...
+
+    def output_unchanged(self, bucket: str, key: str, etag: str, size: int) -> bool:
+        """Whether the output a checkpoint recorded is still there as it was written (same
+        ETag when one was recorded, same size): one HeadObject."""
+        ...
+
     def read_claimed_job(
         self, claim: ClaimCheck, *, max_bytes: int = MAX_CLAIM_CHECK_BYTES
     ) -> ProcessingJob:
@@ -241,6 +250,24 @@ class S3JobStorage:
             return response.get("ETag", "").strip('"')
         self.s3.upload_file(str(local_path), bucket, key, ExtraArgs={"ContentType": content_type})
         return ""
+
+    def fetch_output(self, bucket: str, key: str, local_path: Path) -> None:
+        response = self.s3.get_object(Bucket=bucket, Key=key)
+        with response["Body"] as body, local_path.open("wb") as out:
+            shutil.copyfileobj(body, out, 1024 * 1024)
+
+    def output_unchanged(self, bucket: str, key: str, etag: str, size: int) -> bool:
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if not is_not_found(exc):
+                # Unknown is not unchanged: the step runs again, which is always safe.
+                log.warning(
+                    "checkpointed output s3://%s/%s cannot be checked: %s", bucket, key, exc
+                )
+            return False
+        stored = str(head.get("ETag", "")).strip('"')
+        return (not etag or stored == etag) and head.get("ContentLength") == size
 
     def read_claimed_job(
         self, claim: ClaimCheck, *, max_bytes: int = MAX_CLAIM_CHECK_BYTES

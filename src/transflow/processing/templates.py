@@ -7,6 +7,10 @@
     def transcode(ctx: StepContext) -> None:
         ...
 
+    @audio.step("fetch-cover", retry=StepRetry(on=(OSError,)), checkpoint=False)
+    def fetch_cover(ctx: StepContext) -> None:
+        ...
+
 The processor looks a job's ``templateId`` up in the registry and runs the steps in the order
 they were registered. Pure: no AWS, no I/O.
 """
@@ -21,6 +25,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from transflow.errors import DuplicateTemplateError, TemplateDefinitionError, TemplateNotFoundError
+from transflow.processing.retries import StepRetry
 
 if TYPE_CHECKING:
     from transflow.processing.context import StepContext
@@ -38,10 +43,14 @@ _STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 @attrs.frozen
 class Step:
-    """One step of a template: a name and the function that does the work."""
+    """One step of a template: a name, the function that does the work, whether its
+    completion is checkpointed (a redelivered job then does not run it again) and how it is
+    retried within one delivery (None: not at all)."""
 
     name: str
     func: StepFunction
+    checkpoint: bool = True
+    retry: StepRetry | None = None
 
 
 @attrs.define(eq=False)
@@ -63,8 +72,22 @@ class Template:
         """The steps, in the order they run."""
         return tuple(self._steps)
 
-    def step(self, name: str) -> Callable[[F], F]:
-        """Decorator: register ``func(ctx) -> None`` as the next step, called ``name``."""
+    def step(
+        self, name: str, *, checkpoint: bool = True, retry: StepRetry | None = None
+    ) -> Callable[[F], F]:
+        """Decorator: register ``func(ctx) -> None`` as the next step, called ``name``.
+
+        ``checkpoint=False`` makes a redelivered job run the step again even when a previous
+        delivery finished it (for non-deterministic work); ``retry`` retries it within the
+        delivery on the errors it names (see :class:`StepRetry`)."""
+        if not isinstance(checkpoint, bool):
+            raise TemplateDefinitionError(
+                f"step {name!r}: checkpoint must be True or False, not {checkpoint!r}"
+            )
+        if retry is not None and not isinstance(retry, StepRetry):
+            raise TemplateDefinitionError(
+                f"step {name!r}: retry must be a StepRetry(...), not {retry!r}"[:300]
+            )
         if not isinstance(name, str) or not _STEP_NAME.fullmatch(name):
             raise TemplateDefinitionError(
                 f"step name {name!r} of template {self.template_id!r} is not valid: use 1-64 "
@@ -81,14 +104,21 @@ class Template:
                 raise TemplateDefinitionError(
                     f"@step({name!r}) must decorate a function taking the StepContext"
                 )
-            self._steps.append(Step(name, func))
+            self._steps.append(Step(name, func, checkpoint, retry))
             return func
 
         return register
 
-    def add_step(self, name: str, func: StepFunction) -> None:
+    def add_step(
+        self,
+        name: str,
+        func: StepFunction,
+        *,
+        checkpoint: bool = True,
+        retry: StepRetry | None = None,
+    ) -> None:
         """Register a step without the decorator syntax."""
-        self.step(name)(func)
+        self.step(name, checkpoint=checkpoint, retry=retry)(func)
 
 
 def _check_webhook(
