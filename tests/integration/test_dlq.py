@@ -410,6 +410,7 @@ def test_insisting_on_a_move_task_where_there_is_none_is_an_error(
         redrive(bare_sqs, urls.dlq, urls.processing, use_move_task=True)
 
 
+@pytest.mark.moto_only("moto has no StartMessageMoveTask; LocalStack has one, so it moves")
 def test_the_command_asks_an_endpoint_without_move_task_once_and_says_it_re_sent(
     aws: LocalAws,
     tmp_path: Path,

@@ -186,6 +186,11 @@ def test_a_sweep_removes_dead_instances_and_leaves_live_ones(
     assert publisher.send([ProgressEvent.create("start", upload_id="x", branch="main")], "1").ok
 
 
+@pytest.mark.localstack_xfail(
+    "LocalStack 4.13 never updates a queue's LastModifiedTimestamp (its SQS model has "
+    "update_last_modified, and nothing calls it), so the heartbeat is invisible there and only "
+    "the last-seen tag (the hub's clock) counts: a hub whose clock runs far behind is swept"
+)
 def test_a_sweeper_clock_far_ahead_or_a_hub_clock_far_behind_never_sweeps_a_live_queue(
     tmp_path: Any, aws: LocalAws, sqs: SQSClient, sns: SNSClient
 ) -> None:

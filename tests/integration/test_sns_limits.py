@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.support.faults import BatchTooLong
-from tests.support.pipeline import drain_events
+from tests.support.pipeline import await_events
 from transflow import (
     ProgressDestination,
     ProgressEvent,
@@ -115,7 +115,7 @@ def test_publish_batches_stay_within_sns_limits_when_the_queues_allow_1_mib(
     assert result.ok, result.failed
     assert requests.count("PublishBatch") == len(sizes) >= 2
     assert all(sum(batch) <= SNS_LIMIT and len(batch) <= 10 for batch in sizes), sizes
-    assert [e.seq for e in drain_events(sqs, listener)] == list(range(1, 11))
+    assert [e.seq for e in await_events(sqs, listener, 10)] == list(range(1, 11))
 
 
 def test_a_batch_refused_as_too_long_is_split_and_nothing_is_lost(
@@ -128,7 +128,7 @@ def test_a_batch_refused_as_too_long_is_split_and_nothing_is_lost(
     assert fault.refused >= 1
     assert result.ok, result.failed
     assert sorted(result.succeeded) == sorted(f"up-big:{n}" for n in range(1, 11))
-    assert [e.seq for e in drain_events(sqs, listener)] == list(range(1, 11))
+    assert [e.seq for e in await_events(sqs, listener, 10)] == list(range(1, 11))
 
 
 def test_entries_refused_even_alone_are_reported_failed_logged_and_counted(
@@ -155,6 +155,6 @@ def test_an_event_over_the_topic_limit_is_refused_at_emit_and_the_others_go(
             stream.emit("progress", extra={"blob": "x" * 300_000})
         stream.emit("done")
     assert (stream.sent, stream.refused) == (2, 1)
-    events = drain_events(sqs, listener)
+    events = await_events(sqs, listener, 2)
     assert [e.type.value for e in events] == ["start", "done"]
     assert events[1].seq == (events[0].seq or 0) + 1  # the refused event took no seq

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import struct
+import time
 import wave
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,23 @@ def drain_events(sqs: SQSClient, url: str) -> list[ProgressEvent]:
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
             ],
         )
+
+
+def await_events(
+    sqs: SQSClient, url: str, count: int, deadline: float = 15.0
+) -> list[ProgressEvent]:
+    """The events on ``url`` once ``count`` have arrived (SNS delivers to a subscribed queue
+    asynchronously: on LocalStack, after the publish returns), plus any that came with them;
+    fails after ``deadline`` seconds with what did arrive."""
+    events: list[ProgressEvent] = []
+    end = time.monotonic() + deadline
+    while len(events) < count and time.monotonic() < end:
+        events.extend(drain_events(sqs, url))
+        if len(events) < count:
+            sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=0)
+    events.extend(drain_events(sqs, url))
+    assert len(events) >= count, f"{len(events)} of {count} events arrived in {deadline}s"
+    return events
 
 
 def lambda_record(job_body: str, message_id: str, group: str, count: int = 1) -> dict[str, Any]:
