@@ -179,10 +179,15 @@ def test_the_gunicorn_preload_master_consumes_nothing(
     calls: list[Any] = (tmp_path / "calls.txt").read_text().split("\n")
     deletes = [c for c in calls if c.startswith(master + " Delete")]
     assert deletes == []
-    # No receive begins after the fork (the long poll then in flight releases what it
-    # brings), though the server ran for seconds with a 1 s long poll.
-    forked = calls.index(f"{master} forked")
-    assert f"{master} ReceiveMessage" not in calls[forked:]
+    # The master stops reading at its first fork, though the server ran for seconds with a
+    # 1 s long poll. This app's fork mark is written before the hub's own at-fork hook runs,
+    # so one receive may start between the two (it then releases what it brings); none
+    # starts after the last fork, by which time the hook has run.
+    receive = f"{master} ReceiveMessage"
+    first = calls.index(f"{master} forked")
+    last = len(calls) - 1 - calls[::-1].index(f"{master} forked")
+    assert calls[first:].count(receive) <= 1, calls[first:]
+    assert receive not in calls[last:], calls[first:]
     # Every event is still in the queue for a hub that serves streams.
     left: list[str] = []
     while True:
