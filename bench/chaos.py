@@ -67,10 +67,12 @@ class CallFaults:
         headers = botocore.awsrequest.HTTPHeaders()
         headers["Content-Type"] = "application/x-amz-json-1.0"
         headers["x-amzn-query-error"] = f"{code};Sender"
-        return botocore.awsrequest.AWSResponse(request.url, status, headers, _RawBody(body))
+        return botocore.awsrequest.AWSResponse(request.url, status, headers, RawBody(body))
 
 
-class _RawBody:
+class RawBody:
+    """A response body botocore can read from bytes: what an injected answer carries."""
+
     def __init__(self, data: bytes) -> None:
         self._data = data
 

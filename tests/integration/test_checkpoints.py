@@ -30,6 +30,7 @@ from tests.support.pipeline import (
     make_queues,
     put_upload,
 )
+from tests.support.processes import stop_when_completed
 from tests.support.streaming import wait_until
 from transflow import (
     JobProcessor,
@@ -266,19 +267,9 @@ def test_a_worker_killed_mid_step_is_resumed_by_the_next_one(
     before = etags_of(s3, "outputs", prefix, STEPS[:3])
 
     second = _worker(aws, config, env)
-    try:
-        wait_until(
-            lambda: (
-                (read_status_record(s3, "outputs", status_key("main", "up-9")) or _NONE).completed
-            ),
-            timeout=90,
-            what="the second worker to complete the job",
-        )
-        second.send_signal(signal.SIGTERM)
-        _, err = second.communicate(timeout=60)
-    finally:
-        if second.poll() is None:
-            second.kill()
+    err = stop_when_completed(
+        second, s3, "outputs", status_key("main", "up-9"), what="the second worker to complete it"
+    )
     assert second.returncode == 0, err
 
     assert step_log(step_file) == ["one", "two", "three", "four", "four:hang", "four"]
@@ -292,10 +283,3 @@ def test_a_worker_killed_mid_step_is_resumed_by_the_next_one(
     assert len({(e.channel, e.seq) for e in events}) == len(events)  # the hub drops none
     resumed = [e for e in events if e.type.value == "start" and e.extra.get("resumed")]
     assert [e.extra["resumed"] for e in resumed] == [3]
-
-
-class _NotYet:
-    completed = False
-
-
-_NONE = _NotYet()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from examples.worker import build_worker
+from tests.support.processes import stop_when_completed
 from tests.support.streaming import wait_until
 from transflow import (
     JobProcessor,
@@ -201,30 +201,15 @@ def test_the_worker_command_drains_on_sigterm(
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        wait_until(
-            lambda: (load_status(s3, "outputs", status_key("main", "up-3")) or _NONE).completed,
-            timeout=60,
-            what="the worker process to complete the job",
-        )
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    err = stop_when_completed(
+        process, s3, "outputs", status_key("main", "up-3"), what="the worker to complete the job"
+    )
     assert process.returncode == 0, err
     assert "transflow-worker: stopped (1 received: 1 succeeded" in err  # one human line
     attributes = sqs.get_queue_attributes(QueueUrl=urls.processing, AttributeNames=["All"])[
         "Attributes"
     ]
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
-
-
-class _NotYet:
-    completed = False
-
-
-_NONE = _NotYet()
 
 
 def test_the_installed_command_finds_the_templates_module_in_the_working_directory(
@@ -251,20 +236,9 @@ def test_the_installed_command_finds_the_templates_module_in_the_working_directo
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        wait_until(
-            lambda: (
-                process.poll() is not None
-                or (load_status(s3, "outputs", status_key("main", "up-4")) or _NONE).completed
-            ),
-            timeout=60,
-            what="the worker process to complete the job",
-        )
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    err = stop_when_completed(
+        process, s3, "outputs", status_key("main", "up-4"), what="the worker to complete the job"
+    )
     assert process.returncode == 0, err
     assert "1 received: 1 succeeded" in err
     # botocore's INFO lines are the command's noise, not its news.

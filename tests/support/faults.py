@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 import botocore.awsrequest
+from bench.chaos import RawBody
 
 EntryFault = tuple[str, bool]  # (code, sender fault)
 
@@ -72,18 +73,6 @@ class EntryFaults:
             parsed.setdefault("Failed", []).extend(dropped)
 
 
-class _RawBody:
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, **_: Any) -> Any:
-        yield self._data
-
-    def read(self, *_: Any) -> bytes:
-        data, self._data = self._data, b""
-        return data
-
-
 @attrs.define
 class BatchTooLong:
     """Refuses whole batch calls the way SNS and SQS refuse one whose entries together pass
@@ -116,7 +105,7 @@ class BatchTooLong:
         with self._lock:
             self.refused += 1
         http = botocore.awsrequest.AWSResponse(
-            "https://refused.invalid/", 400, botocore.awsrequest.HTTPHeaders(), _RawBody(b"")
+            "https://refused.invalid/", 400, botocore.awsrequest.HTTPHeaders(), RawBody(b"")
         )
         parsed = {
             "Error": {
