@@ -132,6 +132,12 @@ if TYPE_CHECKING:
         StreamLimits as StreamLimits,
         StreamLimitStats as StreamLimitStats,
     )
+    from transflow.web.assets import (
+        WEB_ASSETS as WEB_ASSETS,
+        WebAsset as WebAsset,
+        web_asset as web_asset,
+        web_static_dir as web_static_dir,
+    )
     # isort: on
 
 # Where each lazily imported public name lives: the one list of the public API besides
@@ -212,6 +218,10 @@ _HOMES: dict[str, str] = {
     "StreamLimitStats": "transflow.streaming.limits",
     "UploadState": "transflow.streaming.snapshot",
     "UploadStatus": "transflow.streaming.snapshot",
+    "WEB_ASSETS": "transflow.web.assets",
+    "WebAsset": "transflow.web.assets",
+    "web_asset": "transflow.web.assets",
+    "web_static_dir": "transflow.web.assets",
 }
 
 # Modules used as namespaces by host code (``sse.stream``, ``sse.bearer_token``).

@@ -50,6 +50,7 @@ __all__ = [
     "UploadError",
     "UploadMetadataError",
     "UploadRefusedError",
+    "WebAssetNotFoundError",
     "WebhookDestinationError",
     "WebhookSignatureError",
 ]
@@ -396,6 +397,12 @@ class HubLeaseHeldError(SubscriptionClosedError):
     progress queue, so this one consumes nothing and serves no streams (SQS would give each
     event to one of them: every browser would see a part). Run one stream process per
     progress queue, or use fan-out mode (``sqs.progressFanout: "sns"``)."""
+
+
+class WebAssetNotFoundError(TransflowError, LookupError):
+    """A name that is not a file of the browser client (``transflow.WEB_ASSETS`` lists
+    them), or a package installed without its files on disk: serve :func:`transflow.web_asset`
+    from a route."""
 
 
 class SseEncodingError(TransflowError, ValueError):

@@ -28,6 +28,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "ops": frozenset(
         {"ops", "processing", "ingest", "_aws", "_wire", "errors", "config", "_version"}
     ),
+    "web": frozenset({"web", "errors"}),
 }
 # Rooms whose modules may import botocore (exceptions, client Config); boto3 itself (making
 # clients) is the host's job, and the CLI's.
