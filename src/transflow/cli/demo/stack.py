@@ -8,7 +8,8 @@ SSE endpoint, a create-upload endpoint and the dev page.
 
 HTTP routes (all JSON unless said):
 
-- ``GET /`` the dev page (HTML); ``GET /app.js`` its script
+- ``GET /`` the dev page (HTML); ``GET /app.js`` its script, which imports ``GET
+  /transflow.js``, the browser client (:mod:`transflow.web.assets`; ``/transflow.d.ts`` too)
 - ``POST /api/uploads`` ``{"templateId", "files": [{"name", "type", "size"}]}`` → upload ticket
 - ``GET /api/uploads/{uploadId}`` the status record and presigned links to the outputs
 - ``GET /events?channel=…&token=…`` Server-Sent Events (``wsgi_app``); the token is
@@ -50,6 +51,7 @@ from transflow.processing.storage import read_status_record
 from transflow.processing.worker import make_worker
 from transflow.streaming.apps import wsgi_app
 from transflow.streaming.hub import ProgressHub
+from transflow.web.assets import WEB_ASSETS, web_asset
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -303,7 +305,8 @@ class DemoStack:
             CORSConfiguration={
                 "CORSRules": [
                     {
-                        "AllowedMethods": ["POST", "GET"],
+                        # PUT: the parts of multipart uploads; their ETag is exposed.
+                        "AllowedMethods": ["POST", "GET", "PUT"],
                         "AllowedOrigins": ["*"],
                         "AllowedHeaders": ["*"],
                         "ExposeHeaders": ["ETag"],
@@ -405,13 +408,17 @@ def _json_response(start_response: Callable[..., Any], status: str, data: object
 
 
 def _static(name: str, content_type: str) -> tuple[bytes, str]:
+    if name in WEB_ASSETS:  # the browser client the package ships, which the page imports
+        asset = web_asset(name)
+        return asset.body, asset.content_type
     data = resources.files("transflow.cli.demo").joinpath("static").joinpath(name).read_bytes()
     return data, content_type
 
 
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
-    "/app.js": ("app.js", "text/javascript"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    **{f"/{name}": (name, "") for name in WEB_ASSETS},
 }
 
 

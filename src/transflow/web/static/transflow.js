@@ -413,7 +413,7 @@ async function callJson(fetchImpl, url, body, headers) {
 
 /** One XMLHttpRequest (fetch cannot report upload progress): resolves with the status and
  * the ETag header for any answer, rejects (retryably) when there was no answer. */
-function send(XHR, method, url, body, { onProgress, track }) {
+function send(XHR, method, url, body, { onProgress, track, wantEtag = false }) {
   return new Promise((resolve, reject) => {
     const xhr = new XHR();
     const untrack = track(xhr);
@@ -421,7 +421,8 @@ function send(XHR, method, url, body, { onProgress, track }) {
     if (xhr.upload) xhr.upload.onprogress = (e) => onProgress(e.loaded, e.total);
     xhr.onload = () => {
       untrack();
-      resolve({ status: xhr.status, etag: xhr.getResponseHeader("ETag"), text: xhr.responseText });
+      // Only part PUTs read the ETag: a header CORS does not expose logs an error in the console.
+      resolve({ status: xhr.status, etag: wantEtag ? xhr.getResponseHeader("ETag") : null, text: xhr.responseText });
     };
     xhr.onerror = () => {
       untrack();
@@ -814,6 +815,7 @@ class UploadTask {
             this.emit();
           },
           track: (xhr) => this.track(xhr),
+          wantEtag: true,
         });
         if (answer.status === 403) {
           urls.forget(n); // expired or refused signature: the retry signs it again

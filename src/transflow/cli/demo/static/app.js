@@ -1,10 +1,14 @@
-// transflow dev page: no build step, no dependencies.
-"use strict";
+// transflow dev page, built on the browser client the package ships (transflow.js): no build
+// step, no dependencies. Uploads resume after a refresh: choose the same files again.
+import { follow, formatBytes, upload } from "./transflow.js";
 
 const uploads = document.getElementById("uploads");
 const chooser = document.getElementById("files");
 const templates = document.getElementById("template");
+const message = document.getElementById("message");
 const WAITING = "uploaded; waiting for the bridge";
+// ?parallel=N: parts in flight at once (the browser test sends one at a time).
+const parallel = Number(new URLSearchParams(globalThis.location ? location.search : "").get("parallel")) || undefined;
 
 // The chooser offers only what the chosen template takes, when its option says (data-accept).
 function restrictChooser() {
@@ -21,22 +25,54 @@ function el(tag, cls, text) {
   return node;
 }
 
-function card(ticket, files) {
+/** Errors go on the page, not into alert(): the page stays usable. */
+export function say(text) {
+  message.textContent = text;
+  message.hidden = !text;
+}
+
+export function card(files) {
   const box = el("div", "upload queued");
-  box.dataset.uploadId = ticket.uploadId;
   const head = el("div", "head");
-  head.append(el("span", "name", `${files.length} file(s): ${files.map((f) => f.name).join(", ")}`));
-  head.append(el("span", "id", ticket.uploadId));
+  const total = files.reduce((sum, f) => sum + f.size, 0);
+  head.append(el("span", "name", `${files.length} file(s), ${formatBytes(total)}: ${files.map((f) => `${f.name} (${formatBytes(f.size)})`).join(", ")}`));
+  const id = el("span", "id", "");
+  head.append(id);
+  const sending = el("div", "bar sending");
+  const sent = el("div", "fill");
+  sending.append(sent);
+  const bytes = el("div", "bytes", `0 B of ${formatBytes(total)} uploaded`);
   const bar = el("div", "bar");
   const fill = el("div", "fill");
   bar.append(fill);
   const state = el("div", "state", "uploading");
   const log = el("div", "log");
   const outputs = el("div", "outputs");
-  box.append(head, bar, state, log, outputs);
+  const abort = el("button", "abort", "abort upload");
+  abort.type = "button";
+  box.append(head, sending, bytes, abort, bar, state, log, outputs);
   uploads.prepend(box);
+  box.dataset.bytesTotal = String(total);
   return {
     box,
+    abortButton: abort,
+    ticket(ticket, resumed) {
+      box.dataset.uploadId = ticket.uploadId;
+      id.textContent = ticket.uploadId;
+      box.dataset.method = ticket.files.map((f) => f.method || "post").join(",");
+      if (resumed) log.textContent = "resuming: only what S3 lacks is sent";
+    },
+    bytes(progress) {
+      const acknowledged = progress.acknowledged;
+      sent.style.width = `${progress.total ? (100 * progress.loaded) / progress.total : 100}%`;
+      bytes.textContent =
+        `${formatBytes(progress.loaded)} of ${formatBytes(progress.total)} uploaded` +
+        (progress.resumed ? ` (${formatBytes(progress.resumed)} already there)` : "");
+      box.dataset.bytesLoaded = String(progress.loaded);
+      box.dataset.bytesAcknowledged = String(acknowledged);
+      box.dataset.bytesSent = String(progress.sent);
+      box.dataset.bytesResumed = String(progress.resumed);
+    },
     show(status) {
       const percent = status.state === "completed" ? 100 : Math.round(status.percent || 0);
       // A failed upload gets a full red bar: a red sliver at 0% would read as grey.
@@ -46,16 +82,28 @@ function card(ticket, files) {
       box.dataset.percent = String(percent);
       // The bridge has the upload once anything happened: the waiting note is stale.
       if (status.state !== "queued" && log.textContent === WAITING) log.textContent = "";
-      const failing = status.state === "error" || status.state === "retrying";
+      const failing = status.state === "error" || status.state === "retrying" || status.state === "cancelled";
       state.textContent = status.state === "error" ? "failed" : `${status.state} ${percent}%`;
       if (failing && status.error) state.textContent += ` — ${status.error}`;
     },
     note(text) { log.textContent = text; },
-    uploaded() { if ((box.dataset.state || "queued") === "queued") log.textContent = WAITING; },
-    async links() {
-      const report = await (await fetch(`api/uploads/${encodeURIComponent(ticket.uploadId)}`)).json();
+    uploaded() {
+      box.dataset.uploaded = "true";
+      abort.remove();
+      if ((box.dataset.state || "queued") === "queued") log.textContent = WAITING;
+    },
+    failed(text) {
+      abort.remove();
+      box.className = "upload error";
+      box.dataset.state = "upload-failed";
+      box.dataset.uploadError = text;
+      state.textContent = `upload failed — ${text}`;
+      log.textContent = "";
+    },
+    async links(uploadId) {
+      const report = await (await fetch(`api/uploads/${encodeURIComponent(uploadId)}`)).json();
       outputs.replaceChildren(...report.outputs.map((o) => {
-        const a = el("a", "output", `${o.key} (${o.bytes} bytes)`);
+        const a = el("a", "output", `${o.key} (${formatBytes(o.bytes)})`);
         a.href = o.url;
         return a;
       }));
@@ -64,90 +112,56 @@ function card(ticket, files) {
   };
 }
 
-function fold(status, event) {
-  // The same folding as transflow.snapshot, for the events that move the bar.
-  let next = { ...status };
-  let finished = status.state === "completed" || status.state === "error";
-  if (event.type === "start" && finished && event.seq > (status.lastSeq ?? Infinity)) {
-    next = { state: "processing", percent: 0 };  // a new run (redriven): not a late copy
-    finished = false;
-  }
-  if (event.seq !== undefined) next.lastSeq = event.seq;
-  if (event.type === "start" && !finished) {
-    // A new attempt: the last one's error and progress are history.
-    next.state = "processing";
-    next.percent = 0;
-    delete next.error;
-  }
-  if (event.type === "progress" && event.percent !== undefined && !finished) next.percent = event.percent;
-  if (["step:start", "progress", "output"].includes(event.type) && status.state === "queued") next.state = "processing";
-  if (event.type === "done") { next.state = "completed"; next.percent = 100; }
-  if (event.type === "error") {
-    if (event.retrying === true && !finished) { next.state = "retrying"; next.error = event.message; }
-    else { next.state = "error"; next.error = event.message || "processing failed"; }
-  }
-  return next;
-}
-
-function follow(ticket, view) {
-  const channel = `upload:${ticket.branch}:${ticket.uploadId}`;
-  // EventSource cannot send headers: the ticket's stream token goes in the query.
-  const query = `channel=${encodeURIComponent(channel)}&token=${encodeURIComponent(ticket.streamToken)}`;
-  const source = new EventSource(`events?${query}`);
-  let status = { state: "queued", percent: 0 };
-  return new Promise((resolve) => {
-    const settle = () => {
-      if (status.state === "completed" || status.state === "error") {
-        source.close();
-        view.links().finally(resolve);
-      }
-    };
-    source.addEventListener("snapshot", (e) => {
-      const snap = JSON.parse(e.data);
-      if (snap.state !== "queued") status = { ...status, ...snap };
-      view.show(status);
-      settle();
-    });
-    source.onmessage = (e) => {
-      const event = JSON.parse(e.data);
-      status = fold(status, event);
+function watch(ticket, view) {
+  return follow(ticket, ticket.streamToken, {
+    url: "events",
+    onStatus: (status, cause) => {
       // An error's message is on the state line already.
-      if (event.message && event.type !== "error") view.note(event.message);
+      if (cause && cause.message && cause.type && cause.type !== "error") view.note(cause.message);
       view.show(status);
-      settle();
-    };
-    // EventSource reconnects by itself, sending Last-Event-ID.
+    },
   });
-}
-
-async function postFile(target, file) {
-  const form = new FormData();
-  for (const [name, value] of Object.entries(target.fields)) form.append(name, value);
-  form.append("file", file);  // last: S3 ignores fields after the file
-  const response = await fetch(target.url, { method: "POST", body: form });
-  if (!response.ok) throw new Error(`S3 refused ${file.name}: ${response.status}`);
 }
 
 document.getElementById("upload-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const files = Array.from(chooser.files);
   if (!files.length) return;
-  chooser.value = "";  // ready for the next upload; the card lists these files
-  const templateId = templates.value;
-  const response = await fetch("api/uploads", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ templateId, files: files.map((f) => ({ name: f.name, type: f.type, size: f.size })) }),
+  chooser.value = ""; // ready for the next upload; the card lists these files
+  say("");
+  const view = card(files);
+  let following = null;
+  const task = upload(files, {
+    ticketUrl: "api/uploads",
+    multipartUrl: "api/multipart",
+    body: { templateId: templates.value },
+    parallel,
+    onTicket: (ticket, { resumed }) => {
+      view.ticket(ticket, resumed);
+      following = watch(ticket, view); // subscribe before the bytes go: nothing is missed
+    },
+    onProgress: (progress) => view.bytes(progress),
   });
-  const ticket = await response.json();
-  if (!response.ok) { alert(ticket.error); return; }
-  const view = card(ticket, files);
-  const done = follow(ticket, view);  // subscribe first: nothing is missed
+  view.abortButton.addEventListener("click", () => {
+    task.abort().catch((err) => say(`could not abort: ${err.message}`));
+  });
   try {
-    await Promise.all(ticket.files.map((target, i) => postFile(target, files[i])));
+    const result = await task.done;
+    view.bytes(result);
     view.uploaded();
   } catch (err) {
-    view.note(String(err));
+    if (following) following.close(); // no job comes of an upload that did not finish
+    if (following) view.failed(err.message);
+    else {
+      view.box.remove(); // no ticket: nothing to show but the reason
+      say(err.message);
+    }
+    return;
   }
-  await done;
+  try {
+    await following.done;
+    await view.links(following.status.uploadId || view.box.dataset.uploadId);
+  } catch (err) {
+    view.note(err.message);
+  }
 });
