@@ -47,7 +47,7 @@ def web_asset(name: str) -> WebAsset:
         raise WebAssetNotFoundError(
             f"{name!r} is not a file of the browser client; ask for one of {', '.join(WEB_ASSETS)}"
         )
-    body = resources.files(__package__).joinpath("static", name).read_bytes()
+    body = resources.files("transflow.web").joinpath("static").joinpath(name).read_bytes()
     return WebAsset(name, body, content_type)
 
 
@@ -56,7 +56,7 @@ def web_static_dir() -> Path:
     example Starlette's ``StaticFiles(directory=...)``). Raises
     :class:`~transflow.WebAssetNotFoundError` when the package is not installed as files
     on disk (a zip import); serve :func:`web_asset` from a route then."""
-    folder = resources.files(__package__).joinpath("static")
+    folder = resources.files("transflow.web").joinpath("static")
     if not isinstance(folder, Path) or not folder.is_dir():
         raise WebAssetNotFoundError(
             "transflow is not installed as files on disk, so its web client has no directory; "

@@ -8,8 +8,8 @@ SSE endpoint, a create-upload endpoint and the dev page.
 
 HTTP routes (all JSON unless said):
 
-- ``GET /`` the dev page (HTML); ``GET /app.js`` its script, which imports ``GET
-  /transflow.js``, the browser client (:mod:`transflow.web.assets`; ``/transflow.d.ts`` too)
+- ``GET /`` the dev page (HTML); ``GET /app.js`` its script, which imports the browser
+  client the package ships, ``GET /transflow.js`` (and ``/transflow.d.ts``, its types)
 - ``POST /api/uploads`` ``{"templateId", "files": [{"name", "type", "size"}]}`` → upload ticket
 - ``GET /api/uploads/{uploadId}`` the status record and presigned links to the outputs
 - ``GET /events?channel=…&token=…`` Server-Sent Events (``wsgi_app``); the token is
