@@ -8,6 +8,7 @@ machine without them skips this test; in CI (``CI`` set) their absence fails it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from transflow.cli.demo.samples import write_document, write_tone
 from transflow.cli.demo.stack import DemoSettings, DemoStack
 
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 
@@ -103,3 +105,48 @@ def test_the_page_uploads_files_and_follows_them_to_their_outputs(
     log: list[dict[str, object]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
     console = [e for e in log if e.get("level") == "SEVERE"]
     assert console == []
+
+
+def severe_console_entries(browser: webdriver.Chrome) -> list[dict[str, object]]:
+    log: list[dict[str, object]] = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    return [e for e in log if e.get("level") == "SEVERE"]
+
+
+def docs_example() -> tuple[str, str]:
+    """docs/browser.md's complete page: its markup and its module script, as written."""
+    text = (ROOT / "docs" / "browser.md").read_text(encoding="utf-8")
+    found = re.search(r"^```html\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+    assert found is not None, "docs/browser.md has no html example"
+    markup, _, rest = found.group(1).partition('<script type="module">')
+    script, _, _ = rest.partition("</script>")
+    assert "upload(" in script and "follow(" in script
+    return markup, script
+
+
+def test_the_docs_example_page_uploads_and_follows_to_the_end(
+    stack: DemoStack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    notes = write_document(tmp_path / "notes.txt", words=2000)
+    markup, script = docs_example()
+    # The dev stack serves what the example expects, on one origin: /transflow.js,
+    # /api/uploads, /api/multipart/ and /events. The example replaces the dev page's body;
+    # one line added after its script tells the test its listener is in place.
+    browser.get(stack.http_url + "/")
+    browser.execute_script(
+        "document.body.innerHTML = arguments[0];"
+        "const s = document.createElement('script'); s.type = 'module';"
+        "s.textContent = arguments[1] + '\\nwindow.exampleReady = true;';"
+        "document.body.append(s);",
+        markup,
+        script,
+    )
+    WebDriverWait(browser, 10).until(lambda b: b.execute_script("return window.exampleReady"))
+    browser.find_element(By.ID, "files").send_keys(str(notes))
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 60, poll_frequency=0.2).until(
+        lambda _: status.text == "done" or "error" in status.text or "failed" in status.text
+    )
+    assert status.text == "done"
+    bar = browser.find_element(By.ID, "bar")
+    assert bar.get_attribute("value") == bar.get_attribute("max") == str(notes.stat().st_size)
+    assert severe_console_entries(browser) == []
