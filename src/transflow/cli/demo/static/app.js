@@ -7,8 +7,6 @@ const chooser = document.getElementById("files");
 const templates = document.getElementById("template");
 const message = document.getElementById("message");
 const WAITING = "uploaded; waiting for the bridge";
-// ?parallel=N: parts in flight at once (the browser test sends one at a time).
-const parallel = Number(new URLSearchParams(globalThis.location ? location.search : "").get("parallel")) || undefined;
 
 // The chooser offers only what the chosen template takes, when its option says (data-accept).
 function restrictChooser() {
@@ -135,7 +133,6 @@ document.getElementById("upload-form").addEventListener("submit", async (event) 
     ticketUrl: "api/uploads",
     multipartUrl: "api/multipart",
     body: { templateId: templates.value },
-    parallel,
     onTicket: (ticket, { resumed }) => {
       view.ticket(ticket, resumed);
       following = watch(ticket, view); // subscribe before the bytes go: nothing is missed
