@@ -13,9 +13,11 @@ import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.s3gate import held_parts
 from transflow.cli.demo.samples import write_document, write_tone
 from transflow.cli.demo.stack import DemoSettings, DemoStack
 
@@ -38,6 +40,18 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 def stack() -> Iterator[DemoStack]:
     # Its own embedded endpoint: the page talks to it from the browser, over HTTP.
     with DemoStack(DemoSettings(project="browser", http_port=0)) as running:
+        yield running
+
+
+MiB = 1024 * 1024
+PART = 5 * MiB  # S3's smallest part, which moto enforces too
+
+
+@pytest.fixture
+def multipart_stack() -> Iterator[DemoStack]:
+    # Files above 5 MiB go as multipart uploads, in 5 MiB parts.
+    settings = DemoSettings(project="browser-multipart", http_port=0, multipart_threshold=PART)
+    with DemoStack(settings) as running:
         yield running
 
 
@@ -119,7 +133,8 @@ def docs_example() -> tuple[str, str]:
     assert found is not None, "docs/browser.md has no html example"
     markup, _, rest = found.group(1).partition('<script type="module">')
     script, _, _ = rest.partition("</script>")
-    assert "upload(" in script and "follow(" in script
+    assert "upload(" in script
+    assert "follow(" in script
     return markup, script
 
 
@@ -149,4 +164,77 @@ def test_the_docs_example_page_uploads_and_follows_to_the_end(
     assert status.text == "done"
     bar = browser.find_element(By.ID, "bar")
     assert bar.get_attribute("value") == bar.get_attribute("max") == str(notes.stat().st_size)
+    assert severe_console_entries(browser) == []
+
+
+def jobs_queued(stack: DemoStack) -> list[str]:
+    """The upload id of every job the bridge sends to the processing queue from now on."""
+    sent: list[str] = []
+    assert stack.urls is not None
+    processing = stack.urls.processing
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        if params.get("QueueUrl") == processing:
+            entries = params.get("Entries") or [params]
+            sent.extend(str(e.get("MessageGroupId")) for e in entries)
+
+    for operation in ("SendMessageBatch", "SendMessage"):
+        stack.sqs.meta.events.register(f"provide-client-params.sqs.{operation}", record)
+    return sent
+
+
+def test_a_big_upload_interrupted_by_a_refresh_resumes_and_completes(
+    multipart_stack: DemoStack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    stack = multipart_stack
+    big = tmp_path / "big.bin"
+    size = 2 * PART + 2 * MiB  # three parts: 5, 5 and 2 MiB
+    big.write_bytes(bytes(range(256)) * (size // 256))
+    jobs = jobs_queued(stack)
+    browser.get(stack.http_url + "/")
+
+    def card_data(name: str) -> str | None:
+        return browser.find_element(By.CSS_SELECTOR, ".upload").get_attribute(f"data-{name}")
+
+    # Parts 2 and 3 reach S3 but get no answer; part 1 is confirmed. Then the page goes away
+    # (a refresh), and the held parts fail as dropped connections do: S3 has part 1 only.
+    with held_parts(2, 3) as gate:
+        upload(browser, "document-archive", [big])
+        WebDriverWait(browser, 30, poll_frequency=0.1).until(
+            lambda _: (
+                card_data("bytes-acknowledged") == str(PART) and gate.held() == frozenset({2, 3})
+            )
+        )
+        assert card_data("method") == "multipart"
+        first_id = card_data("upload-id")
+        browser.refresh()
+        gate.release()
+        WebDriverWait(browser, 30, poll_frequency=0.1).until(
+            lambda _: gate.dropped() == frozenset({2, 3})
+        )
+    assert browser.find_elements(By.CSS_SELECTOR, ".upload") == []
+
+    # The user chooses the same file again: the page resumes the upload it kept.
+    upload(browser, "document-archive", [big])
+
+    def finished(_: webdriver.Chrome) -> bool:
+        return card_data("state") in ("completed", "error", "upload-failed") and bool(
+            card_data("outputs") or card_data("state") != "completed"
+        )
+
+    WebDriverWait(browser, 60, poll_frequency=0.2).until(finished)
+    assert card_data("state") == "completed", card_data("upload-error")
+    assert card_data("upload-id") == first_id  # the same upload, not a new one
+    assert card_data("bytes-resumed") == str(PART)  # what S3 had: part 1
+    assert card_data("bytes-sent") == str(size - PART)  # parts 2 and 3, each once
+    assert card_data("bytes-acknowledged") == card_data("bytes-loaded") == str(size)
+    assert card_data("bytes-total") == str(size)
+    text = browser.find_element(By.CSS_SELECTOR, ".upload .bytes").text
+    assert text == "12.0 MiB of 12.0 MiB uploaded (5.0 MiB already there)"
+    # S3 holds the file as sent, and the bridge queued its job once.
+    assert first_id is not None
+    key = f"uploads/{stack.settings.branch}/{first_id}/big.bin"
+    stored = stack.s3.get_object(Bucket=stack.settings.upload_bucket, Key=key)["Body"].read()
+    assert stored == big.read_bytes()
+    assert jobs == [first_id]
     assert severe_console_entries(browser) == []
