@@ -440,8 +440,38 @@ test("follow: a finished snapshot ends at once; a refused stream rejects; a reco
   ES.sources[0].emit("snapshot", { state: "error", error: "boom" });
   assert.deepEqual(await done.done, { ...initialStatus(), state: "error", error: "boom" });
 
-  const refused = follow("upload:main:u8", "bad", { EventSource: ES, storage: null });
+  const probes = [];
+  const answering = (status, headers = {}) => async (url) => {
+    probes.push(url);
+    return { status, headers: new Headers(headers) };
+  };
+  const refused = follow("upload:main:u8", "bad", { EventSource: ES, storage: null, fetch: answering(401) });
   ES.sources[1].fail(0); // CONNECTING: the browser retries by itself
-  ES.sources[1].fail(2); // CLOSED: refused for good
-  await assert.rejects(refused.done, (err) => err.code === "StreamClosed" && /upload:main:u8/.test(err.message));
+  assert.equal(probes.length, 0);
+  ES.sources[1].fail(2); // CLOSED: the client asks what the answer was
+  await assert.rejects(refused.done, (err) => err.code === "StreamRefused" && err.status === 401 && /token is wrong or expired/.test(err.message));
+  assert.equal(ES.sources.length, 2); // no new stream for a refused token
+});
+
+test("follow: a full server's 503 is waited out and the stream resumes after the last event", async () => {
+  const ES = fakeEventSource();
+  const waits = [];
+  const busy = async () => ({ status: 503, headers: new Headers({ "Retry-After": "15" }) });
+  const following = follow("u5", "tok", { EventSource: ES, storage: null, fetch: busy, sleep: async (ms) => waits.push(ms) });
+  const first = ES.sources[0];
+  first.emit("snapshot", { state: "processing", lastEventId: "u5:3", lastSeq: 3 });
+  first.message({ type: "progress", uploadId: "u5", seq: 4, percent: 50 }, "u5:4");
+  first.fail(2); // the server went away and answered 503 when the browser came back
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(ES.sources.length, 2);
+  assert.ok(waits[0] >= 15_000 && waits[0] <= 22_500, `waited ${waits[0]} ms`);
+  assert.match(ES.sources[1].url, /&lastEventId=u5%3A4$/);
+  ES.sources[1].message({ type: "done", uploadId: "u5", seq: 5 }, "u5:5");
+  assert.equal((await following.done).state, "completed");
+
+  const down = follow("u6", "tok", { EventSource: ES, storage: null, maxReconnects: 1, sleep: async () => {}, fetch: async () => { throw new Error("down"); } });
+  ES.sources[2].fail(2);
+  await new Promise((r) => setTimeout(r, 0));
+  ES.sources[3].fail(2);
+  await assert.rejects(down.done, (err) => err.code === "StreamClosed" && /failed 2 times/.test(err.message));
 });

@@ -195,8 +195,13 @@ export interface FollowOptions {
   lastEventId?: string;
   onStatus?: (status: UploadStatus, cause: ProgressEvent | UploadStatus) => void;
   onError?: (error: TransflowError) => void;
+  /** Reconnects after the browser gave up on the stream (default 8), then `done` rejects. */
+  maxReconnects?: number;
   storage?: KeyValueStorage | null;
   EventSource?: typeof EventSource;
+  /** Asks the stream URL for its status once the browser gave up (a 401, a 503...). */
+  fetch?: typeof fetch;
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export interface Following {
@@ -205,7 +210,8 @@ export interface Following {
   readonly status: UploadStatus;
   readonly lastEventId?: string;
   /** Resolves with the end state (completed, error or cancelled); rejects when the server
-   * refuses the stream for good (a bad or expired token). */
+   * refuses the stream (a bad or expired token: code "StreamRefused") or after
+   * `maxReconnects` failed reconnects ("StreamClosed"). */
   readonly done: Promise<UploadStatus>;
   on(kind: EventKind, fn: (event: ProgressEvent | UploadStatus, status: UploadStatus) => void): Following;
   close(): void;

@@ -872,27 +872,36 @@ export function streamQuery(target, token, { branch = "main", lastEventId } = {}
 
 class Follow {
   constructor(target, token, options) {
-    const ES = options.EventSource ?? globalThis.EventSource;
+    this.ES = options.EventSource ?? globalThis.EventSource;
+    this.fetch = options.fetch ?? (globalThis.fetch ? globalThis.fetch.bind(globalThis) : null);
+    this.sleep = options.sleep ?? delay;
     this.options = options;
+    this.target = target;
+    this.token = token;
     this.storage = options.storage === undefined ? defaultStorage() : options.storage;
-    const first = streamQuery(target, token, options);
-    this.channel = first.channel;
+    this.channel = streamQuery(target, token, options).channel;
     this.storeKey = FOLLOW_PREFIX + this.channel;
     // After a page refresh, the last event this page saw: the server replays what came after.
     this.lastEventId = options.lastEventId ?? this.stored();
-    const { query } = streamQuery(target, token, { ...options, lastEventId: this.lastEventId });
-    const base = options.url ?? "events";
-    this.url = `${base}${base.includes("?") ? "&" : "?"}${query}`;
     this.status = initialStatus();
     this.snapshotSeen = false;
     this.handlers = new Map();
+    this.reconnects = 0;
+    this.closed = false;
     this.done = new Promise((resolve, reject) => {
       this.settle = { resolve, reject };
     });
     this.done.catch(() => {}); // a page that only watches status is not told twice
+    this.open();
+  }
+
+  open() {
+    const { query } = streamQuery(this.target, this.token, { ...this.options, lastEventId: this.lastEventId });
+    const base = this.options.url ?? "events";
+    this.url = `${base}${base.includes("?") ? "&" : "?"}${query}`;
     // EventSource cannot send headers: the token travels in the query, and on a reconnect
     // the browser sends Last-Event-ID itself.
-    this.source = new ES(this.url);
+    this.source = new this.ES(this.url);
     this.source.addEventListener("snapshot", (e) => this.onSnapshot(e));
     this.source.onmessage = (e) => this.onMessage(e);
     this.source.onerror = () => this.onError();
@@ -908,6 +917,7 @@ class Follow {
   }
 
   close() {
+    this.closed = true;
     this.source.close();
   }
 
@@ -952,13 +962,51 @@ class Follow {
   }
 
   onError() {
-    // CONNECTING: the browser reconnects by itself with Last-Event-ID. CLOSED: it gave up
-    // (the server refused the stream: a bad or expired token, or an unknown channel).
-    if (this.source.readyState !== 2 || isFinished(this.status)) return;
-    const err = new TransflowError(
-      `the progress stream of ${this.channel} was refused or lost for good; check the stream token, or call follow() again`,
-      { code: "StreamClosed" },
-    );
+    // CONNECTING: the browser reconnects by itself, with Last-Event-ID. CLOSED: it gave up
+    // for good after an answer other than a 200 stream (a refused token, a full server's
+    // 503), which it cannot read: ask again with fetch, then reconnect or stop.
+    if (this.source.readyState !== 2 || isFinished(this.status) || this.closed) return;
+    this.reconnect().catch((err) => this.fail(err));
+  }
+
+  async reconnect() {
+    this.reconnects += 1;
+    const limit = this.options.maxReconnects ?? 8;
+    let status = 0;
+    let retryAfter = null;
+    if (this.fetch) {
+      const probe = new AbortController();
+      try {
+        const answer = await this.fetch(this.url, { signal: probe.signal, headers: { Accept: "text/event-stream" } });
+        status = answer.status;
+        retryAfter = answer.headers && answer.headers.get ? answer.headers.get("Retry-After") : null;
+      } catch {
+        status = 0; // no answer: the server or the network is down for now
+      } finally {
+        probe.abort(); // a 200 is a stream of its own: let it go at once
+      }
+    }
+    if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+      throw new TransflowError(
+        `the server refused the progress stream of ${this.channel} (${status}): ` +
+          (status === 401 || status === 403 ? "the stream token is wrong or expired; ask the host for a new ticket" : "check the channel and the stream URL"),
+        { code: "StreamRefused", status },
+      );
+    }
+    if (this.reconnects > limit) {
+      throw new TransflowError(`the progress stream of ${this.channel} failed ${this.reconnects} times; call follow() again later`, {
+        code: "StreamClosed",
+        status,
+      });
+    }
+    const seconds = Number(retryAfter);
+    const wait = status === 200 ? 0 : Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 * (1 + 0.5 * Math.random()) : backoffDelay(this.reconnects, { base: 1000, cap: 30_000 });
+    await this.sleep(wait);
+    if (this.closed || isFinished(this.status)) return;
+    this.open(); // with ?lastEventId= set to the last event seen
+  }
+
+  fail(err) {
     if (this.options.onError) this.options.onError(err);
     this.settle.reject(err);
   }
