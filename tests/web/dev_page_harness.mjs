@@ -1,5 +1,8 @@
 // Runs the dev page's app.js (argv[2]) under a minimal DOM with stand-ins for the browser's
 // APIs; prints what the page showed as JSON. Driven by tests/unit/test_dev_page_script.py.
+import { File as BufferFile } from "node:buffer";
+
+globalThis.File ??= BufferFile; // global from Node 20 only
 class Node {
   constructor(tag) {
     this.tag = tag; this.className = ""; this.textContent = ""; this.dataset = {};

@@ -1,5 +1,9 @@
 // Stand-ins for the browser APIs the client uses (XMLHttpRequest, fetch, EventSource,
-// localStorage), driven by a test's handler functions. Node has Blob, File and FormData.
+// localStorage), driven by a test's handler functions. Node has Blob and FormData; File is
+// global from Node 20 and in node:buffer from 18.13 (Debian bookworm's nodejs is 18).
+import { File as BufferFile } from "node:buffer";
+
+globalThis.File ??= BufferFile;
 
 export class MemoryStorage {
   constructor() {
