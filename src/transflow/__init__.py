@@ -82,6 +82,10 @@ if TYPE_CHECKING:
         FailedRecord as FailedRecord,
         SkippedRecord as SkippedRecord,
     )
+    from transflow.ingest.multipart import (
+        MultipartEndpoint as MultipartEndpoint,
+        MultipartReply as MultipartReply,
+    )
     from transflow.ingest.uploads import (
         PresignedFile as PresignedFile,
         UploadFile as UploadFile,
@@ -182,6 +186,8 @@ _HOMES: dict[str, str] = {
     "read_upload_metadata": "transflow.ingest.metadata",
     "FailedRecord": "transflow.ingest.s3events",
     "SkippedRecord": "transflow.ingest.s3events",
+    "MultipartEndpoint": "transflow.ingest.multipart",
+    "MultipartReply": "transflow.ingest.multipart",
     "PresignedFile": "transflow.ingest.uploads",
     "UploadFile": "transflow.ingest.uploads",
     "UploadTicket": "transflow.ingest.uploads",

@@ -25,6 +25,11 @@ __all__ = [
     "JobFailedError",
     "JobFormatError",
     "LeaseLostError",
+    "MultipartDeniedError",
+    "MultipartError",
+    "MultipartRefusedError",
+    "MultipartUploadGoneError",
+    "MultipartUploadNotFoundError",
     "OutputPathError",
     "ProgressEventTooLargeError",
     "ProvisionError",
@@ -147,6 +152,42 @@ class UploadRefusedError(UploadError):
             f"upload refused: {listed or 'no details'}. Remove or fix these files and "
             "ask for the upload again."
         )
+
+
+class MultipartError(UploadError):
+    """A multipart request (sign-parts, list-parts, complete, abort) cannot be served as
+    sent; ``http_status`` is the status a server answers it with."""
+
+    http_status = 400
+
+
+class MultipartRefusedError(MultipartError):
+    """Completing a multipart upload was refused (too large, a part too small, a part S3
+    does not hold) and the upload was aborted: the browser starts the file again."""
+
+
+class MultipartDeniedError(MultipartError, PermissionError):
+    """The request may not touch this multipart upload: no valid stream token (401), or a
+    token or ``authorize`` hook that does not cover the upload (403)."""
+
+    http_status = 403
+
+    def __init__(self, message: str, *, status: int = 403) -> None:
+        super().__init__(message)
+        self.http_status = status
+
+
+class MultipartUploadNotFoundError(MultipartError, LookupError):
+    """S3 knows no such multipart upload (never begun, aborted, expired or completed)."""
+
+    http_status = 404
+
+
+class MultipartUploadGoneError(MultipartError):
+    """Completion asked for a multipart upload that no longer exists and left no object:
+    it was aborted (or expired). The browser starts the file again."""
+
+    http_status = 409
 
 
 class UploadMetadataError(TransflowError, ValueError):

@@ -4,8 +4,11 @@
 the keys (``uploads/{branch}/[users/{userId}/]{uploadId}/{filename}``) and signs one
 presigned **POST** per file whose policy pins the exact key, the content type, a
 ``content-length-range`` and every ``x-amz-meta-*`` field the bridge reads, so S3 itself
-refuses an upload that strays from what was signed. Framework-agnostic: return
-``ticket.to_dict()`` as the endpoint's JSON.
+refuses an upload that strays from what was signed. A file declared larger than
+``multipart_threshold`` goes up as an S3 **multipart** upload instead: the upload is begun
+here (CreateMultipartUpload, with the same key, content type and metadata), and
+:mod:`transflow.ingest.multipart` signs its parts on demand and checks it at completion.
+Framework-agnostic: return ``ticket.to_dict()`` as the endpoint's JSON.
 
 The metadata written here is read back on the bridge's side: its format (the keys, the
 encoding of ``fields``, :func:`read_upload_metadata`) lives in :mod:`transflow.ingest.metadata`,
@@ -27,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import botocore.exceptions
 
 from transflow._wire.channels import upload_channel
 from transflow._wire.keys import upload_prefix
@@ -50,6 +54,15 @@ from transflow.ingest.metadata import (
     META_USER_ID,
     encode_fields,
 )
+from transflow.ingest.parts import (
+    DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_PART_SIZE,
+    MAX_MULTIPART_OBJECT_BYTES,
+    MAX_PART_BYTES,
+    MIN_PART_BYTES,
+    part_count,
+    part_size_for,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -68,7 +81,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_POST_OBJECT_BYTES = 5 * 1024**3
-"""The largest object one POST may upload (5 GiB), the default size limit."""
+"""The largest object one POST may upload (5 GiB): the limit of a file sent by POST."""
 MAX_EXPIRES_IN = 7 * 24 * 3600
 """SigV4 presigned requests live at most 7 days."""
 
@@ -92,15 +105,29 @@ class UploadFile:
 
 @attrs.frozen
 class PresignedFile:
-    """Where and how to upload one file: POST ``fields`` (in order, then the file as the
-    form's last part, named ``file``) to ``url``."""
+    """Where and how to upload one file, by ``method``:
+
+    - ``"post"``: POST ``fields`` (in order, then the file as the form's last part, named
+      ``file``) to ``url``.
+    - ``"multipart"``: S3's multipart upload ``multipart_upload_id`` of ``key`` is begun;
+      the browser asks the host's sign-parts endpoint for the URLs of parts 1 to
+      ``part_count`` (each ``part_size`` bytes but the last, ``size`` bytes in all), PUTs
+      them, then asks its complete endpoint (:class:`transflow.MultipartEndpoint`).
+      ``url`` and ``fields`` are empty.
+    """
 
     name: str
     key: str
-    url: str
-    fields: Mapping[str, str]
     content_type: str | None
     max_size: int
+    # No default, so the wire always says which way the file goes.
+    method: str
+    url: str = ""
+    fields: Mapping[str, str] = attrs.field(factory=dict)
+    multipart_upload_id: str | None = None
+    part_size: int | None = None
+    part_count: int | None = None
+    size: int | None = None
 
 
 @attrs.frozen
@@ -314,8 +341,11 @@ def create_upload(
     allowed_content_types: Sequence[str] | None = None,
     stream_secret: StreamSecret | None = None,
     stream_token_ttl: int | None = None,
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+    part_size: int = DEFAULT_PART_SIZE,
 ) -> UploadTicket:
-    """Sign one presigned POST per file of a new upload and return the ticket.
+    """Sign one presigned POST per file of a new upload (or begin a multipart upload for
+    each big one) and return the ticket.
 
     Create ``s3_client`` with ``Config(signature_version="s3v4")``: botocore otherwise signs
     POST policies with SigV2, which newer regions refuse.
@@ -323,7 +353,16 @@ def create_upload(
     ``user`` is a :class:`transflow.UserContext` (or None for anonymous uploads);
     ``fields`` are the template's options, carried to the job. Every refused file is
     reported at once in an :class:`~transflow.UploadRefusedError`; arguments that cannot
-    work raise :class:`~transflow.UploadError`. Nothing is sent to AWS: signing is local.
+    work raise :class:`~transflow.UploadError`.
+
+    A file whose declared ``size`` is over ``multipart_threshold`` bytes (100 MiB unless
+    told) is uploaded in parts of ``part_size`` bytes (8 MiB unless told; raised for files
+    that would need over 10,000 parts), and its ticket entry says
+    ``method="multipart"``. For each such file this calls S3's CreateMultipartUpload with
+    the key, content type and metadata a POST would pin: the only S3 requests
+    create_upload makes (POST signing is local). A file without a declared size always
+    goes by POST, so at most 5 GiB; ``max_file_size`` may be up to 5 TiB for multipart
+    files. The host serves the part endpoints with :class:`transflow.MultipartEndpoint`.
 
     With ``stream_secret`` (``TransflowConfig.stream_secret``, from
     ``TRANSFLOW_STREAM_SECRET``), the ticket carries ``stream_token``: the SSE endpoints let
@@ -332,6 +371,7 @@ def create_upload(
     reconnect until the job is done).
     """
     limit = _check_arguments(files, expires_in, max_file_size, allowed_content_types)
+    _check_multipart_arguments(multipart_threshold, part_size)
     upload_id = new_upload_id() if upload_id is None else upload_id
     _check_ids(upload_id, template_id, user)
     _warn_unless_sigv4(s3_client)
@@ -344,8 +384,9 @@ def create_upload(
         fields=fields,
         limit=limit,
         allowed=allowed_content_types,
+        multipart_threshold=multipart_threshold,
     )
-    signed = _sign(s3_client, bucket, plan, expires_in)
+    signed = _sign(s3_client, bucket, plan, expires_in, part_size)
     now = dt.datetime.now(dt.timezone.utc)
     token, token_expires = None, None
     if stream_secret is not None:
@@ -378,15 +419,28 @@ def _check_arguments(
         raise UploadError(f"files must be a list of file names (write [{files!r}])")
     if isinstance(expires_in, bool) or not 1 <= expires_in <= MAX_EXPIRES_IN:
         raise UploadError(f"expires_in must be 1 to {MAX_EXPIRES_IN} seconds, not {expires_in!r}")
-    limit = MAX_POST_OBJECT_BYTES if max_file_size is None else max_file_size
-    if isinstance(limit, bool) or not 0 <= limit <= MAX_POST_OBJECT_BYTES:
+    limit = MAX_MULTIPART_OBJECT_BYTES if max_file_size is None else max_file_size
+    if isinstance(limit, bool) or not 0 <= limit <= MAX_MULTIPART_OBJECT_BYTES:
         raise UploadError(
-            f"max_file_size must be 0 to {MAX_POST_OBJECT_BYTES} bytes (S3's POST limit), "
-            f"not {max_file_size!r}"
+            f"max_file_size must be 0 to {MAX_MULTIPART_OBJECT_BYTES} bytes (S3's object "
+            f"limit; files sent by POST stop at 5 GiB), not {max_file_size!r}"
         )
     if allowed_content_types is not None:
         _check_patterns(allowed_content_types)
     return limit
+
+
+def _check_multipart_arguments(threshold: int, part_size: int) -> None:
+    if isinstance(threshold, bool) or not 0 <= threshold <= MAX_POST_OBJECT_BYTES:
+        raise UploadError(
+            f"multipart_threshold must be 0 to {MAX_POST_OBJECT_BYTES} bytes (files over it "
+            f"go in parts; a POST carries at most 5 GiB), not {threshold!r}"
+        )
+    if isinstance(part_size, bool) or not MIN_PART_BYTES <= part_size <= MAX_PART_BYTES:
+        raise UploadError(
+            f"part_size must be {MIN_PART_BYTES} to {MAX_PART_BYTES} bytes (S3's part "
+            f"limits), not {part_size!r}"
+        )
 
 
 def _warn_unless_sigv4(s3_client: S3Client) -> None:
@@ -408,6 +462,8 @@ class _PlannedPost:
     key: str
     form: dict[str, str]
     conditions: list[Any]
+    multipart: bool
+    metadata: dict[str, str]
 
 
 @attrs.frozen
@@ -420,6 +476,11 @@ class _Plan:
     limit: int
     posts: tuple[_PlannedPost, ...]
 
+    @property
+    def post_limit(self) -> int:
+        """The size limit a POST policy pins: S3 takes at most 5 GiB in one POST."""
+        return min(self.limit, MAX_POST_OBJECT_BYTES)
+
 
 def _plan(
     wanted: list[UploadFile],
@@ -431,6 +492,7 @@ def _plan(
     fields: Mapping[str, JsonValue] | None,
     limit: int,
     allowed: Sequence[str] | None,
+    multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
 ) -> _Plan:
     """The keys and signed fields of each file; every refused file at once, in an
     :class:`UploadRefusedError`. Pure."""
@@ -456,40 +518,108 @@ def _plan(
         if file.content_type is not None:
             form["Content-Type"] = file.content_type.strip()
             conditions.append({"Content-Type": form["Content-Type"]})
-        conditions.append(["content-length-range", 0, limit])
-        posts.append(_PlannedPost(file, prefix + name, form, conditions))
+        conditions.append(["content-length-range", 0, min(limit, MAX_POST_OBJECT_BYTES)])
+        multipart = file.size is not None and file.size > multipart_threshold
+        posts.append(_PlannedPost(file, prefix + name, form, conditions, multipart, meta))
     return _Plan(upload_id, branch, prefix, limit, tuple(posts))
 
 
 def _sign(
-    s3_client: S3Client, bucket: str, plan: _Plan, expires_in: int
+    s3_client: S3Client, bucket: str, plan: _Plan, expires_in: int, part_size: int
 ) -> tuple[PresignedFile, ...]:
-    """One presigned POST per planned file (local: botocore signs without calling S3)."""
-    signed: list[PresignedFile] = []
-    for post in plan.posts:
-        answer = s3_client.generate_presigned_post(
-            Bucket=bucket,
-            Key=post.key,
-            Fields=post.form,
-            Conditions=post.conditions,
-            ExpiresIn=expires_in,
+    """One presigned POST per small file (local: botocore signs without calling S3), then
+    one multipart upload begun per big one; those are aborted again if any fails."""
+    signed: dict[int, PresignedFile] = {}
+    for index, post in enumerate(plan.posts):
+        if not post.multipart:
+            signed[index] = _sign_post(s3_client, bucket, plan, post, expires_in)
+    begun: list[PresignedFile] = []
+    try:
+        for index, post in enumerate(plan.posts):
+            if post.multipart:
+                started = _begin_multipart(s3_client, bucket, plan, post, part_size)
+                begun.append(started)
+                signed[index] = started
+    except UploadError:
+        _abort_begun(s3_client, bucket, begun)
+        raise
+    return tuple(signed[index] for index in range(len(plan.posts)))
+
+
+def _sign_post(
+    s3_client: S3Client, bucket: str, plan: _Plan, post: _PlannedPost, expires_in: int
+) -> PresignedFile:
+    answer = s3_client.generate_presigned_post(
+        Bucket=bucket,
+        Key=post.key,
+        Fields=post.form,
+        Conditions=post.conditions,
+        ExpiresIn=expires_in,
+    )
+    # safe_filename keeps ${filename} out of keys; checked again here so that no policy
+    # that lets the browser pick its key is ever handed out, whatever signed it.
+    unpinned = pinned_key_problem(answer["fields"], post.key)
+    if unpinned is not None:
+        raise UploadError(f"refusing to sign a POST for {post.key!r}: {unpinned}")
+    return PresignedFile(
+        name=post.file.name,
+        key=post.key,
+        url=answer["url"],
+        fields=dict(answer["fields"]),
+        content_type=post.form.get("Content-Type"),
+        max_size=plan.post_limit,
+        method="post",
+    )
+
+
+def _begin_multipart(
+    s3_client: S3Client, bucket: str, plan: _Plan, post: _PlannedPost, preferred: int
+) -> PresignedFile:
+    """CreateMultipartUpload with what a POST policy would pin: the exact key, the content
+    type and the metadata (S3 keeps them for the object completion makes)."""
+    size = post.file.size
+    assert size is not None  # only declared sizes go in parts
+    content_type = post.form.get("Content-Type")
+    extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+    try:
+        answer = s3_client.create_multipart_upload(
+            Bucket=bucket, Key=post.key, Metadata=post.metadata, **extra
         )
-        # safe_filename keeps ${filename} out of keys; checked again here so that no policy
-        # that lets the browser pick its key is ever handed out, whatever signed it.
-        unpinned = pinned_key_problem(answer["fields"], post.key)
-        if unpinned is not None:
-            raise UploadError(f"refusing to sign a POST for {post.key!r}: {unpinned}")
-        signed.append(
-            PresignedFile(
-                name=post.file.name,
-                key=post.key,
-                url=answer["url"],
-                fields=dict(answer["fields"]),
-                content_type=post.form.get("Content-Type"),
-                max_size=plan.limit,
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise UploadError(
+            f"S3 would not begin the multipart upload of {post.key!r} ({exc}); nothing of "
+            "this upload was kept: ask for the upload again, and check the role's "
+            "s3:PutObject permission on the upload prefix if it persists"
+        ) from exc
+    part = part_size_for(size, preferred)
+    return PresignedFile(
+        name=post.file.name,
+        key=post.key,
+        multipart_upload_id=answer["UploadId"],
+        part_size=part,
+        part_count=part_count(size, part),
+        size=size,
+        content_type=content_type,
+        max_size=plan.limit,
+        method="multipart",
+    )
+
+
+def _abort_begun(s3_client: S3Client, bucket: str, begun: Sequence[PresignedFile]) -> None:
+    for file in begun:
+        try:
+            s3_client.abort_multipart_upload(
+                Bucket=bucket, Key=file.key, UploadId=file.multipart_upload_id or ""
             )
-        )
-    return tuple(signed)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            # The bucket's lifecycle rule aborts it in the end; said so the operator knows.
+            log.warning(
+                "create_upload: could not abort multipart upload %s of %s after a failure "
+                "(%s); the bucket's abort-incomplete-multipart lifecycle rule will remove it",
+                file.multipart_upload_id,
+                file.key,
+                exc,
+            )
 
 
 def _stream_token(

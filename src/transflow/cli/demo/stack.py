@@ -12,12 +12,15 @@ HTTP routes (all JSON unless said):
   client the package ships, ``GET /transflow.js`` (and ``/transflow.d.ts``, its types)
 - ``POST /api/uploads`` ``{"templateId", "files": [{"name", "type", "size"}]}`` → upload ticket
 - ``GET /api/uploads/{uploadId}`` the status record and presigned links to the outputs
+- ``POST /api/multipart/{sign-parts,list-parts,complete,abort}`` the multipart protocol of
+  :class:`transflow.MultipartEndpoint` (``Authorization: Bearer`` the ticket's streamToken)
 - ``GET /events?channel=…&token=…`` Server-Sent Events (``wsgi_app``); the token is
   the ticket's ``streamToken`` (signed with a secret made at start, or ``TRANSFLOW_STREAM_SECRET``)
 """
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 import os
@@ -43,6 +46,7 @@ from transflow.cli.local import LocalAws
 from transflow.config import SqsConfig, TransflowConfig
 from transflow.errors import BridgeError, TransflowError
 from transflow.ingest.bridge import GroupingBridge
+from transflow.ingest.multipart import MULTIPART_ACTIONS, MultipartEndpoint
 from transflow.ingest.uploads import UploadFile, create_upload
 from transflow.ops.provision import QueueUrls, ensure_queues
 from transflow.processing.destination import ProgressQueue
@@ -81,6 +85,9 @@ class DemoSettings:
     http_host: str = "127.0.0.1"
     http_port: int = 0
     max_file_size: int = 50 * 1024 * 1024
+    # Low, so the dev page shows parts with files of a few tens of MiB.
+    multipart_threshold: int = 10 * 1024 * 1024
+    part_size: int = 5 * 1024 * 1024
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -290,6 +297,17 @@ class DemoStack:
 
     # -- internals -----------------------------------------------------------------------
 
+    def multipart(self) -> MultipartEndpoint:
+        """The multipart endpoints of the upload bucket, with the stack's limits."""
+        s = self.settings
+        return MultipartEndpoint(
+            self.s3,
+            s.upload_bucket,
+            secret=self.stream_secret,
+            max_file_size=s.max_file_size,
+            part_size=s.part_size,
+        )
+
     def _session(self) -> boto3.session.Session:
         if self._local is not None:
             return self._local.session()
@@ -299,14 +317,14 @@ class DemoStack:
         s = self.settings
         for bucket in (s.upload_bucket, s.output_bucket):
             _ensure_bucket(s3, bucket, s.region)
-        # Browsers POST files straight to the bucket from the dev page's origin.
+        # Browsers POST files (and PUT parts, reading each part's ETag) straight to the
+        # bucket from the dev page's origin.
         s3.put_bucket_cors(
             Bucket=s.upload_bucket,
             CORSConfiguration={
                 "CORSRules": [
                     {
-                        # PUT: the parts of multipart uploads; their ETag is exposed.
-                        "AllowedMethods": ["POST", "GET", "PUT"],
+                        "AllowedMethods": ["POST", "PUT", "GET"],
                         "AllowedOrigins": ["*"],
                         "AllowedHeaders": ["*"],
                         "ExposeHeaders": ["ETag"],
@@ -423,7 +441,9 @@ _STATIC = {
 
 
 def _router(stack: DemoStack, events: WsgiApp) -> WsgiApp:
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def app(  # noqa: PLR0911 - one return per route reads best
+        environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         try:
@@ -437,6 +457,10 @@ def _router(stack: DemoStack, events: WsgiApp) -> WsgiApp:
                 return [data]
             if path == "/api/uploads" and method == "POST":
                 return _create_upload(stack, environ, start_response)
+            if path.startswith("/api/multipart/") and method == "POST":
+                return _multipart(
+                    stack, path.removeprefix("/api/multipart/"), environ, start_response
+                )
             if path.startswith("/api/uploads/") and method == "GET":
                 upload_id = path.removeprefix("/api/uploads/")
                 return _json_response(start_response, "200 OK", stack.upload_report(upload_id))
@@ -473,6 +497,22 @@ def _create_upload(
         files=files,
         max_file_size=s.max_file_size,
         stream_secret=stack.stream_secret,
+        multipart_threshold=s.multipart_threshold,
+        part_size=s.part_size,
     )
     stack.failures.choose(ticket.upload_id)
     return _json_response(start_response, "200 OK", ticket.to_dict())
+
+
+def _multipart(
+    stack: DemoStack, action: str, environ: dict[str, Any], start_response: Callable[..., Any]
+) -> list[bytes]:
+    if action not in MULTIPART_ACTIONS:
+        return _json_response(start_response, "404 Not Found", {"error": "not found"})
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(min(length, 1_000_000)) if length > 0 else b""
+    reply = stack.multipart().handle(
+        action, body, authorization=environ.get("HTTP_AUTHORIZATION"), request=environ
+    )
+    status = f"{reply.status} {http.HTTPStatus(reply.status).phrase}"
+    return _json_response(start_response, status, dict(reply.body))
