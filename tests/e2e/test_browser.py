@@ -7,6 +7,7 @@ machine without them skips this test; in CI (``CI`` set) their absence fails it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from tests.support.s3gate import held_parts
@@ -167,20 +169,42 @@ def test_the_docs_example_page_uploads_and_follows_to_the_end(
     assert severe_console_entries(browser) == []
 
 
-def jobs_queued(stack: DemoStack) -> list[str]:
-    """The upload id of every job the bridge sends to the processing queue from now on."""
-    sent: list[str] = []
+@attrs.define
+class ProcessingQueueLog:
+    """What goes to and comes from the stack's processing queue, from the stack's own SQS
+    client: each job sent (its upload id and deduplication id) and each job received."""
+
+    sent: list[tuple[str, str]] = attrs.field(factory=list)
+    received: list[str] = attrs.field(factory=list)
+
+
+def processing_queue_log(stack: DemoStack) -> ProcessingQueueLog:
+    log = ProcessingQueueLog()
     assert stack.urls is not None
     processing = stack.urls.processing
 
-    def record(params: dict[str, Any], **_: Any) -> None:
+    def on_send(params: dict[str, Any], **_: Any) -> None:
         if params.get("QueueUrl") == processing:
-            entries = params.get("Entries") or [params]
-            sent.extend(str(e.get("MessageGroupId")) for e in entries)
+            for entry in params.get("Entries") or [params]:
+                log.sent.append(
+                    (str(entry.get("MessageGroupId")), str(entry.get("MessageDeduplicationId")))
+                )
 
+    def before_receive(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["queue_url"] = params.get("QueueUrl")
+
+    def after_receive(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if context.get("queue_url") == processing:
+            log.received.extend(
+                str(json.loads(m["Body"]).get("uploadId")) for m in parsed.get("Messages", [])
+            )
+
+    events = stack.sqs.meta.events
     for operation in ("SendMessageBatch", "SendMessage"):
-        stack.sqs.meta.events.register(f"provide-client-params.sqs.{operation}", record)
-    return sent
+        events.register(f"provide-client-params.sqs.{operation}", on_send)
+    events.register("provide-client-params.sqs.ReceiveMessage", before_receive)
+    events.register("after-call.sqs.ReceiveMessage", after_receive)
+    return log
 
 
 def test_a_big_upload_interrupted_by_a_refresh_resumes_and_completes(
@@ -190,7 +214,7 @@ def test_a_big_upload_interrupted_by_a_refresh_resumes_and_completes(
     big = tmp_path / "big.bin"
     size = 2 * PART + 2 * MiB  # three parts: 5, 5 and 2 MiB
     big.write_bytes(bytes(range(256)) * (size // 256))
-    jobs = jobs_queued(stack)
+    jobs = processing_queue_log(stack)
     browser.get(stack.http_url + "/")
 
     def card_data(name: str) -> str | None:
@@ -236,5 +260,11 @@ def test_a_big_upload_interrupted_by_a_refresh_resumes_and_completes(
     key = f"uploads/{stack.settings.branch}/{first_id}/big.bin"
     stored = stack.s3.get_object(Bucket=stack.settings.upload_bucket, Key=key)["Body"].read()
     assert stored == big.read_bytes()
-    assert jobs == [first_id]
+    # The bridge queued its job once: one job in the queue, received once. (moto notifies
+    # ObjectCreated:Put and ObjectCreated:CompleteMultipartUpload for one completion, where
+    # S3 sends the second only; the bridge sends the same job for both, with the same
+    # deduplication id, and the FIFO queue keeps one.)
+    assert {group for group, _ in jobs.sent} == {first_id}
+    assert len({dedup for _, dedup in jobs.sent}) == 1
+    assert jobs.received == [first_id]
     assert severe_console_entries(browser) == []
