@@ -268,3 +268,30 @@ def test_a_big_upload_interrupted_by_a_refresh_resumes_and_completes(
     assert len({dedup for _, dedup in jobs.sent}) == 1
     assert jobs.received == [first_id]
     assert severe_console_entries(browser) == []
+
+
+def test_the_abort_button_aborts_the_multipart_upload(
+    multipart_stack: DemoStack, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    stack = multipart_stack
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(3 * PART))
+    browser.get(stack.http_url + "/")
+    bucket = stack.settings.upload_bucket
+    with held_parts(2, 3) as gate:
+        upload(browser, "document-archive", [big])
+        card = browser.find_element(By.CSS_SELECTOR, ".upload")
+        WebDriverWait(browser, 30, poll_frequency=0.1).until(
+            lambda _: gate.held() == frozenset({2, 3})
+        )
+        assert len(stack.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+        card.find_element(By.CSS_SELECTOR, "button.abort").click()
+        WebDriverWait(browser, 30, poll_frequency=0.1).until(
+            lambda _: card.get_attribute("data-state") == "upload-failed"
+        )
+    assert "aborted" in (card.get_attribute("data-upload-error") or "")
+    WebDriverWait(browser, 10, poll_frequency=0.1).until(
+        lambda _: stack.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    )
+    # Nothing is left to resume: choosing the file again starts a new upload.
+    assert browser.execute_script("return Object.keys(localStorage)") == []
