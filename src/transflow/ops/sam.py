@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
@@ -65,6 +66,11 @@ _PLACEHOLDERS = {
     "region": "${AWS::Region}",
     "account_id": "${AWS::AccountId}",
 }
+
+
+def _origins(value: Sequence[str]) -> tuple[str, ...]:
+    # One origin given as a string would otherwise become a tuple of its letters.
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 @attrs.frozen
@@ -122,7 +128,7 @@ class SamOptions:
     queue_age_alarm_sec: int | None = None
     alarm_topic_arn: str | None = None
     abort_incomplete_multipart_days: int = 7
-    upload_origins: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    upload_origins: tuple[str, ...] = attrs.field(default=(), converter=_origins)
 
     def __attrs_post_init__(self) -> None:
         problems = [
