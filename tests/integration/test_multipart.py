@@ -7,6 +7,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 import pytest
+from bench.chaos import CallFaults
 
 from tests.support.bridge import (
     bridge,
@@ -18,7 +19,7 @@ from tests.support.bridge import (
     receive_notifications,
 )
 from tests.support.multipart import MIB, bearer, body, part_bytes, put_parts, upload_all
-from transflow import MultipartEndpoint, UploadFile, UserContext, create_upload
+from transflow import MultipartEndpoint, UploadError, UploadFile, UserContext, create_upload
 from transflow.ingest.metadata import read_upload_metadata
 
 if TYPE_CHECKING:
@@ -238,3 +239,27 @@ def test_one_multipart_file_and_one_post_file_make_exactly_one_job(
     (job,) = jobs_on(sqs, url)
     assert job.upload_id == ticket.upload_id
     assert sorted(o.key for o in job.objects) == sorted([big.key, small.key])
+
+
+def test_a_failed_begin_aborts_the_multipart_uploads_already_begun(s3v4: S3Client) -> None:
+    s3v4.create_bucket(Bucket=BUCKET)
+    begun = []
+
+    def decide(operation: str, _index: int) -> str | None:
+        if operation != "CreateMultipartUpload":
+            return None
+        begun.append(operation)
+        return "drop" if len(begun) > 1 else None
+
+    faults = CallFaults(s3v4, decide)
+    with pytest.raises(UploadError, match="would not begin the multipart upload"):
+        create_upload(
+            s3v4,
+            bucket=BUCKET,
+            branch="main",
+            template_id="video",
+            files=[UploadFile("a.mp4", None, 7 * MIB), UploadFile("b.mp4", None, 7 * MIB)],
+            multipart_threshold=6 * MIB,
+        )
+    assert faults.injected >= 1
+    assert s3v4.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
