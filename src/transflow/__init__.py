@@ -83,6 +83,7 @@ if TYPE_CHECKING:
         SkippedRecord as SkippedRecord,
     )
     from transflow.ingest.multipart import (
+        MULTIPART_ACTIONS as MULTIPART_ACTIONS,
         MultipartEndpoint as MultipartEndpoint,
         MultipartReply as MultipartReply,
     )
@@ -186,6 +187,7 @@ _HOMES: dict[str, str] = {
     "read_upload_metadata": "transflow.ingest.metadata",
     "FailedRecord": "transflow.ingest.s3events",
     "SkippedRecord": "transflow.ingest.s3events",
+    "MULTIPART_ACTIONS": "transflow.ingest.multipart",
     "MultipartEndpoint": "transflow.ingest.multipart",
     "MultipartReply": "transflow.ingest.multipart",
     "PresignedFile": "transflow.ingest.uploads",

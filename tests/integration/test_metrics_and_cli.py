@@ -231,7 +231,7 @@ def test_iam_policy_and_sam_commands(
     )
     assert code == 0
     documents = json.loads(out)
-    assert set(documents) == {"bridge", "processor", "stream", "operator", "recovery"}
+    assert set(documents) == {"bridge", "processor", "stream", "operator", "recovery", "uploads"}
     # The account comes from STS (moto's) when not given.
     assert "arn:aws:sqs:us-east-1:123456789012:shop-main-processing.fifo" in out
 

@@ -7,13 +7,24 @@ import secrets
 from typing import TYPE_CHECKING
 
 import pytest
+from bench.chaos import CallFaults
 
+from tests.support.bridge import (
+    bridge,
+    fifo,
+    jobs_on,
+    lambda_event,
+    notifying_bucket,
+    post_files,
+    receive_notifications,
+)
 from tests.support.multipart import MIB, bearer, body, part_bytes, put_parts, upload_all
-from transflow import MultipartEndpoint, UploadFile, UserContext, create_upload
+from transflow import MultipartEndpoint, UploadError, UploadFile, UserContext, create_upload
 from transflow.ingest.metadata import read_upload_metadata
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 BUCKET = "uploads"
 SECRET = secrets.token_urlsafe(32)
@@ -191,3 +202,64 @@ def test_small_parts_before_the_last_are_refused_before_s3_sees_them(s3v4: S3Cli
 def test_part_bytes_helper_sizes(s3v4: S3Client) -> None:
     big = _ticket(s3v4).files[0]
     assert [len(part_bytes(big, n)) for n in (1, 2, 3)] == [5 * MIB, 5 * MIB, MIB]
+
+
+def test_one_multipart_file_and_one_post_file_make_exactly_one_job(
+    sqs: SQSClient, s3v4: S3Client
+) -> None:
+    events_url = notifying_bucket(sqs, s3v4, BUCKET)
+    url = fifo(sqs)
+    ticket = create_upload(
+        s3v4,
+        bucket=BUCKET,
+        branch="main",
+        template_id="video",
+        files=[UploadFile("big.mp4", "video/mp4", 11 * MIB), UploadFile("notes.txt", None, 5)],
+        stream_secret=SECRET,
+        multipart_threshold=6 * MIB,
+        part_size=5 * MIB,
+    )
+    big, small = ticket.files
+    the_bridge = bridge(sqs, s3v4, url, upload_bucket=BUCKET)
+
+    upload_all(_endpoint(s3v4), big, ticket.upload_id, ticket.stream_token)
+    # moto also sends an ObjectCreated:Put for the completed object (S3 does not): the
+    # bridge gets only the event S3 sends.
+    got = receive_notifications(sqs, events_url, 1)
+    while not any("CompleteMultipartUpload" in m["Body"] for m in got):
+        got += receive_notifications(sqs, events_url, 1)
+    (completed,) = [m for m in got if "ObjectCreated:CompleteMultipartUpload" in m["Body"]]
+    # The barrier: one of two files is there, so no job yet.
+    assert the_bridge.lambda_handler(lambda_event([completed]), None) == {"batchItemFailures": []}
+    assert jobs_on(sqs, url) == []
+
+    post_files([small], [b"notes"])
+    (posted,) = receive_notifications(sqs, events_url, 1)
+    assert the_bridge.lambda_handler(lambda_event([posted]), None) == {"batchItemFailures": []}
+    (job,) = jobs_on(sqs, url)
+    assert job.upload_id == ticket.upload_id
+    assert sorted(o.key for o in job.objects) == sorted([big.key, small.key])
+
+
+def test_a_failed_begin_aborts_the_multipart_uploads_already_begun(s3v4: S3Client) -> None:
+    s3v4.create_bucket(Bucket=BUCKET)
+    begun = []
+
+    def decide(operation: str, _index: int) -> str | None:
+        if operation != "CreateMultipartUpload":
+            return None
+        begun.append(operation)
+        return "drop" if len(begun) > 1 else None
+
+    faults = CallFaults(s3v4, decide)
+    with pytest.raises(UploadError, match="would not begin the multipart upload"):
+        create_upload(
+            s3v4,
+            bucket=BUCKET,
+            branch="main",
+            template_id="video",
+            files=[UploadFile("a.mp4", None, 7 * MIB), UploadFile("b.mp4", None, 7 * MIB)],
+            multipart_threshold=6 * MIB,
+        )
+    assert faults.injected >= 1
+    assert s3v4.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []

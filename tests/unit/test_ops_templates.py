@@ -39,7 +39,8 @@ def test_policies_name_exact_queue_arns_and_prefixes() -> None:
         parsed = json.loads(policies.to_json(role))
         assert parsed["Version"] == "2012-10-17"
         resources = sqs_resources(parsed)
-        assert resources, role
+        # The uploads role (the backend that signs tickets) touches S3 only.
+        assert bool(resources) == (role != "uploads"), role
         assert all(r.startswith("arn:aws:sqs:eu-west-1:123456789012:shop-") for r in resources)
         assert all("*" not in r for r in resources)
         assert parsed == document
@@ -297,6 +298,8 @@ def test_function_timeout_above_the_visibility_timeout_is_refused() -> None:
         ({"bridge_batch_size": 0}, "bridge batch size"),
         ({"bridge_trigger": "sns"}, "bridge trigger"),
         ({"stale_upload_age_sec": 5}, "stale upload age"),
+        ({"abort_incomplete_multipart_days": 0}, "abort_incomplete_multipart_days"),
+        ({"upload_origins": ["https://app.example.com/page"]}, "web origin"),
     ],
 )
 def test_sam_template_refuses_what_lambda_refuses(kwargs: dict[str, Any], expected: str) -> None:
@@ -480,3 +483,38 @@ def test_sam_options_name_every_malformed_bucket_and_prefix_at_once() -> None:
     assert "upload bucket 'Up_Loads' is not an S3 bucket name" in message
     assert "output bucket 'o' is not an S3 bucket name" in message
     assert "claim check prefix 'claims/*' must be a plain key prefix" in message
+
+
+def test_the_uploads_role_reaches_only_the_branch_upload_prefix() -> None:
+    policies = iam_policies(CONFIG, ACCOUNT, "eu-west-1", upload_bucket="shop-uploads")
+    statements = {s["Sid"]: s for s in policies.uploads["Statement"]}
+    assert set(statements) == {"SignUploads", "ManageMultipartUploads", "CheckCompletedUploads"}
+    for statement in statements.values():
+        assert statement["Resource"] == ["arn:aws:s3:::shop-uploads/uploads/feature-checkout/*"]
+    assert statements["ManageMultipartUploads"]["Action"] == [
+        "s3:ListMultipartUploadParts",
+        "s3:AbortMultipartUpload",
+    ]
+
+
+def test_the_upload_bucket_aborts_incomplete_multipart_uploads_and_allows_part_puts() -> None:
+    options = SamOptions(
+        upload_bucket="shop-uploads",
+        abort_incomplete_multipart_days=2,
+        upload_origins=["https://app.example.com"],
+    )
+    text = sam_template(CONFIG, options)
+    assert lint_errors(text) == []
+    bucket = yaml.safe_load(text)["Resources"]["UploadBucket"]["Properties"]
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
+    assert rule["Status"] == "Enabled"
+    (cors,) = bucket["CorsConfiguration"]["CorsRules"]
+    assert "PUT" in cors["AllowedMethods"]
+    assert cors["ExposedHeaders"] == ["ETag"]
+    default = yaml.safe_load(sam_template(CONFIG, SamOptions(upload_bucket="shop-uploads")))
+    properties = default["Resources"]["UploadBucket"]["Properties"]
+    assert properties["LifecycleConfiguration"]["Rules"][0]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 7
+    }
+    assert "CorsConfiguration" not in properties

@@ -72,6 +72,8 @@ CASES: dict[str, tuple[TransflowConfig, dict[str, Any]]] = {
             "recovery_schedule": "cron(0/5 * * * ? *)",
             "stale_upload_age_sec": 600,
             "alarm_topic_arn": "arn:aws:sns:us-east-1:123456789012:ops",
+            "abort_incomplete_multipart_days": 3,
+            "upload_origins": ("https://app.example.com", "http://localhost:5173"),
         },
     ),
     "named-topic": (_NAMED_TOPIC, {"upload_bucket": "shop-uploads", "bridge_trigger": "s3"}),

@@ -126,7 +126,7 @@ def _configure_iam(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--role",
-        choices=["all", "bridge", "processor", "stream", "operator", "recovery"],
+        choices=["all", "bridge", "processor", "stream", "operator", "recovery", "uploads"],
         default="all",
         help="which document (default: all, by role)",
     )

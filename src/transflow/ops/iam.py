@@ -105,13 +105,16 @@ class IamPolicies:
     ``operator``: the ``transflow`` command (queues, DLQ redrive, status). ``recovery``: the
     scheduled function that announces dead-lettered jobs and fails stale uploads
     (:func:`transflow.ops.announce.announce`,
-    :func:`transflow.ops.recovery.sweep_stale_uploads`)."""
+    :func:`transflow.ops.recovery.sweep_stale_uploads`). ``uploads``: the host's backend
+    that signs upload tickets (:func:`transflow.create_upload`) and serves the multipart
+    endpoints (:class:`transflow.MultipartEndpoint`); presigned requests act as it."""
 
     bridge: PolicyDocument
     processor: PolicyDocument
     stream: PolicyDocument
     operator: PolicyDocument
     recovery: PolicyDocument
+    uploads: PolicyDocument
 
     def by_role(self) -> dict[str, PolicyDocument]:
         """The documents by role name."""
@@ -121,6 +124,7 @@ class IamPolicies:
             "stream": self.stream,
             "operator": self.operator,
             "recovery": self.recovery,
+            "uploads": self.uploads,
         }
 
     def to_json(self, role: str, *, indent: int | None = 2) -> str:
@@ -266,6 +270,7 @@ def build_policies(
         stream=_document(*_stream(grants)),
         operator=_document(*_operator(grants)),
         recovery=_document(*_recovery(grants)),
+        uploads=_document(*_uploads(grants)),
     )
 
 
@@ -281,6 +286,24 @@ def _bridge(g: _Grants) -> list[PolicyStatement]:
         # S3 notifies the standard queue {project}-{branch}-uploads; Lambda's event source
         # mapping polls it with the function's role (a direct S3 trigger does not use it).
         _statement("ConsumeUploadNotifications", CONSUME, [g.queue(g.names.uploads)]),
+    ]
+
+
+def _uploads(g: _Grants) -> list[PolicyStatement]:
+    files = g.objects(g.upload_bucket, g.uploads)
+    return [
+        # The browser's presigned POST and part PUTs act as the signer; CreateMultipartUpload,
+        # UploadPart and CompleteMultipartUpload are all authorized as s3:PutObject.
+        _statement("SignUploads", ["s3:PutObject"], [files]),
+        # Resume (ListParts) and abort, by the multipart endpoints.
+        _statement(
+            "ManageMultipartUploads",
+            ["s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+            [files],
+        ),
+        # After completion: HeadObject checks the size S3 stored (authorized as
+        # s3:GetObject), and a file over the limit is deleted.
+        _statement("CheckCompletedUploads", ["s3:GetObject", "s3:DeleteObject"], [files]),
     ]
 
 

@@ -20,6 +20,8 @@ function each, and they read best next to the one function that assembles them.
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
@@ -66,6 +68,11 @@ _PLACEHOLDERS = {
 }
 
 
+def _origins(value: Sequence[str]) -> tuple[str, ...]:
+    # One origin given as a string would otherwise become a tuple of its letters.
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @attrs.frozen
 class SamOptions:
     """What :func:`sam_template` deploys besides the configuration's queues.
@@ -91,6 +98,13 @@ class SamOptions:
     longer than ``queue_age_alarm_sec`` (default: the visibility timeout); they notify
     ``alarm_topic_arn`` when given.
 
+    The upload bucket aborts multipart uploads left incomplete for
+    ``abort_incomplete_multipart_days`` days (a browser that never came back), so their
+    parts stop costing storage. ``upload_origins`` (the web origins of the pages that
+    upload, such as ``https://app.example.com``) adds the bucket's CORS rule: POST for
+    presigned POSTs, PUT for multipart parts, with ``ETag`` exposed (the browser reads each
+    part's ETag to complete the upload).
+
     Raises :class:`ConfigError`, naming every problem, for a malformed bucket name or
     prefix and for values Lambda, SQS or EventBridge would refuse."""
 
@@ -113,6 +127,8 @@ class SamOptions:
     stale_upload_age_sec: int = DEFAULT_STALE_UPLOAD_AGE_SEC
     queue_age_alarm_sec: int | None = None
     alarm_topic_arn: str | None = None
+    abort_incomplete_multipart_days: int = 7
+    upload_origins: tuple[str, ...] = attrs.field(default=(), converter=_origins)
 
     def __attrs_post_init__(self) -> None:
         problems = [
@@ -146,6 +162,18 @@ class SamOptions:
             problems.append(f"bridge batching window {window}s must be from 0 to 300")
         elif batch > 10 and window < 1:
             problems.append("a bridge batch size above 10 needs a batching window of 1 s or more")
+        days = self.abort_incomplete_multipart_days
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            problems.append(
+                f"abort_incomplete_multipart_days {days!r} must be a whole number of days, "
+                "1 or more"
+            )
+        for origin in self.upload_origins:
+            if not isinstance(origin, str) or not re.fullmatch(r"https?://[^/\s*]+|\*", origin):
+                problems.append(
+                    f"upload origin {origin!r} must be a web origin such as "
+                    "'https://app.example.com' (no path) or '*'"
+                )
         if self.stale_upload_age_sec < 60:
             problems.append(f"stale upload age {self.stale_upload_age_sec}s must be 60 or more")
         return problems
@@ -335,6 +363,31 @@ def _uploads_rule(config: TransflowConfig) -> dict[str, str]:
 
 def _upload_bucket(config: TransflowConfig, options: SamOptions) -> dict[str, Any]:
     bucket = _bucket(options.upload_bucket)
+    properties = bucket["Properties"]
+    properties["LifecycleConfiguration"] = {
+        "Rules": [
+            {
+                "Id": "AbortIncompleteMultipartUploads",
+                "Status": "Enabled",
+                "Prefix": "uploads/",
+                "AbortIncompleteMultipartUpload": {
+                    "DaysAfterInitiation": options.abort_incomplete_multipart_days
+                },
+            }
+        ]
+    }
+    if options.upload_origins:
+        properties["CorsConfiguration"] = {
+            "CorsRules": [
+                {
+                    "AllowedMethods": ["POST", "PUT"],
+                    "AllowedOrigins": list(options.upload_origins),
+                    "AllowedHeaders": ["*"],
+                    "ExposedHeaders": ["ETag"],
+                    "MaxAge": 3600,
+                }
+            ]
+        }
     if options.queue_trigger:
         bucket["DependsOn"] = "UploadsQueuePolicy"
         bucket["Properties"]["NotificationConfiguration"] = {

@@ -40,7 +40,7 @@ ACCOUNT = "123456789012"
 UPLOADS = "tf-iam-uploads"
 OUTPUTS = "tf-iam-outputs"
 PROJECT = "iamapp"
-ROLES = ("bridge", "processor", "stream", "operator", "recovery")
+ROLES = ("bridge", "processor", "stream", "operator", "recovery", "uploads")
 
 # moto names the action of a batch call after the operation (sqs:SendMessageBatch), where
 # AWS authorizes it as the single-message action; and it checks HeadBucket as the

@@ -39,6 +39,9 @@ NEEDED = [
     ("recovery", "ReadUploads"),
     ("recovery", "ReadClaimChecks"),
     ("recovery", "WriteStatusRecords"),
+    ("uploads", "SignUploads"),
+    ("uploads", "ManageMultipartUploads"),
+    ("uploads", "CheckCompletedUploads"),
 ]
 
 # Needed on AWS, not provable on moto: without s3:ListBucket, AWS answers a GetObject of a

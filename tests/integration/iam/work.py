@@ -17,11 +17,13 @@ import attrs
 
 from tests.integration.iam.conftest import OUTPUTS, UPLOADS, IamWorld, Principal
 from tests.support.bridge import lambda_event, post_files
+from tests.support.multipart import MIB, bearer, body, put_parts
 from tests.support.pipeline import drain_events, register_audio_demo, wav_bytes
 from tests.support.streaming import SseClient, wait_until, wsgi_server
 from transflow import (
     GroupingBridge,
     JobProcessor,
+    MultipartEndpoint,
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
@@ -450,10 +452,60 @@ def recovery_work(stack: Stack) -> None:
     assert depth["Attributes"]["ApproximateNumberOfMessages"] == "1"
 
 
+def uploads_work(stack: Stack) -> None:
+    """The app backend as its own user: a ticket whose big file goes in parts (begun by
+    create_upload), the parts signed, listed after a "refresh", completed; a second one
+    aborted. The browser's PUTs act as the signer (checked by S3 on AWS; moto is told to
+    look away for them, as for the POSTs)."""
+    signer = stack.roles["uploads"].s3()
+    endpoint = MultipartEndpoint(signer, UPLOADS, secret=STREAM_SECRET, part_size=5 * MIB)
+    ticket = create_upload(
+        signer,
+        bucket=UPLOADS,
+        branch=BRANCH,
+        template_id="audio-demo",
+        files=[UploadFile("big.wav", "audio/wav", 6 * MIB), UploadFile("b.wav", "audio/wav", 6)],
+        stream_secret=STREAM_SECRET,
+        multipart_threshold=5 * MIB,
+        part_size=5 * MIB,
+    )
+    big = ticket.files[0]
+    assert big.method == "multipart"
+    with stack.world.unenforced():
+        put_parts(endpoint, big, ticket.upload_id, ticket.stream_token, [1, 2])
+    listed = endpoint.handle(
+        "list-parts", body(big, ticket.upload_id), authorization=bearer(ticket.stream_token)
+    )
+    assert listed.status == 200, listed.body
+    parts = [{"partNumber": p["partNumber"], "etag": p["etag"]} for p in listed.body["parts"]]
+    done = endpoint.handle(
+        "complete",
+        body(big, ticket.upload_id, parts=parts),
+        authorization=bearer(ticket.stream_token),
+    )
+    assert done.status == 200, done.body
+    assert done.body["size"] == 6 * MIB
+    other = create_upload(
+        signer,
+        bucket=UPLOADS,
+        branch=BRANCH,
+        template_id="audio-demo",
+        files=[UploadFile("c.wav", "audio/wav", 6 * MIB)],
+        stream_secret=STREAM_SECRET,
+        multipart_threshold=5 * MIB,
+        part_size=5 * MIB,
+    )
+    aborted = endpoint.handle(
+        "abort", body(other.files[0], other.upload_id), authorization=bearer(other.stream_token)
+    )
+    assert aborted.status == 200, aborted.body
+
+
 WORK: dict[str, Any] = {
     "bridge": bridge_work,
     "processor": processor_work,
     "stream": stream_work,
     "operator": operator_work,
     "recovery": recovery_work,
+    "uploads": uploads_work,
 }
