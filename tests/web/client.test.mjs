@@ -475,3 +475,40 @@ test("follow: a full server's 503 is waited out and the stream resumes after the
   ES.sources[3].fail(2);
   await assert.rejects(down.done, (err) => err.code === "StreamClosed" && /failed 2 times/.test(err.message));
 });
+
+test("an upload of a big and a small file: multipart and POST side by side, never more than `parallel` transfers", async () => {
+  const host = fakeHost();
+  const small = new File(["y".repeat(4096)], "notes.txt", { type: "text/plain" });
+  const big = makeFile("big.mov", 12 * MiB);
+  const fetch = fakeFetch({
+    "/api/uploads": async () => ({
+      uploadId: "up1",
+      branch: "main",
+      expiresAt: new Date(Date.now() + 60_000).toISOString(),
+      streamToken: "tok",
+      files: [
+        { method: "multipart", name: "big.mov", key: "uploads/main/up1/big.mov", multipartUploadId: "mp1", partSize: PART, partCount: 3, size: 12 * MiB },
+        { method: "post", name: "notes.txt", key: "uploads/main/up1/notes.txt", url: "https://s3/post", fields: { key: "uploads/main/up1/notes.txt" } },
+      ],
+    }),
+  });
+  const multipart = (url, init) => (url.startsWith("/api/multipart/") ? host.fetch(url, init) : fetch(url, init));
+  let open = 0;
+  let most = 0;
+  const XHR = fakeXhr(async (request) => {
+    open += 1;
+    most = Math.max(most, open);
+    await new Promise((r) => setTimeout(r, 2));
+    open -= 1;
+    if (request.method === "POST") return { status: 204 };
+    const n = Number(new URL(request.url).searchParams.get("n"));
+    host.parts.set(n, { etag: `"e${n}"`, size: request.size });
+    return { status: 200, etag: `"e${n}"` };
+  });
+  const result = await upload([big, small], { ticketUrl: "/api/uploads", multipartUrl: "/api/multipart", fetch: multipart, XMLHttpRequest: XHR, storage: null, parallel: 2, sleep: noSleep }).done;
+  assert.deepEqual(result.files.map((f) => [f.name, f.method]), [["big.mov", "multipart"], ["notes.txt", "post"]]);
+  assert.equal(result.acknowledged, 12 * MiB + 4096);
+  assert.equal(result.total, 12 * MiB + 4096);
+  assert.equal(most, 2);
+  assert.deepEqual(host.state.completed.map((p) => p.partNumber), [1, 2, 3]);
+});
