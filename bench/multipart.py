@@ -6,8 +6,9 @@ them, and counted there, so "bytes sent" is what left for the socket. The multip
 runs as the browser client does: parts signed a few at a time by
 :class:`transflow.MultipartEndpoint`, PUT in parallel, completed; after the interrupt (every
 part in flight dropped mid-body, as a page refresh does), ``list-parts`` says which parts S3
-holds and only the others are sent again. The POST side can only start over. The interrupt comes at 50 %
-of the bytes, and once more half a part later (a cut in the middle of the parts in flight).
+holds and only the others are sent again. The POST side can only start over. The interrupt
+comes at 50 % of the bytes, and once more half a part later (mid-way through the parts in
+flight).
 
 Measured: wall time of each upload (the machine is shared and loaded: read them as rough),
 bytes sent and re-sent, and the requests each made (counted, which the load does not change).
