@@ -167,27 +167,35 @@ class _Browser:
         return {"partNumber": number, "etag": answer.headers["ETag"]}
 
     def send(self, numbers: list[int]) -> list[dict[str, Any]]:
-        """PUT these parts, ``parallel`` at a time, signing as they go; the parts sent."""
+        """PUT these parts with ``parallel`` always in flight (each worker takes the next
+        part as it finishes one), signing the next few when the signed ones run out."""
         done: list[dict[str, Any]] = []
-        sessions = threading.local()
+        todo = list(numbers)
+        signed: dict[int, str] = {}
+        lock = threading.Lock()
 
-        def one(number: int, url: str) -> dict[str, Any] | None:
-            if not hasattr(sessions, "s"):
-                sessions.s = requests.Session()
-            return None if self.wire.cut else self._put(sessions.s, url, number)
+        def next_part() -> tuple[int, str] | None:
+            with lock:
+                if not todo or self.wire.cut:
+                    return None
+                number = todo.pop(0)
+                if number not in signed:
+                    batch = [number, *todo[: self.endpoint.max_urls - 1]]
+                    answer = self.call("sign-parts", partNumbers=batch)
+                    signed.update((p["partNumber"], p["url"]) for p in answer["parts"])
+                return number, signed.pop(number)
+
+        def worker() -> None:
+            session = requests.Session()
+            while (item := next_part()) is not None:
+                part = self._put(session, item[1], item[0])
+                if part is not None:
+                    with lock:
+                        done.append(part)
 
         with ThreadPoolExecutor(self.parallel) as pool:
-            for start in range(0, len(numbers), self.endpoint.max_urls):
-                if self.wire.cut:
-                    break
-                batch = numbers[start : start + self.endpoint.max_urls]
-                urls = {
-                    p["partNumber"]: p["url"]
-                    for p in self.call("sign-parts", partNumbers=batch)["parts"]
-                }
-                for part in pool.map(one, batch, [urls[n] for n in batch]):
-                    if part is not None:
-                        done.append(part)
+            for future in [pool.submit(worker) for _ in range(self.parallel)]:
+                future.result()
         return done
 
 
