@@ -15,6 +15,7 @@ from bench import (
     cost,
     fanout,
     fanout_instances,
+    multipart,
     soak,
     throughput,
 )
@@ -66,6 +67,18 @@ def test_big_upload(ep: Endpoint, tmp_path: Path) -> None:
     )
     assert data["jobs_sent"] == 1
     _written(tmp_path, "big_upload")
+
+
+def test_multipart(ep: Endpoint, tmp_path: Path) -> None:
+    mib = 1024 * 1024
+    data = multipart.run(ep, size=21 * mib, part_size=5 * mib, parallel=2, out=tmp_path, quiet=True)
+    assert data["post"]["bytes_resent"] == data["multipart"]["bytes_resent"] == 0
+    # Started over: everything sent before the cut is sent again.
+    assert data["post_interrupted"]["bytes_resent"] >= 10 * mib
+    resumed = data["multipart_interrupted"]
+    assert resumed["bytes_resent"] < 2 * 5 * mib  # at most the two parts in flight
+    assert data["multipart_interrupted_mid_part"]["bytes_resent"] < 2 * 5 * mib
+    _written(tmp_path, "multipart")
 
 
 def test_fanout(ep: Endpoint, tmp_path: Path) -> None:

@@ -245,3 +245,25 @@ def test_iam_policy_and_sam_commands(
     assert yaml.safe_load(text)["Resources"]["ProcessingQueue"]["Properties"]["QueueName"] == (
         "shop-main-processing.fifo"
     )
+
+    code, _, _ = run(
+        aws,
+        config_file,
+        "sam",
+        "--upload-bucket",
+        "shop-uploads",
+        "--upload-origin",
+        "https://shop.example.com",
+        "--abort-incomplete-multipart-days",
+        "2",
+        "-o",
+        str(target),
+        "--force",
+        capsys=capsys,
+    )
+    assert code == 0
+    bucket = yaml.safe_load(target.read_text(encoding="utf-8"))["Resources"]["UploadBucket"]
+    rules = bucket["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert rules[0]["AllowedOrigins"] == ["https://shop.example.com"]
+    lifecycle = bucket["Properties"]["LifecycleConfiguration"]["Rules"][0]
+    assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}

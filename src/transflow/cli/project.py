@@ -205,6 +205,21 @@ def _configure_sam(parser: argparse.ArgumentParser) -> None:
         "--stale-upload-age", type=int, default=3600, metavar="SEC", help="default: 3600"
     )
     parser.add_argument("--alarm-topic-arn", metavar="ARN", help="SNS topic the alarms notify")
+    parser.add_argument(
+        "--abort-incomplete-multipart-days",
+        type=int,
+        default=7,
+        metavar="DAYS",
+        help="abort multipart uploads left incomplete this long (default 7)",
+    )
+    parser.add_argument(
+        "--upload-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin whose pages upload (https://app.example.com): adds the bucket's "
+        "CORS rule for POST and part PUTs; repeat for more",
+    )
     parser.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --output")
 
@@ -229,6 +244,8 @@ def _sam(context: Context) -> int:
         recovery_handler=None if args.recovery_handler == "none" else args.recovery_handler,
         stale_upload_age_sec=args.stale_upload_age,
         alarm_topic_arn=args.alarm_topic_arn,
+        abort_incomplete_multipart_days=args.abort_incomplete_multipart_days,
+        upload_origins=tuple(args.upload_origin),
     )
     text = sam_template(context.config, options)
     if args.output:
