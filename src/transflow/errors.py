@@ -47,6 +47,7 @@ __all__ = [
     "ToolTimeoutError",
     "TransflowError",
     "UnknownConfigKeyWarning",
+    "UploadCanceledError",
     "UploadError",
     "UploadMetadataError",
     "UploadRefusedError",
@@ -280,6 +281,21 @@ class JobCancelledError(TransflowError):
         super().__init__(
             f"job for upload {upload_id!r} was cancelled{where}: its delivery was given up "
             "(handler timeout or shutdown); the queue delivers it again"
+        )
+
+
+class UploadCanceledError(JobCancelledError):
+    """The upload was cancelled by its user or an operator (``cancel_upload``, ``transflow
+    cancel``): its status record says ``ASSEMBLY_CANCELED``. The processor stops before the
+    next step, records the outputs already written, publishes ``cancelled`` and deletes the
+    message: nothing is retried or dead-lettered."""
+
+    def __init__(self, upload_id: str, step: str | None) -> None:
+        super().__init__(upload_id, step)
+        where = f" before step {step!r}" if step else ""
+        self.args = (
+            f"upload {upload_id!r} was cancelled{where} (its status record says "
+            "ASSEMBLY_CANCELED); the job stops and is not retried",
         )
 
 

@@ -3,7 +3,8 @@
 It lives at ``{output prefix}status.json`` in the output bucket (see :mod:`transflow._wire.keys`),
 is written when a job starts (``ok: ASSEMBLY_EXECUTING``), after each checkpointed step (its
 name joins ``checkpoints``, its outputs ``results``), and again when it ends, with
-``ok: ASSEMBLY_COMPLETED`` or with ``error`` and ``message``. The same record is the
+``ok: ASSEMBLY_COMPLETED`` or with ``error`` and ``message`` (``ok: ASSEMBLY_CANCELED`` once the
+upload was cancelled, see :mod:`~transflow.processing.cancellation`). The same record is the
 completion marker that makes re-delivery of a finished job harmless, the body of webhooks,
 and what ``transflow dlq peek`` shows. Keys are snake_case, as Transloadit writes them.
 """
@@ -24,6 +25,7 @@ from transflow._version import __version__
 from transflow._wire.model import ProcessingJob, format_timestamp
 
 __all__ = [
+    "ASSEMBLY_CANCELED",
     "ASSEMBLY_COMPLETED",
     "ASSEMBLY_EXECUTING",
     "AssemblyStatus",
@@ -38,6 +40,9 @@ ASSEMBLY_EXECUTING = "ASSEMBLY_EXECUTING"
 ASSEMBLY_COMPLETED = "ASSEMBLY_COMPLETED"
 """The status record's ``ok`` once a job completed: the completion marker that makes a
 re-delivered job harmless."""
+ASSEMBLY_CANCELED = "ASSEMBLY_CANCELED"
+"""The status record's ``ok`` once the upload was cancelled (Transloadit's spelling): the
+bridge does not queue it and the processor stops before its next step."""
 
 
 @attrs.frozen
@@ -92,6 +97,14 @@ class AssemblyStatus:
     execution_duration: float | None = None
     last_updated: str = ""
     transflow_version: str = __version__
+    delete_outputs: bool = False
+    """Set with ``ok: ASSEMBLY_CANCELED`` when the canceller asked for the outputs to be
+    deleted: the processor deletes those it wrote before it stopped."""
+
+    @property
+    def canceled(self) -> bool:
+        """Whether the upload was cancelled (``ok: ASSEMBLY_CANCELED``)."""
+        return self.ok == ASSEMBLY_CANCELED
 
     @property
     def completed(self) -> bool:
