@@ -11,6 +11,7 @@ from collections.abc import Iterable
 __all__ = [
     "BatchFailedError",
     "BridgeError",
+    "CancelRefusedError",
     "ChannelError",
     "ConfigError",
     "ConfirmationRequiredError",
@@ -435,3 +436,14 @@ class StreamTokenForgedError(StreamTokenError):
 
 class StreamTokenExpiredError(StreamTokenError):
     """The token was genuine but its time is up; ask the host for a fresh one."""
+
+
+class CancelRefusedError(TransflowError, PermissionError):
+    """A cancel request from a browser was refused before anything was written: ``status``
+    is the HTTP status to answer (400: not an upload id or branch; 401: no or a bad stream
+    token; 403: the token or the ``authorize`` hook does not cover this upload). The message
+    says which, and what the caller can do."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        super().__init__(reason)
