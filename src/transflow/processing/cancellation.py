@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from transflow._wire.cancelmark import ASSEMBLY_CANCELED
 from transflow._wire.keys import status_key
 from transflow._wire.naming import branch_problem
 from transflow.errors import ConfigError
 from transflow.processing.status import (
-    ASSEMBLY_CANCELED,
     AssemblyStatus,
     ResultRecord,
     now_text,

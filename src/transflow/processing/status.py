@@ -22,10 +22,10 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from transflow._version import __version__
+from transflow._wire.cancelmark import ASSEMBLY_CANCELED
 from transflow._wire.model import ProcessingJob, format_timestamp
 
 __all__ = [
-    "ASSEMBLY_CANCELED",
     "ASSEMBLY_COMPLETED",
     "ASSEMBLY_EXECUTING",
     "AssemblyStatus",
@@ -40,9 +40,6 @@ ASSEMBLY_EXECUTING = "ASSEMBLY_EXECUTING"
 ASSEMBLY_COMPLETED = "ASSEMBLY_COMPLETED"
 """The status record's ``ok`` once a job completed: the completion marker that makes a
 re-delivered job harmless."""
-ASSEMBLY_CANCELED = "ASSEMBLY_CANCELED"
-"""The status record's ``ok`` once the upload was cancelled (Transloadit's spelling): the
-bridge does not queue it and the processor stops before its next step."""
 
 
 @attrs.frozen
