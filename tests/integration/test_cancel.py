@@ -395,8 +395,10 @@ def test_the_cli_says_too_late_with_exit_status_1(
     )
 
     code = main(
-        ["cancel", job.upload_id, "--bucket", OUTPUTS, "--user", "user123"]
-        + ["--config", str(config), "--endpoint-url", aws.endpoint_url]
+        [
+            *("cancel", job.upload_id, "--bucket", OUTPUTS, "--user", "user123"),
+            *("--config", str(config), "--endpoint-url", aws.endpoint_url),
+        ]
     )
 
     assert code == 1
