@@ -432,7 +432,7 @@ def test_the_server_function_takes_the_authorize_hook(
 
     def authorize(request: Any, channel: str) -> bool:
         asked.append((request, channel))
-        return request == "alice"
+        return bool(request == "alice")
 
     with pytest.raises(CancelRefusedError) as refused:
         cancel_request(
