@@ -160,6 +160,29 @@ def test_a_cancelled_job_message_is_deleted_not_retried(
     assert record_of(s3, job)["ok"] == "ASSEMBLY_CANCELED"
 
 
+def test_a_step_failing_after_its_upload_was_cancelled_ends_cancelled_not_failed(
+    aws: LocalAws, queues: Queues, sqs: SQSClient, s3: S3Client
+) -> None:
+    registry = TemplateRegistry()
+    template = registry.template("three")
+
+    @template.step("one", checkpoint=False)
+    def cancel_then_fail(ctx: StepContext) -> None:
+        cancel_upload(s3, bucket=OUTPUTS, branch="main", upload_id=ctx.upload_id, user_id="user123")
+        raise RuntimeError("the tool saw its input vanish")
+
+    job = the_job(s3)
+    event = {"Records": [lambda_record(job.to_json(), "m-1", job.upload_id)]}
+
+    response = processor(aws, queues, registry).handle(event)
+
+    assert response["batchItemFailures"] == []
+    types = [e.type for e in drain_events(sqs, queues.progress)]
+    assert types[-1] is ProgressType.CANCELLED
+    assert ProgressType.ERROR not in types
+    assert record_of(s3, job)["ok"] == "ASSEMBLY_CANCELED"
+
+
 def test_outputs_are_deleted_when_asked(aws: LocalAws, queues: Queues, s3: S3Client) -> None:
     steps = Steps(s3, cancel_in="two", delete_outputs=True)
     job = the_job(s3)

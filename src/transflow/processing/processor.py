@@ -492,7 +492,10 @@ class _AttemptRunner:
         except UploadCanceledError as exc:
             return self._stop_canceled(exc)
         except Exception as exc:
-            self._fail(exc)
+            try:
+                self._fail(exc)
+            except UploadCanceledError as canceled:  # it failed after being cancelled
+                return self._stop_canceled(canceled)
         if self.duplicate is not None:
             log.warning(
                 "upload %s: another delivery completed this job first (attempt %d); this one "
@@ -876,6 +879,10 @@ class _AttemptRunner:
                     bucket, self.state.record_key, self.state.record, if_match=self.etag
                 )
             except StatusConflict:
+                stored = self.storage.read_status_record(bucket, self.state.record_key)
+                if stored is not None and stored.canceled:
+                    # Cancelled meanwhile: it ends cancelled, not failed and not retried.
+                    raise UploadCanceledError(job.upload_id, decision.step) from None
                 log.warning(
                     "upload %s: the record changed since this attempt read it (another "
                     "delivery holds the job); its error record is not written",
