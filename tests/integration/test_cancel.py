@@ -286,7 +286,9 @@ def test_cancellation_racing_completion_ends_in_exactly_one_of_done_or_cancelled
     gate = Gate()
     registry = TemplateRegistry()
     registry.template("three").step("last")(gate.step)
-    proc = processor(aws, queues, registry)
+    # No read before completing (the start's write is recent): the conditional completion
+    # write alone decides, as when the cancellation lands just after the last check.
+    proc = attrs.evolve(processor(aws, queues, registry), cancel_check_after=3600.0)
     job = the_job(s3)
     outcome: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: outcome.update(job=proc.run_job(job)), daemon=True)
