@@ -438,7 +438,7 @@ class StreamTokenExpiredError(StreamTokenError):
     """The token was genuine but its time is up; ask the host for a fresh one."""
 
 
-class CancelRefusedError(TransflowError, PermissionError):
+class CancelRefusedError(TransflowError):
     """A cancel request from a browser was refused before anything was written: ``status``
     is the HTTP status to answer (400: not an upload id or branch; 401: no or a bad stream
     token; 403: the token or the ``authorize`` hook does not cover this upload). The message
