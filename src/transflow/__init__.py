@@ -101,6 +101,11 @@ if TYPE_CHECKING:
         resolve_queue_urls as resolve_queue_urls,
     )
     from transflow.ops.queue_spec import AttributeChange as AttributeChange
+    from transflow.processing.cancellation import (
+        CancelOutcome as CancelOutcome,
+        CancelResult as CancelResult,
+        cancel_upload as cancel_upload,
+    )
     from transflow.processing.context import (
         InputFile as InputFile,
         OutputFile as OutputFile,
@@ -126,6 +131,7 @@ if TYPE_CHECKING:
     from transflow.processing.webhooks import WebhookSender as WebhookSender
     from transflow.processing.worker import make_worker as make_worker, run_worker as run_worker
     from transflow.streaming.apps import asgi_app as asgi_app, wsgi_app as wsgi_app
+    from transflow.streaming.cancel import cancel_request as cancel_request
     from transflow.streaming.fanout import Subscription as Subscription
     from transflow.streaming.hub import HubStats as HubStats, ProgressHub as ProgressHub
     from transflow.streaming.snapshot import (
@@ -201,6 +207,9 @@ _HOMES: dict[str, str] = {
     "resolve_queue_urls": "transflow.ops.provision",
     "AttributeChange": "transflow.ops.queue_spec",
     "InputFile": "transflow.processing.context",
+    "CancelOutcome": "transflow.processing.cancellation",
+    "CancelResult": "transflow.processing.cancellation",
+    "cancel_upload": "transflow.processing.cancellation",
     "OutputFile": "transflow.processing.context",
     "OutputLocation": "transflow.processing.context",
     "StepContext": "transflow.processing.context",
@@ -219,6 +228,7 @@ _HOMES: dict[str, str] = {
     "run_worker": "transflow.processing.worker",
     "asgi_app": "transflow.streaming.apps",
     "wsgi_app": "transflow.streaming.apps",
+    "cancel_request": "transflow.streaming.cancel",
     "Subscription": "transflow.streaming.fanout",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",

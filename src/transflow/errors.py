@@ -11,6 +11,7 @@ from collections.abc import Iterable
 __all__ = [
     "BatchFailedError",
     "BridgeError",
+    "CancelRefusedError",
     "ChannelError",
     "ConfigError",
     "ConfirmationRequiredError",
@@ -52,6 +53,7 @@ __all__ = [
     "ToolTimeoutError",
     "TransflowError",
     "UnknownConfigKeyWarning",
+    "UploadCanceledError",
     "UploadError",
     "UploadMetadataError",
     "UploadRefusedError",
@@ -325,6 +327,21 @@ class JobCancelledError(TransflowError):
         )
 
 
+class UploadCanceledError(JobCancelledError):
+    """The upload was cancelled by its user or an operator (``cancel_upload``, ``transflow
+    cancel``): its status record says ``ASSEMBLY_CANCELED``. The processor stops before the
+    next step, records the outputs already written, publishes ``cancelled`` and deletes the
+    message: nothing is retried or dead-lettered."""
+
+    def __init__(self, upload_id: str, step: str | None) -> None:
+        super().__init__(upload_id, step)
+        where = f" before step {step!r}" if step else ""
+        self.args = (
+            f"upload {upload_id!r} was cancelled{where} (its status record says "
+            "ASSEMBLY_CANCELED); the job stops and is not retried",
+        )
+
+
 class LeaseLostError(JobCancelledError):
     """A worker could not confirm that it still holds its job's message (its heartbeats,
     ChangeMessageVisibility, kept failing until the visibility timeout may have run out), so
@@ -467,3 +484,14 @@ class StreamTokenForgedError(StreamTokenError):
 
 class StreamTokenExpiredError(StreamTokenError):
     """The token was genuine but its time is up; ask the host for a fresh one."""
+
+
+class CancelRefusedError(TransflowError):
+    """A cancel request from a browser was refused before anything was written: ``status``
+    is the HTTP status to answer (400: not an upload id or branch; 401: no or a bad stream
+    token; 403: the token or the ``authorize`` hook does not cover this upload). The message
+    says which, and what the caller can do."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        super().__init__(reason)

@@ -304,14 +304,15 @@ class ProgressType(str, enum.Enum):
     STEP_DONE = "step:done"
     DONE = "done"
     ERROR = "error"
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def terminal(self) -> bool:
-        """Whether the upload ends with this event (``done`` or ``error``)."""
-        return self in (ProgressType.DONE, ProgressType.ERROR)
+        """Whether the upload ends with this event (``done``, ``error`` or ``cancelled``)."""
+        return self in (ProgressType.DONE, ProgressType.ERROR, ProgressType.CANCELLED)
 
 
 _ALLOWED_TYPES = ", ".join(t.value for t in ProgressType)

@@ -4,10 +4,11 @@ in the modules of :data:`COMMAND_MODULES`.
 Commands live in a registry: :func:`command` registers a function under a name such as
 ``"status"`` or ``"dlq peek"`` (a group and an action), and :func:`main` builds the argparse
 parser from it. A module that adds commands (``project``: init, iam-policy and sam;
-``queues``: the queues and their health; ``dlq``; ``worker``; ``local``; ``demo`` and ``dev``)
-registers them with :func:`command` and is named in :data:`COMMAND_MODULES`, which
-:func:`main` imports. A command takes ``--config``, ``--endpoint-url`` and ``--region``
-unless it names fewer (``connection``); an error is one line on stderr, without a traceback.
+``queues``: the queues and their health; ``dlq``; ``worker``; ``cancel``; ``local``;
+``demo`` and ``dev``) registers them with :func:`command` and is named in
+:data:`COMMAND_MODULES`, which :func:`main` imports. A command takes ``--config``,
+``--endpoint-url`` and ``--region`` unless it names fewer (``connection``); an error is
+one line on stderr, without a traceback.
 
 Exit status: 0 done (healthy), 1 done but unhealthy or with messages left behind, 2 error.
 """
@@ -51,6 +52,7 @@ COMMAND_MODULES: list[str] = [
     "transflow.cli.worker",
     "transflow.cli.local_command",
     "transflow.cli.secret",
+    "transflow.cli.cancel",
     "transflow.cli.demo.command",
 ]
 """Modules imported by :func:`main` so that the commands they register appear (for

@@ -23,6 +23,7 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.claimcheck import DEFAULT_CLAIM_PREFIX, ClaimCheck, store_claimed_job
+from transflow._aws.emf import emit
 from transflow._aws.lambda_batch import (
     PartialBatchResponse,
     partial_batch_response,
@@ -31,6 +32,8 @@ from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire import validators
+from transflow._wire.cancelmark import is_canceled_record
+from transflow._wire.keys import folder_status_key
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import BridgeError, UploadMetadataError
@@ -153,6 +156,10 @@ class GroupingBridge:
     when their metadata carries the file count. Clients are used from worker threads
     (boto3 clients are thread-safe; give the S3 client ``max_pool_connections`` at least
     ``head_concurrency``).
+    ``status_bucket`` (the processor's output bucket), when given, makes the bridge read
+    each upload's status record before queueing its job (one GET per job) and not queue an
+    upload that was cancelled (``transflow cancel``): its records are skipped, logged and
+    counted (the ``UploadsCancelledNotQueued`` metric).
     """
 
     sqs_client: SQSClient
@@ -177,6 +184,9 @@ class GroupingBridge:
     whole_uploads: bool = attrs.field(default=True, kw_only=True)
     retry: RetryPolicy = attrs.field(
         factory=RetryPolicy, kw_only=True, validator=validators.instance_of(RetryPolicy)
+    )
+    status_bucket: str | None = attrs.field(
+        default=None, kw_only=True, validator=validators.optional(validators.non_empty_text)
     )
 
     # -- entry points ------------------------------------------------------------------
@@ -240,6 +250,7 @@ class GroupingBridge:
                 )
             else:
                 failed.extend(checked)
+        jobs = self._without_canceled(jobs, skipped)
         sent, send_failures = self._send(jobs)
         failed.extend(send_failures)
         result = BridgeResult(
@@ -365,6 +376,46 @@ class GroupingBridge:
             )
             return len(listed)
         return outcome
+
+    def _without_canceled(
+        self, jobs: list[PlannedJob], skipped: list[SkippedRecord]
+    ) -> list[PlannedJob]:
+        """The jobs whose upload was not cancelled; the records of the others join
+        ``skipped`` (a cancelled upload is done with: nothing to retry)."""
+        if self.status_bucket is None or not jobs:
+            return jobs
+        kept: list[PlannedJob] = []
+        for planned, canceled in zip(jobs, self._map(self._is_canceled, jobs), strict=True):
+            if not canceled:
+                kept.append(planned)
+                continue
+            job = planned.job
+            reason = f"upload {job.upload_id} was cancelled; its job is not queued"
+            log.warning("not queued: %s (%d record(s))", reason, len(planned.records))
+            emit(
+                {"UploadsCancelledNotQueued": (1, "Count")},
+                {},
+                properties={"branch": job.branch, "uploadId": job.upload_id},
+            )
+            skipped.extend(SkippedRecord(r.ref, reason, r.message_id) for r in planned.records)
+        return kept
+
+    def _is_canceled(self, planned: PlannedJob) -> bool:
+        job = planned.job
+        folder = job.user.user_id if job.user is not None else None
+        key = folder_status_key(job.branch, job.upload_id, folder)
+        assert self.status_bucket is not None
+        try:
+            response = self.retry.retrying()(
+                self.s3_client.get_object, Bucket=self.status_bucket, Key=key
+            )
+            body = response["Body"].read()
+        except botocore.exceptions.ClientError as exc:
+            if not is_not_found(exc):
+                # Unknown is not cancelled: queueing is safe, the processor checks again.
+                log.warning("status record s3://%s/%s not read: %s", self.status_bucket, key, exc)
+            return False
+        return is_canceled_record(body)
 
     def _list(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
         """Every object under ``prefix``, a page (up to 1,000) at a time."""

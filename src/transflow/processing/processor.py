@@ -63,9 +63,11 @@ from transflow.errors import (
     JobFailedError,
     JobFormatError,
     LeaseLostError,
+    UploadCanceledError,
 )
 from transflow.processing import attempt as attempts
 from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Verdict
+from transflow.processing.cancellation import delete_results
 from transflow.processing.context import OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
@@ -164,7 +166,9 @@ class JobProcessor:
     retry: the error webhook is sent only once, on the last attempt. ``raise_on_total_failure``
     makes :meth:`handle` raise :class:`BatchFailedError` when every record failed.
     ``storage`` reads and writes the job's bytes (default: :class:`~.storage.S3JobStorage`
-    over ``s3_client``).
+    over ``s3_client``). ``cancel_check_after``: before each step, the status record is
+    read (one GET) to see whether the upload was cancelled, unless the record was read or
+    written (conditionally, so it was not cancelled then) less than this many seconds ago.
 
     Confinement: ``upload_bucket`` (required, the bridge's) is the only bucket a job's
     inputs are read from, and only from the job's own folder
@@ -219,6 +223,9 @@ class JobProcessor:
         default=MAX_CLAIM_CHECK_BYTES,
         kw_only=True,
         validator=validators.bounded_int(1_024, 256 * 1024 * 1024),
+    )
+    cancel_check_after: float = attrs.field(
+        default=1.0, kw_only=True, validator=validators.seconds()
     )
     publisher: ProgressPublisher = attrs.field(init=False)
 
@@ -389,7 +396,8 @@ class JobProcessor:
         """Run ``job`` (delivery ``attempt``, 1 for the first). Returns its status record
         (another delivery's, when that one completed this very job first: then this one
         sends no ``done`` event and no webhook); raises :class:`JobFailedError` when it
-        fails, :class:`JobCancelledError` when ``cancelled()`` turned true (or
+        fails (a cancelled upload returns its ``ASSEMBLY_CANCELED`` record, so its message
+        is deleted), :class:`JobCancelledError` when ``cancelled()`` turned true (or
         :class:`LeaseLostError` when ``lease_held()`` turned false) before it completed,
         and :class:`JobConfinementError`, before any effect, for a job whose keys would
         leave its output folder or whose objects are not in its own upload folder of the
@@ -416,7 +424,7 @@ class JobProcessor:
             except JobFailedError:
                 _job_metrics(job, ok=False, started=run.started)
                 raise
-            _job_metrics(job, ok=True, started=run.started)
+            _job_metrics(job, ok=True, started=run.started, canceled=status.canceled)
             return status
 
     def resolve_bucket(self, template: Template) -> str:
@@ -462,6 +470,8 @@ class _AttemptRunner:
     duplicate: AssemblyStatus | None = None
     previous: AssemblyStatus | None = None
     """The record a previous delivery left (its checkpoints let this one resume)."""
+    confirmed_at: float = -math.inf
+    """When the record was last read or written by this attempt and not cancelled."""
 
     @property
     def storage(self) -> JobStorage:
@@ -479,8 +489,13 @@ class _AttemptRunner:
             if replayed is not None:
                 return replayed
             self._execute(self.template)
+        except UploadCanceledError as exc:
+            return self._stop_canceled(exc)
         except Exception as exc:
-            self._fail(exc)
+            try:
+                self._fail(exc)
+            except UploadCanceledError as canceled:  # it failed after being cancelled
+                return self._stop_canceled(canceled)
         if self.duplicate is not None:
             log.warning(
                 "upload %s: another delivery completed this job first (attempt %d); this one "
@@ -505,6 +520,9 @@ class _AttemptRunner:
         stored = self.storage.read_status(self.state.bucket, self.state.record_key)
         previous, self.etag = stored.record, stored.etag
         self.previous = previous
+        if previous is not None and previous.canceled:
+            raise UploadCanceledError(self.job.upload_id, None)
+        self.confirmed_at = time.monotonic()
         verdict = self.state.verdict(previous)
         if verdict is Verdict.RERUN_CHANGED:
             log.info(
@@ -541,7 +559,8 @@ class _AttemptRunner:
             )
         except StatusConflict:
             # Another delivery wrote the record since it was read: it holds the job.
-            raise LeaseLostError(self.job.upload_id, None) from None
+            self._raise_conflict(bucket)
+        self.confirmed_at = time.monotonic()
         extra: dict[str, Any] = {"attempt": self.state.attempt, "objects": len(self.job.objects)}
         if reused:
             extra["resumed"] = len(reused)
@@ -680,7 +699,8 @@ class _AttemptRunner:
                 bucket, self.state.record_key, self.state.record, if_match=self.etag
             )
         except StatusConflict:
-            raise LeaseLostError(self.job.upload_id, name) from None
+            self._raise_conflict(bucket)
+        self.confirmed_at = time.monotonic()
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -690,6 +710,84 @@ class _AttemptRunner:
             raise JobCancelledError(self.job.upload_id, self.state.step)
         if not self.lease_held():
             raise LeaseLostError(self.job.upload_id, self.state.step)
+        self._check_record()
+
+    def _check_record(self) -> None:
+        """Raise :class:`UploadCanceledError` when the upload was cancelled: one GET of the
+        status record, unless this attempt read or wrote it less than
+        ``cancel_check_after`` seconds ago (progress events never read it)."""
+        bucket = self.state.bucket
+        if bucket is None or self.etag is None:
+            return  # before the record is first written: _replayed has just read it
+        if time.monotonic() - self.confirmed_at < self.processor.cancel_check_after:
+            return
+        stored = self.storage.read_status(bucket, self.state.record_key)
+        # Changed otherwise: another delivery holds the job, and this attempt's next
+        # conditional write will say so.
+        if stored.etag != self.etag and stored.record is not None and stored.record.canceled:
+            raise UploadCanceledError(self.job.upload_id, self.state.step)
+        self.confirmed_at = time.monotonic()
+
+    def _raise_conflict(self, bucket: str) -> NoReturn:
+        """After a refused conditional write: follow a cancellation, else the delivery
+        that wrote the record holds the job."""
+        stored = self.storage.read_status_record(bucket, self.state.record_key)
+        if stored is not None and stored.canceled:
+            raise UploadCanceledError(self.job.upload_id, self.state.step)
+        raise LeaseLostError(self.job.upload_id, self.state.step)
+
+    def _stop_canceled(self, exc: UploadCanceledError) -> AssemblyStatus:
+        """Stop a cancelled upload: the record keeps ``ASSEMBLY_CANCELED`` and lists the
+        outputs written so far (deleted when the canceller asked), a final ``cancelled``
+        event, the webhook; the message is then deleted (nothing to retry)."""
+        job = self.job
+        bucket = self.state.bucket
+        assert bucket is not None
+        key = self.state.record_key
+        written = dict(self.runtime.outputs)
+        stored = self.storage.read_status(bucket, key)
+        record = stored.record
+        if record is None or not record.canceled:  # only a cancelled record got us here
+            raise LeaseLostError(job.upload_id, exc.step) from exc
+        if written:
+            listed = attrs.evolve(self.state, record=record).finish(
+                written,
+                ok=record.ok,
+                message=record.message,
+                duration=self._elapsed(),
+                now=now_text(),
+            )
+            listed = attrs.evolve(listed, step=exc.step, delete_outputs=record.delete_outputs)
+            if record.delete_outputs:
+                delete_results(self.processor.s3_client, listed.results)
+            try:
+                self.storage.put_status_record(bucket, key, listed, if_match=stored.etag)
+                record = listed
+            except StatusConflict:
+                log.warning(
+                    "upload %s: the cancelled record changed again; its outputs are not "
+                    "listed in it",
+                    job.upload_id,
+                )
+        log.warning(
+            "upload %s (template %s, attempt %d) cancelled%s; %d output(s) written%s; its "
+            "message is deleted",
+            job.upload_id,
+            job.template_id,
+            self.state.attempt,
+            f" before step {exc.step!r}" if exc.step else "",
+            sum(len(v) for v in written.values()),
+            " and deleted" if record.delete_outputs and written else "",
+        )
+        self.stream.emit(
+            ProgressType.CANCELLED,
+            step=exc.step,
+            template_id=job.template_id,
+            extra={"results": attempts.result_count(record)},
+        )
+        self.stream.flush()
+        self.processor.deliver_webhook(self.template, record)
+        return record
 
     def _save_completed(self, bucket: str) -> None:
         """Write the completion marker, only if the record is still the one this attempt
@@ -701,6 +799,8 @@ class _AttemptRunner:
             self.etag = self.storage.put_status_record(bucket, key, record, if_match=self.etag)
         except StatusConflict:
             stored = self.storage.read_status_record(bucket, key)
+            if stored is not None and stored.canceled:
+                raise UploadCanceledError(self.job.upload_id, None) from None
             conflict = attempts.completion_conflict(stored, record)
             if conflict is Conflict.SUPERSEDED:
                 raise LeaseLostError(self.job.upload_id, None) from None
@@ -779,6 +879,10 @@ class _AttemptRunner:
                     bucket, self.state.record_key, self.state.record, if_match=self.etag
                 )
             except StatusConflict:
+                stored = self.storage.read_status_record(bucket, self.state.record_key)
+                if stored is not None and stored.canceled:
+                    # Cancelled meanwhile: it ends cancelled, not failed and not retried.
+                    raise UploadCanceledError(job.upload_id, decision.step) from None
                 log.warning(
                     "upload %s: the record changed since this attempt read it (another "
                     "delivery holds the job); its error record is not written",
@@ -811,11 +915,13 @@ class _AttemptRunner:
             self.processor.deliver_webhook(self.template, self.state.record)
 
 
-def _job_metrics(job: ProcessingJob, *, ok: bool, started: float) -> None:
-    """JobsCompleted or JobsFailed, and JobDuration, per template (CloudWatch EMF)."""
+def _job_metrics(job: ProcessingJob, *, ok: bool, started: float, canceled: bool = False) -> None:
+    """JobsCompleted, JobsFailed or JobsCancelled (never a failure), and JobDuration, per
+    template (CloudWatch EMF)."""
+    name = "JobsCancelled" if canceled else "JobsCompleted" if ok else "JobsFailed"
     emit(
         {
-            "JobsCompleted" if ok else "JobsFailed": (1, "Count"),
+            name: (1, "Count"),
             "JobDuration": (round((time.monotonic() - started) * 1000, 1), "Milliseconds"),
         },
         {"Template": job.template_id},

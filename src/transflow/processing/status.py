@@ -3,7 +3,8 @@
 It lives at ``{output prefix}status.json`` in the output bucket (see :mod:`transflow._wire.keys`),
 is written when a job starts (``ok: ASSEMBLY_EXECUTING``), after each checkpointed step (its
 name joins ``checkpoints``, its outputs ``results``), and again when it ends, with
-``ok: ASSEMBLY_COMPLETED`` or with ``error`` and ``message``. The same record is the
+``ok: ASSEMBLY_COMPLETED`` or with ``error`` and ``message`` (``ok: ASSEMBLY_CANCELED`` once the
+upload was cancelled, see :mod:`~transflow.processing.cancellation`). The same record is the
 completion marker that makes re-delivery of a finished job harmless, the body of webhooks,
 and what ``transflow dlq peek`` shows. Keys are snake_case, as Transloadit writes them.
 """
@@ -21,6 +22,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from transflow._version import __version__
+from transflow._wire.cancelmark import ASSEMBLY_CANCELED
 from transflow._wire.model import ProcessingJob, format_timestamp
 
 __all__ = [
@@ -92,6 +94,14 @@ class AssemblyStatus:
     execution_duration: float | None = None
     last_updated: str = ""
     transflow_version: str = __version__
+    delete_outputs: bool = False
+    """Set with ``ok: ASSEMBLY_CANCELED`` when the canceller asked for the outputs to be
+    deleted: the processor deletes those it wrote before it stopped."""
+
+    @property
+    def canceled(self) -> bool:
+        """Whether the upload was cancelled (``ok: ASSEMBLY_CANCELED``)."""
+        return self.ok == ASSEMBLY_CANCELED
 
     @property
     def completed(self) -> bool:

@@ -28,6 +28,7 @@ class UploadState(str, enum.Enum):
     RETRYING = "retrying"  # an attempt failed; SQS will deliver the job again
     COMPLETED = "completed"
     ERROR = "error"
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
@@ -121,7 +122,7 @@ def fold_event(status: UploadStatus, event: ProgressEvent) -> UploadStatus:  # n
         changes["last_event_id"] = event.event_id
     if event.template_id is not None:
         changes["template_id"] = event.template_id
-    finished = status.state in (UploadState.COMPLETED, UploadState.ERROR)
+    finished = status.state in (UploadState.COMPLETED, UploadState.ERROR, UploadState.CANCELLED)
     kind = event.type
     if kind is ProgressType.START and finished and _later(event, status):
         # A new run of a finished upload (redriven from the dead-letter queue, or a new job
@@ -146,6 +147,8 @@ def fold_event(status: UploadStatus, event: ProgressEvent) -> UploadStatus:  # n
     elif kind is ProgressType.DONE:
         changes["state"] = UploadState.COMPLETED
         changes["percent"] = 100
+    elif kind is ProgressType.CANCELLED:
+        changes["state"] = UploadState.CANCELLED
     elif kind is ProgressType.ERROR and event.extra.get("retrying") is True and not finished:
         # Not the end: the job goes back through visibility and runs again.
         changes["state"] = UploadState.RETRYING
