@@ -1,6 +1,7 @@
 """``make bench``: every benchmark in one run against one embedded moto server, at sizes
 that finish in a few minutes on 2 cores (``--full`` for the issue's sizes: 1,000 uploads,
-1,000 subscribers over 200 channels, a 10,000-file upload, 100 cold imports per handler).
+1,000 subscribers over 200 channels, a 10,000-file upload, 100 cold imports per handler, a
+1 GiB multipart upload).
 Results: bench/results/."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bench import (
     cost,
     fanout,
     fanout_instances,
+    multipart,
     throughput,
 )
 from bench.common import serve
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         big_upload.run(ep, files=10_000 if args.full else 2_000)
         checkpoints.run(ep, jobs=100 if args.full else 40)
+        multipart.run(ep, size=(1024 if args.full else 256) * 1024 * 1024)
     # No endpoint: fresh interpreters importing each Lambda handler, after the rest is done.
     cold_import.run(rounds=100 if args.full else 40)
     print(f"all benchmarks: {time.perf_counter() - started:.0f} s")

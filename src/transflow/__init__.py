@@ -86,6 +86,7 @@ if TYPE_CHECKING:
         MULTIPART_ACTIONS as MULTIPART_ACTIONS,
         MultipartEndpoint as MultipartEndpoint,
         MultipartReply as MultipartReply,
+        MultipartStats as MultipartStats,
     )
     from transflow.ingest.uploads import (
         PresignedFile as PresignedFile,
@@ -196,6 +197,7 @@ _HOMES: dict[str, str] = {
     "MULTIPART_ACTIONS": "transflow.ingest.multipart",
     "MultipartEndpoint": "transflow.ingest.multipart",
     "MultipartReply": "transflow.ingest.multipart",
+    "MultipartStats": "transflow.ingest.multipart",
     "PresignedFile": "transflow.ingest.uploads",
     "UploadFile": "transflow.ingest.uploads",
     "UploadTicket": "transflow.ingest.uploads",

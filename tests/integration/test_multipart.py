@@ -174,6 +174,7 @@ def test_complete_refuses_and_aborts_parts_over_the_limit(s3v4: S3Client) -> Non
     assert reply.status == 400
     assert reply.body["error"] == "MultipartRefusedError"
     assert endpoint.refused == 1
+    assert endpoint.stats().refused == 1
     assert s3v4.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert "Contents" not in s3v4.list_objects_v2(Bucket=BUCKET)
 

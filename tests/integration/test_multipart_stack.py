@@ -109,3 +109,4 @@ def test_the_routes_refuse_without_a_token_and_answer_json_errors(stack: DemoSta
     assert answer.json()["error"] == "MultipartDeniedError"
     unknown = requests.post(f"{stack.http_url}/api/multipart/nothing", json={}, timeout=30)
     assert unknown.status_code == 404
+    assert stack.multipart().stats().denied == 1

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tests.support.strategies import json_values
 from transflow import (
     MultipartEndpoint,
+    MultipartStats,
     UploadError,
     UploadFile,
     create_upload,
@@ -114,6 +115,10 @@ def test_sign_parts_signs_locally_and_caps_the_urls(signer: S3Client) -> None:
     )
     assert many.status == 400
     assert "at most 10" in many.body["message"]
+    anonymous = _endpoint(signer)
+    assert anonymous.handle("abort", body).status == 401
+    assert anonymous.handle("nothing", body).status == 404
+    assert anonymous.stats() == MultipartStats(refused=0, aborted=0, denied=1, bad_requests=1)
 
 
 def test_a_users_token_cannot_reach_another_users_folder(signer: S3Client) -> None:

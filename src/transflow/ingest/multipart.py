@@ -64,7 +64,13 @@ from transflow.ingest.parts import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["MULTIPART_ACTIONS", "MultipartAuthorize", "MultipartEndpoint", "MultipartReply"]
+__all__ = [
+    "MULTIPART_ACTIONS",
+    "MultipartAuthorize",
+    "MultipartEndpoint",
+    "MultipartReply",
+    "MultipartStats",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +107,24 @@ class _Target:
     multipart_upload_id: str
 
 
+@attrs.frozen
+class MultipartStats:
+    """What an endpoint refused or ended since it was made: ``refused`` completions
+    (aborted because the parts broke the rules), ``aborted`` uploads (asked by the
+    browser), ``denied`` requests (401/403) and ``bad_requests`` (other 4xx)."""
+
+    refused: int
+    aborted: int
+    denied: int
+    bad_requests: int
+
+
 @attrs.define
 class _Counts:
     refused: int = 0
     aborted: int = 0
+    denied: int = 0
+    bad_requests: int = 0
     lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False)
 
     def add(self, name: str) -> None:
@@ -151,6 +171,12 @@ class MultipartEndpoint:
         """Completions refused (and aborted) because the parts broke the rules."""
         return self._counts.refused
 
+    def stats(self) -> MultipartStats:
+        """The counts of refusals and aborts so far (for the host's metrics)."""
+        c = self._counts
+        with c.lock:
+            return MultipartStats(c.refused, c.aborted, c.denied, c.bad_requests)
+
     # -- the framework-agnostic entry ----------------------------------------------------
 
     def handle(
@@ -174,12 +200,19 @@ class MultipartEndpoint:
         try:
             handler = handlers.get(action)
             if handler is None:
-                raise MultipartUploadNotFoundError(
+                unknown = MultipartError(
                     f"no multipart action {action!r}; use one of {', '.join(MULTIPART_ACTIONS)}"
                 )
+                unknown.http_status = 404
+                raise unknown
             data = _parse(body)
             return MultipartReply(200, handler(data, authorization=authorization, request=request))
         except MultipartError as exc:
+            denied = isinstance(exc, MultipartDeniedError)
+            self._counts.add("denied" if denied else "bad_requests")
+            # INFO, not WARNING: a browser with an expired token is routine; the counts in
+            # stats() are what an operator watches.
+            log.info("multipart %s refused (%d): %s", action[:40], exc.http_status, exc)
             return MultipartReply(
                 exc.http_status, {"error": type(exc).__name__, "message": str(exc)}
             )

@@ -14,8 +14,9 @@ The metadata written here is read back on the bridge's side: its format (the key
 encoding of ``fields``, :func:`read_upload_metadata`) lives in :mod:`transflow.ingest.metadata`,
 so that one module owns it and the bridge's cold start does not load the signing side.
 
-A little over 500 lines: :func:`create_upload` is split into its steps (checks, plan,
-signing, token) below it, and the steps read best next to the one function that runs them.
+About 650 lines: :func:`create_upload` is split into its steps (checks, plan, POST signing,
+multipart begin, token) below it, and the steps read best next to the one function that
+runs them; the multipart arithmetic is :mod:`transflow.ingest.parts`'s.
 """
 
 from __future__ import annotations

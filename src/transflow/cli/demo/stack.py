@@ -119,6 +119,7 @@ class DemoStack:
     _hub: ProgressHub | None = attrs.field(default=None, init=False)
     _http: WSGIServer | None = attrs.field(default=None, init=False)
     _http_thread: threading.Thread | None = attrs.field(default=None, init=False)
+    _multipart: MultipartEndpoint | None = attrs.field(default=None, init=False)
     # Signs the stream tokens of the demo's uploads; random per run unless the environment
     # gives one (so a host running several stacks can share it).
     stream_secret: str = attrs.field(
@@ -201,6 +202,7 @@ class DemoStack:
         for part in (hub, worker, bridge_poller):
             part.start()
             self._running.append(part)
+        self.multipart()  # made before HTTP serves, so no two requests race to make it
         self._serve_http(hub)
         return self
 
@@ -298,15 +300,18 @@ class DemoStack:
     # -- internals -----------------------------------------------------------------------
 
     def multipart(self) -> MultipartEndpoint:
-        """The multipart endpoints of the upload bucket, with the stack's limits."""
-        s = self.settings
-        return MultipartEndpoint(
-            self.s3,
-            s.upload_bucket,
-            secret=self.stream_secret,
-            max_file_size=s.max_file_size,
-            part_size=s.part_size,
-        )
+        """The multipart endpoints of the upload bucket, with the stack's limits (one for
+        the stack's life, so its ``stats()`` add up)."""
+        if self._multipart is None:
+            s = self.settings
+            self._multipart = MultipartEndpoint(
+                self.s3,
+                s.upload_bucket,
+                secret=self.stream_secret,
+                max_file_size=s.max_file_size,
+                part_size=s.part_size,
+            )
+        return self._multipart
 
     def _session(self) -> boto3.session.Session:
         if self._local is not None:
