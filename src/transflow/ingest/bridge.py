@@ -2,11 +2,18 @@
 
 S3 cannot notify a FIFO queue, so notifications reach the bridge directly (Lambda), through
 a standard queue, or through EventBridge; the bridge reads each object's upload metadata
-(HeadObject, concurrently, with a bound), groups the objects into jobs
+(HeadObject, concurrently, with a bound; once per upload while the bridge stays warm,
+:mod:`transflow.ingest.known_uploads`), groups the objects into jobs
 (:mod:`transflow.ingest.grouping`), and sends them with SendMessageBatch
 (:func:`transflow._aws.sqs_batch.send_batch`): MessageGroupId = uploadId, a deterministic
 MessageDeduplicationId, every entry checked. A job too large for one message travels as a
 claim check (:mod:`transflow._aws.claimcheck`).
+
+What the notification says is untrusted (anyone who may send to its queue can forge one):
+the bridge takes only the bucket and key from it, both checked, and learns whether the
+object exists and which content it holds (the ETag the job and its deduplication id name)
+from S3: the HeadObject, or the upload's one listing per invocation. A one-file upload whose
+HeadObject answered needs no listing.
 
 Every record ends in exactly one place of the :class:`BridgeResult`: a sent job, a skip, a
 failure, or (for a whole upload whose other files are still arriving) the waiting list.
@@ -42,7 +49,9 @@ from transflow.ingest.grouping import (
     complete_upload,
     key_branch_problem,
     plan_jobs,
+    unlisted_records,
 )
+from transflow.ingest.known_uploads import KnownUploads, upload_folder
 from transflow.ingest.metadata import read_upload_metadata
 from transflow.ingest.s3events import (
     EventSource,
@@ -150,7 +159,9 @@ class GroupingBridge:
     other bucket is a failed record, never a job.
     ``claim_bucket`` holds jobs too large for one message (default: the bucket of the
     upload); ``whole_uploads`` emits one job per upload once all its files have arrived,
-    when their metadata carries the file count. Clients are used from worker threads
+    when their metadata carries the file count. ``known_uploads`` bounds how many such
+    uploads' metadata the bridge remembers between invocations (one HeadObject per upload
+    per warm bridge instead of one per file; 0 turns it off). Clients are used from worker threads
     (boto3 clients are thread-safe; give the S3 client ``max_pool_connections`` at least
     ``head_concurrency``).
     """
@@ -178,6 +189,13 @@ class GroupingBridge:
     retry: RetryPolicy = attrs.field(
         factory=RetryPolicy, kw_only=True, validator=validators.instance_of(RetryPolicy)
     )
+    known_uploads: int = attrs.field(
+        default=4096, kw_only=True, validator=validators.bounded_int(0, 1_000_000)
+    )
+    _known: KnownUploads = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._known = KnownUploads(self.known_uploads)
 
     # -- entry points ------------------------------------------------------------------
 
@@ -216,10 +234,14 @@ class GroupingBridge:
         parsed = parse_event(event)
         records, skipped, refused = self._own_objects_skipped(parsed)
         failed: list[FailedRecord] = [*parsed.failed, *refused]
+        known = {r.ref: self._known_record(r) for r in records}
+        outcomes = iter(self._map(self._head, [r for r in records if known[r.ref] is None]))
         headed: list[HeadedRecord] = []
-        for outcome in self._map(self._head, records):
+        for record in records:  # event order: the first record's metadata names the job's
+            outcome = known[record.ref] or next(outcomes)
             if isinstance(outcome, HeadedRecord):
                 headed.append(outcome)
+                self._remember(outcome)
             else:
                 failed.append(outcome)
         plan = plan_jobs(
@@ -228,18 +250,22 @@ class GroupingBridge:
         failed.extend(plan.failed)
         jobs = list(plan.jobs)
         waiting: list[WaitingRecord] = []
-        for check, checked in zip(plan.checks, self._map(self._check, plan.checks), strict=True):
-            if isinstance(checked, PlannedJob):
-                jobs.append(checked)
-            elif isinstance(checked, int):
+        for checked in self._map(self._check, plan.checks):
+            failed.extend(checked.failed)
+            if checked.job is not None:
+                jobs.append(checked.job)
+            elif checked.check is not None:
+                check = checked.check
                 waiting.extend(
                     WaitingRecord(
-                        h.record.ref, check.upload_id, checked, check.expected, h.record.message_id
+                        h.record.ref,
+                        check.upload_id,
+                        checked.arrived,
+                        check.expected,
+                        h.record.message_id,
                     )
                     for h in check.records
                 )
-            else:
-                failed.extend(checked)
         sent, send_failures = self._send(jobs)
         failed.extend(send_failures)
         result = BridgeResult(
@@ -338,33 +364,68 @@ class GroupingBridge:
         etag = response.get("ETag")
         return HeadedRecord(record, metadata, etag.strip('"') if etag else None)
 
-    def _check(self, check: UploadCheck) -> PlannedJob | int | list[FailedRecord]:
-        """List the upload's prefix: its job when complete, else how many files arrived."""
-        try:
-            listed = list(self._list(check.bucket, check.prefix))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            reason = f"listing {check.prefix} failed: {error_code(exc)} {exc}"
-            return [
-                FailedRecord(
-                    h.record.ref,
-                    reason,
-                    h.record.message_id,
-                    h.record.bucket,
-                    h.record.key,
-                    is_retryable_error(exc),
+    def _known_record(self, record: S3Record) -> HeadedRecord | None:
+        """The record with its upload's metadata, when a file of its folder was headed
+        before (no request), else None (it needs its HeadObject)."""
+        if not self.whole_uploads:
+            return None
+        folder = upload_folder(record.key)
+        metadata = None if folder is None else self._known.get(record.bucket, folder)
+        return None if metadata is None else HeadedRecord(record, metadata, headed=False)
+
+    def _remember(self, headed: HeadedRecord) -> None:
+        """Keep the metadata of a whole upload's folder for its later files."""
+        meta, key = headed.metadata, headed.record.key
+        if not (headed.headed and self.whole_uploads and meta.file_count and meta.upload_id):
+            return
+        folder = upload_folder(key)
+        # Only a folder named after the upload id: the one prefix its check lists.
+        if folder is not None and folder.rstrip("/").rpartition("/")[2] == meta.upload_id:
+            self._known.remember(headed.record.bucket, folder, meta)
+
+    def _check(self, check: UploadCheck) -> _Checked:
+        """List the upload's prefix: its job when complete, else how many files arrived.
+        The records no request has shown to exist must be in the listing."""
+        if _single_headed_file(check):
+            # A one-file upload whose one object HeadObject just read: the listing could
+            # tell nothing more (its POST policy allowed this one key).
+            first = check.records[0]
+            listed = [ListedObject(first.record.key, first.etag or "")]
+        else:
+            try:
+                listed = list(self._list(check.bucket, check.prefix))
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                reason = f"listing {check.prefix} failed: {error_code(exc)} {exc}"
+                return _Checked(
+                    failed=[
+                        FailedRecord(
+                            h.record.ref,
+                            reason,
+                            h.record.message_id,
+                            h.record.bucket,
+                            h.record.key,
+                            is_retryable_error(exc),
+                        )
+                        for h in check.records
+                    ]
                 )
-                for h in check.records
-            ]
-        outcome = complete_upload(check, listed, default_branch=self.default_branch)
+        remaining, gone = unlisted_records(check, listed)
+        for failure in gone:
+            log.warning("not in its upload's listing: %s (%s)", failure.ref, failure.key)
+        if remaining is None:
+            return _Checked(failed=gone)
+        outcome = complete_upload(remaining, listed, default_branch=self.default_branch)
         if outcome is None:
             log.info(
                 "upload %s: %d of %d files arrived; the last one emits the job",
-                check.upload_id,
+                remaining.upload_id,
                 len(listed),
-                check.expected,
+                remaining.expected,
             )
-            return len(listed)
-        return outcome
+            return _Checked(check=remaining, arrived=len(listed), failed=gone)
+        if isinstance(outcome, PlannedJob):
+            return _Checked(job=outcome, failed=gone)
+        return _Checked(failed=[*gone, *outcome])
 
     def _list(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
         """Every object under ``prefix``, a page (up to 1,000) at a time."""
@@ -454,6 +515,27 @@ class GroupingBridge:
                 )
             )
         return sent, failed
+
+
+@attrs.frozen
+class _Checked:
+    """What listing one upload gave: its job, or the check still waiting (with how many
+    files arrived), and the records that failed."""
+
+    job: PlannedJob | None = None
+    check: UploadCheck | None = None
+    arrived: int = 0
+    failed: list[FailedRecord] = attrs.field(factory=list)
+
+
+def _single_headed_file(check: UploadCheck) -> bool:
+    keys = {h.record.key for h in check.records}
+    return (
+        check.expected == 1
+        and len(keys) == 1
+        and all(h.headed and h.etag for h in check.records)
+        and len({h.etag for h in check.records}) == 1
+    )
 
 
 def _record_failures(planned: PlannedJob, reason: str, *, retryable: bool) -> list[FailedRecord]:
