@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import botocore.exceptions
 
-from transflow._aws.claimcheck import DEFAULT_CLAIM_PREFIX, ClaimCheck, store_claimed_job
 from transflow._aws.lambda_batch import (
     PartialBatchResponse,
     partial_batch_response,
@@ -38,6 +37,7 @@ from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire import validators
+from transflow._wire.keys import DEFAULT_CLAIM_PREFIX
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import BridgeError, UploadMetadataError
@@ -65,6 +65,8 @@ from transflow.ingest.s3events import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+
+    from transflow._aws.claimcheck import ClaimCheck
 
 __all__ = [
     "BridgeResponse",
@@ -449,6 +451,9 @@ class GroupingBridge:
         body = planned.job.to_json()
         claim: ClaimCheck | None = None
         if len(body.encode("utf-8", "surrogatepass")) > self.max_message_bytes:
+            # Only a job too large for a message needs claim checks: off the cold start.
+            from transflow._aws.claimcheck import store_claimed_job  # noqa: PLC0415
+
             bucket = self.claim_bucket or planned.job.objects[0].bucket
             claim = self.retry.retrying()(
                 store_claimed_job,
