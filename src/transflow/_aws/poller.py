@@ -44,7 +44,7 @@ from botocore.config import Config
 from transflow._aws.lanes import Held, Lanes
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
-from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
+from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.validators import between, positive
 from transflow.errors import ConfigError, JobConfinementError, JobFailedError, TransflowError
@@ -197,6 +197,9 @@ class PollerStats:
     """Released without their handler running: behind a failure in their FIFO group, or
     not started when the poller stopped. ``released`` counts every release, failures'
     included."""
+    delete_calls: int = 0
+    """DeleteMessageBatch requests made: ``deleted / delete_calls`` is how full they were
+    (see ``QueuePoller.delete_window``)."""
 
     def __str__(self) -> str:
         # The parts add up to ``received`` (but for messages still held, or lost).
@@ -233,6 +236,7 @@ class _Counters:
     released: int = 0
     deleted: int = 0
     delete_failures: int = 0
+    delete_calls: int = 0
     extended: int = 0
     extend_failures: int = 0
     leases_lost: int = 0
@@ -279,6 +283,14 @@ class QueuePoller:
     on_receive_error: Callable[[Exception], bool] | None = None
     """Told of every failed ReceiveMessage; returns True when its owner deals with the cause
     (the hub, whose instance queue is gone), so the poller logs it without a traceback."""
+    delete_window: float = attrs.field(default=0.0, kw_only=True)
+    """Seconds a handled message may wait for its delete, so that one DeleteMessageBatch
+    carries up to ten (0: delete at once). Ten waiting, a stop, or a message whose
+    visibility comes within a heartbeat of running out send them sooner. At most a third
+    of the visibility timeout: a handled message is always deleted while still invisible,
+    so it is never delivered twice unless the delete itself fails. On a FIFO queue the
+    next messages of a group wait for the delete (SQS holds a group while one of its
+    messages is in flight): a window adds up to that much to their latency."""
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _wake: threading.Condition = attrs.field(init=False)
@@ -297,6 +309,12 @@ class QueuePoller:
         self._wake = threading.Condition(self._lock)
         self._lanes = Lanes(self.capacity, self.is_fifo)
         check_client_pool(self.sqs)
+        if not 0 <= self.delete_window <= self.visibility_timeout / 3:
+            raise ConfigError(
+                f"delete_window={self.delete_window!r}: must be between 0 and a third of the "
+                f"visibility timeout ({self.visibility_timeout / 3:g} s), so a handled message "
+                "is deleted before it can be delivered again"
+            )
 
     # -- configuration in effect ---------------------------------------------------------
 
@@ -396,6 +414,7 @@ class QueuePoller:
                 released=c.released,
                 deleted=c.deleted,
                 delete_failures=c.delete_failures,
+                delete_calls=c.delete_calls,
                 extended=c.extended,
                 extend_failures=c.extend_failures,
                 leases_lost=c.leases_lost,
@@ -502,6 +521,7 @@ class QueuePoller:
             with self._wake:
                 outcome = self._lanes.finish(key, held, ok, partial(self._delay, held.message))
                 if outcome == "succeeded":
+                    held.settled_at = time.monotonic()
                     self._counters.succeeded += 1
                 elif outcome == "failed":
                     self._counters.failed += 1
@@ -551,8 +571,11 @@ class QueuePoller:
         while not self._keeper_done.is_set():
             try:
                 with self._wake:
-                    if not (self._lanes.to_delete or self._lanes.to_release):
-                        self._wake.wait(max(0.0, min(next_beat - time.monotonic(), 0.5)))
+                    now = time.monotonic()
+                    due = self._deletes_due_at()
+                    if not (self._lanes.to_release or (due is not None and due <= now)):
+                        wake_at = min(next_beat, now + 0.5, due if due is not None else now + 0.5)
+                        self._wake.wait(max(0.0, wake_at - now))
                 self._check_timeouts()
                 self._flush()
                 if time.monotonic() >= next_beat:
@@ -576,10 +599,29 @@ class QueuePoller:
                 self._counters.timed_out += 1
                 self._lanes.abandon(held, self._delay(held.message))
 
-    def _flush(self) -> None:
+    def _deletes_due_at(self) -> float | None:
+        """When the waiting deletes must go (lock held): at once when ten wait, there is no
+        window, or the poller is stopping; else when the first has waited ``delete_window``
+        or a heartbeat before any waiting message's visibility may run out. None: none
+        wait."""
+        waiting = self._lanes.to_delete
+        if not waiting:
+            return None
+        if len(waiting) >= MAX_BATCH_ENTRIES or not self.delete_window or self._state != "running":
+            return 0.0
+        first = min(h.settled_at or 0.0 for h in waiting)
+        due = first + self.delete_window
+        expiries = [h.delivery.lease_expires for h in waiting if h.delivery.lease_expires]
+        if expiries:
+            due = min(due, min(expiries) - self.heartbeat_every)
+        return due
+
+    def _flush(self, *, force: bool = False) -> None:
         with self._io_lock:
             with self._lock:
-                deletes, releases = self._lanes.take_settlements()
+                due = self._deletes_due_at()
+                send = force or (due is not None and due <= time.monotonic())
+                deletes, releases = self._lanes.take_settlements(deletes=send)
             if deletes:
                 self._delete(deletes)
             if releases:
@@ -596,6 +638,7 @@ class QueuePoller:
             self._lanes.deleted(items)
             self._counters.deleted += len(result.succeeded)
             self._counters.delete_failures += len(result.failed)
+            self._counters.delete_calls += result.calls
             self._wake.notify_all()
         for failure in result.failed:
             # The message will be delivered again: handlers must be idempotent (ours are).
@@ -662,7 +705,7 @@ class QueuePoller:
             self._state = "stopping"
             self._lanes.release_pending()
             self._wake.notify_all()
-        self._flush()
+        self._flush(force=True)
         deadline = time.monotonic() + self.drain_timeout
         with self._wake:
             while any(h.state == "running" for h in self._lanes.held.values()):
@@ -677,14 +720,14 @@ class QueuePoller:
                     self.name,
                     held.message.message_id,
                 )
-        self._flush()
+        self._flush(force=True)
         self._keeper_done.set()
         with self._wake:
             self._wake.notify_all()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
-        self._flush()  # anything the keeper picked up last
+        self._flush(force=True)  # anything the keeper picked up last
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         with self._lock:

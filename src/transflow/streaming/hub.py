@@ -91,6 +91,11 @@ __all__ = ["HubStats", "ProgressHub"]
 
 log = logging.getLogger(__name__)
 
+# Long enough to gather a busy hub's deletes ten to a call; short enough that an upload's
+# next events, held back on a FIFO queue until its last ones are deleted, reach the
+# browser with at most this much more delay.
+_DELETE_WINDOW = 0.5
+
 Authorize = Callable[[Any, str], bool]
 SnapshotSource = Callable[[str], "UploadStatus | None"]
 """``source(channel)``: the status of an upload the hub has not seen (None: unknown); see
@@ -173,7 +178,12 @@ class ProgressHub:
     an attempt missing for ``gap_wait`` seconds while later ones came are counted
     (``stats().gaps``) and logged at ERROR at most once per ``gap_log_every`` seconds.
     ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
-    :class:`~transflow.streaming.records.StatusRecordSnapshots`). Every option is checked
+    :class:`~transflow.streaming.records.StatusRecordSnapshots`). ``delete_window``: seconds
+    a dispatched event's message may wait so that up to ten are deleted in one call (see
+    :attr:`QueuePoller.delete_window <transflow._aws.poller.QueuePoller.delete_window>`):
+    0.5 by default, at most a third of ``visibility_timeout``, 0 to delete each receive's
+    at once. An upload's next events wait for it on a FIFO queue. The shared progress queue
+    only: instance queues delete at once. Every option is checked
     here: one out of range raises :class:`~transflow.errors.ConfigError`.
     """
 
@@ -200,6 +210,12 @@ class ProgressHub:
     lease_sec: float = attrs.field(default=30.0, validator=positive, kw_only=True)
     gap_wait: float = attrs.field(default=30.0, validator=positive, kw_only=True)
     gap_log_every: float = attrs.field(default=60.0, validator=positive, kw_only=True)
+    delete_window: float = attrs.field(
+        default=attrs.Factory(
+            lambda self: min(_DELETE_WINDOW, self.visibility_timeout / 3), takes_self=True
+        ),
+        kw_only=True,
+    )
 
     _fanout: FanOut = attrs.field(init=False)
     _poller: QueuePoller | None = attrs.field(init=False, default=None)
@@ -227,6 +243,12 @@ class ProgressHub:
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
+        if not 0 <= self.delete_window <= self.visibility_timeout / 3:
+            raise ConfigError(
+                f"delete_window={self.delete_window!r}: must be between 0 and a third of "
+                f"visibility_timeout ({self.visibility_timeout / 3:g} s), so an event is "
+                "deleted before the queue could deliver it again"
+            )
         if self.fanout_mode and (self.sns is None or not self.instance_prefix):
             raise ConfigError(
                 f"ProgressHub in fan-out mode ({self.progress.address}) needs sns= (an SNS "
@@ -650,6 +672,9 @@ class ProgressHub:
             wait_time_seconds=self.wait_time_seconds,
             visibility_timeout=self.visibility_timeout,
             drain_timeout=self.drain_timeout,
+            # An instance queue can be swept or deleted under a live hub (it then makes a
+            # new one): deletes held back for it would fail against a missing queue.
+            delete_window=0.0 if self.fanout_mode else self.delete_window,
             name="transflow-hub",
             on_receive_error=(
                 functools.partial(self._receive_failed, self._instance)

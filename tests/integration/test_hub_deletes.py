@@ -1,0 +1,80 @@
+"""The hub's deletes: gathered ten to a call within ``delete_window``, never past it, never
+lost, and the queue left empty (nothing comes back to be delivered twice)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.support.streaming import fifo_queue, publish, queue_counts, wait_until
+from transflow import ConfigError, ProgressEvent, ProgressHub, ProgressQueue, upload_channel
+from transflow._aws.metering import count_requests
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+T0 = dt.datetime(2026, 12, 4, 10, 0, tzinfo=dt.timezone.utc)
+WAVES = 5
+PER_WAVE = 2
+
+
+def done(upload: str) -> ProgressEvent:
+    return ProgressEvent.create("done", upload_id=upload, branch="main", timestamp=T0, seq=1)
+
+
+def run_waves(sqs: SQSClient, delete_window: float) -> tuple[ProgressHub, int]:
+    """Ten events of ten uploads, published in waves, each wave once the hub dispatched the
+    one before (separate receives). Returns the stopped hub and its DeleteMessageBatch calls."""
+    url = fifo_queue(sqs, "progress.fifo", visibility=30)
+    hub = ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1, delete_window=delete_window)
+    uploads = [f"up-{n}" for n in range(WAVES * PER_WAVE)]
+    subs = {u: hub.subscribe(upload_channel("main", u)) for u in uploads}
+    with hub, count_requests(sqs) as counter:
+        for wave in range(WAVES):
+            publish(sqs, url, [done(u) for u in uploads[wave * PER_WAVE : (wave + 1) * PER_WAVE]])
+            sent = (wave + 1) * PER_WAVE
+            wait_until(lambda: hub.stats().dispatched >= sent, 20, "the wave dispatched")  # noqa: B023
+            if not delete_window:
+                wait_until(lambda: hub.poller.stats().deleted >= sent, 20, "the wave deleted")  # noqa: B023
+        wait_until(lambda: hub.poller.stats().deleted == len(uploads), 20, "every delete")
+        calls = counter.count("DeleteMessageBatch")
+    for upload, sub in subs.items():
+        got = sub.get(timeout=5)
+        assert got is not None
+        assert (got.upload_id, got.type.value) == (upload, "done")
+    assert queue_counts(sqs, url) == (0, 0)  # nothing left to come back
+    assert hub.stats().duplicates == 0
+    return hub, calls
+
+
+def test_deletes_of_separate_receives_share_one_call(sqs: SQSClient) -> None:
+    hub, calls = run_waves(sqs, delete_window=10.0)
+    assert calls == 1
+    stats = hub.poller.stats()
+    assert (stats.deleted, stats.delete_calls, stats.delete_failures) == (10, 1, 0)
+
+
+def test_no_window_deletes_each_receive_at_once(sqs: SQSClient) -> None:
+    hub, calls = run_waves(sqs, delete_window=0.0)
+    assert calls >= WAVES
+    assert hub.poller.stats().delete_calls == calls
+
+
+def test_a_lone_event_is_deleted_once_its_window_passed(sqs: SQSClient) -> None:
+    url = fifo_queue(sqs, "progress.fifo")
+    with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1, delete_window=0.2) as hub:
+        sub = hub.subscribe(upload_channel("main", "alone"))
+        publish(sqs, url, [done("alone")])
+        assert sub.get(timeout=20) is not None
+        wait_until(lambda: hub.poller.stats().deleted == 1, 20, "the delete")
+        assert queue_counts(sqs, url) == (0, 0)
+
+
+def test_a_window_past_a_third_of_the_visibility_timeout_is_refused(sqs: SQSClient) -> None:
+    url = fifo_queue(sqs, "progress.fifo")
+    with pytest.raises(ConfigError, match="delete_window"):
+        ProgressHub(sqs, ProgressQueue(url), visibility_timeout=30, delete_window=10.5)
+    with pytest.raises(ConfigError, match="delete_window"):
+        ProgressHub(sqs, ProgressQueue(url), delete_window=-1)
