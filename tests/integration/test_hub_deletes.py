@@ -1,5 +1,6 @@
-"""The hub's deletes: gathered ten to a call within ``delete_window``, never past it, never
-lost, and the queue left empty (nothing comes back to be delivered twice)."""
+"""The hub's deletes: gathered ten to a call within ``delete_window`` while the queue is
+busy, at once when it is not, never lost, and the queue left empty (nothing comes back to
+be delivered twice)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def done(upload: str) -> ProgressEvent:
     return ProgressEvent.create("done", upload_id=upload, branch="main", timestamp=T0, seq=1)
 
 
-def run_waves(sqs: SQSClient, delete_window: float) -> tuple[ProgressHub, int]:
+def run_waves(
+    sqs: SQSClient, delete_window: float, *, wait_deleted: bool
+) -> tuple[ProgressHub, int]:
     """Ten events of ten uploads, published in waves, each wave once the hub dispatched the
     one before (separate receives). Returns the stopped hub and its DeleteMessageBatch calls."""
     url = fifo_queue(sqs, "progress.fifo", visibility=30)
@@ -36,7 +39,7 @@ def run_waves(sqs: SQSClient, delete_window: float) -> tuple[ProgressHub, int]:
             publish(sqs, url, [done(u) for u in uploads[wave * PER_WAVE : (wave + 1) * PER_WAVE]])
             sent = (wave + 1) * PER_WAVE
             wait_until(lambda: hub.stats().dispatched >= sent, 20, "the wave dispatched")  # noqa: B023
-            if not delete_window:
+            if wait_deleted:
                 wait_until(lambda: hub.poller.stats().deleted >= sent, 20, "the wave deleted")  # noqa: B023
         wait_until(lambda: hub.poller.stats().deleted == len(uploads), 20, "every delete")
         calls = counter.count("DeleteMessageBatch")
@@ -49,15 +52,40 @@ def run_waves(sqs: SQSClient, delete_window: float) -> tuple[ProgressHub, int]:
     return hub, calls
 
 
-def test_deletes_of_separate_receives_share_one_call(sqs: SQSClient) -> None:
-    hub, calls = run_waves(sqs, delete_window=10.0)
-    assert calls == 1
-    stats = hub.poller.stats()
-    assert (stats.deleted, stats.delete_calls, stats.delete_failures) == (10, 1, 0)
+def test_a_busy_queue_is_deleted_ten_to_a_call(sqs: SQSClient) -> None:
+    """A backlog: every receive comes back full, and the deletes of thirty events (thirty
+    uploads) go in three full calls, whichever handler finishes when."""
+    url = fifo_queue(sqs, "progress.fifo", visibility=30)
+    uploads = [f"up-{n:02d}" for n in range(30)]
+    publish(sqs, url, [done(u) for u in uploads])
+    hub = ProgressHub(
+        sqs, ProgressQueue(url), wait_time_seconds=1, concurrency=4, delete_window=10.0
+    )
+    subs = {u: hub.subscribe(upload_channel("main", u)) for u in uploads}
+    with hub, count_requests(sqs) as counter:
+        wait_until(lambda: hub.poller.stats().deleted == len(uploads), 20, "every delete")
+        calls = counter.count("DeleteMessageBatch")
+        stats = hub.poller.stats()
+    assert calls == 3
+    assert (stats.deleted, stats.delete_calls, stats.delete_failures) == (30, 3, 0)
+    for upload, sub in subs.items():
+        got = sub.get(timeout=5)
+        assert got is not None
+        assert got.upload_id == upload
+    assert queue_counts(sqs, url) == (0, 0)
+    assert hub.stats().duplicates == 0
+
+
+def test_a_thin_queue_is_deleted_at_once_whatever_the_window(sqs: SQSClient) -> None:
+    """Receives that come back short: each wave is deleted before the next is published
+    (long before the ten-second window), so no upload's next events are held back."""
+    hub, calls = run_waves(sqs, delete_window=10.0, wait_deleted=True)
+    assert calls >= WAVES
+    assert hub.poller.stats().delete_calls == calls
 
 
 def test_no_window_deletes_each_receive_at_once(sqs: SQSClient) -> None:
-    hub, calls = run_waves(sqs, delete_window=0.0)
+    hub, calls = run_waves(sqs, delete_window=0.0, wait_deleted=True)
     assert calls >= WAVES
     assert hub.poller.stats().delete_calls == calls
 

@@ -284,13 +284,15 @@ class QueuePoller:
     """Told of every failed ReceiveMessage; returns True when its owner deals with the cause
     (the hub, whose instance queue is gone), so the poller logs it without a traceback."""
     delete_window: float = attrs.field(default=0.0, kw_only=True)
-    """Seconds a handled message may wait for its delete, so that one DeleteMessageBatch
-    carries up to ten (0: delete at once). Ten waiting, a stop, or a message whose
-    visibility comes within a heartbeat of running out send them sooner. At most a third
-    of the visibility timeout: a handled message is always deleted while still invisible,
-    so it is never delivered twice unless the delete itself fails. On a FIFO queue the
-    next messages of a group wait for the delete (SQS holds a group while one of its
-    messages is in flight): a window adds up to that much to their latency."""
+    """Seconds a handled message may wait for its delete while the queue is busy, so that
+    one DeleteMessageBatch carries up to ten (0: delete at once). Busy: the last receive
+    came back full. Deletes go at once when it did not (on a FIFO queue a message waiting
+    for its delete holds back the rest of its group, and a long poll does not wake when
+    the group frees: moto's does not, and nothing says SQS's does), and sooner than the
+    window when ten wait, at a stop, or a heartbeat before a waiting message's visibility
+    may run out. At most a third of the visibility timeout: a handled message is always
+    deleted while still invisible, so it is never delivered twice unless the delete
+    itself fails."""
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _wake: threading.Condition = attrs.field(init=False)
@@ -302,6 +304,7 @@ class QueuePoller:
     _lanes: Lanes = attrs.field(init=False)
     _counters: _Counters = attrs.field(init=False, factory=_Counters)
     _last_poll_at: float | None = attrs.field(init=False, default=None)
+    _busy: bool = attrs.field(init=False, default=False)  # the last receive came back full
     _pool: ThreadPoolExecutor | None = attrs.field(init=False, default=None)
     _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
 
@@ -462,7 +465,7 @@ class QueuePoller:
                 self._stop_requested.wait(delay)
                 continue
             errors, attempt_id = 0, None
-            self._accept(messages, asked_at)
+            self._accept(messages, asked_at, full=len(messages) >= min(10, free))
         self._shutdown()
 
     def _owner_handles(self, exc: Exception) -> bool:
@@ -492,12 +495,13 @@ class QueuePoller:
             self._last_poll_at = time.time()
         return [ReceivedMessage.from_sqs_message(m) for m in response.get("Messages", [])]
 
-    def _accept(self, messages: list[ReceivedMessage], asked_at: float) -> None:
+    def _accept(self, messages: list[ReceivedMessage], asked_at: float, *, full: bool) -> None:
         lease = asked_at + self.visibility_timeout
         # A short visibility (seconds) keeps a margin it can still renew within.
         margin = min(1.0, self.visibility_timeout / 4)
         with self._lock:
             self._counters.received += len(messages)
+            self._busy = full  # a thin queue wakes the keeper (below) to delete at once
             idle = self._lanes.accept(
                 [Delivery(m, lease_expires=lease, lease_margin=margin) for m in messages],
                 time.monotonic(),
@@ -601,13 +605,17 @@ class QueuePoller:
 
     def _deletes_due_at(self) -> float | None:
         """When the waiting deletes must go (lock held): at once when ten wait, there is no
-        window, or the poller is stopping; else when the first has waited ``delete_window``
-        or a heartbeat before any waiting message's visibility may run out. None: none
-        wait."""
+        window, the queue is not busy, or the poller is stopping; else when the first has
+        waited ``delete_window`` or a heartbeat before any waiting message's visibility may
+        run out. None: none wait."""
         waiting = self._lanes.to_delete
         if not waiting:
             return None
-        if len(waiting) >= MAX_BATCH_ENTRIES or not self.delete_window or self._state != "running":
+        if (
+            len(waiting) >= MAX_BATCH_ENTRIES
+            or not (self.delete_window and self._busy)
+            or self._state != "running"
+        ):
             return 0.0
         first = min(h.settled_at or 0.0 for h in waiting)
         due = first + self.delete_window

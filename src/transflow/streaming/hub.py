@@ -93,7 +93,7 @@ log = logging.getLogger(__name__)
 
 # Long enough to gather a busy hub's deletes ten to a call; short enough that an upload's
 # next events, held back on a FIFO queue until its last ones are deleted, reach the
-# browser with at most this much more delay.
+# browser with at most this much more delay (only while receives come back full).
 _DELETE_WINDOW = 0.5
 
 Authorize = Callable[[Any, str], bool]
@@ -178,12 +178,13 @@ class ProgressHub:
     an attempt missing for ``gap_wait`` seconds while later ones came are counted
     (``stats().gaps``) and logged at ERROR at most once per ``gap_log_every`` seconds.
     ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
-    :class:`~transflow.streaming.records.StatusRecordSnapshots`). ``delete_window``: seconds
-    a dispatched event's message may wait so that up to ten are deleted in one call (see
+    :class:`~transflow.streaming.records.StatusRecordSnapshots`). ``delete_window``: while
+    receives come back full, seconds a dispatched event's message may wait so that up to
+    ten are deleted in one call (see
     :attr:`QueuePoller.delete_window <transflow._aws.poller.QueuePoller.delete_window>`):
     0.5 by default, at most a third of ``visibility_timeout``, 0 to delete each receive's
-    at once. An upload's next events wait for it on a FIFO queue. The shared progress queue
-    only: instance queues delete at once. Every option is checked
+    at once. The shared progress queue only: instance queues delete at once. Every option
+    is checked
     here: one out of range raises :class:`~transflow.errors.ConfigError`.
     """
 
