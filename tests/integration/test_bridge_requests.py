@@ -141,3 +141,34 @@ def test_a_cold_bridge_still_heads_every_record_of_an_invocation(
     assert counted.count("HeadObject") == 2
     assert counted.count("ListObjectsV2") == 1
     assert result.jobs_sent == 1
+
+
+def test_an_upload_id_reused_after_its_job_is_read_afresh(sqs: SQSClient, s3v4: S3Client) -> None:
+    """A host may pass its own upload id: once an upload's job is emitted the bridge
+    forgets its metadata, so a later upload with the same id is headed again."""
+    events_url = notifying_bucket(sqs, s3v4)
+    url = fifo(sqs)
+    the_bridge = bridge(sqs, s3v4, url)
+    first = create_upload(
+        s3v4, bucket=BUCKET, branch="main", template_id="t1", files=["a.wav"], upload_id="same"
+    )
+    post_files(first.files, [b"a"])
+    the_bridge.handle(lambda_event(receive_notifications(sqs, events_url, 1)))
+    (job,) = jobs_on(sqs, url)
+    assert job.template_id == "t1"
+    again = create_upload(
+        s3v4,
+        bucket=BUCKET,
+        branch="main",
+        template_id="t2",
+        files=["b.wav", "c.wav"],
+        upload_id="same",
+    )
+    post_files(again.files[:1], [b"b"])
+    with count_requests(s3v4) as counted:
+        result = the_bridge.handle(lambda_event(receive_notifications(sqs, events_url, 1)))
+    assert counted.count("HeadObject") == 1
+    # a.wav of the first upload is still in the folder: b.wav makes two of two.
+    (job,) = jobs_on(sqs, url)
+    assert job.template_id == "t2"
+    assert result.failed == ()

@@ -33,6 +33,14 @@ def test_known_uploads_forget_the_least_recently_used() -> None:
     assert len(known) == 2
 
 
+def test_a_forgotten_upload_is_unknown() -> None:
+    known = KnownUploads(2)
+    known.remember("b", "f1/", META)
+    known.forget("b", "f1/")
+    known.forget("b", "never/")
+    assert known.get("b", "f1/") is None
+
+
 def test_known_uploads_of_size_zero_remember_nothing() -> None:
     known = KnownUploads(0)
     known.remember("b", "f/", META)

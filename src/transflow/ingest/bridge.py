@@ -252,21 +252,21 @@ class GroupingBridge:
         failed.extend(plan.failed)
         jobs = list(plan.jobs)
         waiting: list[WaitingRecord] = []
-        for checked in self._map(self._check, plan.checks):
+        for check, checked in zip(plan.checks, self._map(self._check, plan.checks), strict=True):
             failed.extend(checked.failed)
             if checked.job is not None:
                 jobs.append(checked.job)
-            elif checked.check is not None:
-                check = checked.check
+                self._known.forget(check.bucket, check.prefix)
+            elif (remaining := checked.check) is not None:
                 waiting.extend(
                     WaitingRecord(
                         h.record.ref,
-                        check.upload_id,
+                        remaining.upload_id,
                         checked.arrived,
-                        check.expected,
+                        remaining.expected,
                         h.record.message_id,
                     )
-                    for h in check.records
+                    for h in remaining.records
                 )
         sent, send_failures = self._send(jobs)
         failed.extend(send_failures)

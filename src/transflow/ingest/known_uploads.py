@@ -4,7 +4,9 @@
 POST policy pins them), so one file's HeadObject tells the metadata of its whole folder.
 The bridge keeps what it read for the uploads whose files it is still waiting for, so the
 second and later files of an upload cost it one ListObjectsV2 instead of a HeadObject and a
-ListObjectsV2. Only the metadata is remembered: whether an object exists and which content
+ListObjectsV2. An upload is forgotten once its job is emitted, so an upload id a host
+reuses afterwards (``create_upload(upload_id=...)``) is read afresh. Only the metadata is
+remembered: whether an object exists and which content
 it holds always comes from S3 (the listing), never from the notification or this memory.
 
 Bounded (least recently used forgotten), thread-safe (a bridge may handle events from
@@ -58,6 +60,11 @@ class KnownUploads:
             self._items.move_to_end((bucket, folder))
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+    def forget(self, bucket: str, folder: str) -> None:
+        """Drop the folder's metadata (its upload's job was emitted)."""
+        with self._lock:
+            self._items.pop((bucket, folder), None)
 
     def __len__(self) -> int:
         with self._lock:
