@@ -106,3 +106,36 @@ def test_a_window_past_a_third_of_the_visibility_timeout_is_refused(sqs: SQSClie
         ProgressHub(sqs, ProgressQueue(url), visibility_timeout=30, delete_window=10.5)
     with pytest.raises(ConfigError, match="delete_window"):
         ProgressHub(sqs, ProgressQueue(url), delete_window=-1)
+
+
+def test_a_pause_after_a_short_receive_gathers_the_next_events(sqs: SQSClient) -> None:
+    """One event comes alone; nine more are sent one by one while the hub pauses: they
+    arrive in one receive and one delete, not one receive per send."""
+    url = fifo_queue(sqs, "progress.fifo")
+    uploads = [f"up-{n}" for n in range(10)]
+    hub = ProgressHub(
+        sqs, ProgressQueue(url), wait_time_seconds=1, receive_pause=5.0, delete_window=6.0
+    )
+    subs = {u: hub.subscribe(upload_channel("main", u)) for u in uploads}
+    with count_requests(sqs) as counter, hub:
+        publish(sqs, url, [done(uploads[0])])
+        assert subs[uploads[0]].get(timeout=20) is not None
+        for upload in uploads[1:]:
+            publish(sqs, url, [done(upload)])
+        for upload in uploads[1:]:
+            assert subs[upload].get(timeout=20) is not None
+        wait_until(lambda: hub.poller.stats().deleted == len(uploads), 20, "every delete")
+    # Counted once the hub stopped: its last long poll came back, empty.
+    with_messages = counter.count("ReceiveMessage") - counter.empty_receives
+    # The first event's receive, then the nine's (without the pause: one per send).
+    assert with_messages == 2
+    # The first receive's delete waits with the pause; the nine's go in one call.
+    assert hub.poller.stats().delete_calls == 2
+    assert queue_counts(sqs, url) == (0, 0)
+
+
+def test_a_pause_out_of_range_is_refused(sqs: SQSClient) -> None:
+    url = fifo_queue(sqs, "progress.fifo")
+    for pause in (-0.1, 5.5):
+        with pytest.raises(ConfigError, match="receive_pause"):
+            ProgressHub(sqs, ProgressQueue(url), receive_pause=pause)

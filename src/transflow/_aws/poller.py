@@ -83,6 +83,7 @@ _LEASE_LOST = frozenset(
         "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
     }
 )
+_MAX_RECEIVE_PAUSE = 5.0
 _POLLER_CONNECTIONS = 2  # the receiver's long poll and the keeper's batch calls
 
 
@@ -283,6 +284,11 @@ class QueuePoller:
     on_receive_error: Callable[[Exception], bool] | None = None
     """Told of every failed ReceiveMessage; returns True when its owner deals with the cause
     (the hub, whose instance queue is gone), so the poller logs it without a traceback."""
+    receive_pause: float = attrs.field(default=0.0, kw_only=True)
+    """Seconds to wait after a receive that brought messages but not a full batch, before
+    the next: messages gather meanwhile, so receives (and the deletes that follow each)
+    come back fuller, at the cost of up to that much latency. 0: receive again at once. An
+    empty receive has waited its long poll already and is not followed by a pause."""
     delete_window: float = attrs.field(default=0.0, kw_only=True)
     """Seconds a handled message may wait for its delete while the queue is busy, so that
     one DeleteMessageBatch carries up to ten (0: delete at once). Busy: the last receive
@@ -305,6 +311,7 @@ class QueuePoller:
     _counters: _Counters = attrs.field(init=False, factory=_Counters)
     _last_poll_at: float | None = attrs.field(init=False, default=None)
     _busy: bool = attrs.field(init=False, default=False)  # the last receive came back full
+    _pausing: bool = attrs.field(init=False, default=False)  # in receive_pause
     _pool: ThreadPoolExecutor | None = attrs.field(init=False, default=None)
     _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
 
@@ -312,6 +319,11 @@ class QueuePoller:
         self._wake = threading.Condition(self._lock)
         self._lanes = Lanes(self.capacity, self.is_fifo)
         check_client_pool(self.sqs)
+        if not 0 <= self.receive_pause <= _MAX_RECEIVE_PAUSE:
+            raise ConfigError(
+                f"receive_pause={self.receive_pause!r}: must be between 0 and "
+                f"{_MAX_RECEIVE_PAUSE:g} seconds (it delays every message it waits for)"
+            )
         if not 0 <= self.delete_window <= self.visibility_timeout / 3:
             raise ConfigError(
                 f"delete_window={self.delete_window!r}: must be between 0 and a third of the "
@@ -465,8 +477,23 @@ class QueuePoller:
                 self._stop_requested.wait(delay)
                 continue
             errors, attempt_id = 0, None
-            self._accept(messages, asked_at, full=len(messages) >= min(10, free))
+            full = len(messages) >= min(10, free)
+            pause = bool(messages) and not full and self.receive_pause > 0
+            self._accept(messages, asked_at, full=full, pause=pause)
+            if pause:
+                self._pause()
         self._shutdown()
+
+    def _pause(self) -> None:
+        """Wait ``receive_pause``; the deletes of what the last receive brought wait with
+        it (within ``delete_window``) and go in one call before the next receive, when no
+        message they hold back can be waiting for a long poll."""
+        try:
+            self._stop_requested.wait(self.receive_pause)
+        finally:
+            with self._lock:
+                self._pausing = False
+        self._flush(force=True)
 
     def _owner_handles(self, exc: Exception) -> bool:
         if self.on_receive_error is None:
@@ -495,13 +522,16 @@ class QueuePoller:
             self._last_poll_at = time.time()
         return [ReceivedMessage.from_sqs_message(m) for m in response.get("Messages", [])]
 
-    def _accept(self, messages: list[ReceivedMessage], asked_at: float, *, full: bool) -> None:
+    def _accept(
+        self, messages: list[ReceivedMessage], asked_at: float, *, full: bool, pause: bool
+    ) -> None:
         lease = asked_at + self.visibility_timeout
         # A short visibility (seconds) keeps a margin it can still renew within.
         margin = min(1.0, self.visibility_timeout / 4)
         with self._lock:
             self._counters.received += len(messages)
             self._busy = full  # a thin queue wakes the keeper (below) to delete at once
+            self._pausing = pause  # set before any handler runs: its delete waits too
             idle = self._lanes.accept(
                 [Delivery(m, lease_expires=lease, lease_margin=margin) for m in messages],
                 time.monotonic(),
@@ -605,15 +635,15 @@ class QueuePoller:
 
     def _deletes_due_at(self) -> float | None:
         """When the waiting deletes must go (lock held): at once when ten wait, there is no
-        window, the queue is not busy, or the poller is stopping; else when the first has
-        waited ``delete_window`` or a heartbeat before any waiting message's visibility may
-        run out. None: none wait."""
+        window, the queue is not busy and the receiver not pausing, or the poller is
+        stopping; else when the first has waited ``delete_window`` or a heartbeat before any
+        waiting message's visibility may run out. None: none wait."""
         waiting = self._lanes.to_delete
         if not waiting:
             return None
         if (
             len(waiting) >= MAX_BATCH_ENTRIES
-            or not (self.delete_window and self._busy)
+            or not (self.delete_window and (self._busy or self._pausing))
             or self._state != "running"
         ):
             return 0.0
