@@ -21,7 +21,16 @@ Theoretical minimum: every SQS call carries ten messages (send, receive, delete,
 for events); S3: the browser's upload, one HeadObject (the notification carries no metadata)
 and one GetObject per file, one PutObject per output.
 
-Run: ``python -m bench.cost [--uploads N] [--files F] [--wave W]``.
+Client-count axis (``--clients 1,10,50``): transflow alone with that many SSE clients
+connected at once (one subscriber per upload in flight), each size a fresh process and
+endpoint, in shuffled order round after round (``--rounds``), so a slow moment of the
+loaded machine spreads over every size; ``--against CHECKOUT`` runs another checkout's
+transflow (say, main's) through the same code in the same rounds. Reported: medians of SQS
+requests per completed upload (empty receives left out, as above) by stage, and the
+bridge's S3 requests per file.
+
+Run: ``python -m bench.cost [--uploads N] [--files F] [--wave W]``, or
+``python -m bench.cost --clients 1,10,50 [--rounds R] [--against ../main]``.
 """
 
 from __future__ import annotations
@@ -30,6 +39,11 @@ import argparse
 import hashlib
 import json
 import math
+import os
+import random
+import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -40,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import (
+    ROOT,
     BenchCounter,
     Endpoint,
     by_operation,
@@ -453,6 +468,129 @@ def run(
     return data
 
 
+# -- the client-count axis, interleaved ------------------------------------------------------
+
+
+def one_size(clients: int, uploads: int, files: int, threads: int) -> dict[str, Any]:
+    """One measurement in this process: ``uploads`` uploads with ``clients`` SSE clients
+    connected at once; SQS per upload by stage and the bridge's S3 per file."""
+    with serve() as ep:
+        ours = run_transflow(ep, uploads, files, threads, window=clients)
+    stages = ours["per_upload"]
+    return {
+        "clients": clients,
+        "uploads": uploads,
+        "completed": ours["completed"],
+        "saw_done": ours["saw_done"],
+        "events_per_upload": round(ours["events"] / uploads, 2),
+        "sqs_per_upload": round(sum(stages[s]["sqs"] for s in STAGES), 3),
+        "sqs_by_stage": {s: stages[s]["sqs"] for s in STAGES},
+        "sqs_calls": {s: stages[s]["sqs_calls"] for s in STAGES},
+        "bridge_s3_per_file": round(stages["bridge"]["s3"] / files, 3),
+        "empty_receives": _empties(ours),
+        "seconds": ours["seconds"],
+    }
+
+
+def _tree_env(checkout: Path | None) -> dict[str, str]:
+    """The child's environment: ``checkout``'s transflow (default: this one) under this
+    repository's bench."""
+    paths = [str(ROOT)] if checkout is None else [str(checkout.resolve() / "src"), str(ROOT)]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)))
+
+
+def _measure_in_child(
+    env: dict[str, str], clients: int, uploads: int, files: int, threads: int
+) -> dict[str, Any]:
+    out = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            sys.executable,
+            "-m",
+            "bench.cost",
+            "--one",
+            str(clients),
+            f"--uploads={uploads}",
+            f"--files={files}",
+            f"--threads={threads}",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def run_clients(
+    *,
+    clients: tuple[int, ...] = (1, 10, 50),
+    rounds: int = 2,
+    uploads: int = 40,
+    files: int = 1,
+    threads: int = 4,
+    against: Path | None = None,
+    out: Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Every client count (and tree), ``rounds`` times, interleaved; writes
+    cost_clients.{md,json}. Each run has at least twice as many uploads as clients."""
+    trees = {"this": _tree_env(None)}
+    if against is not None:
+        trees["against"] = _tree_env(against)
+    runs: dict[tuple[int, str], list[dict[str, Any]]] = {(c, t): [] for c in clients for t in trees}
+    order = list(runs)
+    rng = random.Random(22)  # noqa: S311 - an order, not a secret
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for size, tree in order:
+            n = max(uploads, 2 * size)
+            runs[size, tree].append(_measure_in_child(trees[tree], size, n, files, threads))
+
+    def median(size: int, tree: str, pick: Any) -> float:
+        return round(float(statistics.median(pick(r) for r in runs[size, tree])), 3)
+
+    rows = []
+    for size in clients:
+        row: list[Any] = [size]
+        if against is not None:
+            row.append(median(size, "against", lambda r: r["sqs_per_upload"]))
+        row.append(median(size, "this", lambda r: r["sqs_per_upload"]))
+        row += [median(size, "this", lambda r, s=s: r["sqs_by_stage"][s]) for s in STAGES[1:]]
+        if against is not None:
+            row.append(median(size, "against", lambda r: r["bridge_s3_per_file"]))
+        row.append(median(size, "this", lambda r: r["bridge_s3_per_file"]))
+        rows.append(row)
+    headers = ["SSE clients"]
+    if against is not None:
+        headers.append(f"SQS / upload, {against.name}")
+    headers += ["SQS / upload", *(f"{s}" for s in STAGES[1:])]
+    if against is not None:
+        headers.append(f"bridge S3 / file, {against.name}")
+    headers.append("bridge S3 / file")
+    table = markdown_table(headers, rows)
+    table += (
+        f"\n\nMedians of {rounds} interleaved rounds (shuffled order, a fresh process and moto "
+        f"server per run); at least {uploads} uploads of {files} file(s) per run, twice the "
+        "client count when that is more. Stage columns are this tree's SQS requests per "
+        "completed upload; empty receives are left out."
+    )
+    data = {
+        "clients": list(clients),
+        "rounds": rounds,
+        "uploads": uploads,
+        "files_per_upload": files,
+        "against": None if against is None else str(against),
+        "runs": {f"{tree}:{size}": runs[size, tree] for size, tree in runs},
+    }
+    write_result(
+        "cost_clients", "SQS requests per upload by SSE clients", table, data, out, quiet=quiet
+    )
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -472,7 +610,31 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="baseline uploads (default: --uploads, at most 100)",
     )
+    parser.add_argument(
+        "--clients",
+        type=lambda text: tuple(int(v) for v in text.split(",")),
+        default=None,
+        help="the client-count axis, e.g. 1,10,50 (interleaved runs, transflow only)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the client axis")
+    parser.add_argument(
+        "--against", type=Path, metavar="CHECKOUT", help="another checkout, same rounds"
+    )
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one is not None:  # one size, in a child of run_clients
+        print(json.dumps(one_size(args.one, args.uploads, args.files, args.threads)))
+        return 0
+    if args.clients is not None:
+        run_clients(
+            clients=args.clients,
+            rounds=args.rounds,
+            uploads=min(args.uploads, 300),
+            files=args.files,
+            threads=args.threads,
+            against=args.against,
+        )
+        return 0
     with serve() as ep:
         run(
             ep,

@@ -52,6 +52,15 @@ def test_cost(ep: Endpoint, tmp_path: Path) -> None:
     _written(tmp_path, "cost")
 
 
+def test_cost_client_axis(tmp_path: Path) -> None:
+    # One size, one round, in a child process with its own endpoint: the axis and report.
+    data = cost.run_clients(clients=(1,), rounds=1, uploads=1, threads=2, out=tmp_path, quiet=True)
+    (run,) = data["runs"]["this:1"]
+    assert run["completed"] == run["saw_done"] == run["uploads"] == 2  # twice the clients
+    assert run["bridge_s3_per_file"] == 1.0  # a one-file upload: its HeadObject, no listing
+    _written(tmp_path, "cost_clients")
+
+
 def test_checkpoints(ep: Endpoint, tmp_path: Path) -> None:
     data = checkpoints.run(ep, jobs=2, step_seconds=0.0, output_bytes=16, out=tmp_path, quiet=True)
     on, off = data["killed"]
@@ -150,9 +159,10 @@ def test_soak(ep: Endpoint, tmp_path: Path) -> None:
 
 def test_cold_import(tmp_path: Path) -> None:
     # Two handlers, two rounds: the probe, the interleaving and the report, not the figures.
-    handlers = {name: cold_import.HANDLERS[name] for name in cold_import.TARGETED}
+    names = [*cold_import.TARGETED, *(n for n in cold_import.HANDLERS if ", then " in n)]
+    handlers = {name: cold_import.HANDLERS[name] for name in names}
     data = cold_import.run(rounds=2, handlers=handlers, out=tmp_path, quiet=True)
-    assert set(data["handlers"]) == set(cold_import.TARGETED)
+    assert set(data["handlers"]) == set(names)
     for figures in data["handlers"].values():
         assert figures["median_ms_over_boto3"] > 0
         assert figures["p90_ms_over_boto3"] >= figures["median_ms_over_boto3"]

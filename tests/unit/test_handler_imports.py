@@ -33,6 +33,11 @@ def loaded_after(statement: str) -> set[str]:
                 "transflow.streaming",
                 "transflow.ingest.uploads",
                 "argparse",
+                # Loaded when first used (a job to send, a retried call, a job too large
+                # for a message), never by the import: issue 22's cold start.
+                "cattrs",
+                "tenacity",
+                "transflow._aws.claimcheck",
             },
         ),
         (
@@ -44,6 +49,8 @@ def loaded_after(statement: str) -> set[str]:
                 "transflow.streaming",
                 "transflow.processing.external",
                 "argparse",
+                "cattrs",
+                "tenacity",
             },
         ),
         # "Copy this file into your project": requests is not a dependency of transflow.

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = [
-    "DEFAULT_CLAIM_PREFIX",
     "MAX_CLAIM_CHECK_BYTES",
     "ClaimCheck",
     "decode_job_message",
@@ -33,8 +32,6 @@ __all__ = [
 ]
 
 CLAIM_CHECK_KEY = "claimCheck"
-DEFAULT_CLAIM_PREFIX = "transflow/claims/"
-"""Where the bridge stores claim checks by default (``{prefix}{branch}/{uploadId}/…``)."""
 MAX_CLAIM_CHECK_BYTES = 8 * 1024 * 1024
 """The largest claim check the processor reads. A job of 10,000 files is about 2 MB of
 JSON; anything much larger was not written by the bridge."""

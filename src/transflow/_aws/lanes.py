@@ -59,6 +59,7 @@ class Held:
     received_at: float
     state: str = "queued"  # queued | running | abandoned | settling
     heartbeat: bool = True
+    settled_at: float | None = None  # time.monotonic() when its delete was decided
 
     @property
     def message(self) -> ReceivedMessage:
@@ -214,11 +215,16 @@ class Lanes:
 
     # -- settling -------------------------------------------------------------------------
 
-    def take_settlements(self) -> tuple[list[Held], list[tuple[Held, int]]]:
-        """The deletes and releases decided since the last call, to send now."""
-        deletes, self.to_delete = self.to_delete, []
+    def take_settlements(
+        self, *, deletes: bool = True
+    ) -> tuple[list[Held], list[tuple[Held, int]]]:
+        """The releases decided since the last call, and (unless ``deletes`` is False: the
+        poller is gathering them into fuller calls) the deletes, to send now."""
+        taken: list[Held] = []
+        if deletes:
+            taken, self.to_delete = self.to_delete, []
         releases, self.to_release = self.to_release, []
-        return deletes, releases
+        return taken, releases
 
     def deleted(self, items: Sequence[Held]) -> None:
         """Their delete was sent (whether or not SQS took it: a message left behind comes

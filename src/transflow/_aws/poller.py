@@ -44,7 +44,7 @@ from botocore.config import Config
 from transflow._aws.lanes import Held, Lanes
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import change_visibility_batch, delete_batch
-from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
+from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.validators import between, positive
 from transflow.errors import ConfigError, JobConfinementError, JobFailedError, TransflowError
@@ -83,6 +83,7 @@ _LEASE_LOST = frozenset(
         "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
     }
 )
+_MAX_RECEIVE_PAUSE = 5.0
 _POLLER_CONNECTIONS = 2  # the receiver's long poll and the keeper's batch calls
 
 
@@ -197,6 +198,9 @@ class PollerStats:
     """Released without their handler running: behind a failure in their FIFO group, or
     not started when the poller stopped. ``released`` counts every release, failures'
     included."""
+    delete_calls: int = 0
+    """DeleteMessageBatch requests made: ``deleted / delete_calls`` is how full they were
+    (see ``QueuePoller.delete_window``)."""
 
     def __str__(self) -> str:
         # The parts add up to ``received`` (but for messages still held, or lost).
@@ -233,6 +237,7 @@ class _Counters:
     released: int = 0
     deleted: int = 0
     delete_failures: int = 0
+    delete_calls: int = 0
     extended: int = 0
     extend_failures: int = 0
     leases_lost: int = 0
@@ -279,6 +284,21 @@ class QueuePoller:
     on_receive_error: Callable[[Exception], bool] | None = None
     """Told of every failed ReceiveMessage; returns True when its owner deals with the cause
     (the hub, whose instance queue is gone), so the poller logs it without a traceback."""
+    receive_pause: float = attrs.field(default=0.0, kw_only=True)
+    """Seconds to wait after a receive that brought messages but not a full batch, before
+    the next: messages gather meanwhile, so receives (and the deletes that follow each)
+    come back fuller, at the cost of up to that much latency. 0: receive again at once. An
+    empty receive has waited its long poll already and is not followed by a pause."""
+    delete_window: float = attrs.field(default=0.0, kw_only=True)
+    """Seconds a handled message may wait for its delete while the queue is busy, so that
+    one DeleteMessageBatch carries up to ten (0: delete at once). Busy: the last receive
+    came back full. Deletes go at once when it did not (on a FIFO queue a message waiting
+    for its delete holds back the rest of its group, and a long poll does not wake when
+    the group frees: moto's does not, and nothing says SQS's does), and sooner than the
+    window when ten wait, at a stop, or a heartbeat before a waiting message's visibility
+    may run out. At most a third of the visibility timeout: a handled message is always
+    deleted while still invisible, so it is never delivered twice unless the delete
+    itself fails."""
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _wake: threading.Condition = attrs.field(init=False)
@@ -290,6 +310,8 @@ class QueuePoller:
     _lanes: Lanes = attrs.field(init=False)
     _counters: _Counters = attrs.field(init=False, factory=_Counters)
     _last_poll_at: float | None = attrs.field(init=False, default=None)
+    _busy: bool = attrs.field(init=False, default=False)  # the last receive came back full
+    _pausing: bool = attrs.field(init=False, default=False)  # in receive_pause
     _pool: ThreadPoolExecutor | None = attrs.field(init=False, default=None)
     _threads: list[threading.Thread] = attrs.field(init=False, factory=list)
 
@@ -297,6 +319,17 @@ class QueuePoller:
         self._wake = threading.Condition(self._lock)
         self._lanes = Lanes(self.capacity, self.is_fifo)
         check_client_pool(self.sqs)
+        if not 0 <= self.receive_pause <= _MAX_RECEIVE_PAUSE:
+            raise ConfigError(
+                f"receive_pause={self.receive_pause!r}: must be between 0 and "
+                f"{_MAX_RECEIVE_PAUSE:g} seconds (it delays every message it waits for)"
+            )
+        if not 0 <= self.delete_window <= self.visibility_timeout / 3:
+            raise ConfigError(
+                f"delete_window={self.delete_window!r}: must be between 0 and a third of the "
+                f"visibility timeout ({self.visibility_timeout / 3:g} s), so a handled message "
+                "is deleted before it can be delivered again"
+            )
 
     # -- configuration in effect ---------------------------------------------------------
 
@@ -396,6 +429,7 @@ class QueuePoller:
                 released=c.released,
                 deleted=c.deleted,
                 delete_failures=c.delete_failures,
+                delete_calls=c.delete_calls,
                 extended=c.extended,
                 extend_failures=c.extend_failures,
                 leases_lost=c.leases_lost,
@@ -443,8 +477,23 @@ class QueuePoller:
                 self._stop_requested.wait(delay)
                 continue
             errors, attempt_id = 0, None
-            self._accept(messages, asked_at)
+            full = len(messages) >= min(10, free)
+            pause = bool(messages) and not full and self.receive_pause > 0
+            self._accept(messages, asked_at, full=full, pause=pause)
+            if pause:
+                self._pause()
         self._shutdown()
+
+    def _pause(self) -> None:
+        """Wait ``receive_pause``; the deletes of what the last receive brought wait with
+        it (within ``delete_window``) and go in one call before the next receive, when no
+        message they hold back can be waiting for a long poll."""
+        try:
+            self._stop_requested.wait(self.receive_pause)
+        finally:
+            with self._lock:
+                self._pausing = False
+        self._flush(force=True)
 
     def _owner_handles(self, exc: Exception) -> bool:
         if self.on_receive_error is None:
@@ -473,12 +522,16 @@ class QueuePoller:
             self._last_poll_at = time.time()
         return [ReceivedMessage.from_sqs_message(m) for m in response.get("Messages", [])]
 
-    def _accept(self, messages: list[ReceivedMessage], asked_at: float) -> None:
+    def _accept(
+        self, messages: list[ReceivedMessage], asked_at: float, *, full: bool, pause: bool
+    ) -> None:
         lease = asked_at + self.visibility_timeout
         # A short visibility (seconds) keeps a margin it can still renew within.
         margin = min(1.0, self.visibility_timeout / 4)
         with self._lock:
             self._counters.received += len(messages)
+            self._busy = full  # a thin queue wakes the keeper (below) to delete at once
+            self._pausing = pause  # set before any handler runs: its delete waits too
             idle = self._lanes.accept(
                 [Delivery(m, lease_expires=lease, lease_margin=margin) for m in messages],
                 time.monotonic(),
@@ -502,6 +555,7 @@ class QueuePoller:
             with self._wake:
                 outcome = self._lanes.finish(key, held, ok, partial(self._delay, held.message))
                 if outcome == "succeeded":
+                    held.settled_at = time.monotonic()
                     self._counters.succeeded += 1
                 elif outcome == "failed":
                     self._counters.failed += 1
@@ -551,8 +605,11 @@ class QueuePoller:
         while not self._keeper_done.is_set():
             try:
                 with self._wake:
-                    if not (self._lanes.to_delete or self._lanes.to_release):
-                        self._wake.wait(max(0.0, min(next_beat - time.monotonic(), 0.5)))
+                    now = time.monotonic()
+                    due = self._deletes_due_at()
+                    if not (self._lanes.to_release or (due is not None and due <= now)):
+                        wake_at = min(next_beat, now + 0.5, due if due is not None else now + 0.5)
+                        self._wake.wait(max(0.0, wake_at - now))
                 self._check_timeouts()
                 self._flush()
                 if time.monotonic() >= next_beat:
@@ -576,10 +633,33 @@ class QueuePoller:
                 self._counters.timed_out += 1
                 self._lanes.abandon(held, self._delay(held.message))
 
-    def _flush(self) -> None:
+    def _deletes_due_at(self) -> float | None:
+        """When the waiting deletes must go (lock held): at once when ten wait, there is no
+        window, the queue is not busy and the receiver not pausing, or the poller is
+        stopping; else when the first has waited ``delete_window`` or a heartbeat before any
+        waiting message's visibility may run out. None: none wait."""
+        waiting = self._lanes.to_delete
+        if not waiting:
+            return None
+        if (
+            len(waiting) >= MAX_BATCH_ENTRIES
+            or not (self.delete_window and (self._busy or self._pausing))
+            or self._state != "running"
+        ):
+            return 0.0
+        first = min(h.settled_at or 0.0 for h in waiting)
+        due = first + self.delete_window
+        expiries = [h.delivery.lease_expires for h in waiting if h.delivery.lease_expires]
+        if expiries:
+            due = min(due, min(expiries) - self.heartbeat_every)
+        return due
+
+    def _flush(self, *, force: bool = False) -> None:
         with self._io_lock:
             with self._lock:
-                deletes, releases = self._lanes.take_settlements()
+                due = self._deletes_due_at()
+                send = force or (due is not None and due <= time.monotonic())
+                deletes, releases = self._lanes.take_settlements(deletes=send)
             if deletes:
                 self._delete(deletes)
             if releases:
@@ -596,6 +676,7 @@ class QueuePoller:
             self._lanes.deleted(items)
             self._counters.deleted += len(result.succeeded)
             self._counters.delete_failures += len(result.failed)
+            self._counters.delete_calls += result.calls
             self._wake.notify_all()
         for failure in result.failed:
             # The message will be delivered again: handlers must be idempotent (ours are).
@@ -662,7 +743,7 @@ class QueuePoller:
             self._state = "stopping"
             self._lanes.release_pending()
             self._wake.notify_all()
-        self._flush()
+        self._flush(force=True)
         deadline = time.monotonic() + self.drain_timeout
         with self._wake:
             while any(h.state == "running" for h in self._lanes.held.values()):
@@ -677,14 +758,14 @@ class QueuePoller:
                     self.name,
                     held.message.message_id,
                 )
-        self._flush()
+        self._flush(force=True)
         self._keeper_done.set()
         with self._wake:
             self._wake.notify_all()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
-        self._flush()  # anything the keeper picked up last
+        self._flush(force=True)  # anything the keeper picked up last
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         with self._lock:

@@ -5,12 +5,16 @@ Every room that retries builds its controller here, so attempts and waits are tu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import botocore.exceptions
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
-from tenacity.retry import retry_base
 
 from transflow._aws.errors import client_error_code, client_error_message
+
+if TYPE_CHECKING:
+    from tenacity import Retrying
+    from tenacity.retry import retry_base
 
 __all__ = [
     "PERMANENT_CODES",
@@ -102,9 +106,6 @@ def is_retryable_error(exc: BaseException) -> bool:
     return False
 
 
-_RETRY_TRANSIENT = retry_if_exception(is_retryable_error)
-
-
 @attrs.frozen
 class RetryPolicy:
     """How hard to try: ``attempts`` calls at most, waits drawn from an exponential window
@@ -114,9 +115,19 @@ class RetryPolicy:
     initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
     maximum: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
 
-    def retrying(self, retry: retry_base = _RETRY_TRANSIENT, *, reraise: bool = True) -> Retrying:
+    def retrying(self, retry: retry_base | None = None, *, reraise: bool = True) -> Retrying:
         """A tenacity controller for one operation: by default it retries what
         :func:`is_retryable_error` calls transient and re-raises the last error."""
+        # tenacity is imported by the first retried call, not by a Lambda handler's import.
+        from tenacity import (  # noqa: PLC0415
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
+        if retry is None:
+            retry = retry_if_exception(is_retryable_error)
         return Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_random_exponential(multiplier=self.initial, max=self.maximum),

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
-from tenacity import RetryError, retry_if_exception_type
 
 from transflow._aws.retry import (
     RetryPolicy,
@@ -211,6 +210,8 @@ def _run(
         state.absorb(response, wire_ids)
         if state.pending:
             raise _TryAgain
+
+    from tenacity import RetryError, retry_if_exception_type  # noqa: PLC0415 - see RetryPolicy
 
     try:
         for retry in policy.retrying(retry_if_exception_type(_TryAgain), reraise=False):

@@ -18,6 +18,7 @@ from transflow._wire.naming import branch_problem, is_canonical_branch
 from transflow._wire.safenames import MAX_USER_ID_CHARS, safe_user_id
 
 __all__ = [
+    "DEFAULT_CLAIM_PREFIX",
     "STATUS_RECORD_NAME",
     "claim_key_problems",
     "folder_status_key",
@@ -31,6 +32,9 @@ __all__ = [
     "upload_prefix",
     "user_folder",
 ]
+
+DEFAULT_CLAIM_PREFIX = "transflow/claims/"
+"""Where the bridge stores claim checks by default (``{prefix}{branch}/{uploadId}/…``)."""
 
 # What safe_user_id returns: kept as it was, or cleaned and ending in ~ and 12 hex digits.
 _USER_FOLDER = re.compile(

@@ -18,20 +18,21 @@ import datetime as dt
 import enum
 import json
 import re
+import threading
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import attrs
-import cattrs
-from cattrs.errors import AttributeValidationNote, IterableValidationError, IterableValidationNote
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from transflow._wire.channels import upload_channel
 from transflow._wire.jsontext import JsonTextError, parse_json, show, type_name
 from transflow._wire.limits import is_sqs_id
 from transflow.errors import EventFormatError, JobFormatError
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = [
     "MAX_SEQ",
@@ -449,6 +450,7 @@ def _is_array_type(type_: Any) -> bool:
 
 def _structure_array(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
     """``tuple[X, ...]`` from a JSON array, every item's problems collected by index."""
+    from cattrs.errors import IterableValidationError, IterableValidationNote  # noqa: PLC0415
 
     def structure(value: Any, type_: Any) -> Any:
         if not _is_array(value):
@@ -473,6 +475,8 @@ def _structure_array(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
 
 
 def _unstructure_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
+    from cattrs.gen import make_dict_unstructure_fn, override  # noqa: PLC0415
+
     def factory(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
         names = {a.name for a in attrs.fields(cls)}
         # Free-form JSON is copied, not walked: a value nested 900 deep would otherwise
@@ -524,6 +528,8 @@ def _field_hook(conv: cattrs.Converter, field: attrs.Attribute[Any]) -> Callable
 
 
 def _structure_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
+    from cattrs.gen import make_dict_structure_fn, override  # noqa: PLC0415
+
     def factory(cls: type[Any]) -> Callable[[Mapping[str, Any], Any], Any]:
         fields = attrs.fields(attrs.resolve_types(cls))
         names = {a.name for a in fields}
@@ -551,6 +557,8 @@ def _structure_factory(conv: cattrs.Converter) -> Callable[[type[Any]], Any]:
 
 
 def _make_converter() -> cattrs.Converter:
+    import cattrs  # noqa: PLC0415 - see _converter
+
     # omit_if_default: absent optionals are left out of the JSON, never written as null.
     conv = cattrs.Converter(omit_if_default=True, detailed_validation=True)
     conv.register_unstructure_hook(dt.datetime, format_timestamp)
@@ -562,12 +570,34 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-converter: cattrs.Converter = _make_converter()
-"""The one converter for transflow's wire classes (camelCase keys, omitted defaults)."""
+# Made when first used: cattrs and the hooks cost a Lambda handler's cold start more than
+# the classes themselves, and a bridge or processor that is only imported never needs them.
+_made: list[cattrs.Converter] = []
+_making = threading.Lock()
+
+
+def _converter() -> cattrs.Converter:
+    if not _made:
+        with _making:
+            if not _made:
+                _made.append(_make_converter())
+    return _made[0]
+
+
+if TYPE_CHECKING:
+    converter: cattrs.Converter
+    """The one converter for transflow's wire classes (camelCase keys, omitted defaults),
+    made on first use."""
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "converter":
+            return _converter()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _unstructure(obj: object) -> JsonObject:
-    result: JsonObject = converter.unstructure(obj)
+    result: JsonObject = _converter().unstructure(obj)
     return result
 
 
@@ -585,6 +615,13 @@ def _required(type_: Any) -> str:
 
 
 def _problems(exc: BaseException, path: str) -> Iterator[tuple[str, str]]:
+    import cattrs  # noqa: PLC0415 - loaded with the converter that raised
+    from cattrs.errors import (  # noqa: PLC0415
+        AttributeValidationNote,
+        IterableValidationError,
+        IterableValidationNote,
+    )
+
     if isinstance(exc, cattrs.ClassValidationError):
         for sub in exc.exceptions:
             note = _note(sub, AttributeValidationNote)
@@ -612,8 +649,11 @@ def _structure(data: object, cls: type[T], error: type[JobFormatError], what: st
     if not isinstance(data, dict):
         # The document itself, as opposed to a nested value: say JSON, it is what was sent.
         raise error(what, [f"(root): must be a JSON object, not {type_name(data)}"])
+    conv = _converter()
+    import cattrs  # noqa: PLC0415 - loaded by _converter
+
     try:
-        return converter.structure(data, cls)
+        return conv.structure(data, cls)
     except (cattrs.BaseValidationError, FieldProblem) as exc:
         problems = [f"{where or '(root)'}: {text}" for where, text in _problems(exc, "")]
         raise error(what, problems) from exc

@@ -2,11 +2,18 @@
 
 S3 cannot notify a FIFO queue, so notifications reach the bridge directly (Lambda), through
 a standard queue, or through EventBridge; the bridge reads each object's upload metadata
-(HeadObject, concurrently, with a bound), groups the objects into jobs
+(HeadObject, concurrently, with a bound; once per upload while the bridge stays warm,
+:mod:`transflow.ingest.known_uploads`), groups the objects into jobs
 (:mod:`transflow.ingest.grouping`), and sends them with SendMessageBatch
 (:func:`transflow._aws.sqs_batch.send_batch`): MessageGroupId = uploadId, a deterministic
 MessageDeduplicationId, every entry checked. A job too large for one message travels as a
 claim check (:mod:`transflow._aws.claimcheck`).
+
+What the notification says is untrusted (anyone who may send to its queue can forge one):
+the bridge takes only the bucket and key from it, both checked, and learns whether the
+object exists and which content it holds (the ETag the job and its deduplication id name)
+from S3: the HeadObject, or the upload's one listing per invocation. A one-file upload whose
+HeadObject answered needs no listing.
 
 Every record ends in exactly one place of the :class:`BridgeResult`: a sent job, a skip, a
 failure, or (for a whole upload whose other files are still arriving) the waiting list.
@@ -22,7 +29,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import botocore.exceptions
 
-from transflow._aws.claimcheck import DEFAULT_CLAIM_PREFIX, ClaimCheck, store_claimed_job
 from transflow._aws.emf import emit
 from transflow._aws.lambda_batch import (
     PartialBatchResponse,
@@ -33,7 +39,7 @@ from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire import validators
 from transflow._wire.cancelmark import is_canceled_record
-from transflow._wire.keys import folder_status_key
+from transflow._wire.keys import DEFAULT_CLAIM_PREFIX, folder_status_key
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.naming import sanitize_branch
 from transflow.errors import BridgeError, UploadMetadataError
@@ -45,7 +51,9 @@ from transflow.ingest.grouping import (
     complete_upload,
     key_branch_problem,
     plan_jobs,
+    unlisted_records,
 )
+from transflow.ingest.known_uploads import KnownUploads, upload_folder
 from transflow.ingest.metadata import read_upload_metadata
 from transflow.ingest.s3events import (
     EventSource,
@@ -59,6 +67,8 @@ from transflow.ingest.s3events import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+
+    from transflow._aws.claimcheck import ClaimCheck
 
 __all__ = [
     "BridgeResponse",
@@ -153,7 +163,9 @@ class GroupingBridge:
     other bucket is a failed record, never a job.
     ``claim_bucket`` holds jobs too large for one message (default: the bucket of the
     upload); ``whole_uploads`` emits one job per upload once all its files have arrived,
-    when their metadata carries the file count. Clients are used from worker threads
+    when their metadata carries the file count. ``known_uploads`` bounds how many such
+    uploads' metadata the bridge remembers between invocations (one HeadObject per upload
+    per warm bridge instead of one per file; 0 turns it off). Clients are used from worker threads
     (boto3 clients are thread-safe; give the S3 client ``max_pool_connections`` at least
     ``head_concurrency``).
     ``status_bucket`` (the processor's output bucket), when given, makes the bridge read
@@ -188,6 +200,13 @@ class GroupingBridge:
     status_bucket: str | None = attrs.field(
         default=None, kw_only=True, validator=validators.optional(validators.non_empty_text)
     )
+    known_uploads: int = attrs.field(
+        default=4096, kw_only=True, validator=validators.bounded_int(0, 1_000_000)
+    )
+    _known: KnownUploads = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._known = KnownUploads(self.known_uploads)
 
     # -- entry points ------------------------------------------------------------------
 
@@ -226,10 +245,14 @@ class GroupingBridge:
         parsed = parse_event(event)
         records, skipped, refused = self._own_objects_skipped(parsed)
         failed: list[FailedRecord] = [*parsed.failed, *refused]
+        known = {r.ref: self._known_record(r) for r in records}
+        outcomes = iter(self._map(self._head, [r for r in records if known[r.ref] is None]))
         headed: list[HeadedRecord] = []
-        for outcome in self._map(self._head, records):
+        for record in records:  # event order: the first record's metadata names the job's
+            outcome = known[record.ref] or next(outcomes)
             if isinstance(outcome, HeadedRecord):
                 headed.append(outcome)
+                self._remember(outcome)
             else:
                 failed.append(outcome)
         plan = plan_jobs(
@@ -239,17 +262,21 @@ class GroupingBridge:
         jobs = list(plan.jobs)
         waiting: list[WaitingRecord] = []
         for check, checked in zip(plan.checks, self._map(self._check, plan.checks), strict=True):
-            if isinstance(checked, PlannedJob):
-                jobs.append(checked)
-            elif isinstance(checked, int):
+            failed.extend(checked.failed)
+            if checked.job is not None:
+                jobs.append(checked.job)
+                self._known.forget(check.bucket, check.prefix)
+            elif (remaining := checked.check) is not None:
                 waiting.extend(
                     WaitingRecord(
-                        h.record.ref, check.upload_id, checked, check.expected, h.record.message_id
+                        h.record.ref,
+                        remaining.upload_id,
+                        checked.arrived,
+                        remaining.expected,
+                        h.record.message_id,
                     )
-                    for h in check.records
+                    for h in remaining.records
                 )
-            else:
-                failed.extend(checked)
         jobs = self._without_canceled(jobs, skipped)
         sent, send_failures = self._send(jobs)
         failed.extend(send_failures)
@@ -349,33 +376,68 @@ class GroupingBridge:
         etag = response.get("ETag")
         return HeadedRecord(record, metadata, etag.strip('"') if etag else None)
 
-    def _check(self, check: UploadCheck) -> PlannedJob | int | list[FailedRecord]:
-        """List the upload's prefix: its job when complete, else how many files arrived."""
-        try:
-            listed = list(self._list(check.bucket, check.prefix))
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            reason = f"listing {check.prefix} failed: {error_code(exc)} {exc}"
-            return [
-                FailedRecord(
-                    h.record.ref,
-                    reason,
-                    h.record.message_id,
-                    h.record.bucket,
-                    h.record.key,
-                    is_retryable_error(exc),
+    def _known_record(self, record: S3Record) -> HeadedRecord | None:
+        """The record with its upload's metadata, when a file of its folder was headed
+        before (no request), else None (it needs its HeadObject)."""
+        if not self.whole_uploads:
+            return None
+        folder = upload_folder(record.key)
+        metadata = None if folder is None else self._known.get(record.bucket, folder)
+        return None if metadata is None else HeadedRecord(record, metadata, headed=False)
+
+    def _remember(self, headed: HeadedRecord) -> None:
+        """Keep the metadata of a whole upload's folder for its later files."""
+        meta, key = headed.metadata, headed.record.key
+        if not (headed.headed and self.whole_uploads and meta.file_count and meta.upload_id):
+            return
+        folder = upload_folder(key)
+        # Only a folder named after the upload id: the one prefix its check lists.
+        if folder is not None and folder.rstrip("/").rpartition("/")[2] == meta.upload_id:
+            self._known.remember(headed.record.bucket, folder, meta)
+
+    def _check(self, check: UploadCheck) -> _Checked:
+        """List the upload's prefix: its job when complete, else how many files arrived.
+        The records no request has shown to exist must be in the listing."""
+        if _single_headed_file(check):
+            # A one-file upload whose one object HeadObject just read: the listing could
+            # tell nothing more (its POST policy allowed this one key).
+            first = check.records[0]
+            listed = [ListedObject(first.record.key, first.etag or "")]
+        else:
+            try:
+                listed = list(self._list(check.bucket, check.prefix))
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                reason = f"listing {check.prefix} failed: {error_code(exc)} {exc}"
+                return _Checked(
+                    failed=[
+                        FailedRecord(
+                            h.record.ref,
+                            reason,
+                            h.record.message_id,
+                            h.record.bucket,
+                            h.record.key,
+                            is_retryable_error(exc),
+                        )
+                        for h in check.records
+                    ]
                 )
-                for h in check.records
-            ]
-        outcome = complete_upload(check, listed, default_branch=self.default_branch)
+        remaining, gone = unlisted_records(check, listed)
+        for failure in gone:
+            log.warning("not in its upload's listing: %s (%s)", failure.ref, failure.key)
+        if remaining is None:
+            return _Checked(failed=gone)
+        outcome = complete_upload(remaining, listed, default_branch=self.default_branch)
         if outcome is None:
             log.info(
                 "upload %s: %d of %d files arrived; the last one emits the job",
-                check.upload_id,
+                remaining.upload_id,
                 len(listed),
-                check.expected,
+                remaining.expected,
             )
-            return len(listed)
-        return outcome
+            return _Checked(check=remaining, arrived=len(listed), failed=gone)
+        if isinstance(outcome, PlannedJob):
+            return _Checked(job=outcome, failed=gone)
+        return _Checked(failed=[*gone, *outcome])
 
     def _without_canceled(
         self, jobs: list[PlannedJob], skipped: list[SkippedRecord]
@@ -439,6 +501,9 @@ class GroupingBridge:
         body = planned.job.to_json()
         claim: ClaimCheck | None = None
         if len(body.encode("utf-8", "surrogatepass")) > self.max_message_bytes:
+            # Only a job too large for a message needs claim checks: off the cold start.
+            from transflow._aws.claimcheck import store_claimed_job  # noqa: PLC0415
+
             bucket = self.claim_bucket or planned.job.objects[0].bucket
             claim = self.retry.retrying()(
                 store_claimed_job,
@@ -505,6 +570,27 @@ class GroupingBridge:
                 )
             )
         return sent, failed
+
+
+@attrs.frozen
+class _Checked:
+    """What listing one upload gave: its job, or the check still waiting (with how many
+    files arrived), and the records that failed."""
+
+    job: PlannedJob | None = None
+    check: UploadCheck | None = None
+    arrived: int = 0
+    failed: list[FailedRecord] = attrs.field(factory=list)
+
+
+def _single_headed_file(check: UploadCheck) -> bool:
+    keys = {h.record.key for h in check.records}
+    return (
+        check.expected == 1
+        and len(keys) == 1
+        and all(h.headed and h.etag for h in check.records)
+        and len({h.etag for h in check.records}) == 1
+    )
 
 
 def _record_failures(planned: PlannedJob, reason: str, *, retryable: bool) -> list[FailedRecord]:

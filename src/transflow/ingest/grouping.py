@@ -36,6 +36,7 @@ __all__ = [
     "key_branch_problem",
     "plan_jobs",
     "standalone_upload_id",
+    "unlisted_records",
 ]
 
 _UPLOADS_ROOT = "uploads/"
@@ -43,11 +44,16 @@ _UPLOADS_ROOT = "uploads/"
 
 @attrs.frozen
 class HeadedRecord:
-    """A created object with the metadata HeadObject returned for it."""
+    """A created object with the metadata HeadObject returned for it.
+
+    ``headed`` is False when the metadata is its upload's, read from another file of the
+    same folder (:mod:`transflow.ingest.known_uploads`): no request has then shown that this
+    object exists, so the upload's listing must (:func:`unlisted_records`)."""
 
     record: S3Record
     metadata: UploadMetadata
     etag: str | None = None
+    headed: bool = True
 
     @property
     def version(self) -> str:
@@ -235,6 +241,28 @@ def plan_jobs(
         else:
             failed.extend(planned)
     return Plan(tuple(jobs), tuple(checks), tuple(failed))
+
+
+def unlisted_records(
+    check: UploadCheck, listed: Sequence[ListedObject]
+) -> tuple[UploadCheck | None, list[FailedRecord]]:
+    """The check without the records that were never headed and whose object the listing
+    does not hold, and those records' failures.
+
+    Such a record's notification names an object S3 does not have (deleted since, or a
+    forged notification): like a HeadObject answering 404, it fails alone and emits
+    nothing. A headed record is kept as before: its HeadObject showed the object."""
+    present = {obj.key for obj in listed}
+    gone = [h for h in check.records if not h.headed and h.record.key not in present]
+    if not gone:
+        return check, []
+    failures = _failures(
+        gone,
+        "the object is gone: its upload's folder listing does not hold it (deleted or "
+        "overwritten before the bridge read it, or never written); nothing to process",
+    )
+    kept = tuple(h for h in check.records if h.headed or h.record.key in present)
+    return (attrs.evolve(check, records=kept) if kept else None), failures
 
 
 def complete_upload(

@@ -37,7 +37,6 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.claimcheck import (
-    DEFAULT_CLAIM_PREFIX,
     MAX_CLAIM_CHECK_BYTES,
     ClaimCheck,
     decode_job_message,
@@ -51,7 +50,12 @@ from transflow._aws.lambda_batch import (
 )
 from transflow._aws.retry import RetryPolicy
 from transflow._wire import validators
-from transflow._wire.keys import claim_key_problems, job_key_problems, job_object_problems
+from transflow._wire.keys import (
+    DEFAULT_CLAIM_PREFIX,
+    claim_key_problems,
+    job_key_problems,
+    job_object_problems,
+)
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
 from transflow.errors import (

@@ -13,17 +13,10 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 import botocore.exceptions
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    wait_exponential,
-    wait_random_exponential,
-)
-from tenacity.wait import wait_base
 
 from transflow._aws.errors import client_error_code
 from transflow._aws.retry import RETRYABLE_CODES, is_retryable_error
@@ -35,6 +28,10 @@ from transflow.errors import (
     StepUsageError,
     TemplateDefinitionError,
 )
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+    from tenacity.wait import wait_base
 
 __all__ = ["RETRY_TIME_RESERVE", "RetryVerdict", "StepRetry", "decide_retry", "run_step"]
 
@@ -99,6 +96,9 @@ class StepRetry:
 
     def wait_strategy(self) -> wait_base:
         """The tenacity wait between tries."""
+        # tenacity loads with the first step that may retry: most steps never do.
+        from tenacity import wait_exponential, wait_random_exponential  # noqa: PLC0415
+
         if self.jitter:
             return wait_random_exponential(multiplier=self.initial, max=self.maximum)
         return wait_exponential(multiplier=self.initial, max=self.maximum)
@@ -158,6 +158,8 @@ def run_step(
     if retry is None:
         func()
         return 1
+    from tenacity import Retrying, retry_if_exception  # noqa: PLC0415 - see wait_strategy
+
     wait = retry.wait_strategy()
 
     def stop(state: RetryCallState) -> bool:

@@ -12,18 +12,20 @@ and what ``transflow dlq peek`` shows. Keys are snake_case, as Transloadit write
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from transflow._version import __version__
 from transflow._wire.cancelmark import ASSEMBLY_CANCELED
 from transflow._wire.model import ProcessingJob, format_timestamp
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = [
     "ASSEMBLY_COMPLETED",
@@ -110,31 +112,42 @@ class AssemblyStatus:
 
     def to_json(self) -> str:
         """The record as indented JSON."""
-        return json.dumps(_converter.unstructure(self), indent=2, ensure_ascii=False)
+        return json.dumps(_converter().unstructure(self), indent=2, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AssemblyStatus:
         """Parse a record; raises ``ValueError`` when it is not one."""
+        converter = _converter()
+        import cattrs  # noqa: PLC0415 - loaded by _converter
+
         try:
-            return _converter.structure(json.loads(text), cls)
+            return converter.structure(json.loads(text), cls)
         except (cattrs.BaseValidationError, TypeError, KeyError, json.JSONDecodeError) as exc:
             raise ValueError(f"not a transflow status record: {exc}") from exc
 
 
 # Not transflow._wire.model.converter: that one writes the camelCase wire format, while the status
 # record follows Transloadit's snake_case keys that existing dashboards read.
-_converter = cattrs.Converter()
-# Transloadit's key for the content type is "mime"; the attribute says what it holds. The
-# hooks are made on first use, so a cold start does not pay for generating them.
+# Transloadit's key for the content type is "mime"; the attribute says what it holds.
 _MIME_RECORDS = (UploadRecord, ResultRecord)
-_converter.register_unstructure_hook_factory(
-    lambda cls: cls in _MIME_RECORDS,
-    lambda cls: make_dict_unstructure_fn(cls, _converter, content_type=override(rename="mime")),
-)
-_converter.register_structure_hook_factory(
-    lambda cls: cls in _MIME_RECORDS,
-    lambda cls: make_dict_structure_fn(cls, _converter, content_type=override(rename="mime")),
-)
+
+
+@functools.cache
+def _converter() -> cattrs.Converter:
+    # Made (and cattrs imported) on first use, so a cold start does not pay for them.
+    import cattrs  # noqa: PLC0415
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override  # noqa: PLC0415
+
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook_factory(
+        lambda cls: cls in _MIME_RECORDS,
+        lambda cls: make_dict_unstructure_fn(cls, conv, content_type=override(rename="mime")),
+    )
+    conv.register_structure_hook_factory(
+        lambda cls: cls in _MIME_RECORDS,
+        lambda cls: make_dict_structure_fn(cls, conv, content_type=override(rename="mime")),
+    )
+    return conv
 
 
 def now_text() -> str:
@@ -151,5 +164,5 @@ def job_fingerprint(job: ProcessingJob) -> str:
 
 def status_record_dict(record: AssemblyStatus) -> dict[str, Any]:
     """The record as a plain JSON object (what webhooks post)."""
-    data: dict[str, Any] = _converter.unstructure(record)
+    data: dict[str, Any] = _converter().unstructure(record)
     return data

@@ -30,12 +30,6 @@ import time
 from collections.abc import Collection, Mapping
 
 import attrs
-from tenacity import (
-    RetryError,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-)
 
 from transflow._aws.emf import emit
 from transflow._aws.retry import RetryPolicy
@@ -385,6 +379,14 @@ class WebhookSender:
             return last
 
         policy = RetryPolicy(self.attempts, self.initial_wait, self.max_wait)
+        # tenacity loads with the first webhook, not with the processor's import.
+        from tenacity import (  # noqa: PLC0415
+            RetryError,
+            retry_if_exception_type,
+            stop_after_attempt,
+            stop_before_delay,
+        )
+
         retrying = policy.retrying(retry_if_exception_type(_Retry), reraise=False)
         # No wait may start that would end past the deadline.
         retrying = retrying.copy(

@@ -91,6 +91,14 @@ __all__ = ["HubStats", "ProgressHub"]
 
 log = logging.getLogger(__name__)
 
+# Long enough to gather a busy hub's deletes ten to a call; short enough that an upload's
+# next events, held back on a FIFO queue until its last ones are deleted, reach the
+# browser with at most this much more delay (only while receives come back full).
+_DELETE_WINDOW = 0.5
+# After a receive that came back short: events of several uploads gather into the next
+# receive (and its one delete) instead of one receive and one delete per burst.
+_RECEIVE_PAUSE = 0.25
+
 Authorize = Callable[[Any, str], bool]
 SnapshotSource = Callable[[str], "UploadStatus | None"]
 """``source(channel)``: the status of an upload the hub has not seen (None: unknown); see
@@ -173,7 +181,17 @@ class ProgressHub:
     an attempt missing for ``gap_wait`` seconds while later ones came are counted
     (``stats().gaps``) and logged at ERROR at most once per ``gap_log_every`` seconds.
     ``snapshot_source`` gives the snapshot of an upload the hub has not seen (a
-    :class:`~transflow.streaming.records.StatusRecordSnapshots`). Every option is checked
+    :class:`~transflow.streaming.records.StatusRecordSnapshots`). ``receive_pause``: seconds
+    to wait after a receive that brought events but fewer than ten, so the next receive
+    (and its delete) carries more (0.25 by default, at most 5; up to that much latency;
+    :attr:`QueuePoller.receive_pause <transflow._aws.poller.QueuePoller.receive_pause>`).
+    ``delete_window``: while
+    receives come back full, seconds a dispatched event's message may wait so that up to
+    ten are deleted in one call (see
+    :attr:`QueuePoller.delete_window <transflow._aws.poller.QueuePoller.delete_window>`):
+    0.5 by default, at most a third of ``visibility_timeout``, 0 to delete each receive's
+    at once. The shared progress queue only: instance queues delete at once. Every option
+    is checked
     here: one out of range raises :class:`~transflow.errors.ConfigError`.
     """
 
@@ -200,6 +218,13 @@ class ProgressHub:
     lease_sec: float = attrs.field(default=30.0, validator=positive, kw_only=True)
     gap_wait: float = attrs.field(default=30.0, validator=positive, kw_only=True)
     gap_log_every: float = attrs.field(default=60.0, validator=positive, kw_only=True)
+    receive_pause: float = attrs.field(default=_RECEIVE_PAUSE, kw_only=True)
+    delete_window: float = attrs.field(
+        default=attrs.Factory(
+            lambda self: min(_DELETE_WINDOW, self.visibility_timeout / 3), takes_self=True
+        ),
+        kw_only=True,
+    )
 
     _fanout: FanOut = attrs.field(init=False)
     _poller: QueuePoller | None = attrs.field(init=False, default=None)
@@ -227,6 +252,17 @@ class ProgressHub:
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
+        if not 0 <= self.receive_pause <= 5:
+            raise ConfigError(
+                f"receive_pause={self.receive_pause!r}: must be between 0 and 5 seconds (it "
+                "delays the events it waits for)"
+            )
+        if not 0 <= self.delete_window <= self.visibility_timeout / 3:
+            raise ConfigError(
+                f"delete_window={self.delete_window!r}: must be between 0 and a third of "
+                f"visibility_timeout ({self.visibility_timeout / 3:g} s), so an event is "
+                "deleted before the queue could deliver it again"
+            )
         if self.fanout_mode and (self.sns is None or not self.instance_prefix):
             raise ConfigError(
                 f"ProgressHub in fan-out mode ({self.progress.address}) needs sns= (an SNS "
@@ -650,6 +686,10 @@ class ProgressHub:
             wait_time_seconds=self.wait_time_seconds,
             visibility_timeout=self.visibility_timeout,
             drain_timeout=self.drain_timeout,
+            # An instance queue can be swept or deleted under a live hub (it then makes a
+            # new one): deletes held back for it would fail against a missing queue.
+            delete_window=0.0 if self.fanout_mode else self.delete_window,
+            receive_pause=self.receive_pause,
             name="transflow-hub",
             on_receive_error=(
                 functools.partial(self._receive_failed, self._instance)
