@@ -34,7 +34,7 @@ def run_waves(
     hub = ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1, delete_window=delete_window)
     uploads = [f"up-{n}" for n in range(WAVES * PER_WAVE)]
     subs = {u: hub.subscribe(upload_channel("main", u)) for u in uploads}
-    with hub, count_requests(sqs) as counter:
+    with count_requests(sqs) as counter, hub:
         for wave in range(WAVES):
             publish(sqs, url, [done(u) for u in uploads[wave * PER_WAVE : (wave + 1) * PER_WAVE]])
             sent = (wave + 1) * PER_WAVE
@@ -62,7 +62,7 @@ def test_a_busy_queue_is_deleted_ten_to_a_call(sqs: SQSClient) -> None:
         sqs, ProgressQueue(url), wait_time_seconds=1, concurrency=4, delete_window=10.0
     )
     subs = {u: hub.subscribe(upload_channel("main", u)) for u in uploads}
-    with hub, count_requests(sqs) as counter:
+    with count_requests(sqs) as counter, hub:
         wait_until(lambda: hub.poller.stats().deleted == len(uploads), 20, "every delete")
         calls = counter.count("DeleteMessageBatch")
         stats = hub.poller.stats()
