@@ -45,6 +45,7 @@ __all__ = [
     "ToolFailedError",
     "ToolNotFoundError",
     "ToolTimeoutError",
+    "TraceContextError",
     "TransflowError",
     "UnknownConfigKeyWarning",
     "UploadError",
@@ -419,3 +420,9 @@ class StreamTokenForgedError(StreamTokenError):
 
 class StreamTokenExpiredError(StreamTokenError):
     """The token was genuine but its time is up; ask the host for a fresh one."""
+
+
+class TraceContextError(TransflowError, ValueError):
+    """A trace context given to transflow is not a W3C ``traceparent`` (``00-`` then 32 and
+    16 lower-case hex digits and the flags, ``-`` between them, ids not all zero) or its
+    ``tracestate`` is not one."""

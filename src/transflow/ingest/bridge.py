@@ -30,9 +30,11 @@ from transflow._aws.lambda_batch import (
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow._aws.tracing import Span, start_span
 from transflow._wire import validators
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.naming import sanitize_branch
+from transflow._wire.trace import TraceContext, parse_trace
 from transflow.errors import BridgeError, UploadMetadataError
 from transflow.ingest.grouping import (
     HeadedRecord,
@@ -415,7 +417,10 @@ class GroupingBridge:
         failed: list[FailedRecord] = []
         outgoing: list[tuple[str, OutgoingMessage]] = []
         claims: dict[str, ClaimCheck | None] = {}
-        for key, planned in by_id.items():
+        spans: dict[str, Span] = {}
+        for key, untraced in list(by_id.items()):
+            spans[key], planned = _traced(untraced)
+            by_id[key] = planned
             try:
                 message, claims[key] = self._message(planned)
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
@@ -445,6 +450,9 @@ class GroupingBridge:
             )
             for key in result.succeeded
         ]
+        enqueued = set(result.succeeded)
+        for key, started in spans.items():
+            started.end(None if key in enqueued else "the job was not enqueued")
         for failure in result.failed:
             failed.extend(
                 _record_failures(
@@ -454,6 +462,27 @@ class GroupingBridge:
                 )
             )
         return sent, failed
+
+
+def _traced(planned: PlannedJob) -> tuple[Span, PlannedJob]:
+    """The bridge's span of a job, and the job carrying it on: under the upload's trace
+    (from its metadata), or a new trace for an upload made without ``create_upload``."""
+    job = planned.job
+    parent = parse_trace(job.traceparent, job.tracestate)
+    started = start_span(
+        "transflow.bridge",
+        parent=parent,
+        kind="PRODUCER",
+        attributes={
+            "transflow.upload_id": job.upload_id,
+            "transflow.template_id": job.template_id,
+            "transflow.objects": len(job.objects),
+            "messaging.system": "aws_sqs",
+        },
+    )
+    carried = started.context or TraceContext.new()
+    job = attrs.evolve(job, traceparent=carried.traceparent, tracestate=carried.tracestate)
+    return started, attrs.evolve(planned, job=job)
 
 
 def _record_failures(planned: PlannedJob, reason: str, *, retryable: bool) -> list[FailedRecord]:
