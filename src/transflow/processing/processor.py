@@ -598,7 +598,6 @@ class _AttemptRunner:
                 if step.name in reused:
                     self._replay_step(step.name)
                     continue
-                self.stream.emit(ProgressType.STEP_START, step=step.name)
                 context = StepContext(
                     self.job,
                     template.template_id,
@@ -610,7 +609,6 @@ class _AttemptRunner:
                     self.runtime,
                 )
                 self._traced_step(step, context)
-                self.stream.emit(ProgressType.STEP_DONE, step=step.name)
                 unbroken = unbroken and step.checkpoint
                 # The last step's checkpoint is the completion record, written next.
                 if unbroken and index < len(template.steps) - 1:
@@ -675,8 +673,9 @@ class _AttemptRunner:
         self.stream.emit(ProgressType.STEP_DONE, step=name, extra={"checkpoint": True})
 
     def _traced_step(self, step: Step, context: StepContext) -> None:
-        """Run a step in its span and log context; its events carry the step's trace
-        context; its duration and retries are metrics per template and step."""
+        """Run a step, from its ``step:start`` to its ``step:done``, in its span and log
+        context: its events carry the step's trace context; its duration and retries are
+        metrics per template and step."""
         retries = [0]
         started = time.monotonic()
         try:
@@ -696,8 +695,10 @@ class _AttemptRunner:
                 ),
             ):
                 self.stream.trace = step_span.context
+                self.stream.emit(ProgressType.STEP_START, step=step.name)
                 try:
                     self._run_step(step, context, retries)
+                    self.stream.emit(ProgressType.STEP_DONE, step=step.name)
                 finally:
                     step_span.set("transflow.retries", retries[0])
         finally:
