@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 FAST = RetryPolicy(attempts=3, initial=0.001, maximum=0.01)
 AWS_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+BRIDGE_AWS_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=1111222233334444;Sampled=1"
 _EXPORTER = InMemorySpanExporter()
 
 
@@ -116,9 +117,10 @@ def upload_and_process(
         trace=trace_arg,
     )
     post_files(ticket.files, [b"content"])
-    assert bridge.lambda_handler(lambda_event(receive_notifications(sqs, events_url, 1))) == {
-        "batchItemFailures": []
-    }
+    notification = lambda_event(receive_notifications(sqs, events_url, 1))
+    if aws_header is not None:  # as Lambda passes it when X-Ray traced the sender
+        notification["Records"][0]["attributes"]["AWSTraceHeader"] = BRIDGE_AWS_HEADER
+    assert bridge.lambda_handler(notification) == {"batchItemFailures": []}
     (job,) = jobs_on(sqs, queues.processing)
     record = lambda_record(job.to_json(), "m-1", job.upload_id)
     if aws_header is not None:
@@ -163,6 +165,9 @@ def test_one_upload_gives_one_connected_trace(aws: LocalAws, spans: InMemorySpan
     linked = {(link.context.trace_id, link.context.span_id) for link in job_span.links}
     assert (bridge.context.trace_id, bridge.context.span_id) in linked
     assert (0x5759E988BD862E3FE1BE46A994272793, 0x53995C3F42CD8AD8) in linked
+    (bridge_link,) = bridge.links
+    assert bridge_link.context.trace_id == 0x5759E988BD862E3FE1BE46A994272793
+    assert bridge_link.context.span_id == 0x1111222233334444
     # The job message carries the bridge's span; the encode step's one retry is recorded.
     assert job.traceparent is not None
     assert (
