@@ -234,3 +234,32 @@ def test_without_spans_logs_and_events_share_the_upload_trace(
     assert per_step["encode"]["Template"] == "traced"
     dims = per_step["encode"]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
     assert dims == [["Step", "Template"]]  # bounded: registered templates and their steps
+
+
+def test_a_job_without_a_trace_gets_one_for_all_its_events(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A job from an older bridge (no traceparent), or one whose traceparent is malformed:
+    # it runs, and its events still share one trace id.
+    monkeypatch.setenv("TRANSFLOW_OTEL", "off")
+    s3, sqs, queues, _, processor, _ = pipeline(aws)
+    s3.put_object(Bucket="uploads", Key="uploads/main/old-1/a.txt", Body=b"x")
+    old = ProcessingJob.from_dict(
+        {
+            "uploadId": "old-1",
+            "templateId": "traced",
+            "branch": "main",
+            "objects": [{"bucket": "uploads", "key": "uploads/main/old-1/a.txt"}],
+            "traceparent": "not-a-traceparent",
+        }
+    )
+    record = lambda_record(old.to_json(), "m-old", old.upload_id)
+    assert processor.handle({"Records": [record]}) == {"batchItemFailures": []}
+    events = drain_events(sqs, queues.progress)
+    assert events[-1].type.value == "done"
+    traces = {parse_trace(e.traceparent) for e in events}
+    assert None not in traces
+    assert len({t.trace_id for t in traces if t is not None}) == 1
+    ignored = [r for r in caplog.records if "malformed traceparent" in r.getMessage()]
+    assert len(ignored) == 1  # logged once, at WARNING
+    assert ignored[0].levelno == logging.WARNING

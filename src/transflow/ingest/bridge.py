@@ -480,9 +480,7 @@ def _aws_trace_headers(event: object) -> dict[str, TraceContext]:
     return found
 
 
-def _traced(
-    planned: PlannedJob, aws_traces: Mapping[str, TraceContext]
-) -> tuple[Span, PlannedJob]:
+def _traced(planned: PlannedJob, aws_traces: Mapping[str, TraceContext]) -> tuple[Span, PlannedJob]:
     """The bridge's span of a job, and the job carrying it on: under the upload's trace
     (from its metadata), or a new trace for an upload made without ``create_upload``;
     linked to the X-Ray traces of the notifications' messages."""

@@ -410,30 +410,52 @@ class JobProcessor:
             raise self._refused(f"upload {job.upload_id[:80]!r}", problems)
         carried = _carried_trace(job)
         links = [t for t in (carried, from_aws_trace_header(aws_trace_header)) if t is not None]
-        with (
-            span(
-                "transflow.job",
-                parent=carried,
-                kind="CONSUMER",
-                links=links,
-                attributes={
-                    "transflow.upload_id": job.upload_id,
-                    "transflow.template_id": job.template_id,
-                    "transflow.attempt": attempt,
-                    "messaging.system": "aws_sqs",
-                },
-            ) as job_span,
-            log_context(
-                upload_id=job.upload_id,
-                template_id=job.template_id,
+        with span(
+            "transflow.job",
+            parent=carried,
+            kind="CONSUMER",
+            links=links,
+            attributes={
+                "transflow.upload_id": job.upload_id,
+                "transflow.template_id": job.template_id,
+                "transflow.attempt": attempt,
+                "messaging.system": "aws_sqs",
+            },
+        ) as job_span:
+            # A job from a sender that carried no trace still gets one, so its log lines
+            # and events can be found together.
+            trace = job_span.context or TraceContext.new()
+            return self._run_traced(
+                job,
+                trace,
                 attempt=attempt,
-                trace_id=job_span.context.trace_id if job_span.context else None,
-            ),
+                attempt_token=attempt_token,
+                remaining_time=remaining_time,
+                cancelled=cancelled,
+                lease_held=lease_held,
+            )
+
+    def _run_traced(
+        self,
+        job: ProcessingJob,
+        trace: TraceContext,
+        *,
+        attempt: int,
+        attempt_token: str | None,
+        remaining_time: Callable[[], float] | None,
+        cancelled: Callable[[], bool] | None,
+        lease_held: Callable[[], bool] | None,
+    ) -> AssemblyStatus:
+        with log_context(
+            upload_id=job.upload_id,
+            template_id=job.template_id,
+            attempt=attempt,
+            trace_id=trace.trace_id,
         ):
             stream = self.publisher.stream(
                 job.upload_id, job.branch, attempt=attempt, attempt_token=attempt_token
             )
-            stream.trace = job_span.context
+            stream.trace = trace
             with stream:
                 run = _AttemptRunner(
                     self,
@@ -442,7 +464,7 @@ class JobProcessor:
                     attempts.begin(job, attempt, now=now_text()),
                     cancelled=cancelled or _never,
                     lease_held=lease_held or _always,
-                    trace=job_span.context,
+                    trace=trace,
                 )
                 try:
                     status = run.run()
