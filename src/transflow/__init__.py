@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     # (isort would split `X as X` imports into one statement each).
     # isort: off
     from transflow._aws.lambda_batch import LambdaContext as LambdaContext
+    from transflow._aws.logs import configure_logging as configure_logging
     from transflow._aws.metering import (
         RequestCounter as RequestCounter,
         count_requests as count_requests,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         S3ObjectRef as S3ObjectRef,
         UserContext as UserContext,
     )
+    from transflow._wire.trace import TraceContext as TraceContext
     from transflow._wire.naming import (
         QueueNames as QueueNames,
         queue_names as queue_names,
@@ -156,6 +158,7 @@ if TYPE_CHECKING:
 # errors.__all__ (__all__ is derived from both).
 _HOMES: dict[str, str] = {
     "LambdaContext": "transflow._aws.lambda_batch",
+    "configure_logging": "transflow._aws.logs",
     "RequestCounter": "transflow._aws.metering",
     "count_requests": "transflow._aws.metering",
     "Delivery": "transflow._aws.poller",
@@ -176,6 +179,7 @@ _HOMES: dict[str, str] = {
     "ProgressType": "transflow._wire.model",
     "S3ObjectRef": "transflow._wire.model",
     "UserContext": "transflow._wire.model",
+    "TraceContext": "transflow._wire.trace",
     "QueueNames": "transflow._wire.naming",
     "queue_names": "transflow._wire.naming",
     "sanitize_branch": "transflow._wire.naming",

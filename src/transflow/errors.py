@@ -51,6 +51,7 @@ __all__ = [
     "ToolFailedError",
     "ToolNotFoundError",
     "ToolTimeoutError",
+    "TraceContextError",
     "TransflowError",
     "UnknownConfigKeyWarning",
     "UploadCanceledError",
@@ -495,3 +496,9 @@ class CancelRefusedError(TransflowError):
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
         super().__init__(reason)
+
+
+class TraceContextError(TransflowError, ValueError):
+    """A trace context given to transflow is not a W3C ``traceparent`` (``00-`` then 32 and
+    16 lower-case hex digits and the flags, ``-`` between them, ids not all zero) or its
+    ``tracestate`` is not one."""

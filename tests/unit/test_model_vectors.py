@@ -32,7 +32,7 @@ def without_empty_containers(value: Any) -> Any:
     return value
 
 
-@pytest.mark.parametrize("name", ["job-seed.json", "job-full.json"])
+@pytest.mark.parametrize("name", ["job-seed.json", "job-full.json", "job-traced.json"])
 def test_valid_jobs_round_trip_to_an_equal_json_object(name: str) -> None:
     wire = load_vector(name)
     job = ProcessingJob.from_json(json.dumps(wire))

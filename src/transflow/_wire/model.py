@@ -257,6 +257,8 @@ class UserContext:
 class ProcessingJob:
     """A unit of work on the processing queue: one upload's objects and its template.
 
+    ``traceparent`` and ``tracestate`` (W3C Trace Context) carry the upload's trace, as the
+    bridge's span continues it; a malformed one is ignored by the processor, never fatal.
     ``extra`` holds keys this version does not know, so a job written by a newer bridge
     passes through an older processor unchanged.
     """
@@ -269,6 +271,8 @@ class ProcessingJob:
     branch: str = attrs.field(validator=_rule(_string, _not_empty))
     fields: Mapping[str, JsonValue] = attrs.field(factory=dict, validator=_rule(_json_object))
     user: UserContext | None = None
+    traceparent: str | None = attrs.field(default=None, validator=_TEXT)
+    tracestate: str | None = attrs.field(default=None, validator=_TEXT)
     extra: Mapping[str, JsonValue] = attrs.field(factory=dict, validator=_rule(_json_object))
 
     @property
@@ -337,7 +341,8 @@ class ProgressEvent:
     """One progress message on the progress queue.
 
     ``seq`` increases per upload and makes the event's deduplication id; ``extra`` carries
-    keys a template published that have no field of their own (``ctx.publish(type, **data)``).
+    keys a template published that have no field of their own (``ctx.publish(type, **data)``);
+    ``traceparent`` is the W3C trace context of the job or step that sent the event.
     """
 
     channel: str = attrs.field(validator=_rule(_string, _not_empty))
@@ -353,6 +358,7 @@ class ProgressEvent:
     bucket: str | None = attrs.field(default=None, validator=_TEXT)
     template_id: str | None = attrs.field(default=None, validator=_TEXT)
     percent: float | None = attrs.field(default=None, validator=_optional(_percent))
+    traceparent: str | None = attrs.field(default=None, validator=_TEXT)
     extra: Mapping[str, JsonValue] = attrs.field(factory=dict, validator=_rule(_json_object))
 
     @classmethod

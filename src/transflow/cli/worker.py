@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import botocore.exceptions
 
 from transflow._aws.errors import client_error_code
+from transflow._aws.logs import configure_logging
 from transflow._aws.poller import poller_client_config
 from transflow.cli.app import Context, command
 from transflow.errors import ConfigError
@@ -172,7 +173,10 @@ def webhook_sender(args: argparse.Namespace, registry: TemplateRegistry) -> Webh
 
 @command("worker", help="run jobs from the processing queue until SIGTERM", configure=_configure)
 def worker_command(ctx: Context) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Text lines, or JSON with TRANSFLOW_LOG_FORMAT=json; each carries the job's fields. As
+    # basicConfig did: a process whose logging is set up already keeps it.
+    if not logging.getLogger().handlers:
+        configure_logging(level=logging.INFO)
     # Their INFO lines ("Found credentials in environment variables") are not the worker's
     # news; here only, never in the library, which leaves logging to its host.
     for noisy in ("botocore", "boto3", "urllib3"):

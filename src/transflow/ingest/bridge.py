@@ -37,11 +37,14 @@ from transflow._aws.lambda_batch import (
 from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
+from transflow._aws.tracing import Span, start_span
 from transflow._wire import validators
 from transflow._wire.cancelmark import is_canceled_record
 from transflow._wire.keys import DEFAULT_CLAIM_PREFIX, folder_status_key
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
+from transflow._wire.messages import ReceivedMessage
 from transflow._wire.naming import sanitize_branch
+from transflow._wire.trace import TraceContext, from_aws_trace_header, parse_trace
 from transflow.errors import BridgeError, UploadMetadataError
 from transflow.ingest.grouping import (
     HeadedRecord,
@@ -278,7 +281,7 @@ class GroupingBridge:
                     for h in remaining.records
                 )
         jobs = self._without_canceled(jobs, skipped)
-        sent, send_failures = self._send(jobs)
+        sent, send_failures = self._send(jobs, _aws_trace_headers(event))
         failed.extend(send_failures)
         result = BridgeResult(
             source=parsed.source,
@@ -518,7 +521,9 @@ class GroupingBridge:
         )
         return message, claim
 
-    def _send(self, jobs: Sequence[PlannedJob]) -> tuple[list[SentJob], list[FailedRecord]]:
+    def _send(
+        self, jobs: Sequence[PlannedJob], aws_traces: Mapping[str, TraceContext] | None = None
+    ) -> tuple[list[SentJob], list[FailedRecord]]:
         # One message per deduplication id: the same job planned twice goes once.
         by_id: dict[str, PlannedJob] = {}
         for planned in jobs:
@@ -531,7 +536,10 @@ class GroupingBridge:
         failed: list[FailedRecord] = []
         outgoing: list[tuple[str, OutgoingMessage]] = []
         claims: dict[str, ClaimCheck | None] = {}
-        for key, planned in by_id.items():
+        spans: dict[str, Span] = {}
+        for key, untraced in list(by_id.items()):
+            spans[key], planned = _traced(untraced, aws_traces or {})
+            by_id[key] = planned
             try:
                 message, claims[key] = self._message(planned)
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
@@ -561,6 +569,9 @@ class GroupingBridge:
             )
             for key in result.succeeded
         ]
+        enqueued = set(result.succeeded)
+        for key, started in spans.items():
+            started.end(None if key in enqueued else "the job was not enqueued")
         for failure in result.failed:
             failed.extend(
                 _record_failures(
@@ -591,6 +602,43 @@ def _single_headed_file(check: UploadCheck) -> bool:
         and all(h.headed and h.etag for h in check.records)
         and len({h.etag for h in check.records}) == 1
     )
+
+
+def _aws_trace_headers(event: object) -> dict[str, TraceContext]:
+    """The ``AWSTraceHeader`` SQS set on each message of an SQS-delivered event, by id."""
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return {}
+    found: dict[str, TraceContext] = {}
+    for record in event["Records"]:
+        message = ReceivedMessage.from_lambda_record(record)
+        trace = from_aws_trace_header(message.attributes.get("AWSTraceHeader"))
+        if trace is not None and message.message_id:
+            found[message.message_id] = trace
+    return found
+
+
+def _traced(planned: PlannedJob, aws_traces: Mapping[str, TraceContext]) -> tuple[Span, PlannedJob]:
+    """The bridge's span of a job, and the job carrying it on: under the upload's trace
+    (from its metadata), or a new trace for an upload made without ``create_upload``;
+    linked to the X-Ray traces of the notifications' messages."""
+    job = planned.job
+    parent = parse_trace(job.traceparent, job.tracestate)
+    links = {t for r in planned.records if (t := aws_traces.get(r.message_id or ""))}
+    started = start_span(
+        "transflow.bridge",
+        parent=parent,
+        kind="PRODUCER",
+        links=sorted(links, key=lambda t: t.traceparent),
+        attributes={
+            "transflow.upload_id": job.upload_id,
+            "transflow.template_id": job.template_id,
+            "transflow.objects": len(job.objects),
+            "messaging.system": "aws_sqs",
+        },
+    )
+    carried = started.context or TraceContext.new()
+    job = attrs.evolve(job, traceparent=carried.traceparent, tracestate=carried.tracestate)
+    return started, attrs.evolve(planned, job=job)
 
 
 def _record_failures(planned: PlannedJob, reason: str, *, retryable: bool) -> list[FailedRecord]:

@@ -172,6 +172,8 @@ def _job(
         branch=branch_of_key(headed[0].record.key) or default_branch,
         fields=dict(meta.fields),
         user=meta.user,
+        traceparent=meta.trace.traceparent if meta.trace else None,
+        tracestate=meta.trace.tracestate if meta.trace else None,
     )
 
 

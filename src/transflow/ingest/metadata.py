@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Mapping
 
 import attrs
@@ -17,6 +18,7 @@ from transflow._wire.jsontext import JsonTextError, parse_json, type_name
 from transflow._wire.keys import user_folder
 from transflow._wire.limits import is_sqs_id
 from transflow._wire.model import JsonValue, UserContext
+from transflow._wire.trace import TraceContext, parse_trace
 from transflow.errors import UploadMetadataError
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "read_upload_metadata",
 ]
 
+log = logging.getLogger(__name__)
+
 MAX_METADATA_BYTES = 2048
 """S3's limit on user metadata: the UTF-8 bytes of every key and value together."""
 
@@ -36,6 +40,8 @@ META_FIELDS = "fields"
 META_USER_ID = "userid"
 META_PERMISSIONS = "permissions"
 META_FILE_COUNT = "filecount"
+META_TRACEPARENT = "traceparent"
+META_TRACESTATE = "tracestate"
 METADATA_KEYS = (
     META_UPLOAD_ID,
     META_TEMPLATE_ID,
@@ -43,6 +49,8 @@ METADATA_KEYS = (
     META_USER_ID,
     META_PERMISSIONS,
     META_FILE_COUNT,
+    META_TRACEPARENT,
+    META_TRACESTATE,
 )
 """The ``x-amz-meta-*`` keys an upload carries (without the prefix, as HeadObject returns)."""
 
@@ -62,6 +70,8 @@ _SPELLINGS = {
     META_FIELDS: ("fields",),
     META_PERMISSIONS: ("permissions",),
     META_FILE_COUNT: ("filecount", "file-count", "file_count"),
+    META_TRACEPARENT: ("traceparent",),
+    META_TRACESTATE: ("tracestate",),
 }
 
 
@@ -75,6 +85,7 @@ class UploadMetadata:
     user_id: str | None = None
     permissions: tuple[str, ...] = ()
     file_count: int | None = None
+    trace: TraceContext | None = None
 
     @property
     def user(self) -> UserContext | None:
@@ -167,6 +178,11 @@ def read_upload_metadata(key: str, metadata: Mapping[str, str]) -> UploadMetadat
             problems.append(f"filecount: {count_text!r} is not a positive integer")
     if problems:
         raise UploadMetadataError(key, problems)
+    traceparent = _lookup(meta, META_TRACEPARENT)
+    trace = parse_trace(traceparent, _lookup(meta, META_TRACESTATE))
+    if traceparent is not None and trace is None:
+        # The object is still processed: the bridge starts a new trace for it.
+        log.warning("upload object %s: ignoring malformed traceparent %r", key, traceparent[:80])
     return UploadMetadata(
         template_id=template_id,
         upload_id=upload_id,
@@ -174,4 +190,5 @@ def read_upload_metadata(key: str, metadata: Mapping[str, str]) -> UploadMetadat
         user_id=(_lookup(meta, META_USER_ID) or "").strip() or None,
         permissions=permissions,
         file_count=file_count,
+        trace=trace,
     )

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import botocore.exceptions
 
+from transflow._aws.tracing import current_trace
 from transflow._wire.channels import upload_channel
 from transflow._wire.keys import upload_prefix
 from transflow._wire.model import JsonValue, UserContext, converter
@@ -44,6 +45,7 @@ from transflow._wire.tokens import (
     StreamSecret,
     issue_stream_token,
 )
+from transflow._wire.trace import TraceContext
 from transflow.errors import ConfigError, UploadError, UploadRefusedError
 from transflow.ingest.metadata import (
     MAX_METADATA_BYTES,
@@ -51,6 +53,8 @@ from transflow.ingest.metadata import (
     META_FILE_COUNT,
     META_PERMISSIONS,
     META_TEMPLATE_ID,
+    META_TRACEPARENT,
+    META_TRACESTATE,
     META_UPLOAD_ID,
     META_USER_ID,
     encode_fields,
@@ -203,6 +207,8 @@ def _metadata(
     fields: Mapping[str, JsonValue] | None,
     user: UserContext | None,
     file_count: int,
+    *,
+    trace: TraceContext | None = None,
 ) -> dict[str, str]:
     meta = {META_UPLOAD_ID: upload_id, META_TEMPLATE_ID: template_id}
     if fields:
@@ -218,9 +224,25 @@ def _metadata(
         if user.permissions:
             meta[META_PERMISSIONS] = json.dumps(list(user.permissions), separators=(",", ":"))
     meta[META_FILE_COUNT] = str(file_count)
+    if trace is not None:
+        meta[META_TRACEPARENT] = trace.traceparent
     # Counted with the x-amz-meta- prefix: the stricter reading of S3's rule, so a signed
     # upload is never refused by S3 after the browser has sent the file.
     size = sum(len(_META_PREFIX + k) + len(v.encode()) for k, v in meta.items())
+    if trace is not None and trace.tracestate:
+        state_size = len(_META_PREFIX + META_TRACESTATE) + len(trace.tracestate.encode())
+        if size + state_size <= MAX_METADATA_BYTES:
+            meta[META_TRACESTATE] = trace.tracestate
+            size += state_size
+        else:
+            # Vendor hints only: the trace itself (traceparent) still travels.
+            log.warning(
+                "create_upload: tracestate (%d bytes) left out of upload %s: it would take "
+                "the metadata over S3's %d-byte limit",
+                state_size,
+                upload_id,
+                MAX_METADATA_BYTES,
+            )
     if size > MAX_METADATA_BYTES:
         raise UploadError(
             f"the upload's metadata would be {size} bytes, over S3's {MAX_METADATA_BYTES}-byte "
@@ -344,6 +366,7 @@ def create_upload(
     stream_token_ttl: int | None = None,
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
     part_size: int = DEFAULT_PART_SIZE,
+    trace: TraceContext | str | None = None,
 ) -> UploadTicket:
     """Sign one presigned POST per file of a new upload (or begin a multipart upload for
     each big one) and return the ticket.
@@ -370,9 +393,17 @@ def create_upload(
     its bearer follow this upload's channel, and nothing else, for ``stream_token_ttl``
     seconds (by default the life of the upload form plus an hour, so the browser can
     reconnect until the job is done).
+
+    ``trace`` starts the upload's trace (docs/operations.md): a :class:`~transflow.TraceContext`
+    or a W3C ``traceparent`` string, e.g. the host's current request's
+    (``TraceContext.from_headers(request.headers)``); a malformed one raises
+    :class:`~transflow.TraceContextError`. Without it, the current OpenTelemetry span is
+    continued when the host uses OpenTelemetry, else a new trace is started. The bridge,
+    the job, its steps and every progress event carry it on.
     """
     limit = _check_arguments(files, expires_in, max_file_size, allowed_content_types)
     _check_multipart_arguments(multipart_threshold, part_size)
+    trace = _upload_trace(trace)
     upload_id = new_upload_id() if upload_id is None else upload_id
     _check_ids(upload_id, template_id, user)
     _warn_unless_sigv4(s3_client)
@@ -386,6 +417,7 @@ def create_upload(
         limit=limit,
         allowed=allowed_content_types,
         multipart_threshold=multipart_threshold,
+        trace=trace,
     )
     signed = _sign(s3_client, bucket, plan, expires_in, part_size)
     now = dt.datetime.now(dt.timezone.utc)
@@ -444,6 +476,14 @@ def _check_multipart_arguments(threshold: int, part_size: int) -> None:
         )
 
 
+def _upload_trace(trace: TraceContext | str | None) -> TraceContext:
+    if isinstance(trace, TraceContext):
+        return trace
+    if trace is not None:
+        return TraceContext(trace)  # raises TraceContextError, saying what is wrong
+    return current_trace() or TraceContext.new()
+
+
 def _warn_unless_sigv4(s3_client: S3Client) -> None:
     if getattr(s3_client.meta.config, "signature_version", None) != "s3v4":
         # botocore signs presigned POSTs with the deprecated SigV2 unless told otherwise;
@@ -494,6 +534,7 @@ def _plan(
     limit: int,
     allowed: Sequence[str] | None,
     multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+    trace: TraceContext | None = None,
 ) -> _Plan:
     """The keys and signed fields of each file; every refused file at once, in an
     :class:`UploadRefusedError`. Pure."""
@@ -509,7 +550,7 @@ def _plan(
     except ConfigError as exc:
         raise UploadError(str(exc)) from None
     prefix = upload_prefix(branch, upload_id, user.user_id if user else None)
-    meta = _metadata(upload_id, template_id, fields, user, len(wanted))
+    meta = _metadata(upload_id, template_id, fields, user, len(wanted), trace=trace)
     posts: list[_PlannedPost] = []
     for file, name in zip(wanted, _unique_names(wanted), strict=True):
         form = {f"{_META_PREFIX}{k}": v for k, v in meta.items()}

@@ -48,7 +48,9 @@ from transflow._aws.lambda_batch import (
     PartialBatchResponse,
     process_partial_response,
 )
+from transflow._aws.logs import log_context
 from transflow._aws.retry import RetryPolicy
+from transflow._aws.tracing import span
 from transflow._wire import validators
 from transflow._wire.keys import (
     DEFAULT_CLAIM_PREFIX,
@@ -58,6 +60,7 @@ from transflow._wire.keys import (
 )
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
+from transflow._wire.trace import TraceContext, from_aws_trace_header, parse_trace
 from transflow.errors import (
     BatchFailedError,
     ConfigError,
@@ -329,6 +332,7 @@ class JobProcessor:
             remaining_time=remaining_time,
             cancelled=cancelled,
             lease_held=lease_held,
+            aws_trace_header=message.attributes.get("AWSTraceHeader"),
         )
 
     def _claimed_job(self, message: ReceivedMessage, claim: ClaimCheck) -> ProcessingJob:
@@ -396,6 +400,7 @@ class JobProcessor:
         remaining_time: Callable[[], float] | None = None,
         cancelled: Callable[[], bool] | None = None,
         lease_held: Callable[[], bool] | None = None,
+        aws_trace_header: str | None = None,
     ) -> AssemblyStatus:
         """Run ``job`` (delivery ``attempt``, 1 for the first). Returns its status record
         (another delivery's, when that one completed this very job first: then this one
@@ -405,31 +410,81 @@ class JobProcessor:
         :class:`LeaseLostError` when ``lease_held()`` turned false) before it completed,
         and :class:`JobConfinementError`, before any effect, for a job whose keys would
         leave its output folder or whose objects are not in its own upload folder of the
-        upload bucket."""
+        upload bucket.
+
+        The job's span continues the trace the job carries (``traceparent``) and links to
+        the message's ``AWSTraceHeader`` (``aws_trace_header``) when SQS set one; its log
+        lines carry the upload id, attempt, step and trace id (:mod:`transflow._aws.logs`)."""
         problems = job_key_problems(job)
         if not problems:
             problems = job_object_problems(job, frozenset({self.upload_bucket}))
         if problems:
             raise self._refused(f"upload {job.upload_id[:80]!r}", problems)
-        stream = self.publisher.stream(
-            job.upload_id, job.branch, attempt=attempt, attempt_token=attempt_token
-        )
-        with stream:
-            run = _AttemptRunner(
-                self,
-                stream,
-                _JobRun(self.storage, stream, remaining_time),
-                attempts.begin(job, attempt, now=now_text()),
-                cancelled=cancelled or _never,
-                lease_held=lease_held or _always,
+        carried = _carried_trace(job)
+        links = [t for t in (carried, from_aws_trace_header(aws_trace_header)) if t is not None]
+        with span(
+            "transflow.job",
+            parent=carried,
+            kind="CONSUMER",
+            links=links,
+            attributes={
+                "transflow.upload_id": job.upload_id,
+                "transflow.template_id": job.template_id,
+                "transflow.attempt": attempt,
+                "messaging.system": "aws_sqs",
+            },
+        ) as job_span:
+            # A job from a sender that carried no trace still gets one, so its log lines
+            # and events can be found together.
+            trace = job_span.context or TraceContext.new()
+            return self._run_traced(
+                job,
+                trace,
+                attempt=attempt,
+                attempt_token=attempt_token,
+                remaining_time=remaining_time,
+                cancelled=cancelled,
+                lease_held=lease_held,
             )
-            try:
-                status = run.run()
-            except JobFailedError:
-                _job_metrics(job, ok=False, started=run.started)
-                raise
-            _job_metrics(job, ok=True, started=run.started, canceled=status.canceled)
-            return status
+
+    def _run_traced(
+        self,
+        job: ProcessingJob,
+        trace: TraceContext,
+        *,
+        attempt: int,
+        attempt_token: str | None,
+        remaining_time: Callable[[], float] | None,
+        cancelled: Callable[[], bool] | None,
+        lease_held: Callable[[], bool] | None,
+    ) -> AssemblyStatus:
+        with log_context(
+            upload_id=job.upload_id,
+            template_id=job.template_id,
+            attempt=attempt,
+            trace_id=trace.trace_id,
+        ):
+            stream = self.publisher.stream(
+                job.upload_id, job.branch, attempt=attempt, attempt_token=attempt_token
+            )
+            stream.trace = trace
+            with stream:
+                run = _AttemptRunner(
+                    self,
+                    stream,
+                    _JobRun(self.storage, stream, remaining_time),
+                    attempts.begin(job, attempt, now=now_text()),
+                    cancelled=cancelled or _never,
+                    lease_held=lease_held or _always,
+                    trace=trace,
+                )
+                try:
+                    status = run.run()
+                except JobFailedError:
+                    _job_metrics(job, ok=False, started=run.started)
+                    raise
+                _job_metrics(job, ok=True, started=run.started, canceled=status.canceled)
+                return status
 
     def resolve_bucket(self, template: Template) -> str:
         """The output bucket of a template's jobs; raises :class:`ConfigError` if none."""
@@ -476,6 +531,8 @@ class _AttemptRunner:
     """The record a previous delivery left (its checkpoints let this one resume)."""
     confirmed_at: float = -math.inf
     """When the record was last read or written by this attempt and not cancelled."""
+    trace: TraceContext | None = attrs.field(default=None, kw_only=True)
+    """The job span's trace context: what its events carry outside a step."""
 
     @property
     def storage(self) -> JobStorage:
@@ -586,7 +643,6 @@ class _AttemptRunner:
                 if step.name in reused:
                     self._replay_step(step.name)
                     continue
-                self.stream.emit(ProgressType.STEP_START, step=step.name)
                 context = StepContext(
                     self.job,
                     template.template_id,
@@ -597,8 +653,7 @@ class _AttemptRunner:
                     self.state.attempt,
                     self.runtime,
                 )
-                self._run_step(step, context)
-                self.stream.emit(ProgressType.STEP_DONE, step=step.name)
+                self._traced_step(step, context)
                 unbroken = unbroken and step.checkpoint
                 # The last step's checkpoint is the completion record, written next.
                 if unbroken and index < len(template.steps) - 1:
@@ -662,7 +717,40 @@ class _AttemptRunner:
             )
         self.stream.emit(ProgressType.STEP_DONE, step=name, extra={"checkpoint": True})
 
-    def _run_step(self, step: Step, context: StepContext) -> None:
+    def _traced_step(self, step: Step, context: StepContext) -> None:
+        """Run a step, from its ``step:start`` to its ``step:done``, in its span and log
+        context: its events carry the step's trace context; its duration and retries are
+        metrics per template and step."""
+        retries = [0]
+        started = time.monotonic()
+        try:
+            with (
+                span(
+                    "transflow.step",
+                    parent=self.trace,
+                    attributes={
+                        "transflow.upload_id": self.job.upload_id,
+                        "transflow.template_id": self.job.template_id,
+                        "transflow.step": step.name,
+                    },
+                ) as step_span,
+                log_context(
+                    step=step.name,
+                    span_id=step_span.context.span_id if step_span.context else None,
+                ),
+            ):
+                self.stream.trace = step_span.context
+                self.stream.emit(ProgressType.STEP_START, step=step.name)
+                try:
+                    self._run_step(step, context, retries)
+                    self.stream.emit(ProgressType.STEP_DONE, step=step.name)
+                finally:
+                    step_span.set("transflow.retries", retries[0])
+        finally:
+            self.stream.trace = self.trace
+            _step_metrics(self.job, step.name, started=started, retries=retries[0])
+
+    def _run_step(self, step: Step, context: StepContext, retries: list[int]) -> None:
         def once() -> None:
             # A retried step writes its outputs again: only the last try's are recorded.
             self.runtime.outputs.pop(step.name, None)
@@ -670,6 +758,7 @@ class _AttemptRunner:
 
         def announce(next_try: int, wait: float, exc: BaseException) -> None:
             assert step.retry is not None
+            retries[0] += 1
             self.stream.emit(
                 ProgressType.PROGRESS,
                 step=step.name,
@@ -917,6 +1006,32 @@ class _AttemptRunner:
         self.stream.flush()
         if decision.send_webhook:
             self.processor.deliver_webhook(self.template, self.state.record)
+
+
+def _step_metrics(job: ProcessingJob, step: str, *, started: float, retries: int) -> None:
+    """StepDuration and StepRetries per template and step (CloudWatch EMF): both
+    dimensions come from the registered templates, so their count stays bounded."""
+    emit(
+        {
+            "StepDuration": (round((time.monotonic() - started) * 1000, 1), "Milliseconds"),
+            "StepRetries": (retries, "Count"),
+        },
+        {"Template": job.template_id, "Step": step},
+        properties={"branch": job.branch, "uploadId": job.upload_id},
+    )
+
+
+def _carried_trace(job: ProcessingJob) -> TraceContext | None:
+    """The trace the job carries; a malformed one is ignored (the job still runs), once
+    logged: the job span then starts a new trace."""
+    carried = parse_trace(job.traceparent, job.tracestate)
+    if carried is None and job.traceparent is not None:
+        log.warning(
+            "upload %s: ignoring the job's malformed traceparent %r",
+            job.upload_id,
+            job.traceparent[:80],
+        )
+    return carried
 
 
 def _job_metrics(job: ProcessingJob, *, ok: bool, started: float, canceled: bool = False) -> None:

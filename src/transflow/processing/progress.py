@@ -49,9 +49,11 @@ from transflow._aws.sqs_batch import (
     message_size,
     send_batch,
 )
+from transflow._aws.tracing import span
 from transflow._wire import validators
 from transflow._wire.limits import MAX_BATCH_ENTRIES
 from transflow._wire.model import ProgressEvent, ProgressType
+from transflow._wire.trace import TraceContext
 from transflow.errors import ConfigError, ProgressEventTooLargeError
 from transflow.processing.destination import ProgressDestination, ProgressTopic
 
@@ -266,6 +268,9 @@ class ProgressStream:
     _send_lock: threading.Lock = attrs.field(factory=threading.Lock, alias="_send_lock")
     _timer: threading.Timer | None = attrs.field(default=None, alias="_timer")
     _closed: bool = attrs.field(default=False, alias="_closed")
+    trace: TraceContext | None = None
+    """The trace context of the job or step now running: each event carries it, and each
+    send is a span under it."""
 
     def emit(self, type: ProgressType | str, **fields: Any) -> ProgressEvent:
         """Number and buffer an event; sends at once when :func:`should_flush` says so.
@@ -274,6 +279,8 @@ class ProgressStream:
         for an event over the destination's limit for one message."""
         kind = ProgressType(type)
         extra: Mapping[str, Any] = fields.pop("extra", None) or {}
+        if self.trace is not None:
+            fields.setdefault("traceparent", self.trace.traceparent)
         with self._lock:
             event = ProgressEvent.create(
                 kind,
@@ -311,7 +318,15 @@ class ProgressStream:
                     self._timer = None
             if not events:
                 return
-            result = self.publisher.send(events, self.attempt_token)
+            with span(
+                "transflow.publish",
+                parent=self.trace,
+                kind="PRODUCER",
+                attributes={"transflow.upload_id": self.upload_id, "transflow.events": len(events)},
+            ) as sent:
+                result = self.publisher.send(events, self.attempt_token)
+                if result.failed:
+                    sent.end(f"{len(result.failed)} event(s) not delivered")
             self.sent += len(result.succeeded)
             self.failed += len(result.failed)
             self.calls += result.calls

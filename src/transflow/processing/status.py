@@ -157,8 +157,13 @@ def now_text() -> str:
 
 def job_fingerprint(job: ProcessingJob) -> str:
     """A hash of everything that makes the job what it is: a re-delivery has the same one,
-    a new job for the same upload (more files, other fields) does not."""
-    canonical = json.dumps(job.to_dict(), sort_keys=True, separators=(",", ":"))
+    a new job for the same upload (more files, other fields) does not. The trace context
+    is left out: it says who watched the job, not what it is, and a bridge that sends the
+    job again continues the trace from a new span."""
+    data = job.to_dict()
+    for name in ("traceparent", "tracestate"):
+        data.pop(name, None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
