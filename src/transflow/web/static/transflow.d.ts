@@ -147,6 +147,8 @@ interface EventBase {
   step?: string;
   message?: string;
   templateId?: string;
+  /** W3C trace context of the job or step that sent the event (docs/operations.md). */
+  traceparent?: string;
   [extra: string]: unknown;
 }
 
