@@ -299,8 +299,10 @@ def test_redelivery_of_a_completed_job_does_not_run_it_again(
 
     assert again == {"batchItemFailures": []}
     assert calls == {"analyze": 1, "compress": 1}
-    assert requests.count("PutObject") == 0
-    assert requests.count("GetObject") == 1  # the status record, nothing else
+    # The "executing" write conditional on there being no record is refused (it writes
+    # nothing: the ETags below are unchanged), then the record is read; nothing else.
+    assert requests.count("PutObject") == 1
+    assert requests.count("GetObject") == 1
     assert {k: s3.head_object(Bucket=OUTPUTS, Key=k)["ETag"] for k in list_keys(s3, OUTPUTS)} == (
         first
     )
@@ -519,3 +521,35 @@ def test_a_forged_job_that_would_leave_its_folder_is_refused_before_any_effect(
     assert calls == {}
     assert list_keys(s3, OUTPUTS) == []
     assert drain_events(sqs, queues.progress) == []
+
+
+def test_inputs_are_downloaded_only_when_a_step_takes_them(
+    aws: LocalAws, queues: Queues, s3: S3Client
+) -> None:
+    registry = TemplateRegistry()
+    template = registry.template("noop")
+    taken: list[str] = []
+
+    @template.step("nothing")
+    def nothing(ctx: StepContext) -> None:
+        assert len(ctx.inputs) == 2  # counting them downloads nothing
+
+    @template.step("second")
+    def second(ctx: StepContext) -> None:
+        taken.append(ctx.inputs[1].path.read_text())
+
+    job = put_upload(s3, "upload-1", [("a.txt", b"first"), ("b.txt", b"second")], None)
+    proc = processor(registry, aws, queues)
+    noop_job = ProcessingJob(job.upload_id, "noop", job.objects, job.branch)
+    with count_requests(proc.s3_client) as requests:
+        assert proc.handle(event_of(lambda_record(noop_job.to_json(), "m-1", "upload-1"))) == {
+            "batchItemFailures": []
+        }
+
+    assert taken == ["second"]
+    assert requests.count("GetObject") == 1  # b.txt only: no record read, a.txt never taken
+    assert requests.count("PutObject") == 3  # executing, checkpoint, completed
+    record = get_json(s3, OUTPUTS, "outputs/main/upload-1/status.json")
+    uploads = {u["name"]: (u["size"], u.get("mime")) for u in record["uploads"]}
+    assert uploads["b.txt"][0] == len(b"second")
+    assert uploads["a.txt"] == (0, None)  # never downloaded: size and type unknown
