@@ -156,8 +156,9 @@ def test_a_job_runs_through_two_steps(
     assert {e.channel for e in events} == {"upload:main:upload-1"}
     assert events[3].percent == 50
     assert events[-1].extra == {"results": 5}
-    # Batched at step starts and at done: 3 calls for 13 events, no single sends.
-    assert requests.count("SendMessageBatch") == 3
+    # In a Lambda batch the events join one queue, sent ten at a time and at the end:
+    # 2 calls for 13 events, no single sends.
+    assert requests.count("SendMessageBatch") == 2
     assert requests.count("SendMessage") == 0
     # outputs + executing + the checkpoint of the first step + completed (the last step's
     # checkpoint is the completion record)
@@ -553,3 +554,36 @@ def test_inputs_are_downloaded_only_when_a_step_takes_them(
     uploads = {u["name"]: (u["size"], u.get("mime")) for u in record["uploads"]}
     assert uploads["b.txt"][0] == len(b"second")
     assert uploads["a.txt"] == (0, None)  # never downloaded: size and type unknown
+
+
+def test_a_lambda_batch_sends_the_progress_of_all_its_jobs_together(
+    aws: LocalAws, queues: Queues, sqs: SQSClient, s3: S3Client
+) -> None:
+    registry = TemplateRegistry()
+    registry.template("noop").step("nothing")(lambda ctx: None)
+    jobs = [
+        ProcessingJob(j.upload_id, "noop", j.objects, j.branch)
+        for j in (put_upload(s3, f"up-{n}", [("a.txt", b"x")], None) for n in range(10))
+    ]
+    proc = processor(registry, aws, queues, flush_after=60)  # only full batches and the end
+    event = event_of(
+        *(lambda_record(j.to_json(), f"m-{n}", j.upload_id) for n, j in enumerate(jobs))
+    )
+    with count_requests(proc.s3_client, proc.sqs_client) as requests:
+        assert proc.handle(event) == {"batchItemFailures": []}
+
+    # 4 events per job, 40 in all: 4 SendMessageBatch calls of 10 entries of many uploads,
+    # not 2 per job. S3: the executing and the completed record, no read, no input.
+    assert requests.count("SendMessageBatch") == 4
+    assert requests.count("GetObject") == 0
+    assert requests.count("PutObject") == 20
+    assert requests.total() / len(jobs) <= 2.5
+    events = drain_events(sqs, queues.progress)
+    by_upload: dict[str, list[Any]] = {}
+    for e in events:
+        by_upload.setdefault(e.upload_id, []).append(e)
+    assert sorted(by_upload) == sorted(j.upload_id for j in jobs)
+    for upload_events in by_upload.values():  # every event once, in order per upload
+        assert [e.type.value for e in upload_events] == ["start", "step:start", "step:done", "done"]
+        seqs = [e.seq for e in upload_events]
+        assert seqs == sorted(seqs)

@@ -269,13 +269,18 @@ class JobProcessor:
         """Lambda handler for an SQS event (enable ReportBatchItemFailures on the mapping).
 
         Returns the failed records; a record that is not run because its group failed or
-        time ran short is reported failed too, so SQS delivers it again."""
-        outcome = process_partial_response(
-            event,
-            lambda message, remaining: self.process(message, remaining_time=remaining),
-            context=context,
-            time_margin=self.time_margin,
-        )
+        time ran short is reported failed too, so SQS delivers it again.
+
+        The progress events of all the batch's jobs are sent together
+        (:meth:`ProgressPublisher.combined <.progress.ProgressPublisher.combined>`), all of
+        them before this returns, so before Lambda deletes any of the batch's messages."""
+        with self.publisher.combined():
+            outcome = process_partial_response(
+                event,
+                lambda message, remaining: self.process(message, remaining_time=remaining),
+                context=context,
+                time_margin=self.time_margin,
+            )
         if self.raise_on_total_failure and outcome.all_failed:
             raise BatchFailedError(outcome.failed)
         return outcome.response()
