@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -587,3 +588,29 @@ def test_a_lambda_batch_sends_the_progress_of_all_its_jobs_together(
         assert [e.type.value for e in upload_events] == ["start", "step:start", "step:done", "done"]
         seqs = [e.seq for e in upload_events]
         assert seqs == sorted(seqs)
+
+
+def test_a_lambda_batch_still_sends_a_running_jobs_events_after_flush_after(
+    aws: LocalAws, queues: Queues, sqs: SQSClient, s3: S3Client
+) -> None:
+    # The combined queue must not hold a long step's step:start until the batch ends: its
+    # timer sends it flush_after seconds later, while the step still runs.
+    seen: list[str] = []
+
+    def wait_for_own_step_start(ctx: StepContext) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "step:start" not in seen:
+            for message in sqs.receive_message(
+                QueueUrl=queues.progress, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", []):
+                seen.append(json.loads(message["Body"])["type"])
+
+    registry = TemplateRegistry()
+    registry.template("slow").step("wait")(wait_for_own_step_start)
+    job = put_upload(s3, "up-1", [("a.txt", b"x")], None)
+    slow = ProcessingJob(job.upload_id, "slow", job.objects, job.branch)
+    proc = processor(registry, aws, queues, flush_after=0.05)
+    assert proc.handle(event_of(lambda_record(slow.to_json(), "m-1", "up-1"))) == {
+        "batchItemFailures": []
+    }
+    assert seen[:2] == ["start", "step:start"]
