@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ class _TimedPublisher(ProgressPublisher):
 
     accepted: dict[str, float]
 
-    def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:
+    def send(self, events: list[ProgressEvent], attempt_token: str | Sequence[str]) -> BatchResult:
         result = super().send(events, attempt_token)
         now = time.time()
         for event in events:

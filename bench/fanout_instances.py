@@ -101,7 +101,7 @@ class _TimedPublisher(ProgressPublisher):
     started: dict[str, float]
     returned: dict[str, float]
 
-    def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:
+    def send(self, events: list[ProgressEvent], attempt_token: str | Sequence[str]) -> BatchResult:
         began = time.time()
         result = super().send(events, attempt_token)
         ended = time.time()

@@ -242,11 +242,13 @@ def test_the_check_costs_one_read_per_step_and_none_per_progress_event(
         cached.run_job(attrs.evolve(job, fields={"other": "job"}))
     cached_reads = counter.calls[("s3", "GetObject")]
 
-    # The record at the start and the input, plus (always checking) one read before each
-    # of the three steps and one before completing; 30 progress events read nothing.
-    assert fresh_reads == 2 + 3 + 1
-    # Within cancel_check_after of the start's conditional write, no check reads again.
-    assert cached_reads == 2
+    # A first delivery reads neither the record (its first write is conditional) nor the
+    # input (no step takes it); always checking, it reads once before each of the three
+    # steps and once before completing; 30 progress events read nothing.
+    assert fresh_reads == 3 + 1
+    # The second job finds the first one's record (one read after its refused first
+    # write); within cancel_check_after of its conditional write, no check reads again.
+    assert cached_reads == 1
 
 
 def test_cancelling_a_completed_upload_is_too_late(

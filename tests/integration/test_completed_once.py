@@ -37,6 +37,7 @@ from transflow import (
 )
 from transflow._aws.retry import RetryPolicy
 from transflow._wire.keys import job_output_prefix
+from transflow.processing.attempt import begin
 from transflow.processing.status import AssemblyStatus
 from transflow.processing.storage import S3JobStorage
 from transflow.processing.webhooks import WebhookResult, WebhookSender
@@ -210,11 +211,14 @@ def test_a_worker_that_cannot_confirm_its_lease_stops_before_completing(
 def test_a_completed_record_is_never_overwritten_by_a_late_start(
     aws: LocalAws, queues: Queues, s3: S3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Attempt 1 read "no record" and was slow to write "executing"; meanwhile attempt 2
-    # completed. The conditional write refuses attempt 1's stale "executing" record.
+    # A redelivery: attempt 1 found an earlier delivery's record, read it, and was slow to
+    # write "executing" over it; meanwhile attempt 2 completed. The write conditional on
+    # the ETag it read refuses attempt 1's stale "executing" record.
     job, gate, hooks, storage, (p1, p2) = race_setup(aws, queues, s3)
     gate.go[1].set()
     gate.go[2].set()
+    key = job_output_prefix(job) + "status.json"
+    storage.put_status_record(OUTPUTS, key, begin(job, 1, now="earlier").record, if_match=None)
     original = S3JobStorage.read_status
     reads: list[Any] = []
 
@@ -231,5 +235,41 @@ def test_a_completed_record_is_never_overwritten_by_a_late_start(
 
     assert storage.completed == [2]
     assert len(hooks.sent) == 1
+    record = get_json(s3, OUTPUTS, job_output_prefix(job) + "status.json")
+    assert (record["ok"], record["attempt"]) == ("ASSEMBLY_COMPLETED", 2)
+
+
+def test_a_first_delivery_that_finds_the_job_completed_replays_it(
+    aws: LocalAws, queues: Queues, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No record yet, so attempt 1 writes "executing" without reading; just before its write,
+    # attempt 2 completed. The write conditional on there being no record refuses it, and
+    # attempt 1 reads the completed record and replays it: no second completion, no webhook.
+    job, gate, hooks, storage, (p1, p2) = race_setup(aws, queues, s3)
+    gate.go[1].set()
+    gate.go[2].set()
+    original = CountingStorage.put_status_record
+    writes: list[str | None] = []
+
+    def let_attempt_2_finish_first(
+        self: CountingStorage,
+        bucket: str,
+        key: str,
+        record: AssemblyStatus,
+        *,
+        if_match: str | None,
+    ) -> str:
+        writes.append(if_match)
+        if len(writes) == 1:
+            p2.run_job(job, attempt=2)
+        return original(self, bucket, key, record, if_match=if_match)
+
+    monkeypatch.setattr(CountingStorage, "put_status_record", let_attempt_2_finish_first)
+    replayed = p1.run_job(job, attempt=1)
+
+    assert (replayed.ok, replayed.attempt) == ("ASSEMBLY_COMPLETED", 2)
+    assert storage.completed == [2]
+    assert len(hooks.sent) == 1
+    assert not gate.entered[1].is_set()  # attempt 1 never ran the step
     record = get_json(s3, OUTPUTS, job_output_prefix(job) + "status.json")
     assert (record["ok"], record["attempt"]) == ("ASSEMBLY_COMPLETED", 2)

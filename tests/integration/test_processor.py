@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,8 +157,9 @@ def test_a_job_runs_through_two_steps(
     assert {e.channel for e in events} == {"upload:main:upload-1"}
     assert events[3].percent == 50
     assert events[-1].extra == {"results": 5}
-    # Batched at step starts and at done: 3 calls for 13 events, no single sends.
-    assert requests.count("SendMessageBatch") == 3
+    # In a Lambda batch the events join one queue, sent ten at a time and at the end:
+    # 2 calls for 13 events, no single sends.
+    assert requests.count("SendMessageBatch") == 2
     assert requests.count("SendMessage") == 0
     # outputs + executing + the checkpoint of the first step + completed (the last step's
     # checkpoint is the completion record)
@@ -299,8 +301,10 @@ def test_redelivery_of_a_completed_job_does_not_run_it_again(
 
     assert again == {"batchItemFailures": []}
     assert calls == {"analyze": 1, "compress": 1}
-    assert requests.count("PutObject") == 0
-    assert requests.count("GetObject") == 1  # the status record, nothing else
+    # The "executing" write conditional on there being no record is refused (it writes
+    # nothing: the ETags below are unchanged), then the record is read; nothing else.
+    assert requests.count("PutObject") == 1
+    assert requests.count("GetObject") == 1
     assert {k: s3.head_object(Bucket=OUTPUTS, Key=k)["ETag"] for k in list_keys(s3, OUTPUTS)} == (
         first
     )
@@ -519,3 +523,94 @@ def test_a_forged_job_that_would_leave_its_folder_is_refused_before_any_effect(
     assert calls == {}
     assert list_keys(s3, OUTPUTS) == []
     assert drain_events(sqs, queues.progress) == []
+
+
+def test_inputs_are_downloaded_only_when_a_step_takes_them(
+    aws: LocalAws, queues: Queues, s3: S3Client
+) -> None:
+    registry = TemplateRegistry()
+    template = registry.template("noop")
+    taken: list[str] = []
+
+    @template.step("nothing")
+    def nothing(ctx: StepContext) -> None:
+        assert len(ctx.inputs) == 2  # counting them downloads nothing
+
+    @template.step("second")
+    def second(ctx: StepContext) -> None:
+        taken.append(ctx.inputs[1].path.read_text())
+
+    job = put_upload(s3, "upload-1", [("a.txt", b"first"), ("b.txt", b"second")], None)
+    proc = processor(registry, aws, queues)
+    noop_job = ProcessingJob(job.upload_id, "noop", job.objects, job.branch)
+    with count_requests(proc.s3_client) as requests:
+        assert proc.handle(event_of(lambda_record(noop_job.to_json(), "m-1", "upload-1"))) == {
+            "batchItemFailures": []
+        }
+
+    assert taken == ["second"]
+    assert requests.count("GetObject") == 1  # b.txt only: no record read, a.txt never taken
+    assert requests.count("PutObject") == 3  # executing, checkpoint, completed
+    record = get_json(s3, OUTPUTS, "outputs/main/upload-1/status.json")
+    uploads = {u["name"]: (u["size"], u.get("mime")) for u in record["uploads"]}
+    assert uploads["b.txt"][0] == len(b"second")
+    assert uploads["a.txt"] == (0, None)  # never downloaded: size and type unknown
+
+
+def test_a_lambda_batch_sends_the_progress_of_all_its_jobs_together(
+    aws: LocalAws, queues: Queues, sqs: SQSClient, s3: S3Client
+) -> None:
+    registry = TemplateRegistry()
+    registry.template("noop").step("nothing")(lambda ctx: None)
+    jobs = [
+        ProcessingJob(j.upload_id, "noop", j.objects, j.branch)
+        for j in (put_upload(s3, f"up-{n}", [("a.txt", b"x")], None) for n in range(10))
+    ]
+    proc = processor(registry, aws, queues, flush_after=60)  # only full batches and the end
+    event = event_of(
+        *(lambda_record(j.to_json(), f"m-{n}", j.upload_id) for n, j in enumerate(jobs))
+    )
+    with count_requests(proc.s3_client, proc.sqs_client) as requests:
+        assert proc.handle(event) == {"batchItemFailures": []}
+
+    # 4 events per job, 40 in all: 4 SendMessageBatch calls of 10 entries of many uploads,
+    # not 2 per job. S3: the executing and the completed record, no read, no input.
+    assert requests.count("SendMessageBatch") == 4
+    assert requests.count("GetObject") == 0
+    assert requests.count("PutObject") == 20
+    assert requests.total() / len(jobs) <= 2.5
+    events = drain_events(sqs, queues.progress)
+    by_upload: dict[str, list[Any]] = {}
+    for e in events:
+        by_upload.setdefault(e.upload_id, []).append(e)
+    assert sorted(by_upload) == sorted(j.upload_id for j in jobs)
+    for upload_events in by_upload.values():  # every event once, in order per upload
+        assert [e.type.value for e in upload_events] == ["start", "step:start", "step:done", "done"]
+        seqs = [e.seq for e in upload_events]
+        assert seqs == sorted(seqs)
+
+
+def test_a_lambda_batch_still_sends_a_running_jobs_events_after_flush_after(
+    aws: LocalAws, queues: Queues, sqs: SQSClient, s3: S3Client
+) -> None:
+    # The combined queue must not hold a long step's step:start until the batch ends: its
+    # timer sends it flush_after seconds later, while the step still runs.
+    seen: list[str] = []
+
+    def wait_for_own_step_start(ctx: StepContext) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "step:start" not in seen:
+            for message in sqs.receive_message(
+                QueueUrl=queues.progress, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", []):
+                seen.append(json.loads(message["Body"])["type"])
+
+    registry = TemplateRegistry()
+    registry.template("slow").step("wait")(wait_for_own_step_start)
+    job = put_upload(s3, "up-1", [("a.txt", b"x")], None)
+    slow = ProcessingJob(job.upload_id, "slow", job.objects, job.branch)
+    proc = processor(registry, aws, queues, flush_after=0.05)
+    assert proc.handle(event_of(lambda_record(slow.to_json(), "m-1", "up-1"))) == {
+        "batchItemFailures": []
+    }
+    assert seen[:2] == ["start", "step:start"]

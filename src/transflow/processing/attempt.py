@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from transflow._wire.keys import STATUS_RECORD_NAME, job_output_prefix
-from transflow._wire.model import ProcessingJob
+from transflow._wire.model import ProcessingJob, S3ObjectRef
 from transflow.errors import (
     ConfigError,
     EmptyTemplateError,
@@ -256,10 +256,17 @@ class Attempt:
         """The attempt once its output bucket is known."""
         return attrs.evolve(self, bucket=bucket)
 
-    def with_inputs(self, inputs: Sequence[InputFile]) -> Attempt:
-        """The attempt once its inputs are downloaded: the record lists them."""
+    def with_inputs(
+        self, inputs: Sequence[InputFile], unopened: Sequence[S3ObjectRef] = ()
+    ) -> Attempt:
+        """The attempt once its steps took ``inputs`` (downloaded) and left ``unopened``
+        alone: the record lists both, the unopened ones with the size and type it never
+        learned (0 and none)."""
         uploads = tuple(
             UploadRecord(f.name, f.bucket, f.key, f.size, f.etag, f.content_type) for f in inputs
+        ) + tuple(
+            UploadRecord(r.key.rsplit("/", 1)[-1], r.bucket, r.key, 0, r.etag or "")
+            for r in unopened
         )
         record = attrs.evolve(
             self.record, uploads=uploads, bytes_received=sum(f.size for f in inputs)

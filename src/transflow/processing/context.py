@@ -14,14 +14,15 @@ import math
 import mimetypes
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from transflow._wire.keys import STATUS_RECORD_NAME
-from transflow._wire.model import JsonValue, ProcessingJob, ProgressType, UserContext
+from transflow._wire.model import JsonValue, ProcessingJob, ProgressType, S3ObjectRef, UserContext
 from transflow.errors import OutputPathError, StepUsageError
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",
     "InputFile",
+    "JobInputs",
     "JobRuntime",
     "OutputFile",
     "OutputLocation",
@@ -60,6 +62,47 @@ class InputFile:
     etag: str = ""
     content_type: str | None = None
     metadata: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class JobInputs(Sequence[InputFile]):
+    """The inputs of a job, each downloaded the first time a step takes it
+    (``ctx.inputs[0]``, or iterating): a template whose steps never look at their inputs
+    downloads nothing. ``len()`` and :attr:`refs` cost nothing; a downloaded input is kept
+    for the later steps of the delivery. ``fetch(index)`` downloads input ``index``."""
+
+    def __init__(self, refs: Sequence[S3ObjectRef], fetch: Callable[[int], InputFile]) -> None:
+        self.refs = tuple(refs)
+        self._fetch = fetch
+        self._files: dict[int, InputFile] = {}
+        self._lock = threading.Lock()  # a step may read its inputs from threads
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def _file(self, index: int) -> InputFile:
+        with self._lock:
+            found = self._files.get(index)
+            if found is None:
+                found = self._files[index] = self._fetch(index)
+            return found
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return tuple(self._file(i) for i in range(len(self.refs))[index])
+        return self._file(range(len(self.refs))[index])
+
+    def __iter__(self) -> Iterator[InputFile]:
+        return (self._file(i) for i in range(len(self.refs)))
+
+    def opened(self) -> tuple[InputFile, ...]:
+        """The inputs downloaded so far, in the job's order."""
+        with self._lock:
+            return tuple(self._files[i] for i in sorted(self._files))
+
+    def unopened(self) -> tuple[S3ObjectRef, ...]:
+        """The inputs no step took, in the job's order."""
+        with self._lock:
+            return tuple(r for i, r in enumerate(self.refs) if i not in self._files)
 
 
 @attrs.frozen
@@ -159,14 +202,15 @@ def _json_value(name: str, value: object) -> JsonValue:
 class StepContext:
     """The job as one step sees it, and what the step may do.
 
-    ``inputs`` are local files in ``work_dir`` (removed after the job, success or not);
-    outputs go to ``output`` through :meth:`upload_result`.
+    ``inputs`` are local files in ``work_dir`` (removed after the job, success or not),
+    each downloaded when the step first takes it (:class:`JobInputs`); outputs go to
+    ``output`` through :meth:`upload_result`.
     """
 
     job: ProcessingJob
     template_id: str
     step: str
-    inputs: tuple[InputFile, ...]
+    inputs: Sequence[InputFile]
     work_dir: Path
     output: OutputLocation
     attempt: int

@@ -5,9 +5,10 @@ ReportBatchItemFailures (the batch loop is :mod:`transflow._aws.lambda_batch`);
 :meth:`JobProcessor.process` runs one received message and is what the long-running worker
 (:mod:`transflow._aws.poller`) calls; :meth:`JobProcessor.run_job` runs a parsed job.
 
-A job: read the status record (a finished job is not run again), mark it executing, download
-the inputs into a temporary directory, run the steps in order with a :class:`StepContext`
-(skipping those a previous delivery of the same job checkpointed, retrying a step in place
+A job: mark its status record executing with a write conditional on there being none (only
+when one exists, on a redelivery, is it read: a finished job is not run again), run the steps
+in order with a :class:`StepContext` (each input downloaded when a step first takes it;
+skipping those a previous delivery of the same job checkpointed, retrying a step in place
 when it declares a :class:`~.retries.StepRetry`, checkpointing each in the record), write the
 status record, publish ``done`` (or ``error``), POST the webhook. A failure raises
 :class:`JobFailedError`, so the message returns through its visibility timeout and the
@@ -75,7 +76,7 @@ from transflow.errors import (
 from transflow.processing import attempt as attempts
 from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Verdict
 from transflow.processing.cancellation import delete_results
-from transflow.processing.context import OutputFile, OutputLocation, StepContext
+from transflow.processing.context import JobInputs, OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
 from transflow.processing.retries import run_step
@@ -282,13 +283,18 @@ class JobProcessor:
         """Lambda handler for an SQS event (enable ReportBatchItemFailures on the mapping).
 
         Returns the failed records; a record that is not run because its group failed or
-        time ran short is reported failed too, so SQS delivers it again."""
-        outcome = process_partial_response(
-            event,
-            lambda message, remaining: self.process(message, remaining_time=remaining),
-            context=context,
-            time_margin=self.time_margin,
-        )
+        time ran short is reported failed too, so SQS delivers it again.
+
+        The progress events of all the batch's jobs are sent together
+        (:meth:`ProgressPublisher.combined <.progress.ProgressPublisher.combined>`), all of
+        them before this returns, so before Lambda deletes any of the batch's messages."""
+        with self.publisher.combined():
+            outcome = process_partial_response(
+                event,
+                lambda message, remaining: self.process(message, remaining_time=remaining),
+                context=context,
+                time_margin=self.time_margin,
+            )
         if self.raise_on_total_failure and outcome.all_failed:
             raise BatchFailedError(outcome.failed)
         return outcome.response()
@@ -533,6 +539,8 @@ class _AttemptRunner:
     """When the record was last read or written by this attempt and not cancelled."""
     trace: TraceContext | None = attrs.field(default=None, kw_only=True)
     """The job span's trace context: what its events carry outside a step."""
+    inputs: JobInputs | None = None
+    """The job's inputs once the steps may take them."""
 
     @property
     def storage(self) -> JobStorage:
@@ -546,10 +554,11 @@ class _AttemptRunner:
         try:
             self.template = self.processor.registry.get(self.job.template_id)
             self.state = self.state.located(self.processor.resolve_bucket(self.template))
-            replayed = self._replayed()
-            if replayed is not None:
-                return replayed
-            self._execute(self.template)
+            self._check_cancelled()
+            claimed = self._claim_record(self.template)
+            if isinstance(claimed, AssemblyStatus):
+                return claimed
+            self._execute(self.template, claimed)
         except UploadCanceledError as exc:
             return self._stop_canceled(exc)
         except Exception as exc:
@@ -575,10 +584,46 @@ class _AttemptRunner:
         self.processor.deliver_webhook(self.template, self.state.record)
         return self.state.record
 
-    def _replayed(self) -> AssemblyStatus | None:
+    def _claim_record(self, template: Template) -> AssemblyStatus | tuple[str, ...]:
+        """Mark the job executing: the stored record when this very job completed before
+        (then it is not run), else the checkpointed steps this attempt reuses.
+
+        The first write is conditional on there being no record (``IfNoneMatch``), so a
+        first delivery, by far the common case, writes once and reads nothing. Only when a
+        record exists (a redelivery, a re-upload, a cancel) is it read: its verdict and
+        checkpoints decide, and the executing record replaces it conditionally on the ETag
+        read."""
+        bucket = self.state.bucket
+        assert bucket is not None
+        try:
+            self.etag = self.storage.put_status_record(
+                bucket, self.state.record_key, self.state.record, if_match=None
+            )
+        except StatusConflict:
+            pass
+        else:
+            self.confirmed_at = time.monotonic()
+            return ()
+        replayed = self._replayed(bucket)
+        if replayed is not None:
+            return replayed
+        reused = self._reusable(template, bucket)
+        if reused:
+            self.state = self.state.checkpointed(reused, self.runtime.outputs)
+        try:
+            self.etag = self.storage.put_status_record(
+                bucket, self.state.record_key, self.state.record, if_match=self.etag
+            )
+        except StatusConflict:
+            # Another delivery wrote the record since it was read: it holds the job, unless
+            # the record was cancelled in between.
+            self._raise_conflict(bucket)
+        self.confirmed_at = time.monotonic()
+        return reused
+
+    def _replayed(self, bucket: str) -> AssemblyStatus | None:
         """The stored record when this very job completed before (then it is not run)."""
-        assert self.state.bucket is not None
-        stored = self.storage.read_status(self.state.bucket, self.state.record_key)
+        stored = self.storage.read_status(bucket, self.state.record_key)
         previous, self.etag = stored.record, stored.etag
         self.previous = previous
         if previous is not None and previous.canceled:
@@ -605,23 +650,11 @@ class _AttemptRunner:
         )
         return previous
 
-    def _execute(self, template: Template) -> None:
+    def _execute(self, template: Template, reused: tuple[str, ...]) -> None:
         bucket = self.state.bucket
         assert bucket is not None
-        if not template.steps:
+        if not template.steps:  # after the record is held, so the error record is written
             raise EmptyTemplateError(template.template_id)
-        self._check_cancelled()
-        reused = self._reusable(template, bucket)
-        if reused:
-            self.state = self.state.checkpointed(reused, self.runtime.outputs)
-        try:
-            self.etag = self.storage.put_status_record(
-                bucket, self.state.record_key, self.state.record, if_match=self.etag
-            )
-        except StatusConflict:
-            # Another delivery wrote the record since it was read: it holds the job.
-            self._raise_conflict(bucket)
-        self.confirmed_at = time.monotonic()
         extra: dict[str, Any] = {"attempt": self.state.attempt, "objects": len(self.job.objects)}
         if reused:
             extra["resumed"] = len(reused)
@@ -633,8 +666,7 @@ class _AttemptRunner:
         )
         with tempfile.TemporaryDirectory(prefix="transflow-", dir=self.processor.work_dir) as tmp:
             work_dir = Path(tmp)
-            inputs = self.storage.download_inputs(self.job, work_dir / "inputs")
-            self.state = self.state.with_inputs(inputs)
+            inputs = self.inputs = self.storage.open_inputs(self.job, work_dir / "inputs")
             location = OutputLocation(bucket, self.state.output_prefix)
             unbroken = True  # every step so far checkpointed: a checkpoint can be resumed
             for index, step in enumerate(template.steps):
@@ -658,7 +690,7 @@ class _AttemptRunner:
                 # The last step's checkpoint is the completion record, written next.
                 if unbroken and index < len(template.steps) - 1:
                     self._checkpoint(bucket, step.name)
-            self.state = self.state.steps_done()
+            self.state = self.state.steps_done().with_inputs(inputs.opened(), inputs.unopened())
         self._check_cancelled()
         self.state = attempts.complete(
             self.state, self.runtime.outputs, duration=self._elapsed(), now=now_text()
@@ -951,6 +983,8 @@ class _AttemptRunner:
             if decision.unexpected and (decision.final or log.isEnabledFor(logging.DEBUG))
             else None,
         )
+        if self.inputs is not None:
+            self.state = self.state.with_inputs(self.inputs.opened(), self.inputs.unopened())
         self.state = self.state.failed_with(
             self.state.finish(
                 self.runtime.outputs,

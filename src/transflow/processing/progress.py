@@ -30,11 +30,12 @@ ERROR and the job goes on, because processing correctness comes before progress.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -110,6 +111,10 @@ def should_flush(event_type: ProgressType, buffered: int) -> bool:
     return event_type in _FLUSH_TYPES or buffered >= MAX_BATCH_ENTRIES
 
 
+def _event_key(event: ProgressEvent, index: int) -> str:
+    return event.event_id or str(index)
+
+
 # -- I/O ----------------------------------------------------------------------------------
 
 
@@ -135,6 +140,12 @@ class ProgressPublisher:
     clock: Callable[[], float] = attrs.field(
         default=time.time, kw_only=True, validator=validators.callable_
     )
+
+    _pending: list[tuple[ProgressEvent, ProgressStream]] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
+    _pending_lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False)
+    _pending_timer: threading.Timer | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.destination, ProgressTopic):
@@ -169,6 +180,75 @@ class ProgressPublisher:
             next_seq=first_seq(self.clock()),
         )
 
+    @contextlib.contextmanager
+    def combined(self) -> Iterator[None]:
+        """Inside the block, the streams' flushes join one queue across all their jobs:
+        it is sent when ten events wait, ``flush_after`` seconds after the first of them,
+        and when the block ends. So a Lambda batch of short jobs makes one
+        SendMessageBatch (or PublishBatch) per ten events of any uploads, instead of one or
+        two per job; each upload's events keep their order (one queue, sent in order).
+
+        The block must end before the batch's messages are deleted: a job's message is
+        deleted (by Lambda, after the handler returns) only after its events were sent."""
+        with self._pending_lock:
+            self._pending = []
+        try:
+            yield
+        finally:
+            with self._pending_lock:
+                self._send_pending()
+                self._pending = None
+
+    def _join(self, events: list[ProgressEvent], stream: ProgressStream) -> bool:
+        """Queue a stream's events for the combined send; False outside :meth:`combined`."""
+        with self._pending_lock:
+            if self._pending is None:
+                return False
+            self._pending.extend((event, stream) for event in events)
+            if len(self._pending) >= MAX_BATCH_ENTRIES:
+                self._send_pending()
+            elif self._pending and self._pending_timer is None:
+                self._pending_timer = threading.Timer(self.flush_after, self._send_due)
+                self._pending_timer.daemon = True
+                self._pending_timer.start()
+            return True
+
+    def _send_due(self) -> None:
+        with self._pending_lock:
+            self._send_pending()
+
+    def _send_pending(self) -> None:
+        # Called with the lock held: sends stay in order, one at a time.
+        if self._pending_timer is not None:
+            self._pending_timer.cancel()
+            self._pending_timer = None
+        pending, self._pending = (self._pending or []), ([] if self._pending is not None else None)
+        if not pending:
+            return
+        streams = list({id(stream): stream for _, stream in pending}.values())
+        traces = [stream.trace for stream in streams if stream.trace is not None]
+        # One send for many jobs: a span under the first job's trace, linked to the others'.
+        with span(
+            "transflow.publish",
+            parent=traces[0] if traces else None,
+            kind="PRODUCER",
+            links=traces[1:],
+            attributes={"transflow.jobs": len(streams), "transflow.events": len(pending)},
+        ) as sent:
+            result = self.send(
+                [event for event, _ in pending], [stream.attempt_token for _, stream in pending]
+            )
+            if result.failed:
+                sent.end(f"{len(result.failed)} event(s) not delivered")
+        failed = {f.key for f in result.failed}
+        for index, (event, stream) in enumerate(pending):
+            if _event_key(event, index) in failed:
+                stream.failed += 1
+            else:
+                stream.sent += 1
+        for stream in streams:
+            stream.calls += result.calls
+
     def publish(self, messages: Sequence[tuple[str, OutgoingMessage]]) -> BatchResult:
         """Send ready-made ``(key, message)`` pairs to the destination, in order and batched
         within its limits, with their own group and deduplication ids. A message over the
@@ -192,19 +272,20 @@ class ProgressPublisher:
             self.sqs, where.address, messages, max_bytes=where.max_message_bytes, policy=self.policy
         )
 
-    def send(self, events: list[ProgressEvent], attempt_token: str) -> BatchResult:
-        """Send events now (in order, batched); failures are logged and returned, never
-        raised."""
+    def send(self, events: list[ProgressEvent], attempt_token: str | Sequence[str]) -> BatchResult:
+        """Send events now (in order, batched; of one attempt, or with one attempt token
+        per event); failures are logged and returned, never raised."""
+        tokens = [attempt_token] * len(events) if isinstance(attempt_token, str) else attempt_token
         messages = [
             (
-                event.event_id or str(index),
+                _event_key(event, index),
                 OutgoingMessage(
                     event.to_json(),
                     group_id=event.upload_id,
-                    dedup_id=progress_dedup_id(event.upload_id, attempt_token, event.seq or 0),
+                    dedup_id=progress_dedup_id(event.upload_id, token, event.seq or 0),
                 ),
             )
-            for index, event in enumerate(events)
+            for index, (event, token) in enumerate(zip(events, tokens, strict=True))
         ]
         try:
             result = self.publish(messages)
@@ -316,7 +397,7 @@ class ProgressStream:
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
-            if not events:
+            if not events or self.publisher._join(events, self):
                 return
             with span(
                 "transflow.publish",

@@ -20,7 +20,7 @@ from transflow._aws.claimcheck import MAX_CLAIM_CHECK_BYTES, ClaimCheck, load_cl
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._wire.model import ProcessingJob
 from transflow.errors import TransflowError
-from transflow.processing.context import InputFile
+from transflow.processing.context import InputFile, JobInputs
 from transflow.processing.status import AssemblyStatus
 
 if TYPE_CHECKING:
@@ -87,9 +87,10 @@ class JobStorage(Protocol):
         :class:`StatusConflict` when the record changed in between."""
         ...
 
-    def download_inputs(self, job: ProcessingJob, directory: Path) -> tuple[InputFile, ...]:
-        """Fetch every input of ``job`` into ``directory`` (created here); raises
-        :class:`InputUnavailableError` naming the input that cannot be read."""
+    def open_inputs(self, job: ProcessingJob, directory: Path) -> JobInputs:
+        """The inputs of ``job``, each downloaded into ``directory`` (created here) when a
+        step first takes it; taking one that cannot be read raises
+        :class:`InputUnavailableError` naming it."""
         ...
 
     def store_output(self, local_path: Path, bucket: str, key: str, content_type: str) -> str:
@@ -212,34 +213,35 @@ class S3JobStorage:
     def write_status_record(self, bucket: str, key: str, record: AssemblyStatus) -> None:
         write_status_record(self.s3, bucket, key, record)
 
-    def download_inputs(self, job: ProcessingJob, directory: Path) -> tuple[InputFile, ...]:
+    def open_inputs(self, job: ProcessingJob, directory: Path) -> JobInputs:
         directory.mkdir(parents=True)
         taken: set[str] = set()
-        inputs: list[InputFile] = []
-        for ref in job.objects:
-            path = directory / local_input_name(ref.key, taken)
-            try:
-                response = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)
-                with response["Body"] as body, path.open("wb") as out:
-                    shutil.copyfileobj(body, out, 1024 * 1024)  # streamed: bounded memory
-            except Exception as exc:
-                raise InputUnavailableError(
-                    f"input s3://{ref.bucket}/{ref.key} cannot be downloaded ({exc}); check "
-                    "that it exists and that the processor may read it"
-                ) from exc
-            inputs.append(
-                InputFile(
-                    path=path,
-                    name=ref.key.rsplit("/", 1)[-1],
-                    bucket=ref.bucket,
-                    key=ref.key,
-                    size=path.stat().st_size,
-                    etag=str(response.get("ETag", "")).strip('"'),
-                    content_type=response.get("ContentType"),
-                    metadata=dict(response.get("Metadata", {})),
-                )
-            )
-        return tuple(inputs)
+        # Names are given up front, so an input's local name does not depend on which
+        # inputs the steps happened to open first.
+        paths = [directory / local_input_name(ref.key, taken) for ref in job.objects]
+        return JobInputs(job.objects, lambda index: self._download(job, index, paths[index]))
+
+    def _download(self, job: ProcessingJob, index: int, path: Path) -> InputFile:
+        ref = job.objects[index]
+        try:
+            response = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)
+            with response["Body"] as body, path.open("wb") as out:
+                shutil.copyfileobj(body, out, 1024 * 1024)  # streamed: bounded memory
+        except Exception as exc:
+            raise InputUnavailableError(
+                f"input s3://{ref.bucket}/{ref.key} cannot be downloaded ({exc}); check "
+                "that it exists and that the processor may read it"
+            ) from exc
+        return InputFile(
+            path=path,
+            name=ref.key.rsplit("/", 1)[-1],
+            bucket=ref.bucket,
+            key=ref.key,
+            size=path.stat().st_size,
+            etag=str(response.get("ETag", "")).strip('"'),
+            content_type=response.get("ContentType"),
+            metadata=dict(response.get("Metadata", {})),
+        )
 
     def store_output(self, local_path: Path, bucket: str, key: str, content_type: str) -> str:
         if local_path.stat().st_size <= SINGLE_PUT_BYTES:
