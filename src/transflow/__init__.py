@@ -123,6 +123,7 @@ if TYPE_CHECKING:
     from transflow.streaming.apps import asgi_app as asgi_app, wsgi_app as wsgi_app
     from transflow.streaming.fanout import Subscription as Subscription
     from transflow.streaming.hub import HubStats as HubStats, ProgressHub as ProgressHub
+    from transflow.streaming.latency import Quantiles as Quantiles
     from transflow.streaming.snapshot import (
         UploadState as UploadState,
         UploadStatus as UploadStatus,
@@ -208,6 +209,7 @@ _HOMES: dict[str, str] = {
     "Subscription": "transflow.streaming.fanout",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
+    "Quantiles": "transflow.streaming.latency",
     "StreamLimits": "transflow.streaming.limits",
     "StreamLimitStats": "transflow.streaming.limits",
     "UploadState": "transflow.streaming.snapshot",

@@ -179,7 +179,11 @@ def stream(
     then each progress event (its id and JSON), a comment after ``heartbeat`` seconds of
     silence. A lagging subscriber gets a ``lagged`` event and the stream ends; the browser
     reconnects with its ``Last-Event-ID`` and resumes. Closing the iterator (the server does
-    when the client goes away) closes the subscription."""
+    when the client goes away) closes the subscription.
+
+    Each open stream holds its server thread, parked in ``subscription.get``: the ceiling is
+    the server's thread pool (see docs/streaming.md, "Many subscribers per process")."""
+    written = getattr(subscription, "mark_written", None)
     try:
         yield _opening(subscription, retry)
         while True:
@@ -193,6 +197,8 @@ def stream(
             chunk = comment() if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
+                if event is not None and written is not None:
+                    written()  # resumed: the server took the chunk
     finally:
         subscription.close()
 
@@ -203,7 +209,10 @@ async def astream(
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
 ) -> AsyncIterator[bytes]:
-    """:func:`stream` for ASGI: waits on the event loop without holding a thread."""
+    """:func:`stream` for ASGI: waits on the event loop without holding a thread. A
+    :class:`~transflow.streaming.fanout.Subscription` waits without a task or timer of its
+    own: its heartbeat comes from its loop's one timer."""
+    written = getattr(subscription, "mark_written", None)
     try:
         yield _opening(subscription, retry)
         while True:
@@ -217,6 +226,8 @@ async def astream(
             chunk = comment() if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
+                if event is not None and written is not None:
+                    written()  # resumed: the server took the chunk
     finally:
         subscription.close()
 
