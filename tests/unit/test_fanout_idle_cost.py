@@ -51,8 +51,8 @@ class _Loop:
                 self.crossings += 1
             return call_soon_threadsafe(*args, **kwargs)
 
-        loop.call_at = counting_call_at  # type: ignore[method-assign]
-        loop.call_soon_threadsafe = counting_threadsafe  # type: ignore[method-assign]
+        loop.call_at = counting_call_at  # type: ignore[method-assign,assignment]
+        loop.call_soon_threadsafe = counting_threadsafe  # type: ignore[method-assign,assignment]
 
 
 async def _until(condition: Callable[[], bool], changed: asyncio.Event, what: str) -> None:
@@ -96,7 +96,7 @@ async def _serve_idle(spec_version: str, heartbeat: float, beats: int) -> dict[s
         "headers": [],
     }
     before = len(asyncio.all_tasks())
-    conns = [loop.create_task(app(dict(scope), receive, sender(i))) for i in range(N)]
+    conns = [asyncio.ensure_future(app(dict(scope), receive, sender(i))) for i in range(N)]
     await _until(lambda: all(bodies), changed, "every snapshot")
     figures: dict[str, Any] = {
         "tasks_per_connection": (len(asyncio.all_tasks()) - before) / N,
