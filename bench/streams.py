@@ -309,6 +309,40 @@ def _publish(ep: Endpoint, queue: str, channels: int, events: int) -> None:
         stream.close()
 
 
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(
+    sizes: list[int],
+    *,
+    channels: int = 100,
+    events: int = 10,
+    idle: float = 31.0,
+    code: str = "",
+    name: str = "streams",
+    out: Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Measure each size in turn (a fresh moto, server and clients each); write the results."""
+    hard = _raise_nofile()
+    args = argparse.Namespace(channels=channels, events=events, idle=idle, code=code)
+    rows = []
+    for size in sizes:
+        row = measure(size, args, _free_port())
+        if not quiet:
+            print(json.dumps(row), flush=True)
+        rows.append(row)
+    data = {"hard_nofile": hard, "rows": rows}
+    table = "\n".join(json.dumps(row) for row in rows)
+    write_result(name, "Idle SSE subscribers per process", table, data, out, quiet=quiet)
+    return data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("role", nargs="?", default="conduct")
@@ -318,24 +352,23 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--idle", type=float, default=31.0)
     parser.add_argument("--code", default="", help="a src/ directory to run the server from")
-    parser.add_argument("--port", type=int, default=18431)
     parser.add_argument("--name", default="streams")
     args = parser.parse_args()
     if args.role == "server":
         run_server(args.rest[0], args.rest[1], int(args.rest[2]))
         return
     if args.role == "clients":
-        run_clients(*(int(x) for x in args.rest[:4]))
+        port, first, count, channels = (int(x) for x in args.rest[:4])
+        run_clients(port, first, count, channels)
         return
-    hard = _raise_nofile()
-    rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        row = measure(size, args, args.port)
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    table = "\n".join(json.dumps(row) for row in rows)
-    write_result(
-        args.name, "Idle SSE subscribers per process", table, {"hard_nofile": hard, "rows": rows}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    run(
+        sizes,
+        channels=args.channels,
+        events=args.events,
+        idle=args.idle,
+        code=args.code,
+        name=args.name,
     )
 
 
