@@ -125,6 +125,7 @@ class _Feed(Protocol):
     def close(self) -> None: ...
 
 
+_HEARTBEAT = comment()
 _drops_lock = threading.Lock()
 _drops = 0
 
@@ -136,11 +137,21 @@ def dropped_events() -> int:
         return _drops
 
 
+# The bytes of the event encoded last with its own id: the subscribers of one upload are
+# woken one after another with the same event object, and encode it once between them.
+_last_encoded: tuple[object, bytes] = (None, b"")
+
+
 def _event_bytes(event: ProgressEvent, feed: _Feed | None = None) -> bytes | None:
-    global _drops  # noqa: PLW0603 - one process-wide counter, read by dropped_events()
+    global _drops, _last_encoded  # noqa: PLW0603 - process-wide, read by dropped_events()
+    # A branch subscription's id is its cursor, which any hub instance resumes from.
+    event_id = getattr(feed, "last_event_id", None) or event.event_id
+    if event_id == event.event_id:
+        last = _last_encoded  # one read: another thread may replace it
+        if last[0] is event:
+            return last[1]
     try:
-        # A branch subscription's id is its cursor, which any hub instance resumes from.
-        return encode(event.to_json(), id=getattr(feed, "last_event_id", None) or event.event_id)
+        chunk = encode(event.to_json(), id=event_id)
     except (SseEncodingError, ValueError) as exc:
         # One hostile event must not end every stream that carries it (and again on each
         # reconnect): skip it, count it, keep streaming.
@@ -150,6 +161,9 @@ def _event_bytes(event: ProgressEvent, feed: _Feed | None = None) -> bytes | Non
             "SSE: dropping an event of %r that cannot be encoded: %s", event.channel, exc
         )
         return None
+    if event_id == event.event_id:
+        _last_encoded = (event, chunk)
+    return chunk
 
 
 def _opening(subscription: _Feed, retry: int | None) -> bytes:
@@ -194,7 +208,7 @@ def stream(
                 return
             except SubscriptionClosedError:
                 return
-            chunk = comment() if event is None else _event_bytes(event, subscription)
+            chunk = _HEARTBEAT if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
                 if event is not None and written is not None:
@@ -223,7 +237,7 @@ async def astream(
                 return
             except SubscriptionClosedError:
                 return
-            chunk = comment() if event is None else _event_bytes(event, subscription)
+            chunk = _HEARTBEAT if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
                 if event is not None and written is not None:
