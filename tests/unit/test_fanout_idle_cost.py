@@ -163,3 +163,36 @@ def test_a_window_reports_quantiles_of_its_recent_samples() -> None:
         window.add(ms / 1000)
     got = window.quantiles()
     assert (got.count, got.p50_ms, got.p99_ms, got.max_ms) == (100, 151.0, 200.0, 200.0)
+
+
+def test_on_a_spec_2_4_server_the_first_write_after_a_disconnect_ends_the_stream() -> None:
+    """No watcher task there: the server's send raises (ASGI 2.4) and the stream ends,
+    unsubscribed, at its next heartbeat."""
+    hub = _Hub()
+    app = asgi_app(hub, allow_anonymous=True, heartbeat=0.05)
+    writes: list[bytes] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        await asyncio.Event().wait()  # never says http.disconnect
+        raise AssertionError("unreachable")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            if writes:
+                raise ConnectionResetError("client gone")  # what a 2.4 server raises
+            writes.append(message["body"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "method": "GET",
+        "query_string": f"channel={CHANNEL}".encode(),
+        "headers": [],
+    }
+
+    async def main() -> None:
+        await asyncio.wait_for(app(scope, receive, send), 20)
+
+    asyncio.run(main())
+    assert len(writes) == 1  # the snapshot; the heartbeat after it found the client gone
+    assert hub.fanout.stats().subscribers == 0
