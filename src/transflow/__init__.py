@@ -137,6 +137,7 @@ if TYPE_CHECKING:
     from transflow.streaming.cancel import cancel_request as cancel_request
     from transflow.streaming.fanout import Subscription as Subscription
     from transflow.streaming.hub import HubStats as HubStats, ProgressHub as ProgressHub
+    from transflow.streaming.latency import Quantiles as Quantiles
     from transflow.streaming.snapshot import (
         UploadState as UploadState,
         UploadStatus as UploadStatus,
@@ -238,6 +239,7 @@ _HOMES: dict[str, str] = {
     "Subscription": "transflow.streaming.fanout",
     "HubStats": "transflow.streaming.hub",
     "ProgressHub": "transflow.streaming.hub",
+    "Quantiles": "transflow.streaming.latency",
     "StreamLimits": "transflow.streaming.limits",
     "StreamLimitStats": "transflow.streaming.limits",
     "UploadState": "transflow.streaming.snapshot",

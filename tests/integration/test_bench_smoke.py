@@ -17,6 +17,7 @@ from bench import (
     fanout_instances,
     multipart,
     soak,
+    streams,
     throughput,
 )
 from bench.common import Endpoint
@@ -96,6 +97,14 @@ def test_fanout(ep: Endpoint, tmp_path: Path) -> None:
     )
     assert data["delivered"] == data["expected"] == 24
     _written(tmp_path, "fanout")
+
+
+def test_streams(tmp_path: Path) -> None:
+    data = streams.run([40], channels=4, events=4, idle=0.4, out=tmp_path, quiet=True)
+    (row,) = data["rows"]
+    assert row["subscribers"] == row["opened"] == 40
+    assert row["delivered"] == row["expected"] == 160
+    _written(tmp_path, "streams")
 
 
 def test_fanout_instances(ep: Endpoint, tmp_path: Path) -> None:

@@ -274,7 +274,7 @@ def test_the_stream_still_skips_an_event_it_cannot_encode_from_another_feed() ->
     fanout = FanOut()
     sub = fanout.subscribe(upload_channel("main", "u"))
     with sub._cond:
-        sub._items.extend([(forged, 100), (event("u", 2), 100)])
+        sub._items.extend([(forged, 100, 0.0), (event("u", 2), 100, 0.0)])
     before = dropped_events()
     chunks = stream(sub, heartbeat=60)
     opening, second = next(chunks), next(chunks)

@@ -396,7 +396,14 @@ def asgi_app(
             await _plain(send, opened.status, opened.message + "\n", extra)
             return
         try:
-            await _serve(sub, receive, send, heartbeat=heartbeat, retry=retry)
+            await _serve(
+                sub,
+                receive,
+                send,
+                heartbeat=heartbeat,
+                retry=retry,
+                send_raises=_send_raises_when_gone(scope),
+            )
         finally:
             slot.release()
 
@@ -437,6 +444,17 @@ async def _plain(
     await send({"type": "http.response.body", "body": text.encode()})
 
 
+def _send_raises_when_gone(scope: ASGIScope) -> bool:
+    """Whether the server raises an OSError from ``send`` once the client is gone (ASGI HTTP
+    spec 2.4): then a write notices the disconnect and no task needs to watch ``receive``."""
+    spec = str((scope.get("asgi") or {}).get("spec_version") or "2.0")
+    try:
+        major, minor = (int(part) for part in spec.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (2, 4)
+
+
 async def _serve(
     sub: _Feed,
     receive: ASGIReceive,
@@ -444,6 +462,7 @@ async def _serve(
     *,
     heartbeat: float,
     retry: int | None,
+    send_raises: bool = False,
 ) -> None:
     # Imported here: only ASGI hosts get this far, and their loop has loaded asyncio.
     import asyncio  # noqa: PLC0415
@@ -453,7 +472,11 @@ async def _serve(
             pass
         sub.close()  # wakes the stream, which then ends
 
-    watcher = asyncio.ensure_future(watch_disconnect())
+    # A server of spec 2.4 raises from the next write (an event or a heartbeat) instead:
+    # no second task per connection. Older ones (uvicorn 0.55, hypercorn 0.18 say 2.3 and
+    # 2.1) return silently, so a task must watch receive() or the stream would outlive
+    # its client.
+    watcher = None if send_raises else asyncio.ensure_future(watch_disconnect())
     try:
         await send(
             {
@@ -469,6 +492,7 @@ async def _serve(
         log.debug("SSE client of %s went away", sub.channel)
     finally:
         sub.close()
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher

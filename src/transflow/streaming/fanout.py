@@ -28,7 +28,6 @@ evict from other channels); split over modules, that lock's invariants would be 
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import re
@@ -36,6 +35,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -51,7 +51,13 @@ from transflow.errors import (
 )
 from transflow.processing.progress import SEQS_PER_MS
 from transflow.streaming.cursor import MAX_CURSOR_UPLOADS, Cursor, upload_key
+from transflow.streaming.latency import Quantiles, Window
 from transflow.streaming.snapshot import UploadStatus, fold_event
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from transflow.streaming.waiters import LoopWaiters
 
 __all__ = ["FanOut", "FanOutStats", "Subscription", "event_size", "split_event_id"]
 
@@ -111,11 +117,22 @@ class Subscription:
     snapshots: tuple[UploadStatus, ...]
     buffer_size: int
     _fanout: FanOut | None = attrs.field(repr=False)
-    # (event, bytes of its wire JSON), so the byte budget is given back as events are taken
-    _items: deque[tuple[ProgressEvent, int]] = attrs.field(factory=deque, repr=False)
+    # (event, bytes of its wire JSON, time.monotonic() it was dispatched, 0.0 if replayed),
+    # so the byte budget is given back as events are taken and the writer can time them.
+    _items: deque[tuple[ProgressEvent, int, float]] = attrs.field(factory=deque, repr=False)
     _cond: threading.Condition = attrs.field(factory=threading.Condition, repr=False)
     _closed: SubscriptionClosedError | None = attrs.field(default=None, repr=False)
-    _wakers: set[Callable[[], None]] = attrs.field(factory=set, repr=False)
+    # One wait on an event loop at a time (see transflow.streaming.waiters): its future,
+    # kept for the next wait until something resolves it, its deadline, and the loop's
+    # waiters. No Event, closure, task or timer of its own.
+    _waiter: asyncio.Future[None] | None = attrs.field(init=False, default=None, repr=False)
+    _deadline: float | None = attrs.field(init=False, default=None, repr=False)
+    _in_heap: bool = attrs.field(init=False, default=False, repr=False)
+    _parked: LoopWaiters | None = attrs.field(init=False, default=None, repr=False)
+    # The fan-out's dispatch->written window (kept after the subscription is unhooked), and
+    # the dispatch time of the event taken last, until it is written.
+    _written: Window | None = attrs.field(kw_only=True, default=None, repr=False)
+    _taken_at: float = attrs.field(init=False, default=0.0, repr=False)
     # Decided once, by the fan-out that registered it: unsubscribing must look in the same
     # registry (upload:main:x:* is an upload id "x:*", not a branch pattern).
     _pattern: bool = attrs.field(
@@ -181,7 +198,7 @@ class Subscription:
 
     # -- the fan-out's side (called with its lock held) -------------------------------------
 
-    def _push(self, event: ProgressEvent, size: int) -> str | None:
+    def _push(self, event: ProgressEvent, size: int, at: float = 0.0) -> str | None:
         """Buffer an event of ``size`` bytes; when the subscriber lagged and was cut off
         (or had been), what it ran out of: ``"events"`` or ``"bytes"``."""
         with self._cond:
@@ -206,7 +223,7 @@ class Subscription:
                     )
                 )
                 return over
-            self._items.append((event, size))
+            self._items.append((event, size, at))
             self._held += size
             self._cond.notify_all()
             self._wake()
@@ -220,15 +237,19 @@ class Subscription:
             self._wake()
 
     def _wake(self) -> None:
-        for waker in list(self._wakers):
-            waker()
+        # With self._cond held. Only a subscriber parked on a loop needs the crossing; the
+        # loop's waiters make it one per dispatch for all of that loop's subscribers.
+        parked = self._parked
+        if parked is not None:
+            parked.wake(self)
 
     # -- the subscriber's side ------------------------------------------------------------
 
     def _take(self) -> ProgressEvent | None:
         if self._items:
-            event, size = self._items.popleft()
+            event, size, at = self._items.popleft()
             self._held -= size
+            self._taken_at = at
             if self._cursor is None:
                 self._last_id = event.event_id
             elif event.seq is not None:
@@ -255,41 +276,55 @@ class Subscription:
                 self._cond.wait(left)
 
     async def aget(self, timeout: float | None = None) -> ProgressEvent | None:
-        """:meth:`get` for asyncio: waits on the event loop, not in a thread."""
-        # Imported here: only asyncio hosts call this, and their loop has loaded asyncio.
-        import asyncio  # noqa: PLC0415
-
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
-
-        def waker() -> None:
-            # The loop may have closed under us; then nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(ready.set)
-
+        """:meth:`get` for asyncio: waits on the event loop, not in a thread. The wait costs
+        no task, timer or event of its own (see :mod:`transflow.streaming.waiters`)."""
         with self._cond:
             event = self._take()
             if event is not None:
                 return event
-            self._wakers.add(waker)
+        if timeout is not None and timeout <= 0:
+            return None
+        # Imported here: only asyncio hosts call this, and their loop has loaded asyncio.
+        import asyncio  # noqa: PLC0415
+
+        from transflow.streaming.waiters import waiters_of  # noqa: PLC0415
+
+        loop = asyncio.get_running_loop()
+        waiters = self._parked
+        if waiters is None or waiters.loop is not loop:
+            waiters = waiters_of(loop)
+            self._waiter = None  # a future of another loop
+        deadline = None if timeout is None else loop.time() + timeout
         try:
-            deadline = None if timeout is None else loop.time() + timeout
             while True:
                 with self._cond:
                     event = self._take()
                     if event is not None:
                         return event
-                    ready.clear()
-                left = None if deadline is None else deadline - loop.time()
-                if left is not None and left <= 0:
-                    return None
-                try:
-                    await asyncio.wait_for(ready.wait(), left)
-                except asyncio.TimeoutError:
-                    return None
+                    waiter = self._waiter
+                    if waiter is None or waiter.done():
+                        waiter = self._waiter = loop.create_future()
+                    self._parked = waiters
+                if deadline is not None:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        return None
+                    waiters.arm(self, left)
+                await waiter
         finally:
             with self._cond:
-                self._wakers.discard(waker)
+                self._parked = None
+            self._deadline = None
+            if self._waiter is not None and self._waiter.done():
+                self._waiter = None
+
+    def mark_written(self) -> None:
+        """Say the event taken last was written to the client: its dispatch->written time
+        goes into the hub's stats (``HubStats.written``). The streams of
+        :mod:`transflow.streaming.sse` call it; a replayed event is not timed."""
+        at, self._taken_at = self._taken_at, 0.0
+        if at and self._written is not None:
+            self._written.add(time.monotonic() - at)
 
     def close(self) -> None:
         """End the subscription: the hub stops delivering to it and iteration ends."""
@@ -434,6 +469,12 @@ class FanOut:
         ),
     )
     _closed: bool = attrs.field(init=False, default=False)
+    _written: Window = attrs.field(init=False, factory=Window)
+
+    def written(self) -> Quantiles:
+        """How long recent events took from :meth:`dispatch` to being written to a client
+        (the streams report it with :meth:`Subscription.mark_written`)."""
+        return self._written.quantiles()
 
     def stats(self) -> FanOutStats:
         """The counters now."""
@@ -495,6 +536,7 @@ class FanOut:
                 pattern=pattern,
                 buffer_bytes=budget,
                 cursor=cursor,
+                written=self._written,
             )
             registry = self._patterns if pattern else self._exact
             registry.setdefault(channel, set()).add(sub)
@@ -503,12 +545,12 @@ class FanOut:
             # newer than every replayed one, so the replay goes in front of them. Only the
             # newest that fit the subscriber's budgets: the rest is in the snapshot.
             merged = list(heapq.merge(*tails, key=lambda entry: entry[0]))
-            kept: list[tuple[ProgressEvent, int]] = []
+            kept: list[tuple[ProgressEvent, int, float]] = []
             held = 0
             for _, event, nbytes in reversed(merged):
                 if len(kept) >= size or (kept and held + nbytes > budget):
                     break
-                kept.append((event, nbytes))
+                kept.append((event, nbytes, 0.0))
                 held += nbytes
             with sub._cond:
                 sub._items.extendleft(kept)
@@ -777,8 +819,9 @@ class FanOut:
             self._keep(event.channel, known, (arrival, event, size))
             targets = [*self._exact.get(event.channel, ()), *self._patterns.get(pattern, ())]
             delivered = 0
+            now = time.monotonic()
             for sub in targets:
-                over = sub._push(event, size)
+                over = sub._push(event, size, now)
                 if over is None:
                     delivered += 1
                 else:

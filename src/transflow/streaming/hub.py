@@ -77,9 +77,11 @@ from transflow.errors import (
 from transflow.processing.destination import ProgressDestination, ProgressTopic
 from transflow.streaming.fanout import FanOut, FanOutStats, Subscription
 from transflow.streaming.instances import InstanceQueue, is_missing, sweep_instance_queues
+from transflow.streaming.latency import Quantiles
 from transflow.streaming.lease import QueueLease
 from transflow.streaming.shutdown import stop_hubs_at_unhandled_sigterm
 from transflow.streaming.snapshot import UploadState, UploadStatus
+from transflow.streaming.waiters import loop_lag
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -158,11 +160,17 @@ class HubStats(FanOutStats):
     progress queue, ``"held"`` (this hub reads it), ``"standby"`` (another hub does: this
     one refuses its subscribers), ``"forked"`` (this process forked after starting the hub:
     it stopped reading), ``"unleased"`` (the lease tag could not be read or written: the hub
-    reads without it); ``"none"`` in fan-out mode or before start."""
+    reads without it); ``"none"`` in fan-out mode or before start. ``written``: how long
+    recent events took from dispatch to being written to a client; ``loop_lag``: how late
+    the event loops of this process ran their stream timers (see
+    :mod:`transflow.streaming.waiters`), the cost an operator sees first as subscribers
+    grow."""
 
     poller: PollerStats
     instance_recreated: int = 0
     lease: str = "none"
+    written: Quantiles = attrs.field(factory=Quantiles)
+    loop_lag: Quantiles = attrs.field(factory=Quantiles)
 
 
 @attrs.define(eq=False)
@@ -706,6 +714,8 @@ class ProgressHub:
             poller=self._poller_stats(),
             instance_recreated=self._recreated,
             lease=self._lease_state,
+            written=self._fanout.written(),
+            loop_lag=loop_lag().quantiles(),
         )
 
     def _report_gaps(self) -> None:
@@ -751,7 +761,8 @@ class ProgressHub:
         """Write the hub's metrics in CloudWatch EMF (:mod:`transflow._aws.emf`): connected
         subscribers now, events delivered, subscribers cut off for lagging, events that never
         arrived (gaps) and instance queues made anew since the last call. Call it on a timer
-        (every minute, say); returns the stats it read."""
+        (every minute, say); also the dispatch->written and loop-lag quantiles
+        (milliseconds, over recent samples); returns the stats it read."""
         stats = self.stats()
         last = self._emitted or {"delivered": 0, "lagged": 0, "gaps": 0, "recreated": 0}
         self._emitted = {
@@ -770,6 +781,10 @@ class ProgressHub:
                     stats.instance_recreated - last["recreated"],
                     "Count",
                 ),
+                "DispatchToWrittenP50": (stats.written.p50_ms, "Milliseconds"),
+                "DispatchToWrittenP99": (stats.written.p99_ms, "Milliseconds"),
+                "LoopLagP99": (stats.loop_lag.p99_ms, "Milliseconds"),
+                "LoopLagMax": (stats.loop_lag.max_ms, "Milliseconds"),
             },
             {"Component": "hub"},
             properties={"channels": stats.channels},

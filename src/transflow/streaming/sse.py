@@ -125,6 +125,7 @@ class _Feed(Protocol):
     def close(self) -> None: ...
 
 
+_HEARTBEAT = comment()
 _drops_lock = threading.Lock()
 _drops = 0
 
@@ -136,11 +137,21 @@ def dropped_events() -> int:
         return _drops
 
 
+# The bytes of the event encoded last with its own id: the subscribers of one upload are
+# woken one after another with the same event object, and encode it once between them.
+_last_encoded: tuple[object, bytes] = (None, b"")
+
+
 def _event_bytes(event: ProgressEvent, feed: _Feed | None = None) -> bytes | None:
-    global _drops  # noqa: PLW0603 - one process-wide counter, read by dropped_events()
+    global _drops, _last_encoded  # noqa: PLW0603 - process-wide, read by dropped_events()
+    # A branch subscription's id is its cursor, which any hub instance resumes from.
+    event_id = getattr(feed, "last_event_id", None) or event.event_id
+    if event_id == event.event_id:
+        last = _last_encoded  # one read: another thread may replace it
+        if last[0] is event:
+            return last[1]
     try:
-        # A branch subscription's id is its cursor, which any hub instance resumes from.
-        return encode(event.to_json(), id=getattr(feed, "last_event_id", None) or event.event_id)
+        chunk = encode(event.to_json(), id=event_id)
     except (SseEncodingError, ValueError) as exc:
         # One hostile event must not end every stream that carries it (and again on each
         # reconnect): skip it, count it, keep streaming.
@@ -150,6 +161,9 @@ def _event_bytes(event: ProgressEvent, feed: _Feed | None = None) -> bytes | Non
             "SSE: dropping an event of %r that cannot be encoded: %s", event.channel, exc
         )
         return None
+    if event_id == event.event_id:
+        _last_encoded = (event, chunk)
+    return chunk
 
 
 def _opening(subscription: _Feed, retry: int | None) -> bytes:
@@ -179,7 +193,11 @@ def stream(
     then each progress event (its id and JSON), a comment after ``heartbeat`` seconds of
     silence. A lagging subscriber gets a ``lagged`` event and the stream ends; the browser
     reconnects with its ``Last-Event-ID`` and resumes. Closing the iterator (the server does
-    when the client goes away) closes the subscription."""
+    when the client goes away) closes the subscription.
+
+    Each open stream holds its server thread, parked in ``subscription.get``: the ceiling is
+    the server's thread pool (see docs/streaming.md, "Many subscribers per process")."""
+    written = getattr(subscription, "mark_written", None)
     try:
         yield _opening(subscription, retry)
         while True:
@@ -190,9 +208,11 @@ def stream(
                 return
             except SubscriptionClosedError:
                 return
-            chunk = comment() if event is None else _event_bytes(event, subscription)
+            chunk = _HEARTBEAT if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
+                if event is not None and written is not None:
+                    written()  # resumed: the server took the chunk
     finally:
         subscription.close()
 
@@ -203,7 +223,10 @@ async def astream(
     heartbeat: float = DEFAULT_HEARTBEAT,
     retry: int | None = None,
 ) -> AsyncIterator[bytes]:
-    """:func:`stream` for ASGI: waits on the event loop without holding a thread."""
+    """:func:`stream` for ASGI: waits on the event loop without holding a thread. A
+    :class:`~transflow.streaming.fanout.Subscription` waits without a task or timer of its
+    own: its heartbeat comes from its loop's one timer."""
+    written = getattr(subscription, "mark_written", None)
     try:
         yield _opening(subscription, retry)
         while True:
@@ -214,9 +237,11 @@ async def astream(
                 return
             except SubscriptionClosedError:
                 return
-            chunk = comment() if event is None else _event_bytes(event, subscription)
+            chunk = _HEARTBEAT if event is None else _event_bytes(event, subscription)
             if chunk is not None:
                 yield chunk
+                if event is not None and written is not None:
+                    written()  # resumed: the server took the chunk
     finally:
         subscription.close()
 

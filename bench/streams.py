@@ -1,0 +1,376 @@
+"""Idle SSE subscribers per process (issue 26): what each costs one uvicorn worker.
+
+Four kinds of process: moto's server (:mod:`bench.server`); one uvicorn worker serving
+``sse.asgi_app(hub, secret=..., manage_hub=True)`` plus a ``/_stats`` route
+(``server``); raw asyncio clients, at most 10,000 connections each (``clients``); and this
+one, which publishes and measures. Per size: the server's memory per subscriber, its CPU
+over an idle window (heartbeats only, 15 s apart), the lag of its loop (a 100 ms probe),
+asyncio tasks per connection; then ``--channels`` x ``--events`` progress events, delivered
+to every subscriber (counted by the clients), and the hub's dispatch->written quantiles.
+
+Each process raises its soft open-file limit to the hard one: the hard limit
+(``ulimit -Hn``) is where the sizes stop.
+
+Run: ``python -m bench.streams --sizes 10000,19000`` (``--code`` names a source tree to run
+the server from instead, e.g. main's, for a before/after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, Endpoint, fifo_queue, serve, write_result
+
+SECRET = "bench-streams-secret-0123456789abcdef0123456789"  # noqa: S105 - a local bench
+BRANCH = "main"
+PER_CLIENT_PROCESS = 10_000
+
+
+def _raise_nofile() -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _channel(n: int) -> str:
+    return f"upload:{BRANCH}:streams-{n:04d}"
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+def run_server(endpoint_url: str, queue_url: str, port: int) -> None:
+    import uvicorn  # noqa: PLC0415
+
+    from transflow import ProgressHub, ProgressQueue, StreamLimits, asgi_app  # noqa: PLC0415
+
+    _raise_nofile()
+    hub = ProgressHub(Endpoint(endpoint_url).sqs(), ProgressQueue(queue_url), wait_time_seconds=1)
+    limits = StreamLimits(max_streams=100_000, max_streams_per_token=100_000)
+    app = asgi_app(hub, secret=SECRET, manage_hub=True, limits=limits)
+    lags: list[float] = []
+
+    async def probe() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.1)
+            lags.append(loop.time() - before - 0.1)
+
+    probing: list[asyncio.Task[None]] = []
+
+    async def stats(send: Any) -> None:
+        window = sorted(lags)
+        lags.clear()
+        body: dict[str, Any] = {
+            "rss_kb": _rss_kb(),
+            "tasks": len(asyncio.all_tasks()),
+            "lag_p99_ms": 1000 * window[int(0.99 * (len(window) - 1))] if window else 0.0,
+            "lag_max_ms": 1000 * window[-1] if window else 0.0,
+        }
+        try:
+            got = hub.stats()
+            body["subscribers"] = got.subscribers
+            body["delivered"] = got.delivered
+            written = getattr(got, "written", None)
+            if written is not None and hasattr(hub._fanout, "written"):
+                body["written"] = {"p50_ms": written.p50_ms, "p99_ms": written.p99_ms}
+                body["loop_lag"] = {"p99_ms": got.loop_lag.p99_ms, "max_ms": got.loop_lag.max_ms}
+        except AttributeError:
+            body["subscribers"] = hub._fanout.stats().subscribers
+        data = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": data})
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        if not probing and scope["type"] != "lifespan":
+            probing.append(asyncio.ensure_future(probe()))
+        if scope["type"] == "http" and scope["path"] == "/_stats":
+            await stats(send)
+            return
+        await app(scope, receive, send)
+
+    uvicorn.run(
+        wrapper,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        backlog=4096,
+        access_log=False,
+    )
+
+
+# -- the clients --------------------------------------------------------------------------
+
+
+def run_clients(port: int, first: int, count: int, channels: int) -> None:
+    from transflow import issue_stream_token  # noqa: PLC0415
+
+    _raise_nofile()
+    tokens = [issue_stream_token(SECRET, _channel(c), ttl=3600) for c in range(channels)]
+    events = [0] * count
+    opened = [0]
+
+    async def one(i: int) -> None:
+        n = first + i
+        # Many source addresses: one address has 28,000 ephemeral ports.
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=(f"127.0.0.{2 + n // 15_000}", 0), limit=1 << 16
+        )
+        c = n % channels
+        writer.write(
+            f"GET /?channel={_channel(c)}&token={tokens[c]} HTTP/1.1\r\nHost: b\r\n\r\n".encode()
+        )
+        tail = b""
+        seen_snapshot = False
+        while True:
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                return
+            data = tail + chunk
+            if not seen_snapshot and b"event: snapshot" in data:
+                seen_snapshot = True
+                opened[0] += 1
+            events[i] += data.count(b"\nid: ")
+            tail = data[-4:]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        conns = []
+        for start in range(0, count, 500):
+            batch = [asyncio.ensure_future(one(i)) for i in range(start, min(count, start + 500))]
+            conns.extend(batch)
+            await asyncio.sleep(0)
+            deadline = loop.time() + 60
+            while opened[0] < min(count, start + 500) and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        print(json.dumps({"opened": opened[0]}), flush=True)
+        while line := await reader.readline():
+            if line.strip() == b"report":
+                print(
+                    json.dumps(
+                        {
+                            "opened": opened[0],
+                            "events": sum(events),
+                            "complete": sum(1 for e in events if e >= 1),
+                        }
+                    ),
+                    flush=True,
+                )
+        for conn in conns:
+            conn.cancel()
+
+    asyncio.run(main())
+
+
+# -- the conductor ------------------------------------------------------------------------
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _get(port: int) -> dict[str, Any]:
+    import urllib.request  # noqa: PLC0415
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=30) as answer:
+        return json.loads(answer.read())  # type: ignore[no-any-return]
+
+
+def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  # noqa: PLR0915
+    env = {**os.environ, "PYTHONPATH": f"{args.code}:{ROOT}" if args.code else str(ROOT)}
+    with serve() as ep:
+        sqs = ep.sqs()
+        queue = fifo_queue(sqs, f"streams-{size}.fifo")
+        server = subprocess.Popen(  # noqa: S603 - our own module
+            [sys.executable, "-m", "bench.streams", "server", ep.endpoint_url, queue, str(port)],
+            cwd=ROOT,
+            env=env,
+        )
+        clients: list[subprocess.Popen[str]] = []
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    base = _get(port)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            cpu0, t0 = _cpu(server.pid), time.monotonic()
+            time.sleep(args.idle / 2)
+            baseline = (_cpu(server.pid) - cpu0) / (time.monotonic() - t0)
+            started = time.monotonic()
+            for first in range(0, size, PER_CLIENT_PROCESS):
+                count = min(PER_CLIENT_PROCESS, size - first)
+                clients.append(
+                    subprocess.Popen(  # noqa: S603 - our own module
+                        [
+                            sys.executable,
+                            "-m",
+                            "bench.streams",
+                            "clients",
+                            str(port),
+                            str(first),
+                            str(count),
+                            str(args.channels),
+                        ],
+                        cwd=ROOT,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)},
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+            opened = sum(json.loads(c.stdout.readline())["opened"] for c in clients)  # type: ignore[union-attr]
+            connect_s = time.monotonic() - started
+            connected = _get(port)
+            cpu0, t0 = _cpu(server.pid), time.monotonic()
+            time.sleep(args.idle)
+            idle = _get(port)
+            cpu = (_cpu(server.pid) - cpu0) / (time.monotonic() - t0)
+            load = os.getloadavg()
+            _publish(ep, queue, args.channels, args.events)
+            expected = opened * args.events
+            deadline = time.monotonic() + 120
+            got = 0
+            while time.monotonic() < deadline:
+                got = 0
+                for c in clients:
+                    c.stdin.write("report\n")  # type: ignore[union-attr]
+                    c.stdin.flush()  # type: ignore[union-attr]
+                    got += json.loads(c.stdout.readline())["events"]  # type: ignore[union-attr]
+                if got >= expected:
+                    break
+                time.sleep(1)
+            after = _get(port)
+        finally:
+            for c in clients:
+                c.stdin.close()  # type: ignore[union-attr]
+                c.kill()
+                c.wait()
+            server.terminate()
+            server.wait(timeout=30)
+    subs = max(1, connected["subscribers"])
+    return {
+        "size": size,
+        "opened": opened,
+        "subscribers": connected["subscribers"],
+        "connect_s": round(connect_s, 1),
+        "kb_per_subscriber": round((connected["rss_kb"] - base["rss_kb"]) / subs, 1),
+        "tasks_per_connection": round((connected["tasks"] - base["tasks"]) / subs, 2),
+        "idle_cpu_pct": round(100 * cpu, 2),
+        "baseline_cpu_pct": round(100 * baseline, 2),
+        "idle_cpu_per_10k_pct": round(100 * (cpu - baseline) * 10_000 / subs, 2),
+        "idle_lag_p99_ms": round(idle["lag_p99_ms"], 1),
+        "idle_lag_max_ms": round(idle["lag_max_ms"], 1),
+        "hub_loop_lag": idle.get("loop_lag"),
+        "delivered": got,
+        "expected": expected,
+        "written": after.get("written"),
+        "load_avg": [round(x, 2) for x in load],
+    }
+
+
+def _publish(ep: Endpoint, queue: str, channels: int, events: int) -> None:
+    from transflow import ProgressPublisher, ProgressQueue, ProgressType  # noqa: PLC0415
+
+    publisher = ProgressPublisher(ProgressQueue(queue), sqs=ep.sqs())
+    streams = [publisher.stream(_channel(c).rsplit(":", 1)[1], BRANCH) for c in range(channels)]
+    for stream in streams:
+        stream.emit(ProgressType.START)
+        stream.emit(ProgressType.STEP_START, step="work")
+    for n in range(events - 3):
+        for stream in streams:
+            stream.emit(ProgressType.PROGRESS, step="work", percent=10 * (n + 1))
+    for stream in streams:
+        stream.emit(ProgressType.DONE)
+        stream.close()
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run(
+    sizes: list[int],
+    *,
+    channels: int = 100,
+    events: int = 10,
+    idle: float = 31.0,
+    code: str = "",
+    name: str = "streams",
+    out: Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Measure each size in turn (a fresh moto, server and clients each); write the results."""
+    hard = _raise_nofile()
+    args = argparse.Namespace(channels=channels, events=events, idle=idle, code=code)
+    rows = []
+    for size in sizes:
+        row = measure(size, args, _free_port())
+        if not quiet:
+            print(json.dumps(row), flush=True)
+        rows.append(row)
+    data = {"hard_nofile": hard, "rows": rows}
+    table = "\n".join(json.dumps(row) for row in rows)
+    write_result(name, "Idle SSE subscribers per process", table, data, out, quiet=quiet)
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("role", nargs="?", default="conduct")
+    parser.add_argument("rest", nargs="*")
+    parser.add_argument("--sizes", default="10000,19000")
+    parser.add_argument("--channels", type=int, default=100)
+    parser.add_argument("--events", type=int, default=10)
+    parser.add_argument("--idle", type=float, default=31.0)
+    parser.add_argument("--code", default="", help="a src/ directory to run the server from")
+    parser.add_argument("--name", default="streams")
+    args = parser.parse_args()
+    if args.role == "server":
+        run_server(args.rest[0], args.rest[1], int(args.rest[2]))
+        return
+    if args.role == "clients":
+        port, first, count, channels = (int(x) for x in args.rest[:4])
+        run_clients(port, first, count, channels)
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    run(
+        sizes,
+        channels=args.channels,
+        events=args.events,
+        idle=args.idle,
+        code=args.code,
+        name=args.name,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""What an idle subscriber costs its event loop (issue 26): the ASGI app with N connections
+on one loop, counted in tasks, timers and cross-thread wake-ups, which load does not change."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import pytest
+
+from tests.support.fanout import event
+from transflow._wire.channels import upload_channel
+from transflow._wire.model import ProgressEvent
+from transflow.streaming.apps import asgi_app
+from transflow.streaming.fanout import FanOut, Subscription
+from transflow.streaming.latency import Window
+from transflow.streaming.waiters import loop_lag
+
+CHANNEL = upload_channel("main", "idle")
+N = 400
+
+
+class _Hub:
+    def __init__(self) -> None:
+        self.fanout = FanOut()
+
+    def subscribe(
+        self, channel: str, last_event_id: str | None = None, *, principal: Any = None
+    ) -> Subscription:
+        return self.fanout.subscribe(channel, last_event_id)
+
+
+class _Loop:
+    """Counts what the streams ask of the running loop: timers, and crossings from other
+    threads (as the hub's poller thread makes when it dispatches)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.timers = 0
+        self.crossings = 0
+        self.thread = threading.get_ident()
+        call_at, call_soon_threadsafe = loop.call_at, loop.call_soon_threadsafe
+
+        def counting_call_at(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            self.timers += 1
+            return call_at(*args, **kwargs)
+
+        def counting_threadsafe(*args: Any, **kwargs: Any) -> asyncio.Handle:
+            if threading.get_ident() != self.thread:
+                self.crossings += 1
+            return call_soon_threadsafe(*args, **kwargs)
+
+        loop.call_at = counting_call_at  # type: ignore[method-assign,assignment]
+        loop.call_soon_threadsafe = counting_threadsafe  # type: ignore[method-assign,assignment]
+
+
+async def _until(condition: Callable[[], bool], changed: asyncio.Event, what: str) -> None:
+    async def wait() -> None:
+        while not condition():
+            changed.clear()
+            await changed.wait()
+
+    try:
+        await asyncio.wait_for(wait(), 20)
+    except asyncio.TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+async def _serve_idle(spec_version: str, heartbeat: float, beats: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    counted = _Loop(loop)
+    hub = _Hub()
+    app = asgi_app(hub, allow_anonymous=True, heartbeat=heartbeat)
+    bodies: list[list[bytes]] = [[] for _ in range(N)]
+    changed = asyncio.Event()
+    gone = asyncio.Event()
+
+    async def receive() -> MutableMapping[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    def sender(i: int) -> Callable[[MutableMapping[str, Any]], Any]:
+        async def send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                bodies[i].append(message["body"])
+                changed.set()
+
+        return send
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": spec_version},
+        "method": "GET",
+        "query_string": f"channel={CHANNEL}".encode(),
+        "headers": [],
+    }
+    before = len(asyncio.all_tasks())
+    conns = [asyncio.ensure_future(app(dict(scope), receive, sender(i))) for i in range(N)]
+    await _until(lambda: all(bodies), changed, "every snapshot")
+    figures: dict[str, Any] = {
+        "tasks_per_connection": (len(asyncio.all_tasks()) - before) / N,
+        "timers_while_parking": counted.timers,
+    }
+    if beats:
+        timers = counted.timers
+        await _until(lambda: all(len(b) > beats for b in bodies), changed, "the heartbeats")
+        figures["timers_per_heartbeat"] = (counted.timers - timers) / (N * beats)
+    crossings = counted.crossings
+    dispatcher = threading.Thread(target=hub.fanout.dispatch, args=[event("idle", 1)])
+    dispatcher.start()
+    dispatcher.join()
+    figures["crossings_per_dispatch"] = counted.crossings - crossings
+    await _until(lambda: all(b"id: idle:1" in b"".join(b) for b in bodies), changed, "delivery")
+    figures["written"] = hub.fanout.written() if hasattr(hub.fanout, "written") else None
+    gone.set()
+    for conn in conns:
+        conn.cancel()
+    await asyncio.gather(*conns, return_exceptions=True)
+    return figures
+
+
+def test_an_idle_asgi_stream_costs_one_task_and_shares_its_loops_one_timer() -> None:
+    """Per connection: the server's task only (spec 2.4 servers report a gone client from
+    send); one timer for all; one crossing into the loop per dispatch, not one per
+    subscriber. Before issue 26: 2 tasks (+1 watcher), a timer and a crossing each."""
+    figures = asyncio.run(_serve_idle("2.4", heartbeat=15.0, beats=0))
+    assert figures["tasks_per_connection"] == 1
+    assert figures["timers_while_parking"] < 10  # rounded deadlines; and _until's own
+    assert figures["crossings_per_dispatch"] == 1
+    assert figures["written"].count == N
+
+
+def test_older_servers_keep_the_disconnect_watcher_and_heartbeats_share_ticks() -> None:
+    """uvicorn and hypercorn (spec 2.3 / 2.1) return silently from send after a client left:
+    their streams keep one watcher task each. Heartbeats come from the loop's ticks: far
+    fewer timers than connections x heartbeats."""
+    figures = asyncio.run(_serve_idle("2.3", heartbeat=0.2, beats=2))
+    assert figures["tasks_per_connection"] == 2
+    assert figures["timers_per_heartbeat"] < 0.25  # 1.0 before: one per wait
+    assert figures["crossings_per_dispatch"] == 1
+    assert loop_lag().quantiles().count > 0
+
+
+def test_aget_waits_with_no_task_and_times_out_on_the_shared_timer() -> None:
+    fanout = FanOut()
+    subs = [fanout.subscribe(CHANNEL) for _ in range(50)]
+
+    async def main() -> list[ProgressEvent | None]:
+        before = len(asyncio.all_tasks())
+        waits = [asyncio.ensure_future(sub.aget(timeout=0.05)) for sub in subs]
+        await asyncio.sleep(0)  # let each wait park
+        assert len(asyncio.all_tasks()) - before == len(subs)
+        return list(await asyncio.gather(*waits))
+
+    assert asyncio.run(main()) == [None] * len(subs)
+
+
+def test_a_window_reports_quantiles_of_its_recent_samples() -> None:
+    window = Window(size=100)
+    assert window.quantiles().count == 0
+    for ms in range(1, 201):
+        window.add(ms / 1000)
+    got = window.quantiles()
+    assert (got.count, got.p50_ms, got.p99_ms, got.max_ms) == (100, 151.0, 200.0, 200.0)
+
+
+def test_on_a_spec_2_4_server_the_first_write_after_a_disconnect_ends_the_stream() -> None:
+    """No watcher task there: the server's send raises (ASGI 2.4) and the stream ends,
+    unsubscribed, at its next heartbeat."""
+    hub = _Hub()
+    app = asgi_app(hub, allow_anonymous=True, heartbeat=0.05)
+    writes: list[bytes] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        await asyncio.Event().wait()  # never says http.disconnect
+        raise AssertionError("unreachable")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            if writes:
+                raise ConnectionResetError("client gone")  # what a 2.4 server raises
+            writes.append(message["body"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "method": "GET",
+        "query_string": f"channel={CHANNEL}".encode(),
+        "headers": [],
+    }
+
+    async def main() -> None:
+        await asyncio.wait_for(app(scope, receive, send), 20)
+
+    asyncio.run(main())
+    assert len(writes) == 1  # the snapshot; the heartbeat after it found the client gone
+    assert hub.fanout.stats().subscribers == 0
