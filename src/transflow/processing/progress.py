@@ -146,6 +146,7 @@ class ProgressPublisher:
     )
     _pending_lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False)
     _pending_timer: threading.Timer | None = attrs.field(default=None, init=False, repr=False)
+    _combining: int = attrs.field(default=0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if isinstance(self.destination, ProgressTopic):
@@ -190,14 +191,21 @@ class ProgressPublisher:
 
         The block must end before the batch's messages are deleted: a job's message is
         deleted (by Lambda, after the handler returns) only after its events were sent."""
+        # Blocks may overlap (concurrent handler calls on one processor, a worker's
+        # threads): they share one queue, and the last to end stops combining. Resetting
+        # the queue on entry would drop the events another block had queued.
         with self._pending_lock:
-            self._pending = []
+            if self._pending is None:
+                self._pending = []
+            self._combining += 1
         try:
             yield
         finally:
             with self._pending_lock:
-                self._send_pending()
-                self._pending = None
+                self._send_pending()  # this block's events are sent before it returns
+                self._combining -= 1
+                if self._combining == 0:
+                    self._pending = None
 
     def _join(self, events: list[ProgressEvent], stream: ProgressStream) -> bool:
         """Queue a stream's events for the combined send; False outside :meth:`combined`."""
