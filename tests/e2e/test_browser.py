@@ -149,6 +149,11 @@ def test_the_docs_example_page_uploads_and_follows_to_the_end(
     # /api/uploads, /api/multipart/ and /events. The example replaces the dev page's body;
     # one line added after its script tells the test its listener is in place.
     browser.get(stack.http_url + "/")
+    # The dev page's own module may still be loading: replacing the body under it makes it
+    # fail on missing elements. It marks the page once its listeners are set.
+    WebDriverWait(browser, 10).until(
+        lambda b: b.execute_script("return document.documentElement.dataset.devPage") == "ready"
+    )
     browser.execute_script(
         "document.body.innerHTML = arguments[0];"
         "const s = document.createElement('script'); s.type = 'module';"

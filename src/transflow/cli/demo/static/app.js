@@ -162,3 +162,8 @@ document.getElementById("upload-form").addEventListener("submit", async (event) 
     view.note(err.message);
   }
 });
+
+// Tests (and anything that rewrites the page) wait for this: the listeners above are set.
+if (document.documentElement && document.documentElement.dataset) {
+  document.documentElement.dataset.devPage = "ready";
+}
