@@ -507,7 +507,9 @@ def run(
     for w in soak.workers:
         if w is not crashed and w.poller is not None:
             w.poller.request_stop()
-    hub.poller.request_stop()
+    # stop(), not the poller's request_stop(): the lease keeper would go on renewing the
+    # lease on a queue the caller deletes next, and log each failure.
+    hub.stop(5)
     for w in soak.workers:
         w.buried.set()
     table = _report(data, chaos, soak, crashed)
