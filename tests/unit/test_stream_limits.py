@@ -5,6 +5,7 @@ stream, a response closed before it was iterated). Real servers: test_sse_limits
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import MutableMapping
 from typing import Any
@@ -16,6 +17,38 @@ from hypothesis import strategies as st
 
 from transflow import ConfigError, ProgressEvent, StreamLimits
 from transflow.streaming.apps import asgi_app, wsgi_app
+
+
+def test_refusals_reach_the_metrics_once_each(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRANSFLOW_METRICS", "emf")
+    limits = StreamLimits(max_streams=3, max_streams_per_token=1)
+
+    def emitted() -> dict[str, Any]:
+        limits.emit_metrics()
+        line: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        return line
+
+    held = [limits.acquire("a"), limits.acquire("b")]
+    assert isinstance(limits.acquire("a"), str)  # the token's cap
+    held.append(limits.acquire("c"))
+    assert isinstance(limits.acquire("d"), str)  # the process's cap
+    assert isinstance(limits.acquire(None), str)
+    first = emitted()
+    assert first["Component"] == "sse"
+    assert (first["StreamsOpen"], first["StreamsRefusedFull"], first["StreamsRefusedPerToken"]) == (
+        3,
+        2,
+        1,
+    )
+    # Deltas: a refusal counted once is not counted again.
+    second = emitted()
+    assert (second["StreamsRefusedFull"], second["StreamsRefusedPerToken"]) == (0, 0)
+    for slot in held:
+        assert not isinstance(slot, str)
+        slot.release()
+    assert emitted()["StreamsOpen"] == 0
 
 
 def test_caps_per_owner_and_per_process() -> None:

@@ -15,6 +15,7 @@ from collections.abc import Hashable
 
 import attrs
 
+from transflow._aws.emf import emit
 from transflow._wire.validators import bounded_int
 
 __all__ = ["StreamLimitStats", "StreamLimits"]
@@ -90,6 +91,7 @@ class StreamLimits:
     _refused_per_token: int = attrs.field(init=False, default=0)
     _warned_at: float | None = attrs.field(init=False, default=None)
     _unreported: int = attrs.field(init=False, default=0)
+    _emitted: StreamLimitStats | None = attrs.field(init=False, default=None)
 
     def acquire(self, owner: Hashable | None) -> StreamSlot | str:
         """A slot for a new stream of ``owner`` (a token's or the host's key; None counts
@@ -155,3 +157,32 @@ class StreamLimits:
             return StreamLimitStats(
                 self._open, self._peak, self._refused_full, self._refused_per_token
             )
+
+    def emit_metrics(self) -> StreamLimitStats:
+        """Write the caps' metrics in CloudWatch EMF (:mod:`transflow._aws.emf`): streams open
+        now and the streams refused since the last call, because the process was full
+        (``StreamsRefusedFull``) or a token was (``StreamsRefusedPerToken``). Call it on the
+        timer that calls :meth:`ProgressHub.emit_metrics
+        <transflow.streaming.hub.ProgressHub.emit_metrics>`: a refusal is otherwise only a
+        503 in a browser and one warning a minute; returns the stats it read."""
+        with self._lock:  # one read and one mark: two callers never count a refusal twice
+            stats = StreamLimitStats(
+                self._open, self._peak, self._refused_full, self._refused_per_token
+            )
+            last, self._emitted = self._emitted, stats
+        emit(
+            {
+                "StreamsOpen": (stats.open, "Count"),
+                "StreamsRefusedFull": (
+                    stats.refused_full - (last.refused_full if last else 0),
+                    "Count",
+                ),
+                "StreamsRefusedPerToken": (
+                    stats.refused_per_token - (last.refused_per_token if last else 0),
+                    "Count",
+                ),
+            },
+            {"Component": "sse"},
+            properties={"peak": stats.peak},
+        )
+        return stats
