@@ -88,3 +88,27 @@ def test_an_entry_retried_after_its_successors_reaches_every_fanout_instance(
     finally:
         for hub in hubs:
             hub.stop(5)
+
+
+def test_a_done_accepted_before_a_failed_entry_still_comes_last(sqs: SQSClient) -> None:
+    """The queue holds ``done`` before the entry sent again; a browser stops at ``done``,
+    so the hub holds it until the late entry arrives (``FanOut.terminal_hold``)."""
+    url = fifo_queue(sqs, "progress-done.fifo")
+    faults = EntryFaults(sqs, "SendMessageBatch", second_entry_fails_once)
+    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
+    with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
+        sub = hub.subscribe("upload:main:up-1")
+        with publisher.stream("up-1", "main") as stream:  # one batch: the block's end
+            sent = [stream.emit("progress", step="transcode", percent=10 * n) for n in range(3)]
+            sent.append(stream.emit("done"))
+        assert faults.injected == 1
+        got = [sub.get(timeout=10) for _ in range(4)]
+        assert [(e.seq, e.type.value) if e else None for e in got] == [
+            (sent[0].seq, "progress"),
+            (sent[2].seq, "progress"),
+            (sent[1].seq, "progress"),  # the late one, delivered where it arrived
+            (sent[3].seq, "done"),  # held for it
+        ]
+        wait_until(lambda: queue_counts(sqs, url) == (0, 0), what="every message deleted")
+        stats = hub.stats()
+    assert (stats.dispatched, stats.duplicates, stats.terminals_held) == (4, 0, 1)

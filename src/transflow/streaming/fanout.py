@@ -381,7 +381,9 @@ class FanOutStats:
     ``replay_evicted``: events dropped from them (or never kept) to stay within the byte
     budgets. ``identities``: the identities remembered for dedup now. ``gaps``: events
     missing for good, a seq of an attempt that never arrived within ``gap_wait`` while its
-    successors did (another reader on the queue, or a publish that failed)."""
+    successors did (another reader on the queue, or a publish that failed).
+    ``terminals_held``: ``done``, ``error`` or ``cancelled`` events held back because an
+    earlier event of their attempt had not arrived yet (see ``FanOut.terminal_hold``)."""
 
     subscribers: int
     channels: int
@@ -395,6 +397,7 @@ class FanOutStats:
     lagged_bytes: int
     identities: int
     gaps: int
+    terminals_held: int
 
 
 @attrs.define(eq=False)
@@ -417,7 +420,15 @@ class FanOut:
     ``SEQS_PER_MS``, a new attempt's seqs from its start). A hole filled within
     ``gap_wait`` seconds was a late event; one still open then is a gap, counted in
     ``gaps`` and handed once to :meth:`take_gaps`. At most ``max_holes`` holes are watched
-    (the oldest count as gaps early)."""
+    (the oldest count as gaps early).
+
+    Terminal events last. A ``done``, ``error`` or ``cancelled`` event that arrives while an
+    earlier seq of its attempt is missing (a batch entry that failed and is being sent again
+    after its successors were accepted) is held until the missing events arrive, at most
+    ``terminal_hold`` seconds; then it is delivered, after them. A browser stops reading at
+    the terminal event, so one delivered first would lose what came late; one held past
+    ``terminal_hold`` is delivered anyway (the missing events then count as gaps once
+    ``gap_wait`` passes). Counted in ``terminals_held``."""
 
     buffer_size: int = attrs.field(default=1000, validator=at_least(1))
     replay_size: int = attrs.field(default=1000, validator=at_least(0))
@@ -432,6 +443,7 @@ class FanOut:
     )
 
     gap_wait: float = attrs.field(default=30.0, validator=positive, kw_only=True)
+    terminal_hold: float = attrs.field(default=5.0, validator=positive, kw_only=True)
     max_holes: int = attrs.field(default=1 << 14, validator=at_least(1), kw_only=True)
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
@@ -464,12 +476,18 @@ class FanOut:
                 "lagged_bytes",
                 "replay_evicted",
                 "gaps",
+                "terminals_held",
             ),
             0,
         ),
     )
     _closed: bool = attrs.field(init=False, default=False)
     _written: Window = attrs.field(init=False, factory=Window)
+    # Terminal events waiting for an earlier seq of their attempt, by (channel, seq), with
+    # what delivering them needs and the timer that delivers them anyway.
+    _held: dict[tuple[str, int], tuple[ProgressEvent, str, int, threading.Timer]] = attrs.field(
+        init=False, factory=dict
+    )
 
     def written(self) -> Quantiles:
         """How long recent events took from :meth:`dispatch` to being written to a client
@@ -659,6 +677,9 @@ class FanOut:
         """End every subscription (``why`` is said to each) and refuse new ones."""
         with self._lock:
             self._closed = True
+            for *_, timer in self._held.values():
+                timer.cancel()
+            self._held.clear()
             subs = [s for group in (*self._exact.values(), *self._patterns.values()) for s in group]
             self._exact.clear()
             self._patterns.clear()
@@ -812,24 +833,78 @@ class FanOut:
                 self._counts["duplicates"] += 1  # a redelivery: subscribers already have it
                 return 0
             arrival = next(self._arrivals)
-            if event.seq is not None:
-                self._remember(event.channel, known, event.seq, arrival)
-                self._track(event.channel, known, event.seq)
-            known.status = fold_event(known.status, event)
-            self._keep(event.channel, known, (arrival, event, size))
-            targets = [*self._exact.get(event.channel, ()), *self._patterns.get(pattern, ())]
-            delivered = 0
-            now = time.monotonic()
-            for sub in targets:
-                over = sub._push(event, size, now)
-                if over is None:
-                    delivered += 1
-                else:
-                    self._counts["lagged"] += 1
-                    if over == "bytes":
-                        self._counts["lagged_bytes"] += 1
-                    self._forget(sub)
-                    sub._fanout = None
-            self._counts["dispatched"] += 1
-            self._counts["delivered"] += delivered
+            if event.seq is None:
+                return self._deliver(event, known, pattern, size, arrival)
+            self._remember(event.channel, known, event.seq, arrival)
+            self._track(event.channel, known, event.seq)
+            if event.type.terminal and not self._closed and self._missing_below(event):
+                self._hold(event, pattern, size)
+                return 0
+            delivered = self._deliver(event, known, pattern, size, arrival)
+            if self._held:
+                delivered += self._release_ready(event.channel)
+        return delivered
+
+    def _missing_below(self, event: ProgressEvent) -> bool:
+        # With the lock, after _track: a hole of the channel below the event's seq (one it
+        # left, or one still open; an older attempt's only until it counts as a gap).
+        seq = event.seq
+        assert seq is not None
+        return any(channel == event.channel and hole < seq for channel, hole in self._holes)
+
+    def _hold(self, event: ProgressEvent, pattern: str, size: int) -> None:
+        assert event.seq is not None
+        key = (event.channel, event.seq)
+        timer = threading.Timer(self.terminal_hold, self._release_held, (key,))
+        timer.daemon = True
+        self._held[key] = (event, pattern, size, timer)
+        self._counts["terminals_held"] += 1
+        timer.start()
+
+    def _release_ready(self, name: str) -> int:
+        # With the lock: deliver the held terminal events of ``name`` that nothing is
+        # missing below any more.
+        delivered = 0
+        for key in [k for k in self._held if k[0] == name]:
+            if not self._missing_below(self._held[key][0]):
+                delivered += self._deliver_held(key)
+        return delivered
+
+    def _release_held(self, key: tuple[str, int]) -> None:
+        # terminal_hold is over: deliver it, whatever is still missing.
+        with self._lock:
+            if key in self._held:
+                self._deliver_held(key)
+
+    def _deliver_held(self, key: tuple[str, int]) -> int:
+        event, pattern, size, timer = self._held.pop(key)
+        timer.cancel()
+        known = self._channel(event.channel, pattern)
+        arrival = next(self._arrivals)
+        if event.seq is not None and event.seq in known.seen:
+            known.seen[event.seq] = arrival  # a resume finds it where it was delivered
+        return self._deliver(event, known, pattern, size, arrival)
+
+    def _deliver(
+        self, event: ProgressEvent, known: _Channel, pattern: str, size: int, arrival: int
+    ) -> int:
+        """Fold ``event`` into its channel, keep it for replay and hand it to every
+        matching subscriber (with the lock); how many got it."""
+        known.status = fold_event(known.status, event)
+        self._keep(event.channel, known, (arrival, event, size))
+        targets = [*self._exact.get(event.channel, ()), *self._patterns.get(pattern, ())]
+        delivered = 0
+        now = time.monotonic()
+        for sub in targets:
+            over = sub._push(event, size, now)
+            if over is None:
+                delivered += 1
+            else:
+                self._counts["lagged"] += 1
+                if over == "bytes":
+                    self._counts["lagged_bytes"] += 1
+                self._forget(sub)
+                sub._fanout = None
+        self._counts["dispatched"] += 1
+        self._counts["delivered"] += delivered
         return delivered
