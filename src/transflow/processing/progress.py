@@ -184,10 +184,11 @@ class ProgressPublisher:
     @contextlib.contextmanager
     def combined(self) -> Iterator[None]:
         """Inside the block, the streams' flushes join one queue across all their jobs:
-        it is sent when ten events wait, ``flush_after`` seconds after the first of them,
-        and when the block ends. So a Lambda batch of short jobs makes one
-        SendMessageBatch (or PublishBatch) per ten events of any uploads, instead of one or
-        two per job; each upload's events keep their order (one queue, sent in order).
+        whole batches of ten are sent as soon as they wait, the rest ``flush_after``
+        seconds after the first of them (the latency budget: no event waits longer) or
+        when the block ends. So a Lambda batch of short jobs makes one SendMessageBatch
+        (or PublishBatch) per ten events of any uploads, instead of one or two per job;
+        each upload's events keep their order (one queue, sent in order).
 
         The block must end before the batch's messages are deleted: a job's message is
         deleted (by Lambda, after the handler returns) only after its events were sent."""
@@ -214,8 +215,10 @@ class ProgressPublisher:
                 return False
             self._pending.extend((event, stream) for event in events)
             if len(self._pending) >= MAX_BATCH_ENTRIES:
-                self._send_pending()
-            elif self._pending and self._pending_timer is None:
+                # Only whole batches go now: twelve waiting are one call of ten and two
+                # left for the next events, the timer or the block's end, not two calls.
+                self._send_pending(whole_batches=True)
+            if self._pending and self._pending_timer is None:
                 self._pending_timer = threading.Timer(self.flush_after, self._send_due)
                 self._pending_timer.daemon = True
                 self._pending_timer.start()
@@ -225,12 +228,18 @@ class ProgressPublisher:
         with self._pending_lock:
             self._send_pending()
 
-    def _send_pending(self) -> None:
+    def _send_pending(self, *, whole_batches: bool = False) -> None:
         # Called with the lock held: sends stay in order, one at a time.
-        if self._pending_timer is not None:
+        queued = self._pending or []
+        cut = len(queued) - len(queued) % MAX_BATCH_ENTRIES if whole_batches else len(queued)
+        pending = queued[:cut]
+        if self._pending is not None:
+            self._pending = queued[cut:]
+        # Events left waiting keep the running timer: it started with the oldest of them,
+        # so none waits longer than flush_after.
+        if not self._pending and self._pending_timer is not None:
             self._pending_timer.cancel()
             self._pending_timer = None
-        pending, self._pending = (self._pending or []), ([] if self._pending is not None else None)
         if not pending:
             return
         streams = list({id(stream): stream for _, stream in pending}.values())
