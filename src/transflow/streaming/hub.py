@@ -257,6 +257,10 @@ class ProgressHub:
     )
     _gaps_unlogged: int = attrs.field(init=False, default=0)
     _gaps_logged_at: float | None = attrs.field(init=False, default=None)
+    # The message groups (uploads) whose last event dispatched ended them: their deletes
+    # may linger (see _ended). Insertion-ordered, the oldest forgotten past max_channels.
+    _ended_groups: dict[str, bool] = attrs.field(init=False, factory=dict)
+    _ended_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
@@ -697,6 +701,7 @@ class ProgressHub:
             # An instance queue can be swept or deleted under a live hub (it then makes a
             # new one): deletes held back for it would fail against a missing queue.
             delete_window=0.0 if self.fanout_mode else self.delete_window,
+            linger=self._ended,
             receive_pause=self.receive_pause,
             name="transflow-hub",
             on_receive_error=(
@@ -839,13 +844,39 @@ class ProgressHub:
         # pure, in memory), so a message that fails is dropped and counted, never released:
         # a released poison message would block its upload's FIFO group until it expires.
         try:
-            self.dispatch(ProgressEvent.from_json(message.body))
+            event = ProgressEvent.from_json(message.body)
+            self.dispatch(event)
+            self._note_end(message, event)
             self._report_gaps()
         except (EventFormatError, ChannelError) as exc:
             self._malformed(message, str(exc))
         except Exception as exc:  # a bug must not block the upload either
             log.exception("dropping progress message %s: dispatch failed", message.message_id)
             self._malformed(message, f"{type(exc).__name__} while dispatching")
+
+    def _note_end(self, message: ReceivedMessage, event: ProgressEvent) -> None:
+        """Remember whether ``event`` is the last its upload's group is expected to carry:
+        ``done``, ``cancelled``, or an ``error`` after which no attempt follows."""
+        group = message.group_id
+        if group is None:
+            return
+        ended = event.type.terminal and event.extra.get("retrying") is not True
+        with self._ended_lock:
+            self._ended_groups.pop(group, None)
+            self._ended_groups[group] = ended
+            while len(self._ended_groups) > self.max_channels:
+                del self._ended_groups[next(iter(self._ended_groups))]
+
+    def _ended(self, message: ReceivedMessage) -> bool:
+        """The poller's ``linger``: whether ``message``'s delete may wait for others' (up to
+        ``delete_window``, ten to a call) because its upload has ended. Holding back the
+        group of an ended upload delays no event; an upload still running is deleted at
+        once, so its next events are not held back on the FIFO queue."""
+        group = message.group_id
+        if group is None:
+            return False
+        with self._ended_lock:
+            return self._ended_groups.get(group, False)
 
     def _malformed(self, message: ReceivedMessage, why: str) -> None:
         # Returning normally deletes it and keeps its group moving.
