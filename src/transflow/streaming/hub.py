@@ -198,9 +198,11 @@ class ProgressHub:
     ten are deleted in one call (see
     :attr:`QueuePoller.delete_window <transflow._aws.poller.QueuePoller.delete_window>`):
     0.5 by default, at most a third of ``visibility_timeout``, 0 to delete each receive's
-    at once. The shared progress queue only: instance queues delete at once. Every option
-    is checked
-    here: one out of range raises :class:`~transflow.errors.ConfigError`.
+    at once; the messages of uploads that have ended (``done``, ``cancelled``, an
+    ``error`` not retried) wait up to it on a thin queue too, so the deletes of several
+    receives go in one call. The shared progress queue only: instance queues delete at
+    once. Every option is checked here: one out of range raises
+    :class:`~transflow.errors.ConfigError`.
     """
 
     sqs: SQSClient
