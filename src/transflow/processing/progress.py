@@ -57,6 +57,7 @@ from transflow._wire.model import ProgressEvent, ProgressType
 from transflow._wire.trace import TraceContext
 from transflow.errors import ConfigError, ProgressEventTooLargeError
 from transflow.processing.destination import ProgressDestination, ProgressTopic
+from transflow.processing.packing import pack_messages, per_event
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -140,6 +141,10 @@ class ProgressPublisher:
     clock: Callable[[], float] = attrs.field(
         default=time.time, kw_only=True, validator=validators.callable_
     )
+    pack_events: bool = attrs.field(default=False, kw_only=True)
+    """Send the events of one upload in one send as one message (a pack,
+    :mod:`transflow._wire.packs`) rather than one message each: fewer messages for the
+    hub to receive and delete. Only for a queue or topic read by hubs of this version on."""
 
     _pending: list[tuple[ProgressEvent, ProgressStream]] | None = attrs.field(
         default=None, init=False, repr=False
@@ -214,7 +219,11 @@ class ProgressPublisher:
             if self._pending is None:
                 return False
             self._pending.extend((event, stream) for event in events)
-            if len(self._pending) >= MAX_BATCH_ENTRIES:
+            if self.pack_events:
+                # A message per upload (and attempt): ten of them fill a call.
+                if len({id(s) for _, s in self._pending}) >= MAX_BATCH_ENTRIES:
+                    self._send_pending()
+            elif len(self._pending) >= MAX_BATCH_ENTRIES:
                 # Only whole batches go now: twelve waiting are one call of ten and two
                 # left for the next events, the timer or the block's end, not two calls.
                 self._send_pending(whole_batches=True)
@@ -293,6 +302,8 @@ class ProgressPublisher:
         """Send events now (in order, batched; of one attempt, or with one attempt token
         per event); failures are logged and returned, never raised."""
         tokens = [attempt_token] * len(events) if isinstance(attempt_token, str) else attempt_token
+        if self.pack_events:
+            return self._send_packed(events, tokens)
         messages = [
             (
                 _event_key(event, index),
@@ -317,6 +328,33 @@ class ProgressPublisher:
                     EntryFailure(key, error_code(exc), str(exc), True) for key, _ in messages
                 )
             )
+        if result.failed:
+            log.error(
+                "progress: %d of %d events were not sent to %s (%s); the job goes on without them",
+                len(result.failed),
+                len(events),
+                self.destination.address,
+                ", ".join(f"{f.key}: {f.code}" for f in result.failed[:5]),
+            )
+        return result
+
+    def _send_packed(self, events: list[ProgressEvent], tokens: Sequence[str]) -> BatchResult:
+        packs = pack_messages(
+            [(_event_key(e, i), e, t) for i, (e, t) in enumerate(zip(events, tokens, strict=True))],
+            self.destination.max_message_bytes,
+            progress_dedup_id,
+        )
+        try:
+            sent = self.publish([(pack.key, pack.message) for pack in packs])
+        except Exception as exc:
+            log.exception(
+                "progress: could not send %d events to %s; the job goes on without them",
+                len(events),
+                self.destination.address,
+            )
+            failed = tuple(EntryFailure(p.key, error_code(exc), str(exc), True) for p in packs)
+            return per_event(BatchResult(failed=failed), packs)
+        result = per_event(sent, packs)
         if result.failed:
             log.error(
                 "progress: %d of %d events were not sent to %s (%s); the job goes on without them",

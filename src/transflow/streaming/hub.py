@@ -63,6 +63,7 @@ from transflow._wire.channels import parse_channel
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProgressEvent
+from transflow._wire.packs import packed_items
 from transflow._wire.validators import at_least, between, instance_of, positive
 from transflow.errors import (
     ChannelError,
@@ -846,7 +847,21 @@ class ProgressHub:
         # pure, in memory), so a message that fails is dropped and counted, never released:
         # a released poison message would block its upload's FIFO group until it expires.
         try:
-            event = ProgressEvent.from_json(message.body)
+            items = packed_items(message.body)
+        except EventFormatError as exc:
+            self._malformed(message, str(exc))
+            return
+        if items is None:
+            self._dispatch_one(message, lambda: ProgressEvent.from_json(message.body))
+            return
+        # A pack (several events of one upload, in order): each event on its own, so one
+        # malformed event costs only itself.
+        for item in items:
+            self._dispatch_one(message, functools.partial(ProgressEvent.from_dict, item))
+
+    def _dispatch_one(self, message: ReceivedMessage, parse: Callable[[], ProgressEvent]) -> None:
+        try:
+            event = parse()
             self.dispatch(event)
             self._note_end(message, event)
             self._report_gaps()
