@@ -4,7 +4,7 @@ per send, read by the hub event by event, in order, with nothing lost or doubled
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tests.support.faults import EntryFaults
 from tests.support.streaming import fifo_queue, publish, queue_counts, wait_until
@@ -13,16 +13,21 @@ from transflow import (
     ProgressHub,
     ProgressPublisher,
     ProgressQueue,
+    ProgressTopic,
     Subscription,
     count_requests,
+    load_config,
     upload_channel,
 )
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._wire.packs import pack_body
+from transflow.ops.provision import ensure_topic
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+    from transflow.cli.local import LocalAws
 
 FAST = RetryPolicy(attempts=4, initial=0.001, maximum=0.01)
 TYPES = ["start", "step:start", "progress", "output", "step:done", "done"]
@@ -164,3 +169,39 @@ def test_the_hub_reads_packs_and_single_events_in_order(sqs: SQSClient) -> None:
     stats = hub.stats()
     assert (stats.malformed, stats.duplicates) == (1, 0)
     assert queue_counts(sqs, url) == (0, 0)
+
+
+def test_packs_reach_every_fanout_instance(tmp_path: Any, aws: LocalAws) -> None:
+    """Fan-out mode: a pack per upload goes through the SNS FIFO topic (one PublishBatch)
+    to every hub's instance queue, and each hub's subscriber gets the events in order."""
+    path = tmp_path / "transflow.config.json"
+    path.write_text(
+        json.dumps({"project": "fan", "branch": "main", "sqs": {"progressFanout": "sns"}})
+    )
+    config = load_config(path, env={})
+    sns = aws.sns()
+    topic = ensure_topic(sns, config)
+    publisher = ProgressPublisher(
+        ProgressTopic(topic), sns=sns, flush_after=60, policy=FAST, pack_events=True
+    )
+    hubs = [
+        ProgressHub.from_config(
+            config, sqs=aws.sqs(), sns=aws.sns(), progress=ProgressTopic(topic), wait_time_seconds=1
+        ).start()
+        for _ in range(2)
+    ]
+    try:
+        subs = [
+            {u: hub.subscribe(upload_channel("main", u)) for u in ("up-0", "up-1")} for hub in hubs
+        ]
+        with count_requests(sns) as requests, publisher.combined():
+            seqs = {u: run_job(publisher, u) for u in ("up-0", "up-1")}
+        assert requests.count("PublishBatch") == 1
+        for mine in subs:
+            for upload, sub in mine.items():
+                events = received(sub, 6)
+                assert [e.type.value for e in events] == TYPES
+                assert [e.seq for e in events] == seqs[upload]
+    finally:
+        for hub in hubs:
+            hub.stop(5)
