@@ -53,6 +53,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from bench.common import (
     ROOT,
     BenchCounter,
@@ -144,8 +146,23 @@ def _completed(ep: Endpoint, tickets: list[UploadTicket]) -> int:
 # -- transflow ----------------------------------------------------------------------------
 
 
+def _packing(pack_events: bool) -> dict[str, Any]:
+    """``JobProcessor`` options for ``--pack-events``: none where the tree's processor has no
+    such option (an older checkout run with ``--against``)."""
+    if not pack_events or "pack_events" not in attrs.fields_dict(JobProcessor):
+        return {}
+    return {"pack_events": True}
+
+
 def run_transflow(
-    ep: Endpoint, uploads: int, files: int, threads: int, window: int, *, hub_wait: int = HUB_WAIT
+    ep: Endpoint,
+    uploads: int,
+    files: int,
+    threads: int,
+    window: int,
+    *,
+    hub_wait: int = HUB_WAIT,
+    pack_events: bool = False,
 ) -> dict[str, Any]:
     ep.reset()
     queues = make_queues(ep.sqs(RequestCounter()), prefix="cost")
@@ -160,6 +177,7 @@ def run_transflow(
         upload_bucket=UPLOADS,
         sqs_client=ep.sqs(c["processor"]),
         progress=ProgressQueue(queues.progress),
+        **_packing(pack_events),
     )
     bridge = GroupingBridge(
         ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing, upload_bucket=UPLOADS
@@ -215,6 +233,7 @@ def run_transflow(
     events = sum(len(v) for v in seen.values())
     return {
         "uploads": uploads,
+        "pack_events": bool(_packing(pack_events)),
         "completed": completed,
         "saw_done": len(finished),
         "events": events,
@@ -471,15 +490,18 @@ def run(
 # -- the client-count axis, interleaved ------------------------------------------------------
 
 
-def one_size(clients: int, uploads: int, files: int, threads: int) -> dict[str, Any]:
+def one_size(
+    clients: int, uploads: int, files: int, threads: int, *, pack_events: bool = False
+) -> dict[str, Any]:
     """One measurement in this process: ``uploads`` uploads with ``clients`` SSE clients
     connected at once; SQS per upload by stage and the bridge's S3 per file."""
     with serve() as ep:
-        ours = run_transflow(ep, uploads, files, threads, window=clients)
+        ours = run_transflow(ep, uploads, files, threads, window=clients, pack_events=pack_events)
     stages = ours["per_upload"]
     return {
         "clients": clients,
         "uploads": uploads,
+        "pack_events": ours["pack_events"],
         "completed": ours["completed"],
         "saw_done": ours["saw_done"],
         "events_per_upload": round(ours["events"] / uploads, 2),
@@ -501,7 +523,13 @@ def _tree_env(checkout: Path | None) -> dict[str, str]:
 
 
 def _measure_in_child(
-    env: dict[str, str], clients: int, uploads: int, files: int, threads: int
+    env: dict[str, str],
+    clients: int,
+    uploads: int,
+    files: int,
+    threads: int,
+    *,
+    pack_events: bool = False,
 ) -> dict[str, Any]:
     out = subprocess.run(  # noqa: S603 - our own interpreter and module
         [
@@ -513,6 +541,7 @@ def _measure_in_child(
             f"--uploads={uploads}",
             f"--files={files}",
             f"--threads={threads}",
+            *(["--pack-events"] if pack_events else []),
         ],
         cwd=ROOT,
         env=env,
@@ -532,11 +561,13 @@ def run_clients(
     files: int = 1,
     threads: int = 4,
     against: Path | None = None,
+    pack_events: bool = False,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Every client count (and tree), ``rounds`` times, interleaved; writes
-    cost_clients.{md,json}. Each run has at least twice as many uploads as clients."""
+    cost_clients.{md,json} (cost_clients_packed.{md,json} with ``pack_events``). Each run
+    has at least twice as many uploads as clients."""
     trees = {"this": _tree_env(None)}
     if against is not None:
         trees["against"] = _tree_env(against)
@@ -547,7 +578,9 @@ def run_clients(
         rng.shuffle(order)
         for size, tree in order:
             n = max(uploads, 2 * size)
-            runs[size, tree].append(_measure_in_child(trees[tree], size, n, files, threads))
+            runs[size, tree].append(
+                _measure_in_child(trees[tree], size, n, files, threads, pack_events=pack_events)
+            )
 
     def median(size: int, tree: str, pick: Any) -> float:
         return round(float(statistics.median(pick(r) for r in runs[size, tree])), 3)
@@ -577,16 +610,27 @@ def run_clients(
         "client count when that is more. Stage columns are this tree's SQS requests per "
         "completed upload; empty receives are left out."
     )
+    if pack_events:
+        table += (
+            " Progress events packed, one message per upload per send "
+            "(`JobProcessor(pack_events=True)`) where the tree has the option."
+        )
     data = {
         "clients": list(clients),
         "rounds": rounds,
         "uploads": uploads,
         "files_per_upload": files,
         "against": None if against is None else str(against),
+        "pack_events": pack_events,
         "runs": {f"{tree}:{size}": runs[size, tree] for size, tree in runs},
     }
     write_result(
-        "cost_clients", "SQS requests per upload by SSE clients", table, data, out, quiet=quiet
+        "cost_clients_packed" if pack_events else "cost_clients",
+        "SQS requests per upload by SSE clients" + (", events packed" if pack_events else ""),
+        table,
+        data,
+        out,
+        quiet=quiet,
     )
     return data
 
@@ -620,10 +664,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--against", type=Path, metavar="CHECKOUT", help="another checkout, same rounds"
     )
+    parser.add_argument(
+        "--pack-events",
+        action="store_true",
+        help="the processor packs an upload's events per send into one message",
+    )
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:  # one size, in a child of run_clients
-        print(json.dumps(one_size(args.one, args.uploads, args.files, args.threads)))
+        print(
+            json.dumps(
+                one_size(
+                    args.one, args.uploads, args.files, args.threads, pack_events=args.pack_events
+                )
+            )
+        )
         return 0
     if args.clients is not None:
         run_clients(
@@ -633,6 +688,7 @@ def main(argv: list[str] | None = None) -> int:
             files=args.files,
             threads=args.threads,
             against=args.against,
+            pack_events=args.pack_events,
         )
         return 0
     with serve() as ep:

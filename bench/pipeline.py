@@ -184,9 +184,14 @@ class EventSourceLoop:
         return self
 
     def stop(self) -> None:
-        """Stop polling; the threads end after their long poll in flight (not waited for:
-        they are daemons, and what they may still count is an empty receive)."""
+        """Stop polling and wait for the long polls in flight to come back (at most
+        ``wait_seconds`` and a margin): a request counter read while one is in flight
+        counts it as a receive that brought messages (it is told a receive was empty only
+        when it returns), which added up to one receive per thread to the event source's
+        figures."""
         self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=self.wait_seconds + 10)
 
     def _run(self) -> None:
         while not self._stop.is_set():

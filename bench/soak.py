@@ -131,6 +131,7 @@ class Soak:
     leavers: set[str] = attrs.field(factory=set)  # hang up after their first event
     bridge_retries: int = 0
     lost_uploads: list[str] = attrs.field(factory=list)
+    pack_events: bool = False  # the workers' processors pack progress events
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
     _rng: random.Random = attrs.field(init=False)
 
@@ -175,6 +176,7 @@ class Soak:
             progress=ProgressQueue(self.queues.progress),
             max_receive_count=MAX_RECEIVES,
             retry_policy=RetryPolicy(attempts=6, initial=0.05, maximum=1.0),
+            pack_events=self.pack_events,
         )
         worker.poller = make_worker(
             processor,
@@ -411,6 +413,7 @@ def run(
     poison_every: int = 25,
     seed: int = 7,
     visibility: int = VISIBILITY,
+    pack_events: bool = False,
     out: Path | None = None,
     quiet: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
@@ -424,6 +427,7 @@ def run(
     make_buckets(ep.s3(RequestCounter()), versioned_outputs=True)
     chaos = Chaos(fault_rate, seed=seed)
     soak = Soak(ep, chaos, queues, seconds, rate, poison_every, seed, visibility)
+    soak.pack_events = pack_events
     # A lost ReceiveMessage response hides its events until their visibility runs out (SQS
     # returns them to a retry with the same ReceiveRequestAttemptId; moto does not), so the
     # hub's visibility is kept as short as the workers'.
@@ -532,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         "--poison-every", type=int, default=25, help="every n-th upload always fails"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--pack-events", action="store_true", help="the processors pack progress events"
+    )
     args = parser.parse_args(argv)
     with serve() as ep:
         _data, failures = run(
@@ -541,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
             fault_rate=args.fault_rate,
             poison_every=args.poison_every,
             seed=args.seed,
+            pack_events=args.pack_events,
         )
         code = 1 if failures else 0
         if failures:

@@ -5,6 +5,7 @@ be delivered twice)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,18 +26,36 @@ def done(upload: str) -> ProgressEvent:
     return ProgressEvent.create("done", upload_id=upload, branch="main", timestamp=T0, seq=1)
 
 
+def step(upload: str) -> ProgressEvent:
+    """An event of an upload still running: more of its group may follow."""
+    return ProgressEvent.create(
+        "step:start", upload_id=upload, branch="main", timestamp=T0, seq=1, step="a"
+    )
+
+
 def run_waves(
-    sqs: SQSClient, delete_window: float, *, wait_deleted: bool
+    sqs: SQSClient,
+    delete_window: float,
+    *,
+    wait_deleted: bool,
+    event: Callable[[str], ProgressEvent] = step,
+    visibility: int = 30,
 ) -> tuple[ProgressHub, int]:
     """Ten events of ten uploads, published in waves, each wave once the hub dispatched the
     one before (separate receives). Returns the stopped hub and its DeleteMessageBatch calls."""
-    url = fifo_queue(sqs, "progress.fifo", visibility=30)
-    hub = ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1, delete_window=delete_window)
+    url = fifo_queue(sqs, "progress.fifo", visibility=visibility)
+    hub = ProgressHub(
+        sqs,
+        ProgressQueue(url),
+        wait_time_seconds=1,
+        delete_window=delete_window,
+        visibility_timeout=visibility,
+    )
     uploads = [f"up-{n}" for n in range(WAVES * PER_WAVE)]
     subs = {u: hub.subscribe(upload_channel("main", u)) for u in uploads}
     with count_requests(sqs) as counter, hub:
         for wave in range(WAVES):
-            publish(sqs, url, [done(u) for u in uploads[wave * PER_WAVE : (wave + 1) * PER_WAVE]])
+            publish(sqs, url, [event(u) for u in uploads[wave * PER_WAVE : (wave + 1) * PER_WAVE]])
             sent = (wave + 1) * PER_WAVE
             wait_until(lambda: hub.stats().dispatched >= sent, 20, "the wave dispatched")  # noqa: B023
             if wait_deleted:
@@ -46,7 +65,7 @@ def run_waves(
     for upload, sub in subs.items():
         got = sub.get(timeout=5)
         assert got is not None
-        assert (got.upload_id, got.type.value) == (upload, "done")
+        assert (got.upload_id, got.type.value) == (upload, event(upload).type.value)
     assert queue_counts(sqs, url) == (0, 0)  # nothing left to come back
     assert hub.stats().duplicates == 0
     return hub, calls
@@ -77,8 +96,9 @@ def test_a_busy_queue_is_deleted_ten_to_a_call(sqs: SQSClient) -> None:
 
 
 def test_a_thin_queue_is_deleted_at_once_whatever_the_window(sqs: SQSClient) -> None:
-    """Receives that come back short: each wave is deleted before the next is published
-    (long before the ten-second window), so no upload's next events are held back."""
+    """Receives that come back short, of uploads still running: each wave is deleted before
+    the next is published (long before the ten-second window), so no upload's next events
+    are held back."""
     hub, calls = run_waves(sqs, delete_window=10.0, wait_deleted=True)
     assert calls >= WAVES
     assert hub.poller.stats().delete_calls == calls
@@ -88,6 +108,44 @@ def test_no_window_deletes_each_receive_at_once(sqs: SQSClient) -> None:
     hub, calls = run_waves(sqs, delete_window=0.0, wait_deleted=True)
     assert calls >= WAVES
     assert hub.poller.stats().delete_calls == calls
+
+
+def test_ended_uploads_are_deleted_together_across_thin_receives(sqs: SQSClient) -> None:
+    """Receives that come back short, each of uploads that have ended (``done``): nothing
+    of theirs can be held back, so their deletes wait for each other within the window and
+    ten go in one call, not one call per receive (five before)."""
+    hub, calls = run_waves(sqs, delete_window=25.0, wait_deleted=False, event=done, visibility=90)
+    assert calls == 1
+    assert hub.poller.stats().delete_calls == 1
+
+
+def test_a_running_upload_is_deleted_at_once_with_the_ended_ones_waiting(sqs: SQSClient) -> None:
+    """An ended upload's delete waits; then an event of an upload still running (or an
+    error after which the job is retried) comes: its delete goes at once, long before the
+    window, so its next events are not held back, and the waiting one goes with it."""
+    url = fifo_queue(sqs, "progress.fifo", visibility=90)
+    hub = ProgressHub(
+        sqs, ProgressQueue(url), wait_time_seconds=1, delete_window=25.0, visibility_timeout=90
+    )
+    retried = ProgressEvent.create(
+        "error",
+        upload_id="up-retry",
+        branch="main",
+        timestamp=T0,
+        seq=1,
+        message="boom",
+        extra={"retrying": True},
+    )
+    with hub:
+        publish(sqs, url, [done("up-ended")])
+        wait_until(lambda: hub.stats().dispatched == 1, 20, "the done dispatched")
+        assert hub.poller.stats().deleted == 0  # lingering within its window
+        publish(sqs, url, [step("up-running")])
+        wait_until(lambda: hub.poller.stats().deleted == 2, 20, "both deleted")
+        publish(sqs, url, [retried])
+        wait_until(lambda: hub.poller.stats().deleted == 3, 20, "the retried error deleted")
+    assert queue_counts(sqs, url) == (0, 0)
+    assert hub.stats().duplicates == 0
 
 
 def test_a_lone_event_is_deleted_once_its_window_passed(sqs: SQSClient) -> None:
@@ -110,7 +168,8 @@ def test_a_window_past_a_third_of_the_visibility_timeout_is_refused(sqs: SQSClie
 
 def test_a_pause_after_a_short_receive_gathers_the_next_events(sqs: SQSClient) -> None:
     """One event comes alone; nine more are sent one by one while the hub pauses: they
-    arrive in one receive and one delete, not one receive per send."""
+    arrive in one receive and one delete, not one receive per send. (Uploads still
+    running: an ended upload's delete would also wait for the nine's.)"""
     url = fifo_queue(sqs, "progress.fifo")
     uploads = [f"up-{n}" for n in range(10)]
     hub = ProgressHub(
@@ -118,10 +177,10 @@ def test_a_pause_after_a_short_receive_gathers_the_next_events(sqs: SQSClient) -
     )
     subs = {u: hub.subscribe(upload_channel("main", u)) for u in uploads}
     with count_requests(sqs) as counter, hub:
-        publish(sqs, url, [done(uploads[0])])
+        publish(sqs, url, [step(uploads[0])])
         assert subs[uploads[0]].get(timeout=20) is not None
         for upload in uploads[1:]:
-            publish(sqs, url, [done(upload)])
+            publish(sqs, url, [step(upload)])
         for upload in uploads[1:]:
             assert subs[upload].get(timeout=20) is not None
         wait_until(lambda: hub.poller.stats().deleted == len(uploads), 20, "every delete")

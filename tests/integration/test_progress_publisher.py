@@ -121,3 +121,37 @@ def test_overlapping_combined_blocks_lose_no_event(sqs: SQSClient) -> None:
         ("up-2", "start"),
     ]
     assert (one.sent, one.failed, two.sent, two.failed) == (2, 0, 2, 0)
+
+
+def test_a_combined_queue_sends_whole_batches_and_keeps_the_rest(sqs: SQSClient) -> None:
+    """Three jobs' flushes join the combined queue 2, 4, 2, 4, 2, 4 events at a time: at
+    twelve waiting, ten go and two wait for the next jobs' events, so eighteen events take
+    two SendMessageBatch calls (10 | 8), not three (10 | 2 | 6)."""
+    url = progress_queue(sqs)
+    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
+    with count_requests(sqs) as requests, publisher.combined():
+        streams = []
+        for n in range(3):
+            with publisher.stream(f"up-{n}", "main") as stream:
+                stream.emit("start", template_id="t")
+                stream.emit("step:start", step="a")  # joins 2
+                stream.emit("progress", step="a", percent=100)
+                stream.emit("output", step="a", name="m.json", key=f"k/{n}")
+                stream.emit("step:done", step="a")
+                stream.emit("done")  # joins 4
+            streams.append(stream)
+    assert requests.count("SendMessageBatch") == 2
+    events = drain_events(sqs, url)
+    for n in range(3):
+        mine = [e for e in events if e.upload_id == f"up-{n}"]
+        assert [e.type.value for e in mine] == [
+            "start",
+            "step:start",
+            "progress",
+            "output",
+            "step:done",
+            "done",
+        ]
+        seqs = [e.seq or 0 for e in mine]
+        assert seqs == sorted(seqs)
+    assert [(s.sent, s.failed) for s in streams] == [(6, 0)] * 3

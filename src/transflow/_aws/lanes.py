@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
+from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_VISIBILITY_TIMEOUT
 
 if TYPE_CHECKING:
     from transflow._aws.poller import Delivery
@@ -216,13 +216,17 @@ class Lanes:
     # -- settling -------------------------------------------------------------------------
 
     def take_settlements(
-        self, *, deletes: bool = True
+        self, *, deletes: bool = True, whole_batches: bool = False
     ) -> tuple[list[Held], list[tuple[Held, int]]]:
         """The releases decided since the last call, and (unless ``deletes`` is False: the
-        poller is gathering them into fuller calls) the deletes, to send now."""
+        poller is gathering them into fuller calls) the deletes, to send now: with
+        ``whole_batches``, only the oldest tens (the rest waits for more)."""
         taken: list[Held] = []
         if deletes:
-            taken, self.to_delete = self.to_delete, []
+            cut = len(self.to_delete)
+            if whole_batches:
+                cut -= cut % MAX_BATCH_ENTRIES
+            taken, self.to_delete = self.to_delete[:cut], self.to_delete[cut:]
         releases, self.to_release = self.to_release, []
         return taken, releases
 

@@ -299,6 +299,13 @@ class QueuePoller:
     may run out. At most a third of the visibility timeout: a handled message is always
     deleted while still invisible, so it is never delivered twice unless the delete
     itself fails."""
+    linger: Callable[[ReceivedMessage], bool] | None = attrs.field(default=None, kw_only=True)
+    """Asked of a handled message waiting for its delete (keep it quick: it runs under the
+    poller's lock): True when no later message of its FIFO group is expected (the hub: its
+    upload's last event was ``done`` or ``error``), so holding it back delays nobody. When
+    every waiting message lingers, their deletes wait ``delete_window`` (or until ten wait)
+    even on a thin queue and after a ``receive_pause``: the deletes of several receives go
+    in one call. Whole batches of ten go as soon as they wait; the rest keeps waiting."""
 
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _wake: threading.Condition = attrs.field(init=False)
@@ -493,7 +500,7 @@ class QueuePoller:
         finally:
             with self._lock:
                 self._pausing = False
-        self._flush(force=True)
+        self._flush(after_pause=True)
 
     def _owner_handles(self, exc: Exception) -> bool:
         if self.on_receive_error is None:
@@ -643,10 +650,15 @@ class QueuePoller:
             return None
         if (
             len(waiting) >= MAX_BATCH_ENTRIES
-            or not (self.delete_window and (self._busy or self._pausing))
+            or not (self.delete_window and (self._busy or self._pausing or self._lingering()))
             or self._state != "running"
         ):
             return 0.0
+        return self._window_due(waiting)
+
+    def _window_due(self, waiting: Sequence[Held]) -> float:
+        """When the first of ``waiting`` has waited ``delete_window``, or a heartbeat before
+        any one's visibility may run out."""
         first = min(h.settled_at or 0.0 for h in waiting)
         due = first + self.delete_window
         expiries = [h.delivery.lease_expires for h in waiting if h.delivery.lease_expires]
@@ -654,12 +666,33 @@ class QueuePoller:
             due = min(due, min(expiries) - self.heartbeat_every)
         return due
 
-    def _flush(self, *, force: bool = False) -> None:
+    def _lingering(self) -> bool:
+        """Whether every message waiting for its delete may linger (lock held)."""
+        if self.linger is None:
+            return False
+        try:
+            return all(self.linger(h.message) for h in self._lanes.to_delete)
+        except Exception:
+            log.exception("%s: linger failed; deleting at once", self.name)
+            return False
+
+    def _flush(self, *, force: bool = False, after_pause: bool = False) -> None:
         with self._io_lock:
             with self._lock:
+                now = time.monotonic()
                 due = self._deletes_due_at()
-                send = force or (due is not None and due <= time.monotonic())
-                deletes, releases = self._lanes.take_settlements(deletes=send)
+                lingering = self._lingering()
+                send = force or (due is not None and due <= now) or (after_pause and not lingering)
+                whole = False
+                if send and lingering and not force and self._state == "running":
+                    # Ten or more lingering: whole batches now; the rest waits on unless
+                    # its own window has passed.
+                    waiting = self._lanes.to_delete
+                    rest = waiting[len(waiting) - len(waiting) % MAX_BATCH_ENTRIES :]
+                    whole = len(waiting) >= MAX_BATCH_ENTRIES and (
+                        not rest or self._window_due(rest) > now
+                    )
+                deletes, releases = self._lanes.take_settlements(deletes=send, whole_batches=whole)
             if deletes:
                 self._delete(deletes)
             if releases:

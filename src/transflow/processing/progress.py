@@ -57,6 +57,7 @@ from transflow._wire.model import ProgressEvent, ProgressType
 from transflow._wire.trace import TraceContext
 from transflow.errors import ConfigError, ProgressEventTooLargeError
 from transflow.processing.destination import ProgressDestination, ProgressTopic
+from transflow.processing.packing import pack_messages, per_event
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -140,6 +141,10 @@ class ProgressPublisher:
     clock: Callable[[], float] = attrs.field(
         default=time.time, kw_only=True, validator=validators.callable_
     )
+    pack_events: bool = attrs.field(default=False, kw_only=True)
+    """Send the events of one upload in one send as one message (a pack,
+    :mod:`transflow._wire.packs`) rather than one message each: fewer messages for the
+    hub to receive and delete. Only for a queue or topic read by hubs of this version on."""
 
     _pending: list[tuple[ProgressEvent, ProgressStream]] | None = attrs.field(
         default=None, init=False, repr=False
@@ -184,10 +189,11 @@ class ProgressPublisher:
     @contextlib.contextmanager
     def combined(self) -> Iterator[None]:
         """Inside the block, the streams' flushes join one queue across all their jobs:
-        it is sent when ten events wait, ``flush_after`` seconds after the first of them,
-        and when the block ends. So a Lambda batch of short jobs makes one
-        SendMessageBatch (or PublishBatch) per ten events of any uploads, instead of one or
-        two per job; each upload's events keep their order (one queue, sent in order).
+        whole batches of ten are sent as soon as they wait, the rest ``flush_after``
+        seconds after the first of them (the latency budget: no event waits longer) or
+        when the block ends. So a Lambda batch of short jobs makes one SendMessageBatch
+        (or PublishBatch) per ten events of any uploads, instead of one or two per job;
+        each upload's events keep their order (one queue, sent in order).
 
         The block must end before the batch's messages are deleted: a job's message is
         deleted (by Lambda, after the handler returns) only after its events were sent."""
@@ -213,9 +219,15 @@ class ProgressPublisher:
             if self._pending is None:
                 return False
             self._pending.extend((event, stream) for event in events)
-            if len(self._pending) >= MAX_BATCH_ENTRIES:
-                self._send_pending()
-            elif self._pending and self._pending_timer is None:
+            if self.pack_events:
+                # A message per upload (and attempt): ten of them fill a call.
+                if len({id(s) for _, s in self._pending}) >= MAX_BATCH_ENTRIES:
+                    self._send_pending()
+            elif len(self._pending) >= MAX_BATCH_ENTRIES:
+                # Only whole batches go now: twelve waiting are one call of ten and two
+                # left for the next events, the timer or the block's end, not two calls.
+                self._send_pending(whole_batches=True)
+            if self._pending and self._pending_timer is None:
                 self._pending_timer = threading.Timer(self.flush_after, self._send_due)
                 self._pending_timer.daemon = True
                 self._pending_timer.start()
@@ -225,12 +237,18 @@ class ProgressPublisher:
         with self._pending_lock:
             self._send_pending()
 
-    def _send_pending(self) -> None:
+    def _send_pending(self, *, whole_batches: bool = False) -> None:
         # Called with the lock held: sends stay in order, one at a time.
-        if self._pending_timer is not None:
+        queued = self._pending or []
+        cut = len(queued) - len(queued) % MAX_BATCH_ENTRIES if whole_batches else len(queued)
+        pending = queued[:cut]
+        if self._pending is not None:
+            self._pending = queued[cut:]
+        # Events left waiting keep the running timer: it started with the oldest of them,
+        # so none waits longer than flush_after.
+        if not self._pending and self._pending_timer is not None:
             self._pending_timer.cancel()
             self._pending_timer = None
-        pending, self._pending = (self._pending or []), ([] if self._pending is not None else None)
         if not pending:
             return
         streams = list({id(stream): stream for _, stream in pending}.values())
@@ -284,6 +302,8 @@ class ProgressPublisher:
         """Send events now (in order, batched; of one attempt, or with one attempt token
         per event); failures are logged and returned, never raised."""
         tokens = [attempt_token] * len(events) if isinstance(attempt_token, str) else attempt_token
+        if self.pack_events:
+            return self._send_packed(events, tokens)
         messages = [
             (
                 _event_key(event, index),
@@ -308,6 +328,33 @@ class ProgressPublisher:
                     EntryFailure(key, error_code(exc), str(exc), True) for key, _ in messages
                 )
             )
+        if result.failed:
+            log.error(
+                "progress: %d of %d events were not sent to %s (%s); the job goes on without them",
+                len(result.failed),
+                len(events),
+                self.destination.address,
+                ", ".join(f"{f.key}: {f.code}" for f in result.failed[:5]),
+            )
+        return result
+
+    def _send_packed(self, events: list[ProgressEvent], tokens: Sequence[str]) -> BatchResult:
+        packs = pack_messages(
+            [(_event_key(e, i), e, t) for i, (e, t) in enumerate(zip(events, tokens, strict=True))],
+            self.destination.max_message_bytes,
+            progress_dedup_id,
+        )
+        try:
+            sent = self.publish([(pack.key, pack.message) for pack in packs])
+        except Exception as exc:
+            log.exception(
+                "progress: could not send %d events to %s; the job goes on without them",
+                len(events),
+                self.destination.address,
+            )
+            failed = tuple(EntryFailure(p.key, error_code(exc), str(exc), True) for p in packs)
+            return per_event(BatchResult(failed=failed), packs)
+        result = per_event(sent, packs)
         if result.failed:
             log.error(
                 "progress: %d of %d events were not sent to %s (%s); the job goes on without them",

@@ -63,6 +63,7 @@ from transflow._wire.channels import parse_channel
 from transflow._wire.limits import MAX_VISIBILITY_TIMEOUT
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProgressEvent
+from transflow._wire.packs import packed_items
 from transflow._wire.validators import at_least, between, instance_of, positive
 from transflow.errors import (
     ChannelError,
@@ -198,9 +199,11 @@ class ProgressHub:
     ten are deleted in one call (see
     :attr:`QueuePoller.delete_window <transflow._aws.poller.QueuePoller.delete_window>`):
     0.5 by default, at most a third of ``visibility_timeout``, 0 to delete each receive's
-    at once. The shared progress queue only: instance queues delete at once. Every option
-    is checked
-    here: one out of range raises :class:`~transflow.errors.ConfigError`.
+    at once; the messages of uploads that have ended (``done``, ``cancelled``, an
+    ``error`` not retried) wait up to it on a thin queue too, so the deletes of several
+    receives go in one call. The shared progress queue only: instance queues delete at
+    once. Every option is checked here: one out of range raises
+    :class:`~transflow.errors.ConfigError`.
     """
 
     sqs: SQSClient
@@ -257,6 +260,10 @@ class ProgressHub:
     )
     _gaps_unlogged: int = attrs.field(init=False, default=0)
     _gaps_logged_at: float | None = attrs.field(init=False, default=None)
+    # The message groups (uploads) whose last event dispatched ended them: their deletes
+    # may linger (see _ended). Insertion-ordered, the oldest forgotten past max_channels.
+    _ended_groups: dict[str, bool] = attrs.field(init=False, factory=dict)
+    _ended_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
 
     def __attrs_post_init__(self) -> None:
         check_client_pool(self.sqs)
@@ -697,6 +704,7 @@ class ProgressHub:
             # An instance queue can be swept or deleted under a live hub (it then makes a
             # new one): deletes held back for it would fail against a missing queue.
             delete_window=0.0 if self.fanout_mode else self.delete_window,
+            linger=self._ended,
             receive_pause=self.receive_pause,
             name="transflow-hub",
             on_receive_error=(
@@ -839,13 +847,53 @@ class ProgressHub:
         # pure, in memory), so a message that fails is dropped and counted, never released:
         # a released poison message would block its upload's FIFO group until it expires.
         try:
-            self.dispatch(ProgressEvent.from_json(message.body))
+            items = packed_items(message.body)
+        except EventFormatError as exc:
+            self._malformed(message, str(exc))
+            return
+        if items is None:
+            self._dispatch_one(message, lambda: ProgressEvent.from_json(message.body))
+            return
+        # A pack (several events of one upload, in order): each event on its own, so one
+        # malformed event costs only itself.
+        for item in items:
+            self._dispatch_one(message, functools.partial(ProgressEvent.from_dict, item))
+
+    def _dispatch_one(self, message: ReceivedMessage, parse: Callable[[], ProgressEvent]) -> None:
+        try:
+            event = parse()
+            self.dispatch(event)
+            self._note_end(message, event)
             self._report_gaps()
         except (EventFormatError, ChannelError) as exc:
             self._malformed(message, str(exc))
         except Exception as exc:  # a bug must not block the upload either
             log.exception("dropping progress message %s: dispatch failed", message.message_id)
             self._malformed(message, f"{type(exc).__name__} while dispatching")
+
+    def _note_end(self, message: ReceivedMessage, event: ProgressEvent) -> None:
+        """Remember whether ``event`` is the last its upload's group is expected to carry:
+        ``done``, ``cancelled``, or an ``error`` after which no attempt follows."""
+        group = message.group_id
+        if group is None:
+            return
+        ended = event.type.terminal and event.extra.get("retrying") is not True
+        with self._ended_lock:
+            self._ended_groups.pop(group, None)
+            self._ended_groups[group] = ended
+            while len(self._ended_groups) > self.max_channels:
+                del self._ended_groups[next(iter(self._ended_groups))]
+
+    def _ended(self, message: ReceivedMessage) -> bool:
+        """The poller's ``linger``: whether ``message``'s delete may wait for others' (up to
+        ``delete_window``, ten to a call) because its upload has ended. Holding back the
+        group of an ended upload delays no event; an upload still running is deleted at
+        once, so its next events are not held back on the FIFO queue."""
+        group = message.group_id
+        if group is None:
+            return False
+        with self._ended_lock:
+            return self._ended_groups.get(group, False)
 
     def _malformed(self, message: ReceivedMessage, why: str) -> None:
         # Returning normally deletes it and keeps its group moving.
