@@ -46,7 +46,8 @@ FIDELITY_TESTS := $(addprefix tests/integration/test_,$(addsuffix .py,\
 	smoke_sqs sqs_batch bridge bridge_confinement bridge_hostile poller processor \
 	processor_edges claimcheck completed_once dlq dlq_announce recovery redrive_progress \
 	reupload worker progress_publisher hub sse_servers streaming_examples fanout_sns \
-	sns_limits hub_delivery forged_jobs cancel multipart bridge_requests hub_deletes))
+	sns_limits hub_delivery forged_jobs cancel multipart bridge_requests hub_deletes \
+	progress_packs))
 
 $(LOCALSTACK_STAMP): tests/fidelity/requirements-localstack.txt
 	$(PYTHON) -m venv $(LOCALSTACK_VENV)
