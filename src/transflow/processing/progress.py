@@ -79,6 +79,8 @@ events per millisecond between the starts of two attempts (never close in practi
 waits for its message's visibility)."""
 
 _MAX_DEDUP = 128
+_MAX_PENDING = 100
+# A combined queue of this many events is sent whole, however few uploads it holds.
 # Sending at these events (after buffering them) keeps the browser's view in step with the job.
 _FLUSH_TYPES = frozenset({ProgressType.STEP_START, ProgressType.DONE, ProgressType.ERROR})
 
@@ -109,6 +111,19 @@ def progress_dedup_id(upload_id: str, attempt: str, seq: int) -> str:
 def should_flush(event_type: ProgressType, buffered: int) -> bool:
     """Whether to send now: a step starts, the job ends, or a full batch is waiting."""
     return event_type in _FLUSH_TYPES or buffered >= MAX_BATCH_ENTRIES
+
+
+def _heads(pending: Sequence[tuple[ProgressEvent, object]]) -> list[int]:
+    """The indexes of the first pending event of each upload, in order, at most a call's."""
+    seen: set[str] = set()
+    heads: list[int] = []
+    for index, (event, _) in enumerate(pending):
+        if event.upload_id not in seen:
+            seen.add(event.upload_id)
+            heads.append(index)
+            if len(heads) == MAX_BATCH_ENTRIES:
+                break
+    return heads
 
 
 def _event_key(event: ProgressEvent, index: int) -> str:
@@ -184,10 +199,13 @@ class ProgressPublisher:
     @contextlib.contextmanager
     def combined(self) -> Iterator[None]:
         """Inside the block, the streams' flushes join one queue across all their jobs:
-        it is sent when ten events wait, ``flush_after`` seconds after the first of them,
-        and when the block ends. So a Lambda batch of short jobs makes one
-        SendMessageBatch (or PublishBatch) per ten events of any uploads, instead of one or
-        two per job; each upload's events keep their order (one queue, sent in order).
+        the first event of each of ten uploads goes as soon as ten uploads have events
+        waiting (one full call: a call takes one event per upload, see
+        :mod:`transflow._aws.sqs_batch`), and all of it ``flush_after`` seconds after the
+        first, when a hundred wait, at :meth:`flush_pending` and when the block ends. So a
+        Lambda batch of short jobs makes one SendMessageBatch (or PublishBatch) per ten
+        events of ten uploads, instead of one or more per job; each upload's events keep
+        their order (one queue, sent in order).
 
         The block must end before the batch's messages are deleted: a job's message is
         deleted (by Lambda, after the handler returns) only after its events were sent."""
@@ -207,15 +225,28 @@ class ProgressPublisher:
                 if self._combining == 0:
                     self._pending = None
 
+    def flush_pending(self) -> None:
+        """Send every event the combined queue holds now, and return when they were sent
+        (or failed for good, logged). A worker calls it before deleting messages: each
+        deleted message's job has queued its last events by then."""
+        with self._pending_lock:
+            self._send_pending()
+
     def _join(self, events: list[ProgressEvent], stream: ProgressStream) -> bool:
         """Queue a stream's events for the combined send; False outside :meth:`combined`."""
         with self._pending_lock:
             if self._pending is None:
                 return False
             self._pending.extend((event, stream) for event in events)
-            if len(self._pending) >= MAX_BATCH_ENTRIES:
+            if len(self._pending) >= _MAX_PENDING:
                 self._send_pending()
-            elif self._pending and self._pending_timer is None:
+            else:
+                # A call takes one event per upload (order; see transflow._aws.sqs_batch):
+                # send as soon as ten uploads wait, and only their first events, so that
+                # every call but the last is full.
+                while len(_heads(self._pending)) >= MAX_BATCH_ENTRIES:
+                    self._send_pending(_heads(self._pending))
+            if self._pending and self._pending_timer is None:
                 self._pending_timer = threading.Timer(self.flush_after, self._send_due)
                 self._pending_timer.daemon = True
                 self._pending_timer.start()
@@ -225,12 +256,20 @@ class ProgressPublisher:
         with self._pending_lock:
             self._send_pending()
 
-    def _send_pending(self) -> None:
-        # Called with the lock held: sends stay in order, one at a time.
-        if self._pending_timer is not None:
-            self._pending_timer.cancel()
-            self._pending_timer = None
-        pending, self._pending = (self._pending or []), ([] if self._pending is not None else None)
+    def _send_pending(self, only: list[int] | None = None) -> None:
+        # Called with the lock held: sends stay in order, one at a time. ``only``: the
+        # indexes of the pending events to send now (the rest wait), else all.
+        queued = self._pending or []
+        if only is None:
+            if self._pending_timer is not None:
+                self._pending_timer.cancel()
+                self._pending_timer = None
+            pending = queued
+            self._pending = [] if self._pending is not None else None
+        else:
+            chosen = set(only)
+            pending = [queued[i] for i in only]
+            self._pending = [item for i, item in enumerate(queued) if i not in chosen]
         if not pending:
             return
         streams = list({id(stream): stream for _, stream in pending}.values())
