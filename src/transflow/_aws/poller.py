@@ -25,6 +25,7 @@ those three are read together. (Group ordering already lives in :mod:`transflow.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import random
@@ -300,6 +301,25 @@ class QueuePoller:
     deleted while still invisible, so it is never delivered twice unless the delete
     itself fails."""
 
+    gather_deletes: bool = attrs.field(default=False, kw_only=True)
+    """Let handled messages wait up to ``delete_window`` for the messages still held to be
+    handled too, busy queue or not, so that one DeleteMessageBatch (and one
+    ``before_delete``) serves them all. For a queue whose groups hold one message each
+    (a worker's: one job per upload), where a waiting delete holds nothing back."""
+    before_delete: Callable[[], None] | None = attrs.field(default=None, kw_only=True)
+    """Called by the keeper before each DeleteMessageBatch of handled messages, once their
+    handlers have all returned: the worker sends the progress events its jobs queued
+    (:meth:`~transflow.processing.progress.ProgressPublisher.flush_pending`),
+    so no message is deleted before its job's last events went. If it raises, the
+    messages are not deleted (logged, counted as delete failures): they come back after
+    their visibility timeout."""
+    scope: contextlib.AbstractContextManager[object] | None = attrs.field(
+        default=None, kw_only=True
+    )
+    """Entered when the poller starts, left after its last delete at the stop: the worker
+    combines its jobs' progress sends in it
+    (:meth:`~transflow.processing.progress.ProgressPublisher.combined`)."""
+
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _wake: threading.Condition = attrs.field(init=False)
     _stop_requested: threading.Event = attrs.field(init=False, factory=threading.Event)
@@ -356,6 +376,8 @@ class QueuePoller:
             if self._state != "new":
                 raise ConfigError(f"QueuePoller already {self._state}; make a new one to restart")
             self._state = "running"
+        if self.scope is not None:
+            self.scope.__enter__()
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.name}-job")
         for target, suffix in ((self._receive_loop, "receiver"), (self._keeper_loop, "keeper")):
             thread = threading.Thread(target=target, name=f"{self.name}-{suffix}", daemon=True)
@@ -641,11 +663,12 @@ class QueuePoller:
         waiting = self._lanes.to_delete
         if not waiting:
             return None
-        if (
-            len(waiting) >= MAX_BATCH_ENTRIES
-            or not (self.delete_window and (self._busy or self._pausing))
-            or self._state != "running"
-        ):
+        if len(waiting) >= MAX_BATCH_ENTRIES or not self.delete_window or self._state != "running":
+            return 0.0
+        if self.gather_deletes:
+            if not any(h.state != "settling" for h in self._lanes.held.values()):
+                return 0.0  # nothing held will settle soon: no reason to wait
+        elif not (self._busy or self._pausing):
             return 0.0
         first = min(h.settled_at or 0.0 for h in waiting)
         due = first + self.delete_window
@@ -666,6 +689,24 @@ class QueuePoller:
                 self._release(releases)
 
     def _delete(self, items: list[Held]) -> None:
+        if self.before_delete is not None:
+            try:
+                self.before_delete()
+            except Exception:
+                # What must precede the deletes did not happen: the messages are left to
+                # come back when their visibility runs out (their handlers are idempotent),
+                # never deleted without it.
+                log.exception(
+                    "%s: before_delete failed; %d message(s) not deleted, delivered again "
+                    "after their visibility timeout",
+                    self.name,
+                    len(items),
+                )
+                with self._wake:
+                    self._lanes.deleted(items)  # forgotten: no heartbeat keeps them hidden
+                    self._counters.delete_failures += len(items)
+                    self._wake.notify_all()
+                return
         result = delete_batch(
             self.sqs,
             self.queue_url,
@@ -766,6 +807,11 @@ class QueuePoller:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
         self._flush(force=True)  # anything the keeper picked up last
+        if self.scope is not None:
+            try:
+                self.scope.__exit__(None, None, None)
+            except Exception:
+                log.exception("%s: leaving its scope failed", self.name)
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         with self._lock:

@@ -159,7 +159,8 @@ class ProgressPublisher:
     _pending: list[tuple[ProgressEvent, ProgressStream]] | None = attrs.field(
         default=None, init=False, repr=False
     )
-    _pending_lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False)
+    _pending_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _send_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _pending_timer: threading.Timer | None = attrs.field(default=None, init=False, repr=False)
     _combining: int = attrs.field(default=0, init=False, repr=False)
 
@@ -219,18 +220,13 @@ class ProgressPublisher:
         try:
             yield
         finally:
-            with self._pending_lock:
-                self._send_pending()  # this block's events are sent before it returns
-                self._combining -= 1
-                if self._combining == 0:
-                    self._pending = None
+            self._send_pending(leaving=True)  # this block's events are sent before it returns
 
     def flush_pending(self) -> None:
         """Send every event the combined queue holds now, and return when they were sent
         (or failed for good, logged). A worker calls it before deleting messages: each
         deleted message's job has queued its last events by then."""
-        with self._pending_lock:
-            self._send_pending()
+        self._send_pending()
 
     def _join(self, events: list[ProgressEvent], stream: ProgressStream) -> bool:
         """Queue a stream's events for the combined send; False outside :meth:`combined`."""
@@ -238,40 +234,55 @@ class ProgressPublisher:
             if self._pending is None:
                 return False
             self._pending.extend((event, stream) for event in events)
-            if len(self._pending) >= _MAX_PENDING:
-                self._send_pending()
-            else:
-                # A call takes one event per upload (order; see transflow._aws.sqs_batch):
-                # send as soon as ten uploads wait, and only their first events, so that
-                # every call but the last is full.
-                while len(_heads(self._pending)) >= MAX_BATCH_ENTRIES:
-                    self._send_pending(_heads(self._pending))
-            if self._pending and self._pending_timer is None:
-                self._pending_timer = threading.Timer(self.flush_after, self._send_due)
+            everything = len(self._pending) >= _MAX_PENDING
+            if self._pending_timer is None:
+                self._pending_timer = threading.Timer(self.flush_after, self._send_pending)
                 self._pending_timer.daemon = True
                 self._pending_timer.start()
+        if everything:
+            self._send_pending()
+            return True
+        # A call takes one event per upload (order; see transflow._aws.sqs_batch): send as
+        # soon as ten uploads wait, and only their first events, so every call is full.
+        while self._send_pending(heads_only=True):
+            pass
+        return True
+
+    def _take(
+        self, *, heads_only: bool, leaving: bool
+    ) -> list[tuple[ProgressEvent, ProgressStream]]:
+        """What to send now (called with the pending lock): the first events of ten uploads
+        when ten wait (``heads_only``), else everything."""
+        queued = self._pending or []
+        if heads_only:
+            heads = _heads(queued)
+            if len(heads) < MAX_BATCH_ENTRIES:
+                return []
+            chosen = set(heads)
+            self._pending = [item for i, item in enumerate(queued) if i not in chosen]
+            return [queued[i] for i in heads]
+        if self._pending_timer is not None:
+            self._pending_timer.cancel()
+            self._pending_timer = None
+        if leaving:
+            self._combining -= 1
+        done = self._pending is None or (leaving and self._combining == 0)
+        self._pending = None if done else []
+        return queued
+
+    def _send_pending(self, *, heads_only: bool = False, leaving: bool = False) -> bool:
+        """Send what :meth:`_take` takes; whether it sent anything. One send at a time, in
+        the order taken, so each upload's events keep their order; streams keep queueing
+        meanwhile."""
+        with self._send_lock:
+            with self._pending_lock:
+                pending = self._take(heads_only=heads_only, leaving=leaving)
+            if not pending:
+                return False
+            self._send_events(pending)
             return True
 
-    def _send_due(self) -> None:
-        with self._pending_lock:
-            self._send_pending()
-
-    def _send_pending(self, only: list[int] | None = None) -> None:
-        # Called with the lock held: sends stay in order, one at a time. ``only``: the
-        # indexes of the pending events to send now (the rest wait), else all.
-        queued = self._pending or []
-        if only is None:
-            if self._pending_timer is not None:
-                self._pending_timer.cancel()
-                self._pending_timer = None
-            pending = queued
-            self._pending = [] if self._pending is not None else None
-        else:
-            chosen = set(only)
-            pending = [queued[i] for i in only]
-            self._pending = [item for i, item in enumerate(queued) if i not in chosen]
-        if not pending:
-            return
+    def _send_events(self, pending: list[tuple[ProgressEvent, ProgressStream]]) -> None:
         streams = list({id(stream): stream for _, stream in pending}.values())
         traces = [stream.trace for stream in streams if stream.trace is not None]
         # One send for many jobs: a span under the first job's trace, linked to the others'.
