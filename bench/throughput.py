@@ -62,6 +62,7 @@ def run_transflow(
     *,
     worker: bool = False,
     concurrency: int | None = None,
+    in_flight: int | None = None,
 ) -> dict[str, Any]:
     ep.reset()
     setup = ep.sqs(RequestCounter())
@@ -91,6 +92,7 @@ def run_transflow(
             queues.processing,
             concurrency=concurrency or threads,
             wait_time_seconds=1,
+            max_in_flight=in_flight,
         )
     else:
         esm = EventSourceLoop(sqs, queues.processing, processor, threads=threads)
@@ -216,12 +218,21 @@ def run(
     records: int = 10,
     worker: bool = False,
     worker_concurrency: int | None = None,
+    worker_in_flight: int | None = None,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     ours = run_transflow(ep, jobs, threads, records)
     theirs = (
-        run_transflow(ep, jobs, threads, records, worker=True, concurrency=worker_concurrency)
+        run_transflow(
+            ep,
+            jobs,
+            threads,
+            records,
+            worker=True,
+            concurrency=worker_concurrency,
+            in_flight=worker_in_flight,
+        )
         if worker
         else None
     )
@@ -258,7 +269,8 @@ def run(
     if theirs is not None:
         worker_ratio = theirs["jobs_per_second"] / ceiling["jobs_per_second"]
         table += (
-            f" The worker (`make_worker`, concurrency {worker_concurrency or threads}) runs at "
+            f" The worker (`make_worker`, concurrency {worker_concurrency or threads}, "
+            f"max_in_flight {worker_in_flight or worker_concurrency or threads}) runs at "
             f"**{worker_ratio:.0%}** of it."
         )
         data["worker"] = theirs
@@ -287,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worker-concurrency", type=int, default=None, help="the worker's (default: --threads)"
     )
+    parser.add_argument(
+        "--worker-in-flight", type=int, default=None, help="the worker's max_in_flight"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     with serve() as ep:
@@ -297,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             records=args.records,
             worker=args.worker,
             worker_concurrency=args.worker_concurrency,
+            worker_in_flight=args.worker_in_flight,
             out=args.out,
         )
     return 0

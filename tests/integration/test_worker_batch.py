@@ -96,7 +96,7 @@ def test_ten_noop_jobs_share_progress_sends_and_deletes(
     uploads = queue_jobs(sqs, s3, urls.processing, 10)
     runs: list[str] = []
     processor = processor_for(noop_registry(runs), sqs, s3, urls, flush_after=30)
-    worker = make_worker(processor, sqs, urls.processing, concurrency=10, wait_time_seconds=1)
+    worker = make_worker(processor, sqs, urls.processing, concurrency=4, wait_time_seconds=1)
     with count_requests(sqs, s3) as requests, worker:
         wait_until(lambda: worker.stats().deleted == 10, timeout=30, what="10 jobs deleted")
     assert sorted(runs) == sorted(uploads)

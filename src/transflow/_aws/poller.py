@@ -302,10 +302,12 @@ class QueuePoller:
     itself fails."""
 
     gather_deletes: bool = attrs.field(default=False, kw_only=True)
-    """Let handled messages wait up to ``delete_window`` for the messages still held to be
-    handled too, busy queue or not, so that one DeleteMessageBatch (and one
-    ``before_delete``) serves them all. For a queue whose groups hold one message each
-    (a worker's: one job per upload), where a waiting delete holds nothing back."""
+    """Let handled messages wait up to ``delete_window`` for more, busy queue or not, so
+    that one DeleteMessageBatch (and one ``before_delete``) serves up to ten; up to ten
+    such messages do not count against ``max_in_flight`` meanwhile (they are done: new
+    work may be received, but none is taken in advance). For a queue whose groups hold one
+    message each (a worker's: one job per upload), where a waiting delete holds nothing
+    back."""
     before_delete: Callable[[], None] | None = attrs.field(default=None, kw_only=True)
     """Called by the keeper before each DeleteMessageBatch of handled messages, once their
     handlers have all returned: the worker sends the progress events its jobs queued
@@ -468,9 +470,9 @@ class QueuePoller:
         attempt_id: str | None = None
         while not self._stop_requested.is_set():
             with self._wake:
-                while self._lanes.free() <= 0 and not self._stop_requested.is_set():
+                while self._free() <= 0 and not self._stop_requested.is_set():
                     self._wake.wait(0.5)
-                free = self._lanes.free()
+                free = self._free()
             if self._stop_requested.is_set():
                 break
             # The same attempt id after a failed receive makes SQS return the messages that
@@ -505,6 +507,15 @@ class QueuePoller:
             if pause:
                 self._pause()
         self._shutdown()
+
+    def _free(self) -> int:
+        """How many more messages to receive (lock held). Gathering deletes, up to ten
+        handled messages waiting for theirs take no room: they are done, and new work
+        meanwhile fills the next DeleteMessageBatch."""
+        free = self._lanes.free()
+        if self.gather_deletes:
+            free += min(len(self._lanes.to_delete), MAX_BATCH_ENTRIES)
+        return free
 
     def _pause(self) -> None:
         """Wait ``receive_pause``; the deletes of what the last receive brought wait with
@@ -665,10 +676,7 @@ class QueuePoller:
             return None
         if len(waiting) >= MAX_BATCH_ENTRIES or not self.delete_window or self._state != "running":
             return 0.0
-        if self.gather_deletes:
-            if not any(h.state != "settling" for h in self._lanes.held.values()):
-                return 0.0  # nothing held will settle soon: no reason to wait
-        elif not (self._busy or self._pausing):
+        if not (self.gather_deletes or self._busy or self._pausing):
             return 0.0
         first = min(h.settled_at or 0.0 for h in waiting)
         due = first + self.delete_window

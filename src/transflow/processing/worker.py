@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from transflow._aws.poller import QueuePoller, RetryDelay, backoff_visibility, current_delivery
-from transflow._wire.limits import MAX_BATCH_ENTRIES
 from transflow._wire.messages import ReceivedMessage
 from transflow.processing.processor import JobProcessor
 
@@ -72,6 +71,7 @@ def make_worker(
     drain_timeout: float = 30.0,
     retry_delay: RetryDelay | None = None,
     delete_window: float = DEFAULT_DELETE_WINDOW,
+    max_in_flight: int | None = None,
 ) -> QueuePoller:
     """A poller on the processing queue that runs jobs through ``processor``.
 
@@ -85,7 +85,10 @@ def make_worker(
     the messages of the jobs that queued them are deleted, in DeleteMessageBatch calls:
     a message is never deleted before its job's last events went. ``delete_window`` (at
     most a third of the visibility timeout) lets the deletes, and so the progress sends, of
-    jobs that end close together go in the same calls while the queue is busy."""
+    jobs that end close together go in the same calls (handled messages waiting for their
+    delete take no room from new work). ``max_in_flight`` (default ``concurrency``) lets the
+    worker receive more messages than it runs: fuller calls for short jobs, but messages
+    waiting behind long jobs that another worker could have run."""
     publisher = processor.publisher
     return QueuePoller(
         sqs_client,
@@ -95,7 +98,7 @@ def make_worker(
         scope=publisher.combined(),
         delete_window=min(delete_window, visibility_timeout / 3),
         gather_deletes=True,
-        max_in_flight=max(concurrency, MAX_BATCH_ENTRIES),
+        max_in_flight=max_in_flight,
         concurrency=concurrency,
         visibility_timeout=visibility_timeout,
         handler_timeout=handler_timeout,
