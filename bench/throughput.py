@@ -92,7 +92,7 @@ def run_transflow(
             queues.processing,
             concurrency=concurrency or threads,
             wait_time_seconds=1,
-            max_in_flight=in_flight,
+            **({"max_in_flight": in_flight} if in_flight else {}),
         )
     else:
         esm = EventSourceLoop(sqs, queues.processing, processor, threads=threads)
