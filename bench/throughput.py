@@ -86,13 +86,14 @@ def run_transflow(
     if worker:
         # transflow's own worker: a QueuePoller runs the jobs, ``threads`` at a time.
         poller_sqs = ep.sqs(counter, read_timeout=30)
+        extra: dict[str, Any] = {"max_in_flight": in_flight} if in_flight else {}
         esm: EventSourceLoop | QueuePoller = make_worker(
             processor,
             poller_sqs,
             queues.processing,
             concurrency=concurrency or threads,
             wait_time_seconds=1,
-            **({"max_in_flight": in_flight} if in_flight else {}),
+            **extra,
         )
     else:
         esm = EventSourceLoop(sqs, queues.processing, processor, threads=threads)
