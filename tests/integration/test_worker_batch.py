@@ -113,7 +113,7 @@ def test_ten_noop_jobs_share_progress_sends_and_deletes(
         f"{receives / 10} ReceiveMessage (empty ones included), {puts / 10} PutObject, "
         f"{requests.total('s3') / 10} S3 in all"
     )
-    # Before (a flush per job inside the handler): 20 sends, 3 deletes in this test.
+    # Before (a flush per job inside the handler): 20 sends, 9 deletes in this test.
     # Now 40 events of 10 uploads take calls of up to ten uploads each: 4 when all ten
     # jobs end together, a few more when they end apart (at most one send per delete).
     assert sends <= 8, sends
