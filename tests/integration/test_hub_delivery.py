@@ -6,6 +6,7 @@ hold after its successors (an older publisher's) still reaches every subscriber.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tests.support.faults import EntryFaults
@@ -29,21 +30,23 @@ if TYPE_CHECKING:
 FAST = RetryPolicy(attempts=4, initial=0.001, maximum=0.01)
 
 
-def second_entry_fails_once(_call: int, entry: dict[str, Any]) -> tuple[str, bool] | None:
-    # Transient (no sender fault): the batch sender sends it again in a later call.
-    dedup = entry["MessageDeduplicationId"]
-    if dedup.startswith("up-1:") and dedup not in FAILED:
-        FAILED.add(dedup)
-        return ("InternalError", False) if len(FAILED) == 2 else None
-    return None
+def second_entry_fails_once() -> Callable[[int, dict[str, Any]], tuple[str, bool] | None]:
+    """Fails up-1's second event once, transiently (no sender fault): the batch sender
+    sends it again in a later call."""
+    seen: set[str] = set()
 
+    def decide(_call: int, entry: dict[str, Any]) -> tuple[str, bool] | None:
+        dedup = entry["MessageDeduplicationId"]
+        if not dedup.startswith("up-1:") or dedup in seen:
+            return None
+        seen.add(dedup)
+        return ("InternalError", False) if len(seen) == 2 else None
 
-FAILED: set[str] = set()
+    return decide
 
 
 def publish_five(publisher: ProgressPublisher) -> list[int]:
     """Five events of up-1 and five of up-2, sent together at the end of the block."""
-    FAILED.clear()
     streams = [publisher.stream(upload, "main") for upload in ("up-1", "up-2")]
     sent = []
     with publisher.combined():
@@ -64,7 +67,7 @@ def test_an_entry_retried_after_a_partial_failure_reaches_every_subscriber_in_or
     sqs: SQSClient,
 ) -> None:
     url = fifo_queue(sqs, "progress.fifo")
-    faults = EntryFaults(sqs, "SendMessageBatch", second_entry_fails_once)
+    faults = EntryFaults(sqs, "SendMessageBatch", second_entry_fails_once())
     publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
     with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
         exact = hub.subscribe("upload:main:up-1")
@@ -111,7 +114,7 @@ def test_an_entry_retried_after_a_partial_failure_reaches_every_fanout_instance_
     config = load_config(path, env={})
     sns = aws.sns()
     topic = ensure_topic(sns, config)
-    faults = EntryFaults(sns, "PublishBatch", second_entry_fails_once)
+    faults = EntryFaults(sns, "PublishBatch", second_entry_fails_once())
     publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, flush_after=60, policy=FAST)
     hubs = [
         ProgressHub.from_config(
