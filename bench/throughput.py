@@ -39,6 +39,8 @@ from bench.pipeline import (
 )
 from transflow import GroupingBridge, JobProcessor, ProgressQueue, TemplateRegistry, UploadTicket
 from transflow._aws.metering import RequestCounter
+from transflow._aws.poller import QueuePoller
+from transflow.processing.worker import make_worker
 
 BODY = b"x" * 1024
 
@@ -52,7 +54,16 @@ def _setup_uploads(ep: Endpoint, jobs: int) -> list[tuple[UploadTicket, str]]:
     return list(zip(uploads, sequencers, strict=True))
 
 
-def run_transflow(ep: Endpoint, jobs: int, threads: int, records: int) -> dict[str, Any]:
+def run_transflow(
+    ep: Endpoint,
+    jobs: int,
+    threads: int,
+    records: int,
+    *,
+    worker: bool = False,
+    concurrency: int | None = None,
+    in_flight: int | None = None,
+) -> dict[str, Any]:
     ep.reset()
     setup = ep.sqs(RequestCounter())
     queues = make_queues(setup, prefix="tput")
@@ -72,7 +83,20 @@ def run_transflow(ep: Endpoint, jobs: int, threads: int, records: int) -> dict[s
         sqs, s3, queue_url=queues.processing, upload_bucket=UPLOADS, head_concurrency=records
     )
     drain = Drain(sqs, queues.progress).start()
-    esm = EventSourceLoop(sqs, queues.processing, processor, threads=threads)
+    if worker:
+        # transflow's own worker: a QueuePoller runs the jobs, ``threads`` at a time.
+        poller_sqs = ep.sqs(counter, read_timeout=30)
+        extra: dict[str, Any] = {"max_in_flight": in_flight} if in_flight else {}
+        esm: EventSourceLoop | QueuePoller = make_worker(
+            processor,
+            poller_sqs,
+            queues.processing,
+            concurrency=concurrency or threads,
+            wait_time_seconds=1,
+            **extra,
+        )
+    else:
+        esm = EventSourceLoop(sqs, queues.processing, processor, threads=threads)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     esm.start()
     events = [
@@ -81,12 +105,19 @@ def run_transflow(ep: Endpoint, jobs: int, threads: int, records: int) -> dict[s
     ]
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(bridge.handle, events))
-    wait_for(lambda: esm.handled >= jobs, 600, f"{jobs} jobs to be processed")
+    wait_for(lambda: _handled(esm) >= jobs, 600, f"{jobs} jobs to be processed")
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     esm.stop()
     drain.stop()
     assert all(r.ok for r in results), [r.failed for r in results if not r.ok][:3]
-    return _figures("transflow", jobs, wall, cpu, counter)
+    return _figures("transflow worker" if worker else "transflow", jobs, wall, cpu, counter)
+
+
+def _handled(loop: EventSourceLoop | QueuePoller) -> int:
+    """Jobs done: handled by the event-source loop, or run and deleted by the worker."""
+    if isinstance(loop, QueuePoller):
+        return loop.stats().deleted
+    return loop.handled
 
 
 def run_ceiling(ep: Endpoint, jobs: int, threads: int) -> dict[str, Any]:
@@ -186,12 +217,29 @@ def run(
     jobs: int = 300,
     threads: int = 4,
     records: int = 10,
+    worker: bool = False,
+    worker_concurrency: int | None = None,
+    worker_in_flight: int | None = None,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     ours = run_transflow(ep, jobs, threads, records)
+    theirs = (
+        run_transflow(
+            ep,
+            jobs,
+            threads,
+            records,
+            worker=True,
+            concurrency=worker_concurrency,
+            in_flight=worker_in_flight,
+        )
+        if worker
+        else None
+    )
     ceiling = run_ceiling(ep, jobs, threads)
     ratio = ours["jobs_per_second"] / ceiling["jobs_per_second"]
+    measured = [ours] + ([theirs] if theirs else []) + [ceiling]
     rows = [
         [
             r["name"],
@@ -202,7 +250,7 @@ def run(
             r["s3_per_job"],
             r["client_cpu_ms_per_job"],
         ]
-        for r in (ours, ceiling)
+        for r in measured
     ]
     table = markdown_table(
         ["pipeline", "jobs", "seconds", "jobs/s", "SQS req/job", "S3 req/job", "client CPU ms/job"],
@@ -213,12 +261,21 @@ def run(
         f"{threads} event-source pollers at a time, {records} notification records per bridge "
         "invocation, no-op template, moto in its own process)."
     )
-    data = {
+    data: dict[str, Any] = {
         "sizes": {"jobs": jobs, "threads": threads, "records_per_event": records},
         "transflow": ours,
         "ceiling": ceiling,
         "ratio_to_ceiling": round(ratio, 3),
     }
+    if theirs is not None:
+        worker_ratio = theirs["jobs_per_second"] / ceiling["jobs_per_second"]
+        table += (
+            f" The worker (`make_worker`, concurrency {worker_concurrency or threads}, "
+            f"max_in_flight {worker_in_flight or worker_concurrency or threads}) runs at "
+            f"**{worker_ratio:.0%}** of it."
+        )
+        data["worker"] = theirs
+        data["worker_ratio_to_ceiling"] = round(worker_ratio, 3)
     write_result(
         "throughput",
         "Throughput: bridge + processor vs a raw boto3 loop",
@@ -237,9 +294,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--records", type=int, default=10, help="records per bridge event (default 10)"
     )
+    parser.add_argument(
+        "--worker", action="store_true", help="also run the jobs through transflow's worker"
+    )
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=None, help="the worker's (default: --threads)"
+    )
+    parser.add_argument(
+        "--worker-in-flight", type=int, default=None, help="the worker's max_in_flight"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     with serve() as ep:
-        run(ep, jobs=args.jobs, threads=args.threads, records=args.records)
+        run(
+            ep,
+            jobs=args.jobs,
+            threads=args.threads,
+            records=args.records,
+            worker=args.worker,
+            worker_concurrency=args.worker_concurrency,
+            worker_in_flight=args.worker_in_flight,
+            out=args.out,
+        )
     return 0
 
 

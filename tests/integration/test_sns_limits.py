@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support.faults import BatchTooLong
+from tests.support.faults import BatchTooLong, EntryFault, EntryFaults
 from tests.support.pipeline import await_events
 from transflow import (
     ProgressDestination,
@@ -26,7 +26,10 @@ from transflow import (
 )
 from transflow._aws.metering import count_requests
 from transflow._aws.retry import RetryPolicy
+from transflow._aws.sns_batch import publish_batch
+from transflow._aws.sqs_batch import OutgoingMessage
 from transflow.ops.provision import ensure_topic
+from transflow.processing.progress import progress_dedup_id
 from transflow.streaming.instances import InstanceQueue
 
 if TYPE_CHECKING:
@@ -73,10 +76,15 @@ def listener(sqs: SQSClient, sns: SNSClient, config: TransflowConfig) -> Iterato
         queue.close()
 
 
-def big_events(count: int, size: int) -> list[ProgressEvent]:
+def big_events(count: int, size: int, uploads: int = 1) -> list[ProgressEvent]:
+    """``count`` events, of ``uploads`` uploads in turn (``up-big``, ``up-big1``, ...)."""
     return [
         ProgressEvent.create(
-            "progress", upload_id="up-big", branch="main", seq=n, extra={"blob": "x" * size}
+            "progress",
+            upload_id="up-big" + (str(n % uploads) if uploads > 1 else ""),
+            branch="main",
+            seq=n,
+            extra={"blob": "x" * size},
         )
         for n in range(1, count + 1)
     ]
@@ -124,11 +132,51 @@ def test_a_batch_refused_as_too_long_is_split_and_nothing_is_lost(
     # An endpoint whose limit is below ours: any call of more than three entries is refused.
     fault = BatchTooLong(sns, "PublishBatch", lambda entries: len(entries) > 3)
     publisher = ProgressPublisher(ProgressTopic(ensure_topic(sns, config)), sns=sns, policy=FAST)
-    result = publisher.send(big_events(10, 100), "1")
+    events = big_events(10, 100, uploads=10)  # ten uploads: one call could take all ten
+    result = publisher.send(events, "1")
     assert fault.refused >= 1
     assert result.ok, result.failed
-    assert sorted(result.succeeded) == sorted(f"up-big:{n}" for n in range(1, 11))
-    assert [e.seq for e in await_events(sqs, listener, 10)] == list(range(1, 11))
+    assert sorted(result.succeeded) == sorted(f"{e.upload_id}:{e.seq}" for e in events)
+    assert sorted(e.seq or 0 for e in await_events(sqs, listener, 10)) == list(range(1, 11))
+
+
+def test_an_entry_failed_in_the_middle_of_an_upload_is_never_overtaken(
+    config: TransflowConfig, sqs: SQSClient, sns: SNSClient, listener: str
+) -> None:
+    # PublishBatch fails one entry without sender fault and accepts the rest of the call:
+    # the retried entry must still reach the queues before its upload's later events.
+    failed: list[str] = []
+
+    def once(_call: int, entry: dict[str, Any]) -> EntryFault | None:
+        if entry["MessageDeduplicationId"].endswith(":1:5") and not failed:
+            failed.append(entry["Id"])
+            return ("InternalError", False)
+        return None
+
+    faults = EntryFaults(sns, "PublishBatch", once)
+    events = big_events(12, 10, uploads=3)
+    # publish_batch's default (the publisher's with pack_events=True; unpacked, it lets an
+    # upload's events share a call and the hub keeps a terminal event last).
+    messages = [
+        (
+            str(e.seq),
+            OutgoingMessage(
+                e.to_json(),
+                group_id=e.upload_id,
+                dedup_id=progress_dedup_id(e.upload_id, "1", e.seq or 0),
+            ),
+        )
+        for e in events
+    ]
+    result = publish_batch(sns, ensure_topic(sns, config), messages, policy=FAST)
+    assert faults.injected == 1
+    assert result.ok, result.failed
+    arrived = await_events(sqs, listener, 12)
+    assert sorted(e.seq or 0 for e in arrived) == list(range(1, 13))  # each once
+    for upload in {e.upload_id for e in events}:
+        assert [e.seq for e in arrived if e.upload_id == upload] == [
+            e.seq for e in events if e.upload_id == upload
+        ]
 
 
 def test_entries_refused_even_alone_are_reported_failed_logged_and_counted(

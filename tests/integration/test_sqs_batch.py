@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from bench.chaos import CallFaults
 
-from tests.support.faults import EntryFaults
+from tests.support.faults import EntryFault, EntryFaults
 from transflow._aws.metering import count_requests
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.sqs_batch import (
@@ -57,18 +58,66 @@ def messages(n: int, size: int = 10, groups: int = 1) -> list[tuple[str, Outgoin
 def test_sends_in_order_in_calls_of_ten(bare_sqs: SQSClient) -> None:
     url = fifo(bare_sqs)
     with count_requests(bare_sqs) as counter:
-        result = send_batch(bare_sqs, url, messages(25), policy=FAST)
+        result = send_batch(bare_sqs, url, messages(25, groups=25), policy=FAST)
     assert result.ok
     assert result.succeeded == tuple(f"k{i}" for i in range(25))
     assert counter.count("SendMessageBatch") == 3
     assert drain(bare_sqs, url) == [f"{i:010d}" for i in range(25)]
 
 
+def test_one_group_takes_one_entry_per_call(bare_sqs: SQSClient) -> None:
+    # Two entries of a group in one call could be split by a partial failure (the later one
+    # accepted, the earlier retried behind it): a group's entries go one call each.
+    url = fifo(bare_sqs)
+    with count_requests(bare_sqs) as counter:
+        result = send_batch(bare_sqs, url, messages(12, groups=3), policy=FAST)
+    assert result.ok
+    assert counter.count("SendMessageBatch") == 4  # 3 entries (one per group) per call
+    assert drain(bare_sqs, url) == [f"{i:010d}" for i in range(12)]
+
+
+def fail_once(dedup_id: str) -> Callable[[int, dict[str, Any]], EntryFault | None]:
+    """A fault for the first try of the entry with ``dedup_id``, without sender fault."""
+    tried: list[int] = []
+
+    def decide(call: int, entry: dict[str, Any]) -> EntryFault | None:
+        if entry.get("MessageDeduplicationId") != dedup_id or tried:
+            return None
+        tried.append(call)
+        return ("InternalError", False)
+
+    return decide
+
+
+def group_order(bodies: list[str], groups: int) -> dict[int, list[int]]:
+    by_group: dict[int, list[int]] = {}
+    for body in bodies:
+        by_group.setdefault(int(body) % groups, []).append(int(body))
+    return by_group
+
+
+@pytest.mark.parametrize("failing", ["k4", "k0"])
+def test_an_entry_failed_in_the_middle_of_a_group_is_never_overtaken(
+    bare_sqs: SQSClient, failing: str
+) -> None:
+    # k4 is group g1's second entry (k1, k4, k7, k10): failed once without sender fault, it
+    # is sent again, and g1's later entries must still arrive after it, each once.
+    url = fifo(bare_sqs)
+    faults = EntryFaults(bare_sqs, "SendMessageBatch", fail_once(f"d{failing[1:]}"))
+    result = send_batch(bare_sqs, url, messages(12, groups=3), policy=FAST)
+    assert faults.injected == 1
+    assert result.ok
+    assert sorted(result.succeeded) == sorted(f"k{i}" for i in range(12))
+    bodies = drain(bare_sqs, url)
+    assert sorted(bodies) == [f"{i:010d}" for i in range(12)]  # nothing lost, nothing doubled
+    assert group_order(bodies, 3) == {g: list(range(g, 12, 3)) for g in range(3)}
+
+
 def test_byte_limit_splits_calls_and_a_too_large_message_fails_alone(
     bare_sqs: SQSClient,
 ) -> None:
     url = fifo(bare_sqs)
-    items = messages(5, size=100_000)
+    items = messages(5, size=100_000, groups=5)
     items.insert(2, ("huge", OutgoingMessage("x" * 300_000, group_id="g", dedup_id="h")))
     with count_requests(bare_sqs) as counter:
         result = send_batch(bare_sqs, url, items, max_bytes=262_144, policy=FAST)
@@ -86,7 +135,7 @@ def test_an_entry_failed_without_sender_fault_is_sent_again(bare_sqs: SQSClient)
         "SendMessageBatch",
         lambda call, entry: ("InternalError", False) if call == 0 and entry["Id"] == "e3" else None,
     )
-    result = send_batch(bare_sqs, url, messages(10), policy=FAST)
+    result = send_batch(bare_sqs, url, messages(10, groups=10), policy=FAST)
     assert faults.injected == 1
     assert result.ok
     assert result.calls == 2
@@ -100,7 +149,7 @@ def test_a_sender_fault_is_reported_and_the_rest_goes_on(bare_sqs: SQSClient) ->
         "SendMessageBatch",
         lambda _call, entry: ("InvalidParameterValue", True) if entry["Id"] == "e1" else None,
     )
-    result = send_batch(bare_sqs, url, messages(4), policy=FAST)
+    result = send_batch(bare_sqs, url, messages(4, groups=4), policy=FAST)
     assert [(f.key, f.code, f.sender_fault) for f in result.failed] == [
         ("k1", "InvalidParameterValue", True)
     ]
@@ -115,7 +164,7 @@ def test_failed_calls_are_retried(bare_sqs: SQSClient, fault: str) -> None:
     faults = CallFaults(
         bare_sqs, lambda op, i: fault if op == "SendMessageBatch" and i < 2 else None
     )
-    result = send_batch(bare_sqs, url, messages(3), policy=FAST)
+    result = send_batch(bare_sqs, url, messages(3, groups=3), policy=FAST)
     assert faults.injected == 2
     assert result.ok
     assert result.calls == 3

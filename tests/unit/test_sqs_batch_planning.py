@@ -6,14 +6,16 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transflow._aws.retry import is_retryable_error
+from transflow._aws.retry import RetryPolicy, is_retryable_error
 from transflow._aws.sqs_batch import (
     OutgoingMessage,
+    _run,
     is_retryable_entry,
     message_size,
+    next_call,
     plan_batches,
 )
 
@@ -115,3 +117,69 @@ def test_the_code_decides_before_sender_fault() -> None:
     assert is_retryable_entry("ThrottlingException", True)
     assert is_retryable_entry("InvalidParameterValue", False, "some other parameter")
     assert not is_retryable_entry("InvalidParameterValue", True, "some other parameter")
+
+
+@given(
+    groups=st.lists(st.sampled_from(["a", "b", "c", None]), max_size=40),
+    max_entries=st.integers(min_value=1, max_value=10),
+)
+def test_next_call_takes_each_group_head_in_order(
+    groups: list[str | None], max_entries: int
+) -> None:
+    items = [(f"k{i}", group) for i, group in enumerate(groups)]
+    keys = next_call(
+        items, group_of=lambda g: g, size_of=lambda _: 1, max_bytes=100, max_entries=max_entries
+    )
+    assert bool(keys) == bool(items)
+    assert 0 < len(keys) <= max_entries or not items
+    order = [key for key, _ in items]
+    assert keys == sorted(keys, key=order.index)
+    chosen = [group for key, group in items if key in keys]
+    named = [g for g in chosen if g is not None]
+    assert len(named) == len(set(named))  # at most one entry of a group per call
+    for key in keys:  # and it is its group's first pending entry
+        group = dict(items)[key]
+        if group is not None:
+            assert key == next(k for k, g in items if g == group)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    groups=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=25),
+    faults=st.lists(st.sampled_from(["ok", "retry", "retry", "sender", "missing"]), max_size=60),
+)
+def test_partial_failures_never_reorder_a_group_lose_or_double(
+    groups: list[str], faults: list[str]
+) -> None:
+    # A stub transport (not SQS: it answers each entry as the script says) records what
+    # was accepted, in order.
+    items = [(f"k{i}", (f"k{i}", group)) for i, group in enumerate(groups)]
+    script = iter(faults)
+    accepted: list[str] = []
+
+    def call(entries: list[dict[str, Any]]) -> dict[str, Any]:
+        ok, failed = [], []
+        for entry in entries:
+            fault = next(script, "ok")
+            if fault == "ok":
+                accepted.append(entry["Key"])
+                ok.append({"Id": entry["Id"]})
+            elif fault in {"retry", "sender"}:
+                failed.append({"Id": entry["Id"], "Code": "X", "SenderFault": fault == "sender"})
+        return {"Successful": ok, "Failed": failed}
+
+    result = _run(
+        "Stub",
+        items,
+        call,
+        lambda item: {"Key": item[0]},
+        RetryPolicy(attempts=3, initial=0, maximum=0),
+        group_of=lambda item: item[1],
+    )
+    keys = [k for k, _ in items]
+    assert sorted(result.succeeded + tuple(f.key for f in result.failed)) == sorted(keys)
+    assert sorted(result.succeeded) == sorted(accepted)  # each accepted once, all reported
+    assert len(set(accepted)) == len(accepted)
+    for group in set(groups):
+        sent = [k for k, (_, g) in items if g == group and k in accepted]
+        assert [k for k in accepted if k in sent] == sent  # the group's order, gaps allowed

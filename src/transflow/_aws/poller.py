@@ -25,6 +25,7 @@ those three are read together. (Group ordering already lives in :mod:`transflow.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import random
@@ -307,6 +308,27 @@ class QueuePoller:
     even on a thin queue and after a ``receive_pause``: the deletes of several receives go
     in one call. Whole batches of ten go as soon as they wait; the rest keeps waiting."""
 
+    gather_deletes: bool = attrs.field(default=False, kw_only=True)
+    """Let handled messages wait up to ``delete_window`` for more, busy queue or not, so
+    that one DeleteMessageBatch (and one ``before_delete``) serves up to ten; up to ten
+    such messages do not count against ``max_in_flight`` meanwhile (they are done: new
+    work may be received, but none is taken in advance). For a queue whose groups hold one
+    message each (a worker's: one job per upload), where a waiting delete holds nothing
+    back."""
+    before_delete: Callable[[], None] | None = attrs.field(default=None, kw_only=True)
+    """Called by the keeper before each DeleteMessageBatch of handled messages, once their
+    handlers have all returned: the worker sends the progress events its jobs queued
+    (:meth:`~transflow.processing.progress.ProgressPublisher.flush_pending`),
+    so no message is deleted before its job's last events went. If it raises, the
+    messages are not deleted (logged, counted as delete failures): they come back after
+    their visibility timeout."""
+    scope: contextlib.AbstractContextManager[object] | None = attrs.field(
+        default=None, kw_only=True
+    )
+    """Entered when the poller starts, left after its last delete at the stop: the worker
+    combines its jobs' progress sends in it
+    (:meth:`~transflow.processing.progress.ProgressPublisher.combined`)."""
+
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _wake: threading.Condition = attrs.field(init=False)
     _stop_requested: threading.Event = attrs.field(init=False, factory=threading.Event)
@@ -363,6 +385,8 @@ class QueuePoller:
             if self._state != "new":
                 raise ConfigError(f"QueuePoller already {self._state}; make a new one to restart")
             self._state = "running"
+        if self.scope is not None:
+            self.scope.__enter__()
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{self.name}-job")
         for target, suffix in ((self._receive_loop, "receiver"), (self._keeper_loop, "keeper")):
             thread = threading.Thread(target=target, name=f"{self.name}-{suffix}", daemon=True)
@@ -453,9 +477,9 @@ class QueuePoller:
         attempt_id: str | None = None
         while not self._stop_requested.is_set():
             with self._wake:
-                while self._lanes.free() <= 0 and not self._stop_requested.is_set():
+                while self._free() <= 0 and not self._stop_requested.is_set():
                     self._wake.wait(0.5)
-                free = self._lanes.free()
+                free = self._free()
             if self._stop_requested.is_set():
                 break
             # The same attempt id after a failed receive makes SQS return the messages that
@@ -490,6 +514,15 @@ class QueuePoller:
             if pause:
                 self._pause()
         self._shutdown()
+
+    def _free(self) -> int:
+        """How many more messages to receive (lock held). Gathering deletes, up to ten
+        handled messages waiting for theirs take no room: they are done, and new work
+        meanwhile fills the next DeleteMessageBatch."""
+        free = self._lanes.free()
+        if self.gather_deletes:
+            free += min(len(self._lanes.to_delete), MAX_BATCH_ENTRIES)
+        return free
 
     def _pause(self) -> None:
         """Wait ``receive_pause``; the deletes of what the last receive brought wait with
@@ -648,11 +681,9 @@ class QueuePoller:
         waiting = self._lanes.to_delete
         if not waiting:
             return None
-        if (
-            len(waiting) >= MAX_BATCH_ENTRIES
-            or not (self.delete_window and (self._busy or self._pausing or self._lingering()))
-            or self._state != "running"
-        ):
+        if len(waiting) >= MAX_BATCH_ENTRIES or not self.delete_window or self._state != "running":
+            return 0.0
+        if not (self.gather_deletes or self._busy or self._pausing or self._lingering()):
             return 0.0
         return self._window_due(waiting)
 
@@ -699,6 +730,24 @@ class QueuePoller:
                 self._release(releases)
 
     def _delete(self, items: list[Held]) -> None:
+        if self.before_delete is not None:
+            try:
+                self.before_delete()
+            except Exception:
+                # What must precede the deletes did not happen: the messages are left to
+                # come back when their visibility runs out (their handlers are idempotent),
+                # never deleted without it.
+                log.exception(
+                    "%s: before_delete failed; %d message(s) not deleted, delivered again "
+                    "after their visibility timeout",
+                    self.name,
+                    len(items),
+                )
+                with self._wake:
+                    self._lanes.deleted(items)  # forgotten: no heartbeat keeps them hidden
+                    self._counters.delete_failures += len(items)
+                    self._wake.notify_all()
+                return
         result = delete_batch(
             self.sqs,
             self.queue_url,
@@ -799,6 +848,11 @@ class QueuePoller:
             if thread is not threading.current_thread():
                 thread.join(timeout=10)
         self._flush(force=True)  # anything the keeper picked up last
+        if self.scope is not None:
+            try:
+                self.scope.__exit__(None, None, None)
+            except Exception:
+                log.exception("%s: leaving its scope failed", self.name)
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         with self._lock:

@@ -115,6 +115,14 @@ class RetryPolicy:
     initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))
     maximum: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
 
+    def wait(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` tries in a row failed (0 for the first retry
+        of an operation): full jitter over the same exponential window as :meth:`retrying`."""
+        import random  # noqa: PLC0415 - only a retried call needs it
+
+        window = min(self.maximum, self.initial * 2 ** (failures + 1))
+        return random.uniform(0, window)  # noqa: S311 - jitter, not secrecy
+
     def retrying(self, retry: retry_base | None = None, *, reraise: bool = True) -> Retrying:
         """A tenacity controller for one operation: by default it retries what
         :func:`is_retryable_error` calls transient and re-raises the last error."""

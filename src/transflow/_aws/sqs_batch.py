@@ -5,9 +5,20 @@ Callers give each item a key of their own; this module assigns the wire entry id
 unique per call), splits items into calls of at most 10 entries and the configured byte
 limit, retries what AWS says may be retried (throttling, server errors, dropped connections,
 entries failed without sender fault, unless their code says no retry can help, such as a
-stale receipt handle) with exponential backoff and jitter, splits a call refused whole as
-``BatchRequestTooLong`` in halves, and reports the rest. It never raises for a failed entry:
-the caller decides what a failure means.
+stale receipt handle) with exponential backoff and jitter, makes calls smaller when one is
+refused whole as ``BatchRequestTooLong``, and reports the rest. It never raises for a failed
+entry: the caller decides what a failure means.
+
+Order within a message group. A batch call may fail one entry and accept the entries after
+it; an accepted message cannot be taken back, and resending the later ones is a no-op for
+five minutes (the same deduplication id), so a retried earlier entry would land behind
+them. Sends therefore put at most one entry of a FIFO message group in a call, and the next
+entry of a group only in a call after its predecessor succeeded or failed for good
+(:func:`next_call`): entries of many groups fill a call, one group's entries take a call
+each. An entry that failed for good is reported; the group's later entries still go, after
+it, so what is delivered of a group is always in the order given. A caller whose consumer
+copes with a late entry may trade this for fewer calls (``group_order=False``: the progress
+publisher's unpacked events, see :class:`transflow.streaming.fanout.FanOut`).
 
 The decisions (planning, classification) are plain functions; the I/O is the three
 ``*_batch`` functions.
@@ -16,6 +27,7 @@ The decisions (planning, classification) are plain functions; the I/O is the thr
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -40,8 +52,10 @@ __all__ = [
     "delete_batch",
     "is_retryable_entry",
     "message_size",
+    "next_call",
     "plan_batches",
     "send_batch",
+    "split_too_large",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,10 +110,6 @@ BATCH_TOO_LONG_CODES = frozenset(
 sent, and each half may well pass: such a call is split, never given up whole."""
 
 
-class _TryAgain(Exception):
-    """Some entries may succeed if sent again."""
-
-
 # -- decisions ----------------------------------------------------------------------------
 
 
@@ -148,39 +158,144 @@ def plan_batches(
     return batches, too_large
 
 
+def next_call(
+    pending: Sequence[tuple[str, T]],
+    *,
+    group_of: Callable[[T], str | None],
+    size_of: Callable[[T], int],
+    max_bytes: int,
+    max_entries: int = MAX_BATCH_ENTRIES,
+) -> list[str]:
+    """The keys of the next call, from ``pending`` in order (each item within ``max_bytes``
+    alone): at most ``max_entries`` and ``max_bytes`` together, and only the first pending
+    item of each message group, so an entry that fails in a call has no later entry of its
+    group in that call to overtake it. Items without a group (standard queues, deletes) are
+    not limited. Never empty when ``pending`` is not."""
+    chosen: list[str] = []
+    groups: set[str] = set()
+    total = 0
+    for key, item in pending:
+        group = group_of(item)
+        if group is not None:
+            if group in groups:
+                continue
+            groups.add(group)
+        size = size_of(item)
+        if chosen and total + size > max_bytes:
+            break
+        chosen.append(key)
+        total += size
+        if len(chosen) >= max_entries:
+            break
+    return chosen
+
+
 # -- I/O ----------------------------------------------------------------------------------
+
+
+def _no_group(_item: object) -> str | None:
+    return None
+
+
+def _no_size(_item: object) -> int:
+    return 0
 
 
 @attrs.define
 class _Progress(Generic[T]):
-    """The state of one batch operation across its attempts."""
+    """The state of one batch operation across its calls."""
 
     pending: dict[str, T]
     succeeded: list[str] = attrs.field(factory=list)
     failed: list[EntryFailure] = attrs.field(factory=list)
     last_error: dict[str, EntryFailure] = attrs.field(factory=dict)
+    tries: dict[str, int] = attrs.field(factory=dict)
     calls: int = 0
 
-    def absorb(self, response: Mapping[str, Any], wire_ids: Mapping[str, str]) -> None:
+    def fail(self, key: str, failure: EntryFailure) -> None:
+        self.failed.append(failure)
+        self.pending.pop(key, None)
+        self.last_error.pop(key, None)
+
+    def absorb(
+        self,
+        operation: str,
+        response: Mapping[str, Any],
+        wire_ids: Mapping[str, str],
+        *,
+        attempts: int,
+    ) -> bool:
+        """Take one response in; True when some of its entries are to be sent again."""
+        answered: set[str] = set()
         for ok in response.get("Successful", []):
-            key = wire_ids[ok["Id"]]
+            key = wire_ids.get(ok.get("Id", ""))
+            if key is None or key in answered:
+                log.warning("%s: the response names an entry not sent: %r", operation, ok)
+                continue
+            answered.add(key)
             self.succeeded.append(key)
             self.pending.pop(key, None)
+            self.last_error.pop(key, None)
         for bad in response.get("Failed", []):
-            key = wire_ids[bad["Id"]]
+            key = wire_ids.get(bad.get("Id", ""))
+            if key is None or key in answered:
+                log.warning("%s: the response names an entry not sent: %r", operation, bad)
+                continue
+            answered.add(key)
             failure = EntryFailure(
-                key, bad.get("Code", ""), bad.get("Message", ""), bad["SenderFault"]
+                key, bad.get("Code", ""), bad.get("Message", ""), bool(bad.get("SenderFault"))
             )
             if is_retryable_entry(failure.code, failure.sender_fault, failure.message):
-                self.last_error[key] = failure
+                self._retry(key, failure, attempts)
             else:
-                self.failed.append(failure)
-                self.pending.pop(key, None)
-        # An entry in neither list is a broken response; treat it as retryable.
-        for key in self.pending:
-            self.last_error.setdefault(
-                key, EntryFailure(key, "Missing", "not in the response", False)
-            )
+                self.fail(key, failure)
+        # An entry in neither list is a broken response; it may not have been sent.
+        for key in wire_ids.values():
+            if key not in answered:
+                missing = EntryFailure(key, "Missing", "not in the response", False)
+                self._retry(key, missing, attempts)
+        return any(key in self.pending for key in wire_ids.values())
+
+    def _retry(self, key: str, failure: EntryFailure, attempts: int) -> None:
+        self.tries[key] = self.tries.get(key, 0) + 1
+        if self.tries[key] >= attempts:
+            self.fail(key, failure)
+        else:
+            self.last_error[key] = failure
+
+
+def _shrink(operation: str, state: _Progress[Any], keys: list[str], exc: Exception) -> bool:
+    """Whether a call refused whole for its size is to be made again with fewer entries (an
+    endpoint whose limit is below ours, or counts differently); a single entry so refused is
+    reported instead."""
+    if error_code(exc) not in BATCH_TOO_LONG_CODES:
+        return False
+    if len(keys) > 1:
+        log.warning("%s refused %d entries (%s); sending fewer per call", operation, len(keys), exc)
+        return True
+    state.fail(keys[0], EntryFailure(keys[0], error_code(exc), str(exc), True))
+    return False
+
+
+def _may_retry(
+    state: _Progress[Any], keys: list[str], exc: Exception, failures: int, policy: RetryPolicy
+) -> bool:
+    """After a call failed whole: whether to try again, or (after an error no retry can cure,
+    or ``policy.attempts`` such calls in a row) to report every pending item failed."""
+    if not is_retryable_error(exc):
+        for key in list(state.pending):
+            state.fail(key, EntryFailure(key, error_code(exc), str(exc), True))
+        return False
+    for key in keys:
+        state.last_error[key] = EntryFailure(key, type(exc).__name__, str(exc), False)
+    if failures < policy.attempts:
+        return True
+    for key in list(state.pending):
+        state.fail(
+            key,
+            state.last_error.get(key) or EntryFailure(key, type(exc).__name__, str(exc), False),
+        )
+    return False
 
 
 def _run(
@@ -189,78 +304,80 @@ def _run(
     call: Callable[[list[dict[str, Any]]], Mapping[str, Any]],
     to_entry: Callable[[T], dict[str, Any]],
     policy: RetryPolicy,
+    *,
+    group_of: Callable[[T], str | None] = _no_group,
+    size_of: Callable[[T], int] = _no_size,
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> BatchResult:
-    """One batch call's worth of items, retried until each succeeded or failed for good."""
-    state = _Progress(dict(items))
+    """Calls until each item succeeded or failed for good, planned by :func:`next_call`.
 
-    def attempt() -> None:
-        keys = list(state.pending)
+    An entry is tried ``policy.attempts`` times; a call failing whole that many times in a
+    row ends the operation (every pending item is reported with its last error)."""
+    state = _Progress(dict(items))
+    max_entries = MAX_BATCH_ENTRIES
+    whole_failures = 0  # calls in a row that failed whole
+    waits = 0  # calls in a row that left something to retry
+    while state.pending:
+        keys = next_call(
+            list(state.pending.items()),
+            group_of=group_of,
+            size_of=size_of,
+            max_bytes=max_bytes,
+            max_entries=max_entries,
+        )
         wire_ids = {f"e{i}": key for i, key in enumerate(keys)}
         entries = [{"Id": wid, **to_entry(state.pending[key])} for wid, key in wire_ids.items()]
         state.calls += 1
         try:
             response = call(entries)
         except Exception as exc:
-            if not is_retryable_error(exc):
-                raise
+            if _shrink(operation, state, keys, exc):
+                max_entries = max(1, len(keys) // 2)
+                continue
+            if error_code(exc) in BATCH_TOO_LONG_CODES:
+                continue  # one entry alone refused: reported, the rest goes on
+            whole_failures += 1
+            if not _may_retry(state, keys, exc, whole_failures, policy):
+                break
             log.warning("%s failed (%s); retrying %d entries", operation, exc, len(keys))
-            for key in keys:
-                state.last_error[key] = EntryFailure(key, type(exc).__name__, str(exc), False)
-            raise _TryAgain from exc
-        state.absorb(response, wire_ids)
-        if state.pending:
-            raise _TryAgain
-
-    from tenacity import RetryError, retry_if_exception_type  # noqa: PLC0415 - see RetryPolicy
-
-    try:
-        for retry in policy.retrying(retry_if_exception_type(_TryAgain), reraise=False):
-            with retry:
-                attempt()
-    except RetryError:
-        pass  # what is still pending is reported below
-    except Exception as exc:
-        rest = list(state.pending.items())
-        state.pending.clear()
-        if error_code(exc) in BATCH_TOO_LONG_CODES and len(rest) > 1:
-            # An endpoint whose limit is below ours (or counts differently): halves, in order,
-            # until each call passes or one entry alone is refused and reported.
-            log.warning(
-                "%s refused %d entries (%s); sending them in halves", operation, len(rest), exc
-            )
-            half = len(rest) // 2
-            for part in (rest[:half], rest[half:]):
-                sub = _run(operation, part, call, to_entry, policy)
-                state.succeeded.extend(sub.succeeded)
-                state.failed.extend(sub.failed)
-                state.calls += sub.calls
-            return BatchResult(tuple(state.succeeded), tuple(state.failed), state.calls)
-        state.failed.extend(EntryFailure(key, error_code(exc), str(exc), True) for key, _ in rest)
-    failed = state.failed + [state.last_error[key] for key in state.pending]
-    if failed:
+            time.sleep(policy.wait(waits))
+            waits += 1
+            continue
+        whole_failures = 0
+        if state.absorb(operation, response, wire_ids, attempts=policy.attempts):
+            time.sleep(policy.wait(waits))
+            waits += 1
+        else:
+            waits = 0
+    if state.failed:
         log.error(
             "%s: %d of %d entries failed after %d calls: %s",
             operation,
-            len(failed),
+            len(state.failed),
             len(items),
             state.calls,
-            "; ".join(f"{f.key}: {f.code} {f.message}" for f in failed[:5]),
+            "; ".join(f"{f.key}: {f.code} {f.message}" for f in state.failed[:5]),
         )
-    return BatchResult(tuple(state.succeeded), tuple(failed), state.calls)
+    return BatchResult(tuple(state.succeeded), tuple(state.failed), state.calls)
 
 
-def _in_batches(
-    operation: str,
-    items: Sequence[tuple[str, T]],
-    call: Callable[[list[dict[str, Any]]], Mapping[str, Any]],
-    to_entry: Callable[[T], dict[str, Any]],
-    policy: RetryPolicy,
-) -> BatchResult:
-    result = BatchResult()
-    for start in range(0, len(items), MAX_BATCH_ENTRIES):
-        chunk = items[start : start + MAX_BATCH_ENTRIES]
-        result = result.merge(_run(operation, chunk, call, to_entry, policy))
-    return result
+def _group_of(message: OutgoingMessage) -> str | None:
+    return message.group_id
+
+
+def split_too_large(
+    messages: Sequence[tuple[str, OutgoingMessage]], max_bytes: int
+) -> tuple[list[tuple[str, OutgoingMessage]], list[tuple[str, int]]]:
+    """The messages that fit ``max_bytes``, in order, and the keys and sizes of the rest."""
+    fit: list[tuple[str, OutgoingMessage]] = []
+    too_large: list[tuple[str, int]] = []
+    for key, message in messages:
+        size = message_size(message)
+        if size > max_bytes:
+            too_large.append((key, size))
+        else:
+            fit.append((key, message))
+    return fit, too_large
 
 
 def _message_entry(message: OutgoingMessage) -> dict[str, Any]:
@@ -291,31 +408,41 @@ def send_batch(
     *,
     max_bytes: int = MAX_MESSAGE_BYTES,
     policy: RetryPolicy | None = None,
+    group_order: bool = True,
 ) -> BatchResult:
     """Send ``(key, message)`` pairs with SendMessageBatch, in order, in as few calls as the
     limits allow. A message larger than ``max_bytes`` fails alone with code
-    ``MessageTooLarge``; the others are still sent."""
+    ``MessageTooLarge``; the others are still sent. ``group_order=False`` lets a call carry
+    several entries of one message group: fewer calls, but an entry sent again after a
+    partial failure lands behind its group's later entries (for a consumer that orders by
+    itself: the progress hub holds a terminal event for an earlier one)."""
     policy = policy or RetryPolicy()
-    batches, too_large = plan_batches(list(messages), size_of=message_size, max_bytes=max_bytes)
-    result = BatchResult(
-        failed=tuple(
-            EntryFailure(
-                key,
-                "MessageTooLarge",
-                f"{size} bytes is over the {max_bytes}-byte limit; store the body in S3 and "
-                "send a reference instead",
-                True,
-            )
-            for key, size in too_large
+    items, too_large = split_too_large(list(messages), max_bytes)
+    failed = tuple(
+        EntryFailure(
+            key,
+            "MessageTooLarge",
+            f"{size} bytes is over the {max_bytes}-byte limit; store the body in S3 and "
+            "send a reference instead",
+            True,
         )
+        for key, size in too_large
     )
 
     def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
         return sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
 
-    for batch in batches:
-        result = result.merge(_run("SendMessageBatch", batch, call, _message_entry, policy))
-    return result
+    sent = _run(
+        "SendMessageBatch",
+        items,
+        call,
+        _message_entry,
+        policy,
+        group_of=_group_of if group_order else _no_group,
+        size_of=message_size,
+        max_bytes=max_bytes,
+    )
+    return BatchResult(failed=failed).merge(sent)
 
 
 def delete_batch(
@@ -330,7 +457,7 @@ def delete_batch(
     def call(entries: list[dict[str, Any]]) -> Mapping[str, Any]:
         return sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
 
-    return _in_batches(
+    return _run(
         "DeleteMessageBatch",
         list(receipt_handles),
         call,
@@ -359,6 +486,6 @@ def change_visibility_batch(
             "VisibilityTimeout": max(0, min(MAX_VISIBILITY_TIMEOUT, seconds)),
         }
 
-    return _in_batches(
+    return _run(
         "ChangeMessageVisibilityBatch", list(items), call, to_entry, policy or RetryPolicy()
     )

@@ -213,6 +213,13 @@ class ProgressPublisher:
                 if self._combining == 0:
                     self._pending = None
 
+    def flush_pending(self) -> None:
+        """Send every event the combined queue holds now, and return when they were sent
+        (or failed for good, logged). A worker calls it before deleting messages: each
+        deleted message's job has queued its last events by then."""
+        with self._pending_lock:
+            self._send_pending()
+
     def _join(self, events: list[ProgressEvent], stream: ProgressStream) -> bool:
         """Queue a stream's events for the combined send; False outside :meth:`combined`."""
         with self._pending_lock:
@@ -292,10 +299,19 @@ class ProgressPublisher:
                 max_bytes=where.max_message_bytes,
                 max_batch_bytes=where.max_batch_bytes,
                 policy=self.policy,
+                group_order=self.pack_events,
             )
         assert self.sqs is not None
         return send_batch(
-            self.sqs, where.address, messages, max_bytes=where.max_message_bytes, policy=self.policy
+            self.sqs,
+            where.address,
+            messages,
+            max_bytes=where.max_message_bytes,
+            policy=self.policy,
+            # Packed, an upload's events of one send are one message: strict group order
+            # costs no call. Unpacked, one call per event of an upload would; the hub keeps
+            # a terminal event behind one that was sent again instead (FanOut.terminal_hold).
+            group_order=self.pack_events,
         )
 
     def send(self, events: list[ProgressEvent], attempt_token: str | Sequence[str]) -> BatchResult:

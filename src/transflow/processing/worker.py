@@ -31,6 +31,11 @@ worker that died is picked up again within a minute; the heartbeat extends it wh
 runs, whatever the queue's own (longer, Lambda-oriented) visibility timeout."""
 
 
+DEFAULT_DELETE_WINDOW = 0.5
+"""Seconds a handled job's message may wait for the deletes (and progress sends) of the
+jobs ending after it, while the queue is busy."""
+
+
 def job_handler(processor: JobProcessor) -> Callable[[ReceivedMessage], None]:
     """The poller handler that runs one message through ``processor``, telling it how much
     time its delivery has left (so ``ctx.run`` can bound external tools) and whether the
@@ -65,17 +70,35 @@ def make_worker(
     wait_time_seconds: int = 20,
     drain_timeout: float = 30.0,
     retry_delay: RetryDelay | None = None,
+    delete_window: float = DEFAULT_DELETE_WINDOW,
+    max_in_flight: int | None = None,
 ) -> QueuePoller:
     """A poller on the processing queue that runs jobs through ``processor``.
 
     Build ``sqs_client`` with ``config=poller_client_config(concurrency)`` so heartbeats
     never wait behind the long poll. ``handler_timeout`` bounds one job (its message goes
     back through visibility when it is exceeded). A failed job becomes visible again after
-    ``retry_delay(message)`` seconds (default: 1, 2, 4 … by receive count)."""
+    ``retry_delay(message)`` seconds (default: 1, 2, 4 … by receive count).
+
+    The jobs' progress events join one queue (as in a Lambda batch): SendMessageBatch calls
+    carry the events of up to ten uploads, and they are sent, at the latest, right before
+    the messages of the jobs that queued them are deleted, in DeleteMessageBatch calls:
+    a message is never deleted before its job's last events went. ``delete_window`` (at
+    most a third of the visibility timeout) lets the deletes, and so the progress sends, of
+    jobs that end close together go in the same calls (handled messages waiting for their
+    delete take no room from new work). ``max_in_flight`` (default ``concurrency``) lets the
+    worker receive more messages than it runs: fuller calls for short jobs, but messages
+    waiting behind long jobs that another worker could have run."""
+    publisher = processor.publisher
     return QueuePoller(
         sqs_client,
         queue_url,
         job_handler(processor),
+        before_delete=publisher.flush_pending,
+        scope=publisher.combined(),
+        delete_window=min(delete_window, visibility_timeout / 3),
+        gather_deletes=True,
+        max_in_flight=max_in_flight,
         concurrency=concurrency,
         visibility_timeout=visibility_timeout,
         handler_timeout=handler_timeout,
