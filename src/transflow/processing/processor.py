@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -75,7 +76,6 @@ from transflow.errors import (
 )
 from transflow.processing import attempt as attempts
 from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Verdict
-from transflow.processing.cancellation import delete_results
 from transflow.processing.context import JobInputs, OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
@@ -87,12 +87,13 @@ from transflow.processing.storage import (
     StatusConflict,
 )
 from transflow.processing.templates import Step, Template, TemplateRegistry
-from transflow.processing.webhooks import WebhookSender
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+
+    from transflow.processing.webhooks import WebhookSender
 
 __all__ = [
     "BatchResponse",
@@ -100,6 +101,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_SENDER_LOCK = threading.Lock()
 
 BatchResponse = PartialBatchResponse
 """What Lambda's ReportBatchItemFailures expects (:mod:`transflow._aws.lambda_batch`)."""
@@ -150,6 +153,14 @@ def _bucket_set(value: object) -> frozenset[str] | None:
             f"claim_buckets must be a list or set of bucket names, not {value!r}"[:200]
         )
     return frozenset(str(b) for b in names)
+
+
+def _is_webhook_sender(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # The webhook module is loaded by the first template with a webhook, not by every cold
+    # start: a sender passed in means it is loaded already.
+    from transflow.processing.webhooks import WebhookSender  # noqa: PLC0415
+
+    validators.instance_of(WebhookSender)(instance, attribute, value)
 
 
 def _attempt_token(message: ReceivedMessage) -> str:
@@ -211,8 +222,8 @@ class JobProcessor:
     retry_policy: RetryPolicy = attrs.field(
         factory=RetryPolicy, kw_only=True, validator=validators.instance_of(RetryPolicy)
     )
-    webhooks: WebhookSender = attrs.field(
-        factory=WebhookSender, kw_only=True, validator=validators.instance_of(WebhookSender)
+    webhooks: WebhookSender | None = attrs.field(
+        default=None, kw_only=True, validator=validators.optional(_is_webhook_sender)
     )
     storage: JobStorage = attrs.field(
         default=attrs.Factory(lambda self: S3JobStorage(self.s3_client), takes_self=True),
@@ -253,7 +264,17 @@ class JobProcessor:
             )
         for template in self.registry:  # a refused destination fails here, not after a job
             if template.webhook_url:
-                self.webhooks.check_url(template.webhook_url)
+                self._webhook_sender().check_url(template.webhook_url)
+
+    def _webhook_sender(self) -> WebhookSender:
+        """``webhooks``, or the default :class:`WebhookSender` when none was given, made
+        when a template with a webhook first needs it (registering it or delivering to it)."""
+        with _SENDER_LOCK:  # one sender, so its delivery counts are all in one place
+            if self.webhooks is None:
+                from transflow.processing.webhooks import WebhookSender  # noqa: PLC0415
+
+                self.webhooks = WebhookSender()
+            return self.webhooks
 
     def _bucket_of(self, template: Template) -> str | None:
         return template.output_bucket or self.output_bucket
@@ -509,7 +530,7 @@ class JobProcessor:
             return
         body = json.dumps(status_record_dict(status), separators=(",", ":"), ensure_ascii=False)
         try:
-            self.webhooks.deliver(
+            self._webhook_sender().deliver(
                 template.webhook_url, body.encode("utf-8"), template.webhook_secret
             )
         except Exception:  # a webhook never fails the job
@@ -884,6 +905,9 @@ class _AttemptRunner:
             )
             listed = attrs.evolve(listed, step=exc.step, delete_outputs=record.delete_outputs)
             if record.delete_outputs:
+                # Only a cancelled upload loads the cancelling module.
+                from transflow.processing.cancellation import delete_results  # noqa: PLC0415
+
                 delete_results(self.processor.s3_client, listed.results)
             try:
                 self.storage.put_status_record(bucket, key, listed, if_match=stored.etag)
