@@ -265,22 +265,6 @@ def test_the_processor_refuses_a_template_with_a_refused_webhook_when_it_is_made
         )
 
 
-def test_the_processor_refuses_a_webhooks_option_that_is_not_a_sender() -> None:
-    # The sender's class is imported by the check itself (issue 22's cold start): still a
-    # ConfigError naming the option.
-    client: object = object()
-    with pytest.raises(ConfigError, match="JobProcessor webhooks must be a WebhookSender"):
-        JobProcessor(
-            TemplateRegistry(),
-            s3_client=client,  # type: ignore[arg-type]
-            sqs_client=client,  # type: ignore[arg-type]
-            progress=ProgressQueue("https://q"),
-            upload_bucket="uploads",
-            output_bucket="out",
-            webhooks="https://hooks.example.com/",  # type: ignore[arg-type]
-        )
-
-
 def test_a_refusal_is_logged_once_and_counted(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],

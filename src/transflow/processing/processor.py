@@ -171,7 +171,7 @@ def _attempt_token(message: ReceivedMessage) -> str:
     return "r" + hashlib.sha256(message.receipt_handle.encode()).hexdigest()[:16]
 
 
-@attrs.define
+@attrs.define(eq=False)
 class JobProcessor:
     """Runs processing jobs through the templates of ``registry``, with progress events to
     ``progress`` (a :class:`~transflow.processing.destination.ProgressQueue`, or in fan-out
@@ -185,9 +185,11 @@ class JobProcessor:
     retry: the error webhook is sent only once, on the last attempt. ``raise_on_total_failure``
     makes :meth:`handle` raise :class:`BatchFailedError` when every record failed.
     ``storage`` reads and writes the job's bytes (default: :class:`~.storage.S3JobStorage`
-    over ``s3_client``). ``cancel_check_after``: before each step, the status record is
-    read (one GET) to see whether the upload was cancelled, unless the record was read or
-    written (conditionally, so it was not cancelled then) less than this many seconds ago.
+    over ``s3_client``). ``webhooks`` posts to the templates' webhooks (default: a
+    :class:`~.webhooks.WebhookSender` made when a template with a webhook first needs one).
+    ``cancel_check_after``: before each step, the status record is read (one GET) to see
+    whether the upload was cancelled, unless the record was read or written (conditionally,
+    so it was not cancelled then) less than this many seconds ago.
 
     Confinement: ``upload_bucket`` (required, the bridge's) is the only bucket a job's
     inputs are read from, and only from the job's own folder

@@ -156,7 +156,7 @@ def _check_webhook(
         )
 
 
-@attrs.define
+@attrs.define(eq=False)
 class TemplateRegistry:
     """The templates a processor knows, by id."""
 
