@@ -59,20 +59,23 @@ def loaded_after(statement: str) -> set[str]:
                 "argparse",
                 "cattrs",
                 "tenacity",
-                # Only a template with a webhook, a cancelled upload: issue 22's cold start.
+                # Only a template with a webhook, a cancelled upload, a step that retries:
+                # issue 22's cold start.
                 "transflow.processing.webhooks",
                 "transflow.processing.webhook_destinations",
                 "transflow.processing.cancellation",
+                "transflow.processing.retries",
             },
         ),
         (
-            # The first invocation builds the processor: its templates have no webhook, so
-            # the webhook sender's module stays unloaded.
+            # The first invocation builds the processor: its templates have no webhook and
+            # no step that retries, so neither module is loaded.
             _BUILD_PROCESSOR,
             {
                 "transflow.processing.webhooks",
                 "transflow.processing.webhook_destinations",
                 "transflow.processing.cancellation",
+                "transflow.processing.retries",
             },
         ),
         # "Copy this file into your project": requests is not a dependency of transflow.

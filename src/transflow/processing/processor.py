@@ -79,7 +79,6 @@ from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Ver
 from transflow.processing.context import JobInputs, OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
-from transflow.processing.retries import run_step
 from transflow.processing.status import AssemblyStatus, now_text, status_record_dict
 from transflow.processing.storage import (
     JobStorage,
@@ -828,6 +827,11 @@ class _AttemptRunner:
             )
             self.stream.flush()  # the browser hears of it before the wait, not after
             self._check_cancelled()
+
+        if step.retry is None:  # runs once; the retry module is loaded by a step that retries
+            once()
+            return
+        from transflow.processing.retries import run_step  # noqa: PLC0415
 
         run_step(
             once,
