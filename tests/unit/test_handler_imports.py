@@ -65,6 +65,7 @@ def loaded_after(statement: str) -> set[str]:
                 "transflow.processing.webhook_destinations",
                 "transflow.processing.cancellation",
                 "transflow.processing.retries",
+                "wave",  # the example's own step imports it when it runs
             },
         ),
         (
