@@ -183,12 +183,12 @@ class JobProcessor:
     queue's redrive setting), when given, lets the processor tell the last attempt from a
     retry: the error webhook is sent only once, on the last attempt. ``raise_on_total_failure``
     makes :meth:`handle` raise :class:`BatchFailedError` when every record failed.
-    ``storage`` reads and writes the job's bytes (default: :class:`~.storage.S3JobStorage`
-    over ``s3_client``). ``webhooks`` posts to the templates' webhooks (default: a
+    ``webhooks`` posts to the templates' webhooks (default: a
     :class:`~.webhooks.WebhookSender` made when a template with a webhook first needs one).
-    ``cancel_check_after``: before each step, the status record is read (one GET) to see
-    whether the upload was cancelled, unless the record was read or written (conditionally,
-    so it was not cancelled then) less than this many seconds ago.
+    ``storage`` reads and writes the job's bytes (default: :class:`~.storage.S3JobStorage`
+    over ``s3_client``). ``cancel_check_after``: before each step, the status record is
+    read (one GET) to see whether the upload was cancelled, unless the record was read or
+    written (conditionally, so it was not cancelled then) less than this many seconds ago.
 
     Confinement: ``upload_bucket`` (required, the bridge's) is the only bucket a job's
     inputs are read from, and only from the job's own folder
