@@ -107,7 +107,7 @@ BatchResponse = PartialBatchResponse
 """What Lambda's ReportBatchItemFailures expects (:mod:`transflow._aws.lambda_batch`)."""
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, repr=False)  # per job, never shown: no generated repr
 class _JobRun:
     """The runtime of one job for its step contexts (see :class:`~.context.JobRuntime`)."""
 
@@ -538,7 +538,7 @@ class JobProcessor:
             log.exception("webhook of upload %s raised", status.upload_id)
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, repr=False)  # per job, never shown: no generated repr
 class _AttemptRunner:
     """Performs one delivery attempt: the effects, in order, of the states and decisions of
     :mod:`transflow.processing.attempt`. ``state`` is replaced, never changed in place."""
