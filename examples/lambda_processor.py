@@ -25,7 +25,6 @@ import math
 import os
 import shutil
 import struct
-import wave
 from typing import TYPE_CHECKING, Any
 
 from transflow import (
@@ -50,6 +49,8 @@ wav_summary = registry.template("wav-summary", description="Measure and archive 
 @wav_summary.step("measure")
 def measure(ctx: StepContext) -> None:
     """Duration and peak level of every WAV input, as one JSON report."""
+    import wave  # noqa: PLC0415 - loaded by the first job that runs this step, not the cold start
+
     report = []
     for index, item in enumerate(ctx.inputs):
         with wave.open(str(item.path), "rb") as audio:

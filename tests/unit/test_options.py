@@ -47,7 +47,8 @@ def _processor(**options: Any) -> JobProcessor:
         ("work_dir", ""),
         ("progress", "https://q"),
         ("retry_policy", 3),
-        ("webhooks", None),
+        # None is the default sender, made when a template with a webhook needs it.
+        ("webhooks", "https://hooks.example.com/"),
     ],
 )
 def test_processor_options_are_refused(name: str, value: object) -> None:

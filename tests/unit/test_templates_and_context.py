@@ -436,3 +436,11 @@ def test_result_file_links_an_output_of_this_delivery_and_fetches_one_of_an_earl
     assert ctx.result_file("old.txt").read_bytes() == b"fetched " + (PREFIX + "old.txt").encode()
     with pytest.raises(StepUsageError, match="no earlier step"):
         ctx.result_file("never.txt")
+
+
+@pytest.mark.parametrize("retry", [3, "attempts=3", {"attempts": 3}])
+def test_a_step_retry_that_is_not_a_step_retry_is_refused(retry: object) -> None:
+    # The check imports StepRetry itself (a registry without retries never loads it).
+    template = TemplateRegistry().template("t", output_bucket="out")
+    with pytest.raises(TemplateDefinitionError, match=r"retry must be a StepRetry"):
+        template.step("s", retry=retry)  # type: ignore[arg-type]

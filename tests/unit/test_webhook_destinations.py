@@ -265,6 +265,27 @@ def test_the_processor_refuses_a_template_with_a_refused_webhook_when_it_is_made
         )
 
 
+def test_the_processor_makes_its_default_sender_only_for_a_template_with_a_webhook() -> None:
+    client: object = object()
+
+    def processor(registry: TemplateRegistry) -> JobProcessor:
+        return JobProcessor(
+            registry,
+            s3_client=client,  # type: ignore[arg-type]
+            sqs_client=client,  # type: ignore[arg-type]
+            progress=ProgressQueue("https://q"),
+            upload_bucket="uploads",
+            output_bucket="out",
+        )
+
+    plain = TemplateRegistry()
+    plain.template("t")
+    assert processor(plain).webhooks is None
+    hooked = TemplateRegistry()
+    hooked.template("t", webhook_url="https://hooks.example.com/", webhook_secret="s")
+    assert isinstance(processor(hooked).webhooks, WebhookSender)
+
+
 def test_a_refusal_is_logged_once_and_counted(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],

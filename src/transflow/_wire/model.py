@@ -57,7 +57,8 @@ publisher makes (milliseconds since 1970 times 1,000). A larger one can only be 
 would make the hub drop every later event of its upload as already seen."""
 T = TypeVar("T")
 
-_TIMESTAMP = re.compile(
+# Compiled by re on first use (a handler may never parse a timestamp).
+_TIMESTAMP = (
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:?\d{2})"
 )
 # Characters SQS refuses in a message body even when JSON could carry them raw.
@@ -84,7 +85,7 @@ def parse_timestamp(text: str) -> dt.datetime:
     Raises ``ValueError`` for anything else, including a timestamp without an offset: a
     naive time is ambiguous across the Lambdas and servers that read it.
     """
-    match = _TIMESTAMP.fullmatch(text.strip())
+    match = re.fullmatch(_TIMESTAMP, text.strip())
     if match is None:
         raise ValueError(
             f"{text!r} is not an ISO 8601 timestamp with a timezone "

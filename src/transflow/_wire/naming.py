@@ -42,17 +42,19 @@ needed changing (it is part of every key, queue and channel of the branch)."""
 # No kept name holds "--", so no kept name can equal a derived one.
 _KEPT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _DERIVED = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*--[0-9a-f]{8}")
-_NOT_ALLOWED = re.compile(r"[^a-z0-9-]+")
-_DASHES = re.compile(r"-{2,}")
-_PROJECT = re.compile(r"[A-Za-z0-9_-]+")
+# Patterns a Lambda handler seldom or never uses are strings, compiled by re on first use
+# (and kept in its cache), so a cold start does not compile them.
+_NOT_ALLOWED = r"[^a-z0-9-]+"
+_DASHES = r"-{2,}"
+_PROJECT = r"[A-Za-z0-9_-]+"
 _SUFFIXES = ("processing", "progress", "dlq")
 _LONGEST_SUFFIX = max(len(f"-{s}.fifo") for s in _SUFFIXES)
 _HASH_CHARS = 8
-_FIFO_QUEUE_NAME = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_QUEUE_NAME - len('.fifo')}}}\.fifo")
+_FIFO_QUEUE_NAME = rf"[A-Za-z0-9_-]{{1,{MAX_QUEUE_NAME - len('.fifo')}}}\.fifo"
 # https://sqs.{region}.amazonaws.com/{account}/{name}, and the same shape on local
 # endpoints (moto, ElasticMQ, LocalStack: http://host:port/{account}/{name}), plus
 # LocalStack's path-style form http://host:port/queue/{region}/{account}/{name}.
-_QUEUE_URL = re.compile(
+_QUEUE_URL = (
     r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/(?:queue/[a-z0-9-]+/)?[A-Za-z0-9_-]+/"
     r"([A-Za-z0-9_-]+(?:\.fifo)?)"
 )
@@ -64,19 +66,19 @@ _FIFO = ".fifo"
 
 def is_valid_project(name: str) -> bool:
     """Whether ``name`` can start a queue name: letters, digits, ``-`` and ``_``."""
-    return _PROJECT.fullmatch(name) is not None
+    return re.fullmatch(_PROJECT, name) is not None
 
 
 def is_fifo_queue_name(name: object) -> bool:
     """Whether ``name`` can name an SQS FIFO queue: letters, digits, ``-`` and ``_``, ending
     in ``.fifo``, at most :data:`MAX_QUEUE_NAME` characters."""
-    return isinstance(name, str) and _FIFO_QUEUE_NAME.fullmatch(name) is not None
+    return isinstance(name, str) and re.fullmatch(_FIFO_QUEUE_NAME, name) is not None
 
 
 def is_queue_url(url: object, *, fifo: bool = True) -> bool:
     """Whether ``url`` has the shape of an SQS queue URL (``https://host/account/name``,
     or ``http://`` on a local endpoint); with ``fifo``, the name must be a FIFO queue's."""
-    match = _QUEUE_URL.fullmatch(url) if isinstance(url, str) else None
+    match = re.fullmatch(_QUEUE_URL, url) if isinstance(url, str) else None
     if match is None:
         return False
     name = match.group(1)
@@ -109,8 +111,8 @@ def sanitize_branch(name: str) -> str:
         raise ConfigError(f"branch must be a string, not {type(name).__name__}")
     if is_canonical_branch(name):
         return name
-    cleaned = _NOT_ALLOWED.sub("-", name.lower())
-    cleaned = _DASHES.sub("-", cleaned).strip("-")
+    cleaned = re.sub(_NOT_ALLOWED, "-", name.lower())
+    cleaned = re.sub(_DASHES, "-", cleaned).strip("-")
     if not cleaned:
         raise ConfigError(
             f"branch {name[:80]!r} has no letters a-z or digits, so it cannot name queues, keys "
@@ -207,7 +209,7 @@ def instance_queue_name(prefix: str, instance_id: str) -> str:
     :class:`ConfigError` for an id that is not :data:`INSTANCE_ID_CHARS` lowercase hex
     characters or a name over 80 characters."""
     name = f"{prefix}{instance_id}{_FIFO}"
-    if not _INSTANCE_ID.fullmatch(instance_id) or len(name) > MAX_QUEUE_NAME:
+    if not re.fullmatch(_INSTANCE_ID, instance_id) or len(name) > MAX_QUEUE_NAME:
         raise ConfigError(
             f"instance queue {name!r}: the instance id must be {INSTANCE_ID_CHARS} lowercase "
             f"hex characters and the name at most {MAX_QUEUE_NAME} characters; use "
@@ -222,8 +224,8 @@ def is_instance_queue(prefix: str, name: str) -> bool:
     return (
         name.startswith(prefix)
         and name.endswith(_FIFO)
-        and _INSTANCE_ID.fullmatch(name[len(prefix) : -len(_FIFO)]) is not None
+        and re.fullmatch(_INSTANCE_ID, name[len(prefix) : -len(_FIFO)]) is not None
     )
 
 
-_INSTANCE_ID = re.compile(f"[0-9a-f]{{{INSTANCE_ID_CHARS}}}")
+_INSTANCE_ID = f"[0-9a-f]{{{INSTANCE_ID_CHARS}}}"

@@ -158,7 +158,7 @@ def _message_ids(event: object) -> tuple[str, ...]:
     )
 
 
-@attrs.define
+@attrs.define(eq=False)
 class GroupingBridge:
     """Turns S3 notifications into processing jobs on the FIFO processing queue.
 

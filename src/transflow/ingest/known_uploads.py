@@ -32,7 +32,7 @@ def upload_folder(key: str) -> str | None:
     return folder + slash if slash and folder else None
 
 
-@attrs.define
+@attrs.define(eq=False)
 class KnownUploads:
     """Metadata of upload folders, keyed by ``(bucket, folder)``; at most ``size`` kept."""
 

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -75,11 +76,9 @@ from transflow.errors import (
 )
 from transflow.processing import attempt as attempts
 from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Verdict
-from transflow.processing.cancellation import delete_results
 from transflow.processing.context import JobInputs, OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
-from transflow.processing.retries import run_step
 from transflow.processing.status import AssemblyStatus, now_text, status_record_dict
 from transflow.processing.storage import (
     JobStorage,
@@ -87,12 +86,13 @@ from transflow.processing.storage import (
     StatusConflict,
 )
 from transflow.processing.templates import Step, Template, TemplateRegistry
-from transflow.processing.webhooks import WebhookSender
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+
+    from transflow.processing.webhooks import WebhookSender
 
 __all__ = [
     "BatchResponse",
@@ -101,11 +101,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_SENDER_LOCK = threading.Lock()
+
 BatchResponse = PartialBatchResponse
 """What Lambda's ReportBatchItemFailures expects (:mod:`transflow._aws.lambda_batch`)."""
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, repr=False)  # per job, never shown: no generated repr
 class _JobRun:
     """The runtime of one job for its step contexts (see :class:`~.context.JobRuntime`)."""
 
@@ -152,6 +154,14 @@ def _bucket_set(value: object) -> frozenset[str] | None:
     return frozenset(str(b) for b in names)
 
 
+def _is_webhook_sender(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # The webhook module is loaded by the first template with a webhook, not by every cold
+    # start: a sender passed in means it is loaded already.
+    from transflow.processing.webhooks import WebhookSender  # noqa: PLC0415
+
+    validators.instance_of(WebhookSender)(instance, attribute, value)
+
+
 def _attempt_token(message: ReceivedMessage) -> str:
     if "ApproximateReceiveCount" in message.attributes:
         return str(message.receive_count)
@@ -160,7 +170,7 @@ def _attempt_token(message: ReceivedMessage) -> str:
     return "r" + hashlib.sha256(message.receipt_handle.encode()).hexdigest()[:16]
 
 
-@attrs.define
+@attrs.define(eq=False)
 class JobProcessor:
     """Runs processing jobs through the templates of ``registry``, with progress events to
     ``progress`` (a :class:`~transflow.processing.destination.ProgressQueue`, or in fan-out
@@ -173,6 +183,8 @@ class JobProcessor:
     queue's redrive setting), when given, lets the processor tell the last attempt from a
     retry: the error webhook is sent only once, on the last attempt. ``raise_on_total_failure``
     makes :meth:`handle` raise :class:`BatchFailedError` when every record failed.
+    ``webhooks`` posts to the templates' webhooks (default: a
+    :class:`~.webhooks.WebhookSender` made when a template with a webhook first needs one).
     ``storage`` reads and writes the job's bytes (default: :class:`~.storage.S3JobStorage`
     over ``s3_client``). ``cancel_check_after``: before each step, the status record is
     read (one GET) to see whether the upload was cancelled, unless the record was read or
@@ -217,8 +229,8 @@ class JobProcessor:
     retry_policy: RetryPolicy = attrs.field(
         factory=RetryPolicy, kw_only=True, validator=validators.instance_of(RetryPolicy)
     )
-    webhooks: WebhookSender = attrs.field(
-        factory=WebhookSender, kw_only=True, validator=validators.instance_of(WebhookSender)
+    webhooks: WebhookSender | None = attrs.field(
+        default=None, kw_only=True, validator=validators.optional(_is_webhook_sender)
     )
     storage: JobStorage = attrs.field(
         default=attrs.Factory(lambda self: S3JobStorage(self.s3_client), takes_self=True),
@@ -260,7 +272,17 @@ class JobProcessor:
             )
         for template in self.registry:  # a refused destination fails here, not after a job
             if template.webhook_url:
-                self.webhooks.check_url(template.webhook_url)
+                self._webhook_sender().check_url(template.webhook_url)
+
+    def _webhook_sender(self) -> WebhookSender:
+        """``webhooks``, or the default :class:`WebhookSender` when none was given, made
+        when a template with a webhook first needs it (registering it or delivering to it)."""
+        with _SENDER_LOCK:  # one sender, so its delivery counts are all in one place
+            if self.webhooks is None:
+                from transflow.processing.webhooks import WebhookSender  # noqa: PLC0415
+
+                self.webhooks = WebhookSender()
+            return self.webhooks
 
     def _bucket_of(self, template: Template) -> str | None:
         return template.output_bucket or self.output_bucket
@@ -516,14 +538,14 @@ class JobProcessor:
             return
         body = json.dumps(status_record_dict(status), separators=(",", ":"), ensure_ascii=False)
         try:
-            self.webhooks.deliver(
+            self._webhook_sender().deliver(
                 template.webhook_url, body.encode("utf-8"), template.webhook_secret
             )
         except Exception:  # a webhook never fails the job
             log.exception("webhook of upload %s raised", status.upload_id)
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, repr=False)  # per job, never shown: no generated repr
 class _AttemptRunner:
     """Performs one delivery attempt: the effects, in order, of the states and decisions of
     :mod:`transflow.processing.attempt`. ``state`` is replaced, never changed in place."""
@@ -813,6 +835,11 @@ class _AttemptRunner:
             self.stream.flush()  # the browser hears of it before the wait, not after
             self._check_cancelled()
 
+        if step.retry is None:  # runs once; the retry module is loaded by a step that retries
+            once()
+            return
+        from transflow.processing.retries import run_step  # noqa: PLC0415
+
         run_step(
             once,
             step.retry,
@@ -891,6 +918,9 @@ class _AttemptRunner:
             )
             listed = attrs.evolve(listed, step=exc.step, delete_outputs=record.delete_outputs)
             if record.delete_outputs:
+                # Only a cancelled upload loads the cancelling module.
+                from transflow.processing.cancellation import delete_results  # noqa: PLC0415
+
                 delete_results(self.processor.s3_client, listed.results)
             try:
                 self.storage.put_status_record(bucket, key, listed, if_match=stored.etag)

@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 import attrs
 
 from transflow.errors import DuplicateTemplateError, TemplateDefinitionError, TemplateNotFoundError
-from transflow.processing.retries import StepRetry
 
 if TYPE_CHECKING:
     from transflow.processing.context import StepContext
+    from transflow.processing.retries import StepRetry
 
 __all__ = ["Step", "StepFunction", "Template", "TemplateRegistry"]
 
@@ -84,7 +84,7 @@ class Template:
             raise TemplateDefinitionError(
                 f"step {name!r}: checkpoint must be True or False, not {checkpoint!r}"
             )
-        if retry is not None and not isinstance(retry, StepRetry):
+        if retry is not None and not _is_step_retry(retry):
             raise TemplateDefinitionError(
                 f"step {name!r}: retry must be a StepRetry(...), not {retry!r}"[:300]
             )
@@ -119,6 +119,13 @@ class Template:
     ) -> None:
         """Register a step without the decorator syntax."""
         self.step(name, checkpoint=checkpoint, retry=retry)(func)
+
+
+def _is_step_retry(value: object) -> bool:
+    # Only a step that retries loads the retry module (a cold start without one does not).
+    from transflow.processing.retries import StepRetry  # noqa: PLC0415
+
+    return isinstance(value, StepRetry)
 
 
 def _check_webhook(
@@ -156,7 +163,7 @@ def _check_webhook(
         )
 
 
-@attrs.define
+@attrs.define(eq=False)
 class TemplateRegistry:
     """The templates a processor knows, by id."""
 
