@@ -65,6 +65,8 @@ def loaded_after(statement: str) -> set[str]:
                 "transflow.processing.webhook_destinations",
                 "transflow.processing.cancellation",
                 "transflow.processing.retries",
+                "transflow.processing.packing",  # only with pack_events=True
+                "transflow._wire.packs",
                 "wave",  # the example's own step imports it when it runs
             },
         ),

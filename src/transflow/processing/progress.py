@@ -57,7 +57,6 @@ from transflow._wire.model import ProgressEvent, ProgressType
 from transflow._wire.trace import TraceContext
 from transflow.errors import ConfigError, ProgressEventTooLargeError
 from transflow.processing.destination import ProgressDestination, ProgressTopic
-from transflow.processing.packing import pack_messages, per_event
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -355,6 +354,9 @@ class ProgressPublisher:
         return result
 
     def _send_packed(self, events: list[ProgressEvent], tokens: Sequence[str]) -> BatchResult:
+        # Opt-in: a processor that does not pack never loads it (cold start).
+        from transflow.processing.packing import pack_messages, per_event  # noqa: PLC0415
+
         packs = pack_messages(
             [(_event_key(e, i), e, t) for i, (e, t) in enumerate(zip(events, tokens, strict=True))],
             self.destination.max_message_bytes,
