@@ -80,7 +80,18 @@ def test_a_failed_pack_fails_its_events_with_the_reason() -> None:
     assert result.calls == 1
 
 
-@pytest.mark.parametrize("body", ["[", "[]", "[1", " [ "])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[",
+        "[]",
+        "[1",
+        " [ ",
+        # A publisher never packs one event, nor events of two uploads.
+        '[{"uploadId": "u"}]',
+        '[{"uploadId": "u"}, {"uploadId": "v"}]',
+    ],
+)
 def test_a_broken_pack_is_a_typed_error(body: str) -> None:
     with pytest.raises(EventFormatError, match="progress event pack"):
         packed_items(body)

@@ -37,6 +37,20 @@ def packed_items(body: str) -> list[object] | None:
         items = parse_json(body)
     except JsonTextError as exc:
         raise EventFormatError("progress event pack", [str(exc)]) from exc
-    if not isinstance(items, list) or not items:
-        raise EventFormatError("progress event pack", ["expected a non-empty JSON array"])
+    if not isinstance(items, list) or len(items) < 2:
+        # A publisher never packs one event: a one-event array is forged or broken.
+        raise EventFormatError(
+            "progress event pack",
+            ["expected a JSON array of two or more events (one event is sent as itself)"],
+        )
+    # Those without one fail alone, each event being checked on its own.
+    uploads = {
+        upload
+        for item in items
+        if isinstance(item, dict) and isinstance(upload := item.get("uploadId"), str)
+    }
+    if len(uploads) > 1:
+        raise EventFormatError(
+            "progress event pack", ["its events are of more than one upload; a pack is one's"]
+        )
     return items
