@@ -241,8 +241,16 @@ def run_clients(port: int, first: int, count: int, channels: int) -> None:
 
 
 def _cpu(pid: int) -> float:
+    user, system = _cpu_split(pid)
+    return user + system
+
+
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid``: system is mostly the sockets' send, which on
+    loopback also runs the receiving side's TCP stack."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _get(port: int, query: str = "") -> dict[str, Any]:
@@ -306,9 +314,12 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
             connect_s = time.monotonic() - started
             connected = _get(port, _profiling(args, "start"))
             cpu0, t0 = _cpu(server.pid), time.monotonic()
+            split0 = _cpu_split(server.pid)
             time.sleep(args.idle)
             idle = _get(port, _profiling(args, f"stop={args.profile}/{size}_idle.prof"))
+            split1 = _cpu_split(server.pid)
             cpu = (_cpu(server.pid) - cpu0) / (time.monotonic() - t0)
+            system_share = (split1[1] - split0[1]) / max(1e-9, sum(split1) - sum(split0))
             load = os.getloadavg()
             burst0 = _get(port, _profiling(args, "start"))
             _publish(ep, queue, args.channels, args.events)
@@ -346,6 +357,7 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
         "idle_cpu_pct": round(100 * cpu, 2),
         "baseline_cpu_pct": round(100 * baseline, 2),
         "idle_cpu_per_10k_pct": round(100 * (cpu - baseline) * 10_000 / subs, 2),
+        "idle_cpu_system_share": round(system_share, 2),
         "idle_lag_p99_ms": round(idle["lag_p99_ms"], 1),
         "idle_lag_max_ms": round(idle["lag_max_ms"], 1),
         "hub_loop_lag": idle.get("loop_lag"),
