@@ -317,7 +317,8 @@ class Subscription:
         if waiters is None or waiters.loop is not loop:
             waiters = self._home = waiters_of(loop)
             self._waiter = None  # a future of another loop
-        deadline = None if timeout is None else loop.time() + timeout
+        now = loop.time()
+        deadline = None if timeout is None else now + timeout
         lock = self._lock
         try:
             while True:
@@ -325,17 +326,16 @@ class Subscription:
                     event = self._take()
                     if event is not None:
                         return event
-                    if deadline is not None:
-                        left = deadline - loop.time()
-                        if left <= 0:
-                            return None
+                    if deadline is not None and deadline <= now:
+                        return None
                     waiter = self._waiter
                     if waiter is None or waiter.done():
                         waiter = self._waiter = loop.create_future()
                     self._parked = waiters
                 if deadline is not None:
-                    waiters.arm(self, left)
+                    waiters.arm_at(self, deadline)
                 await waiter
+                now = loop.time()
         finally:
             self._parked = None  # a wake racing this only resolves a future nobody awaits
             self._deadline = None

@@ -256,7 +256,8 @@ async def astream(
         yield _opening(subscription, retry)
         beat = loop.time() + _first_beat(heartbeat)
         while True:
-            left = beat - loop.time()
+            now = loop.time()
+            left = beat - now
             event = None
             if left > 0:
                 try:
@@ -269,8 +270,8 @@ async def astream(
             if event is None:  # the beat is due
                 yield _HEARTBEAT
                 beat += heartbeat
-                if beat <= loop.time():  # the loop was held up for a whole period
-                    beat = loop.time() + heartbeat
+                if beat <= now:  # the loop was held up for a whole period
+                    beat = now + heartbeat
                 continue
             chunk = _event_bytes(event, subscription)
             if take_ready is not None:

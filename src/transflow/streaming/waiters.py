@@ -128,7 +128,11 @@ class LoopWaiters:
     def arm(self, parked: Parked, timeout: float) -> None:
         """Resolve ``parked``'s future ``timeout`` seconds from now (at most :data:`SLOT`
         late)."""
-        due = self.loop.time() + timeout
+        self.arm_at(parked, self.loop.time() + timeout)
+
+    def arm_at(self, parked: Parked, due: float) -> None:
+        """Resolve ``parked``'s future at ``due`` (the loop's time; at most :data:`SLOT`
+        late)."""
         slot = math.ceil(due / SLOT)
         parked._deadline = due
         live = parked._slot
