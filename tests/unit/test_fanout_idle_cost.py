@@ -281,3 +281,81 @@ def test_a_branch_stream_sends_each_event_of_a_batch_with_its_own_cursor() -> No
     batched = [(first, many.last_event_id), *many.take_ready(10)]
     assert batched == singly
     assert len({cursor for _, cursor in batched}) == 4
+
+
+class _AtOnce:
+    """Stands for uvicorn's RequestResponseCycle: its send writes at once, or, while its
+    buffer is full, waits until the client reads."""
+
+    def __init__(self, bodies: list[bytes], changed: asyncio.Event) -> None:
+        self.bodies, self.changed = bodies, changed
+        self.full: asyncio.Future[None] | None = None
+        self.abandoned = 0
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if self.full is not None:
+            try:
+                await self.full
+            except GeneratorExit:
+                self.abandoned += 1
+                self.changed.set()
+                raise
+        if message["type"] == "http.response.body":
+            self.bodies.append(message["body"])
+            self.changed.set()
+
+
+def test_on_uvicorn_the_tick_writes_heartbeats_without_waking_the_streams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a send that writes at once (uvicorn's), each heartbeat is written by the loop's
+    tick: no future resolved, no task woken, per beat. Events still wake the stream. A beat
+    that would wait for a full buffer is skipped, its send abandoned."""
+    from transflow.streaming import apps
+
+    monkeypatch.setattr(
+        apps, "_WRITES_AT_ONCE", frozenset({f"{_AtOnce.__module__}.{_AtOnce.__qualname__}"})
+    )
+    hub = _Hub()
+    app = asgi_app(hub, allow_anonymous=True, heartbeat=0.2)
+    changed = asyncio.Event()
+    cycles = [_AtOnce([], changed) for _ in range(N)]
+
+    async def receive() -> MutableMapping[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "method": "GET",
+        "query_string": f"channel={CHANNEL}".encode(),
+        "headers": [],
+    }
+
+    async def main() -> dict[str, int]:
+        waiters = waiters_of(asyncio.get_running_loop())
+        conns = [asyncio.ensure_future(app(dict(scope), receive, c.send)) for c in cycles]
+        await _until(lambda: all(c.bodies for c in cycles), changed, "every snapshot")
+        resolved, beats = waiters.resolved, waiters.heartbeats
+        await _until(lambda: all(len(c.bodies) >= 3 for c in cycles), changed, "two beats each")
+        figures = {
+            "futures_resolved": waiters.resolved - resolved,
+            "tick_beats": waiters.heartbeats - beats,
+        }
+        hub.fanout.dispatch(event("idle", 1))
+        await _until(
+            lambda: all(b"id: idle:1" in b"".join(c.bodies) for c in cycles), changed, "delivery"
+        )
+        cycles[0].full = asyncio.get_running_loop().create_future()
+        await _until(lambda: cycles[0].abandoned > 0, changed, "a skipped beat")
+        figures["abandoned"] = cycles[0].abandoned
+        for conn in conns:
+            conn.cancel()
+        await asyncio.gather(*conns, return_exceptions=True)
+        return figures
+
+    figures = asyncio.run(main())
+    assert figures["futures_resolved"] == 0, figures
+    assert figures["tick_beats"] >= 2 * N - N // 10, figures  # some wrote their 2nd already
+    assert figures["abandoned"] >= 1

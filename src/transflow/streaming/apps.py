@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from collections.abc import (
     Awaitable,
     Callable,
+    Coroutine,
     Generator,
     Iterable,
     Iterator,
     Mapping,
     MutableMapping,
 )
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qs
 
 import attrs
@@ -44,9 +46,11 @@ from transflow.streaming.limits import StreamLimits, StreamSlot
 from transflow.streaming.sse import (
     DEFAULT_HEARTBEAT,
     HEADERS,
+    _first_beat,
     astream,
     bearer_token,
     channel_from_query,
+    comment,
     stream,
 )
 
@@ -455,6 +459,50 @@ def _send_raises_when_gone(scope: ASGIScope) -> bool:
     return (major, minor) >= (2, 4)
 
 
+# uvicorn's own send (httptools and h11) writes to the transport at once and awaits only
+# while the transport's buffer is full: the loop's tick can run it to the end itself.
+_WRITES_AT_ONCE = frozenset(
+    {
+        "uvicorn.protocols.http.httptools_impl.RequestResponseCycle",
+        "uvicorn.protocols.http.h11_impl.RequestResponseCycle",
+    }
+)
+_BEAT_BYTES = comment()
+
+
+def _writes_at_once(send: ASGISend) -> bool:
+    """Whether ``send`` is one the loop's tick may run to the end without a task (a server
+    listed in :data:`_WRITES_AT_ONCE`, not wrapped by middleware)."""
+    owner = type(getattr(send, "__self__", None))
+    return (
+        getattr(send, "__name__", "") == "send"
+        and f"{owner.__module__}.{owner.__qualname__}" in _WRITES_AT_ONCE
+    )
+
+
+def _heartbeat_writer(send: ASGISend, sub: _Feed) -> Callable[[], bool]:
+    """A heartbeat write the tick runs itself: ``send`` driven by hand, one step. If it
+    would wait (the client is not reading what is already queued) the beat is skipped:
+    the connection is not idle."""
+
+    def write() -> bool:
+        if getattr(sub, "closed", False):
+            return False
+        message = {"type": "http.response.body", "body": _BEAT_BYTES, "more_body": True}
+        step = cast("Coroutine[Any, Any, None]", send(message))
+        try:
+            step.send(None)
+        except StopIteration:
+            return True
+        except BaseException:
+            sub.close()  # as when the stream's own write fails: the stream ends
+            raise
+        step.close()
+        return True
+
+    return write
+
+
 async def _serve(
     sub: _Feed,
     receive: ASGIReceive,
@@ -467,6 +515,9 @@ async def _serve(
     # Imported here: only ASGI hosts get this far, and their loop has loaded asyncio.
     import asyncio  # noqa: PLC0415
 
+    from transflow.streaming.fanout import Subscription  # noqa: PLC0415
+    from transflow.streaming.waiters import Beat, waiters_of  # noqa: PLC0415
+
     async def watch_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
@@ -477,6 +528,8 @@ async def _serve(
     # 2.1) return silently, so a task must watch receive() or the stream would outlive
     # its client.
     watcher = None if send_raises else asyncio.ensure_future(watch_disconnect())
+    beat: Beat | None = None
+    pending: Beat | None = None
     try:
         await send(
             {
@@ -485,13 +538,26 @@ async def _serve(
                 "headers": [(k.lower().encode(), v.encode()) for k, v in HEADERS],
             }
         )
-        async for chunk in astream(sub, heartbeat=heartbeat, retry=retry):
+        loop = asyncio.get_running_loop()
+        if _writes_at_once(send) and isinstance(sub, Subscription) and heartbeat < math.inf:
+            # The loop's tick writes this stream's heartbeats itself; the stream's task
+            # wakes for events only.
+            first = loop.time() + _first_beat(heartbeat)
+            pending = Beat(waiters_of(loop), heartbeat, _heartbeat_writer(send, sub), first)
+            stream_beat = math.inf
+        else:
+            stream_beat = heartbeat
+        async for chunk in astream(sub, heartbeat=stream_beat, retry=retry):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if pending is not None:  # after the snapshot: the response has begun
+                beat, pending = pending.start(), None
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:  # the client went away mid-write (servers raise their own subclasses)
         log.debug("SSE client of %s went away", sub.channel)
     finally:
         sub.close()
+        if beat is not None:
+            beat.cancel()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

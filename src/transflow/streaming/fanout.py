@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import re
 import threading
 import time
@@ -318,7 +319,8 @@ class Subscription:
             waiters = self._home = waiters_of(loop)
             self._waiter = None  # a future of another loop
         now = loop.time()
-        deadline = None if timeout is None else now + timeout
+        # An infinite timeout is none (a stream whose heartbeats the loop writes itself).
+        deadline = None if timeout is None or timeout == math.inf else now + timeout
         lock = self._lock
         try:
             while True:

@@ -9,16 +9,20 @@ streams' heartbeats) wait in a timer wheel of :data:`SLOT`-second slots behind o
 handle: each tick takes only the slot that is due, so streams whose deadlines are spread
 over the heartbeat period (the streams of :func:`~transflow.streaming.sse.astream` are) are
 woken a few at a time, never all in one callback. Each subscriber has at most one live entry
-in the wheel. The lateness of the ticks is the loop's lag (:func:`loop_lag`). Nothing here
-starts a task or a thread.
+in the wheel. A :class:`Beat` in the wheel is a write the tick makes itself (a stream's
+heartbeat on a server whose ``send`` writes at once), so an idle stream's task never wakes.
+The lateness of the ticks is the loop's lag (:func:`loop_lag`). Nothing here starts a task
+or a thread.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -29,7 +33,9 @@ if TYPE_CHECKING:
     # Types only: a WSGI host that imports the fan-out never loads asyncio.
     import asyncio
 
-__all__ = ["CHUNK", "SLOT", "LoopWaiters", "Parked", "loop_lag", "waiters_of"]
+__all__ = ["CHUNK", "SLOT", "Beat", "LoopWaiters", "Parked", "loop_lag", "waiters_of"]
+
+log = logging.getLogger(__name__)
 
 SLOT = 0.05
 """Seconds per slot of the timer wheel: a timeout ends at most this much late, and the streams
@@ -52,11 +58,55 @@ def loop_lag() -> Window:
 
 
 class Parked(Protocol):
-    """What parks here: the subscription side of a wait."""
+    """What parks here: the subscription side of a wait (or a :class:`Beat`)."""
 
-    _waiter: asyncio.Future[None] | None
+    @property
+    def _waiter(self) -> asyncio.Future[None] | None: ...
+
     _deadline: float | None
     _slot: int | None
+
+
+@attrs.define(eq=False)
+class Beat:
+    """A callback the loop's tick runs every ``period`` seconds from ``first`` (the loop's
+    time), in the wheel with the waits: a stream's heartbeat written by the tick itself,
+    without waking the stream's task. ``write`` returns False (or raises: logged) to stop.
+    """
+
+    waiters: LoopWaiters
+    period: float
+    write: Callable[[], bool]
+    first: float
+    _deadline: float | None = attrs.field(init=False, default=None)
+    _slot: int | None = attrs.field(init=False, default=None)
+    _waiter: None = attrs.field(init=False, default=None)  # what a wait has; a beat has none
+
+    def start(self) -> Beat:
+        self.waiters.arm_at(self, self.first)
+        return self
+
+    def cancel(self) -> None:
+        """No more calls (its entry in the wheel is dropped when it comes up)."""
+        self._deadline = None
+
+    def fire(self) -> None:
+        """Run ``write`` (the tick calls it when the beat is due) and book the next beat."""
+        due = self._deadline
+        if due is None:
+            return
+        try:
+            again = self.write()
+        except Exception:  # one stream's failure must not break the tick
+            log.exception("SSE: a heartbeat write failed; its stream ends")
+            again = False
+        if not again or self._deadline is None:
+            self._deadline = None
+            return
+        self.waiters.heartbeats += 1
+        now = self.waiters.loop.time()
+        due += self.period
+        self.waiters.arm_at(self, due if due > now else now + self.period)
 
 
 @attrs.define(eq=False)
@@ -81,9 +131,11 @@ class LoopWaiters:
     callbacks: int = attrs.field(init=False, default=0)
     """Loop callbacks that resolved them (at most :data:`CHUNK` each)."""
     most_per_callback: int = attrs.field(init=False, default=0)
-    """The most futures one loop callback resolved."""
+    """The most futures one loop callback resolved (and heartbeats it wrote)."""
     most_per_tick: int = attrs.field(init=False, default=0)
     """The most deadlines one tick found due."""
+    heartbeats: int = attrs.field(init=False, default=0)
+    """Heartbeats the ticks wrote themselves (:class:`Beat`), no task woken."""
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -110,16 +162,19 @@ class LoopWaiters:
 
     def _resolve_all(self, parked: list[Parked], start: int = 0) -> None:
         end = start + CHUNK
-        done = 0
+        done = beats = 0
         for one in parked[start:end]:
             waiter = one._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
                 done += 1
-        if done:
+            elif isinstance(one, Beat):
+                one.fire()
+                beats += 1
+        if done or beats:
             self.resolved += done
             self.callbacks += 1
-            self.most_per_callback = max(self.most_per_callback, done)
+            self.most_per_callback = max(self.most_per_callback, done + beats)
         if end < len(parked):
             self.loop.call_soon(self._resolve_all, parked, end)
 
