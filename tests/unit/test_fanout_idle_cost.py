@@ -283,14 +283,23 @@ def test_a_branch_stream_sends_each_event_of_a_batch_with_its_own_cursor() -> No
     assert len({cursor for _, cursor in batched}) == 4
 
 
+class _Flow:
+    write_paused = False
+
+
 class _AtOnce:
     """Stands for uvicorn's RequestResponseCycle: its send writes at once, or, while its
-    buffer is full, waits until the client reads."""
+    flow control says the buffer is full, waits until the client reads."""
 
     def __init__(self, bodies: list[bytes], changed: asyncio.Event) -> None:
         self.bodies, self.changed = bodies, changed
+        self.flow = _Flow()
         self.full: asyncio.Future[None] | None = None
         self.abandoned = 0
+
+    def fill(self, full: asyncio.Future[None] | None) -> None:
+        self.full = full
+        self.flow.write_paused = full is not None
 
     async def send(self, message: MutableMapping[str, Any]) -> None:
         if self.full is not None:
@@ -305,12 +314,13 @@ class _AtOnce:
             self.changed.set()
 
 
-def test_on_uvicorn_the_tick_writes_heartbeats_without_waking_the_streams(
+def test_on_uvicorn_the_loop_writes_heartbeats_and_events_without_waking_the_streams(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With a send that writes at once (uvicorn's), each heartbeat is written by the loop's
-    tick: no future resolved, no task woken, per beat. Events still wake the stream. A beat
-    that would wait for a full buffer is skipped, its send abandoned."""
+    tick and each dispatched event by the loop's wake-up: no future resolved, no task woken.
+    A beat that would wait for a full buffer is skipped, its send abandoned; an event then
+    goes to the stream's task, which waits for the buffer and writes it."""
     from transflow.streaming import apps
 
     monkeypatch.setattr(
@@ -333,22 +343,38 @@ def test_on_uvicorn_the_tick_writes_heartbeats_without_waking_the_streams(
         "headers": [],
     }
 
+    def delivered(seq: int) -> Callable[[], bool]:
+        mark = f"id: idle:{seq}\n".encode()
+        return lambda: all(mark in b"".join(c.bodies) for c in cycles)
+
     async def main() -> dict[str, int]:
-        waiters = waiters_of(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        waiters = waiters_of(loop)
         conns = [asyncio.ensure_future(app(dict(scope), receive, c.send)) for c in cycles]
         await _until(lambda: all(c.bodies for c in cycles), changed, "every snapshot")
+        await asyncio.sleep(0)  # the last snapshot's stream parks
         resolved, beats = waiters.resolved, waiters.heartbeats
         await _until(lambda: all(len(c.bodies) >= 3 for c in cycles), changed, "two beats each")
-        figures = {
-            "futures_resolved": waiters.resolved - resolved,
-            "tick_beats": waiters.heartbeats - beats,
-        }
-        hub.fanout.dispatch(event("idle", 1))
-        await _until(
-            lambda: all(b"id: idle:1" in b"".join(c.bodies) for c in cycles), changed, "delivery"
-        )
-        cycles[0].full = asyncio.get_running_loop().create_future()
+        figures = {"beat_wakeups": waiters.resolved - resolved}
+        figures["tick_beats"] = waiters.heartbeats - beats
+        resolved, direct = waiters.resolved, waiters.direct_writes
+        for seq in (1, 2, 3):  # one dispatch after another: the loop runs in between
+            hub.fanout.dispatch(event("idle", seq))
+            await _until(delivered(seq), changed, f"event {seq}")
+        figures["event_wakeups"] = waiters.resolved - resolved
+        figures["direct_writes"] = waiters.direct_writes - direct
+        full: asyncio.Future[None] = loop.create_future()
+        cycles[0].fill(full)
         await _until(lambda: cycles[0].abandoned > 0, changed, "a skipped beat")
+        hub.fanout.dispatch(event("idle", 4))
+        others = cycles[1:]
+        await _until(
+            lambda: all(b"id: idle:4\n" in b"".join(c.bodies) for c in others), changed, "4"
+        )
+        assert b"id: idle:4" not in b"".join(cycles[0].bodies)
+        cycles[0].fill(None)
+        full.set_result(None)
+        await _until(delivered(4), changed, "event 4 after the buffer drained")
         figures["abandoned"] = cycles[0].abandoned
         for conn in conns:
             conn.cancel()
@@ -356,6 +382,8 @@ def test_on_uvicorn_the_tick_writes_heartbeats_without_waking_the_streams(
         return figures
 
     figures = asyncio.run(main())
-    assert figures["futures_resolved"] == 0, figures
-    assert figures["tick_beats"] >= 2 * N - N // 10, figures  # some wrote their 2nd already
+    assert figures["beat_wakeups"] == 0, figures
+    assert figures["tick_beats"] >= 2 * N - N // 10, figures  # a few beat before counting
+    assert figures["event_wakeups"] == 0, figures
+    assert figures["direct_writes"] == 3 * N, figures
     assert figures["abandoned"] >= 1

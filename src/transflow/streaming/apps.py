@@ -44,8 +44,10 @@ from transflow.errors import (
 from transflow.streaming.cursor import is_cursor
 from transflow.streaming.limits import StreamLimits, StreamSlot
 from transflow.streaming.sse import (
+    _BATCH,
     DEFAULT_HEARTBEAT,
     HEADERS,
+    _event_bytes,
     _first_beat,
     astream,
     bearer_token,
@@ -56,6 +58,7 @@ from transflow.streaming.sse import (
 
 if TYPE_CHECKING:
     # The streams' protocol of a subscription: private to the streaming room.
+    from transflow.streaming.fanout import Subscription
     from transflow.streaming.sse import _Feed
 
 __all__ = ["Authorize", "StreamOwner", "asgi_app", "wsgi_app"]
@@ -471,13 +474,64 @@ _BEAT_BYTES = comment()
 
 
 def _writes_at_once(send: ASGISend) -> bool:
-    """Whether ``send`` is one the loop's tick may run to the end without a task (a server
-    listed in :data:`_WRITES_AT_ONCE`, not wrapped by middleware)."""
-    owner = type(getattr(send, "__self__", None))
-    return (
-        getattr(send, "__name__", "") == "send"
-        and f"{owner.__module__}.{owner.__qualname__}" in _WRITES_AT_ONCE
-    )
+    """Whether ``send`` is one the loop may run to the end without a task (a server listed
+    in :data:`_WRITES_AT_ONCE`, not wrapped by middleware)."""
+    return _write_paused(send) is not None
+
+
+def _write_paused(send: ASGISend) -> Callable[[], bool] | None:
+    """For a ``send`` the loop may run itself: whether it would wait now (uvicorn's flow
+    control paused writing: the socket's buffer is full). None for any other ``send``."""
+    owner = getattr(send, "__self__", None)
+    kind = type(owner)
+    if (
+        getattr(send, "__name__", "") != "send"
+        or f"{kind.__module__}.{kind.__qualname__}" not in _WRITES_AT_ONCE
+    ):
+        return None
+    flow: Any = getattr(owner, "flow", None)
+    if not hasattr(flow, "write_paused"):
+        return None
+    return lambda: bool(flow.write_paused)
+
+
+def _event_writer(
+    send: ASGISend, sub: Subscription, paused: Callable[[], bool]
+) -> Callable[[], bool]:
+    """What a dispatch's wake-up runs on the loop for ``sub`` (its ``_direct``): the events
+    waiting, encoded and written in one ``send`` run to the end by hand; True when written
+    and ``sub`` waits again. False leaves it to the stream's task: a write that would wait
+    (the client is not reading), an ended subscription, or events that came meanwhile."""
+
+    def write() -> bool:
+        if paused() or sub.closed:
+            return False
+        taken = sub.take_ready(_BATCH)
+        if not taken:
+            return False
+        chunks = [_event_bytes(event, None, event_id) for event, event_id in taken]
+        body = b"".join(chunk for chunk in chunks if chunk is not None)
+        if body:
+            message = {"type": "http.response.body", "body": body, "more_body": True}
+            step = cast("Coroutine[Any, Any, None]", send(message))
+            try:
+                waited_on = step.send(None)
+            except StopIteration:
+                pass
+            except Exception:  # as when the stream's own write fails: the stream ends
+                log.debug("SSE client of %s went away", sub.channel, exc_info=True)
+                sub.close()
+                return False
+            else:  # it waited after all: the events are taken, so end the stream and let
+                # the client resume from its Last-Event-ID rather than lose them silently
+                _abandon(step, waited_on)
+                log.warning("SSE: a write to %s would wait; the stream ends", sub.channel)
+                sub.close()
+                return False
+            sub.mark_written()
+        return sub._repark()
+
+    return write
 
 
 def _heartbeat_writer(send: ASGISend, sub: _Feed) -> Callable[[], bool]:
@@ -491,16 +545,24 @@ def _heartbeat_writer(send: ASGISend, sub: _Feed) -> Callable[[], bool]:
         message = {"type": "http.response.body", "body": _BEAT_BYTES, "more_body": True}
         step = cast("Coroutine[Any, Any, None]", send(message))
         try:
-            step.send(None)
+            waited_on = step.send(None)
         except StopIteration:
             return True
         except BaseException:
             sub.close()  # as when the stream's own write fails: the stream ends
             raise
-        step.close()
+        _abandon(step, waited_on)
         return True
 
     return write
+
+
+def _abandon(step: Coroutine[Any, Any, None], waited_on: object) -> None:
+    """Close a send that began to wait. As a task would on resuming it, clear the flag
+    asyncio set on the future it yielded: awaited again, that future would raise."""
+    if getattr(waited_on, "_asyncio_future_blocking", False):
+        waited_on._asyncio_future_blocking = False  # type: ignore[attr-defined]
+    step.close()
 
 
 async def _serve(
@@ -539,11 +601,15 @@ async def _serve(
             }
         )
         loop = asyncio.get_running_loop()
-        if _writes_at_once(send) and isinstance(sub, Subscription) and heartbeat < math.inf:
-            # The loop's tick writes this stream's heartbeats itself; the stream's task
-            # wakes for events only.
+        paused = _write_paused(send)
+        direct = None
+        if paused is not None and isinstance(sub, Subscription) and heartbeat < math.inf:
+            # The loop writes this stream's heartbeats (its tick) and the events a dispatch
+            # brings (its wake-up) itself; the stream's task wakes only when a write would
+            # wait, and for the stream's end.
             first = loop.time() + _first_beat(heartbeat)
             pending = Beat(waiters_of(loop), heartbeat, _heartbeat_writer(send, sub), first)
+            direct = (sub, _event_writer(send, sub, paused))
             stream_beat = math.inf
         else:
             stream_beat = heartbeat
@@ -551,10 +617,14 @@ async def _serve(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if pending is not None:  # after the snapshot: the response has begun
                 beat, pending = pending.start(), None
+                if direct is not None:
+                    direct[0]._direct = direct[1]
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:  # the client went away mid-write (servers raise their own subclasses)
         log.debug("SSE client of %s went away", sub.channel)
     finally:
+        if isinstance(sub, Subscription):
+            sub._direct = None
         sub.close()
         if beat is not None:
             beat.cancel()

@@ -155,6 +155,10 @@ class Subscription:
     _slot: int | None = attrs.field(init=False, default=None, repr=False)
     _parked: LoopWaiters | None = attrs.field(init=False, default=None, repr=False)
     _home: LoopWaiters | None = attrs.field(init=False, default=None, repr=False)
+    # Set by a stream whose server's send the loop may run itself (apps._serve on uvicorn):
+    # writes what a dispatch woke this subscription for, on the loop, with the stream's
+    # task left waiting; True when it did and the subscription waits again.
+    _direct: Callable[[], bool] | None = attrs.field(init=False, default=None, repr=False)
     # The fan-out's dispatch->written window (kept after the subscription is unhooked), and
     # the dispatch time of the event taken last, until it is written.
     _written: Window | None = attrs.field(kw_only=True, default=None, repr=False)
@@ -341,6 +345,15 @@ class Subscription:
         finally:
             self._parked = None  # a wake racing this only resolves a future nobody awaits
             self._deadline = None
+
+    def _repark(self) -> bool:
+        """After a direct write (see ``_direct``): wait again on the same future, unless
+        events came or the subscription ended meanwhile (False: its task takes over)."""
+        with self._lock:
+            if self._items or self._closed is not None or self._home is None:
+                return False
+            self._parked = self._home
+            return True
 
     def mark_written(self) -> None:
         """Say the event taken last was written to the client: its dispatch->written time

@@ -63,6 +63,8 @@ class Parked(Protocol):
     @property
     def _waiter(self) -> asyncio.Future[None] | None: ...
 
+    # And optionally ``_direct: Callable[[], bool] | None`` (see Subscription).
+
     _deadline: float | None
     _slot: int | None
 
@@ -136,6 +138,9 @@ class LoopWaiters:
     """The most deadlines one tick found due."""
     heartbeats: int = attrs.field(init=False, default=0)
     """Heartbeats the ticks wrote themselves (:class:`Beat`), no task woken."""
+    direct_writes: int = attrs.field(init=False, default=0)
+    """Wake-ups whose events were written on the loop itself, no task woken (a
+    subscription's ``_direct``)."""
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -166,6 +171,11 @@ class LoopWaiters:
         for one in parked[start:end]:
             waiter = one._waiter
             if waiter is not None and not waiter.done():
+                direct = getattr(one, "_direct", None)
+                if direct is not None and direct():
+                    self.direct_writes += 1  # written on the loop; its task waits on
+                    beats += 1
+                    continue
                 waiter.set_result(None)
                 done += 1
             elif isinstance(one, Beat):
