@@ -66,7 +66,7 @@ def _loop_counts() -> dict[str, int]:
     waiters = waiters_of(asyncio.get_running_loop())
     return {
         name: getattr(waiters, name)
-        for name in ("wakeups", "ticks", "heartbeats", "heartbeat_writes", "resolved", "callbacks")
+        for name in ("wakeups", "ticks", "heartbeats", "direct_writes", "resolved", "callbacks")
         if isinstance(getattr(waiters, name, None), int)
     }
 

@@ -10,7 +10,9 @@ handle: each tick takes only the slot that is due, so streams whose deadlines ar
 over the heartbeat period (the streams of :func:`~transflow.streaming.sse.astream` are) are
 woken a few at a time, never all in one callback. Each subscriber has at most one live entry
 in the wheel. A :class:`Beat` in the wheel is a write the tick makes itself (a stream's
-heartbeat on a server whose ``send`` writes at once), so an idle stream's task never wakes.
+heartbeat on a server whose ``send`` writes at once), and a woken subscription with a
+``_direct`` writer has its events written by the wake-up itself: the stream's task never
+wakes for either.
 The lateness of the ticks is the loop's lag (:func:`loop_lag`). Nothing here starts a task
 or a thread.
 """
