@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Generator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -249,14 +250,17 @@ async def astream(
     # Imported here: only ASGI hosts get this far, and their loop has loaded asyncio.
     import asyncio  # noqa: PLC0415
 
-    loop = asyncio.get_running_loop()
+    try:
+        clock = asyncio.get_running_loop().time
+    except RuntimeError:  # a feed of another event loop library (trio, under anyio)
+        clock = time.monotonic
     written = getattr(subscription, "mark_written", None)
     take_ready = getattr(subscription, "take_ready", None)
     try:
         yield _opening(subscription, retry)
-        beat = loop.time() + _first_beat(heartbeat)
+        beat = clock() + _first_beat(heartbeat)
         while True:
-            now = loop.time()
+            now = clock()
             left = beat - now
             event = None
             if left > 0:
