@@ -476,12 +476,12 @@ _BEAT_BYTES = comment()
 def _writes_at_once(send: ASGISend) -> bool:
     """Whether ``send`` is one the loop may run to the end without a task (a server listed
     in :data:`_WRITES_AT_ONCE`, not wrapped by middleware)."""
-    return _write_paused(send) is not None
+    return _flow_of(send) is not None
 
 
-def _write_paused(send: ASGISend) -> Callable[[], bool] | None:
-    """For a ``send`` the loop may run itself: whether it would wait now (uvicorn's flow
-    control paused writing: the socket's buffer is full). None for any other ``send``."""
+def _flow_of(send: ASGISend) -> Any:
+    """For a ``send`` the loop may run itself, its flow control (``write_paused``: the
+    socket's buffer is full, a write would wait); None for any other ``send``."""
     owner = getattr(send, "__self__", None)
     kind = type(owner)
     if (
@@ -489,22 +489,27 @@ def _write_paused(send: ASGISend) -> Callable[[], bool] | None:
         or f"{kind.__module__}.{kind.__qualname__}" not in _WRITES_AT_ONCE
     ):
         return None
-    flow: Any = getattr(owner, "flow", None)
-    if not hasattr(flow, "write_paused"):
-        return None
-    return lambda: bool(flow.write_paused)
+    flow = getattr(owner, "flow", None)
+    return flow if hasattr(flow, "write_paused") else None
 
 
-def _event_writer(
-    send: ASGISend, sub: Subscription, paused: Callable[[], bool]
-) -> Callable[[], bool]:
-    """What a dispatch's wake-up runs on the loop for ``sub`` (its ``_direct``): the events
-    waiting, encoded and written in one ``send`` run to the end by hand; True when written
-    and ``sub`` waits again. False leaves it to the stream's task: a write that would wait
-    (the client is not reading), an ended subscription, or events that came meanwhile."""
+@attrs.define(eq=False)
+class _LoopWriter:
+    """The writes the loop makes itself for one stream, ``send`` driven by hand, one step
+    (one small object per stream: its two methods are the stream's ``Beat.write`` and
+    ``Subscription._direct``)."""
 
-    def write() -> bool:
-        if paused() or sub.closed:
+    send: ASGISend
+    sub: Subscription
+    flow: Any
+
+    def events(self) -> bool:
+        """What a dispatch's wake-up runs for the subscription: the events waiting, encoded
+        and written in one ``send``; True when written and it waits again. False leaves it
+        to the stream's task: a write that would wait (the client is not reading), an
+        ended subscription, or events that came meanwhile."""
+        sub = self.sub
+        if self.flow.write_paused or sub.closed:
             return False
         taken = sub.take_ready(_BATCH)
         if not taken:
@@ -513,7 +518,7 @@ def _event_writer(
         body = b"".join(chunk for chunk in chunks if chunk is not None)
         if body:
             message = {"type": "http.response.body", "body": body, "more_body": True}
-            step = cast("Coroutine[Any, Any, None]", send(message))
+            step = cast("Coroutine[Any, Any, None]", self.send(message))
             try:
                 waited_on = step.send(None)
             except StopIteration:
@@ -531,30 +536,22 @@ def _event_writer(
             sub.mark_written()
         return sub._repark()
 
-    return write
-
-
-def _heartbeat_writer(send: ASGISend, sub: _Feed) -> Callable[[], bool]:
-    """A heartbeat write the tick runs itself: ``send`` driven by hand, one step. If it
-    would wait (the client is not reading what is already queued) the beat is skipped:
-    the connection is not idle."""
-
-    def write() -> bool:
-        if getattr(sub, "closed", False):
+    def heartbeat(self) -> bool:
+        """The tick's heartbeat write; skipped if it would wait (the client is not reading
+        what is already queued: the connection is not idle). False once the stream ended."""
+        if self.sub.closed:
             return False
         message = {"type": "http.response.body", "body": _BEAT_BYTES, "more_body": True}
-        step = cast("Coroutine[Any, Any, None]", send(message))
+        step = cast("Coroutine[Any, Any, None]", self.send(message))
         try:
             waited_on = step.send(None)
         except StopIteration:
             return True
         except BaseException:
-            sub.close()  # as when the stream's own write fails: the stream ends
+            self.sub.close()  # as when the stream's own write fails: the stream ends
             raise
         _abandon(step, waited_on)
         return True
-
-    return write
 
 
 def _abandon(step: Coroutine[Any, Any, None], waited_on: object) -> None:
@@ -601,15 +598,15 @@ async def _serve(
             }
         )
         loop = asyncio.get_running_loop()
-        paused = _write_paused(send)
-        direct = None
-        if paused is not None and isinstance(sub, Subscription) and heartbeat < math.inf:
+        flow = _flow_of(send)
+        writer = None
+        if flow is not None and isinstance(sub, Subscription) and heartbeat < math.inf:
             # The loop writes this stream's heartbeats (its tick) and the events a dispatch
             # brings (its wake-up) itself; the stream's task wakes only when a write would
             # wait, and for the stream's end.
+            writer = _LoopWriter(send, sub, flow)
             first = loop.time() + _first_beat(heartbeat)
-            pending = Beat(waiters_of(loop), heartbeat, _heartbeat_writer(send, sub), first)
-            direct = (sub, _event_writer(send, sub, paused))
+            pending = Beat(waiters_of(loop), heartbeat, writer.heartbeat, first)
             stream_beat = math.inf
         else:
             stream_beat = heartbeat
@@ -617,8 +614,8 @@ async def _serve(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if pending is not None:  # after the snapshot: the response has begun
                 beat, pending = pending.start(), None
-                if direct is not None:
-                    direct[0]._direct = direct[1]
+                if writer is not None:
+                    writer.sub._direct = writer.events
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:  # the client went away mid-write (servers raise their own subclasses)
         log.debug("SSE client of %s went away", sub.channel)
