@@ -363,6 +363,7 @@ def test_on_uvicorn_the_loop_writes_heartbeats_and_events_without_waking_the_str
             await _until(delivered(seq), changed, f"event {seq}")
         figures["event_wakeups"] = waiters.resolved - resolved
         figures["direct_writes"] = waiters.direct_writes - direct
+        assert figures["beat_wakeups"] == figures["event_wakeups"] == 0, figures
         full: asyncio.Future[None] = loop.create_future()
         cycles[0].fill(full)
         await _until(lambda: cycles[0].abandoned > 0, changed, "a skipped beat")
