@@ -12,7 +12,9 @@ Each process raises its soft open-file limit to the hard one: the hard limit
 (``ulimit -Hn``) is where the sizes stop.
 
 Run: ``python -m bench.streams --sizes 10000,19000`` (``--code`` names a source tree to run
-the server from instead, e.g. main's, for a before/after).
+the server from instead, e.g. main's, for a before/after; ``--http`` picks uvicorn's HTTP
+protocol, ``httptools`` or ``h11``; ``--profile DIR`` writes cProfile figures of the server's
+loop thread over the idle window and over the event burst).
 """
 
 from __future__ import annotations
@@ -55,7 +57,56 @@ def _rss_kb() -> int:
 # -- the server ---------------------------------------------------------------------------
 
 
-def run_server(endpoint_url: str, queue_url: str, port: int) -> None:
+def _loop_counts() -> dict[str, int]:
+    """What the loop's shared waiters did so far (load does not change these)."""
+    try:
+        from transflow.streaming.waiters import waiters_of  # noqa: PLC0415
+    except ImportError:  # a tree from before the shared waiters
+        return {}
+    waiters = waiters_of(asyncio.get_running_loop())
+    return {
+        name: getattr(waiters, name)
+        for name in ("wakeups", "ticks", "heartbeats", "direct_writes", "resolved", "callbacks")
+        if isinstance(getattr(waiters, name, None), int)
+    }
+
+
+_PROFILERS: list[Any] = []
+
+
+def _profile(query: dict[str, list[str]]) -> None:
+    """``?profile_start`` / ``?profile_stop=PATH``: cProfile of the loop's thread only, where
+    the streams' time goes (PATH gets the stats, PATH.txt the top 40 by own time)."""
+    import cProfile  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+
+    if "profile_start" in query:
+        _PROFILERS.append(cProfile.Profile())
+        _PROFILERS[-1].enable()
+    for path in query.get("profile_stop", []):
+        if _PROFILERS:
+            done = _PROFILERS.pop()
+            done.disable()
+            done.dump_stats(path)
+            with Path(path).with_suffix(".txt").open("w") as out:
+                stats = pstats.Stats(done, stream=out)
+                stats.sort_stats("tottime").print_stats(40)
+                stats.sort_stats("cumulative").print_stats(40)
+
+
+def _http(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    try:
+        import httptools  # noqa: F401, PLC0415
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto") -> None:
+    from urllib.parse import parse_qs  # noqa: PLC0415
+
     import uvicorn  # noqa: PLC0415
 
     from transflow import ProgressHub, ProgressQueue, StreamLimits, asgi_app  # noqa: PLC0415
@@ -75,7 +126,8 @@ def run_server(endpoint_url: str, queue_url: str, port: int) -> None:
 
     probing: list[asyncio.Task[None]] = []
 
-    async def stats(send: Any) -> None:
+    async def stats(send: Any, query: dict[str, list[str]]) -> None:
+        _profile(query)
         window = sorted(lags)
         lags.clear()
         body: dict[str, Any] = {
@@ -83,6 +135,8 @@ def run_server(endpoint_url: str, queue_url: str, port: int) -> None:
             "tasks": len(asyncio.all_tasks()),
             "lag_p99_ms": 1000 * window[int(0.99 * (len(window) - 1))] if window else 0.0,
             "lag_max_ms": 1000 * window[-1] if window else 0.0,
+            "loop": _loop_counts(),
+            "http": _http(http),
         }
         try:
             got = hub.stats()
@@ -102,7 +156,7 @@ def run_server(endpoint_url: str, queue_url: str, port: int) -> None:
         if not probing and scope["type"] != "lifespan":
             probing.append(asyncio.ensure_future(probe()))
         if scope["type"] == "http" and scope["path"] == "/_stats":
-            await stats(send)
+            await stats(send, parse_qs(scope["query_string"].decode()))
             return
         await app(scope, receive, send)
 
@@ -114,6 +168,7 @@ def run_server(endpoint_url: str, queue_url: str, port: int) -> None:
         lifespan="on",
         backlog=4096,
         access_log=False,
+        http=_http(http),
     )
 
 
@@ -186,14 +241,23 @@ def run_clients(port: int, first: int, count: int, channels: int) -> None:
 
 
 def _cpu(pid: int) -> float:
+    user, system = _cpu_split(pid)
+    return user + system
+
+
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid``: system is mostly the sockets' send, which on
+    loopback also runs the receiving side's TCP stack."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def _get(port: int) -> dict[str, Any]:
+def _get(port: int, query: str = "") -> dict[str, Any]:
     import urllib.request  # noqa: PLC0415
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=30) as answer:
+    url = f"http://127.0.0.1:{port}/_stats?{query}"
+    with urllib.request.urlopen(url, timeout=30) as answer:
         return json.loads(answer.read())  # type: ignore[no-any-return]
 
 
@@ -203,7 +267,10 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
         sqs = ep.sqs()
         queue = fifo_queue(sqs, f"streams-{size}.fifo")
         server = subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "bench.streams", "server", ep.endpoint_url, queue, str(port)],
+            [
+                *(sys.executable, "-m", "bench.streams", "server"),
+                *(ep.endpoint_url, queue, str(port), args.http),
+            ],
             cwd=ROOT,
             env=env,
         )
@@ -245,12 +312,16 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
                 )
             opened = sum(json.loads(c.stdout.readline())["opened"] for c in clients)  # type: ignore[union-attr]
             connect_s = time.monotonic() - started
-            connected = _get(port)
+            connected = _get(port, _profiling(args, "start"))
             cpu0, t0 = _cpu(server.pid), time.monotonic()
+            split0 = _cpu_split(server.pid)
             time.sleep(args.idle)
-            idle = _get(port)
+            idle = _get(port, _profiling(args, f"stop={args.profile}/{size}_idle.prof"))
+            split1 = _cpu_split(server.pid)
             cpu = (_cpu(server.pid) - cpu0) / (time.monotonic() - t0)
+            system_share = (split1[1] - split0[1]) / max(1e-9, sum(split1) - sum(split0))
             load = os.getloadavg()
+            burst0 = _get(port, _profiling(args, "start"))
             _publish(ep, queue, args.channels, args.events)
             expected = opened * args.events
             deadline = time.monotonic() + 120
@@ -264,7 +335,7 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
                 if got >= expected:
                     break
                 time.sleep(1)
-            after = _get(port)
+            after = _get(port, _profiling(args, f"stop={args.profile}/{size}_burst.prof"))
         finally:
             for c in clients:
                 c.stdin.close()  # type: ignore[union-attr]
@@ -273,8 +344,11 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
             server.terminate()
             server.wait(timeout=30)
     subs = max(1, connected["subscribers"])
+    idle_loop = _delta(idle.get("loop", {}), connected.get("loop", {}))
     return {
         "size": size,
+        "http": connected.get("http", "h11"),
+        "code": args.code or "this tree",
         "opened": opened,
         "subscribers": connected["subscribers"],
         "connect_s": round(connect_s, 1),
@@ -283,14 +357,28 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
         "idle_cpu_pct": round(100 * cpu, 2),
         "baseline_cpu_pct": round(100 * baseline, 2),
         "idle_cpu_per_10k_pct": round(100 * (cpu - baseline) * 10_000 / subs, 2),
+        "idle_cpu_system_share": round(system_share, 2),
         "idle_lag_p99_ms": round(idle["lag_p99_ms"], 1),
         "idle_lag_max_ms": round(idle["lag_max_ms"], 1),
         "hub_loop_lag": idle.get("loop_lag"),
         "delivered": got,
         "expected": expected,
         "written": after.get("written"),
+        "loop_idle": idle_loop,
+        "loop_burst": _delta(after.get("loop", {}), burst0.get("loop", {})),
+        "idle_s": args.idle,
         "load_avg": [round(x, 2) for x in load],
     }
+
+
+def _profiling(args: argparse.Namespace, what: str) -> str:
+    if not args.profile:
+        return ""
+    return f"profile_{what}" if "=" in what else f"profile_{what}=1"
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before.get(name, 0) for name in after}
 
 
 def _publish(ep: Endpoint, queue: str, channels: int, events: int) -> None:
@@ -324,13 +412,20 @@ def run(
     events: int = 10,
     idle: float = 31.0,
     code: str = "",
+    http: str = "auto",
+    profile: str = "",
     name: str = "streams",
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Measure each size in turn (a fresh moto, server and clients each); write the results."""
     hard = _raise_nofile()
-    args = argparse.Namespace(channels=channels, events=events, idle=idle, code=code)
+    if profile:
+        Path(profile).mkdir(parents=True, exist_ok=True)
+        profile = str(Path(profile).resolve())
+    args = argparse.Namespace(
+        channels=channels, events=events, idle=idle, code=code, http=http, profile=profile
+    )
     rows = []
     for size in sizes:
         row = measure(size, args, _free_port())
@@ -352,10 +447,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10)
     parser.add_argument("--idle", type=float, default=31.0)
     parser.add_argument("--code", default="", help="a src/ directory to run the server from")
+    parser.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"])
+    parser.add_argument("--profile", default="", help="a directory for cProfile figures")
     parser.add_argument("--name", default="streams")
     args = parser.parse_args()
     if args.role == "server":
-        run_server(args.rest[0], args.rest[1], int(args.rest[2]))
+        run_server(args.rest[0], args.rest[1], int(args.rest[2]), args.rest[3])
         return
     if args.role == "clients":
         port, first, count, channels = (int(x) for x in args.rest[:4])
@@ -368,6 +465,8 @@ def main() -> None:
         events=args.events,
         idle=args.idle,
         code=args.code,
+        http=args.http,
+        profile=args.profile,
         name=args.name,
     )
 

@@ -378,3 +378,47 @@ def test_every_closed_stream_releases_its_subscription(
         assert set(pool.map(visit, range(500))) == {200}
         wait_until(lambda: hub.stats().subscribers == 0, what="every subscription released")
     hub.stop()
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_on_uvicorn_the_loop_writes_the_heartbeats(http: str) -> None:
+    """uvicorn's own send (either HTTP protocol) is one the loop's tick runs itself
+    (``apps._WRITES_AT_ONCE``): an idle stream's heartbeats arrive without its task waking.
+    Guards the allow-list against a uvicorn that renames its classes."""
+    import threading
+
+    import uvicorn
+
+    from transflow.streaming import apps
+    from transflow.streaming.fanout import FanOut
+
+    if http == "httptools":
+        pytest.importorskip("httptools")
+    fanout = FanOut()
+
+    class Hub:
+        def subscribe(self, channel: str, last_event_id: str | None = None, **_: Any) -> Any:
+            return fanout.subscribe(channel, last_event_id)
+
+    inner = apps.asgi_app(Hub(), allow_anonymous=True, heartbeat=0.1)
+    at_once: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            at_once.append(apps._writes_at_once(send))
+        await inner(scope, receive, send)
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", http=http)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 20, "uvicorn to start")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        client = SseClient(f"http://127.0.0.1:{port}/?channel=upload:main:beat").start()
+        wait_until(lambda: bytes(client.raw).count(b":\n") >= 3, 20, "three heartbeats")
+        client.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert at_once == [True]

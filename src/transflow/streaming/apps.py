@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from collections.abc import (
     Awaitable,
     Callable,
+    Coroutine,
     Generator,
     Iterable,
     Iterator,
     Mapping,
     MutableMapping,
 )
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import parse_qs
 
 import attrs
@@ -42,16 +44,21 @@ from transflow.errors import (
 from transflow.streaming.cursor import is_cursor
 from transflow.streaming.limits import StreamLimits, StreamSlot
 from transflow.streaming.sse import (
+    _BATCH,
     DEFAULT_HEARTBEAT,
     HEADERS,
+    _event_bytes,
+    _first_beat,
     astream,
     bearer_token,
     channel_from_query,
+    comment,
     stream,
 )
 
 if TYPE_CHECKING:
     # The streams' protocol of a subscription: private to the streaming room.
+    from transflow.streaming.fanout import Subscription
     from transflow.streaming.sse import _Feed
 
 __all__ = ["Authorize", "StreamOwner", "asgi_app", "wsgi_app"]
@@ -455,6 +462,106 @@ def _send_raises_when_gone(scope: ASGIScope) -> bool:
     return (major, minor) >= (2, 4)
 
 
+# uvicorn's own send (httptools and h11) writes to the transport at once and awaits only
+# while the transport's buffer is full: the loop's tick can run it to the end itself.
+_WRITES_AT_ONCE = frozenset(
+    {
+        "uvicorn.protocols.http.httptools_impl.RequestResponseCycle",
+        "uvicorn.protocols.http.h11_impl.RequestResponseCycle",
+    }
+)
+_BEAT_BYTES = comment()
+
+
+def _writes_at_once(send: ASGISend) -> bool:
+    """Whether ``send`` is one the loop may run to the end without a task (a server listed
+    in :data:`_WRITES_AT_ONCE`, not wrapped by middleware)."""
+    return _flow_of(send) is not None
+
+
+def _flow_of(send: ASGISend) -> Any:
+    """For a ``send`` the loop may run itself, its flow control (``write_paused``: the
+    socket's buffer is full, a write would wait); None for any other ``send``."""
+    owner = getattr(send, "__self__", None)
+    kind = type(owner)
+    if (
+        getattr(send, "__name__", "") != "send"
+        or f"{kind.__module__}.{kind.__qualname__}" not in _WRITES_AT_ONCE
+    ):
+        return None
+    flow = getattr(owner, "flow", None)
+    return flow if hasattr(flow, "write_paused") else None
+
+
+@attrs.define(eq=False)
+class _LoopWriter:
+    """The writes the loop makes itself for one stream, ``send`` driven by hand, one step
+    (one small object per stream: its two methods are the stream's ``Beat.write`` and
+    ``Subscription._direct``)."""
+
+    send: ASGISend
+    sub: Subscription
+    flow: Any
+
+    def events(self) -> bool:
+        """What a dispatch's wake-up runs for the subscription: the events waiting, encoded
+        and written in one ``send``; True when written and it waits again. False leaves it
+        to the stream's task: a write that would wait (the client is not reading), an
+        ended subscription, or events that came meanwhile."""
+        sub = self.sub
+        if self.flow.write_paused or sub.closed:
+            return False
+        taken = sub.take_ready(_BATCH)
+        if not taken:
+            return False
+        chunks = [_event_bytes(event, None, event_id) for event, event_id in taken]
+        body = b"".join(chunk for chunk in chunks if chunk is not None)
+        if body:
+            message = {"type": "http.response.body", "body": body, "more_body": True}
+            step = cast("Coroutine[Any, Any, None]", self.send(message))
+            try:
+                waited_on = step.send(None)
+            except StopIteration:
+                pass
+            except Exception:  # as when the stream's own write fails: the stream ends
+                log.debug("SSE client of %s went away", sub.channel, exc_info=True)
+                sub.close()
+                return False
+            else:  # it waited after all: the events are taken, so end the stream and let
+                # the client resume from its Last-Event-ID rather than lose them silently
+                _abandon(step, waited_on)
+                log.warning("SSE: a write to %s would wait; the stream ends", sub.channel)
+                sub.close()
+                return False
+            sub.mark_written()
+        return sub._repark()
+
+    def heartbeat(self) -> bool:
+        """The tick's heartbeat write; skipped if it would wait (the client is not reading
+        what is already queued: the connection is not idle). False once the stream ended."""
+        if self.sub.closed:
+            return False
+        message = {"type": "http.response.body", "body": _BEAT_BYTES, "more_body": True}
+        step = cast("Coroutine[Any, Any, None]", self.send(message))
+        try:
+            waited_on = step.send(None)
+        except StopIteration:
+            return True
+        except BaseException:
+            self.sub.close()  # as when the stream's own write fails: the stream ends
+            raise
+        _abandon(step, waited_on)
+        return True
+
+
+def _abandon(step: Coroutine[Any, Any, None], waited_on: object) -> None:
+    """Close a send that began to wait. As a task would on resuming it, clear the flag
+    asyncio set on the future it yielded: awaited again, that future would raise."""
+    if getattr(waited_on, "_asyncio_future_blocking", False):
+        waited_on._asyncio_future_blocking = False  # type: ignore[attr-defined]
+    step.close()
+
+
 async def _serve(
     sub: _Feed,
     receive: ASGIReceive,
@@ -467,6 +574,9 @@ async def _serve(
     # Imported here: only ASGI hosts get this far, and their loop has loaded asyncio.
     import asyncio  # noqa: PLC0415
 
+    from transflow.streaming.fanout import Subscription  # noqa: PLC0415
+    from transflow.streaming.waiters import Beat, waiters_of  # noqa: PLC0415
+
     async def watch_disconnect() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
@@ -477,6 +587,8 @@ async def _serve(
     # 2.1) return silently, so a task must watch receive() or the stream would outlive
     # its client.
     watcher = None if send_raises else asyncio.ensure_future(watch_disconnect())
+    beat: Beat | None = None
+    pending: Beat | None = None
     try:
         await send(
             {
@@ -485,13 +597,34 @@ async def _serve(
                 "headers": [(k.lower().encode(), v.encode()) for k, v in HEADERS],
             }
         )
-        async for chunk in astream(sub, heartbeat=heartbeat, retry=retry):
+        loop = asyncio.get_running_loop()
+        flow = _flow_of(send)
+        writer = None
+        if flow is not None and isinstance(sub, Subscription) and heartbeat < math.inf:
+            # The loop writes this stream's heartbeats (its tick) and the events a dispatch
+            # brings (its wake-up) itself; the stream's task wakes only when a write would
+            # wait, and for the stream's end.
+            writer = _LoopWriter(send, sub, flow)
+            first = loop.time() + _first_beat(heartbeat)
+            pending = Beat(waiters_of(loop), heartbeat, writer.heartbeat, first)
+            stream_beat = math.inf
+        else:
+            stream_beat = heartbeat
+        async for chunk in astream(sub, heartbeat=stream_beat, retry=retry):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if pending is not None:  # after the snapshot: the response has begun
+                beat, pending = pending.start(), None
+                if writer is not None:
+                    writer.sub._direct = writer.events
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:  # the client went away mid-write (servers raise their own subclasses)
         log.debug("SSE client of %s went away", sub.channel)
     finally:
+        if isinstance(sub, Subscription):
+            sub._direct = None
         sub.close()
+        if beat is not None:
+            beat.cancel()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

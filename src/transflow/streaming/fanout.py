@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import re
 import threading
 import time
@@ -103,6 +104,23 @@ def event_size(event: ProgressEvent) -> int:
         raise EventFormatError("progress event", [f"cannot be written as JSON: {exc}"]) from exc
 
 
+# asyncio.get_running_loop and waiters_of, imported at the first aget: a WSGI host that
+# imports the fan-out never loads asyncio.
+_LOOP_TOOLS: tuple[Callable[[], asyncio.AbstractEventLoop], Callable[..., LoopWaiters]] | None = (
+    None
+)
+
+
+def _loop_tools() -> tuple[Callable[[], asyncio.AbstractEventLoop], Callable[..., LoopWaiters]]:
+    global _LOOP_TOOLS  # noqa: PLW0603 - set once, the same value from any thread
+    import asyncio  # noqa: PLC0415
+
+    from transflow.streaming.waiters import waiters_of  # noqa: PLC0415
+
+    _LOOP_TOOLS = (asyncio.get_running_loop, waiters_of)
+    return _LOOP_TOOLS
+
+
 @attrs.define(eq=False)
 class Subscription:
     """A subscriber's view of one channel or branch pattern.
@@ -120,19 +138,32 @@ class Subscription:
     # (event, bytes of its wire JSON, time.monotonic() it was dispatched, 0.0 if replayed),
     # so the byte budget is given back as events are taken and the writer can time them.
     _items: deque[tuple[ProgressEvent, int, float]] = attrs.field(factory=deque, repr=False)
-    _cond: threading.Condition = attrs.field(factory=threading.Condition, repr=False)
+    # _cond waits on _lock; the paths that only need the lock take it directly (a C call,
+    # not Condition's Python __enter__), and notify only when a thread waits in get().
+    _lock: threading.RLock = attrs.field(init=False, factory=threading.RLock, repr=False)
+    _cond: threading.Condition = attrs.field(
+        default=attrs.Factory(lambda self: threading.Condition(self._lock), takes_self=True),
+        repr=False,
+    )
+    _sync_waiting: int = attrs.field(init=False, default=0, repr=False)
     _closed: SubscriptionClosedError | None = attrs.field(default=None, repr=False)
     # One wait on an event loop at a time (see transflow.streaming.waiters): its future,
     # kept for the next wait until something resolves it, its deadline, and the loop's
     # waiters. No Event, closure, task or timer of its own.
     _waiter: asyncio.Future[None] | None = attrs.field(init=False, default=None, repr=False)
     _deadline: float | None = attrs.field(init=False, default=None, repr=False)
-    _in_heap: bool = attrs.field(init=False, default=False, repr=False)
+    _slot: int | None = attrs.field(init=False, default=None, repr=False)
     _parked: LoopWaiters | None = attrs.field(init=False, default=None, repr=False)
+    _home: LoopWaiters | None = attrs.field(init=False, default=None, repr=False)
+    # Set by a stream whose server's send the loop may run itself (apps._serve on uvicorn):
+    # writes what a dispatch woke this subscription for, on the loop, with the stream's
+    # task left waiting; True when it did and the subscription waits again.
+    _direct: Callable[[], bool] | None = attrs.field(init=False, default=None, repr=False)
     # The fan-out's dispatch->written window (kept after the subscription is unhooked), and
     # the dispatch time of the event taken last, until it is written.
     _written: Window | None = attrs.field(kw_only=True, default=None, repr=False)
     _taken_at: float = attrs.field(init=False, default=0.0, repr=False)
+    _taken_more: tuple[float, ...] = attrs.field(init=False, default=(), repr=False)
     # Decided once, by the fan-out that registered it: unsubscribing must look in the same
     # registry (upload:main:x:* is an upload id "x:*", not a branch pattern).
     _pattern: bool = attrs.field(
@@ -177,13 +208,13 @@ class Subscription:
     @property
     def pending(self) -> int:
         """Events buffered, not yet taken."""
-        with self._cond:
+        with self._lock:
             return len(self._items)
 
     @property
     def pending_bytes(self) -> int:
         """Bytes (of wire JSON) of the events buffered, not yet taken."""
-        with self._cond:
+        with self._lock:
             return self._held
 
     @property
@@ -191,7 +222,7 @@ class Subscription:
         """The SSE id to send with the event last taken: the event's own
         ``{uploadId}:{seq}`` for one upload; for a branch pattern a cursor
         (:mod:`transflow.streaming.cursor`) that any hub instance resumes from exactly."""
-        with self._cond:
+        with self._lock:
             if self._cursor is not None and self._last_id is None:
                 self._last_id = self._cursor.encode()
             return self._last_id
@@ -201,7 +232,7 @@ class Subscription:
     def _push(self, event: ProgressEvent, size: int, at: float = 0.0) -> str | None:
         """Buffer an event of ``size`` bytes; when the subscriber lagged and was cut off
         (or had been), what it ran out of: ``"events"`` or ``"bytes"``."""
-        with self._cond:
+        with self._lock:
             if self._closed is not None:
                 return "events"
             # A reader that is caught up takes any one event, however large.
@@ -225,22 +256,25 @@ class Subscription:
                 return over
             self._items.append((event, size, at))
             self._held += size
-            self._cond.notify_all()
+            if self._sync_waiting:
+                self._cond.notify_all()
             self._wake()
             return None
 
     def _end(self, reason: SubscriptionClosedError) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed is None:
                 self._closed = reason
             self._cond.notify_all()
             self._wake()
 
     def _wake(self) -> None:
-        # With self._cond held. Only a subscriber parked on a loop needs the crossing; the
-        # loop's waiters make it one per dispatch for all of that loop's subscribers.
+        # With self._lock held. Only a subscriber parked on a loop needs the crossing; the
+        # loop's waiters make it one per dispatch for all of that loop's subscribers. Once
+        # woken it is unparked: the next events of the same dispatch add no second wake.
         parked = self._parked
         if parked is not None:
+            self._parked = None
             parked.wake(self)
 
     # -- the subscriber's side ------------------------------------------------------------
@@ -273,58 +307,87 @@ class Subscription:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return None
-                self._cond.wait(left)
+                self._sync_waiting += 1
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._sync_waiting -= 1
 
     async def aget(self, timeout: float | None = None) -> ProgressEvent | None:
         """:meth:`get` for asyncio: waits on the event loop, not in a thread. The wait costs
         no task, timer or event of its own (see :mod:`transflow.streaming.waiters`)."""
-        with self._cond:
-            event = self._take()
-            if event is not None:
-                return event
-        if timeout is not None and timeout <= 0:
-            return None
-        # Imported here: only asyncio hosts call this, and their loop has loaded asyncio.
-        import asyncio  # noqa: PLC0415
-
-        from transflow.streaming.waiters import waiters_of  # noqa: PLC0415
-
-        loop = asyncio.get_running_loop()
-        waiters = self._parked
+        get_running_loop, waiters_of = _LOOP_TOOLS or _loop_tools()
+        loop = get_running_loop()
+        waiters = self._home
         if waiters is None or waiters.loop is not loop:
-            waiters = waiters_of(loop)
+            waiters = self._home = waiters_of(loop)
             self._waiter = None  # a future of another loop
-        deadline = None if timeout is None else loop.time() + timeout
+        now = loop.time()
+        # An infinite timeout is none (a stream whose heartbeats the loop writes itself).
+        deadline = None if timeout is None or timeout == math.inf else now + timeout
+        lock = self._lock
         try:
             while True:
-                with self._cond:
+                with lock:
                     event = self._take()
                     if event is not None:
                         return event
+                    if deadline is not None and deadline <= now:
+                        return None
                     waiter = self._waiter
                     if waiter is None or waiter.done():
                         waiter = self._waiter = loop.create_future()
                     self._parked = waiters
                 if deadline is not None:
-                    left = deadline - loop.time()
-                    if left <= 0:
-                        return None
-                    waiters.arm(self, left)
+                    waiters.arm_at(self, deadline)
                 await waiter
+                now = loop.time()
         finally:
-            with self._cond:
-                self._parked = None
+            self._parked = None  # a wake racing this only resolves a future nobody awaits
             self._deadline = None
-            if self._waiter is not None and self._waiter.done():
-                self._waiter = None
+
+    def _repark(self) -> bool:
+        """After a direct write (see ``_direct``): wait again on the same future, unless
+        events came or the subscription ended meanwhile (False: its task takes over)."""
+        with self._lock:
+            if self._items or self._closed is not None or self._home is None:
+                return False
+            self._parked = self._home
+            return True
 
     def mark_written(self) -> None:
         """Say the event taken last was written to the client: its dispatch->written time
         goes into the hub's stats (``HubStats.written``). The streams of
         :mod:`transflow.streaming.sse` call it; a replayed event is not timed."""
         at, self._taken_at = self._taken_at, 0.0
-        if at and self._written is not None:
-            self._written.add(time.monotonic() - at)
+        more, self._taken_more = self._taken_more, ()
+        if self._written is not None and (at or more):
+            now = time.monotonic()
+            for one in (at, *more):
+                if one:
+                    self._written.add(now - one)
+
+    def take_ready(self, limit: int) -> list[tuple[ProgressEvent, str]]:
+        """Up to ``limit`` more events already buffered, each with the SSE id to send with
+        it, without waiting (after :meth:`aget` or :meth:`get` returned one): a stream
+        writes them together. :meth:`mark_written` then times them all."""
+        taken: list[tuple[ProgressEvent, str]] = []
+        ats: list[float] = []
+        with self._lock:
+            first_at = self._taken_at  # the event aget or get returned, not yet written
+            while self._items and len(taken) < limit:
+                event = self._take()
+                if event is None:
+                    break
+                if self._taken_at:
+                    ats.append(self._taken_at)
+                last_id = self._last_id
+                if last_id is None:  # a branch's cursor after this event
+                    last_id = self._last_id = self._cursor.encode() if self._cursor else ""
+                taken.append((event, last_id))
+            self._taken_at = first_at
+        self._taken_more = tuple(ats)
+        return taken
 
     def close(self) -> None:
         """End the subscription: the hub stops delivering to it and iteration ends."""

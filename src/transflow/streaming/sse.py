@@ -10,10 +10,12 @@ FastAPI, …). A host serving them from its own route reads the request with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Generator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -137,19 +139,28 @@ def dropped_events() -> int:
         return _drops
 
 
-# The bytes of the event encoded last with its own id: the subscribers of one upload are
-# woken one after another with the same event object, and encode it once between them.
-_last_encoded: tuple[object, bytes] = (None, b"")
+# The bytes of the events encoded last with their own ids (by id(), the event kept with
+# them so the id stays its own): the subscribers of an upload, woken one after another, take
+# the same event objects and encode each once between them, also when each takes several.
+_ENCODED = 2048
+_encoded: dict[int, tuple[object, bytes]] = {}
+
+# Events at most written in one chunk by astream: those already waiting when the stream
+# wakes (the loop fell behind a burst).
+_BATCH = 64
 
 
-def _event_bytes(event: ProgressEvent, feed: _Feed | None = None) -> bytes | None:
-    global _drops, _last_encoded  # noqa: PLW0603 - process-wide, read by dropped_events()
+def _event_bytes(
+    event: ProgressEvent, feed: _Feed | None = None, event_id: str | None = None
+) -> bytes | None:
+    global _drops  # noqa: PLW0603 - process-wide, read by dropped_events()
     # A branch subscription's id is its cursor, which any hub instance resumes from.
-    event_id = getattr(feed, "last_event_id", None) or event.event_id
-    if event_id == event.event_id:
-        last = _last_encoded  # one read: another thread may replace it
-        if last[0] is event:
-            return last[1]
+    event_id = event_id or getattr(feed, "last_event_id", None) or event.event_id
+    own = event_id == event.event_id
+    if own:
+        found = _encoded.get(id(event))
+        if found is not None and found[0] is event:
+            return found[1]
     try:
         chunk = encode(event.to_json(), id=event_id)
     except (SseEncodingError, ValueError) as exc:
@@ -161,8 +172,12 @@ def _event_bytes(event: ProgressEvent, feed: _Feed | None = None) -> bytes | Non
             "SSE: dropping an event of %r that cannot be encoded: %s", event.channel, exc
         )
         return None
-    if event_id == event.event_id:
-        _last_encoded = (event, chunk)
+    if own:
+        _encoded[id(event)] = (event, chunk)
+        while len(_encoded) > _ENCODED:
+            # Another thread may pop the same oldest entry: a miss costs one encoding.
+            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                del _encoded[next(iter(_encoded))]
     return chunk
 
 
@@ -225,25 +240,67 @@ async def astream(
 ) -> AsyncIterator[bytes]:
     """:func:`stream` for ASGI: waits on the event loop without holding a thread. A
     :class:`~transflow.streaming.fanout.Subscription` waits without a task or timer of its
-    own: its heartbeat comes from its loop's one timer."""
+    own: its heartbeat comes from its loop's one timer.
+
+    The heartbeat comes every ``heartbeat`` seconds whatever else was written (the first
+    after a fraction of it, spread over the period from one stream to the next), so the
+    streams of a loop keep their heartbeats apart even after an event woke them all at
+    once. Events already waiting when the stream wakes are written together, in one
+    chunk (at most 64)."""
+    # Imported here: only ASGI hosts get this far, and their loop has loaded asyncio.
+    import asyncio  # noqa: PLC0415
+
+    try:
+        clock = asyncio.get_running_loop().time
+    except RuntimeError:  # a feed of another event loop library (trio, under anyio)
+        clock = time.monotonic
     written = getattr(subscription, "mark_written", None)
+    take_ready = getattr(subscription, "take_ready", None)
     try:
         yield _opening(subscription, retry)
+        beat = clock() + _first_beat(heartbeat)
         while True:
-            try:
-                event = await subscription.aget(timeout=heartbeat)
-            except SubscriberLaggedError as exc:
-                yield _lagged(exc)
-                return
-            except SubscriptionClosedError:
-                return
-            chunk = _HEARTBEAT if event is None else _event_bytes(event, subscription)
-            if chunk is not None:
+            now = clock()
+            left = beat - now
+            event = None
+            if left > 0:
+                try:
+                    event = await subscription.aget(timeout=left)
+                except SubscriberLaggedError as exc:
+                    yield _lagged(exc)
+                    return
+                except SubscriptionClosedError:
+                    return
+            if event is None:  # the beat is due
+                yield _HEARTBEAT
+                beat += heartbeat
+                if beat <= now:  # the loop was held up for a whole period
+                    beat = now + heartbeat
+                continue
+            chunk = _event_bytes(event, subscription)
+            if take_ready is not None:
+                # What else is waiting goes out in the same write: one send, not one each.
+                more = [_event_bytes(e, None, i) for e, i in take_ready(_BATCH - 1)]
+                if more:
+                    chunk = b"".join(c for c in (chunk, *more) if c is not None)
+            if chunk:
                 yield chunk
-                if event is not None and written is not None:
+                if written is not None:
                     written()  # resumed: the server took the chunk
     finally:
         subscription.close()
+
+
+# Golden-ratio steps spread the first heartbeats of consecutive streams evenly over the
+# period, however many there are and whenever they connected.
+_GOLDEN = 0.6180339887498949
+_spread = 0.0
+
+
+def _first_beat(heartbeat: float) -> float:
+    global _spread  # noqa: PLW0603 - a racing update only repeats a fraction: harmless
+    _spread = (_spread + _GOLDEN) % 1.0
+    return heartbeat * (1.0 - _spread)
 
 
 # -- requests: what a host's own route reads ----------------------------------------------

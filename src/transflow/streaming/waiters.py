@@ -5,19 +5,26 @@ A :class:`~transflow.streaming.fanout.Subscription` waiting in ``aget`` parks a 
 A dispatch (on the hub's thread) that gives events to many waiting subscribers of one loop
 crosses into that loop once (one ``call_soon_threadsafe``), and dispatches that come before
 the loop ran it share it; the loop then resolves every future that was woken. Timeouts (the
-streams' heartbeats) are kept in one heap per loop behind one timer handle, rounded up so
-that subscribers due within the same fraction of their timeout fire in one tick; each
-subscriber has at most one entry in the heap. The lateness of those ticks is the loop's
-lag (:func:`loop_lag`). Nothing here starts a task or a thread.
+streams' heartbeats) wait in a timer wheel of :data:`SLOT`-second slots behind one timer
+handle: each tick takes only the slot that is due, so streams whose deadlines are spread
+over the heartbeat period (the streams of :func:`~transflow.streaming.sse.astream` are) are
+woken a few at a time, never all in one callback. Each subscriber has at most one live entry
+in the wheel. A :class:`Beat` in the wheel is a write the tick makes itself (a stream's
+heartbeat on a server whose ``send`` writes at once), and a woken subscription with a
+``_direct`` writer has its events written by the wake-up itself: the stream's task never
+wakes for either.
+The lateness of the ticks is the loop's lag (:func:`loop_lag`). Nothing here starts a task
+or a thread.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
+import logging
 import math
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -27,19 +34,22 @@ from transflow.streaming.latency import Window
 if TYPE_CHECKING:
     # Types only: a WSGI host that imports the fan-out never loads asyncio.
     import asyncio
-    from collections.abc import Iterator
 
-__all__ = ["LoopWaiters", "Parked", "loop_lag", "waiters_of"]
+__all__ = ["CHUNK", "SLOT", "Beat", "LoopWaiters", "Parked", "loop_lag", "waiters_of"]
 
-# Deadlines are rounded up to a multiple of timeout / _ROUNDING (at most _MAX_GRAIN s): a
-# 15 s heartbeat fires within 1 s late at most, and 10,000 streams share 15 ticks.
-_ROUNDING = 16
-_MAX_GRAIN = 1.0
+log = logging.getLogger(__name__)
 
-# Futures resolved per loop callback: each wakes a stream that then writes (~50-100 us), so
-# a tick or a dispatch that wakes thousands lets the loop's I/O in between every chunk
-# instead of holding it for the whole burst (the loop lag an idle 10,000 would show).
-CHUNK = 128
+SLOT = 0.05
+"""Seconds per slot of the timer wheel: a timeout ends at most this much late, and the streams
+due within one slot are woken by one tick (10,000 streams with 15 s heartbeats spread over
+the period: about 33 per tick)."""
+
+CHUNK = 32
+"""Futures resolved per loop callback: each wakes a stream that then writes, so a dispatch or
+a tick that wakes thousands lets the loop's other I/O (and its timers) run between chunks
+instead of holding the loop for the whole burst."""
+
+_EARLY = 1e-6
 
 _LAG = Window()
 
@@ -50,11 +60,57 @@ def loop_lag() -> Window:
 
 
 class Parked(Protocol):
-    """What parks here: the subscription side of a wait."""
+    """What parks here: the subscription side of a wait (or a :class:`Beat`)."""
 
-    _waiter: asyncio.Future[None] | None
+    @property
+    def _waiter(self) -> asyncio.Future[None] | None: ...
+
+    # And optionally ``_direct: Callable[[], bool] | None`` (see Subscription).
+
     _deadline: float | None
-    _in_heap: bool
+    _slot: int | None
+
+
+@attrs.define(eq=False)
+class Beat:
+    """A callback the loop's tick runs every ``period`` seconds from ``first`` (the loop's
+    time), in the wheel with the waits: a stream's heartbeat written by the tick itself,
+    without waking the stream's task. ``write`` returns False (or raises: logged) to stop.
+    """
+
+    waiters: LoopWaiters
+    period: float
+    write: Callable[[], bool]
+    first: float
+    _deadline: float | None = attrs.field(init=False, default=None)
+    _slot: int | None = attrs.field(init=False, default=None)
+    _waiter: None = attrs.field(init=False, default=None)  # what a wait has; a beat has none
+
+    def start(self) -> Beat:
+        self.waiters.arm_at(self, self.first)
+        return self
+
+    def cancel(self) -> None:
+        """No more calls (its entry in the wheel is dropped when it comes up)."""
+        self._deadline = None
+
+    def fire(self) -> None:
+        """Run ``write`` (the tick calls it when the beat is due) and book the next beat."""
+        due = self._deadline
+        if due is None:
+            return
+        try:
+            again = self.write()
+        except Exception:  # one stream's failure must not break the tick
+            log.exception("SSE: a heartbeat write failed; its stream ends")
+            again = False
+        if not again or self._deadline is None:
+            self._deadline = None
+            return
+        self.waiters.heartbeats += 1
+        now = self.waiters.loop.time()
+        due += self.period
+        self.waiters.arm_at(self, due if due > now else now + self.period)
 
 
 @attrs.define(eq=False)
@@ -65,14 +121,28 @@ class LoopWaiters:
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
     _woken: list[Parked] = attrs.field(init=False, factory=list)
     _scheduled: bool = attrs.field(init=False, default=False)
-    _heap: list[tuple[float, int, Parked]] = attrs.field(init=False, factory=list)
-    _order: Iterator[int] = attrs.field(init=False, factory=itertools.count)
+    # slot number -> the subscriptions whose live entry is in it; the numbers in a heap.
+    _slots: dict[int, list[Parked]] = attrs.field(init=False, factory=dict)
+    _order: list[int] = attrs.field(init=False, factory=list)
     _timer: asyncio.TimerHandle | None = attrs.field(init=False, default=None)
-    _timer_at: float = attrs.field(init=False, default=math.inf)
+    _timer_slot: float = attrs.field(init=False, default=math.inf)  # its slot number
     wakeups: int = attrs.field(init=False, default=0)
     """Times another thread crossed into the loop to wake subscribers."""
     ticks: int = attrs.field(init=False, default=0)
     """Times the one timer fired."""
+    resolved: int = attrs.field(init=False, default=0)
+    """Futures resolved (by a dispatch or a deadline)."""
+    callbacks: int = attrs.field(init=False, default=0)
+    """Loop callbacks that resolved them (at most :data:`CHUNK` each)."""
+    most_per_callback: int = attrs.field(init=False, default=0)
+    """The most futures one loop callback resolved (and heartbeats it wrote)."""
+    most_per_tick: int = attrs.field(init=False, default=0)
+    """The most deadlines one tick found due."""
+    heartbeats: int = attrs.field(init=False, default=0)
+    """Heartbeats the ticks wrote themselves (:class:`Beat`), no task woken."""
+    direct_writes: int = attrs.field(init=False, default=0)
+    """Wake-ups whose events were written on the loop itself, no task woken (a
+    subscription's ``_direct``)."""
 
     # -- any thread ---------------------------------------------------------------------------
 
@@ -99,68 +169,101 @@ class LoopWaiters:
 
     def _resolve_all(self, parked: list[Parked], start: int = 0) -> None:
         end = start + CHUNK
+        done = beats = 0
         for one in parked[start:end]:
-            _resolve(one)
+            waiter = one._waiter
+            if waiter is not None and not waiter.done():
+                direct = getattr(one, "_direct", None)
+                if direct is not None and direct():
+                    self.direct_writes += 1  # written on the loop; its task waits on
+                    beats += 1
+                    continue
+                waiter.set_result(None)
+                done += 1
+            elif isinstance(one, Beat):
+                one.fire()
+                beats += 1
+        if done or beats:
+            self.resolved += done
+            self.callbacks += 1
+            self.most_per_callback = max(self.most_per_callback, done + beats)
         if end < len(parked):
             self.loop.call_soon(self._resolve_all, parked, end)
 
     # -- the loop's thread ----------------------------------------------------------------------
 
     def arm(self, parked: Parked, timeout: float) -> None:
-        """Resolve ``parked``'s future ``timeout`` seconds from now (rounded up a little)."""
-        now = self.loop.time()
-        grain = min(_MAX_GRAIN, timeout / _ROUNDING)
-        due = now + timeout
-        if grain > 0:
-            due = math.ceil(due / grain) * grain
-        parked._deadline = due
-        if not parked._in_heap:
-            # An older, earlier entry stays and is pushed back when it comes up.
-            parked._in_heap = True
-            heapq.heappush(self._heap, (due, next(self._order), parked))
-        self._schedule()
+        """Resolve ``parked``'s future ``timeout`` seconds from now (at most :data:`SLOT`
+        late)."""
+        self.arm_at(parked, self.loop.time() + timeout)
 
-    def _schedule(self) -> None:
-        if not self._heap:
-            return
-        first = self._heap[0][0]
-        if first >= self._timer_at:
-            return
+    def arm_at(self, parked: Parked, due: float) -> None:
+        """Resolve ``parked``'s future at ``due`` (the loop's time; at most :data:`SLOT`
+        late)."""
+        slot = math.ceil(due / SLOT)
+        parked._deadline = due
+        live = parked._slot
+        if live is not None and live <= slot:
+            return  # its entry comes up first and is moved on then
+        # No entry, or a later one, which becomes stale (its slot number no longer matches).
+        parked._slot = slot
+        self._enter(slot, parked)
+
+    def _enter(self, slot: int, parked: Parked) -> None:
+        entries = self._slots.get(slot)
+        if entries is None:
+            entries = self._slots[slot] = []
+            heapq.heappush(self._order, slot)
+            if slot < self._timer_slot:
+                self._schedule(slot)
+        entries.append(parked)
+
+    def _schedule(self, slot: int) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = first
-        self._timer = self.loop.call_at(first, self._tick)
+        self._timer_slot = slot
+        self._timer = self.loop.call_at(slot * SLOT, self._tick)
 
     def _tick(self) -> None:
         now = self.loop.time()
-        _LAG.add(max(0.0, now - self._timer_at))
+        _LAG.add(max(0.0, now - self._timer_slot * SLOT))
         self.ticks += 1
-        self._timer, self._timer_at = None, math.inf
-        heap = self._heap
+        # -1: no timer is made while entries move to later slots; one is made after.
+        self._timer, self._timer_slot = None, -1
         due_now: list[Parked] = []
-        while heap and heap[0][0] <= now:
-            _, _, parked = heapq.heappop(heap)
-            due = parked._deadline
-            if due is None:  # its wait ended before the deadline
-                parked._in_heap = False
-            elif due > now:  # waiting again, with a later deadline
-                heapq.heappush(heap, (due, next(self._order), parked))
-            else:
-                parked._in_heap = False
-                due_now.append(parked)
+        order = self._order
+        # The slots whose end has come (the loop may run a timer a clock tick early).
+        limit = math.floor((now + _EARLY) / SLOT)
+        while order and order[0] <= limit:
+            slot = heapq.heappop(order)
+            for parked in self._slots.pop(slot):
+                if parked._slot != slot:
+                    continue  # stale: it moved to an earlier slot
+                parked._slot = None
+                due = parked._deadline
+                if due is None:
+                    continue  # its wait ended before the deadline
+                later = math.ceil(due / SLOT)
+                if later > limit:  # waiting again, with a later deadline
+                    parked._slot = later
+                    self._enter(later, parked)
+                else:
+                    due_now.append(parked)
+        self.most_per_tick = max(self.most_per_tick, len(due_now))
+        self._timer_slot = math.inf
+        if order:
+            self._schedule(order[0])
         self._resolve_all(due_now)
-        self._schedule()
+
+    def slot_sizes(self) -> list[int]:
+        """The subscriptions waiting in each slot of the wheel, earliest slot first (what
+        each tick will find due, stale entries included)."""
+        return [len(self._slots[slot]) for slot in sorted(self._slots)]
 
     @property
     def timers(self) -> int:
         """Timer handles this loop holds for its subscribers: 0 or 1."""
         return 0 if self._timer is None else 1
-
-
-def _resolve(parked: Parked) -> None:
-    waiter = parked._waiter
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
 
 
 _BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWaiters] = (
