@@ -97,11 +97,9 @@ def _profile(query: dict[str, list[str]]) -> None:
 def _http(choice: str) -> str:
     if choice != "auto":
         return choice
-    try:
-        import httptools  # noqa: F401, PLC0415
-    except ImportError:
-        return "h11"
-    return "httptools"
+    import importlib.util  # noqa: PLC0415
+
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
 def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto") -> None:
