@@ -49,10 +49,11 @@ def test_announce_tells_the_watcher_once_and_leaves_the_dlq_alone(aws: LocalAws)
     )
     send_batch(sqs, urls.progress, [("r", OutgoingMessage(retrying.to_json(), "up-a", "r"))])
 
-    with (
-        ProgressHub(sqs, ProgressQueue(urls.progress), wait_time_seconds=1) as hub,
-        hub.subscribe("upload:main:up-a") as watching,
-    ):
+    hub = ProgressHub(sqs, ProgressQueue(urls.progress), wait_time_seconds=1)
+    # Subscribed before the hub starts: a hub that received "retrying" before the
+    # subscription existed would fold it into the snapshot, never hand it to get() (CI).
+    watching = hub.subscribe("upload:main:up-a")
+    with hub, watching:
         status = [UploadStatus("upload:main:up-a")]
         seen: list[ProgressEvent] = []
 
