@@ -73,7 +73,8 @@ def test_one_group_takes_one_entry_per_call(bare_sqs: SQSClient) -> None:
         result = send_batch(bare_sqs, url, messages(12, groups=3), policy=FAST)
     assert result.ok
     assert counter.count("SendMessageBatch") == 4  # 3 entries (one per group) per call
-    assert drain(bare_sqs, url) == [f"{i:010d}" for i in range(12)]
+    # FIFO orders within a group only: LocalStack hands the groups out in another order.
+    assert group_order(drain(bare_sqs, url), 3) == group_order([f"{i:010d}" for i in range(12)], 3)
 
 
 def fail_once(dedup_id: str) -> Callable[[int, dict[str, Any]], EntryFault | None]:
