@@ -88,3 +88,34 @@ def loaded_after(statement: str) -> set[str]:
 )
 def test_a_handler_loads_none_of_what_it_does_not_use(statement: str, forbidden: set[str]) -> None:
     assert loaded_after(statement) & forbidden == set()
+
+
+_COMPILED = """
+import sys, json, attrs
+{statement}
+compiled = set()
+for name, module in list(sys.modules.items()):
+    if not name.startswith("transflow"):
+        continue
+    for value in vars(module).values():
+        if isinstance(value, type) and attrs.has(value):
+            for method in {methods!r}:
+                code = getattr(getattr(value, method), "__code__", None)
+                if code is not None and code.co_filename.startswith("<attrs generated"):
+                    compiled.add(value.__qualname__ + "." + method)
+print(json.dumps(sorted(compiled)))
+"""
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["import examples.lambda_processor", _BUILD_PROCESSOR, "import examples.lambda_bridge"],
+)
+def test_no_class_on_a_handler_path_has_a_compiled_repr(statement: str) -> None:
+    # attrs compiles a __repr__ per class, about 0.15 ms each: a sixth of the processor's
+    # cold import. The classes a handler loads share transflow._wire.reprs.fields_repr.
+    code = _COMPILED.format(statement=statement, methods=("__repr__",))
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    assert json.loads(out) == []

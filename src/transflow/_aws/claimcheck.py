@@ -18,6 +18,7 @@ import attrs
 
 from transflow._wire.jsontext import JsonTextError, parse_json
 from transflow._wire.model import ProcessingJob
+from transflow._wire.reprs import fields_repr
 from transflow.errors import JobConfinementError, JobFormatError
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ JSON; anything much larger was not written by the bridge."""
 @attrs.frozen
 class ClaimCheck:
     """A reference to a processing job stored in S3."""
+
+    __repr__ = fields_repr
 
     upload_id: str
     bucket: str

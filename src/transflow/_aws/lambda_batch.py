@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypedDict
 import attrs
 
 from transflow._wire.messages import ReceivedMessage
+from transflow._wire.reprs import fields_repr
 from transflow.errors import EventFormatError, TransflowError
 
 __all__ = [
@@ -94,6 +95,8 @@ class BatchGate:
 
     ``time_margin`` is the Lambda time (seconds) below which no record starts."""
 
+    __repr__ = fields_repr
+
     time_margin: float
     failed_groups: frozenset[str] = frozenset()
     out_of_time: bool = False
@@ -124,6 +127,8 @@ class BatchGate:
 @attrs.frozen
 class BatchOutcome:
     """How a batch went: how many records it had and which failed (message ids, in order)."""
+
+    __repr__ = fields_repr
 
     total: int
     failed: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.errors import client_error_code, client_error_message
+from transflow._wire.reprs import fields_repr
 
 if TYPE_CHECKING:
     from tenacity import Retrying
@@ -110,6 +111,8 @@ def is_retryable_error(exc: BaseException) -> bool:
 class RetryPolicy:
     """How hard to try: ``attempts`` calls at most, waits drawn from an exponential window
     with full jitter between ``initial`` and ``maximum`` seconds."""
+
+    __repr__ = fields_repr
 
     attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))

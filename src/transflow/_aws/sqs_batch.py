@@ -40,6 +40,7 @@ from transflow._aws.retry import (
 )
 from transflow._aws.s3 import error_code
 from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT
+from transflow._wire.reprs import fields_repr
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -66,6 +67,8 @@ class OutgoingMessage:
     """One message to send. FIFO queues need ``group_id``; a deterministic ``dedup_id``
     makes a retried send harmless."""
 
+    __repr__ = fields_repr
+
     body: str
     group_id: str | None = None
     dedup_id: str | None = None
@@ -77,6 +80,8 @@ class OutgoingMessage:
 class EntryFailure:
     """An item that did not succeed, with AWS's code and message (or ours)."""
 
+    __repr__ = fields_repr
+
     key: str
     code: str
     message: str
@@ -86,6 +91,8 @@ class EntryFailure:
 @attrs.frozen
 class BatchResult:
     """What happened to every item: each key is in exactly one of the two."""
+
+    __repr__ = fields_repr
 
     succeeded: tuple[str, ...] = ()
     failed: tuple[EntryFailure, ...] = ()
@@ -204,6 +211,8 @@ def _no_size(_item: object) -> int:
 @attrs.define
 class _Progress(Generic[T]):
     """The state of one batch operation across its calls."""
+
+    __repr__ = fields_repr
 
     pending: dict[str, T]
     succeeded: list[str] = attrs.field(factory=list)

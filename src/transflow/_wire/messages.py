@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from transflow._wire.reprs import fields_repr
+
 __all__ = ["ReceivedMessage"]
 
 
@@ -21,6 +23,8 @@ class ReceivedMessage:
     ``attributes`` are the system attributes (``MessageGroupId``, ``ApproximateReceiveCount``,
     ``SentTimestamp``, …) as strings, the same names in both sources.
     """
+
+    __repr__ = fields_repr
 
     message_id: str
     receipt_handle: str

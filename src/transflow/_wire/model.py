@@ -29,6 +29,7 @@ import attrs
 from transflow._wire.channels import upload_channel
 from transflow._wire.jsontext import JsonTextError, parse_json, show, type_name
 from transflow._wire.limits import is_sqs_id
+from transflow._wire.reprs import fields_repr
 from transflow.errors import EventFormatError, JobFormatError
 
 if TYPE_CHECKING:
@@ -237,6 +238,8 @@ class S3ObjectRef:
     the bridge knows them, say which content of the key the job is for: they are part of
     the job's fingerprint, so a file re-posted with new content is processed again."""
 
+    __repr__ = fields_repr
+
     bucket: str = attrs.field(validator=_rule(_string, _not_empty))
     key: str = attrs.field(validator=_rule(_string, _not_empty))
     etag: str | None = attrs.field(default=None, validator=_TEXT)
@@ -246,6 +249,8 @@ class S3ObjectRef:
 @attrs.frozen
 class UserContext:
     """Who uploaded: the id, what they may do, and free-form metadata from the host."""
+
+    __repr__ = fields_repr
 
     user_id: str = attrs.field(validator=_rule(_string, _not_empty))
     permissions: tuple[str, ...] = attrs.field(
@@ -263,6 +268,8 @@ class ProcessingJob:
     ``extra`` holds keys this version does not know, so a job written by a newer bridge
     passes through an older processor unchanged.
     """
+
+    __repr__ = fields_repr
 
     upload_id: str = attrs.field(validator=_rule(_string, _group_id))
     template_id: str = attrs.field(validator=_rule(_string, _not_empty))
@@ -345,6 +352,8 @@ class ProgressEvent:
     keys a template published that have no field of their own (``ctx.publish(type, **data)``);
     ``traceparent`` is the W3C trace context of the job or step that sent the event.
     """
+
+    __repr__ = fields_repr
 
     channel: str = attrs.field(validator=_rule(_string, _not_empty))
     type: ProgressType = attrs.field(converter=_as_progress_type, validator=_rule(_progress_type))

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from transflow._wire.reprs import fields_repr
 from transflow.errors import TraceContextError
 
 __all__ = [
@@ -93,6 +94,8 @@ class TraceContext:
     string, or start a new trace (:meth:`new`). Raises :class:`~transflow.TraceContextError`
     when either value breaks the W3C format.
     """
+
+    __repr__ = fields_repr
 
     traceparent: str = attrs.field(validator=_check_traceparent)
     tracestate: str | None = attrs.field(default=None, validator=_check_tracestate)

@@ -44,6 +44,7 @@ from transflow._wire.keys import DEFAULT_CLAIM_PREFIX, folder_status_key
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.naming import sanitize_branch
+from transflow._wire.reprs import fields_repr
 from transflow._wire.trace import TraceContext, from_aws_trace_header, parse_trace
 from transflow.errors import BridgeError, UploadMetadataError
 from transflow.ingest.grouping import (
@@ -97,6 +98,8 @@ class BridgeResponse(PartialBatchResponse):
 class SentJob:
     """A job the queue accepted (or dropped as a duplicate of one it holds)."""
 
+    __repr__ = fields_repr
+
     upload_id: str
     dedup_id: str
     """The job's MessageDeduplicationId (see :func:`~transflow.ingest.grouping.job_dedup_id`)."""
@@ -110,6 +113,8 @@ class WaitingRecord:
     """A file of a whole upload whose other files have not all arrived yet: the last file's
     notification emits the upload's one job."""
 
+    __repr__ = fields_repr
+
     ref: str
     upload_id: str
     arrived: int
@@ -120,6 +125,8 @@ class WaitingRecord:
 @attrs.frozen
 class BridgeResult:
     """What the bridge did with every record of an event."""
+
+    __repr__ = fields_repr
 
     source: EventSource
     sent: tuple[SentJob, ...] = ()
@@ -176,6 +183,8 @@ class GroupingBridge:
     upload that was cancelled (``transflow cancel``): its records are skipped, logged and
     counted (the ``UploadsCancelledNotQueued`` metric).
     """
+
+    __repr__ = fields_repr
 
     sqs_client: SQSClient
     s3_client: S3Client
@@ -587,6 +596,8 @@ class GroupingBridge:
 class _Checked:
     """What listing one upload gave: its job, or the check still waiting (with how many
     files arrived), and the records that failed."""
+
+    __repr__ = fields_repr
 
     job: PlannedJob | None = None
     check: UploadCheck | None = None

@@ -21,6 +21,7 @@ import attrs
 
 from transflow._wire.model import ProcessingJob, S3ObjectRef
 from transflow._wire.naming import branch_problem
+from transflow._wire.reprs import fields_repr
 from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import FailedRecord, S3Record
 
@@ -50,6 +51,8 @@ class HeadedRecord:
     same folder (:mod:`transflow.ingest.known_uploads`): no request has then shown that this
     object exists, so the upload's listing must (:func:`unlisted_records`)."""
 
+    __repr__ = fields_repr
+
     record: S3Record
     metadata: UploadMetadata
     etag: str | None = None
@@ -65,6 +68,8 @@ class HeadedRecord:
 class ListedObject:
     """One object of an upload's prefix, as ListObjectsV2 returned it."""
 
+    __repr__ = fields_repr
+
     key: str
     etag: str
 
@@ -72,6 +77,8 @@ class ListedObject:
 @attrs.frozen
 class PlannedJob:
     """A job to send, its deduplication id, and the records it accounts for."""
+
+    __repr__ = fields_repr
 
     job: ProcessingJob
     job_dedup_id: str
@@ -82,6 +89,8 @@ class PlannedJob:
 class UploadCheck:
     """A group of records of an upload that knows its file count: list ``prefix`` in
     ``bucket`` to learn whether every file has arrived."""
+
+    __repr__ = fields_repr
 
     bucket: str
     prefix: str
@@ -99,6 +108,8 @@ class UploadCheck:
 @attrs.frozen
 class Plan:
     """What to do with a set of records: jobs to send now, uploads to check, failures."""
+
+    __repr__ = fields_repr
 
     jobs: tuple[PlannedJob, ...] = ()
     checks: tuple[UploadCheck, ...] = ()

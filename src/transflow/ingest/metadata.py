@@ -18,6 +18,7 @@ from transflow._wire.jsontext import JsonTextError, parse_json, type_name
 from transflow._wire.keys import user_folder
 from transflow._wire.limits import is_sqs_id
 from transflow._wire.model import JsonValue, UserContext
+from transflow._wire.reprs import fields_repr
 from transflow._wire.trace import TraceContext, parse_trace
 from transflow.errors import UploadMetadataError
 
@@ -78,6 +79,8 @@ _SPELLINGS = {
 @attrs.frozen
 class UploadMetadata:
     """What an uploaded object's metadata says about its upload."""
+
+    __repr__ = fields_repr
 
     template_id: str
     upload_id: str | None = None

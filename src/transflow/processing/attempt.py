@@ -19,6 +19,7 @@ import attrs
 
 from transflow._wire.keys import STATUS_RECORD_NAME, job_output_prefix
 from transflow._wire.model import ProcessingJob, S3ObjectRef
+from transflow._wire.reprs import fields_repr
 from transflow.errors import (
     ConfigError,
     EmptyTemplateError,
@@ -195,6 +196,8 @@ class FailureDecision:
     again); ``send_webhook`` is true once per job: on the last attempt, or on every attempt
     when the last one cannot be told."""
 
+    __repr__ = fields_repr
+
     code: str
     text: str
     step: str | None
@@ -226,6 +229,8 @@ class Attempt:
     whether the completion record is being written.
 
     ``bucket`` is where its outputs and record go, once the template is known."""
+
+    __repr__ = fields_repr
 
     job: ProcessingJob
     record: AssemblyStatus

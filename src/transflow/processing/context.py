@@ -23,6 +23,7 @@ import attrs
 
 from transflow._wire.keys import STATUS_RECORD_NAME
 from transflow._wire.model import JsonValue, ProcessingJob, ProgressType, S3ObjectRef, UserContext
+from transflow._wire.reprs import fields_repr
 from transflow.errors import OutputPathError, StepUsageError
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ _STEP_EVENT_TYPES = (ProgressType.PROGRESS, ProgressType.OUTPUT)
 @attrs.frozen
 class InputFile:
     """One input of the job, downloaded to ``path`` in the job's temporary directory."""
+
+    __repr__ = fields_repr
 
     path: Path
     name: str
@@ -109,6 +112,8 @@ class JobInputs(Sequence[InputFile]):
 class OutputFile:
     """One output written to S3 by ``ctx.upload_result``."""
 
+    __repr__ = fields_repr
+
     step: str
     name: str
     bucket: str
@@ -151,6 +156,8 @@ def output_key(prefix: str, name: str) -> str:
 @attrs.frozen
 class OutputLocation:
     """Where a job's outputs go: ``s3://{bucket}/{prefix}``."""
+
+    __repr__ = fields_repr
 
     bucket: str
     prefix: str
@@ -206,6 +213,8 @@ class StepContext:
     each downloaded when the step first takes it (:class:`JobInputs`); outputs go to
     ``output`` through :meth:`upload_result`.
     """
+
+    __repr__ = fields_repr
 
     job: ProcessingJob
     template_id: str

@@ -24,6 +24,7 @@ from transflow._wire.limits import (
     SNS_MAX_BATCH_BYTES,
     SNS_MAX_MESSAGE_BYTES,
 )
+from transflow._wire.reprs import fields_repr
 from transflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ __all__ = ["ProgressDestination", "ProgressQueue", "ProgressTopic"]
 class ProgressDestination:
     """Where progress goes: a :class:`ProgressQueue` or a :class:`ProgressTopic` (only
     those two), with the limits that apply there. Build it with :meth:`from_config`."""
+
+    __repr__ = fields_repr
 
     def __attrs_post_init__(self) -> None:
         if type(self) is ProgressDestination:
@@ -101,6 +104,8 @@ class ProgressQueue(ProgressDestination):
     ``max_message_bytes`` is the queue's configured limit (``sqs.maxMessageBytes``, 1 KiB to
     1 MiB); SQS applies it to one message and to one SendMessageBatch call alike."""
 
+    __repr__ = fields_repr
+
     url: str = attrs.field(validator=validators.non_empty_text)
     max_message_bytes: int = attrs.field(
         default=MAX_MESSAGE_BYTES, validator=validators.bounded_int(1, MESSAGE_BYTES_RANGE[1])
@@ -122,6 +127,8 @@ class ProgressTopic(ProgressDestination):
 
     SNS's limits apply, not the queues': 256 KiB per message and per PublishBatch call (all
     entries together), ten entries per call."""
+
+    __repr__ = fields_repr
 
     arn: str = attrs.field(validator=validators.non_empty_text)
 

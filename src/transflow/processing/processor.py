@@ -62,6 +62,7 @@ from transflow._wire.keys import (
 )
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
+from transflow._wire.reprs import fields_repr
 from transflow._wire.trace import TraceContext, from_aws_trace_header, parse_trace
 from transflow.errors import (
     BatchFailedError,
@@ -206,6 +207,8 @@ class JobProcessor:
     place keys outside ``outputs/{branch}/[users/{id}/]{uploadId}/``. Every option is
     checked here: a wrong one raises :class:`ConfigError`.
     """
+
+    __repr__ = fields_repr
 
     registry: TemplateRegistry = attrs.field(validator=validators.instance_of(TemplateRegistry))
     s3_client: S3Client = attrs.field(kw_only=True)

@@ -54,6 +54,7 @@ from transflow._aws.tracing import span
 from transflow._wire import validators
 from transflow._wire.limits import MAX_BATCH_ENTRIES
 from transflow._wire.model import ProgressEvent, ProgressType
+from transflow._wire.reprs import fields_repr
 from transflow._wire.trace import TraceContext
 from transflow.errors import ConfigError, ProgressEventTooLargeError
 from transflow.processing.destination import ProgressDestination, ProgressTopic
@@ -127,6 +128,8 @@ class ProgressPublisher:
 
     Thread-safe and cheap to share: one per process, one :class:`ProgressStream` per job.
     """
+
+    __repr__ = fields_repr
 
     destination: ProgressDestination = attrs.field(
         validator=validators.instance_of(ProgressDestination)
@@ -407,6 +410,8 @@ class ProgressStream:
     ``sent``, ``failed`` and ``refused`` count the events delivered, not delivered after the
     retries (each logged), and refused at :meth:`emit` for their size.
     """
+
+    __repr__ = fields_repr
 
     publisher: ProgressPublisher
     upload_id: str

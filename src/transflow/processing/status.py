@@ -23,6 +23,7 @@ import attrs
 from transflow._version import __version__
 from transflow._wire.cancelmark import ASSEMBLY_CANCELED
 from transflow._wire.model import ProcessingJob, format_timestamp
+from transflow._wire.reprs import fields_repr
 
 if TYPE_CHECKING:
     import cattrs
@@ -48,6 +49,8 @@ re-delivered job harmless."""
 class UploadRecord:
     """One input of the job, as it was found in S3 (``mime`` in the JSON record)."""
 
+    __repr__ = fields_repr
+
     name: str
     bucket: str
     key: str
@@ -61,6 +64,8 @@ class ResultRecord:
     """One output a step wrote, as the status record lists it (``mime`` in the JSON record);
     the step got it as an :class:`~transflow.processing.context.OutputFile`."""
 
+    __repr__ = fields_repr
+
     name: str
     bucket: str
     key: str
@@ -73,6 +78,8 @@ class ResultRecord:
 @attrs.frozen
 class AssemblyStatus:
     """An upload's status record; :attr:`completed` is the completion marker."""
+
+    __repr__ = fields_repr
 
     assembly_id: str
     upload_id: str

@@ -19,6 +19,7 @@ import botocore.exceptions
 from transflow._aws.claimcheck import MAX_CLAIM_CHECK_BYTES, ClaimCheck, load_claimed_job
 from transflow._aws.s3 import error_code, is_not_found
 from transflow._wire.model import ProcessingJob
+from transflow._wire.reprs import fields_repr
 from transflow.errors import TransflowError
 from transflow.processing.context import InputFile, JobInputs
 from transflow.processing.status import AssemblyStatus
@@ -59,6 +60,8 @@ class StatusConflict(TransflowError):
 class StoredStatus:
     """A status record as read, with the ETag a conditional write names (both None when
     there is no record; an unreadable record has an ETag and no record)."""
+
+    __repr__ = fields_repr
 
     record: AssemblyStatus | None
     etag: str | None
@@ -164,6 +167,8 @@ def _etag(value: object) -> str | None:
 @attrs.frozen
 class S3JobStorage:
     """:class:`JobStorage` over an S3 client."""
+
+    __repr__ = fields_repr
 
     s3: S3Client
 
