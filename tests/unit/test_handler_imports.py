@@ -111,10 +111,10 @@ print(json.dumps(sorted(compiled)))
     "statement",
     ["import examples.lambda_processor", _BUILD_PROCESSOR, "import examples.lambda_bridge"],
 )
-def test_no_class_on_a_handler_path_has_a_compiled_repr(statement: str) -> None:
-    # attrs compiles a __repr__ per class, about 0.15 ms each: a sixth of the processor's
-    # cold import. The classes a handler loads share transflow._wire.reprs.fields_repr.
-    code = _COMPILED.format(statement=statement, methods=("__repr__",))
+def test_no_class_on_a_handler_path_has_a_compiled_repr_eq_or_hash(statement: str) -> None:
+    # attrs compiles these per class, about 0.25 ms a class: a quarter of the processor's
+    # cold import. The classes a handler loads share transflow._wire.dunders' functions.
+    code = _COMPILED.format(statement=statement, methods=("__repr__", "__eq__", "__hash__"))
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
     ).stdout

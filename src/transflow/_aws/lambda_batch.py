@@ -22,8 +22,8 @@ from typing import Any, Protocol, TypedDict
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.messages import ReceivedMessage
-from transflow._wire.reprs import fields_repr
 from transflow.errors import EventFormatError, TransflowError
 
 __all__ = [
@@ -96,6 +96,8 @@ class BatchGate:
     ``time_margin`` is the Lambda time (seconds) below which no record starts."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     time_margin: float
     failed_groups: frozenset[str] = frozenset()
@@ -129,6 +131,8 @@ class BatchOutcome:
     """How a batch went: how many records it had and which failed (message ids, in order)."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     total: int
     failed: tuple[str, ...] = ()

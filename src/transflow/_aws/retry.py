@@ -11,7 +11,7 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.errors import client_error_code, client_error_message
-from transflow._wire.reprs import fields_repr
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 
 if TYPE_CHECKING:
     from tenacity import Retrying
@@ -113,6 +113,8 @@ class RetryPolicy:
     with full jitter between ``initial`` and ``maximum`` seconds."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))

@@ -39,8 +39,8 @@ from transflow._aws.retry import (
     is_retryable_error,
 )
 from transflow._aws.s3 import error_code
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT
-from transflow._wire.reprs import fields_repr
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -68,6 +68,8 @@ class OutgoingMessage:
     makes a retried send harmless."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     body: str
     group_id: str | None = None
@@ -81,6 +83,8 @@ class EntryFailure:
     """An item that did not succeed, with AWS's code and message (or ours)."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     key: str
     code: str
@@ -93,6 +97,8 @@ class BatchResult:
     """What happened to every item: each key is in exactly one of the two."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     succeeded: tuple[str, ...] = ()
     failed: tuple[EntryFailure, ...] = ()
@@ -208,7 +214,7 @@ def _no_size(_item: object) -> int:
     return 0
 
 
-@attrs.define
+@attrs.define(eq=False)  # an operation's changing state: compared by identity
 class _Progress(Generic[T]):
     """The state of one batch operation across its calls."""
 

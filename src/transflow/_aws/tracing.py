@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from transflow._wire.reprs import fields_repr
+from transflow._wire.dunders import fields_repr
 from transflow._wire.trace import TraceContext, parse_trace
 
 __all__ = ["Span", "current_trace", "span", "start_span"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from transflow._wire.reprs import fields_repr
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 
 __all__ = ["ReceivedMessage"]
 
@@ -25,6 +25,8 @@ class ReceivedMessage:
     """
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     message_id: str
     receipt_handle: str

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import attrs
 
 from transflow._wire.channels import upload_channel
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.jsontext import JsonTextError, parse_json, show, type_name
 from transflow._wire.limits import is_sqs_id
-from transflow._wire.reprs import fields_repr
 from transflow.errors import EventFormatError, JobFormatError
 
 if TYPE_CHECKING:
@@ -239,6 +239,8 @@ class S3ObjectRef:
     the job's fingerprint, so a file re-posted with new content is processed again."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     bucket: str = attrs.field(validator=_rule(_string, _not_empty))
     key: str = attrs.field(validator=_rule(_string, _not_empty))
@@ -251,6 +253,8 @@ class UserContext:
     """Who uploaded: the id, what they may do, and free-form metadata from the host."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     user_id: str = attrs.field(validator=_rule(_string, _not_empty))
     permissions: tuple[str, ...] = attrs.field(
@@ -270,6 +274,8 @@ class ProcessingJob:
     """
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     upload_id: str = attrs.field(validator=_rule(_string, _group_id))
     template_id: str = attrs.field(validator=_rule(_string, _not_empty))
@@ -354,6 +360,8 @@ class ProgressEvent:
     """
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     channel: str = attrs.field(validator=_rule(_string, _not_empty))
     type: ProgressType = attrs.field(converter=_as_progress_type, validator=_rule(_progress_type))

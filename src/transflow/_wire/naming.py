@@ -10,7 +10,7 @@ import re
 
 import attrs
 
-from transflow._wire.reprs import fields_repr
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow.errors import ConfigError
 
 __all__ = [
@@ -149,6 +149,8 @@ class QueueNames:
     (S3 cannot notify a FIFO queue)."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     processing: str
     progress: str

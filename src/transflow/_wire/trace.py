@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from transflow._wire.reprs import fields_repr
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow.errors import TraceContextError
 
 __all__ = [
@@ -96,6 +96,8 @@ class TraceContext:
     """
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     traceparent: str = attrs.field(validator=_check_traceparent)
     tracestate: str | None = attrs.field(default=None, validator=_check_tracestate)

@@ -40,11 +40,11 @@ from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._aws.tracing import Span, start_span
 from transflow._wire import validators
 from transflow._wire.cancelmark import is_canceled_record
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.keys import DEFAULT_CLAIM_PREFIX, folder_status_key
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.naming import sanitize_branch
-from transflow._wire.reprs import fields_repr
 from transflow._wire.trace import TraceContext, from_aws_trace_header, parse_trace
 from transflow.errors import BridgeError, UploadMetadataError
 from transflow.ingest.grouping import (
@@ -99,6 +99,8 @@ class SentJob:
     """A job the queue accepted (or dropped as a duplicate of one it holds)."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     upload_id: str
     dedup_id: str
@@ -114,6 +116,8 @@ class WaitingRecord:
     notification emits the upload's one job."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     ref: str
     upload_id: str
@@ -127,6 +131,8 @@ class BridgeResult:
     """What the bridge did with every record of an event."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     source: EventSource
     sent: tuple[SentJob, ...] = ()
@@ -598,6 +604,8 @@ class _Checked:
     files arrived), and the records that failed."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     job: PlannedJob | None = None
     check: UploadCheck | None = None

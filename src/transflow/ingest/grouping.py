@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.model import ProcessingJob, S3ObjectRef
 from transflow._wire.naming import branch_problem
-from transflow._wire.reprs import fields_repr
 from transflow.ingest.metadata import UploadMetadata
 from transflow.ingest.s3events import FailedRecord, S3Record
 
@@ -52,6 +52,8 @@ class HeadedRecord:
     object exists, so the upload's listing must (:func:`unlisted_records`)."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     record: S3Record
     metadata: UploadMetadata
@@ -69,6 +71,8 @@ class ListedObject:
     """One object of an upload's prefix, as ListObjectsV2 returned it."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     key: str
     etag: str
@@ -79,6 +83,8 @@ class PlannedJob:
     """A job to send, its deduplication id, and the records it accounts for."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     job: ProcessingJob
     job_dedup_id: str
@@ -91,6 +97,8 @@ class UploadCheck:
     ``bucket`` to learn whether every file has arrived."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     bucket: str
     prefix: str
@@ -110,6 +118,8 @@ class Plan:
     """What to do with a set of records: jobs to send now, uploads to check, failures."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     jobs: tuple[PlannedJob, ...] = ()
     checks: tuple[UploadCheck, ...] = ()

@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import attrs
 
-from transflow._wire.reprs import fields_repr
+from transflow._wire.dunders import fields_repr
 from transflow.ingest.metadata import UploadMetadata
 
 __all__ = ["KnownUploads", "upload_folder"]

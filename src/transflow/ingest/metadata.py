@@ -14,11 +14,11 @@ from collections.abc import Mapping
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.jsontext import JsonTextError, parse_json, type_name
 from transflow._wire.keys import user_folder
 from transflow._wire.limits import is_sqs_id
 from transflow._wire.model import JsonValue, UserContext
-from transflow._wire.reprs import fields_repr
 from transflow._wire.trace import TraceContext, parse_trace
 from transflow.errors import UploadMetadataError
 
@@ -81,6 +81,8 @@ class UploadMetadata:
     """What an uploaded object's metadata says about its upload."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     template_id: str
     upload_id: str | None = None

@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 
 import attrs
 
-from transflow._wire.reprs import fields_repr
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 
 __all__ = [
     "EventSource",
@@ -61,6 +61,8 @@ class S3Record:
     and logs); ``message_id`` is the SQS message it came in, if any."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     ref: str
     bucket: str
@@ -83,6 +85,8 @@ class SkippedRecord:
     """A record the bridge had no work for (a test event, a deletion, …), and why."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     ref: str
     reason: str
@@ -95,6 +99,8 @@ class FailedRecord:
     same record may succeed later (throttling, a network error) or needs a person."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     ref: str
     reason: str
@@ -109,6 +115,8 @@ class ParsedEvent:
     """Every record of an event, sorted into created objects, skips and failures."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     source: EventSource
     records: tuple[S3Record, ...] = ()

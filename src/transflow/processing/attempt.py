@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.keys import STATUS_RECORD_NAME, job_output_prefix
 from transflow._wire.model import ProcessingJob, S3ObjectRef
-from transflow._wire.reprs import fields_repr
 from transflow.errors import (
     ConfigError,
     EmptyTemplateError,
@@ -197,6 +197,8 @@ class FailureDecision:
     when the last one cannot be told."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     code: str
     text: str
@@ -231,6 +233,8 @@ class Attempt:
     ``bucket`` is where its outputs and record go, once the template is known."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     job: ProcessingJob
     record: AssemblyStatus

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.keys import STATUS_RECORD_NAME
 from transflow._wire.model import JsonValue, ProcessingJob, ProgressType, S3ObjectRef, UserContext
-from transflow._wire.reprs import fields_repr
 from transflow.errors import OutputPathError, StepUsageError
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ class InputFile:
     """One input of the job, downloaded to ``path`` in the job's temporary directory."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     path: Path
     name: str
@@ -113,6 +115,8 @@ class OutputFile:
     """One output written to S3 by ``ctx.upload_result``."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     step: str
     name: str
@@ -158,6 +162,8 @@ class OutputLocation:
     """Where a job's outputs go: ``s3://{bucket}/{prefix}``."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     bucket: str
     prefix: str

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from transflow._wire import validators
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.limits import (
     MAX_BATCH_ENTRIES,
     MAX_MESSAGE_BYTES,
@@ -24,7 +25,6 @@ from transflow._wire.limits import (
     SNS_MAX_BATCH_BYTES,
     SNS_MAX_MESSAGE_BYTES,
 )
-from transflow._wire.reprs import fields_repr
 from transflow.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ class ProgressDestination:
     those two), with the limits that apply there. Build it with :meth:`from_config`."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     def __attrs_post_init__(self) -> None:
         if type(self) is ProgressDestination:
@@ -105,6 +107,8 @@ class ProgressQueue(ProgressDestination):
     1 MiB); SQS applies it to one message and to one SendMessageBatch call alike."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     url: str = attrs.field(validator=validators.non_empty_text)
     max_message_bytes: int = attrs.field(
@@ -129,6 +133,8 @@ class ProgressTopic(ProgressDestination):
     entries together), ten entries per call."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     arn: str = attrs.field(validator=validators.non_empty_text)
 

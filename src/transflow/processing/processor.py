@@ -54,6 +54,7 @@ from transflow._aws.logs import log_context
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.tracing import span
 from transflow._wire import validators
+from transflow._wire.dunders import fields_repr
 from transflow._wire.keys import (
     DEFAULT_CLAIM_PREFIX,
     claim_key_problems,
@@ -62,7 +63,6 @@ from transflow._wire.keys import (
 )
 from transflow._wire.messages import ReceivedMessage
 from transflow._wire.model import ProcessingJob, ProgressType
-from transflow._wire.reprs import fields_repr
 from transflow._wire.trace import TraceContext, from_aws_trace_header, parse_trace
 from transflow.errors import (
     BatchFailedError,

@@ -52,9 +52,9 @@ from transflow._aws.sqs_batch import (
 )
 from transflow._aws.tracing import span
 from transflow._wire import validators
+from transflow._wire.dunders import fields_repr
 from transflow._wire.limits import MAX_BATCH_ENTRIES
 from transflow._wire.model import ProgressEvent, ProgressType
-from transflow._wire.reprs import fields_repr
 from transflow._wire.trace import TraceContext
 from transflow.errors import ConfigError, ProgressEventTooLargeError
 from transflow.processing.destination import ProgressDestination, ProgressTopic
@@ -119,7 +119,7 @@ def _event_key(event: ProgressEvent, index: int) -> str:
 # -- I/O ----------------------------------------------------------------------------------
 
 
-@attrs.define
+@attrs.define(eq=False)  # a service with its own lock and timer: two are never the same publisher
 class ProgressPublisher:
     """Sends the progress events of jobs where ``destination`` says progress goes: a
     :class:`~transflow.processing.destination.ProgressQueue` (give ``sqs``) or, in fan-out

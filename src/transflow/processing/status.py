@@ -22,8 +22,8 @@ import attrs
 
 from transflow._version import __version__
 from transflow._wire.cancelmark import ASSEMBLY_CANCELED
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.model import ProcessingJob, format_timestamp
-from transflow._wire.reprs import fields_repr
 
 if TYPE_CHECKING:
     import cattrs
@@ -50,6 +50,8 @@ class UploadRecord:
     """One input of the job, as it was found in S3 (``mime`` in the JSON record)."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     name: str
     bucket: str
@@ -65,6 +67,8 @@ class ResultRecord:
     the step got it as an :class:`~transflow.processing.context.OutputFile`."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     name: str
     bucket: str
@@ -80,6 +84,8 @@ class AssemblyStatus:
     """An upload's status record; :attr:`completed` is the completion marker."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     assembly_id: str
     upload_id: str

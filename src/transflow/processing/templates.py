@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from transflow._wire.reprs import fields_repr
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow.errors import DuplicateTemplateError, TemplateDefinitionError, TemplateNotFoundError
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ class Step:
     retried within one delivery (None: not at all)."""
 
     __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     name: str
     func: StepFunction

@@ -1,4 +1,5 @@
-"""``fields_repr`` shows a class exactly as the ``__repr__`` attrs would have written for it."""
+"""The shared ``__repr__``, ``__eq__`` and ``__hash__`` behave as the ones attrs would have
+written for the class: the same text, the same equality, equal hashes for equal instances."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.model import S3ObjectRef, UserContext
-from transflow._wire.reprs import fields_repr
 
 
 def _frozen_pair() -> tuple[type[Any], type[Any]]:
@@ -20,13 +21,15 @@ def _frozen_pair() -> tuple[type[Any], type[Any]]:
         class Thing:
             if shared:
                 __repr__ = fields_repr
+                __eq__ = fields_eq
+                __hash__ = fields_hash
 
             name: Any
             count: Any = 0
-            secret: Any = attrs.field(default="hidden", repr=False)
-            shown: Any = attrs.field(default=3, repr=lambda v: f"<{v}>")
+            secret: Any = attrs.field(default="hidden", repr=False, eq=False)
+            shown: Any = attrs.field(default=3, repr=lambda v: f"<{v}>", eq=str.lower)
             later: Any = attrs.field(init=False)
-            inner: Any = None
+            inner: Any = attrs.field(default=None, hash=False)
 
         return attrs.frozen(Thing)
 
@@ -90,6 +93,54 @@ def test_a_frozen_class_reads_as_attrs_writes_it(
     assert repr(one) == repr(two)
 
 
+hashables = st.none() | st.booleans() | st.integers(-3, 3) | st.floats() | st.sampled_from("aAb")
+texts = st.sampled_from(["a", "A", "b"])
+
+
+@given(
+    st.tuples(hashables, hashables, texts, texts, hashables),
+    st.tuples(hashables, hashables, texts, texts, hashables),
+)
+def test_equality_and_hash_are_as_attrs_makes_them(
+    left: tuple[Any, ...], right: tuple[Any, ...]
+) -> None:
+    generated, shared = _frozen_pair()
+    assert "<attrs generated" in generated.__eq__.__code__.co_filename
+    assert vars(shared)["__eq__"] is fields_eq
+    pairs = []
+    for cls in (generated, shared):
+        made = []
+        for name, count, secret, shown, inner in (left, right):
+            one = cls(name, count, secret, shown, inner)
+            object.__setattr__(one, "later", 1)
+            made.append(one)
+        pairs.append(made)
+    (g1, g2), (s1, s2) = pairs
+    # eq=False (secret) is ignored, eq_key (shown, lower-cased) applies, hash=False (inner)
+    # still counts for equality.
+    assert (g1 == g2) is (s1 == s2)
+    assert (g1 != g2) is (s1 != s2)
+    same_g, same_s = g1, s1
+    assert (g1 == same_g) is (s1 == same_s)  # NaN in a field: not equal, in both
+    if s1 == s2:
+        assert hash(s1) == hash(s2)
+    assert s1.__eq__(g1) is NotImplemented
+    assert s1 != g1
+
+
+def test_a_mutable_class_with_shared_equality_is_unhashable() -> None:
+    @attrs.define
+    class Counter:  # noqa: PLW1641 - the point: no __hash__, as attrs makes it
+        __eq__ = fields_eq
+
+        count: int = 0
+
+    assert Counter(1) == Counter(1)
+    assert Counter(1) != Counter(2)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(Counter(1))
+
+
 def test_a_cycle_shows_as_dots_and_nesting_shows_each_class() -> None:
     generated, shared = _mutable_pair()
     one, two = generated("a", generated("b")), shared("a", shared("b"))
@@ -125,3 +176,7 @@ def test_the_wire_classes_read_as_before() -> None:
         "S3ObjectRef(bucket='b', key='k', etag=None, version_id=None)"
     )
     assert repr(UserContext("u1")) == "UserContext(user_id='u1', permissions=(), metadata={})"
+    assert S3ObjectRef("b", "k") == S3ObjectRef("b", "k") != S3ObjectRef("b", "k", etag="e")
+    assert len({S3ObjectRef("b", "k"), S3ObjectRef("b", "k")}) == 1
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(UserContext("u1"))  # metadata is a dict, as with attrs' own __hash__
