@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from transflow._wire import limits, model, trace
+
 ROOT = Path(__file__).parents[2]
 
 _BUILD_PROCESSOR = """
@@ -66,6 +68,7 @@ def loaded_after(statement: str) -> set[str]:
                 "transflow.processing.cancellation",
                 "transflow.processing.retries",
                 "transflow.processing.packing",  # only with pack_events=True
+                "transflow._aws.sns_batch",  # only with a ProgressTopic (fan-out)
                 "transflow._wire.packs",
                 "wave",  # the example's own step imports it when it runs
             },
@@ -119,3 +122,34 @@ def test_no_class_on_a_handler_path_has_a_compiled_repr_eq_or_hash(statement: st
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
     ).stdout
     assert json.loads(out) == []
+
+
+_PATTERNS = """
+import json, re
+compiled = []
+_compile = re.compile
+re.compile = lambda pattern, flags=0: compiled.append(pattern) or _compile(pattern, flags)
+{statement}
+print(json.dumps([p for p in compiled if isinstance(p, str)]))
+"""
+
+
+@pytest.mark.parametrize("statement", ["import examples.lambda_processor", _BUILD_PROCESSOR])
+def test_the_processor_compiles_no_pattern_only_some_messages_need(statement: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _PATTERNS.format(statement=statement)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    # A tracestate, an X-Ray header, non-ASCII text, a group id: re compiles them on first
+    # use (is_sqs_id never), not at the cold start.
+    rare = {
+        trace._TRACESTATE_MEMBER,
+        trace._AWS_ROOT,
+        trace._AWS_PARENT,
+        model._NOT_SQS_SAFE,
+        limits.SQS_ID,
+    }
+    assert set(json.loads(out)) & rare == set()

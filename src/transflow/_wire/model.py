@@ -62,8 +62,9 @@ T = TypeVar("T")
 _TIMESTAMP = (
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:?\d{2})"
 )
-# Characters SQS refuses in a message body even when JSON could carry them raw.
-_NOT_SQS_SAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+# Characters SQS refuses in a message body even when JSON could carry them raw; compiled by
+# re on first use: ASCII text (most messages) cannot hold them.
+_NOT_SQS_SAFE = "[\ud800-\udfff\ufffe\uffff]"
 
 
 # -- timestamps -------------------------------------------------------------------------
@@ -699,4 +700,6 @@ def _dumps(data: JsonObject) -> str:
             "message", [f"a value cannot be written as JSON ({exc}); use JSON types only"]
         ) from exc
     # Raw non-ASCII is smaller on the wire, but SQS refuses lone surrogates and U+FFFE/FFFF.
-    return _NOT_SQS_SAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if text.isascii():
+        return text
+    return re.sub(_NOT_SQS_SAFE, lambda m: f"\\u{ord(m.group()):04x}", text)

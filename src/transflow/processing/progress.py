@@ -42,7 +42,6 @@ import attrs
 
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.s3 import error_code
-from transflow._aws.sns_batch import publish_batch
 from transflow._aws.sqs_batch import (
     BatchResult,
     EntryFailure,
@@ -294,6 +293,9 @@ class ProgressPublisher:
         where = self.destination
         if isinstance(where, ProgressTopic):
             assert self.sns is not None  # checked when made
+            # Fan-out mode only: a processor publishing to a queue never loads it.
+            from transflow._aws.sns_batch import publish_batch  # noqa: PLC0415
+
             return publish_batch(
                 self.sns,
                 where.arn,
