@@ -121,7 +121,11 @@ def test_no_class_on_a_handler_path_has_a_compiled_repr_eq_or_hash(statement: st
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
     ).stdout
-    assert json.loads(out) == []
+    compiled = json.loads(out)
+    assert compiled == [], (
+        f"{compiled}: give the class `__repr__ = fields_repr` (and `__eq__ = fields_eq`, "
+        "`__hash__ = fields_hash` if it compares by value) from transflow._wire.dunders"
+    )
 
 
 _PATTERNS = """
