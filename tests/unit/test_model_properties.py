@@ -286,7 +286,11 @@ def test_nesting_that_json_reads_but_cannot_write_back_is_a_typed_error() -> Non
     assert again == job
 
 
-@given(st.text(max_size=140) | group_ids | st.sampled_from(["", " ", "a b", "\x7f", "é", "a\n"]))
+@given(
+    st.text(max_size=140)
+    | group_ids
+    | st.sampled_from(["", " ", "a b", "\x7f", "é", "a\n", "a" * 128, "a" * 129])
+)
 def test_is_sqs_id_says_what_the_sqs_id_pattern_says(value: str) -> None:
     # is_sqs_id checks the pattern without compiling it (issue 22's cold start).
     assert is_sqs_id(value) is (re.fullmatch(SQS_ID, value) is not None)
