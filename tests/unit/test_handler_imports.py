@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from transflow._wire import limits, model, trace
+
 ROOT = Path(__file__).parents[2]
 
 _BUILD_PROCESSOR = """
@@ -66,6 +68,7 @@ def loaded_after(statement: str) -> set[str]:
                 "transflow.processing.cancellation",
                 "transflow.processing.retries",
                 "transflow.processing.packing",  # only with pack_events=True
+                "transflow._aws.sns_batch",  # only with a ProgressTopic (fan-out)
                 "transflow._wire.packs",
                 "wave",  # the example's own step imports it when it runs
             },
@@ -88,3 +91,69 @@ def loaded_after(statement: str) -> set[str]:
 )
 def test_a_handler_loads_none_of_what_it_does_not_use(statement: str, forbidden: set[str]) -> None:
     assert loaded_after(statement) & forbidden == set()
+
+
+_COMPILED = """
+import sys, json, attrs
+{statement}
+compiled = set()
+for name, module in list(sys.modules.items()):
+    if not name.startswith("transflow"):
+        continue
+    for value in vars(module).values():
+        if isinstance(value, type) and attrs.has(value):
+            for method in {methods!r}:
+                code = getattr(getattr(value, method), "__code__", None)
+                if code is not None and code.co_filename.startswith("<attrs generated"):
+                    compiled.add(value.__qualname__ + "." + method)
+print(json.dumps(sorted(compiled)))
+"""
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["import examples.lambda_processor", _BUILD_PROCESSOR, "import examples.lambda_bridge"],
+)
+def test_no_class_on_a_handler_path_has_a_compiled_repr_eq_or_hash(statement: str) -> None:
+    # attrs compiles these per class, about 0.25 ms a class: a quarter of the processor's
+    # cold import. The classes a handler loads share transflow._wire.dunders' functions.
+    code = _COMPILED.format(statement=statement, methods=("__repr__", "__eq__", "__hash__"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    compiled = json.loads(out)
+    assert compiled == [], (
+        f"{compiled}: give the class `__repr__ = fields_repr` (and `__eq__ = fields_eq`, "
+        "`__hash__ = fields_hash` if it compares by value) from transflow._wire.dunders"
+    )
+
+
+_PATTERNS = """
+import json, re
+compiled = []
+_compile = re.compile
+re.compile = lambda pattern, flags=0: compiled.append(pattern) or _compile(pattern, flags)
+{statement}
+print(json.dumps([p for p in compiled if isinstance(p, str)]))
+"""
+
+
+@pytest.mark.parametrize("statement", ["import examples.lambda_processor", _BUILD_PROCESSOR])
+def test_the_processor_compiles_no_pattern_only_some_messages_need(statement: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _PATTERNS.format(statement=statement)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    # A tracestate, an X-Ray header, non-ASCII text, a group id: re compiles them on first
+    # use (is_sqs_id never), not at the cold start.
+    rare = {
+        trace._TRACESTATE_MEMBER,
+        trace._AWS_ROOT,
+        trace._AWS_PARENT,
+        model._NOT_SQS_SAFE,
+        limits.SQS_ID,
+    }
+    assert set(json.loads(out)) & rare == set()

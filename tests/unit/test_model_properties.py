@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from transflow import (
     S3ObjectRef,
     UserContext,
 )
+from transflow._wire.limits import SQS_ID, is_sqs_id
 from transflow._wire.model import JsonValue
 
 text = st.text(min_size=1, max_size=40)
@@ -282,3 +284,13 @@ def test_nesting_that_json_reads_but_cannot_write_back_is_a_typed_error() -> Non
     except JobFormatError:
         return
     assert again == job
+
+
+@given(
+    st.text(max_size=140)
+    | group_ids
+    | st.sampled_from(["", " ", "a b", "\x7f", "é", "a\n", "a" * 128, "a" * 129])
+)
+def test_is_sqs_id_says_what_the_sqs_id_pattern_says(value: str) -> None:
+    # is_sqs_id checks the pattern without compiling it (issue 22's cold start).
+    assert is_sqs_id(value) is (re.fullmatch(SQS_ID, value) is not None)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.jsontext import JsonTextError, parse_json
 from transflow._wire.model import ProcessingJob
 from transflow.errors import JobConfinementError, JobFormatError
@@ -40,6 +41,10 @@ JSON; anything much larger was not written by the bridge."""
 @attrs.frozen
 class ClaimCheck:
     """A reference to a processing job stored in S3."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     upload_id: str
     bucket: str

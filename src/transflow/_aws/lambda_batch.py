@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypedDict
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.messages import ReceivedMessage
 from transflow.errors import EventFormatError, TransflowError
 
@@ -94,6 +95,10 @@ class BatchGate:
 
     ``time_margin`` is the Lambda time (seconds) below which no record starts."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     time_margin: float
     failed_groups: frozenset[str] = frozenset()
     out_of_time: bool = False
@@ -124,6 +129,10 @@ class BatchGate:
 @attrs.frozen
 class BatchOutcome:
     """How a batch went: how many records it had and which failed (message ids, in order)."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     total: int
     failed: tuple[str, ...] = ()

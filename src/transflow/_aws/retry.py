@@ -11,6 +11,7 @@ import attrs
 import botocore.exceptions
 
 from transflow._aws.errors import client_error_code, client_error_message
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 
 if TYPE_CHECKING:
     from tenacity import Retrying
@@ -110,6 +111,10 @@ def is_retryable_error(exc: BaseException) -> bool:
 class RetryPolicy:
     """How hard to try: ``attempts`` calls at most, waits drawn from an exponential window
     with full jitter between ``initial`` and ``maximum`` seconds."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     initial: float = attrs.field(default=0.05, validator=attrs.validators.ge(0))

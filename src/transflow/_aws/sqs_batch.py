@@ -39,6 +39,7 @@ from transflow._aws.retry import (
     is_retryable_error,
 )
 from transflow._aws.s3 import error_code
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.limits import MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, MAX_VISIBILITY_TIMEOUT
 
 if TYPE_CHECKING:
@@ -66,6 +67,10 @@ class OutgoingMessage:
     """One message to send. FIFO queues need ``group_id``; a deterministic ``dedup_id``
     makes a retried send harmless."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     body: str
     group_id: str | None = None
     dedup_id: str | None = None
@@ -77,6 +82,10 @@ class OutgoingMessage:
 class EntryFailure:
     """An item that did not succeed, with AWS's code and message (or ours)."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     key: str
     code: str
     message: str
@@ -86,6 +95,10 @@ class EntryFailure:
 @attrs.frozen
 class BatchResult:
     """What happened to every item: each key is in exactly one of the two."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     succeeded: tuple[str, ...] = ()
     failed: tuple[EntryFailure, ...] = ()
@@ -201,9 +214,11 @@ def _no_size(_item: object) -> int:
     return 0
 
 
-@attrs.define
+@attrs.define(eq=False)  # an operation's changing state: compared by identity
 class _Progress(Generic[T]):
     """The state of one batch operation across its calls."""
+
+    __repr__ = fields_repr
 
     pending: dict[str, T]
     succeeded: list[str] = attrs.field(factory=list)

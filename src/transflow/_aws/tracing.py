@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from transflow._wire.dunders import fields_repr
 from transflow._wire.trace import TraceContext, parse_trace
 
 __all__ = ["Span", "current_trace", "span", "start_span"]
@@ -78,6 +79,8 @@ def current_trace() -> TraceContext | None:
 class Span:
     """A started span (or none, when spans are off). ``context`` is the trace context the
     next hop carries: this span's when it records, else the parent's, unchanged."""
+
+    __repr__ = fields_repr
 
     context: TraceContext | None
     _span: Any = attrs.field(default=None, alias="_span")

@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
+
 __all__ = ["ReceivedMessage"]
 
 
@@ -21,6 +23,10 @@ class ReceivedMessage:
     ``attributes`` are the system attributes (``MessageGroupId``, ``ApproximateReceiveCount``,
     ``SentTimestamp``, …) as strings, the same names in both sources.
     """
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     message_id: str
     receipt_handle: str

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import attrs
 
 from transflow._wire.channels import upload_channel
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.jsontext import JsonTextError, parse_json, show, type_name
 from transflow._wire.limits import is_sqs_id
 from transflow.errors import EventFormatError, JobFormatError
@@ -61,8 +62,9 @@ T = TypeVar("T")
 _TIMESTAMP = (
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|z|[+-]\d{2}:?\d{2})"
 )
-# Characters SQS refuses in a message body even when JSON could carry them raw.
-_NOT_SQS_SAFE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+# Characters SQS refuses in a message body even when JSON could carry them raw; compiled by
+# re on first use: ASCII text (most messages) cannot hold them.
+_NOT_SQS_SAFE = "[\ud800-\udfff\ufffe\uffff]"
 
 
 # -- timestamps -------------------------------------------------------------------------
@@ -237,6 +239,10 @@ class S3ObjectRef:
     the bridge knows them, say which content of the key the job is for: they are part of
     the job's fingerprint, so a file re-posted with new content is processed again."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     bucket: str = attrs.field(validator=_rule(_string, _not_empty))
     key: str = attrs.field(validator=_rule(_string, _not_empty))
     etag: str | None = attrs.field(default=None, validator=_TEXT)
@@ -246,6 +252,10 @@ class S3ObjectRef:
 @attrs.frozen
 class UserContext:
     """Who uploaded: the id, what they may do, and free-form metadata from the host."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     user_id: str = attrs.field(validator=_rule(_string, _not_empty))
     permissions: tuple[str, ...] = attrs.field(
@@ -263,6 +273,10 @@ class ProcessingJob:
     ``extra`` holds keys this version does not know, so a job written by a newer bridge
     passes through an older processor unchanged.
     """
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     upload_id: str = attrs.field(validator=_rule(_string, _group_id))
     template_id: str = attrs.field(validator=_rule(_string, _not_empty))
@@ -345,6 +359,10 @@ class ProgressEvent:
     keys a template published that have no field of their own (``ctx.publish(type, **data)``);
     ``traceparent`` is the W3C trace context of the job or step that sent the event.
     """
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     channel: str = attrs.field(validator=_rule(_string, _not_empty))
     type: ProgressType = attrs.field(converter=_as_progress_type, validator=_rule(_progress_type))
@@ -682,4 +700,6 @@ def _dumps(data: JsonObject) -> str:
             "message", [f"a value cannot be written as JSON ({exc}); use JSON types only"]
         ) from exc
     # Raw non-ASCII is smaller on the wire, but SQS refuses lone surrogates and U+FFFE/FFFF.
-    return _NOT_SQS_SAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if text.isascii():
+        return text
+    return re.sub(_NOT_SQS_SAFE, lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -10,6 +10,7 @@ import re
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow.errors import ConfigError
 
 __all__ = [
@@ -146,6 +147,10 @@ class QueueNames:
     """The three FIFO queue names of one project and branch, and the standard queue (with
     its own dead-letter queue) that carries S3 notifications to the bridge in a deployment
     (S3 cannot notify a FIFO queue)."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     processing: str
     progress: str

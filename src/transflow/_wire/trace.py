@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow.errors import TraceContextError
 
 __all__ = [
@@ -31,11 +32,11 @@ MAX_TRACESTATE_CHARS = 512
 characters): a longer one is not carried."""
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_TRACESTATE_MEMBER = re.compile(
-    r"[a-z0-9][_0-9a-z\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}"
-)
-_AWS_ROOT = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})")
-_AWS_PARENT = re.compile(r"[0-9a-fA-F]{16}")
+# Compiled by re on first use: only a job that carries a tracestate, or a message with an
+# X-Ray header, reads them (issue 22's cold start).
+_TRACESTATE_MEMBER = r"[a-z0-9][_0-9a-z\-*/@]{0,255}=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,256}"
+_AWS_ROOT = r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})"
+_AWS_PARENT = r"[0-9a-fA-F]{16}"
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -59,7 +60,7 @@ def _tracestate_problem(value: str) -> str | None:
     if len(value) > MAX_TRACESTATE_CHARS:
         return f"tracestate is {len(value)} characters, over {MAX_TRACESTATE_CHARS}"
     members = [m.strip() for m in value.split(",") if m.strip()]
-    bad = [m for m in members if not _TRACESTATE_MEMBER.fullmatch(m)]
+    bad = [m for m in members if not re.fullmatch(_TRACESTATE_MEMBER, m)]
     if bad or len(members) > 32:
         return f"tracestate {value[:80]!r} is not a list of up to 32 key=value members"
     return None
@@ -93,6 +94,10 @@ class TraceContext:
     string, or start a new trace (:meth:`new`). Raises :class:`~transflow.TraceContextError`
     when either value breaks the W3C format.
     """
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     traceparent: str = attrs.field(validator=_check_traceparent)
     tracestate: str | None = attrs.field(default=None, validator=_check_tracestate)
@@ -154,9 +159,9 @@ def from_aws_trace_header(header: str | None) -> TraceContext | None:
     if not header:
         return None
     parts = dict(p.strip().partition("=")[::2] for p in header.split(";") if "=" in p)
-    root = _AWS_ROOT.fullmatch(parts.get("Root", "").strip())
+    root = re.fullmatch(_AWS_ROOT, parts.get("Root", "").strip())
     parent = parts.get("Parent", "").strip()
-    if root is None or not _AWS_PARENT.fullmatch(parent):
+    if root is None or not re.fullmatch(_AWS_PARENT, parent):
         return None
     trace_id = (root.group(1) + root.group(2)).lower()
     flags = "01" if parts.get("Sampled", "").strip() == "1" else "00"

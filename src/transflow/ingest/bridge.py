@@ -40,6 +40,7 @@ from transflow._aws.sqs_batch import OutgoingMessage, send_batch
 from transflow._aws.tracing import Span, start_span
 from transflow._wire import validators
 from transflow._wire.cancelmark import is_canceled_record
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.keys import DEFAULT_CLAIM_PREFIX, folder_status_key
 from transflow._wire.limits import MAX_MESSAGE_BYTES, MESSAGE_BYTES_RANGE
 from transflow._wire.messages import ReceivedMessage
@@ -97,6 +98,10 @@ class BridgeResponse(PartialBatchResponse):
 class SentJob:
     """A job the queue accepted (or dropped as a duplicate of one it holds)."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     upload_id: str
     dedup_id: str
     """The job's MessageDeduplicationId (see :func:`~transflow.ingest.grouping.job_dedup_id`)."""
@@ -110,6 +115,10 @@ class WaitingRecord:
     """A file of a whole upload whose other files have not all arrived yet: the last file's
     notification emits the upload's one job."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     ref: str
     upload_id: str
     arrived: int
@@ -120,6 +129,10 @@ class WaitingRecord:
 @attrs.frozen
 class BridgeResult:
     """What the bridge did with every record of an event."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     source: EventSource
     sent: tuple[SentJob, ...] = ()
@@ -176,6 +189,8 @@ class GroupingBridge:
     upload that was cancelled (``transflow cancel``): its records are skipped, logged and
     counted (the ``UploadsCancelledNotQueued`` metric).
     """
+
+    __repr__ = fields_repr
 
     sqs_client: SQSClient
     s3_client: S3Client
@@ -587,6 +602,10 @@ class GroupingBridge:
 class _Checked:
     """What listing one upload gave: its job, or the check still waiting (with how many
     files arrived), and the records that failed."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     job: PlannedJob | None = None
     check: UploadCheck | None = None

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.model import ProcessingJob, S3ObjectRef
 from transflow._wire.naming import branch_problem
 from transflow.ingest.metadata import UploadMetadata
@@ -50,6 +51,10 @@ class HeadedRecord:
     same folder (:mod:`transflow.ingest.known_uploads`): no request has then shown that this
     object exists, so the upload's listing must (:func:`unlisted_records`)."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     record: S3Record
     metadata: UploadMetadata
     etag: str | None = None
@@ -65,6 +70,10 @@ class HeadedRecord:
 class ListedObject:
     """One object of an upload's prefix, as ListObjectsV2 returned it."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     key: str
     etag: str
 
@@ -72,6 +81,10 @@ class ListedObject:
 @attrs.frozen
 class PlannedJob:
     """A job to send, its deduplication id, and the records it accounts for."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     job: ProcessingJob
     job_dedup_id: str
@@ -82,6 +95,10 @@ class PlannedJob:
 class UploadCheck:
     """A group of records of an upload that knows its file count: list ``prefix`` in
     ``bucket`` to learn whether every file has arrived."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     bucket: str
     prefix: str
@@ -99,6 +116,10 @@ class UploadCheck:
 @attrs.frozen
 class Plan:
     """What to do with a set of records: jobs to send now, uploads to check, failures."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     jobs: tuple[PlannedJob, ...] = ()
     checks: tuple[UploadCheck, ...] = ()

@@ -20,6 +20,7 @@ from collections import OrderedDict
 
 import attrs
 
+from transflow._wire.dunders import fields_repr
 from transflow.ingest.metadata import UploadMetadata
 
 __all__ = ["KnownUploads", "upload_folder"]
@@ -35,6 +36,8 @@ def upload_folder(key: str) -> str | None:
 @attrs.define(eq=False)
 class KnownUploads:
     """Metadata of upload folders, keyed by ``(bucket, folder)``; at most ``size`` kept."""
+
+    __repr__ = fields_repr
 
     size: int = 4096
     _items: OrderedDict[tuple[str, str], UploadMetadata] = attrs.field(

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.jsontext import JsonTextError, parse_json, type_name
 from transflow._wire.keys import user_folder
 from transflow._wire.limits import is_sqs_id
@@ -78,6 +79,10 @@ _SPELLINGS = {
 @attrs.frozen
 class UploadMetadata:
     """What an uploaded object's metadata says about its upload."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     template_id: str
     upload_id: str | None = None

@@ -27,6 +27,8 @@ from urllib.parse import unquote_plus
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
+
 __all__ = [
     "EventSource",
     "FailedRecord",
@@ -58,6 +60,10 @@ class S3Record:
     """One created object. ``ref`` names the record uniquely within its event (for results
     and logs); ``message_id`` is the SQS message it came in, if any."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     ref: str
     bucket: str
     key: str
@@ -78,6 +84,10 @@ class S3Record:
 class SkippedRecord:
     """A record the bridge had no work for (a test event, a deletion, …), and why."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     ref: str
     reason: str
     message_id: str | None = None
@@ -87,6 +97,10 @@ class SkippedRecord:
 class FailedRecord:
     """A record that did not become a queued job, and why. ``retryable`` says whether the
     same record may succeed later (throttling, a network error) or needs a person."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     ref: str
     reason: str
@@ -99,6 +113,10 @@ class FailedRecord:
 @attrs.frozen
 class ParsedEvent:
     """Every record of an event, sorted into created objects, skips and failures."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     source: EventSource
     records: tuple[S3Record, ...] = ()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.keys import STATUS_RECORD_NAME, job_output_prefix
 from transflow._wire.model import ProcessingJob, S3ObjectRef
 from transflow.errors import (
@@ -195,6 +196,10 @@ class FailureDecision:
     again); ``send_webhook`` is true once per job: on the last attempt, or on every attempt
     when the last one cannot be told."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     code: str
     text: str
     step: str | None
@@ -226,6 +231,10 @@ class Attempt:
     whether the completion record is being written.
 
     ``bucket`` is where its outputs and record go, once the template is known."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     job: ProcessingJob
     record: AssemblyStatus

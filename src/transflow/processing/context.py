@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.keys import STATUS_RECORD_NAME
 from transflow._wire.model import JsonValue, ProcessingJob, ProgressType, S3ObjectRef, UserContext
 from transflow.errors import OutputPathError, StepUsageError
@@ -53,6 +54,10 @@ _STEP_EVENT_TYPES = (ProgressType.PROGRESS, ProgressType.OUTPUT)
 @attrs.frozen
 class InputFile:
     """One input of the job, downloaded to ``path`` in the job's temporary directory."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     path: Path
     name: str
@@ -109,6 +114,10 @@ class JobInputs(Sequence[InputFile]):
 class OutputFile:
     """One output written to S3 by ``ctx.upload_result``."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     step: str
     name: str
     bucket: str
@@ -151,6 +160,10 @@ def output_key(prefix: str, name: str) -> str:
 @attrs.frozen
 class OutputLocation:
     """Where a job's outputs go: ``s3://{bucket}/{prefix}``."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     bucket: str
     prefix: str
@@ -206,6 +219,8 @@ class StepContext:
     each downloaded when the step first takes it (:class:`JobInputs`); outputs go to
     ``output`` through :meth:`upload_result`.
     """
+
+    __repr__ = fields_repr
 
     job: ProcessingJob
     template_id: str

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from transflow._wire import validators
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.limits import (
     MAX_BATCH_ENTRIES,
     MAX_MESSAGE_BYTES,
@@ -36,6 +37,10 @@ __all__ = ["ProgressDestination", "ProgressQueue", "ProgressTopic"]
 class ProgressDestination:
     """Where progress goes: a :class:`ProgressQueue` or a :class:`ProgressTopic` (only
     those two), with the limits that apply there. Build it with :meth:`from_config`."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     def __attrs_post_init__(self) -> None:
         if type(self) is ProgressDestination:
@@ -101,6 +106,10 @@ class ProgressQueue(ProgressDestination):
     ``max_message_bytes`` is the queue's configured limit (``sqs.maxMessageBytes``, 1 KiB to
     1 MiB); SQS applies it to one message and to one SendMessageBatch call alike."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     url: str = attrs.field(validator=validators.non_empty_text)
     max_message_bytes: int = attrs.field(
         default=MAX_MESSAGE_BYTES, validator=validators.bounded_int(1, MESSAGE_BYTES_RANGE[1])
@@ -122,6 +131,10 @@ class ProgressTopic(ProgressDestination):
 
     SNS's limits apply, not the queues': 256 KiB per message and per PublishBatch call (all
     entries together), ten entries per call."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     arn: str = attrs.field(validator=validators.non_empty_text)
 

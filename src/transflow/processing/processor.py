@@ -54,6 +54,7 @@ from transflow._aws.logs import log_context
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.tracing import span
 from transflow._wire import validators
+from transflow._wire.dunders import fields_repr
 from transflow._wire.keys import (
     DEFAULT_CLAIM_PREFIX,
     claim_key_problems,
@@ -206,6 +207,8 @@ class JobProcessor:
     place keys outside ``outputs/{branch}/[users/{id}/]{uploadId}/``. Every option is
     checked here: a wrong one raises :class:`ConfigError`.
     """
+
+    __repr__ = fields_repr
 
     registry: TemplateRegistry = attrs.field(validator=validators.instance_of(TemplateRegistry))
     s3_client: S3Client = attrs.field(kw_only=True)

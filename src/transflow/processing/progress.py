@@ -42,7 +42,6 @@ import attrs
 
 from transflow._aws.retry import RetryPolicy
 from transflow._aws.s3 import error_code
-from transflow._aws.sns_batch import publish_batch
 from transflow._aws.sqs_batch import (
     BatchResult,
     EntryFailure,
@@ -52,6 +51,7 @@ from transflow._aws.sqs_batch import (
 )
 from transflow._aws.tracing import span
 from transflow._wire import validators
+from transflow._wire.dunders import fields_repr
 from transflow._wire.limits import MAX_BATCH_ENTRIES
 from transflow._wire.model import ProgressEvent, ProgressType
 from transflow._wire.trace import TraceContext
@@ -118,7 +118,7 @@ def _event_key(event: ProgressEvent, index: int) -> str:
 # -- I/O ----------------------------------------------------------------------------------
 
 
-@attrs.define
+@attrs.define(eq=False)  # a service with its own lock and timer: two are never the same publisher
 class ProgressPublisher:
     """Sends the progress events of jobs where ``destination`` says progress goes: a
     :class:`~transflow.processing.destination.ProgressQueue` (give ``sqs``) or, in fan-out
@@ -127,6 +127,8 @@ class ProgressPublisher:
 
     Thread-safe and cheap to share: one per process, one :class:`ProgressStream` per job.
     """
+
+    __repr__ = fields_repr
 
     destination: ProgressDestination = attrs.field(
         validator=validators.instance_of(ProgressDestination)
@@ -291,6 +293,9 @@ class ProgressPublisher:
         where = self.destination
         if isinstance(where, ProgressTopic):
             assert self.sns is not None  # checked when made
+            # Fan-out mode only: a processor publishing to a queue never loads it.
+            from transflow._aws.sns_batch import publish_batch  # noqa: PLC0415
+
             return publish_batch(
                 self.sns,
                 where.arn,
@@ -407,6 +412,8 @@ class ProgressStream:
     ``sent``, ``failed`` and ``refused`` count the events delivered, not delivered after the
     retries (each logged), and refused at :meth:`emit` for their size.
     """
+
+    __repr__ = fields_repr
 
     publisher: ProgressPublisher
     upload_id: str

@@ -22,6 +22,7 @@ import attrs
 
 from transflow._version import __version__
 from transflow._wire.cancelmark import ASSEMBLY_CANCELED
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.model import ProcessingJob, format_timestamp
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ re-delivered job harmless."""
 class UploadRecord:
     """One input of the job, as it was found in S3 (``mime`` in the JSON record)."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     name: str
     bucket: str
     key: str
@@ -61,6 +66,10 @@ class ResultRecord:
     """One output a step wrote, as the status record lists it (``mime`` in the JSON record);
     the step got it as an :class:`~transflow.processing.context.OutputFile`."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     name: str
     bucket: str
     key: str
@@ -73,6 +82,10 @@ class ResultRecord:
 @attrs.frozen
 class AssemblyStatus:
     """An upload's status record; :attr:`completed` is the completion marker."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     assembly_id: str
     upload_id: str

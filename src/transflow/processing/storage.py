@@ -18,6 +18,7 @@ import botocore.exceptions
 
 from transflow._aws.claimcheck import MAX_CLAIM_CHECK_BYTES, ClaimCheck, load_claimed_job
 from transflow._aws.s3 import error_code, is_not_found
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow._wire.model import ProcessingJob
 from transflow.errors import TransflowError
 from transflow.processing.context import InputFile, JobInputs
@@ -59,6 +60,10 @@ class StatusConflict(TransflowError):
 class StoredStatus:
     """A status record as read, with the ETag a conditional write names (both None when
     there is no record; an unreadable record has an ETag and no record)."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     record: AssemblyStatus | None
     etag: str | None
@@ -164,6 +169,10 @@ def _etag(value: object) -> str | None:
 @attrs.frozen
 class S3JobStorage:
     """:class:`JobStorage` over an S3 client."""
+
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
 
     s3: S3Client
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from transflow._wire.dunders import fields_eq, fields_hash, fields_repr
 from transflow.errors import DuplicateTemplateError, TemplateDefinitionError, TemplateNotFoundError
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ class Step:
     completion is checkpointed (a redelivered job then does not run it again) and how it is
     retried within one delivery (None: not at all)."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     name: str
     func: StepFunction
     checkpoint: bool = True
@@ -59,6 +64,8 @@ class Template:
 
     Created by :meth:`TemplateRegistry.template`; add steps with :meth:`step`.
     """
+
+    __repr__ = fields_repr
 
     template_id: str
     output_bucket: str | None = None
@@ -166,6 +173,8 @@ def _check_webhook(
 @attrs.define(eq=False)
 class TemplateRegistry:
     """The templates a processor knows, by id."""
+
+    __repr__ = fields_repr
 
     _templates: dict[str, Template] = attrs.field(factory=dict, alias="_templates")
 
