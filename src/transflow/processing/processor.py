@@ -79,7 +79,12 @@ from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Ver
 from transflow.processing.context import JobInputs, OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
-from transflow.processing.status import AssemblyStatus, now_text, status_record_dict
+from transflow.processing.status import (
+    AssemblyStatus,
+    now_text,
+    status_record_dict,
+    webhook_delivery_id,
+)
 from transflow.processing.storage import (
     JobStorage,
     S3JobStorage,
@@ -364,6 +369,7 @@ class JobProcessor:
             decoded,
             attempt=message.receive_count,
             attempt_token=_attempt_token(message),
+            message_id=message.message_id,
             remaining_time=remaining_time,
             cancelled=cancelled,
             lease_held=lease_held,
@@ -432,6 +438,7 @@ class JobProcessor:
         *,
         attempt: int = 1,
         attempt_token: str | None = None,
+        message_id: str | None = None,
         remaining_time: Callable[[], float] | None = None,
         cancelled: Callable[[], bool] | None = None,
         lease_held: Callable[[], bool] | None = None,
@@ -449,7 +456,13 @@ class JobProcessor:
 
         The job's span continues the trace the job carries (``traceparent``) and links to
         the message's ``AWSTraceHeader`` (``aws_trace_header``) when SQS set one; its log
-        lines carry the upload id, attempt, step and trace id (:mod:`transflow._aws.logs`)."""
+        lines carry the upload id, attempt, step and trace id (:mod:`transflow._aws.logs`).
+
+        ``message_id`` (the SQS message's, which :meth:`process` passes) is kept in the
+        status record: a redelivery of that message that finds the job completed sends its
+        ``done`` event again under the same identity and posts its webhook again (the first
+        delivery may have died before either went); without it, a job found completed is
+        answered with a new ``done`` and no webhook."""
         problems = job_key_problems(job)
         if not problems:
             problems = job_object_problems(job, frozenset({self.upload_bucket}))
@@ -477,6 +490,7 @@ class JobProcessor:
                 trace,
                 attempt=attempt,
                 attempt_token=attempt_token,
+                message_id=message_id,
                 remaining_time=remaining_time,
                 cancelled=cancelled,
                 lease_held=lease_held,
@@ -489,6 +503,7 @@ class JobProcessor:
         *,
         attempt: int,
         attempt_token: str | None,
+        message_id: str | None,
         remaining_time: Callable[[], float] | None,
         cancelled: Callable[[], bool] | None,
         lease_held: Callable[[], bool] | None,
@@ -508,7 +523,7 @@ class JobProcessor:
                     self,
                     stream,
                     _JobRun(self.storage, stream, remaining_time),
-                    attempts.begin(job, attempt, now=now_text()),
+                    attempts.begin(job, attempt, now=now_text(), message_id=message_id),
                     cancelled=cancelled or _never,
                     lease_held=lease_held or _always,
                     trace=trace,
@@ -539,7 +554,10 @@ class JobProcessor:
         body = json.dumps(status_record_dict(status), separators=(",", ":"), ensure_ascii=False)
         try:
             self._webhook_sender().deliver(
-                template.webhook_url, body.encode("utf-8"), template.webhook_secret
+                template.webhook_url,
+                body.encode("utf-8"),
+                template.webhook_secret,
+                delivery_id=webhook_delivery_id(status),
             )
         except Exception:  # a webhook never fails the job
             log.exception("webhook of upload %s raised", status.upload_id)
@@ -606,6 +624,7 @@ class _AttemptRunner:
             return self.duplicate
         self.stream.emit(
             ProgressType.DONE,
+            seq=self.state.record.done_seq,  # reserved: the completion record names it
             template_id=self.job.template_id,
             extra={"results": attempts.result_count(self.state.record)},
         )
@@ -667,16 +686,30 @@ class _AttemptRunner:
         if verdict is not Verdict.REPLAY:
             return None
         assert previous is not None
+        again = attempts.replayed_done(previous, self.state.record.message_id)
         log.info(
-            "upload %s already completed (attempt %d); not running it again",
+            "upload %s already completed (attempt %d); not running it again%s",
             self.job.upload_id,
             previous.attempt,
+            "; its done event and webhook go again" if again else "",
         )
-        self.stream.emit(
-            ProgressType.DONE,
-            template_id=self.job.template_id,
-            extra={"replayed": True, "results": attempts.result_count(previous)},
-        )
+        extra = {"replayed": True, "results": attempts.result_count(previous)}
+        if again is None:
+            self.stream.emit(ProgressType.DONE, template_id=self.job.template_id, extra=extra)
+            return previous
+        # The message that completed the job, delivered again: the delivery that wrote the
+        # record may have died before its done went, or its webhook. The done goes as it
+        # was numbered, so the queue or the hub drops it if it went; the webhook goes with
+        # the same delivery id, for the receiver to deduplicate.
+        with self.processor.publisher.stream(
+            self.job.upload_id,
+            self.job.branch,
+            attempt_token=again.token,
+            next_seq=again.seq,
+        ) as original:
+            original.trace = self.stream.trace
+            original.emit(ProgressType.DONE, template_id=self.job.template_id, extra=extra)
+        self.processor.deliver_webhook(self.template, previous)
         return previous
 
     def _execute(self, template: Template, reused: tuple[str, ...]) -> None:
@@ -721,8 +754,9 @@ class _AttemptRunner:
                     self._checkpoint(bucket, step.name)
             self.state = self.state.steps_done().with_inputs(inputs.opened(), inputs.unopened())
         self._check_cancelled()
+        done = attempts.DoneIdentity(self.stream.reserve_seq(), self.stream.attempt_token)
         self.state = attempts.complete(
-            self.state, self.runtime.outputs, duration=self._elapsed(), now=now_text()
+            self.state, self.runtime.outputs, duration=self._elapsed(), now=now_text(), done=done
         )
         self._save_completed(bucket)
 
