@@ -22,12 +22,13 @@ import pytest
 from bench.chaos import CallFaults
 
 from tests.support.pipeline import lambda_record
-from tests.support.streaming import queue_counts, wait_until
+from tests.support.streaming import fifo_queue, queue_counts, wait_until
 from transflow import (
     JobProcessor,
     ProcessingJob,
     ProgressEvent,
     ProgressHub,
+    ProgressPublisher,
     ProgressQueue,
     S3ObjectRef,
     SqsConfig,
@@ -298,3 +299,35 @@ def test_the_same_job_in_another_message_is_answered_as_before(
     assert [e.extra.get("replayed") for e in done] == [None, True]
     assert (done[1].seq or 0) > (done[0].seq or 0)
     assert len(receiver.received) == 1
+
+
+def test_a_reserved_seq_goes_to_its_event_or_to_the_one_that_comes_instead(
+    sqs: SQSClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = fifo_queue(sqs, "reserve.fifo")
+    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=600, policy=FAST)
+    with publisher.stream("up-9", "main") as stream:
+        start = stream.emit("start")
+        reserved = stream.reserve_seq()
+        done = stream.emit("done", seq=reserved)
+    assert (start.seq, done.seq) == (reserved - 1, reserved)
+
+    with publisher.stream("up-8", "main") as stream:
+        reserved = stream.reserve_seq()
+        # The completion write failed: an error comes instead of the done, and takes the
+        # seq, so the hub sees no hole before it.
+        error = stream.emit("error", message="the completion record was not written")
+        assert error.seq == reserved
+        # Taken: a late emit with it is numbered after, never a second event with one seq.
+        late = stream.emit("done", seq=reserved)
+    assert late.seq == reserved + 1
+    assert "the reserved seq" in caplog.text
+
+    # An event sent again under its identity (another stream resumed at its seq, with its
+    # attempt token) is one the queue drops.
+    with publisher.stream("up-9", "main", attempt_token="1", next_seq=done.seq) as again:
+        assert again.emit("done").seq == done.seq
+    events = drain(sqs, url)
+    # FIFO orders within a group only.
+    assert [e.type.value for e in events if e.upload_id == "up-9"] == ["start", "done"]
+    assert [e.type.value for e in events if e.upload_id == "up-8"] == ["error", "done"]
