@@ -331,3 +331,45 @@ def test_a_reserved_seq_goes_to_its_event_or_to_the_one_that_comes_instead(
     # FIFO orders within a group only.
     assert [e.type.value for e in events if e.upload_id == "up-9"] == ["start", "done"]
     assert [e.type.value for e in events if e.upload_id == "up-8"] == ["error", "done"]
+
+
+def test_a_delivery_that_finds_the_same_message_completed_first_sends_what_it_did_not(
+    aws: LocalAws, s3: S3Client, urls: QueueUrls, receiver: Receiver, monkeypatch: Any
+) -> None:
+    # Two deliveries of one message at once (the first's lease ran out): the second
+    # completes the job and dies before its done and webhook; the first, finishing later,
+    # finds the job completed by the same message (a duplicate) and sends them.
+    sqs = aws.sqs()
+    registry = TemplateRegistry()
+    template = registry.template(
+        "hooked", output_bucket="outputs", webhook_url=receiver.url, webhook_secret=SECRET
+    )
+    processor = processor_for(registry, aws, sqs, urls.progress)
+    job = a_job(s3, "up-4")
+
+    @template.step("work")
+    def work(ctx: StepContext) -> None:
+        if ctx.attempt == 1:
+            with pytest.raises(Crash):
+                processor.run_job(job, attempt=2, message_id="m-4")
+
+    write = S3JobStorage.put_status_record
+
+    def the_second_dies_once_its_completion_is_stored(
+        self: S3JobStorage, bucket: str, key: str, record: AssemblyStatus, *, if_match: str | None
+    ) -> str:
+        etag = write(self, bucket, key, record, if_match=if_match)
+        if record.completed and record.attempt == 2:
+            raise Crash
+        return etag
+
+    monkeypatch.setattr(
+        S3JobStorage, "put_status_record", the_second_dies_once_its_completion_is_stored
+    )
+    answer = processor.run_job(job, attempt=1, message_id="m-4")
+
+    record = completed_record(s3, "up-4")
+    assert (answer, record.attempt) == (record, 2)  # completed once, by the second
+    done = [e for e in drain(sqs, urls.progress) if e.type.value == "done"]
+    assert [(e.seq, e.extra.get("replayed")) for e in done] == [(record.done_seq, True)]
+    assert [h[DELIVERY_ID_HEADER] for _, h in receiver.received] == [webhook_delivery_id(record)]

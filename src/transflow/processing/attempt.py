@@ -194,8 +194,9 @@ class Conflict(enum.Enum):
     OURS = "ours"
     """It is this attempt's own completion (a retried PUT whose first answer was lost)."""
     DUPLICATE = "duplicate"
-    """Another delivery completed this very job: this one must not complete it again (no
-    ``done`` event, no webhook; its message is deleted)."""
+    """Another delivery completed this very job: this one must not complete it again (its
+    message is deleted). It sends no ``done`` event and no webhook, unless that delivery
+    was of the same message (:func:`replayed_done`): then that delivery's, again."""
     SUPERSEDED = "superseded"
     """Another delivery holds the job (still running, or with another job of the upload):
     this one stops, leaving record, progress and webhook to it."""

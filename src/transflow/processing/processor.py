@@ -446,13 +446,14 @@ class JobProcessor:
     ) -> AssemblyStatus:
         """Run ``job`` (delivery ``attempt``, 1 for the first). Returns its status record
         (another delivery's, when that one completed this very job first: then this one
-        sends no ``done`` event and no webhook); raises :class:`JobFailedError` when it
-        fails (a cancelled upload returns its ``ASSEMBLY_CANCELED`` record, so its message
-        is deleted), :class:`JobCancelledError` when ``cancelled()`` turned true (or
-        :class:`LeaseLostError` when ``lease_held()`` turned false) before it completed,
-        and :class:`JobConfinementError`, before any effect, for a job whose keys would
-        leave its output folder or whose objects are not in its own upload folder of the
-        upload bucket.
+        sends no ``done`` event and no webhook, unless it was a delivery of the same
+        message, which may have died before them: then it sends that delivery's again);
+        raises :class:`JobFailedError` when it fails (a cancelled upload returns its
+        ``ASSEMBLY_CANCELED`` record, so its message is deleted), :class:`JobCancelledError`
+        when ``cancelled()`` turned true (or :class:`LeaseLostError` when ``lease_held()``
+        turned false) before it completed, and :class:`JobConfinementError`, before any
+        effect, for a job whose keys would leave its output folder or whose objects are not
+        in its own upload folder of the upload bucket.
 
         The job's span continues the trace the job carries (``traceparent``) and links to
         the message's ``AWSTraceHeader`` (``aws_trace_header``) when SQS set one; its log
@@ -614,13 +615,20 @@ class _AttemptRunner:
             except UploadCanceledError as canceled:  # it failed after being cancelled
                 return self._stop_canceled(canceled)
         if self.duplicate is not None:
+            again = attempts.replayed_done(self.duplicate, self.state.record.message_id)
             log.warning(
                 "upload %s: another delivery completed this job first (attempt %d); this one "
-                "(attempt %d) sends no done event and no webhook",
+                "(attempt %d) %s",
                 self.job.upload_id,
                 self.duplicate.attempt,
                 self.state.attempt,
+                "sends its done event and webhook again (a delivery of the same message, "
+                "which may have died before them)"
+                if again
+                else "sends no done event and no webhook",
             )
+            if again is not None:
+                self._send_again(self.duplicate, again)
             return self.duplicate
         self.stream.emit(
             ProgressType.DONE,
@@ -693,24 +701,34 @@ class _AttemptRunner:
             previous.attempt,
             "; its done event and webhook go again" if again else "",
         )
-        extra = {"replayed": True, "results": attempts.result_count(previous)}
         if again is None:
-            self.stream.emit(ProgressType.DONE, template_id=self.job.template_id, extra=extra)
-            return previous
-        # The message that completed the job, delivered again: the delivery that wrote the
-        # record may have died before its done went, or its webhook. The done goes as it
-        # was numbered, so the queue or the hub drops it if it went; the webhook goes with
-        # the same delivery id, for the receiver to deduplicate.
+            self.stream.emit(
+                ProgressType.DONE,
+                template_id=self.job.template_id,
+                extra={"replayed": True, "results": attempts.result_count(previous)},
+            )
+        else:
+            self._send_again(previous, again)
+        return previous
+
+    def _send_again(self, completed: AssemblyStatus, done: attempts.DoneIdentity) -> None:
+        """The ``done`` and webhook of ``completed``, written by a delivery of this same
+        message, which may have died before either went. The done goes as that delivery
+        numbered it, so the queue or the hub drops it if it went; the webhook goes with the
+        same delivery id, for the receiver to deduplicate."""
         with self.processor.publisher.stream(
             self.job.upload_id,
             self.job.branch,
-            attempt_token=again.token,
-            next_seq=again.seq,
+            attempt_token=done.token,
+            next_seq=done.seq,
         ) as original:
             original.trace = self.stream.trace
-            original.emit(ProgressType.DONE, template_id=self.job.template_id, extra=extra)
-        self.processor.deliver_webhook(self.template, previous)
-        return previous
+            original.emit(
+                ProgressType.DONE,
+                template_id=self.job.template_id,
+                extra={"replayed": True, "results": attempts.result_count(completed)},
+            )
+        self.processor.deliver_webhook(self.template, completed)
 
     def _execute(self, template: Template, reused: tuple[str, ...]) -> None:
         bucket = self.state.bucket
