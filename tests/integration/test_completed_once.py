@@ -65,7 +65,9 @@ class CountingWebhooks(WebhookSender):
         super().__init__(allow_http=True, allowed_networks=["127.0.0.0/8"])  # a loopback URL
         self.sent: list[bytes] = []
 
-    def deliver(self, url: str, body: bytes, secret: str | None = None) -> WebhookResult:
+    def deliver(
+        self, url: str, body: bytes, secret: str | None = None, *, delivery_id: str | None = None
+    ) -> WebhookResult:
         self.sent.append(body)
         return WebhookResult(delivered=True, attempts=1, status=200)
 

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Attempt",
     "Conflict",
+    "DoneIdentity",
     "FailureDecision",
     "Verdict",
     "begin",
@@ -58,6 +59,7 @@ __all__ = [
     "failure_code",
     "previous_verdict",
     "recorded_outputs",
+    "replayed_done",
     "result_count",
     "resumable_steps",
 ]
@@ -110,6 +112,29 @@ def previous_verdict(previous: AssemblyStatus | None, fingerprint: str) -> Verdi
     if previous.job_fingerprint != fingerprint:
         return Verdict.RERUN_CHANGED
     return Verdict.REPLAY
+
+
+@attrs.frozen
+class DoneIdentity:
+    """The identity of a completed job's ``done`` event, which a redelivery of its message
+    sends again: its ``seq`` and the attempt token of its deduplication id."""
+
+    seq: int
+    token: str
+
+
+def replayed_done(previous: AssemblyStatus, message_id: str | None) -> DoneIdentity | None:
+    """For a delivery of message ``message_id`` that finds this very job completed
+    (:attr:`Verdict.REPLAY`): the ``done`` to send again when the record was written by a
+    delivery of the same message (the first died or its delete failed after the record was
+    written: its ``done`` and webhook may not have gone); None for another message with
+    the same job (a bridge that sent it again), an unknown message, or a record of an
+    older version, which get a ``done`` of their own and no webhook, as before."""
+    if message_id is None or previous.message_id != message_id:
+        return None
+    if previous.done_seq is None or previous.done_token is None:
+        return None
+    return DoneIdentity(previous.done_seq, previous.done_token)
 
 
 def resumable_steps(
@@ -170,8 +195,9 @@ class Conflict(enum.Enum):
     OURS = "ours"
     """It is this attempt's own completion (a retried PUT whose first answer was lost)."""
     DUPLICATE = "duplicate"
-    """Another delivery completed this very job: this one must not complete it again (no
-    ``done`` event, no webhook; its message is deleted)."""
+    """Another delivery completed this very job: this one must not complete it again (its
+    message is deleted). It sends no ``done`` event and no webhook, unless that delivery
+    was of the same message (:func:`replayed_done`): then that delivery's, again."""
     SUPERSEDED = "superseded"
     """Another delivery holds the job (still running, or with another job of the upload):
     this one stops, leaving record, progress and webhook to it."""
@@ -338,8 +364,9 @@ class Attempt:
         )
 
 
-def begin(job: ProcessingJob, attempt: int, *, now: str) -> Attempt:
-    """The first state of delivery ``attempt`` of ``job``: its record marked executing."""
+def begin(job: ProcessingJob, attempt: int, *, now: str, message_id: str | None = None) -> Attempt:
+    """The first state of delivery ``attempt`` of ``job`` (from message ``message_id``, when
+    it came in one): its record marked executing."""
     record = AssemblyStatus(
         assembly_id=job.upload_id,
         upload_id=job.upload_id,
@@ -351,15 +378,24 @@ def begin(job: ProcessingJob, attempt: int, *, now: str) -> Attempt:
         execution_start=now,
         ok=ASSEMBLY_EXECUTING,
         last_updated=now,
+        message_id=message_id,
     )
     return Attempt(job, record)
 
 
 def complete(
-    state: Attempt, outputs: Mapping[str, Iterable[OutputFile]], *, duration: float, now: str
+    state: Attempt,
+    outputs: Mapping[str, Iterable[OutputFile]],
+    *,
+    duration: float,
+    now: str,
+    done: DoneIdentity | None = None,
 ) -> Attempt:
-    """The attempt once every step succeeded, about to write its completion record."""
+    """The attempt once every step succeeded, about to write its completion record, which
+    keeps the identity of the ``done`` event sent after it (``done``)."""
     record = state.finish(outputs, ok=ASSEMBLY_COMPLETED, duration=duration, now=now)
+    if done is not None:
+        record = attrs.evolve(record, done_seq=done.seq, done_token=done.token)
     return state.completing_with(record)
 
 

@@ -80,7 +80,12 @@ from transflow.processing.attempt import Attempt, Conflict, FailureDecision, Ver
 from transflow.processing.context import JobInputs, OutputFile, OutputLocation, StepContext
 from transflow.processing.destination import ProgressDestination
 from transflow.processing.progress import ProgressPublisher, ProgressStream
-from transflow.processing.status import AssemblyStatus, now_text, status_record_dict
+from transflow.processing.status import (
+    AssemblyStatus,
+    now_text,
+    status_record_dict,
+    webhook_delivery_id,
+)
 from transflow.processing.storage import (
     JobStorage,
     S3JobStorage,
@@ -367,6 +372,7 @@ class JobProcessor:
             decoded,
             attempt=message.receive_count,
             attempt_token=_attempt_token(message),
+            message_id=message.message_id,
             remaining_time=remaining_time,
             cancelled=cancelled,
             lease_held=lease_held,
@@ -435,6 +441,7 @@ class JobProcessor:
         *,
         attempt: int = 1,
         attempt_token: str | None = None,
+        message_id: str | None = None,
         remaining_time: Callable[[], float] | None = None,
         cancelled: Callable[[], bool] | None = None,
         lease_held: Callable[[], bool] | None = None,
@@ -442,17 +449,24 @@ class JobProcessor:
     ) -> AssemblyStatus:
         """Run ``job`` (delivery ``attempt``, 1 for the first). Returns its status record
         (another delivery's, when that one completed this very job first: then this one
-        sends no ``done`` event and no webhook); raises :class:`JobFailedError` when it
-        fails (a cancelled upload returns its ``ASSEMBLY_CANCELED`` record, so its message
-        is deleted), :class:`JobCancelledError` when ``cancelled()`` turned true (or
-        :class:`LeaseLostError` when ``lease_held()`` turned false) before it completed,
-        and :class:`JobConfinementError`, before any effect, for a job whose keys would
-        leave its output folder or whose objects are not in its own upload folder of the
-        upload bucket.
+        sends no ``done`` event and no webhook, unless it was a delivery of the same
+        message, which may have died before them: then it sends that delivery's again);
+        raises :class:`JobFailedError` when it fails (a cancelled upload returns its
+        ``ASSEMBLY_CANCELED`` record, so its message is deleted), :class:`JobCancelledError`
+        when ``cancelled()`` turned true (or :class:`LeaseLostError` when ``lease_held()``
+        turned false) before it completed, and :class:`JobConfinementError`, before any
+        effect, for a job whose keys would leave its output folder or whose objects are not
+        in its own upload folder of the upload bucket.
 
         The job's span continues the trace the job carries (``traceparent``) and links to
         the message's ``AWSTraceHeader`` (``aws_trace_header``) when SQS set one; its log
-        lines carry the upload id, attempt, step and trace id (:mod:`transflow._aws.logs`)."""
+        lines carry the upload id, attempt, step and trace id (:mod:`transflow._aws.logs`).
+
+        ``message_id`` (the SQS message's, which :meth:`process` passes) is kept in the
+        status record: a redelivery of that message that finds the job completed sends its
+        ``done`` event again under the same identity and posts its webhook again (the first
+        delivery may have died before either went); without it, a job found completed is
+        answered with a new ``done`` and no webhook."""
         problems = job_key_problems(job)
         if not problems:
             problems = job_object_problems(job, frozenset({self.upload_bucket}))
@@ -480,6 +494,7 @@ class JobProcessor:
                 trace,
                 attempt=attempt,
                 attempt_token=attempt_token,
+                message_id=message_id,
                 remaining_time=remaining_time,
                 cancelled=cancelled,
                 lease_held=lease_held,
@@ -492,6 +507,7 @@ class JobProcessor:
         *,
         attempt: int,
         attempt_token: str | None,
+        message_id: str | None,
         remaining_time: Callable[[], float] | None,
         cancelled: Callable[[], bool] | None,
         lease_held: Callable[[], bool] | None,
@@ -511,7 +527,7 @@ class JobProcessor:
                     self,
                     stream,
                     _JobRun(self.storage, stream, remaining_time),
-                    attempts.begin(job, attempt, now=now_text()),
+                    attempts.begin(job, attempt, now=now_text(), message_id=message_id),
                     cancelled=cancelled or _never,
                     lease_held=lease_held or _always,
                     trace=trace,
@@ -542,7 +558,10 @@ class JobProcessor:
         body = json.dumps(status_record_dict(status), separators=(",", ":"), ensure_ascii=False)
         try:
             self._webhook_sender().deliver(
-                template.webhook_url, body.encode("utf-8"), template.webhook_secret
+                template.webhook_url,
+                body.encode("utf-8"),
+                template.webhook_secret,
+                delivery_id=webhook_delivery_id(status),
             )
         except Exception:  # a webhook never fails the job
             log.exception("webhook of upload %s raised", status.upload_id)
@@ -599,16 +618,24 @@ class _AttemptRunner:
             except UploadCanceledError as canceled:  # it failed after being cancelled
                 return self._stop_canceled(canceled)
         if self.duplicate is not None:
+            again = attempts.replayed_done(self.duplicate, self.state.record.message_id)
             log.warning(
                 "upload %s: another delivery completed this job first (attempt %d); this one "
-                "(attempt %d) sends no done event and no webhook",
+                "(attempt %d) %s",
                 self.job.upload_id,
                 self.duplicate.attempt,
                 self.state.attempt,
+                "sends its done event and webhook again (a delivery of the same message, "
+                "which may have died before them)"
+                if again
+                else "sends no done event and no webhook",
             )
+            if again is not None:
+                self._send_again(self.duplicate, again)
             return self.duplicate
         self.stream.emit(
             ProgressType.DONE,
+            seq=self.state.record.done_seq,  # reserved: the completion record names it
             template_id=self.job.template_id,
             extra={"results": attempts.result_count(self.state.record)},
         )
@@ -670,17 +697,41 @@ class _AttemptRunner:
         if verdict is not Verdict.REPLAY:
             return None
         assert previous is not None
+        again = attempts.replayed_done(previous, self.state.record.message_id)
         log.info(
-            "upload %s already completed (attempt %d); not running it again",
+            "upload %s already completed (attempt %d); not running it again%s",
             self.job.upload_id,
             previous.attempt,
+            "; its done event and webhook go again" if again else "",
         )
-        self.stream.emit(
-            ProgressType.DONE,
-            template_id=self.job.template_id,
-            extra={"replayed": True, "results": attempts.result_count(previous)},
-        )
+        if again is None:
+            self.stream.emit(
+                ProgressType.DONE,
+                template_id=self.job.template_id,
+                extra={"replayed": True, "results": attempts.result_count(previous)},
+            )
+        else:
+            self._send_again(previous, again)
         return previous
+
+    def _send_again(self, completed: AssemblyStatus, done: attempts.DoneIdentity) -> None:
+        """The ``done`` and webhook of ``completed``, written by a delivery of this same
+        message, which may have died before either went. The done goes as that delivery
+        numbered it, so the queue or the hub drops it if it went; the webhook goes with the
+        same delivery id, for the receiver to deduplicate."""
+        with self.processor.publisher.stream(
+            self.job.upload_id,
+            self.job.branch,
+            attempt_token=done.token,
+            next_seq=done.seq,
+        ) as original:
+            original.trace = self.stream.trace
+            original.emit(
+                ProgressType.DONE,
+                template_id=self.job.template_id,
+                extra={"replayed": True, "results": attempts.result_count(completed)},
+            )
+        self.processor.deliver_webhook(self.template, completed)
 
     def _execute(self, template: Template, reused: tuple[str, ...]) -> None:
         bucket = self.state.bucket
@@ -724,8 +775,9 @@ class _AttemptRunner:
                     self._checkpoint(bucket, step.name)
             self.state = self.state.steps_done().with_inputs(inputs.opened(), inputs.unopened())
         self._check_cancelled()
+        done = attempts.DoneIdentity(self.stream.reserve_seq(), self.stream.attempt_token)
         self.state = attempts.complete(
-            self.state, self.runtime.outputs, duration=self._elapsed(), now=now_text()
+            self.state, self.runtime.outputs, duration=self._elapsed(), now=now_text(), done=done
         )
         self._save_completed(bucket)
 

@@ -174,17 +174,21 @@ class ProgressPublisher:
         *,
         attempt: int = 1,
         attempt_token: str | None = None,
+        next_seq: int | None = None,
     ) -> ProgressStream:
         """A stream for one delivery attempt of one upload's job.
 
         ``attempt`` is the message's ApproximateReceiveCount; ``attempt_token`` (defaults to
-        ``str(attempt)``) goes into the deduplication ids and must differ between attempts."""
+        ``str(attempt)``) goes into the deduplication ids and must differ between attempts.
+        ``next_seq`` numbers the events from there instead of from now (:func:`first_seq`):
+        with an earlier attempt's token, to send one of its events again under the same
+        identity (a redelivered job's ``done``), which the queue and the hub deduplicate."""
         return ProgressStream(
             publisher=self,
             upload_id=upload_id,
             branch=branch,
             attempt_token=attempt_token or str(attempt),
-            next_seq=first_seq(self.clock()),
+            next_seq=first_seq(self.clock()) if next_seq is None else next_seq,
         )
 
     @contextlib.contextmanager
@@ -433,8 +437,20 @@ class ProgressStream:
     """The trace context of the job or step now running: each event carries it, and each
     send is a span under it."""
 
-    def emit(self, type: ProgressType | str, **fields: Any) -> ProgressEvent:
+    def reserve_seq(self) -> int:
+        """The seq the next event will carry, for a caller that must record it before
+        emitting that event (the processor keeps its ``done`` event's seq in the completion
+        record, written before the event is sent); emit it with ``emit(..., seq=reserved)``.
+        Nothing is skipped when that event never comes (an ``error`` instead): the next
+        event takes the seq, so the hub sees no hole."""
+        with self._lock:
+            return self.next_seq
+
+    def emit(
+        self, type: ProgressType | str, *, seq: int | None = None, **fields: Any
+    ) -> ProgressEvent:
         """Number and buffer an event; sends at once when :func:`should_flush` says so.
+        ``seq``: the one :meth:`reserve_seq` gave, for the event it was reserved for.
 
         Raises :class:`~transflow.errors.ProgressEventTooLargeError` (and numbers nothing)
         for an event over the destination's limit for one message."""
@@ -443,6 +459,18 @@ class ProgressStream:
         if self.trace is not None:
             fields.setdefault("traceparent", self.trace.traceparent)
         with self._lock:
+            if seq is not None and seq != self.next_seq:
+                # Another event took it (emitted from another thread in between): two
+                # events with one seq would make the hub drop the second, so this one
+                # takes the next. Its record then names another event: logged.
+                log.error(
+                    "progress: upload %s: the reserved seq %d was taken by another event; "
+                    "this %s event is numbered %d",
+                    self.upload_id,
+                    seq,
+                    kind.value,
+                    self.next_seq,
+                )
             event = ProgressEvent.create(
                 kind,
                 upload_id=self.upload_id,

@@ -36,6 +36,7 @@ __all__ = [
     "UploadRecord",
     "job_fingerprint",
     "status_record_dict",
+    "webhook_delivery_id",
 ]
 
 ASSEMBLY_EXECUTING = "ASSEMBLY_EXECUTING"
@@ -112,6 +113,19 @@ class AssemblyStatus:
     delete_outputs: bool = False
     """Set with ``ok: ASSEMBLY_CANCELED`` when the canceller asked for the outputs to be
     deleted: the processor deletes those it wrote before it stopped."""
+    message_id: str | None = None
+    """The SQS message id of the delivery that wrote the record (None when the job was not
+    run from a message, or by an older version): a redelivery of that very message is told
+    from another message with the same job by it."""
+    done_seq: int | None = None
+    """In a completed record: the ``seq`` of the job's ``done`` event, reserved before the
+    record was written and the event sent after it."""
+    done_token: str | None = None
+    """In a completed record: the attempt token in the ``done`` event's deduplication id
+    (``{uploadId}:{token}:{seq}``). A redelivery of the message sends that ``done`` again
+    under the same identity: the queue (within its five-minute deduplication window) or
+    the hub (a ``seq`` it dispatched) drops it when it went, a browser gets it when it
+    did not."""
 
     @property
     def canceled(self) -> bool:
@@ -178,6 +192,24 @@ def job_fingerprint(job: ProcessingJob) -> str:
         data.pop(name, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def webhook_delivery_id(record: AssemblyStatus) -> str:
+    """The id every delivery of the webhook of ``record`` carries (``X-Transflow-Delivery-Id``):
+    the same when a redelivered job posts it again (webhooks are at least once), another
+    for another outcome or another job of the upload. 32 hex digits of SHA-256 over fields
+    of the signed body, so a receiver that needs it tamper-proof can recompute it:
+    ``upload_id``, ``job_fingerprint``, ``attempt``, ``execution_start``, ``ok`` and
+    ``error`` (none as empty text), joined with newlines."""
+    parts = (
+        record.upload_id,
+        record.job_fingerprint,
+        str(record.attempt),
+        record.execution_start,
+        record.ok or "",
+        record.error or "",
+    )
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def status_record_dict(record: AssemblyStatus) -> dict[str, Any]:

@@ -8,6 +8,12 @@ Every request carries two signatures made with the template's ``webhook_secret``
   ``X-Transflow-Timestamped-Signature: t=<unix seconds>,v1=<hex>``: HMAC-SHA256 of
   ``"{t}." + body``, so a receiver can refuse a replayed request (:func:`verify`).
 
+Every request also carries ``X-Transflow-Delivery-Id``, the same for every delivery of one
+outcome of one job (:func:`~transflow.processing.status.webhook_delivery_id`). Webhooks are
+at least once: a job redelivered after its completion record was written (its process died,
+or its message's delete failed) posts again, since it cannot know whether the first went,
+with the same id, on which receivers deduplicate.
+
 Delivery retries network errors, 429 and 5xx with exponential backoff and jitter, never other
 4xx (the receiver said no) nor 3xx (redirects are never followed), stops at a total deadline,
 and never raises: a webhook that cannot be delivered is logged and the job still counts as
@@ -47,6 +53,7 @@ from transflow.processing.webhook_destinations import (
 )
 
 __all__ = [
+    "DELIVERY_ID_HEADER",
     "SIGNATURE_HEADER",
     "TIMESTAMPED_SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
@@ -63,6 +70,10 @@ SIGNATURE_HEADER = "X-Transflow-Signature"
 """``sha256=<hex HMAC-SHA256 of the body>``."""
 TIMESTAMP_HEADER = "X-Transflow-Timestamp"
 """The Unix time (seconds) the request was signed at."""
+DELIVERY_ID_HEADER = "X-Transflow-Delivery-Id"
+"""The same for every delivery of one outcome of one job (a redelivered job posts its
+webhook again): what receivers deduplicate on. Not signed, but recomputable from the signed
+body (:func:`~transflow.processing.status.webhook_delivery_id`)."""
 TIMESTAMPED_SIGNATURE_HEADER = "X-Transflow-Timestamped-Signature"
 """``t=<unix seconds>,v1=<hex HMAC-SHA256 of "{t}." + body>``: what `verify` checks, so an
 old request cannot be replayed."""
@@ -349,12 +360,21 @@ class WebhookSender:
         with self._stats_lock:
             return attrs.evolve(self._stats)
 
-    def deliver(self, url: str, body: bytes, secret: str | None = None) -> WebhookResult:
-        """POST ``body`` to ``url``, signed with ``secret`` when there is one."""
+    def deliver(
+        self,
+        url: str,
+        body: bytes,
+        secret: str | None = None,
+        *,
+        delivery_id: str | None = None,
+    ) -> WebhookResult:
+        """POST ``body`` to ``url``, signed with ``secret`` when there is one, with
+        ``delivery_id`` in :data:`DELIVERY_ID_HEADER` when given."""
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"transflow/{__version__}",
             **(sign(secret, body) if secret else {}),
+            **({DELIVERY_ID_HEADER: delivery_id} if delivery_id else {}),
         }
         tries = 0
         last: WebhookResult = WebhookResult(False, 0)
