@@ -119,6 +119,10 @@ class DoneIdentity:
     """The identity of a completed job's ``done`` event, which a redelivery of its message
     sends again: its ``seq`` and the attempt token of its deduplication id."""
 
+    __repr__ = fields_repr
+    __eq__ = fields_eq
+    __hash__ = fields_hash
+
     seq: int
     token: str
 
