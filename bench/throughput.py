@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from bench.common import Endpoint, by_operation, markdown_table, serve, wait_for, write_result
 from bench.pipeline import (
     BRANCH,
@@ -63,6 +65,7 @@ def run_transflow(
     worker: bool = False,
     concurrency: int | None = None,
     in_flight: int | None = None,
+    pack_events: bool = False,
 ) -> dict[str, Any]:
     ep.reset()
     setup = ep.sqs(RequestCounter())
@@ -78,6 +81,7 @@ def run_transflow(
         sqs_client=sqs,
         progress=ProgressQueue(queues.progress),
         upload_bucket=UPLOADS,
+        **_packing(pack_events),
     )
     bridge = GroupingBridge(
         sqs, s3, queue_url=queues.processing, upload_bucket=UPLOADS, head_concurrency=records
@@ -111,6 +115,14 @@ def run_transflow(
     drain.stop()
     assert all(r.ok for r in results), [r.failed for r in results if not r.ok][:3]
     return _figures("transflow worker" if worker else "transflow", jobs, wall, cpu, counter)
+
+
+def _packing(pack_events: bool) -> dict[str, Any]:
+    """``JobProcessor`` options for ``--pack-events``: none where the tree's processor has no
+    such option (a ``--code`` tree from before it)."""
+    if not pack_events or "pack_events" not in attrs.fields_dict(JobProcessor):
+        return {}
+    return {"pack_events": True}
 
 
 def _handled(loop: EventSourceLoop | QueuePoller) -> int:
@@ -220,10 +232,11 @@ def run(
     worker: bool = False,
     worker_concurrency: int | None = None,
     worker_in_flight: int | None = None,
+    pack_events: bool = False,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    ours = run_transflow(ep, jobs, threads, records)
+    ours = run_transflow(ep, jobs, threads, records, pack_events=pack_events)
     theirs = (
         run_transflow(
             ep,
@@ -233,6 +246,7 @@ def run(
             worker=True,
             concurrency=worker_concurrency,
             in_flight=worker_in_flight,
+            pack_events=pack_events,
         )
         if worker
         else None
@@ -262,7 +276,12 @@ def run(
         "invocation, no-op template, moto in its own process)."
     )
     data: dict[str, Any] = {
-        "sizes": {"jobs": jobs, "threads": threads, "records_per_event": records},
+        "sizes": {
+            "jobs": jobs,
+            "threads": threads,
+            "records_per_event": records,
+            "pack_events": bool(_packing(pack_events)),
+        },
         "transflow": ours,
         "ceiling": ceiling,
         "ratio_to_ceiling": round(ratio, 3),
@@ -303,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--worker-in-flight", type=int, default=None, help="the worker's max_in_flight"
     )
+    parser.add_argument(
+        "--pack-events",
+        action="store_true",
+        help="the processor packs each upload's events of one send into one message",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     with serve() as ep:
@@ -314,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             worker=args.worker,
             worker_concurrency=args.worker_concurrency,
             worker_in_flight=args.worker_in_flight,
+            pack_events=args.pack_events,
             out=args.out,
         )
     return 0
