@@ -102,6 +102,21 @@ def _http(choice: str) -> str:
     return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
+WRITES_TIMED = 1 << 18
+
+
+def _time_every_write(hub: Any) -> None:
+    """Keep every dispatch->written sample of a run, not the hub's last 4,096 (which would
+    cover only the end of a burst of 100,000 writes): the quantiles are the whole burst's.
+    Before any subscriber (each keeps the window it was given)."""
+    fanout = getattr(hub, "_fanout", None)
+    if fanout is None or not hasattr(fanout, "_written"):
+        return  # a tree from before the timing
+    from transflow.streaming.latency import Window  # noqa: PLC0415
+
+    fanout._written = Window(WRITES_TIMED)
+
+
 def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto") -> None:
     from urllib.parse import parse_qs  # noqa: PLC0415
 
@@ -111,6 +126,7 @@ def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto")
 
     _raise_nofile()
     hub = ProgressHub(Endpoint(endpoint_url).sqs(), ProgressQueue(queue_url), wait_time_seconds=1)
+    _time_every_write(hub)
     limits = StreamLimits(max_streams=100_000, max_streams_per_token=100_000)
     app = asgi_app(hub, secret=SECRET, manage_hub=True, limits=limits)
     lags: list[float] = []
@@ -135,6 +151,10 @@ def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto")
             "lag_max_ms": 1000 * window[-1] if window else 0.0,
             "loop": _loop_counts(),
             "http": _http(http),
+            # CPU of the loop's thread (this handler runs on it) and of the whole process:
+            # the rest is the hub's receive threads, which hold the GIL the loop waits for.
+            "loop_cpu_s": time.thread_time(),
+            "process_cpu_s": time.process_time(),
         }
         try:
             got = hub.stats()
@@ -142,7 +162,12 @@ def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto")
             body["delivered"] = got.delivered
             written = getattr(got, "written", None)
             if written is not None and hasattr(hub._fanout, "written"):
-                body["written"] = {"p50_ms": written.p50_ms, "p99_ms": written.p99_ms}
+                body["written"] = {
+                    "p50_ms": written.p50_ms,
+                    "p99_ms": written.p99_ms,
+                    "max_ms": written.max_ms,
+                    "count": written.count,
+                }
                 body["loop_lag"] = {"p99_ms": got.loop_lag.p99_ms, "max_ms": got.loop_lag.max_ms}
         except AttributeError:
             body["subscribers"] = hub._fanout.stats().subscribers
@@ -320,6 +345,7 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
             system_share = (split1[1] - split0[1]) / max(1e-9, sum(split1) - sum(split0))
             load = os.getloadavg()
             burst0 = _get(port, _profiling(args, "start"))
+            burst_started = time.monotonic()
             _publish(ep, queue, args.channels, args.events)
             expected = opened * args.events
             deadline = time.monotonic() + 120
@@ -333,6 +359,7 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
                 if got >= expected:
                     break
                 time.sleep(1)
+            burst_s = time.monotonic() - burst_started
             after = _get(port, _profiling(args, f"stop={args.profile}/{size}_burst.prof"))
         finally:
             for c in clients:
@@ -364,6 +391,12 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
         "written": after.get("written"),
         "loop_idle": idle_loop,
         "loop_burst": _delta(after.get("loop", {}), burst0.get("loop", {})),
+        # Until the clients counted every event (polled each second): the upper bound.
+        "burst_s": round(burst_s, 1),
+        "burst_cpu_s": {
+            name: round(after.get(name, 0.0) - burst0.get(name, 0.0), 2)
+            for name in ("loop_cpu_s", "process_cpu_s")
+        },
         "idle_s": args.idle,
         "load_avg": [round(x, 2) for x in load],
     }
