@@ -456,7 +456,7 @@ def _spy_split(path: Path) -> dict[str, int]:
         leaf = stack.rsplit(";", 1)[-1]
         if "selectors.py" in leaf:
             kind = "epoll"
-        elif leaf.startswith("write (") and "selector_events.py" in leaf:
+        elif "Transport.write (" in leaf and "selector_events.py" in leaf:
             kind = "socket_write"
         elif "transflow" in leaf:
             kind = "transflow"
