@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -102,6 +103,34 @@ def _http(choice: str) -> str:
     return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
+WRITES_TIMED = 1 << 18
+
+
+def _time_every_write(hub: Any) -> None:
+    """Keep every dispatch->written sample of a run, not the hub's last 4,096 (which would
+    cover only the end of a burst of 100,000 writes): the quantiles are the whole burst's.
+    Before any subscriber (each keeps the window it was given)."""
+    fanout = getattr(hub, "_fanout", None)
+    if fanout is None or not hasattr(fanout, "_written"):
+        return  # a tree from before the timing
+    from transflow.streaming.latency import Window  # noqa: PLC0415
+
+    fanout._written = Window(WRITES_TIMED)
+
+
+def _last_4096(hub: Any) -> dict[str, float]:
+    """The quantiles the hub itself reports (its last 4,096 writes: the end of the burst),
+    for runs recorded before every write was timed."""
+    tail = sorted(list(hub._fanout._written._samples)[-4096:])
+    if not tail:
+        return {}
+    last = len(tail) - 1
+    return {
+        f"{name}_ms": round(1000 * tail[min(last, int(q * len(tail)))], 3)
+        for name, q in (("p50", 0.5), ("p99", 0.99))
+    }
+
+
 def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto") -> None:
     from urllib.parse import parse_qs  # noqa: PLC0415
 
@@ -111,6 +140,7 @@ def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto")
 
     _raise_nofile()
     hub = ProgressHub(Endpoint(endpoint_url).sqs(), ProgressQueue(queue_url), wait_time_seconds=1)
+    _time_every_write(hub)
     limits = StreamLimits(max_streams=100_000, max_streams_per_token=100_000)
     app = asgi_app(hub, secret=SECRET, manage_hub=True, limits=limits)
     lags: list[float] = []
@@ -135,6 +165,10 @@ def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto")
             "lag_max_ms": 1000 * window[-1] if window else 0.0,
             "loop": _loop_counts(),
             "http": _http(http),
+            # CPU of the loop's thread (this handler runs on it) and of the whole process:
+            # the rest is the hub's receive threads, which hold the GIL the loop waits for.
+            "loop_cpu_s": time.thread_time(),
+            "process_cpu_s": time.process_time(),
         }
         try:
             got = hub.stats()
@@ -142,7 +176,13 @@ def run_server(endpoint_url: str, queue_url: str, port: int, http: str = "auto")
             body["delivered"] = got.delivered
             written = getattr(got, "written", None)
             if written is not None and hasattr(hub._fanout, "written"):
-                body["written"] = {"p50_ms": written.p50_ms, "p99_ms": written.p99_ms}
+                body["written"] = {
+                    "p50_ms": written.p50_ms,
+                    "p99_ms": written.p99_ms,
+                    "max_ms": written.max_ms,
+                    "count": written.count,
+                }
+                body["written_last_4096"] = _last_4096(hub)
                 body["loop_lag"] = {"p99_ms": got.loop_lag.p99_ms, "max_ms": got.loop_lag.max_ms}
         except AttributeError:
             body["subscribers"] = hub._fanout.stats().subscribers
@@ -320,6 +360,8 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
             system_share = (split1[1] - split0[1]) / max(1e-9, sum(split1) - sum(split0))
             load = os.getloadavg()
             burst0 = _get(port, _profiling(args, "start"))
+            spy = _spy(args, server.pid, size)
+            burst_started = time.monotonic()
             _publish(ep, queue, args.channels, args.events)
             expected = opened * args.events
             deadline = time.monotonic() + 120
@@ -333,6 +375,10 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
                 if got >= expected:
                     break
                 time.sleep(1)
+            burst_s = time.monotonic() - burst_started
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+                spy.wait(timeout=60)
             after = _get(port, _profiling(args, f"stop={args.profile}/{size}_burst.prof"))
         finally:
             for c in clients:
@@ -362,11 +408,66 @@ def measure(size: int, args: argparse.Namespace, port: int) -> dict[str, Any]:  
         "delivered": got,
         "expected": expected,
         "written": after.get("written"),
+        "written_last_4096": after.get("written_last_4096"),
         "loop_idle": idle_loop,
         "loop_burst": _delta(after.get("loop", {}), burst0.get("loop", {})),
+        # Until the clients counted every event (polled each second): the upper bound.
+        "burst_s": round(burst_s, 1),
+        "burst_cpu_s": {
+            name: round(after.get(name, 0.0) - burst0.get(name, 0.0), 2)
+            for name in ("loop_cpu_s", "process_cpu_s")
+        },
         "idle_s": args.idle,
+        "spy_loop_samples": _spy_split(Path(args.spy) / f"{size}_burst.spy.txt")
+        if args.spy
+        else None,
         "load_avg": [round(x, 2) for x in load],
     }
+
+
+def _spy(args: argparse.Namespace, pid: int, size: int) -> subprocess.Popen[bytes] | None:
+    """``--spy DIR``: py-spy samples of the server over the burst (every thread, idle ones
+    too), as collapsed stacks in DIR/{size}_burst.spy.txt: no instrumentation, so the
+    split between the loop's sends, its Python and its waiting is as it runs."""
+    if not args.spy:
+        return None
+    out = Path(args.spy) / f"{size}_burst.spy.txt"
+    return subprocess.Popen(  # noqa: S603 - py-spy of this venv
+        [
+            *(str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid)),
+            *("--rate", "200", "--format", "raw", "--threads", "--idle", "--nonblocking"),
+            *("--output", str(out)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _spy_split(path: Path) -> dict[str, int]:
+    """The loop thread's samples by where its innermost frame was: waiting in epoll (the
+    loop had nothing to do), in asyncio's socket write (the ``send`` system call: on
+    loopback it runs the client's TCP receive too; and taking the GIL back after it),
+    in transflow, uvicorn or the rest of asyncio."""
+    split = dict.fromkeys(("epoll", "socket_write", "transflow", "uvicorn", "asyncio", "other"), 0)
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "MainThread" not in stack.split(";", 1)[0] or not count.isdigit():
+            continue
+        leaf = stack.rsplit(";", 1)[-1]
+        if "selectors.py" in leaf:
+            kind = "epoll"
+        elif "Transport.write (" in leaf and "selector_events.py" in leaf:
+            kind = "socket_write"
+        elif "transflow" in leaf:
+            kind = "transflow"
+        elif "uvicorn" in leaf:
+            kind = "uvicorn"
+        elif "asyncio" in leaf:
+            kind = "asyncio"
+        else:
+            kind = "other"
+        split[kind] += int(count)
+    return split
 
 
 def _profiling(args: argparse.Namespace, what: str) -> str:
@@ -412,6 +513,7 @@ def run(
     code: str = "",
     http: str = "auto",
     profile: str = "",
+    spy: str = "",
     name: str = "streams",
     out: Path | None = None,
     quiet: bool = False,
@@ -421,8 +523,17 @@ def run(
     if profile:
         Path(profile).mkdir(parents=True, exist_ok=True)
         profile = str(Path(profile).resolve())
+    if spy:
+        Path(spy).mkdir(parents=True, exist_ok=True)
+        spy = str(Path(spy).resolve())
     args = argparse.Namespace(
-        channels=channels, events=events, idle=idle, code=code, http=http, profile=profile
+        channels=channels,
+        events=events,
+        idle=idle,
+        code=code,
+        http=http,
+        profile=profile,
+        spy=spy,
     )
     rows = []
     for size in sizes:
@@ -447,6 +558,7 @@ def main() -> None:
     parser.add_argument("--code", default="", help="a src/ directory to run the server from")
     parser.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"])
     parser.add_argument("--profile", default="", help="a directory for cProfile figures")
+    parser.add_argument("--spy", default="", help="a directory for py-spy samples of the burst")
     parser.add_argument("--name", default="streams")
     args = parser.parse_args()
     if args.role == "server":
@@ -465,6 +577,7 @@ def main() -> None:
         code=args.code,
         http=args.http,
         profile=args.profile,
+        spy=args.spy,
         name=args.name,
     )
 

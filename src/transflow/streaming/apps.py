@@ -514,8 +514,12 @@ class _LoopWriter:
         taken = sub.take_ready(_BATCH)
         if not taken:
             return False
-        chunks = [_event_bytes(event, None, event_id) for event, event_id in taken]
-        body = b"".join(chunk for chunk in chunks if chunk is not None)
+        if len(taken) == 1:  # the usual case: one event per stream per wake-up
+            event, event_id = taken[0]
+            body = _event_bytes(event, None, event_id) or b""
+        else:
+            chunks = [_event_bytes(event, None, event_id) for event, event_id in taken]
+            body = b"".join([chunk for chunk in chunks if chunk is not None])
         if body:
             message = {"type": "http.response.body", "body": body, "more_body": True}
             step = cast("Coroutine[Any, Any, None]", self.send(message))

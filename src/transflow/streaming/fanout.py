@@ -362,30 +362,30 @@ class Subscription:
         at, self._taken_at = self._taken_at, 0.0
         more, self._taken_more = self._taken_more, ()
         if self._written is not None and (at or more):
-            now = time.monotonic()
-            for one in (at, *more):
-                if one:
-                    self._written.add(now - one)
+            self._written.add_since(time.monotonic(), (at, *more))
 
     def take_ready(self, limit: int) -> list[tuple[ProgressEvent, str]]:
         """Up to ``limit`` more events already buffered, each with the SSE id to send with
         it, without waiting (after :meth:`aget` or :meth:`get` returned one): a stream
         writes them together. :meth:`mark_written` then times them all."""
+        # _take's work inline: this runs once per stream per dispatch on the loop's thread.
         taken: list[tuple[ProgressEvent, str]] = []
         ats: list[float] = []
         with self._lock:
-            first_at = self._taken_at  # the event aget or get returned, not yet written
-            while self._items and len(taken) < limit:
-                event = self._take()
-                if event is None:
-                    break
-                if self._taken_at:
-                    ats.append(self._taken_at)
-                last_id = self._last_id
-                if last_id is None:  # a branch's cursor after this event
-                    last_id = self._last_id = self._cursor.encode() if self._cursor else ""
+            items, cursor = self._items, self._cursor
+            while items and len(taken) < limit:
+                event, size, at = items.popleft()
+                self._held -= size
+                if at:
+                    ats.append(at)
+                if cursor is None:
+                    last_id = event.event_id or ""
+                else:  # a branch's cursor after this event
+                    if event.seq is not None:
+                        cursor.advance(upload_key(event.upload_id), event.seq)
+                    last_id = cursor.encode()
+                self._last_id = last_id
                 taken.append((event, last_id))
-            self._taken_at = first_at
         self._taken_more = tuple(ats)
         return taken
 

@@ -41,6 +41,12 @@ class Window:
         with self._lock:
             self._samples.append(seconds)
 
+    def add_since(self, now: float, starts: tuple[float, ...]) -> None:
+        """Add ``now - start`` for each non-zero start: a stream's write of several events
+        takes the lock once."""
+        with self._lock:
+            self._samples.extend([now - start for start in starts if start])
+
     def quantiles(self) -> Quantiles:
         """Sorted on demand: O(size log size) per call, nothing per sample."""
         with self._lock:

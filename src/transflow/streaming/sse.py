@@ -139,11 +139,12 @@ def dropped_events() -> int:
         return _drops
 
 
-# The bytes of the events encoded last with their own ids (by id(), the event kept with
-# them so the id stays its own): the subscribers of an upload, woken one after another, take
-# the same event objects and encode each once between them, also when each takes several.
+# The bytes of the events encoded last with their own ids (by id(), the event and the id
+# kept with them so the id stays its own): the subscribers of an upload, woken one after
+# another, take the same event objects and encode each once between them, also when each
+# takes several.
 _ENCODED = 2048
-_encoded: dict[int, tuple[object, bytes]] = {}
+_encoded: dict[int, tuple[object, str | None, bytes]] = {}
 
 # Events at most written in one chunk by astream: those already waiting when the stream
 # wakes (the loop fell behind a burst).
@@ -156,11 +157,10 @@ def _event_bytes(
     global _drops  # noqa: PLW0603 - process-wide, read by dropped_events()
     # A branch subscription's id is its cursor, which any hub instance resumes from.
     event_id = event_id or getattr(feed, "last_event_id", None) or event.event_id
+    found = _encoded.get(id(event))
+    if found is not None and found[0] is event and found[1] == event_id:
+        return found[2]  # the common case, once per write: one lookup, no id built
     own = event_id == event.event_id
-    if own:
-        found = _encoded.get(id(event))
-        if found is not None and found[0] is event:
-            return found[1]
     try:
         chunk = encode(event.to_json(), id=event_id)
     except (SseEncodingError, ValueError) as exc:
@@ -173,7 +173,7 @@ def _event_bytes(
         )
         return None
     if own:
-        _encoded[id(event)] = (event, chunk)
+        _encoded[id(event)] = (event, event_id, chunk)
         while len(_encoded) > _ENCODED:
             # Another thread may pop the same oldest entry: a miss costs one encoding.
             with contextlib.suppress(KeyError, RuntimeError, StopIteration):

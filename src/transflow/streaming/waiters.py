@@ -4,7 +4,9 @@ timer, whatever the number of subscribers.
 A :class:`~transflow.streaming.fanout.Subscription` waiting in ``aget`` parks a future here.
 A dispatch (on the hub's thread) that gives events to many waiting subscribers of one loop
 crosses into that loop once (one ``call_soon_threadsafe``), and dispatches that come before
-the loop ran it share it; the loop then resolves every future that was woken. Timeouts (the
+the loop drained its queue share it; the loop then resolves every future that was woken, in
+the order they were woken, :data:`CHUNK` per callback (the writes of one dispatch are never
+held up by a later one's). Timeouts (the
 streams' heartbeats) wait in a timer wheel of :data:`SLOT`-second slots behind one timer
 handle: each tick takes only the slot that is due, so streams whose deadlines are spread
 over the heartbeat period (the streams of :func:`~transflow.streaming.sse.astream` are) are
@@ -24,6 +26,7 @@ import logging
 import math
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -119,8 +122,12 @@ class LoopWaiters:
 
     loop: asyncio.AbstractEventLoop
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
-    _woken: list[Parked] = attrs.field(init=False, factory=list)
-    _scheduled: bool = attrs.field(init=False, default=False)
+    # Woken and not yet resolved, oldest first: one queue for every dispatch, drained
+    # CHUNK at a time by one chain of loop callbacks, so a later dispatch's writes wait
+    # behind an earlier one's instead of taking turns with them (which would delay the
+    # earlier one's last writes by the later one's).
+    _woken: deque[Parked] = attrs.field(init=False, factory=deque)
+    _scheduled: bool = attrs.field(init=False, default=False)  # a drain is on its way
     # slot number -> the subscriptions whose live entry is in it; the numbers in a heap.
     _slots: dict[int, list[Parked]] = attrs.field(init=False, factory=dict)
     _order: list[int] = attrs.field(init=False, factory=list)
@@ -147,7 +154,8 @@ class LoopWaiters:
     # -- any thread ---------------------------------------------------------------------------
 
     def wake(self, parked: Parked) -> None:
-        """Resolve ``parked``'s future on the loop, soon; one crossing for all woken before."""
+        """Resolve ``parked``'s future on the loop, soon, after every one woken before it;
+        one crossing for all woken while the loop has not drained the queue."""
         with self._lock:
             self._woken.append(parked)
             if self._scheduled:
@@ -155,22 +163,32 @@ class LoopWaiters:
             self._scheduled = True
             self.wakeups += 1
         try:
-            self.loop.call_soon_threadsafe(self._resolve_woken)
+            self.loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # the loop closed under us: nobody is waiting any more
             with self._lock:
                 self._woken.clear()
                 self._scheduled = False
 
-    def _resolve_woken(self) -> None:
+    def _drain(self) -> None:
+        # The oldest CHUNK; the next drain goes behind the loop's other ready callbacks
+        # (its I/O, the ticks), and is booked before these run so a failure cannot stall it.
+        woken = self._woken
         with self._lock:
-            woken, self._woken = self._woken, []
-            self._scheduled = False
-        self._resolve_all(woken)
+            batch = [woken.popleft() for _ in range(min(CHUNK, len(woken)))]
+            more = self._scheduled = bool(woken)
+        if more:
+            self.loop.call_soon(self._drain)
+        self._resolve(batch)
 
     def _resolve_all(self, parked: list[Parked], start: int = 0) -> None:
         end = start + CHUNK
+        if end < len(parked):
+            self.loop.call_soon(self._resolve_all, parked, end)
+        self._resolve(parked[start:end])
+
+    def _resolve(self, parked: list[Parked]) -> None:
         done = beats = 0
-        for one in parked[start:end]:
+        for one in parked:
             waiter = one._waiter
             if waiter is not None and not waiter.done():
                 direct = getattr(one, "_direct", None)
@@ -187,8 +205,6 @@ class LoopWaiters:
             self.resolved += done
             self.callbacks += 1
             self.most_per_callback = max(self.most_per_callback, done + beats)
-        if end < len(parked):
-            self.loop.call_soon(self._resolve_all, parked, end)
 
     # -- the loop's thread ----------------------------------------------------------------------
 
