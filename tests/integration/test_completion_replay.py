@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import pytest
 from bench.chaos import CallFaults
 
 from tests.support.pipeline import lambda_record
 from tests.support.streaming import fifo_queue, queue_counts, wait_until
+from tests.support.webhooks import Receiver, webhook_receiver
 from transflow import (
     JobProcessor,
     ProcessingJob,
@@ -66,36 +65,10 @@ HOOKS = WebhookSender(
 )
 
 
-@attrs.define
-class Receiver:
-    """A real HTTP server taking webhooks: what it received, in order."""
-
-    url: str = ""
-    received: list[tuple[bytes, dict[str, str]]] = attrs.field(factory=list)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append((body, dict(self.headers.items())))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as state:
+        yield state
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import pytest
@@ -19,6 +17,7 @@ from tests.support.pipeline import (
     put_upload,
     wav_bytes,
 )
+from tests.support.webhooks import Receiver, webhook_receiver
 from transflow import (
     JobFailedError,
     JobProcessor,
@@ -38,38 +37,10 @@ if TYPE_CHECKING:
 SECRET = "hook-secret"
 
 
-@attrs.define
-class Receiver:
-    """A webhook receiver answering with scripted status codes (200 once they run out)."""
-
-    statuses: list[int]
-    received: list[tuple[bytes, dict[str, str]]] = attrs.field(factory=list)
-    url: str = ""
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver([])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append((body, dict(self.headers.items())))
-            code = state.statuses.pop(0) if state.statuses else 200
-            self.send_response(code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as state:
+        yield state
 
 
 # The receivers listen on loopback over http: both refused unless allowed.
