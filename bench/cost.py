@@ -149,9 +149,10 @@ def _completed(ep: Endpoint, tickets: list[UploadTicket]) -> int:
 def _packing(pack_events: bool) -> dict[str, Any]:
     """``JobProcessor`` options for ``--pack-events``: none where the tree's processor has no
     such option (an older checkout run with ``--against``)."""
-    if not pack_events or "pack_events" not in attrs.fields_dict(JobProcessor):
+    if "pack_events" not in attrs.fields_dict(JobProcessor):
         return {}
-    return {"pack_events": True}
+    # Explicit both ways: the trees compared may differ in their default.
+    return {"pack_events": pack_events}
 
 
 def run_transflow(
@@ -233,7 +234,7 @@ def run_transflow(
     events = sum(len(v) for v in seen.values())
     return {
         "uploads": uploads,
-        "pack_events": bool(_packing(pack_events)),
+        "pack_events": bool(_packing(pack_events).get("pack_events")),
         "completed": completed,
         "saw_done": len(finished),
         "events": events,

@@ -120,9 +120,10 @@ def run_transflow(
 def _packing(pack_events: bool) -> dict[str, Any]:
     """``JobProcessor`` options for ``--pack-events``: none where the tree's processor has no
     such option (a ``--code`` tree from before it)."""
-    if not pack_events or "pack_events" not in attrs.fields_dict(JobProcessor):
+    if "pack_events" not in attrs.fields_dict(JobProcessor):
         return {}
-    return {"pack_events": True}
+    # Explicit both ways: the trees compared may differ in their default.
+    return {"pack_events": pack_events}
 
 
 def _handled(loop: EventSourceLoop | QueuePoller) -> int:
@@ -280,7 +281,7 @@ def run(
             "jobs": jobs,
             "threads": threads,
             "records_per_event": records,
-            "pack_events": bool(_packing(pack_events)),
+            "pack_events": bool(_packing(pack_events).get("pack_events")),
         },
         "transflow": ours,
         "ceiling": ceiling,

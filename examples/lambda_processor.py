@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from transflow import (
     JobProcessor,
     ProgressDestination,
+    ProgressEvent,
     ProgressQueue,
     StepContext,
     TemplateRegistry,
@@ -180,7 +181,9 @@ def main() -> dict[str, Any]:
     print(f"batchItemFailures: {response['batchItemFailures']}")
     print(f"status: {status['ok']} in {status['execution_duration']} s")
     print(f"report: {report}")
-    print(f"progress events: {[json.loads(m['Body'])['type'] for m in events]}")
+    # A progress message carries one event, or (packed) several of one upload.
+    types = [e.type.value for m in events for e in ProgressEvent.all_from_json(m["Body"])]
+    print(f"progress events: {types}")
     return {"response": response, "status": status, "report": report}
 
 

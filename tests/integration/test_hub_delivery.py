@@ -69,7 +69,10 @@ def test_an_entry_retried_after_a_partial_failure_reaches_every_subscriber(
 ) -> None:
     url = fifo_queue(sqs, "progress.fifo")
     faults = EntryFaults(sqs, "SendMessageBatch", second_entry_fails_once())
-    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
+    # One message per event (packed, a call carries one message of an upload: no overtaking).
+    publisher = ProgressPublisher(
+        ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST, pack_events=False
+    )
     with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
         exact = hub.subscribe("upload:main:up-1")
         seqs = publish_five(publisher)
@@ -117,7 +120,10 @@ def test_an_entry_retried_after_a_partial_failure_reaches_every_fanout_instance(
     sns = aws.sns()
     topic = ensure_topic(sns, config)
     faults = EntryFaults(sns, "PublishBatch", second_entry_fails_once())
-    publisher = ProgressPublisher(ProgressTopic(topic), sns=sns, flush_after=60, policy=FAST)
+    # One message per event (packed, a call carries one message of an upload: no overtaking).
+    publisher = ProgressPublisher(
+        ProgressTopic(topic), sns=sns, flush_after=60, policy=FAST, pack_events=False
+    )
     hubs = [
         ProgressHub.from_config(
             config, sqs=aws.sqs(), sns=aws.sns(), progress=ProgressTopic(topic), wait_time_seconds=1
@@ -140,7 +146,10 @@ def test_a_done_accepted_before_a_failed_entry_still_comes_last(sqs: SQSClient) 
     so the hub holds it until the late entry arrives (``FanOut.terminal_hold``)."""
     url = fifo_queue(sqs, "progress-done.fifo")
     faults = EntryFaults(sqs, "SendMessageBatch", second_entry_fails_once())
-    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
+    # One message per event (packed, a call carries one message of an upload: no overtaking).
+    publisher = ProgressPublisher(
+        ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST, pack_events=False
+    )
     with ProgressHub(sqs, ProgressQueue(url), wait_time_seconds=1) as hub:
         sub = hub.subscribe("upload:main:up-1")
         with publisher.stream("up-1", "main") as stream:  # one batch: the block's end

@@ -37,6 +37,7 @@ from transflow import (
     JobFormatError,
     JobProcessor,
     ProcessingJob,
+    ProgressEvent,
     ProgressQueue,
     ReceivedMessage,
     S3ObjectRef,
@@ -157,9 +158,10 @@ def test_a_job_runs_through_two_steps(
     assert {e.channel for e in events} == {"upload:main:upload-1"}
     assert events[3].percent == 50
     assert events[-1].extra == {"results": 5}
-    # In a Lambda batch the events join one queue, sent ten at a time and at the end:
-    # 2 calls for 13 events, no single sends.
-    assert requests.count("SendMessageBatch") == 2
+    # In a Lambda batch the events join one queue, packed (one message per upload per send)
+    # and sent when ten uploads wait or at the end: 1 call for the 13 events, no single
+    # sends (unpacked, ten events a call: 2).
+    assert requests.count("SendMessageBatch") == 1
     assert requests.count("SendMessage") == 0
     # outputs + executing + the checkpoint of the first step + completed (the last step's
     # checkpoint is the completion record)
@@ -575,9 +577,11 @@ def test_a_lambda_batch_sends_the_progress_of_all_its_jobs_together(
     with count_requests(proc.s3_client, proc.sqs_client) as requests:
         assert proc.handle(event) == {"batchItemFailures": []}
 
-    # 4 events per job, 40 in all: 4 SendMessageBatch calls of 10 entries of many uploads,
-    # not 2 per job. S3: the executing and the completed record, no read, no input.
-    assert requests.count("SendMessageBatch") == 4
+    # 4 events per job, 40 in all, packed per upload: a call as soon as ten uploads wait
+    # (the first nine jobs and the tenth's start), one at the end for the tenth's other
+    # three; not 2 per job (unpacked, 4 calls of ten events). S3: the executing and the
+    # completed record, no read, no input.
+    assert requests.count("SendMessageBatch") == 2
     assert requests.count("GetObject") == 0
     assert requests.count("PutObject") == 20
     assert requests.total() / len(jobs) <= 2.5
@@ -605,7 +609,7 @@ def test_a_lambda_batch_still_sends_a_running_jobs_events_after_flush_after(
             for message in sqs.receive_message(
                 QueueUrl=queues.progress, MaxNumberOfMessages=10, WaitTimeSeconds=1
             ).get("Messages", []):
-                seen.append(json.loads(message["Body"])["type"])
+                seen.extend(e.type.value for e in ProgressEvent.all_from_json(message["Body"]))
                 # Deleted as read: FIFO hands out no later message of a group while an
                 # earlier one is in flight (moto 5.2.6 enforces it, as SQS does).
                 sqs.delete_message(QueueUrl=queues.progress, ReceiptHandle=message["ReceiptHandle"])

@@ -58,10 +58,10 @@ def counting_registry(runs: list[str]) -> TemplateRegistry:
 
 
 def events(sqs: SQSClient, url: str) -> list[str]:
-    found = []
+    found: list[str] = []
     while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
         for message in batch:
-            found.append(ProgressEvent.from_json(message["Body"]).type.value)
+            found.extend(e.type.value for e in ProgressEvent.all_from_json(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return found
 

@@ -74,7 +74,10 @@ def test_failed_entries_are_retried_without_duplicates(sqs: SQSClient) -> None:
             ("InternalError", False) if call == 0 and int(entry["Id"][1:]) % 2 else None
         ),
     )
-    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
+    # One message per event, so the call has six entries to fail (packed: one message).
+    publisher = ProgressPublisher(
+        ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST, pack_events=False
+    )
     with publisher.stream("up-1", "main") as stream:
         for n in range(6):
             stream.emit("progress", percent=n * 10)
@@ -126,9 +129,12 @@ def test_overlapping_combined_blocks_lose_no_event(sqs: SQSClient) -> None:
 def test_a_combined_queue_sends_whole_batches_and_keeps_the_rest(sqs: SQSClient) -> None:
     """Three jobs' flushes join the combined queue 2, 4, 2, 4, 2, 4 events at a time: at
     twelve waiting, ten go and two wait for the next jobs' events, so eighteen events take
-    two SendMessageBatch calls (10 | 8), not three (10 | 2 | 6)."""
+    two SendMessageBatch calls (10 | 8), not three (10 | 2 | 6). One message per event here:
+    packed, the three uploads are three messages of one call at the end."""
     url = progress_queue(sqs)
-    publisher = ProgressPublisher(ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST)
+    publisher = ProgressPublisher(
+        ProgressQueue(url), sqs=sqs, flush_after=60, policy=FAST, pack_events=False
+    )
     with count_requests(sqs) as requests, publisher.combined():
         streams = []
         for n in range(3):

@@ -61,10 +61,10 @@ def queue_job(sqs: SQSClient, url: str, job: ProcessingJob) -> None:
 
 
 def progress_types(sqs: SQSClient, url: str) -> list[str]:
-    types = []
+    types: list[str] = []
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for message in messages:
-            types.append(ProgressEvent.from_json(message["Body"]).type.value)
+            types.extend(e.type.value for e in ProgressEvent.all_from_json(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return types
 

@@ -71,7 +71,7 @@ def drain_progress(sqs: SQSClient, url: str) -> list[ProgressEvent]:
     events = []
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for message in messages:
-            events.append(ProgressEvent.from_json(message["Body"]))
+            events.extend(ProgressEvent.all_from_json(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return events
 

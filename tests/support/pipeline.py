@@ -108,9 +108,9 @@ def drain_events(sqs: SQSClient, url: str) -> list[ProgressEvent]:
         if not messages:
             return events
         for message in messages:
-            event = ProgressEvent.from_json(message["Body"])
-            assert message["Attributes"]["MessageGroupId"] == event.upload_id
-            events.append(event)
+            for event in ProgressEvent.all_from_json(message["Body"]):
+                assert message["Attributes"]["MessageGroupId"] == event.upload_id
+                events.append(event)
         sqs.delete_message_batch(
             QueueUrl=url,
             Entries=[

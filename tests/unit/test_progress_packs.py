@@ -48,11 +48,7 @@ def test_every_event_is_in_one_pack_in_order_within_the_limit(
         body = pack.message.body
         assert len(body.encode("utf-8", "surrogatepass")) <= LIMIT
         found = packed_items(body)
-        decoded = (
-            [ProgressEvent.from_json(body)]
-            if found is None
-            else [ProgressEvent.from_dict(item) for item in found]
-        )
+        decoded = ProgressEvent.all_from_json(body)
         assert found is None or len(found) >= 2  # one event travels as itself
         token = next(t for k, _, t in items if k == pack.key)
         assert {e.upload_id for e in decoded} == {pack.message.group_id}
@@ -101,3 +97,17 @@ def test_a_single_event_body_is_not_a_pack() -> None:
     event = ProgressEvent.create("done", upload_id="u", branch="main", seq=1)
     assert packed_items(event.to_json()) is None
     assert json.loads(pack_body([event.to_json(), event.to_json()]))[1]["type"] == "done"
+
+
+def test_all_from_json_reads_a_pack_or_one_event_and_refuses_what_is_neither() -> None:
+    one = ProgressEvent.create("start", upload_id="u", branch="main", seq=1)
+    two = ProgressEvent.create("done", upload_id="u", branch="main", seq=2)
+    assert ProgressEvent.all_from_json(one.to_json()) == [one]
+    assert ProgressEvent.all_from_json(pack_body([one.to_json(), two.to_json()]).encode()) == [
+        one,
+        two,
+    ]
+    with pytest.raises(EventFormatError, match="progress event pack"):
+        ProgressEvent.all_from_json(f"[{one.to_json()}]")  # a publisher never packs one
+    with pytest.raises(EventFormatError, match="progress event"):
+        ProgressEvent.all_from_json(pack_body([one.to_json(), '{"type": "start"}']))

@@ -415,6 +415,21 @@ class ProgressEvent:
         """Parse a message body; raises :class:`EventFormatError` listing every problem."""
         return cls.from_dict(_loads(text, EventFormatError, "progress event"))
 
+    @classmethod
+    def all_from_json(cls, text: str | bytes) -> list[ProgressEvent]:
+        """The events of one progress message body, in order: a packed message's (a JSON
+        array of one upload's events, docs/wire-format.md), or the one event it is. For a
+        consumer of the progress queue other than the hub. Raises
+        :class:`EventFormatError` for a malformed body or event."""
+        # Packs are read by consumers only: kept off the handlers' import path.
+        from transflow._wire.packs import packed_items  # noqa: PLC0415
+
+        body = text.decode("utf-8") if isinstance(text, bytes) else text
+        items = packed_items(body)
+        if items is None:
+            return [cls.from_json(body)]
+        return [cls.from_dict(item) for item in items]
+
     def to_dict(self) -> JsonObject:
         """The wire dictionary (camelCase, absent optionals omitted)."""
         return _unstructure(self)

@@ -197,9 +197,9 @@ class JobProcessor:
     written (conditionally, so it was not cancelled then) less than this many seconds ago.
     ``flush_after``: the progress latency budget, seconds an emitted event may wait to go
     with others (see :meth:`ProgressPublisher.combined
-    <.progress.ProgressPublisher.combined>`). ``pack_events``: one message per upload per
-    send rather than one per event (:attr:`ProgressPublisher.pack_events
-    <.progress.ProgressPublisher.pack_events>`; the hubs must be of this version on).
+    <.progress.ProgressPublisher.combined>`). ``pack_events`` (default ``True``): one
+    message per upload per send rather than one per event (:attr:`ProgressPublisher.pack_events
+    <.progress.ProgressPublisher.pack_events>`).
 
     Confinement: ``upload_bucket`` (required, the bridge's) is the only bucket a job's
     inputs are read from, and only from the job's own folder
@@ -230,7 +230,7 @@ class JobProcessor:
     )
     raise_on_total_failure: bool = attrs.field(default=False, kw_only=True)
     flush_after: float = attrs.field(default=0.5, kw_only=True, validator=validators.seconds())
-    pack_events: bool = attrs.field(default=False, kw_only=True)
+    pack_events: bool = attrs.field(default=True, kw_only=True)
     work_dir: str | None = attrs.field(
         default=None, kw_only=True, validator=validators.optional(validators.non_empty_text)
     )

@@ -142,10 +142,13 @@ class ProgressPublisher:
     clock: Callable[[], float] = attrs.field(
         default=time.time, kw_only=True, validator=validators.callable_
     )
-    pack_events: bool = attrs.field(default=False, kw_only=True)
+    pack_events: bool = attrs.field(default=True, kw_only=True)
     """Send the events of one upload in one send as one message (a pack,
-    :mod:`transflow._wire.packs`) rather than one message each: fewer messages for the
-    hub to receive and delete. Only for a queue or topic read by hubs of this version on."""
+    :mod:`transflow._wire.packs`) rather than one message each (the default): fewer
+    messages to send, receive and delete, and a call never carries two messages of one
+    upload, so none overtakes another. ``False`` sends one message per event, for a
+    consumer of the queue that reads one event per message; a consumer of its own reads
+    both with :meth:`ProgressEvent.all_from_json`."""
 
     _pending: list[tuple[ProgressEvent, ProgressStream]] | None = attrs.field(
         default=None, init=False, repr=False
