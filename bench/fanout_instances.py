@@ -154,7 +154,8 @@ def publish(
     failures = (
         EntryFailures(sns, "PublishBatch", entry_failure_every) if entry_failure_every else None
     )
-    publisher = _TimedPublisher(ProgressTopic(topic), sns=sns)
+    # One message per event: the run times each event's publish and counts entries per event.
+    publisher = _TimedPublisher(ProgressTopic(topic), sns=sns, pack_events=False)
     publisher.started, publisher.returned = {}, {}
     _emit_all(publisher, channels, events, interval)
     report = {

@@ -20,7 +20,7 @@ from httpx_sse import connect_sse
 
 from tests.integration.scaleout.support import BIN, ROOT, free_port, wait_ready
 from tests.support.streaming import fifo_queue, wait_until
-from transflow import ProgressPublisher, ProgressQueue
+from transflow import ProgressEvent, ProgressPublisher, ProgressQueue
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -202,4 +202,6 @@ def test_the_gunicorn_preload_master_consumes_nothing(
                 for i, m in enumerate(got["Messages"])
             ],
         )
-    assert sorted(json.loads(body)["seq"] for body in left) == sent["p"]
+    assert (
+        sorted(e.seq or 0 for body in left for e in ProgressEvent.all_from_json(body)) == sent["p"]
+    )
