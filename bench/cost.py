@@ -53,8 +53,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from bench.common import (
     ROOT,
     BenchCounter,
@@ -75,6 +73,7 @@ from bench.pipeline import (
     created_event,
     make_buckets,
     make_queues,
+    processor_packing,
     put_ticket_file,
     register_checksum,
     ticket,
@@ -146,15 +145,6 @@ def _completed(ep: Endpoint, tickets: list[UploadTicket]) -> int:
 # -- transflow ----------------------------------------------------------------------------
 
 
-def _packing(pack_events: bool) -> dict[str, Any]:
-    """``JobProcessor`` options for ``--pack-events``: none where the tree's processor has no
-    such option (an older checkout run with ``--against``)."""
-    if "pack_events" not in attrs.fields_dict(JobProcessor):
-        return {}
-    # Explicit both ways: the trees compared may differ in their default.
-    return {"pack_events": pack_events}
-
-
 def run_transflow(
     ep: Endpoint,
     uploads: int,
@@ -178,7 +168,7 @@ def run_transflow(
         upload_bucket=UPLOADS,
         sqs_client=ep.sqs(c["processor"]),
         progress=ProgressQueue(queues.progress),
-        **_packing(pack_events),
+        **processor_packing(pack_events),
     )
     bridge = GroupingBridge(
         ep.sqs(c["bridge"]), ep.s3(c["bridge"]), queue_url=queues.processing, upload_bucket=UPLOADS
@@ -234,7 +224,7 @@ def run_transflow(
     events = sum(len(v) for v in seen.values())
     return {
         "uploads": uploads,
-        "pack_events": bool(_packing(pack_events).get("pack_events")),
+        "pack_events": bool(processor_packing(pack_events).get("pack_events")),
         "completed": completed,
         "saw_done": len(finished),
         "events": events,

@@ -74,6 +74,15 @@ def make_buckets(s3: S3Client, *, versioned_outputs: bool = False) -> None:
         s3.put_bucket_versioning(Bucket=OUTPUTS, VersioningConfiguration={"Status": "Enabled"})
 
 
+def processor_packing(pack_events: bool) -> dict[str, Any]:
+    """``JobProcessor`` options for ``--pack-events``, given explicitly both ways (the trees a
+    bench compares may differ in their default); none where the tree's processor has no such
+    option (an older checkout run with ``--against``)."""
+    if "pack_events" not in attrs.fields_dict(JobProcessor):
+        return {}
+    return {"pack_events": pack_events}
+
+
 # -- templates ----------------------------------------------------------------------------
 
 

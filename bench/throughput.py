@@ -23,8 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from bench.common import Endpoint, by_operation, markdown_table, serve, wait_for, write_result
 from bench.pipeline import (
     BRANCH,
@@ -35,6 +33,7 @@ from bench.pipeline import (
     created_event,
     make_buckets,
     make_queues,
+    processor_packing,
     put_ticket_file,
     register_noop,
     ticket,
@@ -81,7 +80,7 @@ def run_transflow(
         sqs_client=sqs,
         progress=ProgressQueue(queues.progress),
         upload_bucket=UPLOADS,
-        **_packing(pack_events),
+        **processor_packing(pack_events),
     )
     bridge = GroupingBridge(
         sqs, s3, queue_url=queues.processing, upload_bucket=UPLOADS, head_concurrency=records
@@ -115,15 +114,6 @@ def run_transflow(
     drain.stop()
     assert all(r.ok for r in results), [r.failed for r in results if not r.ok][:3]
     return _figures("transflow worker" if worker else "transflow", jobs, wall, cpu, counter)
-
-
-def _packing(pack_events: bool) -> dict[str, Any]:
-    """``JobProcessor`` options for ``--pack-events``: none where the tree's processor has no
-    such option (a ``--code`` tree from before it)."""
-    if "pack_events" not in attrs.fields_dict(JobProcessor):
-        return {}
-    # Explicit both ways: the trees compared may differ in their default.
-    return {"pack_events": pack_events}
 
 
 def _handled(loop: EventSourceLoop | QueuePoller) -> int:
@@ -281,7 +271,7 @@ def run(
             "jobs": jobs,
             "threads": threads,
             "records_per_event": records,
-            "pack_events": bool(_packing(pack_events).get("pack_events")),
+            "pack_events": bool(processor_packing(pack_events).get("pack_events")),
         },
         "transflow": ours,
         "ceiling": ceiling,
