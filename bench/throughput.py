@@ -12,13 +12,21 @@ SendMessageBatch of their ten ``done`` events, DeleteMessageBatch; the same drai
 record, no input download, no listing: what no pipeline can do without.
 
 Run: ``python -m bench.throughput [--jobs N]``.
+
+``--backlog N`` feeds each pipeline no faster than it drains: a bridge invocation (a group of
+ten jobs for the ceiling) starts only while fewer than N jobs are queued and unfinished. moto
+scans every message of a queue for each one it sends or receives (``Queue.attributes``), so
+without a bound the slower pipeline also pays for the deeper queue it leaves, which SQS does
+not charge; the bound holds both pipelines to the same depth.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -65,6 +73,7 @@ def run_transflow(
     concurrency: int | None = None,
     in_flight: int | None = None,
     pack_events: bool = False,
+    backlog: int | None = None,
 ) -> dict[str, Any]:
     ep.reset()
     setup = ep.sqs(RequestCounter())
@@ -106,14 +115,43 @@ def run_transflow(
         {"Records": [r for u, seq in group for r in created_event(u, [0], [seq])["Records"]]}
         for group in chunks(uploads, records)
     ]
+    feed = _Feed(backlog, lambda: _handled(esm))
+
+    def invoke(event: dict[str, Any]) -> Any:
+        with feed.admit(len(event["Records"])):
+            return bridge.handle(event)
+
     with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(bridge.handle, events))
+        results = list(pool.map(invoke, events))
     wait_for(lambda: _handled(esm) >= jobs, 600, f"{jobs} jobs to be processed")
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     esm.stop()
     drain.stop()
     assert all(r.ok for r in results), [r.failed for r in results if not r.ok][:3]
     return _figures("transflow worker" if worker else "transflow", jobs, wall, cpu, counter)
+
+
+class _Feed:
+    """Admits a producer only while fewer than ``backlog`` jobs are sent and unfinished
+    (None: always)."""
+
+    def __init__(self, backlog: int | None, finished: Callable[[], int]) -> None:
+        self.backlog = backlog
+        self.finished = finished
+        self.sent = 0
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def admit(self, jobs: int) -> Iterator[None]:
+        if self.backlog is not None:
+            backlog = self.backlog
+            while True:
+                with self.lock:
+                    if self.sent - self.finished() + jobs <= max(backlog, jobs):
+                        self.sent += jobs
+                        break
+                time.sleep(0.002)
+        yield
 
 
 def _handled(loop: EventSourceLoop | QueuePoller) -> int:
@@ -123,7 +161,9 @@ def _handled(loop: EventSourceLoop | QueuePoller) -> int:
     return loop.handled
 
 
-def run_ceiling(ep: Endpoint, jobs: int, threads: int) -> dict[str, Any]:
+def run_ceiling(
+    ep: Endpoint, jobs: int, threads: int, backlog: int | None = None
+) -> dict[str, Any]:
     ep.reset()
     setup = ep.sqs(RequestCounter())
     queues = make_queues(setup, prefix="ceiling")
@@ -135,7 +175,13 @@ def run_ceiling(ep: Endpoint, jobs: int, threads: int) -> dict[str, Any]:
     lock = threading.Lock()
     stop = threading.Event()
 
+    feed = _Feed(backlog, lambda: done)
+
     def produce(group: list[tuple[UploadTicket, str]]) -> None:
+        with feed.admit(len(group)):
+            send(group)
+
+    def send(group: list[tuple[UploadTicket, str]]) -> None:
         entries = []
         for n, (upload, _seq) in enumerate(group):
             key = upload.files[0].key
@@ -224,10 +270,11 @@ def run(
     worker_concurrency: int | None = None,
     worker_in_flight: int | None = None,
     pack_events: bool = False,
+    backlog: int | None = None,
     out: Path | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    ours = run_transflow(ep, jobs, threads, records, pack_events=pack_events)
+    ours = run_transflow(ep, jobs, threads, records, pack_events=pack_events, backlog=backlog)
     theirs = (
         run_transflow(
             ep,
@@ -238,11 +285,12 @@ def run(
             concurrency=worker_concurrency,
             in_flight=worker_in_flight,
             pack_events=pack_events,
+            backlog=backlog,
         )
         if worker
         else None
     )
-    ceiling = run_ceiling(ep, jobs, threads)
+    ceiling = run_ceiling(ep, jobs, threads, backlog)
     ratio = ours["jobs_per_second"] / ceiling["jobs_per_second"]
     measured = [ours] + ([theirs] if theirs else []) + [ceiling]
     rows = [
@@ -264,7 +312,9 @@ def run(
     table += (
         f"\n\ntransflow runs at **{ratio:.0%}** of the ceiling ({threads} bridge invocations and "
         f"{threads} event-source pollers at a time, {records} notification records per bridge "
-        "invocation, no-op template, moto in its own process)."
+        "invocation, no-op template, moto in its own process"
+        + (f", at most {backlog} jobs queued" if backlog else "")
+        + ")."
     )
     data: dict[str, Any] = {
         "sizes": {
@@ -272,6 +322,7 @@ def run(
             "threads": threads,
             "records_per_event": records,
             "pack_events": bool(processor_packing(pack_events).get("pack_events")),
+            "backlog": backlog,
         },
         "transflow": ours,
         "ceiling": ceiling,
@@ -318,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the processor packs each upload's events of one send into one message",
     )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=None,
+        help="at most this many jobs queued and unfinished (default: no bound)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     with serve() as ep:
@@ -330,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             worker_concurrency=args.worker_concurrency,
             worker_in_flight=args.worker_in_flight,
             pack_events=args.pack_events,
+            backlog=args.backlog,
             out=args.out,
         )
     return 0

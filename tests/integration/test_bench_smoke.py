@@ -44,6 +44,15 @@ def test_throughput(ep: Endpoint, tmp_path: Path) -> None:
     assert _written(tmp_path, "throughput")["ratio_to_ceiling"] == data["ratio_to_ceiling"]
 
 
+def test_throughput_with_a_backlog(ep: Endpoint, tmp_path: Path) -> None:
+    # Fed no faster than drained (at most 5 queued): every job still runs, worker included.
+    data = throughput.run(
+        ep, jobs=12, threads=2, records=5, worker=True, backlog=5, out=tmp_path, quiet=True
+    )
+    assert data["sizes"]["backlog"] == 5
+    assert data["transflow"]["jobs"] == data["worker"]["jobs"] == data["ceiling"]["jobs"] == 12
+
+
 def test_cost(ep: Endpoint, tmp_path: Path) -> None:
     data = cost.run(
         ep, uploads=2, baseline_uploads=1, wave=1, threads=2, hub_wait=1, out=tmp_path, quiet=True
