@@ -23,10 +23,9 @@ not charge; the bound holds both pipelines to the same depth.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -118,8 +117,8 @@ def run_transflow(
     feed = _Feed(backlog, lambda: _handled(esm))
 
     def invoke(event: dict[str, Any]) -> Any:
-        with feed.admit(len(event["Records"])):
-            return bridge.handle(event)
+        feed.admit(len(event["Records"]))
+        return bridge.handle(event)
 
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(invoke, events))
@@ -141,17 +140,16 @@ class _Feed:
         self.sent = 0
         self.lock = threading.Lock()
 
-    @contextlib.contextmanager
-    def admit(self, jobs: int) -> Iterator[None]:
-        if self.backlog is not None:
-            backlog = self.backlog
-            while True:
-                with self.lock:
-                    if self.sent - self.finished() + jobs <= max(backlog, jobs):
-                        self.sent += jobs
-                        break
-                time.sleep(0.002)
-        yield
+    def admit(self, jobs: int) -> None:
+        """Return once ``jobs`` more fit (at once when they alone exceed the backlog)."""
+        if self.backlog is None:
+            return
+        while True:
+            with self.lock:
+                if self.sent - self.finished() + jobs <= max(self.backlog, jobs):
+                    self.sent += jobs
+                    return
+            time.sleep(0.002)
 
 
 def _handled(loop: EventSourceLoop | QueuePoller) -> int:
@@ -178,10 +176,7 @@ def run_ceiling(
     feed = _Feed(backlog, lambda: done)
 
     def produce(group: list[tuple[UploadTicket, str]]) -> None:
-        with feed.admit(len(group)):
-            send(group)
-
-    def send(group: list[tuple[UploadTicket, str]]) -> None:
+        feed.admit(len(group))
         entries = []
         for n, (upload, _seq) in enumerate(group):
             key = upload.files[0].key
